@@ -1,0 +1,119 @@
+"""`layers`, `check` and `export --layer`: the layer language from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import library
+from ..export import export_module
+from ..ir import DSLError, Graph, parse
+from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
+from .app import app, console, fail
+
+
+@app.command("layers")
+def layers_command() -> None:
+    """List the layer library with formulas."""
+    table = Table(title="evonorm-search layer library", show_lines=False)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("DSL", no_wrap=True)
+    table.add_column("what it is", ratio=1)
+    for name in library.names():
+        table.add_row(name, library.get(name).to_text(), library.description(name))
+    # Formulas must never be cut: lay the table out at least this wide even in narrow terminals.
+    Console(width=max(console.width, 150)).print(table)
+
+
+def read_program(source: str) -> str:
+    """Text of FILE, or of standard input for '-'."""
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        raise fail(f"no such file: {source}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"{source} is not UTF-8 text (byte {e.start})") from None
+
+
+def parse_or_fail(text: str, origin: str) -> Graph:
+    try:
+        return parse(text)
+    except DSLError as e:
+        raise fail(f"{origin}:{e.line}:{e.column}: {e.message}") from None
+
+
+@app.command("check")
+def check_command(source: str = typer.Argument(..., metavar="FILE|-", help="DSL file, or - for stdin")) -> None:
+    """Validate a layer; print its canonical text, canonical form, LaTeX and hash."""
+    graph = parse_or_fail(read_program(source), "<stdin>" if source == "-" else source)
+    console.print("[bold]valid layer[/]", highlight=False)
+    console.print(f"nodes:      {len(graph)}", highlight=False)
+    console.print(f"parameters: {', '.join(graph.parameters) or '-'}", highlight=False)
+    console.print(f"axes:       {', '.join(sorted(graph.axes)) or '-'}", highlight=False)
+    console.print("text:", highlight=False)
+    console.print("    " + graph.to_text().replace("\n", "\n    "), highlight=False, markup=False)
+    console.print(f"canonical:  {canonical_form(graph)}", highlight=False, markup=False)
+    try:
+        formula = latex(graph)
+    except FormulaTooLarge as e:
+        formula = f"(none: {e})"
+    console.print(f"latex:      {formula}", highlight=False, markup=False)
+    console.print(f"hash:       {canonical_hash(graph)}", highlight=False)
+
+
+def resolve_layer(layer: str) -> Graph:
+    """A library name, or a DSL file."""
+    if layer in library.names():
+        return library.get(layer)
+    if Path(layer).is_file() or layer == "-":
+        return parse_or_fail(read_program(layer), layer)
+    raise fail(f"{layer!r} is neither a library layer ({', '.join(library.names())}) nor a file")
+
+
+def write_output(source: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(source)
+        return
+    out.write_text(source, encoding="utf-8")
+    console.print(f"wrote {out}", highlight=False)
+
+
+def class_name_for(layer: str) -> str:
+    stem = Path(layer).stem if not layer.isidentifier() else layer
+    words = [w for w in stem.replace("-", "_").split("_") if w]
+    name = "".join(w[:1].upper() + w[1:] for w in words)
+    return name if name.isidentifier() else "EvoNormLayer"
+
+
+@app.command("export")
+def export_command(
+    layer: str = typer.Option(None, "--layer", help="library layer name or DSL file"),
+    candidate: int = typer.Option(None, "--candidate", metavar="ID", help="a candidate of a search, from the database"),
+    db: str = typer.Option(None, "--db", metavar="URL", help="the database of --candidate (default: the embedded one)"),
+    out: Path = typer.Option(None, "-o", "--output", help="write here instead of stdout"),
+    class_name: str = typer.Option(None, "--class-name", help="name of the generated class"),
+) -> None:
+    """Export a layer (library, file, or search candidate) as a standalone PyTorch module (needs only torch)."""
+    if (layer is None) == (candidate is None):
+        raise fail("give one of --layer NAME|FILE or --candidate ID")
+    if candidate is not None:
+        from .search import candidate_layer  # the database is needed only here
+
+        graph, default_name = candidate_layer(candidate, db)
+    elif db is not None:
+        raise fail("--db applies to --candidate only")
+    else:
+        graph, default_name = resolve_layer(layer), class_name_for(layer)
+    name = class_name or default_name
+    try:
+        source = export_module(graph, class_name=name)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    write_output(source, out)

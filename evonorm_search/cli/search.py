@@ -1,0 +1,413 @@
+"""`run`, `status` and `pareto`: searches from the command line.
+
+`run CONFIG` starts a search, or resumes the unfinished search of the same name and configuration
+(so running the same command again after a crash or Ctrl-C continues where it stopped); `--resume ID`
+resumes a search by id. A live display shows the budget, the rejection funnel and the best values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..ir import Graph, GraphError
+from ..search.config import ConfigError, SearchConfig
+from ..search.controller import ControllerError, SearchProgress, create_search, run_search
+from ..search.evaluator import Evaluator
+from ..store import (
+    ConflictError,
+    SearchState,
+    StoreError,
+    get_candidate,
+    get_search,
+    list_searches,
+    open_store,
+    pareto_front,
+    search_summary,
+)
+from .app import app, console, err_console, fail
+from .cluster import (  # Ray options and evaluator: shared with `resume` (evonorm_search/cli/cluster.py)
+    CpusOption,
+    GpusOption,
+    InProcessOption,
+    RayAddressOption,
+    RetriesOption,
+    TimeoutOption,
+    make_evaluator,
+)
+from .db import DbOption
+
+EXIT_STORE = 1  # the database could not be reached, or the search cannot be driven
+EXIT_INTERRUPTED = 130  # Ctrl-C: the search is stopped and can be resumed
+UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.FAILED)
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator[Any]:
+    """The store, or a clean exit with the store's message when it cannot be opened."""
+    try:
+        store = open_store(url)
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- run ----------------------------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> SearchConfig:
+    try:
+        return SearchConfig.from_yaml(path)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def find_resumable(store: Any, config: SearchConfig) -> int | None:
+    """The newest unfinished search with this name and exactly this configuration, if any."""
+    wanted = config.model_dump(mode="json")
+    with store.session(readonly=True) as s:
+        cursor = None
+        while True:
+            page = list_searches(s, states=UNFINISHED, limit=200, cursor=cursor)
+            for search in page.items:
+                if search.name == config.name and search.config == wanted:
+                    return search.id
+            if page.next_cursor is None:
+                return None
+            cursor = page.next_cursor
+
+
+def choose_search(store: Any, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
+    """(search id, what is happening): the search to resume, or a new one."""
+    if resume is not None:
+        with store.session(readonly=True) as s:
+            search = get_search(s, resume)
+            if config is not None and search.config != config.model_dump(mode="json"):
+                raise fail(f"search {resume} was started with a different configuration; drop CONFIG or use a new name")
+            return resume, f"resuming search {resume} ({search.name})"
+    assert config is not None
+    found = find_resumable(store, config)
+    if found is not None:
+        return found, f"resuming unfinished search {found} ({config.name}) with the same configuration"
+    return create_search(store, config), f"started search {{id}} ({config.name})"
+
+
+class ProgressView:
+    """Renders `SearchProgress`: a live panel on a terminal, a line per event elsewhere (logs, CI)."""
+
+    def __init__(self, live: bool):
+        self.live = live
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("candidates", total=None)
+        self.last_line = 0.0
+        self.latest: SearchProgress | None = None
+        self.display: Live | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.live:
+            self.display = Live(self.bar, console=console, refresh_per_second=4, transient=False)
+            self.display.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.display is not None:
+            self.display.__exit__(*exc)
+
+    def __call__(self, p: SearchProgress) -> None:
+        self.latest = p
+        if self.display is not None:
+            self.bar.update(self.task, total=p.budget, completed=p.proposed)
+            self.display.update(Group(self.bar, progress_table(p)))
+        elif time.monotonic() - self.last_line >= 1.0 or p.state != "running":
+            self.last_line = time.monotonic()
+            console.print(progress_line(p), highlight=False, markup=False)
+
+
+def progress_line(p: SearchProgress) -> str:
+    rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
+    best = mean_of(p.best)
+    best_text = f"{best:.3f}" if best is not None else "-"
+    return (
+        f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
+        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
+    )
+
+
+def mean_of(best: dict[str, float]) -> float | None:
+    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
+    return sum(accuracies) / len(accuracies) if accuracies else None
+
+
+def progress_table(p: SearchProgress) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("search", f"{p.search_id} ({p.name}), {p.state}")
+    table.add_row("evaluated", str(p.evaluated))
+    table.add_row("in flight", str(p.in_flight))
+    table.add_row("rejected", ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none")
+    table.add_row("duplicate hits", str(p.duplicate_hits))
+    table.add_row("failed", str(p.failed))
+    for name, value in p.best.items():
+        table.add_row(f"best {name}", f"{value:.4f}")
+    table.add_row("last", p.last_event)
+    return table
+
+
+@app.command("run")
+def run_command(
+    config_path: Annotated[
+        Path | None, typer.Argument(metavar="CONFIG.yaml", help="search configuration (see examples/)")
+    ] = None,
+    db: DbOption = None,
+    resume: Annotated[int | None, typer.Option("--resume", metavar="ID", help="resume search ID")] = None,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
+    ] = None,
+    # Where evaluations run (Ray by default; see evonorm_search/cli/cluster.py and docs/cluster.md).
+    ray_address: RayAddressOption = None,
+    in_process: InProcessOption = False,
+    cpus: CpusOption = None,
+    gpus: GpusOption = None,
+    evaluation_timeout: TimeoutOption = None,
+    retries: RetriesOption = 2,
+) -> None:
+    """Run a search from a YAML configuration, or resume one; results go to the database."""
+    if config_path is None and resume is None:
+        raise fail("give CONFIG.yaml, or --resume ID")
+    config = load_config(config_path) if config_path is not None else None
+    with opened_store(db) as store:
+        try:
+            search_id, what = choose_search(store, config, resume)
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+        console.print(what.format(id=search_id) + f" in {store.url}", highlight=False, markup=False)
+        evaluator = make_evaluator(
+            store,
+            config or stored_config(store, search_id),
+            ray_address=ray_address,
+            in_process=in_process,
+            cpus=cpus,
+            gpus=gpus,
+            timeout=evaluation_timeout,
+            retries=retries,
+        )
+        final = drive(store, search_id, evaluator, live)
+        console.print(progress_line(final), highlight=False, markup=False)
+        console.print(
+            f"results: search {search_id} in {store.url}\n"
+            f"  evonorm-search pareto {search_id}{db_flag(db)}      the Pareto front\n"
+            f"  evonorm-search status {search_id}{db_flag(db)}      the funnel and best values\n"
+            f"  evonorm-search export --candidate CANDIDATE_ID{db_flag(db)} -o layer.py",
+            highlight=False,
+            markup=False,
+        )
+
+
+def stored_config(store: Any, search_id: int) -> SearchConfig:
+    with store.session(readonly=True) as s:
+        stored = get_search(s, search_id).config
+    try:
+        return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {search_id}")
+    except ConfigError as e:
+        raise fail(str(e), EXIT_STORE) from None
+
+
+def drive(store: Any, search_id: int, evaluator: Evaluator, live: bool | None) -> SearchProgress:
+    view = ProgressView(console.is_terminal if live is None else live)
+    try:
+        with view:
+            return run_search(store, search_id, evaluator, progress=view)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: search {search_id} is stopped; `evonorm-search run --resume {search_id}` continues it",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (ControllerError, ConflictError, StoreError) as e:
+        raise fail(str(e), EXIT_STORE) from None
+    finally:
+        evaluator.close()
+
+
+def db_flag(db: str | None) -> str:
+    return f" --db {db}" if db else ""
+
+
+# -- status -------------------------------------------------------------------------------------------
+
+
+def age(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
+
+
+@app.command("status")
+def status_command(
+    search_id: Annotated[int | None, typer.Argument(metavar="[ID]", help="one search in detail")] = None,
+    db: DbOption = None,
+) -> None:
+    """List searches, or show one search's progress, rejection funnel and best values."""
+    with opened_store(db) as store:
+        try:
+            with store.session(readonly=True) as s:
+                if search_id is None:
+                    show_searches(s)
+                else:
+                    show_search(s, search_id)
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+
+
+def show_searches(s: Any) -> None:
+    searches = list_searches(s, limit=100).items
+    if not searches:
+        console.print("no searches yet; start one with `evonorm-search run examples/quick.yaml`", highlight=False)
+        return
+    table = Table(title="searches")
+    # Short headers: the table must fit an 80-column terminal without cutting the values.
+    for column in ("id", "name", "state", "candidates", "evaluated", "best acc", "HV", "updated"):
+        table.add_column(column, no_wrap=column != "name", min_width=len(column))
+    for search in searches:
+        summary = search_summary(s, search.id)
+        best = mean_of({k: v.value for k, v in summary.best.items() if v is not None})
+        table.add_row(
+            str(search.id),
+            search.name,
+            str(search.state),
+            f"{summary.total}/{search.budget or '-'}",
+            str(summary.evaluated),
+            "-" if best is None else f"{best:.4f}",
+            "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}",
+            age(search.updated_at),
+        )
+    console.print(table)
+
+
+def show_search(s: Any, search_id: int) -> None:
+    summary = search_summary(s, search_id)
+    search = summary.search
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("search", f"{search.id} ({search.name})")
+    table.add_row("state", str(search.state) + (f": {search.error}" if search.error else ""))
+    mode = search.config.get("mode", "?")
+    table.add_row("mode", str(mode))
+    table.add_row("candidates", f"{summary.total} of {search.budget or '-'}")
+    controller = "-"
+    if search.controller_pid is not None:
+        controller = (
+            f"pid {search.controller_pid} on {search.controller_host}, heartbeat {age(search.controller_heartbeat_at)}"
+        )
+    table.add_row("controller", controller)
+    for status, count in summary.by_status.items():
+        table.add_row(f"  {status}", str(count))
+    for stage, count in summary.rejected_by_stage.items():
+        table.add_row(f"  rejected ({stage})", str(count))
+    table.add_row("duplicate hits", str(summary.duplicate_hits))
+    for name, best in summary.best.items():
+        table.add_row(f"best {name}", "-" if best is None else f"{best.value:.4f} (candidate {best.candidate_id})")
+    table.add_row("front size", str(summary.front_size))
+    table.add_row("hypervolume", "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}")
+    throughput = candidates_per_minute(summary)
+    table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
+    console.print(table)
+
+
+def candidates_per_minute(summary: Any) -> float | None:
+    first, last = summary.first_finished_at, summary.last_finished_at
+    if first is None or last is None or last <= first:
+        return None
+    return summary.total / ((last - first).total_seconds() / 60)
+
+
+# -- pareto -------------------------------------------------------------------------------------------
+
+
+@app.command("pareto")
+def pareto_command(
+    search_id: Annotated[int, typer.Argument(metavar="ID")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """The Pareto front of a search over all its objectives, best first on the first objective."""
+    with opened_store(db) as store:
+        try:
+            with store.session(readonly=True) as s:
+                search = get_search(s, search_id)
+                names = search.objective_names
+                first = search.objective_specs[0]
+                front = pareto_front(s, search_id)
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+    sign = -1.0 if first.direction == "max" else 1.0
+    front = sorted(front, key=lambda c: (sign * c.objectives[first.name], c.birth))
+    if as_json:
+        rows = [
+            {"candidate": c.id, "birth": c.birth, "dsl": c.dsl, "objectives": c.objectives, "mutation": c.mutation}
+            for c in front
+        ]
+        typer.echo(json.dumps({"search": search_id, "objectives": names, "front": rows}, indent=2))
+        return
+    if not front:
+        console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
+        return
+    table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
+    table.add_column("candidate")
+    table.add_column("birth")
+    for name in names:
+        table.add_column(name.removeprefix("accuracy_"), justify="right")
+    table.add_column("layer")
+    for c in front:
+        values = [format_value(c.objectives.get(n)) for n in names]
+        table.add_row(str(c.id), str(c.birth), *values, c.dsl.replace("\n", "; "))
+    console.print(table)
+
+
+def format_value(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.4f}"
+
+
+# -- export --candidate ---------------------------------------------------------------------------------
+
+
+def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
+    """The graph of a stored candidate and a class name for its export."""
+    with opened_store(db) as store:
+        try:
+            with store.session(readonly=True) as s:
+                candidate = get_candidate(s, candidate_id)
+                stored = candidate.graph
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+    try:
+        graph = Graph.from_dict(stored)
+    except GraphError as e:
+        raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
+    return graph, f"EvoNormCandidate{candidate_id}"

@@ -1,0 +1,93 @@
+"""The compiler: any layer graph to fused Triton kernels, forward and backward, as named passes.
+
+1. `autodiff`  - forward and backward Programs from the op table's derivative rules;
+2. `schedule`  - levels, shared reductions, passes cut only at aggregations;
+3. `lower`     - per-axis reduction strategies and program domains; split and fused stages;
+4. `codegen`   - Triton kernels and Python launchers as text;
+5. `cache`     - execute once, cache by canonical hash + structure; compile times recorded.
+
+`plan_cost(graph)` runs passes 1-3 only (no GPU, no Triton) and measures the plan: passes over
+memory and bytes moved per element. `normact_forward` is what `NormAct(backend="triton")` calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .cost import PlanCost, plan_cost
+from .program import CompilerError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def kernel_source(graph: Any, *, affine: bool = True) -> str:
+    """The generated Triton source (kernels and launchers) of a layer: a Graph, DSL text or library name."""
+    from ..module import as_graph
+    from .cache import kernel_source as _source
+
+    return _source(as_graph(graph), affine=affine)
+
+
+def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """`NormAct.forward` on the Triton backend: fused kernels through a torch.autograd.Function."""
+    from .cache import compiled_layer
+    from .runtime import interpreting
+
+    if not x.is_cuda and not interpreting():
+        raise CompilerError(
+            f"backend='triton' runs on CUDA tensors, got a tensor on {x.device.type}; "
+            "use backend='auto' to fall back to the reference, or set TRITON_INTERPRET=1 for the CPU interpreter"
+        )
+    layer = compiled_layer(module.graph, affine=module.affine)
+    return layer.apply(
+        x,
+        module.parameter_list(),
+        module.weight,
+        module.bias,
+        module.buffer_list(),
+        training=module.training,
+        groups=module.groups,
+        eps=module.eps,
+        momentum=module.momentum,
+    )
+
+
+def compile_log() -> list[dict[str, Any]]:
+    """One record per kernel specialisation launched in this process (first launch = compile time)."""
+    from .cache import compile_log as _log
+
+    return _log()
+
+
+def generation_log() -> list[dict[str, Any]]:
+    """One record per layer whose kernels were generated in this process, with the seconds it took."""
+    from .cache import generation_log as _log
+
+    return _log()
+
+
+def tuning(**changes: Any) -> Any:
+    """Context manager changing block sizes, fusion or autotuning: `with tuning(fusion="never"): ...`."""
+    from .runtime import tuning as _tuning
+
+    return _tuning(**changes)
+
+
+def clear_cache() -> None:
+    from .cache import clear_cache as _clear
+
+    _clear()
+
+
+__all__ = [
+    "CompilerError",
+    "PlanCost",
+    "clear_cache",
+    "compile_log",
+    "generation_log",
+    "kernel_source",
+    "normact_forward",
+    "plan_cost",
+    "tuning",
+]

@@ -1,0 +1,485 @@
+"""Pass 4, code generation: Triton source for every kernel of a plan, and the Python that launches them.
+
+The output is deterministic text (the golden tests compare it): `@triton.jit` pass kernels, combine
+kernels, and one launcher function per mode (`forward_train`, `forward_eval`, `backward_train`,
+`backward_eval`). It runs together with `kernel_library.py` (Triton helpers) and `runtime.py`
+(Geometry, launches, the autograd Function).
+
+Inside a pass kernel every node is a [BLOCK_C, BLOCK_S] tile or a broadcastable part of one
+([BLOCK_C, 1] per channel, [1, BLOCK_S] per position, [1, 1] per sample or constant). Nodes that do not
+vary along the loop are computed once before it; everything else is recomputed per tile from the
+input, so no intermediate tensor ever goes to memory. Arithmetic runs in COMPUTE (float32, or float64
+for float64 inputs); loads convert, stores cast back to the tensor's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir import OPS
+from .lower import AXIS_LOWERING, Combine, Kernel, Plan
+from .program import COMPILER_INPUTS, LEAF_DIMS
+from .schedule import Reduction, Schedule, Source, closure
+
+INDENT = "    "
+PASS_SIZES = ("N", "C", "S", "G", "CG", "CHUNK", "NSC")
+PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "BLOCK_C", "BLOCK_S")
+COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
+COMBINE_BLOCKS = {
+    "channels_all_samples": "(C + BLOCK_C - 1) // BLOCK_C",
+    "channels_one_sample": "N * ((C + BLOCK_C - 1) // BLOCK_C)",
+    "scalar_sample": "N",
+    "scalar_group": "N * G",
+}
+
+
+def total(value: str, axis: int | str) -> str:
+    """Sum along `axis`, keeping dims: tl.sum's own reduction (see `add_combine` in the kernel library)."""
+    return f"tl.reduce({value}, {axis}, add_combine, keep_dims=True)"
+
+
+def _jit_header(name: str, pointers: list[str], constants: tuple[str, ...]) -> list[str]:
+    args = [f"{p}_ptr" for p in pointers] + list(PASS_SIZES) + [f"{c}: tl.constexpr" for c in constants]
+    # C and S keep Triton's divisibility specialisation (aligned, vectorised loads along the contiguous
+    # dimension): that is the layout class. Batch, group and chunk sizes never cause a recompile.
+    no_special = ", ".join(f'"{s}"' for s in PASS_SIZES if s not in ("C", "S"))
+    return [
+        f"@triton.jit(do_not_specialize=[{no_special}])",
+        f"def {name}(",
+        *(f"{INDENT}{a}," for a in args),
+        "):",
+    ]
+
+
+@dataclass
+class _Writer:
+    """Collects body lines and the pointer arguments they use, in first-use order."""
+
+    lines: list[str] = field(default_factory=list)
+    pointers: list[str] = field(default_factory=list)
+
+    def ptr(self, name: str) -> str:
+        if name not in self.pointers:
+            self.pointers.append(name)
+        return f"{name}_ptr"
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append(INDENT * depth + line)
+
+
+def stat_pointer(src: Source) -> str:
+    if src.kind == "running":
+        return src.buffer
+    prefix = "st" if src.kind == "reduction" else "sv"
+    return f"{prefix}{src.index}_{src.plane}"
+
+
+class PassKernelWriter:
+    """Triton source of one pass kernel (possibly several fused passes)."""
+
+    def __init__(self, schedule: Schedule, kernel: Kernel):
+        self.s = schedule
+        self.k = kernel
+        self.program = schedule.program
+        self.dims = self.program.dims()
+        self.loop_dim = "c" if kernel.domain == "channel" else "s"
+        self.w = _Writer()
+        self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
+
+    # -- expressions --------------------------------------------------------------------------------
+
+    def _mask_of_dims(self, dims: frozenset[str]) -> str | None:
+        if "c" in dims:
+            return "c_in"
+        if "s" in dims:
+            return "s_in"
+        return None
+
+    def _statistic(self, src: Source, operand_node: int) -> str:
+        """The plane value an aggregation reads: exact, a register of this kernel, or a load."""
+        if src.kind == "trivial":
+            operand = self._var(operand_node)
+            return {"mean": operand, "var": "tl.full([1, 1], 0.0, COMPUTE)", "sqmean": f"{operand} * {operand}"}[
+                src.plane
+            ]
+        if src.kind == "reduction" and src.index in self.in_register:
+            return f"q{src.index}_{src.plane}"
+        index = AXIS_LOWERING[src.axis].stat_index
+        from .program import AXIS_DIMS
+
+        mask = self._mask_of_dims(AXIS_DIMS[src.axis])
+        masked = f", mask={mask}, other=0.0" if mask else ""
+        return f"tl.load({self.w.ptr(stat_pointer(src))} + ({index}){masked}).to(COMPUTE)"
+
+    def _expression(self, i: int) -> str:
+        node = self.program.nodes[i]
+        src = self.s.sources.get(i)
+        if src is not None:
+            return OPS[node.op].triton.format(self._statistic(src, node.args[0]))  # type: ignore[union-attr]
+        if node.op in ("x", "grad"):
+            return f"tl.load({self.w.ptr(node.op)} + offs, mask=inside, other=0.0).to(COMPUTE)"
+        if node.op in COMPILER_INPUTS or node.op in LEAF_DIMS:
+            return f"tl.load({self.w.ptr(node.op)} + c, mask=c_in, other=0.0).to(COMPUTE)"
+        if node.op == "eps":
+            return "eps"
+        if node.op == "const":
+            return f"tl.full([1, 1], {node.value!r}, COMPUTE)"
+        if node.op == "mul":
+            gated = self._gated_product(node.args)
+            if gated is not None:
+                return gated
+        template = OPS[node.op].triton
+        assert template is not None, f"op {node.op} has no Triton template"
+        return template.format(*(self._var(a) for a in node.args))
+
+    def _gated_product(self, args: tuple[int, ...]) -> str | None:
+        """g * step(...) as a select, the way autograd masks relu/max/min gradients: the gradient is zeroed
+        only where the gate is closed (a <= 0; a < b), so NaN or inf in `g` never leaks through a closed
+        gate as 0 * inf, and a NaN comparison passes it on as torch does."""
+        for gate, other in ((args[1], args[0]), (args[0], args[1])):
+            node = self.program.nodes[gate]
+            g = self._var(other)
+            if node.op == "heaviside":
+                return f"tl.where({self._var(node.args[0])} <= 0, 0.0, {g})"
+            if node.op == "gt_half":
+                a, b = (self._var(i) for i in node.args)
+                return f"tl.where({a} < {b}, 0.0, tl.where({a} == {b}, 0.5 * {g}, {g}))"
+        return None
+
+    def _var(self, i: int) -> str:
+        return f"a{self.phase}_{i}"
+
+    # -- structure ----------------------------------------------------------------------------------
+
+    def source(self) -> str:
+        self._preamble()
+        for p in self.k.phases:
+            self._phase(p)
+        head = _jit_header(self.k.name, self.w.pointers, PASS_CONSTANTS)
+        doc = f'{INDENT}"""{self._summary()}"""'
+        return "\n".join([*head, doc, *self.w.lines]) + "\n"
+
+    def _summary(self) -> str:
+        passes = ", ".join(str(p) for p in self.k.phases)
+        what = "pass" if len(self.k.phases) == 1 else "fused passes"
+        return f"{what} {passes} over the {self.k.domain} domain"
+
+    def _preamble(self) -> None:
+        e = self.w.emit
+        e(1, "n = tl.program_id(0)")
+        e(1, "zero = tl.full([1, 1], 0, tl.int32)")
+        e(1, "eps = tl.full([1, 1], EPS, COMPUTE)")
+        e(1, "row = n.to(tl.int64) * C * S")
+        if self.k.domain == "channel":
+            e(1, "k = tl.program_id(1)")
+            e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
+            e(1, "s_in = s < S")
+            return
+        if self.k.domain == "group":
+            e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
+            e(1, "c = tl.program_id(1) * CG + lane")
+            e(1, "c_in = lane < CG")
+        else:
+            e(1, "c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]")
+            e(1, "c_in = c < C")
+        e(1, "k = tl.program_id(2)")
+        e(1, "s_lo = k * CHUNK")
+        e(1, "s_hi = tl.minimum(s_lo + CHUNK, S)")
+
+    def _phase(self, p: int) -> None:
+        self.phase = p
+        e = self.w.emit
+        step = self.s.passes[p]
+        reductions = [self.s.reductions[r] for r in step.reductions]
+        roots = [r.operand for r in reductions] + [i for _, i in step.stores]
+        needed = sorted(closure(self.program, roots, self.s.sources))
+        invariant = [i for i in needed if self.loop_dim not in self.dims[i]]
+        variant = [i for i in needed if self.loop_dim in self.dims[i]]
+        e(1, f"# pass {p}")
+        for i in invariant:
+            e(1, f"{self._var(i)} = {self._expression(i)}")
+        for r in reductions:
+            self._init_accumulator(r)
+        if self.loop_dim == "s":
+            e(1, "for s0 in range(s_lo, s_hi, BLOCK_S):")
+            e(2, "s = s0 + tl.arange(0, BLOCK_S)[None, :]")
+            e(2, "s_in = s < s_hi")
+        else:
+            e(1, "for c0 in range(0, C, BLOCK_C):")
+            e(2, "c = c0 + tl.arange(0, BLOCK_C)[:, None]")
+            e(2, "c_in = c < C")
+        e(2, "inside = c_in & s_in")
+        e(2, "if CHANNELS_LAST:")
+        e(3, "offs = row + s * C + c")
+        e(2, "else:")
+        e(3, "offs = row + c * S + s")
+        for i in variant:
+            e(2, f"{self._var(i)} = {self._expression(i)}")
+        for name, i in step.stores:
+            value = f"tl.broadcast_to({self._var(i)}, [BLOCK_C, BLOCK_S])"
+            e(2, f"tl.store({self.w.ptr(name)} + offs, {value}.to({name}_ptr.dtype.element_ty), mask=inside)")
+        for r in reductions:
+            self._accumulate(r)
+        if any(self._accumulates(r) and r.index not in self.k.complete for r in reductions):
+            e(1, f"pidx = {self._partial_index()}")
+        for r in reductions:
+            self._finish(r)
+
+    # -- reductions -----------------------------------------------------------------------------------
+
+    def _value(self, r: Reduction) -> str:
+        v = self._var(r.operand)
+        return f"{v} * {v}" if r.kind == "sqmean" else v
+
+    def _accumulates(self, r: Reduction) -> bool:
+        """Whether `r` sums over the loop inside this program (else each tile writes its partials)."""
+        return self.loop_dim == "s" or r.index in self.k.complete
+
+    def _shape(self) -> str:
+        return "[BLOCK_C, 1]" if self.loop_dim == "s" else "[1, BLOCK_S]"
+
+    def _init_accumulator(self, r: Reduction) -> None:
+        if not self._accumulates(r):
+            return
+        names = ("n", "mean", "m2") if r.kind == "moments" else ("sum",)
+        for name in names:
+            self.w.emit(1, f"r{r.index}_{name} = tl.full({self._shape()}, 0.0, COMPUTE)")
+
+    def _accumulate(self, r: Reduction) -> None:
+        e = self.w.emit
+        axis = 1 if self.loop_dim == "s" or r.index not in self.k.complete else 0
+        p = f"r{r.index}"
+        if not self._accumulates(r):  # a channel program: partials of this tile's channels
+            self._tile_partials(r)
+            return
+        if r.kind == "moments":
+            self._tile_moments(r, axis)
+            # Chan's merge of this tile into the running moments (inlined: the interpreter pays per call).
+            e(2, f"{p}_w = {p}_tn / tl.maximum({p}_n + {p}_tn, 1.0)")
+            e(2, f"{p}_d = {p}_tm - {p}_mean")
+            e(2, f"{p}_mean = {p}_mean + {p}_d * {p}_w")
+            e(2, f"{p}_m2 = {p}_m2 + {p}_t2 + {p}_d * {p}_d * {p}_n * {p}_w")
+            e(2, f"{p}_n = {p}_n + {p}_tn")
+        else:
+            e(2, f"{p}_sum += {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)}")
+
+    def _tile_moments(self, r: Reduction, axis: int) -> None:
+        """(count, mean, M2) of this tile's valid elements along `axis`, as r<i>_tn, r<i>_tm, r<i>_t2."""
+        e = self.w.emit
+        p = f"r{r.index}"
+        e(2, f"{p}_tn = {total('inside.to(COMPUTE)', axis)}")
+        e(2, f"{p}_tm = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)} / tl.maximum({p}_tn, 1.0)")
+        e(2, f"{p}_tc = tl.where(inside, {self._value(r)} - {p}_tm, 0.0)")
+        e(2, f"{p}_t2 = {total(f'{p}_tc * {p}_tc', axis)}")
+
+    def _partial_index(self) -> str:
+        return "(n * NSC + k) * C + c"
+
+    def _tile_partials(self, r: Reduction) -> None:
+        e = self.w.emit
+        p = f"r{r.index}"
+        pt = self.w.ptr(f"pt{r.index}")
+        e(2, f"pidx = {self._partial_index()}")
+        if r.kind == "moments":
+            self._tile_moments(r, 1)
+            e(2, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
+            e(2, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
+        else:
+            e(
+                2,
+                f"tl.store({pt} + pidx, {total(f'tl.where(inside, {self._value(r)}, 0.0)', 1)}, mask=c_in)",
+            )
+
+    def _finish(self, r: Reduction) -> None:
+        if not self._accumulates(r):
+            return
+        if r.index in self.k.complete:
+            self._complete(r)
+        else:
+            self._store_partials(r)
+
+    def _store_partials(self, r: Reduction) -> None:
+        e = self.w.emit
+        p = f"r{r.index}"
+        pt = self.w.ptr(f"pt{r.index}")
+        if r.kind == "moments":
+            e(1, f"tl.store({pt} + pidx, {p}_mean, mask=c_in)")
+            e(1, f"tl.store({pt} + N * NSC * C + pidx, {p}_m2, mask=c_in)")
+        else:
+            e(1, f"tl.store({pt} + pidx, {p}_sum, mask=c_in)")
+
+    def _complete(self, r: Reduction) -> None:
+        """Finish a reduction held whole by this program: statistics in registers, and in memory."""
+        e = self.w.emit
+        p, q = f"r{r.index}", f"q{r.index}"
+        grouped = r.axis == "group"
+        if r.kind == "moments":
+            if grouped:
+                e(1, f"{p}_n, {p}_mean, {p}_m2 = merge_moments_across({p}_n, {p}_mean, {p}_m2, c_in, 0)")
+            e(1, f"{q}_mean = {p}_mean")
+            e(1, f"{q}_var = {p}_m2 / tl.maximum({p}_n, 1.0)")
+        else:
+            whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if grouped else f"{p}_sum"
+            count = {"group": "(CG * S)", "instance": "S", "channel": "C"}[r.axis]
+            e(1, f"{q}_{r.planes[0]} = {whole} / {count}")
+        self.in_register[r.index] = q
+        index = AXIS_LOWERING[r.axis].stat_index
+        if grouped:
+            index = "n * G + tl.program_id(1) + zero"
+        mask = {"group": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
+        for plane in r.planes:
+            e(1, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + ({index}), {q}_{plane}{mask})")
+
+
+class CombineWriter:
+    """Triton source of the combine kernel of some reductions' partials (one program range each)."""
+
+    def __init__(self, schedule: Schedule, combine: Combine):
+        self.s = schedule
+        self.c = combine
+        self.w = _Writer()
+
+    def source(self) -> str:
+        e = self.w.emit
+        e(1, "pid = tl.program_id(0)")
+        e(1, "hi = pid * 0")
+        for rid in self.c.reductions:
+            self._reduction(self.s.reductions[rid])
+        names = ", ".join(str(r) for r in self.c.reductions)
+        doc = f'{INDENT}"""combine the partials of reduction(s) {names}"""'
+        head = _jit_header(self.c.name, self.w.pointers, COMBINE_CONSTANTS)
+        return "\n".join([*head, doc, *self.w.lines]) + "\n"
+
+    def _reduction(self, r: Reduction) -> None:
+        e = self.w.emit
+        strategy = AXIS_LOWERING[r.axis].combine
+        assert strategy is not None
+        moments = r.kind == "moments"
+        pt = self.w.ptr(f"pt{r.index}")
+        e(1, f"# reduction {r.index}: {r.kind} over {r.axis}")
+        e(1, "lo = hi")
+        e(1, f"hi = lo + {COMBINE_BLOCKS[strategy]}")
+        e(1, "if (pid >= lo) & (pid < hi):")
+        if strategy.startswith("channels"):
+            all_samples = strategy == "channels_all_samples"
+            e(2, f"idx, ok, total, var, count = combine_channels({pt}, pid - lo, N, C, S, CHUNK, NSC, "
+                 f"{all_samples}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
+            mask = ", mask=ok"
+        else:
+            e(2, f"idx, total, var, count = combine_scalar({pt}, pid - lo, N, C, S, G, CG, CHUNK, NSC, "
+                 f"{strategy == 'scalar_group'}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
+            e(2, "ok = idx >= 0")
+            mask = ""
+        values = {"mean": "total", "var": "var", "sum": "total", "sqmean": "total / count"}
+        if r.kind == "mean":
+            values["mean"] = "total / count"
+        for plane in r.planes:
+            e(2, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + idx, {values[plane]}{mask})")
+        for buffer, plane, unbiased in r.running:
+            e(
+                2,
+                f"update_running_estimate({self.w.ptr(buffer)}, idx, ok, {values[plane]}, count, {unbiased}, MOMENTUM)",
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One launcher: its name, its schedule and plan, and the tensors it takes and returns."""
+
+    name: str
+    plan: Plan
+    inputs: tuple[str, ...]
+    saved: tuple[str, ...]  # statistics returned by a forward (for the backward) or taken by a backward
+    backward: bool
+
+
+def statistic_names(schedule: Schedule) -> tuple[str, ...]:
+    """The statistics a forward hands to its backward: every non-sum reduction's planes, in order."""
+    return tuple(f"st{r.index}_{plane}" for r in schedule.reductions if r.kind != "sum" for plane in r.planes)
+
+
+class LauncherWriter:
+    """Python source of one mode's launcher: allocations, then each stage, fused where the shape allows."""
+
+    def __init__(self, mode: Mode, pointers: dict[str, list[str]]):
+        self.mode = mode
+        self.s = mode.plan.schedule
+        self.pointers = pointers  # kernel name -> pointer argument names, from the kernel writers
+        self.lines: list[str] = []
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append(INDENT * depth + line)
+
+    def source(self) -> str:
+        m = self.mode
+        args = ", ".join(["geo", *m.inputs, *(m.saved if m.backward else ())])
+        self.emit(0, f"def {m.name}({args}):")
+        self._allocations()
+        for stage in m.plan.stages:
+            if stage.fused:
+                self.emit(1, f"if geo.fuse({stage.fused_domain!r}):")
+                self._steps(stage.fused, 2)
+                self.emit(1, "else:")
+                self._steps(stage.split, 2)
+            else:
+                self._steps(stage.split, 1)
+        self._return()
+        return "\n".join(self.lines) + "\n"
+
+    def _allocations(self) -> None:
+        if any(buffer for r in self.s.reductions for buffer in r.running if buffer[2]):
+            self.emit(1, "geo.check_batch_statistics()")
+        for name, _ in self.s.program.stores:
+            self.emit(1, f"{name} = geo.empty_input()")
+        for r in self.s.reductions:
+            axis = "sum" if r.kind == "sum" else r.axis
+            for plane in r.planes:
+                self.emit(1, f"st{r.index}_{plane} = geo.statistic({axis!r})")
+
+    def _steps(self, steps: tuple, depth: int) -> None:
+        for step in steps:
+            if isinstance(step, Combine):
+                strategies = tuple(AXIS_LOWERING[self.s.reductions[r].axis].combine for r in step.reductions)
+                self.emit(
+                    depth,
+                    f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {', '.join(self.pointers[step.name])})",
+                )
+            else:
+                for r in step.emitted:
+                    planes = len(self.s.reductions[r].planes) if self.s.reductions[r].kind == "moments" else 1
+                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes})")
+                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {', '.join(self.pointers[step.name])})")
+
+    def _return(self) -> None:
+        stores = ", ".join(name for name, _ in self.s.program.stores)
+        if self.mode.backward:
+            sums = ", ".join(f"{r.output!r}: st{r.index}_sum" for r in self.s.reductions if r.kind == "sum")
+            self.emit(1, f"return {stores}, {{{sums}}}")
+        else:
+            saved = "".join(f"{n}, " for n in statistic_names(self.s))
+            self.emit(1, f"return {stores}, ({saved})")
+
+
+def kernel_sources(plan: Plan) -> tuple[list[str], dict[str, list[str]]]:
+    """The Triton source of every kernel of `plan`, and each kernel's pointer arguments."""
+    sources: list[str] = []
+    pointers: dict[str, list[str]] = {}
+    for step in plan.kernels:
+        if isinstance(step, Combine):
+            writer: PassKernelWriter | CombineWriter = CombineWriter(plan.schedule, step)
+        else:
+            writer = PassKernelWriter(plan.schedule, step)
+        sources.append(writer.source())
+        pointers[step.name] = writer.w.pointers
+    return sources, pointers
+
+
+def mode_source(mode: Mode) -> str:
+    kernels, pointers = kernel_sources(mode.plan)
+    launcher = LauncherWriter(mode, pointers).source()
+    return "\n\n".join([*kernels, launcher])

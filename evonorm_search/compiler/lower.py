@@ -1,0 +1,168 @@
+"""Pass 3, lowering: how each aggregation axis is reduced, and which kernels run each pass.
+
+A kernel program covers a *domain* of the (N, C, S) input and loops over it in [BLOCK_C, BLOCK_S]
+tiles, S being the contiguous dimension of (N, C, *spatial) storage:
+
+| domain     | one program covers                 | grid                      | loop over |
+| ---------- | ---------------------------------- | ------------------------- | --------- |
+| `tiles`    | a block of channels x a chunk of S | N x C/BLOCK_C x S/CHUNK   | S         |
+| `instance` | a block of channels x all of S     | N x C/BLOCK_C             | S         |
+| `group`    | one group's channels x all of S    | N x G                     | S         |
+| `channel`  | all channels x a block of S        | N x S/BLOCK_S             | C         |
+
+A reduction is *complete* in a domain when every program holds whole reduction groups (an
+`instance` statistic in an `instance` or `group` program); its statistic then stays in registers
+and a later pass can run in the same kernel, as a second loop over the same (cache-hot) domain.
+Otherwise each program writes *partials* (moments or sums per sample, chunk and channel) and a small
+combine kernel merges them: across programs in parallel, never one program walking N x S alone.
+
+Per axis (`AXIS_LOWERING`):
+- `batch`: partials of every (sample, chunk); the combine gives each channel block its own program,
+  which reads all rows of its channels (cross-program reduction), and updates running estimates.
+- `layer`: partials; one combine program per sample.
+- `group`: complete in `group` programs; else partials and one combine program per (sample, group).
+- `instance`: complete in `instance`/`group` programs; else partials, one combine program per
+  (sample, channel block).
+- `channel`: always complete: passes that reduce over channels run in `channel` programs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schedule import Schedule
+
+
+@dataclass(frozen=True)
+class AxisLowering:
+    """How one axis' statistics are stored, loaded, completed and combined."""
+
+    stat_size: str  # host expression of the statistic's length (N, C, S, G of the input)
+    stat_index: str  # Triton index of the statistic that element (n, c, s) reads
+    complete_in: frozenset[str]  # domains whose programs hold whole reduction groups
+    combine: str | None  # combine strategy for partials; None: always complete (never split)
+
+
+AXIS_LOWERING: dict[str, AxisLowering] = {
+    "batch": AxisLowering("C", "c", frozenset(), "channels_all_samples"),
+    "layer": AxisLowering("N", "n + zero", frozenset(), "scalar_sample"),
+    "group": AxisLowering("N * G", "n * G + c // CG", frozenset({"group"}), "scalar_group"),
+    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group"}), "channels_one_sample"),
+    "channel": AxisLowering("N * S", "n * S + s", frozenset({"channel"}), None),
+}
+
+# Domains whose programs loop over S (fixed channels) or over C (fixed positions).
+S_LOOP_DOMAINS = ("tiles", "instance", "group")
+FUSED_DOMAINS = ("instance", "group", "channel")  # preference order when several fit
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One pass kernel: runs `phases` (pass indices) in order over `domain`."""
+
+    name: str
+    domain: str
+    phases: tuple[int, ...]
+    complete: tuple[int, ...]  # reductions finished inside the kernel (statistics written too)
+    emitted: tuple[int, ...]  # reductions written as partials for a combine kernel
+
+
+@dataclass(frozen=True)
+class Combine:
+    """Merges the partials of `reductions` written by a kernel over `domain`."""
+
+    name: str
+    domain: str
+    reductions: tuple[int, ...]
+
+
+Step = Kernel | Combine
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of passes: always runnable as split steps; `fused` when one kernel can hold them all."""
+
+    passes: tuple[int, ...]
+    split: tuple[Step, ...]
+    fused: tuple[Step, ...] = ()
+    fused_domain: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    prefix: str
+    schedule: Schedule
+    stages: tuple[Stage, ...]
+
+    @property
+    def kernels(self) -> list[Step]:
+        steps: list[Step] = []
+        for stage in self.stages:
+            steps += [*stage.split, *stage.fused]
+        return steps
+
+
+def _axis(schedule: Schedule, rid: int) -> str:
+    return schedule.reductions[rid].axis
+
+
+def _completes(schedule: Schedule, rid: int, domain: str) -> bool:
+    return domain in AXIS_LOWERING[_axis(schedule, rid)].complete_in and schedule.reductions[rid].kind != "sum"
+
+
+def _emittable(schedule: Schedule, rid: int, domain: str) -> bool:
+    return _completes(schedule, rid, domain) or AXIS_LOWERING[_axis(schedule, rid)].combine is not None
+
+
+def _steps(prefix: str, schedule: Schedule, passes: tuple[int, ...], domain: str) -> tuple[Step, ...]:
+    """One kernel running `passes` over `domain`, then a combine for what it could not complete."""
+    reductions = [r for p in passes for r in schedule.passes[p].reductions]
+    complete = tuple(r for r in reductions if _completes(schedule, r, domain))
+    emitted = tuple(r for r in reductions if r not in complete)
+    tag = "f" if len(passes) > 1 else "p"
+    name = f"{prefix}_{tag}{passes[0]}"
+    steps: list[Step] = [Kernel(name, domain, passes, complete, emitted)]
+    if emitted:
+        steps.append(Combine(f"{prefix}_c{passes[0]}{tag}", domain, emitted))
+    return tuple(steps)
+
+
+def _split_domain(schedule: Schedule, p: int) -> str:
+    axes = {_axis(schedule, r) for r in schedule.passes[p].reductions}
+    return "channel" if "channel" in axes else "tiles"
+
+
+def _fused_run(schedule: Schedule, start: int) -> tuple[int, str] | None:
+    """The longest run of passes from `start` that one program domain can hold, and that domain."""
+    best: tuple[int, str] | None = None
+    last = len(schedule.passes) - 1
+    for domain in FUSED_DOMAINS:
+        end = start
+        while end < last and all(_completes(schedule, r, domain) for r in schedule.passes[end].reductions):
+            end += 1
+        while end > start and not all(_emittable(schedule, r, domain) for r in schedule.passes[end].reductions):
+            end -= 1
+        if end > start and (best is None or end > best[0]):
+            best = (end, domain)
+    return best
+
+
+def plan(schedule: Schedule, prefix: str) -> Plan:
+    """Group the passes into stages; each stage has split steps and, where possible, a fused kernel."""
+    stages: list[Stage] = []
+    p = 0
+    while p < len(schedule.passes):
+        run = _fused_run(schedule, p)
+        if run is None:
+            stages.append(Stage((p,), _steps(prefix, schedule, (p,), _split_domain(schedule, p))))
+            p += 1
+            continue
+        end, domain = run
+        passes = tuple(range(p, end + 1))
+        split: tuple[Step, ...] = ()
+        for q in passes:
+            split += _steps(prefix, schedule, (q,), _split_domain(schedule, q))
+        stages.append(Stage(passes, split, _steps(prefix, schedule, passes, domain), domain))
+        p = end + 1
+    return Plan(prefix, schedule, tuple(stages))

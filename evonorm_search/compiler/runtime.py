@@ -1,0 +1,369 @@
+"""Runtime of compiled layers: shapes and block sizes, launches, compile-time records, the autograd Function.
+
+Generated launchers (`codegen.py`) call `Geometry` methods; `LayerFunction` wires a layer's forward and
+backward launchers into autograd. This module imports only torch and triton and its text is copied
+verbatim into standalone exports (`export_module(..., kernels=True)`), so it must stay
+self-contained.
+
+Block sizes are chosen per program domain from the shape (a tile of about `Tuning.tile` elements,
+the contiguous dimension first); `Tuning.autotune` times a few alternatives once per kernel, dtype
+and size class on CUDA and keeps the fastest.
+"""
+
+import contextlib
+import dataclasses
+import os
+import time
+
+import torch
+import triton
+import triton.language as tl
+
+
+@dataclasses.dataclass
+class Tuning:
+    """How kernels are blocked and fused. `None` sizes mean: chosen from the shape."""
+
+    tile: int = 4096  # elements per [BLOCK_C, BLOCK_S] tile
+    block_c: int | None = None
+    block_s: int | None = None
+    chunk: int | None = None  # positions per program of a split pass (a multiple of BLOCK_S)
+    fusion: str = "auto"  # "auto" | "always" | "never": run fusable passes in one kernel
+    autotune: bool = False
+    min_programs: int | None = None  # fused kernels need this many programs (default 2 x SMs)
+    max_group_channels: int = 128  # widest group a `group` program holds
+    combine_block: int = 32
+
+
+TUNING = Tuning()
+INTERPRET_TUNING = Tuning(tile=128, block_c=8, block_s=16, chunk=16, combine_block=16)
+COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
+_SEEN: set = set()
+_TUNED: dict = {}
+_SM_COUNT: dict = {}
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def active_tuning() -> Tuning:
+    return INTERPRET_TUNING if interpreting() and TUNING is _DEFAULT_TUNING else TUNING
+
+
+_DEFAULT_TUNING = TUNING
+
+
+@contextlib.contextmanager
+def tuning(**changes):
+    """Temporarily change the tuning (for tests and benchmarks): `with tuning(fusion="never"): ...`."""
+    global TUNING
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Tuning)}
+    if unknown:
+        raise ValueError(f"unknown tuning field(s) {sorted(unknown)}")
+    if "fusion" in changes and changes["fusion"] not in ("auto", "always", "never"):
+        raise ValueError(f"fusion must be 'auto', 'always' or 'never', got {changes['fusion']!r}")
+    saved = TUNING
+    TUNING = dataclasses.replace(active_tuning(), **changes)
+    try:
+        yield TUNING
+    finally:
+        TUNING = saved
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def channels_last(x: torch.Tensor) -> bool | None:
+    """False for (N, C, *spatial) storage, True for channels-last storage, None for anything else."""
+    if x.is_contiguous():
+        return False
+    if x.dim() >= 3 and x.movedim(1, -1).is_contiguous():
+        return True
+    return None
+
+
+def _divisibility(n: int) -> str:
+    return "1" if n == 1 else ("16" if n % 16 == 0 else "any")
+
+
+def layout_class(x: torch.Tensor) -> str:
+    """What kernels specialise on besides dtype: storage order and the divisibility of C and S."""
+    n, c = x.shape[0], x.shape[1]
+    s = x.numel() // max(1, n * c)
+    order = "channels_last" if channels_last(x) else "contiguous"
+    return f"{order}/C:{_divisibility(c)}/S:{_divisibility(s)}"
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    if device not in _SM_COUNT:
+        _SM_COUNT[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SM_COUNT[device]
+
+
+class Geometry:
+    """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
+
+    def __init__(self, x: torch.Tensor, groups: int, eps: float, momentum: float, layer: str = ""):
+        self.x = x
+        self.N, self.C = x.shape[0], x.shape[1]
+        self.S = x.numel() // max(1, self.N * self.C)
+        self.G = groups
+        self.CG = self.C // groups
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.layer = layer
+        self.last = bool(channels_last(x))
+        self.compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self.tl_compute = tl.float64 if x.dtype == torch.float64 else tl.float32
+        self.tuning = active_tuning()
+        self.layout = layout_class(x)
+
+    # -- allocation -----------------------------------------------------------------------------------
+
+    def empty_input(self) -> torch.Tensor:
+        return torch.empty_like(self.x)
+
+    def statistic(self, axis: str) -> torch.Tensor:
+        size = {"batch": self.C, "sum": self.C, "layer": self.N, "group": self.N * self.G}.get(axis)
+        if size is None:
+            size = self.N * (self.C if axis == "instance" else self.S)
+        return torch.empty(size, dtype=self.compute, device=self.x.device)
+
+    def partials(self, domain: str, planes: int) -> torch.Tensor:
+        rows = self.chunking(domain)[1]
+        return torch.empty(planes * self.N * rows * self.C, dtype=self.compute, device=self.x.device)
+
+    def check_batch_statistics(self) -> None:
+        if self.N * self.S < 2:
+            raise ValueError(
+                "expected more than 1 value per channel when training a layer with batch statistics, "
+                f"got input of size {list(self.x.shape)}"
+            )
+
+    # -- blocking -------------------------------------------------------------------------------------
+
+    def blocks(self, domain: str) -> tuple[int, int, int]:
+        """(BLOCK_C, BLOCK_S, num_warps) for a domain; the contiguous dimension gets the long side.
+
+        Sizes come from coarse buckets of S (and of C/groups for `group` programs), never from the
+        exact shape, so one compiled kernel serves every layer position of a model in the same bucket.
+        """
+        t = self.tuning
+        s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
+        if domain == "group":
+            block_c = next_pow2(self.CG)
+            block_s = t.block_s or max(1, min(s_bucket, t.tile // block_c))
+        elif domain == "channel":
+            # Wide rows along S where S is large; narrow ones where it is small, for enough programs.
+            block_s = t.block_s or (4 if self.last else (32 if self.S > 256 else 8))
+            block_c = t.block_c or max(1, t.tile // block_s)
+        elif self.last:
+            block_c = t.block_c or 64
+            block_s = t.block_s or max(1, t.tile // block_c)
+        else:
+            block_s = t.block_s or s_bucket
+            block_c = t.block_c or max(1, t.tile // block_s)
+        warps = 4 if block_c * block_s <= 2048 else 8
+        return block_c, block_s, warps
+
+    def chunking(self, domain: str) -> tuple[int, int]:
+        """(CHUNK, NSC): positions per partial row and rows per (sample, channel) for a domain's partials."""
+        if domain in ("instance", "group"):
+            return self.S, 1
+        block_c, block_s, _ = self.blocks(domain)
+        if domain == "channel":
+            return block_s, triton.cdiv(self.S, block_s)
+        chunk = self.tuning.chunk
+        if chunk is None:
+            target = 4 * _sm_count(self.x.device)
+            programs = self.N * triton.cdiv(self.C, block_c)
+            rows = max(1, min(triton.cdiv(target, programs), triton.cdiv(self.S, block_s)))
+            chunk = triton.cdiv(triton.cdiv(self.S, rows), block_s) * block_s
+        chunk = max(chunk, block_s)
+        return chunk, triton.cdiv(self.S, chunk)
+
+    def grid(self, domain: str, block_c: int, block_s: int) -> tuple[int, int, int]:
+        if domain == "group":
+            return (self.N, self.G, 1)
+        if domain == "channel":
+            return (self.N, triton.cdiv(self.S, block_s), 1)
+        rows = self.chunking(domain)[1]
+        return (self.N, triton.cdiv(self.C, block_c), rows)
+
+    def fuse(self, domain: str) -> bool:
+        """Whether a stage runs as one fused kernel over `domain` for this shape."""
+        if domain == "channel":
+            return True
+        if domain == "group" and self.tuning.max_group_channels < self.CG:
+            return False
+        if self.tuning.fusion != "auto":
+            return self.tuning.fusion == "always"
+        if self.x.device.type != "cuda":
+            return True
+        programs = self.N * (self.G if domain == "group" else triton.cdiv(self.C, self.blocks(domain)[0]))
+        minimum = self.tuning.min_programs or 2 * _sm_count(self.x.device)
+        return programs >= minimum
+
+    # -- launches -------------------------------------------------------------------------------------
+
+    def sizes(self, domain: str) -> tuple[int, ...]:
+        chunk, rows = self.chunking(domain)
+        return (self.N, self.C, self.S, self.G, self.CG, chunk, rows)
+
+    def launch(self, kernel, domain: str, *tensors: torch.Tensor) -> None:
+        block_c, block_s, warps = self._tuned(kernel, domain, tensors)
+        self._run(kernel, domain, tensors, block_c, block_s, warps)
+
+    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int) -> None:
+        constants = {
+            "EPS": self.eps,
+            "COMPUTE": self.tl_compute,
+            "CHANNELS_LAST": self.last,
+            "BLOCK_C": block_c,
+            "BLOCK_S": block_s,
+        }
+        grid = self.grid(domain, block_c, block_s)
+        key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
+        with self._recorded(key):
+            kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=warps)
+
+    def combine(self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor) -> None:
+        block = self.tuning.combine_block
+        blocks = {
+            "channels_all_samples": triton.cdiv(self.C, block),
+            "channels_one_sample": self.N * triton.cdiv(self.C, block),
+            "scalar_sample": self.N,
+            "scalar_group": self.N * self.G,
+        }
+        grid = (sum(blocks[s] for s in strategies),)
+        constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
+        key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
+        with self._recorded(key):
+            kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=4)
+
+    @contextlib.contextmanager
+    def _recorded(self, key):
+        """Time the first launch of each kernel specialisation: Triton compiles it synchronously then."""
+        full_key = (self.layer, *key)
+        if full_key in _SEEN:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        if self.x.is_cuda:
+            torch.cuda.synchronize(self.x.device)
+        _SEEN.add(full_key)
+        COMPILE_LOG.append(
+            {
+                "layer": self.layer,
+                "kernel": key[0],
+                "dtype": str(self.x.dtype).replace("torch.", ""),
+                "layout": self.layout,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+
+    def _tuned(self, kernel, domain: str, tensors) -> tuple[int, int, int]:
+        """Block sizes for a pass kernel: the shape's choice, or the fastest of a few when autotuning."""
+        default = self.blocks(domain)
+        if not (self.tuning.autotune and self.x.is_cuda and not interpreting()):
+            return default
+        size_class = (self.N.bit_length(), self.C.bit_length(), self.S.bit_length(), self.CG.bit_length())
+        key = (kernel_name(kernel), domain, self.x.dtype, self.layout, size_class)
+        if key not in _TUNED:
+            _TUNED[key] = self._benchmark(kernel, domain, tensors, default)
+        return _TUNED[key]
+
+    def _benchmark(self, kernel, domain, tensors, default):
+        # Only the blocks that do not change the partials' layout vary (pass kernels are idempotent).
+        block_c, block_s, warps = default
+        options = {default, (block_c, block_s, 8 if warps == 4 else 4)}
+        if domain in ("tiles", "instance") and not self.last:
+            options |= {(max(1, block_c // 2), min(block_s * 2, next_pow2(self.S)), warps)}
+        if domain == "channel":
+            options |= {(max(1, block_c // 2), block_s, warps)}
+        if domain == "tiles":
+            chunk = self.chunking(domain)[0]
+            options = {o for o in options if chunk % o[1] == 0}
+        timings = {}
+        for option in sorted(options):
+            fn = lambda o=option: self._run(kernel, domain, tensors, *o)  # noqa: E731
+            timings[option] = triton.testing.do_bench(fn, warmup=5, rep=20)
+        return min(timings, key=timings.get)
+
+
+def kernel_name(kernel) -> str:
+    fn = getattr(kernel, "fn", kernel)
+    return getattr(fn, "__name__", str(kernel))
+
+
+# --------------------------------------------------------------------------------------------------
+# Autograd
+# --------------------------------------------------------------------------------------------------
+
+
+class LayerFunction(torch.autograd.Function):
+    """One compiled layer in autograd: fused forward, fused backward from the saved statistics."""
+
+    @staticmethod
+    def forward(ctx, launchers, call, x, weight, bias, *rest):
+        params, buffers = rest[: call["params"]], rest[call["params"] :]
+        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"])
+        forward = launchers["forward_train" if call["training"] else "forward_eval"]
+        affine = (weight, bias) if weight is not None else ()
+        y, stats = forward(geo, x, *params, *affine, *buffers)
+        ctx.launchers, ctx.call = launchers, call
+        ctx.counts = (len(params), len(stats))
+        ctx.save_for_backward(x, weight, *params, *stats, *buffers)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy):
+        call = ctx.call
+        n_params, n_stats = ctx.counts
+        x, weight, *rest = ctx.saved_tensors
+        params, stats, buffers = rest[:n_params], rest[n_params : n_params + n_stats], rest[n_params + n_stats :]
+        gy = match_layout(gy, x)
+        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"])
+        backward = ctx.launchers["backward_train" if call["training"] else "backward_eval"]
+        affine = (weight,) if weight is not None else ()
+        dx, sums = backward(geo, x, gy, *params, *affine, *buffers, *stats)
+        names = call["param_names"]
+        d_params = [sums[name].to(p.dtype) for name, p in zip(names, params, strict=True)]
+        d_weight = sums["weight"].to(weight.dtype) if weight is not None else None
+        d_bias = sums["bias"].to(weight.dtype) if weight is not None else None
+        return (None, None, dx, d_weight, d_bias, *d_params, *(None for _ in buffers))
+
+
+def match_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` stored like `like`: (N, C, *spatial) or channels-last, as the kernels index both the same way."""
+    if channels_last(like):
+        return t if channels_last(t) else t.movedim(1, -1).contiguous().movedim(-1, 1)
+    return t.contiguous()
+
+
+def layer_apply(launchers, layer, x, params, param_names, weight, bias, buffers, training, groups, eps, momentum):
+    """Run a compiled layer on `x` (through autograd when anything needs a gradient)."""
+    if channels_last(x) is None:
+        x = x.contiguous()
+    call = {
+        "params": len(params),
+        "param_names": tuple(param_names),
+        "training": bool(training),
+        "groups": int(groups),
+        "eps": float(eps),
+        "momentum": float(momentum),
+        "layer": layer,
+    }
+    tensors = [x, weight, bias, *params]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return LayerFunction.apply(launchers, call, x, weight, bias, *params, *buffers)
+    geo = Geometry(x, groups, eps, momentum, layer)
+    forward = launchers["forward_train" if training else "forward_eval"]
+    affine = (weight, bias) if weight is not None else ()
+    return forward(geo, x, *params, *affine, *buffers)[0]

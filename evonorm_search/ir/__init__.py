@@ -1,0 +1,24 @@
+"""The layer language: op table, graph IR, parser and printer. Imports nothing else of the project."""
+
+from .graph import DEFAULT_MAX_NODES, Graph, GraphBuilder, GraphError, Node, Ref
+from .ops import AGGREGATIONS, AXES, ELEMENTWISE, FUNCTIONS, OPS, AxisDef, Kind, OpDef
+from .parser import DSLError, parse
+
+__all__ = [
+    "AGGREGATIONS",
+    "AXES",
+    "DEFAULT_MAX_NODES",
+    "ELEMENTWISE",
+    "FUNCTIONS",
+    "OPS",
+    "AxisDef",
+    "DSLError",
+    "Graph",
+    "GraphBuilder",
+    "GraphError",
+    "Kind",
+    "Node",
+    "OpDef",
+    "Ref",
+    "parse",
+]

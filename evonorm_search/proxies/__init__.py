@@ -1,0 +1,21 @@
+"""Proxy tasks: small networks whose every norm-activation slot holds a candidate, their data and training."""
+
+from .config import ArchitectureConfig, DataConfig, TrainingConfig
+from .data import DataError, ProxyData, load_data
+from .models import build_model, count_slots
+from .training import Metrics, ProxyTrainer, TrainingCancelled, train_proxy
+
+__all__ = [
+    "ArchitectureConfig",
+    "DataConfig",
+    "DataError",
+    "Metrics",
+    "ProxyData",
+    "ProxyTrainer",
+    "TrainingCancelled",
+    "TrainingConfig",
+    "build_model",
+    "count_slots",
+    "load_data",
+    "train_proxy",
+]

@@ -1,0 +1,116 @@
+"""Configuration of proxy tasks: the data set, the proxy architectures and the training recipe.
+
+Strict pydantic models (unknown keys, wrong types and out-of-range values are errors that name the
+field), shared by the search configuration, the workers and the API. They live here, beside the code
+that reads them, so `proxies` never imports `search`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ArchitectureKind = Literal["resnet", "mobilenetv2", "efficientnet"]
+DataName = Literal["digits", "mnist1d", "cifar10", "synthetic"]
+
+
+class StrictModel(BaseModel):
+    """No unknown keys, no silent type coercion ("5" is not 5), no NaN or infinity, immutable once validated."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ArchitectureConfig(StrictModel):
+    """One small proxy network; every norm-activation slot holds the candidate layer.
+
+    `width` is the first stage's channel count (doubling per stage), `blocks` the number of blocks per
+    stage (so its length is the number of stages), `expansion` the inverted-bottleneck ratio
+    (MobileNetV2 and EfficientNet), `kernel_size` the depthwise kernel (EfficientNet).
+    """
+
+    kind: ArchitectureKind
+    name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    width: int = Field(default=16, ge=1, le=1024)
+    blocks: list[int] = Field(default_factory=lambda: [1, 1], min_length=1, max_length=6)
+    expansion: int = Field(default=4, ge=1, le=8)
+    kernel_size: int = Field(default=3, ge=1, le=7)
+
+    @field_validator("blocks")
+    @classmethod
+    def _positive_blocks(cls, blocks: list[int]) -> list[int]:
+        if any(b < 1 for b in blocks):
+            raise ValueError(f"every stage needs at least one block, got {blocks}")
+        return blocks
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, k: int) -> int:
+        if k % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (same padding), got {k}")
+        return k
+
+    @property
+    def label(self) -> str:
+        """The name objectives and evaluations use: `name`, else `kind`."""
+        return self.name or self.kind
+
+
+class DataConfig(StrictModel):
+    """Which proxy data set, and how to split it.
+
+    `digits` (scikit-learn's bundled 8x8 digits) needs nothing; `mnist1d` is generated locally;
+    `cifar10` reads the standard python-pickle batches from `path`; `synthetic` is a small learnable
+    task for tests. `validation_fraction` of the training data is held out and scored; the test split
+    of CIFAR-10 is never touched by a search. `max_train_samples` subsamples for speed.
+    """
+
+    name: DataName = "digits"
+    path: str | None = None
+    validation_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+    max_train_samples: int | None = Field(default=None, ge=10)
+    seed: int = Field(default=0, ge=0)
+    # mnist1d and synthetic only: how many examples to generate.
+    samples: int = Field(default=4000, ge=20, le=1_000_000)
+    # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.
+    synthetic_shape: list[int] = Field(default_factory=lambda: [1, 8, 8], min_length=2, max_length=3)
+    synthetic_classes: int = Field(default=4, ge=2, le=100)
+
+    @field_validator("synthetic_shape")
+    @classmethod
+    def _positive_shape(cls, shape: list[int]) -> list[int]:
+        if any(s < 1 for s in shape):
+            raise ValueError(f"every dimension must be positive, got {shape}")
+        return shape
+
+    @model_validator(mode="after")
+    def _path_for_cifar(self) -> DataConfig:
+        if self.name == "cifar10" and not self.path:
+            raise ValueError("cifar10 needs 'path': a directory holding data_batch_1..5 (cifar-10-batches-py)")
+        if self.name != "cifar10" and self.path is not None:
+            raise ValueError(f"'path' applies to cifar10 only; the {self.name} data set needs no files")
+        return self
+
+
+class TrainingConfig(StrictModel):
+    """The proxy training recipe: seeded, cosine-scheduled, identical for every candidate."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(default=0.05, gt=0.0, le=10.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=5e-4, ge=0.0, le=1.0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    steps: int = Field(default=300, ge=1, le=10_000_000)
+    batch_size: int = Field(default=64, ge=2, le=65536)
+    eval_batch_size: int = Field(default=512, ge=1, le=65536)
+    grad_clip: float | None = Field(default=5.0, gt=0.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Threads for intra-op parallelism on CPU; None leaves PyTorch's default.
+    threads: int | None = Field(default=None, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self) -> TrainingConfig:
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self

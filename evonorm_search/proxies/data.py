@@ -1,0 +1,258 @@
+"""Proxy data sets, all available offline: digits, MNIST-1D, CIFAR-10 from a local directory, synthetic.
+
+Every loader returns a `ProxyData`: float32 inputs of shape (N, C, *spatial), int64 labels, standardised
+with statistics of the training split only, and a held-out validation split drawn from the training
+data with a seeded, stratified shuffle. Loading is cached per process, keyed by the configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_IMAGE_SHAPE = (3, 32, 32)
+CIFAR_URL_HINT = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+class DataError(ValueError):
+    """Proxy data that cannot be loaded: a missing directory, a malformed file, an empty split."""
+
+
+@dataclass(frozen=True)
+class ProxyData:
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.train_x.dim() - 2
+
+    def to(self, device: torch.device | str) -> ProxyData:
+        return ProxyData(
+            self.name,
+            self.train_x.to(device),
+            self.train_y.to(device),
+            self.val_x.to(device),
+            self.val_y.to(device),
+            self.num_classes,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting and standardising
+# --------------------------------------------------------------------------------------------------
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) with `fraction` of each class held out (at least one per class)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        n_val = min(len(idx) - 1, max(1, round(fraction * len(idx))))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
+
+
+def _finish(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -> ProxyData:
+    """Split, subsample, standardise per channel with training statistics, convert to tensors."""
+    if len(x) != len(y) or len(np.unique(y)) < 2:
+        raise DataError(f"{name}: need inputs and labels of equal length with at least two classes")
+    train_idx, val_idx = stratified_split(y, config.validation_fraction, config.seed)
+    if config.max_train_samples is not None:
+        train_idx = train_idx[: config.max_train_samples]
+    x = x.astype(np.float32)
+    reduce_axes = (0, *range(2, x.ndim))
+    mean = x[train_idx].mean(axis=reduce_axes, keepdims=True)
+    std = x[train_idx].std(axis=reduce_axes, keepdims=True) + 1e-6
+    x = (x - mean) / std
+    return ProxyData(
+        name=name,
+        train_x=torch.from_numpy(np.ascontiguousarray(x[train_idx])),
+        train_y=torch.from_numpy(y[train_idx].astype(np.int64)),
+        val_x=torch.from_numpy(np.ascontiguousarray(x[val_idx])),
+        val_y=torch.from_numpy(y[val_idx].astype(np.int64)),
+        num_classes=int(y.max()) + 1,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The data sets
+# --------------------------------------------------------------------------------------------------
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes): no download."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images[:, None, :, :].astype(np.float32), bunch.target.astype(np.int64)
+
+
+# The ten MNIST-1D digit templates (Greydanus, 2020): 12-point 1-D strokes, one per class.
+_MNIST1D_TEMPLATES = np.array(
+    [
+        [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
+        [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
+        [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
+        [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
+        [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
+        [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
+        [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
+        [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
+        [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
+        [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
+    ]
+)
+MNIST1D_LENGTH = 40
+
+
+def mnist1d_templates() -> np.ndarray:
+    """Templates whitened, shifted to start at 0 and scaled, as in the MNIST-1D paper."""
+    t = _MNIST1D_TEMPLATES - _MNIST1D_TEMPLATES.mean(axis=1, keepdims=True)
+    t = t / t.std(axis=1, keepdims=True)
+    return (t - t[:, :1]) / 6.0
+
+
+def _resample(signal: np.ndarray, length: int) -> np.ndarray:
+    return np.interp(np.linspace(0.0, 1.0, length), np.linspace(0.0, 1.0, len(signal)), signal)
+
+
+def _mnist1d_example(template: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One MNIST-1D example: pad, dilate, scale, translate, add correlated and i.i.d. noise, shear, resample."""
+    from scipy.ndimage import gaussian_filter1d
+
+    low, high, max_translation = 36, 60, 48
+    padded = np.concatenate([template + 1e-8, np.zeros(low + int(rng.integers(0, high - low + 1)))])
+    signal = _resample(padded, len(template) + high)
+    signal = signal * (1.0 + 0.4 * (rng.random() - 0.5))
+    signal = np.roll(signal, int(rng.integers(0, max_translation)))
+    background = signal == 0
+    signal = np.where(background, gaussian_filter1d(0.25 * rng.standard_normal(len(signal)), 2), signal)
+    signal = signal + 0.02 * rng.standard_normal(len(signal))
+    signal = signal - 0.75 * (rng.random() - 0.5) * np.linspace(-0.5, 0.5, len(signal))
+    return _resample(signal, MNIST1D_LENGTH)
+
+
+def generate_mnist1d(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D generated locally (the procedure of Greydanus, 2020): inputs (N, 1, 40), labels (N,)."""
+    rng = np.random.default_rng(seed)
+    templates = mnist1d_templates()
+    labels = np.arange(samples) % len(templates)
+    rng.shuffle(labels)
+    x = np.stack([_mnist1d_example(templates[label], rng) for label in labels])
+    return x[:, None, :].astype(np.float32), labels.astype(np.int64)
+
+
+def generate_synthetic(shape: list[int], classes: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable task for tests: one random prototype per class plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.standard_normal((classes, *shape))
+    labels = np.arange(samples) % classes
+    rng.shuffle(labels)
+    x = prototypes[labels] + 0.5 * rng.standard_normal((samples, *shape))
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads the CIFAR-10 batches and nothing else: only the numpy array constructors are allowed,
+    so a malicious file in the data directory cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden object {module}.{name} in a CIFAR-10 batch")
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: images (N, 3, 32, 32) uint8 and labels (N,)."""
+    try:
+        with path.open("rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path} is not a CIFAR-10 python batch: {e}") from None
+    if data.ndim != 2 or data.shape[1] != int(np.prod(CIFAR_IMAGE_SHAPE)) or len(labels) != len(data):
+        raise DataError(f"{path}: expected 'data' of shape (N, 3072) and N labels, got {data.shape} and {len(labels)}")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: labels must lie in 0..9")
+    return data.reshape(-1, *CIFAR_IMAGE_SHAPE), labels
+
+
+def load_cifar10_arrays(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The CIFAR-10 training batches found in `directory` (the extracted cifar-10-batches-py).
+
+    Batches that are absent are skipped (a partial copy is fine for proxies); none at all is an error.
+    The test batch is never read: searches score on a validation split of the training data.
+    """
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"CIFAR-10 directory {folder} does not exist; run `evonorm-search data download cifar10 DEST` "
+            f"(or fetch {CIFAR_URL_HINT} and extract it) and point data.path at the cifar-10-batches-py folder"
+        )
+    present = [folder / name for name in CIFAR_TRAIN_FILES if (folder / name).is_file()]
+    if not present:
+        raise DataError(f"no CIFAR-10 training batches ({', '.join(CIFAR_TRAIN_FILES)}) in {folder}")
+    parts = [read_cifar_batch(path) for path in present]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    if config.name == "digits":
+        return load_digits_arrays()
+    if config.name == "mnist1d":
+        return generate_mnist1d(config.samples, config.seed)
+    if config.name == "cifar10":
+        return load_cifar10_arrays(config.path)  # type: ignore[arg-type]
+    return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(config_json: str) -> ProxyData:
+    config = DataConfig.model_validate_json(config_json)
+    x, y = _arrays(config)
+    return _finish(config.name, x, y, config)
+
+
+def load_data(config: DataConfig) -> ProxyData:
+    """The proxy data set described by `config` (cached per process)."""
+    return _load_cached(config.model_dump_json())
+
+
+def input_spec(config: DataConfig) -> tuple[int, int, int]:
+    """(channels, spatial dims, classes) of a data set without loading it where that is known."""
+    if config.name == "digits":
+        return 1, 2, 10
+    if config.name == "mnist1d":
+        return 1, 1, 10
+    if config.name == "cifar10":
+        return 3, 2, 10
+    return config.synthetic_shape[0], len(config.synthetic_shape) - 1, config.synthetic_classes

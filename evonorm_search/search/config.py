@@ -1,0 +1,321 @@
+"""`SearchConfig`: the one configuration of a search, loaded from YAML by the CLI, the API and workers.
+
+Strict pydantic v2 models: unknown keys, wrong types ("5" for 5) and out-of-range values are errors.
+`SearchConfig.from_yaml` turns every problem (YAML syntax, duplicate keys, validation) into one
+`ConfigError` whose message names each field and its problem, so nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from .. import library
+from ..ir import AGGREGATIONS, AXES, ELEMENTWISE
+from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
+from ..proxies.data import input_spec
+from .space import DEFAULT_CONSTANTS, DEFAULT_LEAVES, SearchSpace, SpaceError
+
+MUTATION_NAMES = ("replace_op", "rewire_input", "insert_node", "delete_node")
+MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node"]
+
+
+class ConfigError(ValueError):
+    """A search configuration that cannot be used; `problems` lists (field, problem) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], origin: str = "search configuration"):
+        self.problems = problems
+        lines = [f"  {field or '<root>'}: {problem}" for field, problem in problems]
+        super().__init__(f"invalid {origin}:\n" + "\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+
+class SpaceConfig(StrictModel):
+    """The search space: ops, axes, leaves and constants candidates may use, and their size.
+
+    `null` for ops or axes means every one the op table knows. `seed_layers` are library layers that
+    open the initial population (each must fit the space).
+    """
+
+    ops: list[str] | None = None
+    axes: list[str] | None = None
+    leaves: list[str] = Field(default_factory=lambda: list(DEFAULT_LEAVES))
+    constants: list[float] = Field(default_factory=lambda: list(DEFAULT_CONSTANTS))
+    min_ops: int = Field(default=1, ge=1, le=256)
+    max_ops: int = Field(default=12, ge=1, le=256)
+    seed_layers: list[str] = Field(default_factory=list)
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, ops: list[str] | None) -> list[str] | None:
+        known = ELEMENTWISE + AGGREGATIONS
+        if ops is not None and (unknown := [o for o in ops if o not in known]):
+            raise ValueError(f"unknown op(s) {unknown}; known: {', '.join(known)}")
+        return ops
+
+    @field_validator("axes")
+    @classmethod
+    def _known_axes(cls, axes: list[str] | None) -> list[str] | None:
+        if axes is not None and (unknown := [a for a in axes if a not in AXES]):
+            raise ValueError(f"unknown axis/axes {unknown}; known: {', '.join(AXES)}")
+        return axes
+
+    @field_validator("seed_layers")
+    @classmethod
+    def _library_layers(cls, names: list[str]) -> list[str]:
+        if unknown := [n for n in names if n not in library.names()]:
+            raise ValueError(f"unknown library layer(s) {unknown}; known: {', '.join(library.names())}")
+        return names
+
+    @model_validator(mode="after")
+    def _space_is_usable(self) -> SpaceConfig:
+        try:
+            space = self.build()
+        except SpaceError as e:
+            raise ValueError(str(e)) from None
+        for name in self.seed_layers:
+            if problems := space.violations(library.get(name)):
+                raise ValueError(f"seed layer {name} lies outside the space: {'; '.join(problems)}")
+        return self
+
+    def build(self) -> SearchSpace:
+        defaults = SearchSpace()
+        return SearchSpace(
+            ops=tuple(self.ops) if self.ops is not None else defaults.ops,
+            axes=tuple(self.axes) if self.axes is not None else defaults.axes,
+            leaves=tuple(self.leaves),
+            constants=tuple(float(c) for c in self.constants),
+            min_ops=self.min_ops,
+            max_ops=self.max_ops,
+        )
+
+
+class StabilityConfig(StrictModel):
+    """Reject layers whose worst-case input-gradient norm, found by `steps` of ascent, exceeds `threshold`."""
+
+    enabled: bool = True
+    threshold: float = Field(default=1e8, gt=0.0)
+    steps: int = Field(default=10, ge=1, le=1000)
+    step_size: float = Field(default=0.5, gt=0.0, le=100.0)
+
+
+class QualityConfig(StrictModel):
+    """Reject layers below `threshold` validation accuracy after `steps` training steps on any architecture."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.2, ge=0.0, le=1.0)
+    steps: int = Field(default=100, ge=1)
+
+
+class RejectionConfig(StrictModel):
+    """Which rejection protocols run (static checks always do), cheapest first."""
+
+    duplicates: bool = True
+    fingerprint: bool = True
+    numeric: bool = True
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+
+class ObjectivesConfig(StrictModel):
+    """Accuracy on every architecture is always an objective; `cost: plan` adds the compiled plan's cost
+    (`float(evonorm_search.compiler.plan_cost(graph))`: bytes moved per element by one training step,
+    forward and backward; lower is better)."""
+
+    cost: Literal["none", "plan"] = "none"
+    # Hypervolume reference of the cost: steps moving more bytes per element add no hypervolume.
+    cost_reference: float = Field(default=64.0, gt=0.0)
+
+    @field_validator("cost")
+    @classmethod
+    def _plan_cost_available(cls, cost: str) -> str:
+        if cost == "plan":
+            from .objectives import plan_cost_function
+
+            if plan_cost_function() is None:
+                raise ValueError("cost 'plan' needs evonorm_search.compiler.plan_cost, which this installation lacks")
+        return cost
+
+
+class EvaluationSpec(StrictModel):
+    """The part of the configuration a worker needs to evaluate one candidate (picklable, small)."""
+
+    seed: int
+    groups: int
+    eps: float
+    backend: Literal["auto", "torch", "triton"]
+    architectures: list[ArchitectureConfig]
+    data: DataConfig
+    training: TrainingConfig
+    quality: QualityConfig
+    cost: Literal["none", "plan"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The configuration
+# --------------------------------------------------------------------------------------------------
+
+
+class SearchConfig(StrictModel):
+    """Everything a search needs. `budget` counts candidates proposed, rejected ones included."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    mode: Literal["evolution", "random"] = "evolution"
+    budget: int = Field(default=100, ge=1, le=100_000_000)
+    population: int = Field(default=32, ge=2, le=1_000_000)
+    tournament: int = Field(default=8, ge=1)
+    mutations: list[MutationName] = Field(default_factory=lambda: list(MUTATION_NAMES), min_length=1)
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    groups: int = Field(default=4, ge=1, le=4096)
+    eps: float = Field(default=1e-5, ge=0.0, le=1.0)
+    backend: Literal["auto", "torch", "triton"] = "auto"
+    architectures: list[ArchitectureConfig] = Field(
+        default_factory=lambda: [ArchitectureConfig(kind=k) for k in ("resnet", "mobilenetv2", "efficientnet")],
+        min_length=1,
+        max_length=16,
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    rejection: RejectionConfig = Field(default_factory=RejectionConfig)
+    objectives: ObjectivesConfig = Field(default_factory=ObjectivesConfig)
+
+    @field_validator("architectures")
+    @classmethod
+    def _unique_labels(cls, archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+        labels = [a.label for a in archs]
+        if dupes := sorted({x for x in labels if labels.count(x) > 1}):
+            raise ValueError(f"architecture names must be unique; give 'name' to tell {dupes} apart")
+        return archs
+
+    @field_validator("mutations")
+    @classmethod
+    def _unique_mutations(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"each mutation may be listed once, got {names}")
+        return names
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchConfig:
+        if self.tournament > self.population:
+            raise ValueError(f"tournament ({self.tournament}) cannot exceed population ({self.population})")
+        quality = self.rejection.quality
+        if quality.enabled and quality.steps > self.training.steps:
+            raise ValueError(
+                f"rejection.quality.steps ({quality.steps}) exceeds training.steps ({self.training.steps})"
+            )
+        return self
+
+    # -- derived views ---------------------------------------------------------------------------
+
+    def build_space(self) -> SearchSpace:
+        return self.space.build()
+
+    def objectives_spec(self) -> list[dict[str, str]]:
+        """The objectives in order, each `{"name", "direction"}`: accuracy per architecture, then cost."""
+        spec = [{"name": f"accuracy_{a.label}", "direction": "max"} for a in self.architectures]
+        if self.objectives.cost == "plan":
+            spec.append({"name": "cost", "direction": "min", "reference": self.objectives.cost_reference})
+        return spec
+
+    def evaluation_spec(self) -> EvaluationSpec:
+        return EvaluationSpec(
+            seed=self.seed,
+            groups=self.groups,
+            eps=self.eps,
+            backend=self.backend,
+            architectures=list(self.architectures),
+            data=self.data,
+            training=self.training,
+            quality=self.rejection.quality,
+            cost=self.objectives.cost,
+        )
+
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, spatial dims, classes) of the configured data."""
+        return input_spec(self.data)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> SearchConfig:
+        """Load from YAML text (a str) or from a file (a Path). A str is never taken for a file name, so text
+        from a request can never make the server read one of its files."""
+        text, origin = _read_source(source)
+        return cls.from_mapping(_parse_yaml(text, origin), origin=origin)
+
+    @classmethod
+    def from_mapping(cls, data: Any, *, origin: str = "search configuration") -> SearchConfig:
+        if not isinstance(data, dict):
+            raise ConfigError([("", f"expected a mapping of settings, got {type(data).__name__}")], origin)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(_problems(e), origin) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        out.append((field, message))
+    return out
+
+
+def _read_source(source: str | Path) -> tuple[str, str]:
+    if not isinstance(source, Path):
+        if not isinstance(source, str):
+            raise ConfigError([("", f"expected YAML text or a path, got {type(source).__name__}")])
+        return source, "search configuration"
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError([("", f"no such file: {path}")], str(path))
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([("", f"cannot read {path}: {e}")], str(path)) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML with two fixes: duplicate keys are errors, and `1e-3` is a float (YAML 1.1 says string)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1})", mark
+            )
+        seen[key] = loader.construct_object(value_node, deep=True)
+    return seen
+
+
+_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d[\d_]*)?[eE][-+]?\d+$|^[-+]?(?:\d[\d_]*)?\.\d[\d_]*$|^[-+]?\d[\d_]*\.$")
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _parse_yaml(text: str, origin: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (_StrictLoader is a SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError([("", f"{where}{e.problem or e}")], origin) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([("", f"malformed YAML: {e}")], origin) from None

@@ -1,0 +1,505 @@
+"""The controller: the loop that proposes, checks, queues, evaluates and records candidates.
+
+`run_search(store, search_id, evaluator)` drives one search to its budget. Everything it knows comes
+from the store, so it resumes after any interruption (SIGKILL included): completed evaluations are
+never repeated, and candidates that were in flight are evaluated again with the next attempt number.
+Each outcome is committed before the population, which selection reads, sees it. The search row
+carries a heartbeat; setting its state to `stopping` (from the CLI or the API) stops the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from .. import store as db
+from ..ir import Graph
+from ..store import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from ..store.enums import SEARCH_TRANSITIONS
+from .config import SearchConfig
+from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
+from .mutation import Mutator, make_mutations
+from .objectives import as_vector
+from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
+from .selection import AgingEvolution, Member, ParetoTournament, Proposal, RandomSearch, Strategy, aging_population
+
+FINISHED = (SearchState.COMPLETED,)
+RESUMABLE = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPED, SearchState.FAILED)
+_PAGE = 1000
+FAILURES_BEFORE_GIVING_UP = 3  # evaluations failing in a row, before any succeeds, that stop a run
+
+
+class ControllerError(RuntimeError):
+    """The search cannot be driven: it is finished, controlled elsewhere, or its stored config is unusable."""
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """What the controller reports after every event (for a progress display)."""
+
+    search_id: int
+    name: str
+    state: str
+    budget: int
+    proposed: int
+    evaluated: int
+    rejected: dict[str, int]
+    failed: int
+    duplicate_hits: int
+    in_flight: int
+    best: dict[str, float]
+    elapsed: float
+    last_event: str = ""
+
+
+ProgressCallback = Callable[[SearchProgress], None]
+
+
+def build_strategy(config: SearchConfig, objectives: list[dict[str, Any]]) -> Strategy:
+    """Aging evolution with a Pareto tournament, or random search, as the config says."""
+    space = config.build_space()
+    if config.mode == "random":
+        return RandomSearch(space, config.space.seed_layers)
+    mutator = Mutator(space, make_mutations(config.mutations))
+    tournament = ParetoTournament(config.tournament, objectives)
+    return AgingEvolution(space, config.population, tournament, mutator, config.space.seed_layers)
+
+
+def build_checks(config: SearchConfig, index: DuplicateIndex) -> CheapRejections:
+    """The cheap rejection chain the config asks for."""
+    rejection = config.rejection
+    stability = rejection.stability
+    return cheap_rejections(
+        config.build_space(),
+        groups=config.groups,
+        eps=config.eps,
+        spatial_dims=config.input_shape()[1],
+        index=index if rejection.duplicates else None,
+        use_fingerprint=rejection.fingerprint,
+        numeric=rejection.numeric,
+        stability=stability.model_dump(exclude={"enabled"}) if stability.enabled else None,
+        seed=config.seed,
+    )
+
+
+def candidate_rng(seed: int, birth: int) -> random.Random:
+    """Each birth draws from its own stream: proposals do not depend on how often the process restarted."""
+    return random.Random(f"evonorm-search:{seed}:{birth}")
+
+
+@dataclass
+class _InFlight:
+    candidate_id: int
+    attempt: int
+
+
+@dataclass
+class Controller:
+    """One run of the loop for one search. Use `run_search` rather than this class directly."""
+
+    store: Any
+    search_id: int
+    evaluator: Evaluator
+    progress: ProgressCallback | None = None
+    heartbeat_interval: float = 5.0
+    stale_after: timedelta = timedelta(seconds=60)
+    poll_interval: float = 0.5
+    require_states: frozenset[SearchState] | None = None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    def __post_init__(self) -> None:
+        self.in_flight: dict[int, _InFlight] = {}
+        self.backlog: deque[_InFlight] = deque()
+        self.index = DuplicateIndex()
+        self.members: list[Member] = []
+        self.started = time.monotonic()
+        self.last_heartbeat = 0.0
+        self.last_event = ""
+        self.worked = False  # some evaluation of this run succeeded (or was rejected on its merits)
+        self.failures_in_a_row = 0
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> SearchProgress:
+        self._start()
+        try:
+            final = self._loop()
+        except KeyboardInterrupt:
+            self._finish(SearchState.STOPPED)
+            raise
+        except db.ConflictError:
+            raise  # another controller took over: it owns the search now, touch nothing
+        except Exception as e:
+            self._finish(SearchState.FAILED, error=f"{type(e).__name__}: {e}")
+            raise
+        return self._finish(final)
+
+    def _loop(self) -> SearchState:
+        while True:
+            if self._stop_requested():
+                self.evaluator.cancel(list(self.in_flight))
+                return SearchState.STOPPED
+            self._fill()
+            if not self.in_flight and not self.backlog and self.births >= self.config.budget:
+                return SearchState.COMPLETED
+            for outcome in self.evaluator.poll(timeout=self.poll_interval):
+                self._record_outcome(outcome)
+            self._report()
+
+    # -- start and finish -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self.store.session() as s:
+            search = db.get_search(s, self.search_id)
+            if search.state in FINISHED:
+                raise ControllerError(f"search {self.search_id} is already {search.state}")
+            if self.require_states is not None and search.state not in self.require_states:
+                # A stop that arrived while this controller was being launched: honour it.
+                raise ControllerError(f"search {self.search_id} is {search.state}; not started")
+            if search.state is SearchState.STOPPING:
+                db.set_search_state(s, self.search_id, SearchState.STOPPED)
+            stale_after = self._claim_window(search)
+            db.claim_controller(s, self.search_id, host=self.host, pid=self.pid, stale_after=stale_after)
+            if search.state is not SearchState.RUNNING:
+                db.set_search_state(s, self.search_id, SearchState.RUNNING)
+            self.name = search.name
+            self.objectives = list(search.objectives)
+            self.config = self._load_config(search.config)
+            self.births = search.next_birth  # births allocated so far
+            self._load_history(s)
+            self._requeue_unfinished(s)
+        self.strategy = build_strategy(self.config, self.objectives)
+        self.checks = build_checks(self.config, self.index)
+        self.spec = self.config.evaluation_spec()
+        self.last_heartbeat = time.monotonic()
+        self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
+
+    def _claim_window(self, search: Any) -> timedelta:
+        """A previous controller on this machine whose process is gone has no claim left: take over at once."""
+        if search.controller_host == self.host and search.controller_pid not in (None, self.pid):
+            try:
+                os.kill(search.controller_pid, 0)
+            except ProcessLookupError:
+                return timedelta(0)
+            except PermissionError:
+                pass  # alive, owned by someone else
+        return self.stale_after
+
+    def _load_config(self, stored: dict[str, Any]) -> SearchConfig:
+        try:
+            return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {self.search_id}")
+        except ValueError as e:
+            raise ControllerError(str(e)) from None
+
+    def _load_history(self, s: Session) -> None:
+        """The duplicate index and the population, from every candidate the search already has."""
+        cursor = None
+        while True:
+            page = db.list_candidates(s, self.search_id, limit=_PAGE, cursor=cursor)
+            for c in page.items:
+                self.index.add(c.id, c.canonical_hash, c.fingerprint)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        size = self.config.population if self.config.mode == "evolution" else 0
+        self.members = [self._member(c) for c in db.population(s, self.search_id, size)] if size else []
+
+    def _requeue_unfinished(self, s: Session) -> None:
+        """Candidates left queued or running by a previous controller run again, as their next attempt."""
+        for c in db.unfinished_candidates(s, self.search_id):
+            if c.status in (CandidateStatus.QUEUED, CandidateStatus.RUNNING):
+                c = db.requeue_candidate(s, c.id)
+            db.mark_status(s, c.id, CandidateStatus.QUEUED)
+            self.backlog.append(_InFlight(c.id, c.attempt))
+
+    def _finish(self, state: SearchState, *, error: str | None = None) -> SearchProgress:
+        with self.store.session() as s:
+            current = db.get_search(s, self.search_id)
+            if current.state is not state and state in _allowed_after(current.state):
+                db.set_search_state(s, self.search_id, state, error=error)
+            db.release_controller(s, self.search_id, host=self.host, pid=self.pid)
+        return self._report(f"search {state}")
+
+    # -- proposing and checking -------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        """Keep the evaluator full: first the backlog, then new candidates until the budget is spent."""
+        while len(self.in_flight) < self.evaluator.capacity():
+            if self.backlog:
+                self._submit(self.backlog.popleft())
+            elif self.births < self.config.budget:
+                self._propose_one()
+            else:
+                return
+            self._heartbeat_if_due()
+            if self._stop_requested():
+                return
+
+    def _propose_one(self) -> None:
+        birth = self.births
+        proposal = self.strategy.propose(
+            aging_population(self.members, self.config.population), birth, candidate_rng(self.config.seed, birth)
+        )
+        verdict = self.checks.run(proposal.graph)
+        with self.store.session() as s:
+            candidate = self._add_candidate(s, proposal, verdict)
+            if candidate.birth != birth:
+                raise db.ConflictError(
+                    f"search {self.search_id} got birth {candidate.birth}, expected {birth}: another process is adding "
+                    "candidates to it; this controller must stop"
+                )
+            queued = self._settle_checks(s, candidate.id, verdict)
+        self.births = birth + 1
+        self.index.add(candidate.id, verdict.facts.canonical_hash, verdict.facts.fingerprint)
+        if queued:
+            self._submit(_InFlight(candidate.id, candidate.attempt))
+        else:
+            self._report(f"candidate {birth}: {_verdict_text(verdict)}")
+
+    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Any:
+        """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
+        from ..symbolic import canonical_hash
+
+        facts = verdict.facts
+        return db.add_candidate(
+            s,
+            self.search_id,
+            graph=proposal.graph.to_dict(),
+            dsl=proposal.graph.to_text(),
+            canonical_hash=facts.canonical_hash or canonical_hash(proposal.graph),
+            fingerprint=facts.fingerprint,
+            parent_id=proposal.parent_id,
+            mutation=proposal.mutation,
+            status=CandidateStatus.PENDING,
+        )
+
+    def _settle_checks(self, s: Session, candidate_id: int, verdict: Verdict) -> bool:
+        """Record the cheap checks; True when the candidate goes on to training."""
+        rejection = verdict.rejection
+        for stage, seconds in verdict.seconds.items():
+            if rejection is None or stage != rejection.stage:
+                db.record_check(s, candidate_id, RejectionStage(stage), seconds)
+        if rejection is None:
+            db.mark_status(s, candidate_id, CandidateStatus.QUEUED)
+            return True
+        seconds = verdict.seconds.get(rejection.stage)
+        if rejection.duplicate_of is not None:
+            self._settle_duplicate(s, candidate_id, rejection, seconds)
+        else:
+            db.record_rejection(
+                s, candidate_id, stage=RejectionStage(rejection.stage), reason=rejection.reason, seconds=seconds
+            )
+        return False
+
+    def _settle_duplicate(self, s: Session, candidate_id: int, rejection: Rejection, seconds: float | None) -> None:
+        """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why."""
+        original = db.get_candidate(s, rejection.duplicate_of)
+        if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
+            db.record_check(s, candidate_id, RejectionStage.DUPLICATE, seconds or 0.0)
+            completed = db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
+            if self.config.mode == "evolution":
+                self._admit(self._member(completed))
+            return
+        if original.status is CandidateStatus.REJECTED:
+            why = f"; it was rejected ({original.rejection_stage}: {original.rejection_reason})"
+        elif original.status is CandidateStatus.FAILED:
+            why = f"; its evaluation failed ({original.error})"
+        else:
+            why = "; it is still being evaluated"
+        db.record_rejection(
+            s,
+            candidate_id,
+            stage=RejectionStage.DUPLICATE,
+            reason=rejection.reason + why,
+            seconds=seconds,
+            duplicate_of=original.id,
+        )
+
+    # -- evaluating -------------------------------------------------------------------------------
+
+    def _submit(self, item: _InFlight) -> None:
+        with self.store.session() as s:
+            candidate = db.get_candidate(s, item.candidate_id)
+            db.mark_status(s, item.candidate_id, CandidateStatus.RUNNING)
+        task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, self.spec, attempt=item.attempt)
+        self.in_flight[item.candidate_id] = item
+        self.evaluator.submit(task)
+        self._report(f"candidate {candidate.birth}: training")
+
+    def _record_outcome(self, outcome: EvaluationOutcome) -> None:
+        """Commit an outcome; only then may selection see it. Outcomes of stale attempts are ignored."""
+        item = self.in_flight.get(outcome.candidate_id)
+        if item is None or item.attempt != outcome.attempt:
+            return
+        with self.store.session() as s:
+            for r in outcome.records:
+                db.record_evaluation(
+                    s,
+                    outcome.candidate_id,
+                    architecture=r.architecture,
+                    phase=EvaluationPhase(r.phase),
+                    attempt=r.attempt,
+                    status=EvaluationStatus(r.status),
+                    metrics=r.metrics,
+                    duration_seconds=r.duration,
+                    node=r.node,
+                )
+            candidate = self._settle_outcome(s, outcome)
+        del self.in_flight[outcome.candidate_id]
+        if candidate.status is CandidateStatus.EVALUATED and self.config.mode == "evolution":
+            self._admit(self._member(candidate))
+        self._watch_failures(outcome)
+        self._report(f"candidate {candidate.birth}: {_outcome_text(outcome)}")
+
+    def _watch_failures(self, outcome: EvaluationOutcome) -> None:
+        """Stop a search whose evaluations all fail (missing data, a GPU that is not there, a bug)
+        rather than spend its budget on failures: it ends `failed` with the error, ready to resume
+        once the cause is fixed."""
+        if outcome.error is None:
+            self.worked = True
+            return
+        self.failures_in_a_row = 0 if self.worked else self.failures_in_a_row + 1
+        if self.failures_in_a_row >= FAILURES_BEFORE_GIVING_UP:
+            raise ControllerError(
+                f"the first {self.failures_in_a_row} evaluations of this run all failed; the last said: {outcome.error}"
+            )
+
+    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Any:
+        if outcome.error is not None:
+            return db.mark_status(s, outcome.candidate_id, CandidateStatus.FAILED, error=outcome.error)
+        if outcome.rejection is not None:
+            return db.record_rejection(
+                s, outcome.candidate_id, stage=RejectionStage.QUALITY, reason=outcome.rejection.reason
+            )
+        return db.complete_candidate(s, outcome.candidate_id, outcome.objectives or {})
+
+    def _admit(self, member: Member) -> None:
+        """A newly evaluated candidate joins the population; the oldest age out (trimmed in batches)."""
+        self.members.append(member)
+        if len(self.members) > 2 * self.config.population:
+            self.members = aging_population(self.members, self.config.population)
+
+    def _member(self, candidate: Any) -> Member:
+        return Member(
+            candidate.id,
+            candidate.birth,
+            Graph.from_dict(candidate.graph),
+            as_vector(candidate.objectives, self.objectives),
+        )
+
+    # -- liveness and reporting -------------------------------------------------------------------
+
+    def _heartbeat_if_due(self) -> None:
+        if time.monotonic() - self.last_heartbeat < self.heartbeat_interval:
+            return
+        with self.store.session() as s:
+            db.heartbeat_controller(s, self.search_id, host=self.host, pid=self.pid)
+            if self.in_flight:
+                db.heartbeat_candidates(s, list(self.in_flight))
+        self.last_heartbeat = time.monotonic()
+
+    def _stop_requested(self) -> bool:
+        self._heartbeat_if_due()
+        with self.store.session(readonly=True) as s:
+            return db.get_search(s, self.search_id).state is SearchState.STOPPING
+
+    def _report(self, event: str | None = None) -> SearchProgress:
+        if event is not None:
+            self.last_event = event
+        with self.store.session(readonly=True) as s:
+            summary = db.search_summary(s, self.search_id)
+        status = {str(k): v for k, v in summary.by_status.items()}
+        progress = SearchProgress(
+            search_id=self.search_id,
+            name=self.name,
+            state=str(summary.search.state),
+            budget=self.config.budget,
+            proposed=summary.total,
+            evaluated=summary.evaluated,
+            rejected={str(k): v for k, v in summary.rejected_by_stage.items() if v},
+            failed=status.get("failed", 0),
+            duplicate_hits=summary.duplicate_hits,
+            in_flight=len(self.in_flight),
+            best={name: b.value for name, b in summary.best.items() if b is not None},
+            elapsed=time.monotonic() - self.started,
+            last_event=self.last_event,
+        )
+        if self.progress is not None:
+            self.progress(progress)
+        return progress
+
+
+def _allowed_after(state: SearchState) -> frozenset[SearchState]:
+    return SEARCH_TRANSITIONS[state]
+
+
+def _verdict_text(verdict: Verdict) -> str:
+    r = verdict.rejection
+    return "queued" if r is None else f"rejected ({r.stage}): {r.reason}"
+
+
+def _outcome_text(outcome: EvaluationOutcome) -> str:
+    if outcome.error is not None:
+        return f"failed: {outcome.error}"
+    if outcome.rejection is not None:
+        return f"rejected (quality): {outcome.rejection.reason}"
+    values = ", ".join(f"{k} {v:.3f}" for k, v in (outcome.objectives or {}).items())
+    return f"evaluated in {outcome.duration:.1f}s: {values}"
+
+
+def run_search(
+    store: Any,
+    search_id: int,
+    evaluator: Evaluator,
+    *,
+    progress: ProgressCallback | None = None,
+    heartbeat_interval: float = 5.0,
+    stale_after: timedelta = timedelta(seconds=60),
+    poll_interval: float = 0.5,
+    require_states: Collection[SearchState] | None = None,
+) -> SearchProgress:
+    """Drive search `search_id` until its budget is spent (state `completed`) or its state becomes
+    `stopping` (then `stopped`). Resumes whatever the store holds. Returns the final progress.
+
+    `require_states`: start only from these states (ControllerError otherwise). Launchers starting a
+    new search pass `{created}`, so a stop requested before the controller got going is not undone.
+
+    Raises ControllerError when the search is finished or its stored config is unusable, and the
+    store's ConflictError when another live controller holds it. Ctrl-C leaves the search `stopped`,
+    ready to resume; any other exception leaves it `failed` with the error recorded.
+    """
+    controller = Controller(
+        store,
+        search_id,
+        evaluator,
+        progress,
+        heartbeat_interval=heartbeat_interval,
+        stale_after=stale_after,
+        poll_interval=poll_interval,
+        require_states=None if require_states is None else frozenset(require_states),
+    )
+    return controller.run()
+
+
+def create_search(store: Any, config: SearchConfig) -> int:
+    """Store a new search for `config` (state `created`) and return its id."""
+    with store.session() as s:
+        search = db.create_search(
+            s,
+            name=config.name,
+            config=config.model_dump(mode="json"),
+            objectives=config.objectives_spec(),
+            seed=config.seed,
+            budget=config.budget,
+        )
+        return search.id

@@ -1,0 +1,142 @@
+"""Driving searches in background threads of a long-lived process (the API service).
+
+`BackgroundLauncher` runs `run_search` for each launched search in a daemon thread; subclasses say where
+evaluations run by overriding `make_evaluator` (in-process here, Ray in `workers.RayLauncher`). Stopping
+goes through the store (`search.control.request_stop`), so a controller anywhere obeys it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ..store import ConflictError, SearchState, StoreError
+from .control import request_stop
+from .controller import ControllerError, SearchProgress, run_search
+from .evaluator import Evaluator, InProcessEvaluator
+
+log = logging.getLogger("evonorm_search.launcher")
+
+NEW_SEARCH = frozenset({SearchState.CREATED})
+
+
+class BackgroundLauncher:
+    """One daemon thread per driven search, with the in-process evaluator unless a subclass says otherwise.
+
+    `start` drives a new search and leaves one that was stopped before its controller got going stopped;
+    `resume` drives a search from whatever the store holds. A stop that arrives after a resume but before
+    the controller has claimed the search (claiming sets it `running`) is remembered and re-applied from
+    the controller's progress callback.
+    """
+
+    name = "thread"
+    launches = True
+
+    def __init__(
+        self, store: Any, *, poll_interval: float = 0.5, heartbeat_interval: float = 5.0, join_timeout: float = 30.0
+    ):
+        self.store = store
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.join_timeout = join_timeout
+        self._threads: dict[int, threading.Thread] = {}
+        self._stops: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    # -- what subclasses change -------------------------------------------------------------------
+
+    def make_evaluator(self, search_id: int) -> Evaluator:
+        """The evaluator for one run of `search_id` (called in the caller's thread, so errors reach it)."""
+        return InProcessEvaluator()
+
+    def release(self) -> None:
+        """Free what the launcher holds once every search has stopped (connections, clusters)."""
+
+    # -- the Launcher interface -------------------------------------------------------------------
+
+    def start(self, search_id: int) -> None:
+        self._launch(search_id, NEW_SEARCH)
+
+    def resume(self, search_id: int) -> None:
+        self._launch(search_id, None)
+
+    def stop(self, search_id: int) -> None:
+        with self._lock:
+            stop = self._stops.get(search_id)
+        if stop is not None:
+            stop.set()
+        request_stop(self.store, search_id)
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return sorted(i for i, t in self._threads.items() if t.is_alive())
+
+    def close(self) -> None:
+        searches = self.running()
+        for search_id in searches:
+            try:
+                self.stop(search_id)
+            except StoreError as e:  # it ended meanwhile, or the database is gone: nothing to stop
+                log.info("search %d: not stopped at shutdown: %s", search_id, e)
+        for search_id in searches:
+            with self._lock:
+                thread = self._threads.get(search_id)
+            if thread is not None:
+                thread.join(self.join_timeout)
+        self.release()
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def _launch(self, search_id: int, require_states: frozenset[SearchState] | None) -> None:
+        with self._lock:
+            current = self._threads.get(search_id)
+            if current is not None and current.is_alive():
+                raise ConflictError(f"search {search_id} is already running in this server")
+            evaluator = self.make_evaluator(search_id)
+            stop = self._stops[search_id] = threading.Event()
+            thread = threading.Thread(
+                target=self._drive,
+                args=(search_id, evaluator, stop, require_states),
+                name=f"evonorm-search-{search_id}",
+                daemon=True,
+            )
+            self._threads[search_id] = thread
+            thread.start()
+
+    def _drive(
+        self,
+        search_id: int,
+        evaluator: Evaluator,
+        stop: threading.Event,
+        require_states: frozenset[SearchState] | None,
+    ) -> None:
+        try:
+            final = run_search(
+                self.store,
+                search_id,
+                evaluator,
+                progress=lambda progress: self._apply_stop(stop, progress),
+                poll_interval=self.poll_interval,
+                heartbeat_interval=self.heartbeat_interval,
+                require_states=require_states,
+            )
+            log.info("search %d ended %s after %d candidates", search_id, final.state, final.proposed)
+        except (ControllerError, ConflictError) as e:
+            log.warning("search %d was not driven: %s", search_id, e)
+        except Exception:  # run_search has already marked the search failed, with the error
+            log.exception("search %d failed", search_id)
+        finally:
+            evaluator.close()
+            with self._lock:
+                if self._threads.get(search_id) is threading.current_thread():
+                    del self._threads[search_id]
+                    del self._stops[search_id]
+
+    def _apply_stop(self, stop: threading.Event, progress: SearchProgress) -> None:
+        """Called by the controller after every event: a stop asked for earlier takes effect now."""
+        if stop.is_set() and progress.state == SearchState.RUNNING:
+            try:
+                request_stop(self.store, progress.search_id)
+            except StoreError as e:  # the controller retries at its next event
+                log.info("search %d: stop not applied yet: %s", progress.search_id, e)

@@ -1,0 +1,109 @@
+"""The Pareto database: searches, candidates, evaluations and their Pareto fronts.
+
+SQLite (embedded default) or PostgreSQL (clusters) through SQLAlchemy 2; the schema comes only from the
+Alembic migrations shipped in `migrations/`. Open with `open_store(url)`; do all work inside
+`store.session()`, the one scope that commits or rolls back; the repository functions below take that
+session first and never commit. See "Store" in docs/architecture.md.
+"""
+
+from .candidates import (
+    add_candidate,
+    complete_candidate,
+    evaluations_of,
+    find_duplicate,
+    get_candidate,
+    heartbeat_candidates,
+    mark_status,
+    next_birth,
+    population,
+    record_check,
+    record_evaluation,
+    record_rejection,
+    requeue_candidate,
+    stuck_candidates,
+    unfinished_candidates,
+)
+from .derived import rebuild_derived
+from .enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from .errors import ConflictError, InvalidInputError, NotFoundError, StoreError
+from .models import Candidate, Evaluation, Search
+from .objectives import Objective
+from .pages import Page
+from .queries import (
+    BestValue,
+    CandidateDetail,
+    SearchSummary,
+    candidate_detail,
+    list_candidates,
+    pareto_front,
+    pareto_front_across,
+    search_summary,
+)
+from .searches import (
+    claim_controller,
+    create_search,
+    delete_search,
+    get_search,
+    heartbeat_controller,
+    list_searches,
+    release_controller,
+    set_search_state,
+    stale_searches,
+)
+from .store import SchemaStatus, Store, open_store, schema_status
+from .urls import default_url
+
+__all__ = [
+    "BestValue",
+    "Candidate",
+    "CandidateDetail",
+    "CandidateStatus",
+    "ConflictError",
+    "Evaluation",
+    "EvaluationPhase",
+    "EvaluationStatus",
+    "InvalidInputError",
+    "NotFoundError",
+    "Objective",
+    "Page",
+    "RejectionStage",
+    "SchemaStatus",
+    "Search",
+    "SearchState",
+    "SearchSummary",
+    "Store",
+    "StoreError",
+    "add_candidate",
+    "candidate_detail",
+    "claim_controller",
+    "complete_candidate",
+    "create_search",
+    "default_url",
+    "delete_search",
+    "evaluations_of",
+    "find_duplicate",
+    "get_candidate",
+    "get_search",
+    "heartbeat_candidates",
+    "heartbeat_controller",
+    "list_candidates",
+    "list_searches",
+    "mark_status",
+    "next_birth",
+    "open_store",
+    "pareto_front",
+    "pareto_front_across",
+    "population",
+    "rebuild_derived",
+    "record_check",
+    "record_evaluation",
+    "record_rejection",
+    "release_controller",
+    "requeue_candidate",
+    "schema_status",
+    "search_summary",
+    "set_search_state",
+    "stale_searches",
+    "stuck_candidates",
+    "unfinished_candidates",
+]

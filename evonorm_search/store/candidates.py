@@ -1,0 +1,407 @@
+"""Repository functions for candidates and evaluations: the search controller's write and read paths.
+
+Every status change goes through `_set_status`, which shifts the search's counters in the same
+transaction. Terminal verdicts (evaluated, rejected, failed) are final: a second verdict changes nothing
+and returns the candidate as it is (the first one wins), so a retried or duplicated outcome is harmless.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
+from .enums import (
+    IN_FLIGHT_STATUSES,
+    STATUS_TRANSITIONS,
+    TERMINAL_STATUSES,
+    UNFINISHED_STATUSES,
+    CandidateStatus,
+    EvaluationPhase,
+    EvaluationStatus,
+    RejectionStage,
+)
+from .errors import ConflictError, InvalidInputError, NotFoundError
+from .models import Candidate, Evaluation, Search
+from .objectives import objective_values
+from .searches import get_search
+from .types import json_safe, moment
+
+_FINISHED_VERDICTS = (CandidateStatus.EVALUATED, CandidateStatus.REJECTED)
+
+
+# -- births and new candidates --------------------------------------------------------------------------
+
+
+def next_birth(session: Session, search_id: int) -> int:
+    """Allocate the next birth number of a search (0, 1, 2, ...); atomic across sessions."""
+    allocated = session.execute(
+        update(Search)
+        .where(Search.id == search_id)
+        .values(next_birth=Search.next_birth + 1)
+        .returning(Search.next_birth)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if allocated is None:
+        raise NotFoundError(f"no search with id {search_id}")
+    return allocated - 1
+
+
+def add_candidate(
+    session: Session,
+    search_id: int,
+    *,
+    graph: Mapping[str, Any] | Any,
+    dsl: str,
+    canonical_hash: str,
+    fingerprint: str | None = None,
+    parent_id: int | None = None,
+    mutation: Any = None,
+    birth: int | None = None,
+    status: CandidateStatus = CandidateStatus.PENDING,
+    now: datetime | None = None,
+) -> Candidate:
+    """Store a new candidate (`graph` as a dict or an `es.Graph`); `birth=None` allocates the next birth."""
+    status = CandidateStatus(status)
+    if status not in UNFINISHED_STATUSES:
+        raise InvalidInputError(f"a new candidate starts pending, queued or running, not {status}")
+    graph_json = _graph_json(graph)
+    if not isinstance(dsl, str) or not dsl.strip():
+        raise InvalidInputError("a candidate needs its DSL text (graph.to_text())")
+    if not isinstance(canonical_hash, str) or not canonical_hash:
+        raise InvalidInputError("a candidate needs its canonical hash (es.canonical_hash(graph))")
+    if parent_id is not None:
+        _check_parent(session, search_id, parent_id)
+    if birth is None:
+        birth = next_birth(session, search_id)
+    elif isinstance(birth, bool) or not isinstance(birth, int) or birth < 0:
+        raise InvalidInputError(f"birth must be a non-negative integer, got {birth!r}")
+    now = moment(now)
+    candidate = Candidate(
+        search_id=search_id,
+        birth=birth,
+        graph=graph_json,
+        dsl=dsl,
+        canonical_hash=canonical_hash,
+        fingerprint=fingerprint,
+        parent_id=parent_id,
+        mutation=json_safe(mutation, "mutation"),
+        status=status,
+        check_seconds={},
+        attempt=0,
+        created_at=now,
+        updated_at=now,
+        heartbeat_at=now,
+    )
+    session.add(candidate)
+    session.flush()
+    shift_bucket(session, search_id, None, bucket_of(status))
+    return candidate
+
+
+def _graph_json(graph: Mapping[str, Any] | Any) -> dict[str, Any]:
+    if hasattr(graph, "to_dict"):
+        graph = graph.to_dict()
+    if not isinstance(graph, Mapping):
+        raise InvalidInputError(f"graph must be an es.Graph or its to_dict(), got {type(graph).__name__}")
+    return json_safe(dict(graph), "graph")
+
+
+def _check_parent(session: Session, search_id: int, parent_id: int) -> None:
+    parent_search = session.execute(select(Candidate.search_id).where(Candidate.id == parent_id)).scalar_one_or_none()
+    if parent_search is None:
+        raise NotFoundError(f"parent candidate {parent_id} does not exist")
+    if parent_search != search_id:
+        raise InvalidInputError(f"parent candidate {parent_id} belongs to search {parent_search}, not {search_id}")
+
+
+def get_candidate(session: Session, candidate_id: int, *, for_update: bool = False) -> Candidate:
+    query = select(Candidate).where(Candidate.id == candidate_id).execution_options(populate_existing=True)
+    if for_update:
+        query = query.with_for_update()
+    candidate = session.execute(query).scalar_one_or_none()
+    if candidate is None:
+        raise NotFoundError(f"no candidate with id {candidate_id}")
+    return candidate
+
+
+def find_duplicate(
+    session: Session, search_id: int, *, canonical_hash: str | None = None, fingerprint: str | None = None
+) -> Candidate | None:
+    """The earliest-born finished (evaluated or rejected) candidate of the search with this hash or fingerprint."""
+    matches = []
+    for column, value in ((Candidate.canonical_hash, canonical_hash), (Candidate.fingerprint, fingerprint)):
+        if value is None:
+            continue
+        query = (
+            select(Candidate)
+            .where(Candidate.search_id == search_id, column == value, Candidate.status.in_(_FINISHED_VERDICTS))
+            .order_by(Candidate.birth)
+            .limit(1)
+        )
+        matches += list(session.execute(query).scalars())
+    return min(matches, key=lambda c: c.birth, default=None)
+
+
+# -- status changes -------------------------------------------------------------------------------------
+
+
+def _set_status(
+    candidate: Candidate,
+    session: Session,
+    status: CandidateStatus,
+    now: datetime,
+    stage: RejectionStage | None = None,
+) -> None:
+    shift_bucket(
+        session, candidate.search_id, bucket_of(candidate.status, candidate.rejection_stage), bucket_of(status, stage)
+    )
+    candidate.status = status
+    candidate.rejection_stage = stage
+    candidate.updated_at = candidate.heartbeat_at = now
+    if status in TERMINAL_STATUSES:
+        candidate.finished_at = now
+
+
+def _check_seconds(seconds: float | None, what: str) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInputError(f"{what} must be a non-negative number of seconds, got {seconds!r}")
+    return float(seconds)
+
+
+def record_check(session: Session, candidate_id: int, stage: RejectionStage, seconds: float) -> Candidate:
+    """Record the time a rejection check took that the candidate passed."""
+    stage = RejectionStage(stage)
+    seconds = _check_seconds(seconds, f"the time of the {stage} check")
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    candidate.check_seconds = {**candidate.check_seconds, stage.value: seconds}
+    return candidate
+
+
+def mark_status(
+    session: Session,
+    candidate_id: int,
+    status: CandidateStatus,
+    *,
+    error: str | None = None,
+    now: datetime | None = None,
+) -> Candidate:
+    """Move a candidate to pending, queued, running, or failed (with `error`)."""
+    status = CandidateStatus(status)
+    if status in _FINISHED_VERDICTS:
+        helper = "complete_candidate" if status is CandidateStatus.EVALUATED else "record_rejection"
+        raise InvalidInputError(f"use {helper} to make a candidate {status}")
+    if status is CandidateStatus.FAILED and not error:
+        raise InvalidInputError("a failed candidate needs an error message saying why")
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if status not in STATUS_TRANSITIONS[candidate.status]:
+        raise ConflictError(f"candidate {candidate_id} is {candidate.status}; it cannot become {status}")
+    _set_status(candidate, session, status, moment(now))
+    if error is not None:
+        candidate.error = error
+    return candidate
+
+
+def heartbeat_candidates(session: Session, candidate_ids: Iterable[int], *, now: datetime | None = None) -> int:
+    """Record a sign of life for in-flight candidates; returns how many were still in flight."""
+    ids = list(candidate_ids)
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Candidate)
+        .where(Candidate.id.in_(ids), Candidate.status.in_(IN_FLIGHT_STATUSES))
+        .values(heartbeat_at=moment(now))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def requeue_candidate(session: Session, candidate_id: int, *, now: datetime | None = None) -> Candidate:
+    """Send a stuck queued/running candidate back to pending for another attempt (attempt + 1)."""
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.status not in IN_FLIGHT_STATUSES:
+        raise ConflictError(
+            f"candidate {candidate_id} is {candidate.status}; only queued or running ones are re-queued"
+        )
+    _set_status(candidate, session, CandidateStatus.PENDING, moment(now))
+    candidate.attempt += 1
+    return candidate
+
+
+def record_rejection(
+    session: Session,
+    candidate_id: int,
+    *,
+    stage: RejectionStage,
+    reason: str,
+    seconds: float | None = None,
+    duplicate_of: int | None = None,
+    now: datetime | None = None,
+) -> Candidate:
+    """Reject a candidate at `stage` for `reason`; `seconds` is the time the failing check took."""
+    stage = RejectionStage(stage)
+    seconds = _check_seconds(seconds, f"the time of the {stage} check")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInputError("a rejection needs a reason")
+    if duplicate_of is not None and stage is not RejectionStage.DUPLICATE:
+        raise InvalidInputError(f"duplicate_of belongs to duplicate rejections, not {stage}")
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.status in TERMINAL_STATUSES:
+        return candidate
+    if duplicate_of is not None:
+        _mark_duplicate(session, candidate, duplicate_of)
+    _set_status(candidate, session, CandidateStatus.REJECTED, moment(now), stage)
+    candidate.rejection_reason = reason
+    if seconds is not None:
+        candidate.check_seconds = {**candidate.check_seconds, stage.value: seconds}
+    return candidate
+
+
+def _mark_duplicate(session: Session, candidate: Candidate, original_id: int) -> None:
+    if original_id == candidate.id:
+        raise InvalidInputError(f"candidate {candidate.id} cannot duplicate itself")
+    _check_parent(session, candidate.search_id, original_id)
+    candidate.duplicate_of = original_id
+    shift_bucket(session, candidate.search_id, None, DUPLICATE_HITS)
+
+
+def complete_candidate(
+    session: Session,
+    candidate_id: int,
+    objectives: Mapping[str, float],
+    *,
+    duplicate_of: int | None = None,
+    now: datetime | None = None,
+) -> Candidate:
+    """Mark a candidate evaluated with its objective values, and update the search's fronts.
+
+    With `duplicate_of`, the values are the original's reused: the candidate joins the population, but
+    not the fronts or objective-sorted pages (its original stands for it there).
+    """
+    search_id = session.execute(select(Candidate.search_id).where(Candidate.id == candidate_id)).scalar_one_or_none()
+    if search_id is None:
+        raise NotFoundError(f"no candidate with id {candidate_id}")
+    search = get_search(session, search_id, for_update=True)  # serialises front updates of this search
+    values = objective_values(search.objective_specs, objectives)
+    candidate = get_candidate(session, candidate_id, for_update=True)
+    if candidate.status in TERMINAL_STATUSES:
+        return candidate
+    if duplicate_of is not None:
+        _mark_duplicate(session, candidate, duplicate_of)
+    _set_status(candidate, session, CandidateStatus.EVALUATED, moment(now))
+    candidate.objectives = values
+    session.flush()
+    if duplicate_of is None:
+        add_objective_rows(session, candidate, values)
+        admit_to_fronts(session, search, candidate, values)
+    return candidate
+
+
+# -- evaluations ----------------------------------------------------------------------------------------
+
+
+def record_evaluation(
+    session: Session,
+    candidate_id: int,
+    *,
+    architecture: str,
+    phase: EvaluationPhase,
+    attempt: int,
+    status: EvaluationStatus,
+    metrics: Mapping[str, Any],
+    duration_seconds: float,
+    node: str | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> Evaluation:
+    """Store one evaluation outcome, once: recording the same (candidate, architecture, phase, attempt)
+    again returns the stored row unchanged, also when two sessions race (INSERT ... ON CONFLICT DO NOTHING)."""
+    phase, status = EvaluationPhase(phase), EvaluationStatus(status)
+    if not isinstance(architecture, str) or not architecture or len(architecture) > 100:
+        raise InvalidInputError(f"architecture must be a name of 1 to 100 characters, got {architecture!r}")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+        raise InvalidInputError(f"attempt must be a non-negative integer, got {attempt!r}")
+    if not isinstance(metrics, Mapping):
+        raise InvalidInputError(f"metrics must be a mapping, got {type(metrics).__name__}")
+    duration = _check_seconds(duration_seconds, "duration_seconds")
+    if duration is None:
+        raise InvalidInputError("an evaluation needs its duration_seconds")
+    get_candidate(session, candidate_id)
+    key = {"candidate_id": candidate_id, "architecture": architecture, "phase": phase, "attempt": attempt}
+    row = {
+        **key,
+        "status": status,
+        "metrics": json_safe(dict(metrics), "metrics"),
+        "duration_seconds": duration,
+        "node": node,
+        "started_at": None if started_at is None else moment(started_at),
+        "finished_at": moment(finished_at),
+    }
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(Evaluation).values(**row).on_conflict_do_nothing(index_elements=list(key)))
+    return session.execute(
+        select(Evaluation)
+        .where(*(getattr(Evaluation, k) == v for k, v in key.items()))
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def evaluations_of(session: Session, candidate_id: int) -> list[Evaluation]:
+    query = (
+        select(Evaluation)
+        .where(Evaluation.candidate_id == candidate_id)
+        .order_by(Evaluation.phase, Evaluation.architecture, Evaluation.attempt)
+    )
+    return list(session.execute(query).scalars())
+
+
+# -- the controller's reads -----------------------------------------------------------------------------
+
+
+def population(session: Session, search_id: int, size: int) -> list[Candidate]:
+    """The aging-evolution population: the `size` most recently born evaluated candidates, oldest first."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInputError(f"population size must be a positive integer, got {size!r}")
+    query = (
+        select(Candidate)
+        .where(Candidate.search_id == search_id, Candidate.status == CandidateStatus.EVALUATED)
+        .order_by(Candidate.birth.desc())
+        .limit(size)
+    )
+    return list(reversed(session.execute(query).scalars().all()))
+
+
+def unfinished_candidates(session: Session, search_id: int) -> list[Candidate]:
+    """Candidates still pending, queued or running (to resume them), by birth."""
+    query = (
+        select(Candidate)
+        .where(Candidate.search_id == search_id, Candidate.status.in_(UNFINISHED_STATUSES))
+        .order_by(Candidate.birth)
+    )
+    return list(session.execute(query).scalars())
+
+
+def stuck_candidates(
+    session: Session, search_id: int, *, older_than: timedelta, now: datetime | None = None
+) -> list[Candidate]:
+    """Queued or running candidates with no sign of life (status change or heartbeat) for `older_than`."""
+    cutoff = moment(now) - older_than
+    query = (
+        select(Candidate)
+        .where(
+            Candidate.search_id == search_id,
+            Candidate.status.in_(IN_FLIGHT_STATUSES),
+            Candidate.heartbeat_at < cutoff,
+        )
+        .order_by(Candidate.birth)
+    )
+    return list(session.execute(query).scalars())

@@ -1,0 +1,218 @@
+"""Derived data, kept consistent with the candidates in the same transaction as every change.
+
+- counters: candidates per bucket, shifted by one on every status change (`shift_bucket`);
+- the objective index: one `candidate_objectives` row per objective of each evaluated original;
+- Pareto fronts: for each tracked objective subset (bit mask), the candidates no other dominates. A new
+  evaluated candidate either is dominated (nothing changes) or joins and evicts what it dominates, which
+  is exactly the front of the enlarged set. Candidates never leave `evaluated`, so fronts only grow
+  that way. `complete_candidate` locks the search row first, so concurrent completions of one search
+  update its fronts one after another.
+
+`rebuild_derived` recomputes all of it from the candidates (a full scan): the repair tool, and the
+reference the tests compare the incremental path against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .enums import CandidateStatus, RejectionStage
+from .models import Candidate, CandidateObjective, ParetoMember, Search, SearchCounter
+from .objectives import Objective, dominated_by, full_mask, hypervolume, mask_indices, non_dominated, tracked_masks
+
+DUPLICATE_HITS = "duplicate_hits"
+
+
+def bucket_of(status: CandidateStatus, stage: RejectionStage | None = None) -> str:
+    return f"rejected:{stage.value}" if status is CandidateStatus.REJECTED else status.value
+
+
+def all_buckets() -> list[str]:
+    statuses = [s for s in CandidateStatus if s is not CandidateStatus.REJECTED]
+    return (
+        [bucket_of(s) for s in statuses]
+        + [bucket_of(CandidateStatus.REJECTED, r) for r in RejectionStage]
+        + [DUPLICATE_HITS]
+    )
+
+
+def init_counters(session: Session, search_id: int) -> None:
+    session.execute(insert(SearchCounter), [{"search_id": search_id, "bucket": b, "count": 0} for b in all_buckets()])
+
+
+def shift_bucket(session: Session, search_id: int, old: str | None, new: str | None) -> None:
+    """Move one candidate from bucket `old` to bucket `new` (None: no bucket)."""
+    if old == new:
+        return
+    for bucket, delta in ((old, -1), (new, +1)):
+        if bucket is not None:
+            session.execute(
+                update(SearchCounter)
+                .where(SearchCounter.search_id == search_id, SearchCounter.bucket == bucket)
+                .values(count=SearchCounter.count + delta)
+            )
+
+
+def counts(session: Session, search_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(SearchCounter.bucket, SearchCounter.count).where(SearchCounter.search_id == search_id)
+    ).all()
+    return dict(rows)
+
+
+# -- evaluated candidates: the objective index and the fronts -----------------------------------------
+
+
+def add_objective_rows(session: Session, candidate: Candidate, values: dict[str, float]) -> None:
+    session.execute(
+        insert(CandidateObjective),
+        [
+            {
+                "candidate_id": candidate.id,
+                "search_id": candidate.search_id,
+                "name": n,
+                "value": v,
+                "birth": candidate.birth,
+            }
+            for n, v in values.items()
+        ],
+    )
+
+
+def _maximise(objectives: Sequence[Objective]) -> np.ndarray:
+    return np.array([o.direction == "max" for o in objectives])
+
+
+def _vector(objectives: Sequence[Objective], values: dict[str, float]) -> np.ndarray:
+    return np.array([float(values[o.name]) for o in objectives])
+
+
+def front_members(session: Session, search_id: int, masks: Iterable[int] | None = None) -> dict[int, list[Candidate]]:
+    """The current members of each front of a search, with their candidates loaded."""
+    query = (
+        select(ParetoMember.objective_mask, Candidate)
+        .join(Candidate, Candidate.id == ParetoMember.candidate_id)
+        .where(ParetoMember.search_id == search_id)
+    )
+    if masks is not None:
+        query = query.where(ParetoMember.objective_mask.in_(list(masks)))
+    fronts: dict[int, list[Candidate]] = {}
+    for mask, candidate in session.execute(query).all():
+        fronts.setdefault(mask, []).append(candidate)
+    return fronts
+
+
+def _member_points(session: Session, search: Search) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """mask -> [(candidate id, objective vector)] of every tracked front: ids and values only, no ORM objects
+    (a front over one objective holds every candidate tied at the best value, which can be many)."""
+    objectives = search.objective_specs
+    rows = session.execute(
+        select(ParetoMember.objective_mask, ParetoMember.candidate_id, Candidate.objectives)
+        .join(Candidate, Candidate.id == ParetoMember.candidate_id)
+        .where(ParetoMember.search_id == search.id)
+    ).all()
+    vectors: dict[int, np.ndarray] = {}
+    fronts: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for mask, candidate_id, values in rows:
+        if candidate_id not in vectors:
+            vectors[candidate_id] = _vector(objectives, values)
+        fronts.setdefault(mask, []).append((candidate_id, vectors[candidate_id]))
+    return fronts
+
+
+def admit_to_fronts(session: Session, search: Search, candidate: Candidate, values: dict[str, float]) -> None:
+    """Update every tracked front of `search` for the newly evaluated `candidate`. The caller holds the search lock."""
+    objectives = search.objective_specs
+    maximise = _maximise(objectives)
+    point = _vector(objectives, values)
+    fronts = _member_points(session, search)
+    joined = []
+    for mask in tracked_masks(len(objectives)):
+        members = fronts.get(mask, [])
+        idx = mask_indices(mask)
+        matrix = np.array([v for _, v in members]).reshape(len(members), len(objectives))
+        dominated, evicted = dominated_by(point[idx], matrix[:, idx], maximise[idx])
+        if dominated:
+            continue
+        joined.append({"search_id": search.id, "objective_mask": mask, "candidate_id": candidate.id})
+        if gone := [cid for (cid, _), out in zip(members, evicted, strict=True) if out]:
+            session.execute(
+                delete(ParetoMember).where(
+                    ParetoMember.search_id == search.id,
+                    ParetoMember.objective_mask == mask,
+                    ParetoMember.candidate_id.in_(gone),
+                )
+            )
+        if mask == full_mask(len(objectives)):
+            search.hypervolume = hypervolume(np.vstack([matrix[~evicted], point]), objectives)
+    if joined:
+        session.execute(insert(ParetoMember), joined)
+
+
+# -- rebuilding from scratch -------------------------------------------------------------------------
+
+
+def rebuild_derived(session: Session, search_id: int) -> None:
+    """Recompute counters, the objective index, the fronts and the hypervolume of a search from its candidates."""
+    search = session.execute(select(Search).where(Search.id == search_id).with_for_update()).scalar_one()
+    _rebuild_counters(session, search_id)
+    originals = session.execute(
+        select(Candidate.id, Candidate.birth, Candidate.objectives).where(
+            Candidate.search_id == search_id,
+            Candidate.status == CandidateStatus.EVALUATED,
+            Candidate.duplicate_of.is_(None),
+        )
+    ).all()
+    objectives = search.objective_specs
+    _rebuild_objective_rows(session, search_id, originals)
+    points = np.array([_vector(objectives, row.objectives) for row in originals]).reshape(
+        len(originals), len(objectives)
+    )
+    ids = [row.id for row in originals]
+    session.execute(delete(ParetoMember).where(ParetoMember.search_id == search_id))
+    maximise = _maximise(objectives)
+    members = []
+    for mask in tracked_masks(len(objectives)):
+        idx = mask_indices(mask)
+        on_front = non_dominated(points[:, idx], maximise[idx])
+        members += [
+            {"search_id": search_id, "objective_mask": mask, "candidate_id": ids[i]} for i in np.flatnonzero(on_front)
+        ]
+        if mask == full_mask(len(objectives)):
+            search.hypervolume = hypervolume(points[on_front], objectives) if len(ids) else None
+    if members:
+        session.execute(insert(ParetoMember), members)
+    session.flush()
+
+
+def _rebuild_counters(session: Session, search_id: int) -> None:
+    by_bucket = dict.fromkeys(all_buckets(), 0)
+    grouped = session.execute(
+        select(Candidate.status, Candidate.rejection_stage, func.count())
+        .where(Candidate.search_id == search_id)
+        .group_by(Candidate.status, Candidate.rejection_stage)
+    ).all()
+    for status, stage, n in grouped:
+        by_bucket[bucket_of(status, stage)] += n
+    by_bucket[DUPLICATE_HITS] = session.execute(
+        select(func.count()).where(Candidate.search_id == search_id, Candidate.duplicate_of.is_not(None))
+    ).scalar_one()
+    session.execute(delete(SearchCounter).where(SearchCounter.search_id == search_id))
+    session.execute(
+        insert(SearchCounter), [{"search_id": search_id, "bucket": b, "count": n} for b, n in by_bucket.items()]
+    )
+
+
+def _rebuild_objective_rows(session: Session, search_id: int, originals: Sequence) -> None:
+    session.execute(delete(CandidateObjective).where(CandidateObjective.search_id == search_id))
+    rows = [
+        {"candidate_id": row.id, "search_id": search_id, "name": name, "value": float(value), "birth": row.birth}
+        for row in originals
+        for name, value in row.objectives.items()
+    ]
+    for start in range(0, len(rows), 5000):  # bounded batches keep memory flat at 100,000 candidates
+        session.execute(insert(CandidateObjective), rows[start : start + 5000])

@@ -1,0 +1,142 @@
+"""Engines per backend, and driver errors turned into messages that say what to do.
+
+SQLite: WAL (readers never wait for the writer), a busy timeout (writers queue instead of failing),
+foreign keys on, `synchronous=FULL` (a committed transaction survives power loss, not only a crash), and
+transactions that take the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and
+then writes fails with SQLITE_BUSY when another process wrote in between, without waiting. Read-only
+sessions begin deferred under `PRAGMA query_only`, so they never block writers.
+PostgreSQL: psycopg 3, pre-ping (stale pooled connections after a server restart are replaced), a connect
+timeout, read-only sessions as READ ONLY transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from .errors import StoreError
+from .urls import ResolvedURL
+
+READONLY_OPTION = "evonorm_readonly"
+POSTGRES_CONNECT_TIMEOUT = 10  # seconds; an unreachable server fails fast with a clear message
+
+
+def create_store_engine(resolved: ResolvedURL, *, busy_timeout: float) -> Engine:
+    if resolved.backend == "sqlite":
+        return _sqlite_engine(resolved, busy_timeout)
+    return _postgres_engine(resolved)
+
+
+def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float) -> Engine:
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
+    if resolved.in_memory:
+        kwargs["poolclass"] = StaticPool  # one connection, or every connection would see its own empty database
+    engine = create_engine(resolved.url, **kwargs)
+    timeout_ms = int(busy_timeout * 1000)
+    in_memory = resolved.in_memory
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # The driver must not open transactions on its own; the "begin" hook below does.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql(f"PRAGMA query_only = {int(readonly)}")
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(resolved: ResolvedURL) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in resolved.url.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT
+    return create_engine(resolved.url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def readonly_engine(engine: Engine) -> Engine:
+    """A view of `engine` (same pool) whose transactions are read-only."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(**{READONLY_OPTION: True}, postgresql_readonly=True)
+    return engine.execution_options(**{READONLY_OPTION: True})
+
+
+# -- driver errors -> StoreError -----------------------------------------------------------------------
+
+
+def describe_error(error: BaseException, resolved: ResolvedURL) -> str:
+    """A message for a driver error: what happened, where, and what to do."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    lowered = str(original).lower()
+    if resolved.backend == "sqlite":
+        return _describe_sqlite(lowered, text, resolved)
+    return _describe_postgres(lowered, text, resolved)
+
+
+def _describe_sqlite(lowered: str, text: str, resolved: ResolvedURL) -> str:
+    where = f"the SQLite database {resolved.sqlite_path or ':memory:'}"
+    if "readonly" in lowered or "read-only" in lowered:
+        return (
+            f"{where} is read-only ({text}); make the file and its directory writable, or choose another "
+            "location with --db sqlite:///PATH or EVONORM_HOME"
+        )
+    if "database is locked" in lowered or "database table is locked" in lowered:
+        return (
+            f"{where} stayed locked by another process beyond the busy timeout ({text}); retry, or give "
+            "searches on many machines a PostgreSQL database"
+        )
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return f"{resolved.sqlite_path} is not a usable SQLite database ({text}); point --db at another file"
+    if "unable to open" in lowered:
+        return f"cannot open {where} ({text}); check that the directory exists and is readable and writable"
+    if "disk" in lowered and ("full" in lowered or "i/o" in lowered):
+        return f"{where} could not be written ({text}); free disk space or choose another location"
+    return f"{where} failed: {text}"
+
+
+def _describe_postgres(lowered: str, text: str, resolved: ResolvedURL) -> str:
+    url = resolved.url
+    server = f"{url.host or url.query.get('host')}:{url.port or 5432}"
+    if "does not exist" in lowered and "database" in lowered:
+        return (
+            f"PostgreSQL database {url.database!r} does not exist on {server}; create it "
+            f"(createdb -h {url.host} -p {url.port or 5432} -U {url.username or 'postgres'} {url.database}) "
+            "or point --db at an existing database"
+        )
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return f"PostgreSQL at {server} refused the credentials of {resolved.display} ({text}); check user and password"
+    connect_failures = (
+        "connection refused",
+        "could not connect",
+        "connection failed",
+        "timeout",
+        "could not translate",
+    )
+    if any(marker in lowered for marker in connect_failures):
+        return (
+            f"cannot reach PostgreSQL at {server} ({text}); check that the server is running and that host and "
+            f"port in {resolved.display} are right"
+        )
+    if "read-only transaction" in lowered:
+        return f"a read-only session tried to write to {resolved.display}; use store.session() for writes"
+    return f"PostgreSQL at {resolved.display} failed: {text}"
+
+
+def as_store_error(error: DBAPIError | OSError, resolved: ResolvedURL) -> StoreError:
+    return StoreError(describe_error(error, resolved))

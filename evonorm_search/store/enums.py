@@ -1,0 +1,85 @@
+"""String-valued enumerations stored in the database (as their values) and shown to users."""
+
+from __future__ import annotations
+
+import enum
+
+
+class _StrEnum(str, enum.Enum):
+    """A str-valued enum whose str() is its value (Python 3.10 has no enum.StrEnum)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SearchState(_StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class CandidateStatus(_StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    EVALUATED = "evaluated"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class RejectionStage(_StrEnum):
+    """The rejection protocols, cheapest first."""
+
+    STATIC = "static"
+    DUPLICATE = "duplicate"
+    NUMERIC = "numeric"
+    STABILITY = "stability"
+    QUALITY = "quality"
+
+
+class EvaluationPhase(_StrEnum):
+    QUALITY = "quality"  # the short training of the quality rejection
+    PROXY = "proxy"  # the full proxy training that yields the objectives
+
+
+class EvaluationStatus(_StrEnum):
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"  # ran to the end but fell below the quality threshold
+    FAILED = "failed"  # raised, ran out of memory, or its worker died
+
+
+TERMINAL_STATUSES = frozenset({CandidateStatus.EVALUATED, CandidateStatus.REJECTED, CandidateStatus.FAILED})
+UNFINISHED_STATUSES = (CandidateStatus.PENDING, CandidateStatus.QUEUED, CandidateStatus.RUNNING)
+IN_FLIGHT_STATUSES = (CandidateStatus.QUEUED, CandidateStatus.RUNNING)
+CONTROLLED_STATES = (SearchState.RUNNING, SearchState.STOPPING)  # states in which a controller should be alive
+
+# Which search states may follow which. A live controller re-claims a `running` search after a crash,
+# hence running -> running; stopped and failed searches may be resumed.
+SEARCH_TRANSITIONS: dict[SearchState, frozenset[SearchState]] = {
+    SearchState.CREATED: frozenset({SearchState.RUNNING, SearchState.STOPPED, SearchState.FAILED}),
+    SearchState.RUNNING: frozenset(
+        {SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.COMPLETED, SearchState.FAILED}
+    ),
+    SearchState.STOPPING: frozenset({SearchState.STOPPED, SearchState.COMPLETED, SearchState.FAILED}),
+    SearchState.STOPPED: frozenset({SearchState.RUNNING}),
+    SearchState.FAILED: frozenset({SearchState.RUNNING}),
+    SearchState.COMPLETED: frozenset(),
+}
+
+# Which candidate statuses `mark_status` may set from which. Terminal statuses have no way out;
+# `evaluated` and `rejected` are only reached through complete_candidate / record_rejection.
+STATUS_TRANSITIONS: dict[CandidateStatus, frozenset[CandidateStatus]] = {
+    CandidateStatus.PENDING: frozenset({CandidateStatus.QUEUED, CandidateStatus.RUNNING, CandidateStatus.FAILED}),
+    CandidateStatus.QUEUED: frozenset(
+        {CandidateStatus.PENDING, CandidateStatus.QUEUED, CandidateStatus.RUNNING, CandidateStatus.FAILED}
+    ),
+    CandidateStatus.RUNNING: frozenset(
+        {CandidateStatus.PENDING, CandidateStatus.QUEUED, CandidateStatus.RUNNING, CandidateStatus.FAILED}
+    ),
+    CandidateStatus.EVALUATED: frozenset(),
+    CandidateStatus.REJECTED: frozenset(),
+    CandidateStatus.FAILED: frozenset(),
+}

@@ -1,0 +1,63 @@
+"""Annotated dependencies of the routes: the app's context, store, launcher and formula cache, and access
+checks. The cheap ones are `async def`, so FastAPI runs them on the event loop, not in a thread."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
+
+from . import repository as repo
+from .auth import bearer_scheme, check_key
+from .context import ServiceContext
+from .formulas import FormulaCache
+from .launcher import Launcher
+
+# Ids are database integers: larger ones cannot exist, and some drivers cannot even bind them.
+MAX_ID = 2**63 - 1
+
+
+async def get_context(request: Request) -> ServiceContext:
+    return request.app.state.context
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+async def get_store(context: ContextDep) -> repo.Store:
+    # Opening may block (connecting, migrating): do it in a worker thread, never on the event loop.
+    return context.opened_store or await run_in_threadpool(context.store)
+
+
+async def get_launcher(context: ContextDep) -> Launcher:
+    return context.opened_launcher or await run_in_threadpool(context.launcher)
+
+
+async def get_formulas(context: ContextDep) -> FormulaCache:
+    return context.formulas
+
+
+StoreDep = Annotated[repo.Store, Depends(get_store)]
+LauncherDep = Annotated[Launcher, Depends(get_launcher)]
+FormulasDep = Annotated[FormulaCache, Depends(get_formulas)]
+
+SearchId = Annotated[int, Path(ge=1, le=MAX_ID, description="A search's id.", examples=[1])]
+CandidateId = Annotated[int, Path(ge=1, le=MAX_ID, description="A candidate's id.", examples=[1])]
+
+
+async def read_access(context: ContextDep, credentials: Credentials) -> None:
+    """Reads are public unless EVONORM_READ_REQUIRES_KEY is set."""
+    if context.settings.read_requires_key:
+        check_key(context.settings, credentials, "reading")
+
+
+async def write_access(context: ContextDep, credentials: Credentials) -> None:
+    """Changes always need a key."""
+    check_key(context.settings, credentials, "changing searches")
+
+
+ReadAccess = Depends(read_access)
+WriteAccess = Depends(write_access)

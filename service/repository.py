@@ -1,0 +1,115 @@
+"""The service's one door to the Pareto database (`evonorm_search.store`) and the search controller.
+
+Routes, the launcher and the event stream go through here, so the rest of the service depends on a
+handful of names, and what the service adds on top of the store (stop and resume rules, counts of
+searches by state, the HTTP meaning of each store error) lives in one place.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from evonorm_search.search.config import SearchConfig
+from evonorm_search.search.control import STALE_AFTER, check_resumable, request_stop
+from evonorm_search.search.controller import ControllerError, SearchProgress, run_search
+from evonorm_search.search.controller import create_search as _create_search
+from evonorm_search.store import (
+    Candidate,
+    CandidateDetail,
+    CandidateStatus,
+    ConflictError,
+    Evaluation,
+    InvalidInputError,
+    NotFoundError,
+    Page,
+    RejectionStage,
+    Search,
+    SearchState,
+    SearchSummary,
+    Store,
+    StoreError,
+    candidate_detail,
+    get_candidate,
+    get_search,
+    list_candidates,
+    list_searches,
+    open_store,
+    pareto_front,
+    pareto_front_across,
+    search_summary,
+)
+
+# A controller that has not heartbeaten for this long is presumed dead: its search may be resumed.
+CONTROLLER_STALE_AFTER = STALE_AFTER
+
+# States in which nothing drives the search and nothing will until someone resumes it.
+IDLE_STATES = frozenset({SearchState.CREATED, SearchState.STOPPED, SearchState.FAILED, SearchState.COMPLETED})
+
+__all__ = [
+    "CONTROLLER_STALE_AFTER",
+    "IDLE_STATES",
+    "Candidate",
+    "CandidateDetail",
+    "CandidateStatus",
+    "ConflictError",
+    "ControllerError",
+    "Evaluation",
+    "InvalidInputError",
+    "NotFoundError",
+    "Page",
+    "RejectionStage",
+    "Search",
+    "SearchProgress",
+    "SearchState",
+    "SearchSummary",
+    "Store",
+    "StoreError",
+    "candidate_detail",
+    "check_resumable",
+    "count_searches_by_state",
+    "create_search",
+    "get_candidate",
+    "get_search",
+    "http_status_of",
+    "list_candidates",
+    "list_searches",
+    "open_store",
+    "pareto_front",
+    "pareto_front_across",
+    "ping",
+    "request_stop",
+    "run_search",
+    "search_summary",
+]
+
+
+def http_status_of(error: Exception) -> tuple[int, str]:
+    """The HTTP status and error code a store or controller error answers with."""
+    if isinstance(error, NotFoundError):
+        return 404, "not_found"
+    if isinstance(error, InvalidInputError):
+        return 422, "invalid_input"
+    if isinstance(error, (ConflictError, ControllerError)):
+        return 409, "conflict"
+    return 503, "database_unavailable"
+
+
+def ping(store: Store) -> str | None:
+    """Round-trip to the database; returns its schema revision. Raises StoreError when unreachable."""
+    with store.session(readonly=True) as s:
+        s.execute(text("SELECT 1"))
+    return store.schema_revision()
+
+
+def create_search(store: Store, config: SearchConfig) -> Search:
+    """Store a new search for `config` (state `created`), the same way the CLI does."""
+    search_id = _create_search(store, config)
+    with store.session(readonly=True) as s:
+        return get_search(s, search_id)
+
+
+def count_searches_by_state(session: Session) -> dict[SearchState, int]:
+    rows = session.execute(select(Search.state, func.count()).group_by(Search.state)).all()
+    found = {SearchState(state): count for state, count in rows}
+    return {state: found.get(state, 0) for state in SearchState}

@@ -1,0 +1,126 @@
+"""/api/v1/candidates/{id}: one candidate, and its exports (standalone module, Triton kernels)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+import evonorm_search as es
+from evonorm_search.ir import Graph, GraphError
+
+from .. import repository as repo
+from .. import views
+from ..deps import CandidateId, FormulasDep, ReadAccess, StoreDep
+from ..errors import ApiError, error_responses
+from ..schemas.candidates import CandidateDetailOut
+from ..views import API_PREFIX
+
+router = APIRouter(prefix=f"{API_PREFIX}/candidates", tags=["candidates"], dependencies=[ReadAccess])
+
+PYTHON_SOURCE = {"content": {"text/x-python": {"schema": {"type": "string"}}}, "description": "Python source."}
+
+
+@router.get("/{candidate_id}", responses=error_responses(401, 404, 422, 503), summary="A candidate")
+def candidate(
+    store: StoreDep,
+    formulas: FormulasDep,
+    candidate_id: CandidateId,
+    lineage_limit: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=10_000,
+            description="Ancestors to list at most (each costs a row; `lineage_truncated` says more exist).",
+        ),
+    ] = 20,
+) -> CandidateDetailOut:
+    """The DSL, canonical form and LaTeX, metrics per architecture, parent lineage and evaluation history."""
+    with store.session(readonly=True) as s:
+        detail = repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
+    return views.candidate_detail(detail, formulas)
+
+
+def _graph(store: repo.Store, candidate_id: int) -> Graph:
+    with store.session(readonly=True) as s:
+        stored = repo.get_candidate(s, candidate_id)
+    try:
+        return Graph.from_dict(stored.graph)
+    except (GraphError, ValueError, TypeError, KeyError) as e:
+        raise ApiError(
+            409, "conflict", f"candidate {candidate_id}'s stored graph cannot be read by this version: {e}"
+        ) from None
+
+
+def _source_file(source: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(
+        source,
+        media_type="text/x-python",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+ClassName = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The exported class's name. Default: EvoNormCandidate<id>.",
+    ),
+]
+
+
+@router.get(
+    "/{candidate_id}/module.py",
+    response_class=PlainTextResponse,
+    responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 503)},
+    summary="Export as a standalone PyTorch module",
+)
+async def module_source(store: StoreDep, candidate_id: CandidateId, class_name: ClassName = None) -> PlainTextResponse:
+    """A Python file that needs only torch: the layer as an nn.Module with NormAct's constructor and
+    state_dict keys, so trained weights load across."""
+    name = class_name or f"EvoNormCandidate{candidate_id}"
+
+    def export() -> str:
+        try:
+            return es.export_module(_graph(store, candidate_id), class_name=name)
+        except ValueError as e:  # a keyword as class name
+            raise ApiError(422, "invalid_request", str(e)) from None
+
+    return _source_file(await run_in_threadpool(export), f"evonorm_candidate_{candidate_id}.py")
+
+
+def kernel_source_function() -> Callable[[Graph], str] | None:
+    """`evonorm_search.kernel_source` (or the compiler's), when this installation has the Triton compiler."""
+    found = getattr(es, "kernel_source", None)
+    if found is None:
+        try:
+            found = getattr(importlib.import_module("evonorm_search.compiler"), "kernel_source", None)
+        except ImportError:
+            return None
+    return found if callable(found) else None
+
+
+@router.get(
+    "/{candidate_id}/kernels.py",
+    response_class=PlainTextResponse,
+    responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 501, 503)},
+    summary="Export the fused Triton kernels",
+)
+async def kernels_source(store: StoreDep, candidate_id: CandidateId) -> PlainTextResponse:
+    """The Triton source of the layer's fused forward and backward kernels."""
+    generate = kernel_source_function()
+    if generate is None:
+        raise ApiError(
+            501,
+            "not_implemented",
+            "this installation has no Triton compiler (evonorm_search.compiler.kernel_source); "
+            "the standalone module (module.py) works everywhere",
+        )
+    graph = await run_in_threadpool(_graph, store, candidate_id)
+    source = await run_in_threadpool(generate, graph)
+    return _source_file(source, f"evonorm_candidate_{candidate_id}_kernels.py")

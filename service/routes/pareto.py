@@ -1,0 +1,54 @@
+"""/api/v1/pareto: the best layers across searches, for a set of objectives or architectures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from .. import repository as repo
+from .. import views
+from ..deps import MAX_ID, ContextDep, FormulasDep, ReadAccess, StoreDep
+from ..errors import ApiError, error_responses
+from ..schemas.common import ObjectiveOut
+from ..schemas.pareto import ParetoFront
+from ..views import API_PREFIX
+
+router = APIRouter(prefix=f"{API_PREFIX}/pareto", tags=["pareto"], dependencies=[ReadAccess])
+
+ACCURACY_PREFIX = "accuracy_"  # SearchConfig names the objective of architecture A `accuracy_A`
+
+
+@router.get("", responses=error_responses(401, 404, 422, 503), summary="The Pareto front across searches")
+async def pareto_across(
+    context: ContextDep,
+    store: StoreDep,
+    formulas: FormulasDep,
+    objective: Annotated[
+        list[str] | None, Query(max_length=32, description="An objective to compare on; repeat for several.")
+    ] = None,
+    architecture: Annotated[
+        list[str] | None,
+        Query(max_length=32, description="Shorthand for objective accuracy_<architecture>; repeat for several."),
+    ] = None,
+    search_id: Annotated[
+        list[Annotated[int, Query(ge=1, le=MAX_ID)]] | None,
+        Query(max_length=1000, description="Only these searches. Default: every search with all the objectives."),
+    ] = None,
+) -> ParetoFront:
+    """The layers no other layer beats on every chosen objective, pooled over searches."""
+    names = list(objective or []) + [ACCURACY_PREFIX + a for a in architecture or []]
+    if not names:
+        raise ApiError(422, "invalid_request", "choose objectives (objective=...) or architectures (architecture=...)")
+
+    def read() -> ParetoFront:
+        with store.session(readonly=True) as s:
+            points = repo.pareto_front_across(s, names, search_ids=search_id)
+            searches = {c.search_id: repo.get_search(s, c.search_id) for c in points}
+        directions = {o.name: o for search in searches.values() for o in views.objectives_of(search)}
+        chosen = [directions.get(n, ObjectiveOut(name=n, direction="max")) for n in names]
+        compared = sorted(searches) if search_id is None else sorted(set(search_id))
+        return views.pareto_front(points, chosen, compared, formulas)
+
+    key = ("pareto-across", None, tuple(names), None if search_id is None else tuple(sorted(set(search_id))))
+    return await context.reads.aget(key, read)

@@ -1,0 +1,85 @@
+"""Schemas of the searches resource: launch, list, status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from .common import ObjectiveOut, Schema
+
+SearchStateName = str  # one of evonorm_search.store.SearchState's values
+
+
+class SearchLinks(Schema):
+    status: str
+    events: str
+    candidates: str
+    pareto: str
+
+
+class SearchBrief(Schema):
+    """A search as listed: what it is and where it stands, without counting its candidates."""
+
+    id: int
+    name: str
+    state: SearchStateName = Field(description="created, running, stopping, stopped, completed or failed")
+    budget: int | None = Field(description="Candidates the search proposes in all, rejected ones included.")
+    seed: int
+    objectives: list[ObjectiveOut]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None = None
+
+
+class SearchPage(Schema):
+    items: list[SearchBrief]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class SearchLaunched(SearchBrief):
+    launched: bool = Field(description="Whether this server started driving the search (false: launcher 'none').")
+    links: SearchLinks
+
+
+class Counts(Schema):
+    total: int = Field(description="Candidates proposed so far.")
+    finished: int = Field(description="Candidates with a final verdict: evaluated, rejected or failed.")
+    by_status: dict[str, int] = Field(description="Candidates per status.")
+    rejected_by_stage: dict[str, int] = Field(description="Rejected candidates per rejection stage (reason).")
+    evaluated: int
+    duplicate_hits: int = Field(description="Duplicates answered from an earlier candidate's result.")
+
+
+class BestOut(Schema):
+    value: float
+    candidate_id: int
+    birth: int
+
+
+class Controller(Schema):
+    host: str | None
+    pid: int | None
+    heartbeat_at: datetime | None
+
+
+class SearchStatus(SearchBrief):
+    """The status page of one search."""
+
+    counts: Counts
+    best: dict[str, BestOut | None] = Field(description="Best value per objective, honouring its direction.")
+    hypervolume: float | None = Field(description="Of the front over all objectives; null without references.")
+    front_size: int
+    elapsed_seconds: float | None = Field(description="From start to finish, or to now while it runs.")
+    throughput_per_hour: float | None = Field(
+        description="Candidates finished per hour, between the first and the last verdict."
+    )
+    estimated_seconds_to_finish: float | None = Field(
+        description="Remaining budget over the throughput, while the search runs."
+    )
+    progress: float | None = Field(description="Finished candidates over the budget, 0 to 1.")
+    controller: Controller | None
+    config: dict[str, Any] = Field(description="The search's configuration (SearchConfig).")
+    links: SearchLinks

@@ -1,0 +1,87 @@
+"""The service's settings, from arguments or from EVONORM_* environment variables (pydantic-settings).
+
+`Settings()` reads the environment when it is built, never at import time: `create_app()` builds one
+when it is given none. API keys are `SecretStr`s, so they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_KEY_LENGTH = 16
+_KEY_SEPARATORS = re.compile(r"[,\s]+")
+
+LauncherName = Literal["auto", "thread", "ray", "none"]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Environment variables carry the EVONORM_ prefix."""
+
+    # hide_input_in_errors: a rejected setting (a short key, a URL with a password) is never echoed.
+    model_config = SettingsConfigDict(env_prefix="EVONORM_", extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="The Pareto database (sqlite:///PATH or postgresql+psycopg://...); None: the embedded default.",
+    )
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(),
+        description="Keys accepted in `Authorization: Bearer <key>`, separated by commas or spaces. "
+        "Without any, the service refuses every change (launch, stop, resume).",
+    )
+    read_requires_key: bool = Field(default=False, description="Whether reads need an API key too.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576, description="Largest request body.")
+    max_layer_chars: int = Field(
+        default=65_536, ge=64, le=1_000_000, description="Longest DSL text /layers/check takes."
+    )
+    max_formula_size: int = Field(
+        default=4096,
+        ge=16,
+        le=1_000_000,
+        description="Largest formula (operations once shared subexpressions are written out) given a symbolic "
+        "form and LaTeX; beyond it sympy's time and the formula's length explode.",
+    )
+    launcher: LauncherName = Field(
+        default="auto",
+        description="How searches run: 'thread' (in this process), 'ray' (workers.launcher), 'none' (never "
+        "launch: searches are created and driven elsewhere, e.g. `evonorm-search run --resume ID`), "
+        "'auto' (Ray when workers.launcher is installed, else a thread).",
+    )
+    events_interval: float = Field(default=1.0, gt=0.0, le=60.0, description="Seconds between progress checks (SSE).")
+    events_max_seconds: float = Field(
+        default=3600.0, gt=0.0, description="An event stream ends after this long; browsers reconnect on their own."
+    )
+    read_cache_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=60.0,
+        description="How long a search's status and Pareto fronts may be served from memory: many clients of one "
+        "search cost one database read per interval (0: always read the database). Changes made through this "
+        "server show at once; changes made elsewhere within the interval.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k for k in _KEY_SEPARATORS.split(value) if k)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(keys, start=1):
+            # The message names the key's position, never the key.
+            if len(key.get_secret_value()) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"API key #{position} is shorter than {MIN_KEY_LENGTH} characters; use a long random key"
+                )
+        return keys
+
+    @property
+    def accepts_changes(self) -> bool:
+        return bool(self.api_keys)

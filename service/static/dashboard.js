@@ -1,0 +1,600 @@
+// The evonorm-search dashboard: searches, live progress, the Pareto front, the best layers, exports.
+// Talks only to this server's /api/v1; every asset is served by the app (no external network).
+// State lives in the URL hash (#search=3&layer=17), so views can be linked and reloaded.
+"use strict";
+
+const API = "/api/v1";
+const KEY_STORAGE = "evonorm-api-key";
+const FRONT_ROWS = 25; // best layers listed
+const CLOUD_POINTS = 500; // evaluated candidates drawn behind the front
+
+const state = {
+  searchId: null,
+  search: null, // the latest SearchStatus
+  layerId: null,
+  stream: null, // AbortController of the open event stream
+  chart: null,
+  nextSearchCursor: null,
+  frontRefresh: null, // pending timer for a throttled reload of the front
+};
+
+const $ = (id) => document.getElementById(id);
+
+// -- talking to the API ---------------------------------------------------------------------------
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+function headers() {
+  const key = apiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && body.message) message = body.message;
+    } catch (_) {
+      // not JSON: keep the status line
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+async function getJson(path) {
+  return (await api(path)).json();
+}
+
+function query(params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    for (const item of [].concat(value)) {
+      if (item !== null && item !== undefined) search.append(name, item);
+    }
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+// -- small view helpers ---------------------------------------------------------------------------
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function showMessage(text, isError = false) {
+  const box = $("message");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
+  box.hidden = !text;
+}
+
+function fmtNumber(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (Math.abs(value) >= 1000) return value.toLocaleString(undefined, { maximumFractionDigits: 1 });
+  return Number(value).toFixed(digits);
+}
+
+function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${m % 60} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+function fmtTime(iso) {
+  return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+function renderFormula(latex, target, displayMode) {
+  target.replaceChildren();
+  if (!latex) {
+    target.append(el("span", { class: "muted" }, "(formula too large to print)"));
+    return;
+  }
+  // throwOnError false: a construct KaTeX lacks shows as red source instead of breaking the page.
+  window.katex.render(latex, target, { throwOnError: false, displayMode });
+}
+
+function facts(target, rows) {
+  target.replaceChildren(...rows.map(([label, value]) => el("div", {}, el("dt", {}, label), el("dd", {}, value))));
+}
+
+// -- the URL hash ---------------------------------------------------------------------------------
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const number = (name) => (params.has(name) && /^\d+$/.test(params.get(name)) ? Number(params.get(name)) : null);
+  return { search: number("search"), layer: number("layer") };
+}
+
+function writeHash() {
+  const params = new URLSearchParams();
+  if (state.searchId !== null) params.set("search", state.searchId);
+  if (state.layerId !== null) params.set("layer", state.layerId);
+  const hash = `#${params.toString()}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+// -- searches list --------------------------------------------------------------------------------
+
+async function loadSearches(append = false) {
+  const cursor = append ? state.nextSearchCursor : null;
+  const page = await getJson(`${API}/searches${query({ limit: 50, cursor })}`);
+  const list = $("search-list");
+  if (!append) list.replaceChildren();
+  for (const search of page.items) {
+    list.append(
+      el(
+        "li",
+        { "data-search-id": search.id, class: search.id === state.searchId ? "selected" : "", onclick: () => selectSearch(search.id) },
+        el("span", { class: "name", title: search.name }, `#${search.id} ${search.name}`),
+        el("span", { class: `state ${search.state}` }, search.state),
+      ),
+    );
+  }
+  state.nextSearchCursor = page.next_cursor;
+  $("more-searches").hidden = !page.next_cursor;
+  $("no-searches").hidden = list.children.length > 0;
+}
+
+function markSelected() {
+  for (const item of $("search-list").children) {
+    item.classList.toggle("selected", Number(item.dataset.searchId) === state.searchId);
+  }
+}
+
+// -- one search -----------------------------------------------------------------------------------
+
+async function selectSearch(searchId) {
+  if (state.searchId !== searchId) closeLayer();
+  state.searchId = searchId;
+  writeHash();
+  markSelected();
+  showMessage("");
+  try {
+    const status = await getJson(`${API}/searches/${searchId}`);
+    renderStatus(status);
+    fillObjectiveChoices(status.objectives);
+    await loadFront();
+    followEvents(searchId);
+  } catch (error) {
+    showMessage(`search ${searchId}: ${error.message}`, true);
+  }
+}
+
+function renderStatus(status) {
+  const previous = state.search;
+  state.search = status;
+  $("search-view").hidden = false;
+  $("search-name").textContent = `#${status.id} ${status.name}`;
+  const badge = $("search-state");
+  badge.textContent = status.state;
+  badge.className = `state ${status.state}`;
+  $("progress-bar").style.width = `${Math.round(100 * (status.progress || 0))}%`;
+  $("stop-search").disabled = !["running", "created"].includes(status.state);
+  $("resume-search").disabled = !["created", "stopped", "failed"].includes(status.state);
+  const counts = status.counts;
+  facts($("search-facts"), [
+    ["proposed / budget", `${counts.total} / ${status.budget ?? "–"}`],
+    ["finished", counts.finished],
+    ["evaluated", counts.evaluated],
+    ["front size", status.front_size],
+    ["hypervolume", fmtNumber(status.hypervolume)],
+    ["throughput", status.throughput_per_hour === null ? "–" : `${fmtNumber(status.throughput_per_hour, 1)} / h`],
+    ["elapsed", fmtDuration(status.elapsed_seconds)],
+    ["estimated to finish", fmtDuration(status.estimated_seconds_to_finish)],
+    ["started", fmtTime(status.started_at)],
+  ]);
+  const error = $("search-error");
+  error.textContent = status.error || "";
+  error.hidden = !status.error;
+  renderFunnel(counts);
+  renderBest(status);
+  if (previous && previous.id === status.id && previous.front_size !== status.front_size) scheduleFrontReload();
+  if (previous && previous.id === status.id && previous.counts.evaluated !== status.counts.evaluated) {
+    scheduleFrontReload();
+  }
+}
+
+function renderFunnel(counts) {
+  const rows = [el("tr", {}, el("th", {}, "status"), el("th", {}, "candidates"))];
+  for (const [status, count] of Object.entries(counts.by_status)) {
+    rows.push(el("tr", {}, el("td", {}, status), el("td", { class: "num" }, count)));
+    if (status === "rejected") {
+      for (const [stage, n] of Object.entries(counts.rejected_by_stage)) {
+        if (n) rows.push(el("tr", {}, el("td", {}, `\u00a0\u00a0\u2514 ${stage}`), el("td", { class: "num" }, n)));
+      }
+    }
+  }
+  rows.push(el("tr", {}, el("td", {}, "duplicate hits"), el("td", { class: "num" }, counts.duplicate_hits)));
+  $("funnel").replaceChildren(...rows);
+}
+
+function renderBest(status) {
+  const rows = [el("tr", {}, el("th", {}, "objective"), el("th", {}, "best"), el("th", {}, "candidate"))];
+  for (const objective of status.objectives) {
+    const best = status.best[objective.name];
+    const arrow = objective.direction === "max" ? "\u2191" : "\u2193";
+    rows.push(
+      el(
+        "tr",
+        {},
+        el("td", {}, `${objective.name} ${arrow}`),
+        el("td", { class: "num" }, best ? fmtNumber(best.value) : "–"),
+        el("td", {}, best ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); openLayer(best.candidate_id); } }, `#${best.candidate_id}`) : "–"),
+      ),
+    );
+  }
+  $("best-values").replaceChildren(...rows);
+}
+
+// -- live progress (server-sent events over fetch, so an API key can travel in a header) ----------
+
+function followEvents(searchId) {
+  if (state.stream) state.stream.abort();
+  const controller = new AbortController();
+  state.stream = controller;
+  $("live").hidden = true;
+  readEvents(searchId, controller).catch((error) => {
+    if (error.name !== "AbortError") showMessage(`live progress stopped: ${error.message}`, true);
+  });
+}
+
+async function readEvents(searchId, controller) {
+  let retryMs = 3000;
+  while (!controller.signal.aborted && state.searchId === searchId) {
+    const response = await api(`${API}/searches/${searchId}/events`, { signal: controller.signal });
+    $("live").hidden = false;
+    const ended = await consumeStream(response, (event) => {
+      if (event.retry) retryMs = event.retry;
+      if (event.event === "progress") renderStatus(JSON.parse(event.data));
+      if (event.event === "end") scheduleFrontReload(0);
+    });
+    $("live").hidden = true;
+    if (ended) return; // the search reached completed, stopped or failed
+    await new Promise((resolve) => setTimeout(resolve, retryMs));
+  }
+}
+
+// Reads an event stream; calls onEvent for each event; resolves true when an `end` event arrived.
+async function consumeStream(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = { data: "" };
+  let ended = false;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return ended;
+    buffer += value;
+    let newline;
+    while ((newline = buffer.search(/\r?\n/)) >= 0) {
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + (buffer[newline] === "\r" ? 2 : 1));
+      if (line === "") {
+        if (event.event || event.data) {
+          onEvent(event);
+          if (event.event === "end") ended = true;
+        }
+        event = { data: "" };
+      } else if (!line.startsWith(":")) {
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "data") event.data += (event.data ? "\n" : "") + text;
+        else if (field === "event") event.event = text;
+        else if (field === "retry" && /^\d+$/.test(text)) event.retry = Number(text);
+      }
+    }
+  }
+}
+
+// -- the Pareto front ---------------------------------------------------------------------------------
+
+function fillObjectiveChoices(objectives) {
+  const names = objectives.map((o) => o.name);
+  for (const [id, fallback] of [["x-objective", 0], ["y-objective", Math.min(1, names.length - 1)]]) {
+    const select = $(id);
+    const keep = names.includes(select.value) && select.dataset.searchId === String(state.searchId) ? select.value : names[fallback];
+    select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    select.value = keep;
+    select.dataset.searchId = String(state.searchId);
+  }
+}
+
+function scheduleFrontReload(delay = 2000) {
+  if (state.frontRefresh) return;
+  state.frontRefresh = setTimeout(() => {
+    state.frontRefresh = null;
+    loadFront().catch((error) => showMessage(`Pareto front: ${error.message}`, true));
+  }, delay);
+}
+
+async function loadFront() {
+  const searchId = state.searchId;
+  const x = $("x-objective").value;
+  const y = $("y-objective").value;
+  const base = `${API}/searches/${searchId}`;
+  const [pair, all, cloud] = await Promise.all([
+    getJson(`${base}/pareto${query({ objective: x === y ? [x] : [x, y] })}`),
+    getJson(`${base}/pareto`),
+    getJson(`${base}/candidates${query({ sort: x, limit: CLOUD_POINTS })}`),
+  ]);
+  if (searchId !== state.searchId) return; // another search was chosen meanwhile
+  drawPlot(x, y, pair.points, cloud.items);
+  renderFrontTable(all);
+}
+
+function drawPlot(x, y, front, cloud) {
+  const point = (c) => ({ x: c.objectives[x], y: c.objectives[y], id: c.candidate_id ?? c.id });
+  const frontPoints = front.map(point).sort((a, b) => a.x - b.x);
+  const frontIds = new Set(frontPoints.map((p) => p.id));
+  const cloudPoints = cloud.filter((c) => c.objectives && !frontIds.has(c.id)).map(point);
+  const datasets = [
+    {
+      label: `Pareto front over ${x} and ${y} (${frontPoints.length})`,
+      data: frontPoints,
+      backgroundColor: "#d9480f",
+      borderColor: "#d9480f",
+      pointRadius: 5,
+      pointHoverRadius: 7,
+      showLine: true,
+      stepped: false,
+    },
+    {
+      label: `other evaluated candidates (best ${cloudPoints.length} by ${x})`,
+      data: cloudPoints,
+      backgroundColor: "rgba(90, 100, 120, 0.35)",
+      pointRadius: 3,
+    },
+  ];
+  if (state.chart) {
+    state.chart.data.datasets = datasets;
+    state.chart.options.scales.x.title.text = x;
+    state.chart.options.scales.y.title.text = y;
+    state.chart.update();
+  } else {
+    state.chart = new window.Chart($("pareto-plot"), {
+      type: "scatter",
+      data: { datasets },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        scales: { x: { title: { display: true, text: x } }, y: { title: { display: true, text: y } } },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              label: (item) => `#${item.raw.id}: ${fmtNumber(item.raw.x)}, ${fmtNumber(item.raw.y)}`,
+            },
+          },
+        },
+        onClick: (_event, elements) => {
+          if (elements.length) openLayer(elements[0].element.$context.raw.id);
+        },
+      },
+    });
+  }
+  $("pareto-plot").dataset.frontPoints = String(frontPoints.length);
+  $("plot-note").textContent = frontPoints.length
+    ? "Click a point to open its layer."
+    : "No evaluated candidates yet.";
+}
+
+function renderFrontTable(front) {
+  const objectives = front.objectives;
+  const header = el(
+    "tr",
+    {},
+    el("th", {}, "#"),
+    el("th", {}, "formula"),
+    ...objectives.map((o) => el("th", {}, `${o.name} ${o.direction === "max" ? "\u2191" : "\u2193"}`)),
+    el("th", {}, "export"),
+  );
+  const rows = front.points.slice(0, FRONT_ROWS).map((point) => {
+    const formula = el("td", { class: "formula-cell" });
+    renderFormula(point.latex, formula, false);
+    const download = el(
+      "button",
+      { type: "button", class: "download-module", onclick: (e) => { e.stopPropagation(); downloadExport(point.candidate_id, "module.py"); } },
+      "module.py",
+    );
+    return el(
+      "tr",
+      { class: "layer-row", "data-candidate-id": point.candidate_id, onclick: () => openLayer(point.candidate_id) },
+      el("td", {}, `#${point.candidate_id}`),
+      formula,
+      ...objectives.map((o) => el("td", { class: "num" }, fmtNumber(point.objectives[o.name]))),
+      el("td", {}, download),
+    );
+  });
+  $("front-table").replaceChildren(header, ...rows);
+  if (!rows.length) $("front-table").append(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No evaluated candidates yet.")));
+}
+
+// -- one layer ------------------------------------------------------------------------------------
+
+async function openLayer(candidateId) {
+  try {
+    const layer = await getJson(`${API}/candidates/${candidateId}`);
+    state.layerId = candidateId;
+    writeHash();
+    renderLayer(layer);
+  } catch (error) {
+    showMessage(`candidate ${candidateId}: ${error.message}`, true);
+  }
+}
+
+function closeLayer() {
+  state.layerId = null;
+  $("layer-view").hidden = true;
+  writeHash();
+}
+
+function renderLayer(layer) {
+  $("layer-view").hidden = false;
+  $("layer-title").textContent = `Layer #${layer.id} (search #${layer.search_id}, birth ${layer.birth})`;
+  renderFormula(layer.formula.latex, $("layer-formula"), true);
+  $("layer-dsl").textContent = layer.formula.text;
+  const objectives = Object.entries(layer.objectives || {}).map(([name, value]) => [name, fmtNumber(value)]);
+  facts($("layer-facts"), [
+    ["status", layer.rejection_stage ? `${layer.status} (${layer.rejection_stage})` : layer.status],
+    ...objectives,
+    ["canonical hash", layer.canonical_hash.slice(0, 16)],
+    ["parent", layer.parent_id === null ? "–" : `#${layer.parent_id}`],
+    ["finished", fmtTime(layer.finished_at)],
+    ...(layer.rejection_reason ? [["rejection reason", layer.rejection_reason]] : []),
+    ...(layer.error ? [["error", layer.error]] : []),
+    ...(layer.formula.note ? [["note", layer.formula.note]] : []),
+  ]);
+  renderLayerMetrics(layer.metrics_by_architecture);
+  renderLineage(layer.lineage, layer.lineage_truncated);
+  renderEvaluations(layer.evaluations);
+  $("layer-view").scrollIntoView({ behavior: "instant", block: "start" });
+}
+
+function renderLayerMetrics(byArchitecture) {
+  const rows = [el("tr", {}, el("th", {}, "architecture"), el("th", {}, "phase"), el("th", {}, "accuracy"), el("th", {}, "loss"), el("th", {}, "steps"))];
+  for (const [architecture, phases] of Object.entries(byArchitecture)) {
+    for (const [phase, metrics] of Object.entries(phases)) {
+      rows.push(
+        el(
+          "tr",
+          {},
+          el("td", {}, architecture),
+          el("td", {}, phase),
+          el("td", { class: "num" }, fmtNumber(metrics.accuracy)),
+          el("td", { class: "num" }, typeof metrics.loss === "number" ? fmtNumber(metrics.loss) : metrics.loss ?? "–"),
+          el("td", { class: "num" }, metrics.steps ?? "–"),
+        ),
+      );
+    }
+  }
+  if (rows.length === 1) rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not evaluated.")));
+  $("layer-metrics").replaceChildren(...rows);
+}
+
+function renderLineage(lineage, truncated) {
+  const items = lineage.map((a) =>
+    el(
+      "li",
+      {},
+      el("a", { onclick: () => openLayer(a.id) }, `#${a.id}`),
+      ` (birth ${a.birth}, ${a.status}) `,
+      el("code", {}, a.dsl.split("\n").slice(-1)[0]),
+    ),
+  );
+  if (!items.length) items.push(el("li", { class: "muted" }, "No parent: a random or seed layer."));
+  if (truncated) items.push(el("li", { class: "muted" }, "… older ancestors not shown"));
+  $("layer-lineage").replaceChildren(...items);
+}
+
+function renderEvaluations(evaluations) {
+  const rows = [
+    el("tr", {}, ...["architecture", "phase", "attempt", "status", "seconds", "node"].map((h) => el("th", {}, h))),
+    ...evaluations.map((e) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, e.architecture),
+        el("td", {}, e.phase),
+        el("td", { class: "num" }, e.attempt),
+        el("td", {}, e.status),
+        el("td", { class: "num" }, fmtNumber(e.duration_seconds, 2)),
+        el("td", {}, e.node ?? "–"),
+      ),
+    ),
+  ];
+  $("layer-evaluations").replaceChildren(...rows);
+}
+
+// Downloads go through fetch (so a key can travel in a header) and a blob link.
+async function downloadExport(candidateId, file) {
+  try {
+    const response = await api(`${API}/candidates/${candidateId}/${file}`);
+    const blob = await response.blob();
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = disposition.match(/filename="([^"]+)"/);
+    const link = el("a", { href: URL.createObjectURL(blob), download: match ? match[1] : file });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  } catch (error) {
+    showMessage(`${file} of candidate ${candidateId}: ${error.message}`, true);
+  }
+}
+
+// -- stop and resume ------------------------------------------------------------------------------
+
+async function changeSearch(action) {
+  try {
+    const response = await api(`${API}/searches/${state.searchId}/${action}`, { method: "POST" });
+    renderStatus(await response.json());
+    showMessage(`search ${state.searchId}: ${action} requested`);
+    if (action === "resume") followEvents(state.searchId);
+    await loadSearches();
+  } catch (error) {
+    showMessage(`${action}: ${error.message}`, true);
+  }
+}
+
+// -- start ----------------------------------------------------------------------------------------
+
+function wire() {
+  $("key-form").addEventListener("submit", (event) => event.preventDefault());
+  const keyInput = $("api-key");
+  keyInput.value = apiKey();
+  keyInput.addEventListener("change", () => {
+    sessionStorage.setItem(KEY_STORAGE, keyInput.value.trim());
+    start();
+  });
+  $("more-searches").addEventListener("click", () => loadSearches(true));
+  $("x-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
+  $("y-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
+  $("close-layer").addEventListener("click", closeLayer);
+  $("download-module").addEventListener("click", () => downloadExport(state.layerId, "module.py"));
+  $("download-kernels").addEventListener("click", () => downloadExport(state.layerId, "kernels.py"));
+  $("stop-search").addEventListener("click", () => changeSearch("stop"));
+  $("resume-search").addEventListener("click", () => changeSearch("resume"));
+}
+
+async function start() {
+  try {
+    await loadSearches();
+  } catch (error) {
+    showMessage(`cannot list searches: ${error.message}`, true);
+    return;
+  }
+  const wanted = readHash();
+  const first = $("search-list").firstElementChild;
+  const searchId = wanted.search ?? (first ? Number(first.dataset.searchId) : null);
+  if (searchId !== null) await selectSearch(searchId);
+  if (wanted.layer !== null) await openLayer(wanted.layer);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wire();
+  start();
+  setInterval(() => loadSearches().catch(() => {}), 15000);
+});

@@ -1,0 +1,212 @@
+"""Store objects -> response schemas: what each resource shows, and the figures derived for it
+(elapsed time, throughput, estimate to finish, metrics per architecture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from . import repository as repo
+from .formulas import FormulaCache
+from .schemas.candidates import (
+    Ancestor,
+    CandidateBrief,
+    CandidateDetailOut,
+    CandidateLinks,
+    EvaluationOut,
+    Formula,
+)
+from .schemas.common import ObjectiveOut
+from .schemas.pareto import ParetoFront, ParetoPoint
+from .schemas.searches import BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
+
+API_PREFIX = "/api/v1"
+UNFINISHED = (repo.CandidateStatus.PENDING, repo.CandidateStatus.QUEUED, repo.CandidateStatus.RUNNING)
+LIVE_STATES = (repo.SearchState.RUNNING, repo.SearchState.STOPPING)
+
+
+# -- searches ------------------------------------------------------------------------------------------
+
+
+def search_links(search_id: int) -> SearchLinks:
+    base = f"{API_PREFIX}/searches/{search_id}"
+    return SearchLinks(status=base, events=f"{base}/events", candidates=f"{base}/candidates", pareto=f"{base}/pareto")
+
+
+def objectives_of(search: repo.Search) -> list[ObjectiveOut]:
+    return [ObjectiveOut(name=o.name, direction=o.direction, reference=o.reference) for o in search.objective_specs]
+
+
+def search_brief(search: repo.Search) -> SearchBrief:
+    return SearchBrief(
+        id=search.id,
+        name=search.name,
+        state=str(search.state),
+        budget=search.budget,
+        seed=search.seed,
+        objectives=objectives_of(search),
+        created_at=search.created_at,
+        started_at=search.started_at,
+        finished_at=search.finished_at,
+        error=search.error,
+    )
+
+
+def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> SearchStatus:
+    now = now or datetime.now(timezone.utc)
+    search = summary.search
+    finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED)
+    rate = _finish_rate(finished, summary.first_finished_at, summary.last_finished_at)
+    return SearchStatus(
+        **search_brief(search).model_dump(),
+        counts=Counts(
+            total=summary.total,
+            finished=finished,
+            by_status={str(k): v for k, v in summary.by_status.items()},
+            rejected_by_stage={str(k): v for k, v in summary.rejected_by_stage.items()},
+            evaluated=summary.evaluated,
+            duplicate_hits=summary.duplicate_hits,
+        ),
+        best={
+            name: None if b is None else BestOut(value=b.value, candidate_id=b.candidate_id, birth=b.birth)
+            for name, b in summary.best.items()
+        },
+        hypervolume=summary.hypervolume,
+        front_size=summary.front_size,
+        elapsed_seconds=_elapsed(search, now),
+        throughput_per_hour=None if rate is None else rate * 3600.0,
+        estimated_seconds_to_finish=_estimate(search, finished, rate),
+        progress=None if not search.budget else min(1.0, finished / search.budget),
+        controller=_controller(search),
+        config=search.config,
+        links=search_links(search.id),
+    )
+
+
+def _finish_rate(finished: int, first: datetime | None, last: datetime | None) -> float | None:
+    """Verdicts per second: n verdicts between the first and the last span n - 1 intervals."""
+    if finished < 2 or first is None or last is None:
+        return None
+    span = (last - first).total_seconds()
+    return (finished - 1) / span if span > 0 else None
+
+
+def _elapsed(search: repo.Search, now: datetime) -> float | None:
+    if search.started_at is None:
+        return None
+    end = now if search.state in LIVE_STATES or search.finished_at is None else search.finished_at
+    return max(0.0, (end - search.started_at).total_seconds())
+
+
+def _estimate(search: repo.Search, finished: int, rate: float | None) -> float | None:
+    if search.state is repo.SearchState.COMPLETED:
+        return 0.0
+    if search.state is not repo.SearchState.RUNNING or rate is None or not search.budget:
+        return None
+    return max(0, search.budget - finished) / rate
+
+
+def _controller(search: repo.Search) -> Controller | None:
+    if search.controller_host is None and search.controller_heartbeat_at is None:
+        return None
+    return Controller(
+        host=search.controller_host, pid=search.controller_pid, heartbeat_at=search.controller_heartbeat_at
+    )
+
+
+# -- candidates ----------------------------------------------------------------------------------------
+
+
+def candidate_links(candidate: repo.Candidate) -> CandidateLinks:
+    base = f"{API_PREFIX}/candidates/{candidate.id}"
+    return CandidateLinks(
+        search=f"{API_PREFIX}/searches/{candidate.search_id}", module=f"{base}/module.py", kernels=f"{base}/kernels.py"
+    )
+
+
+def candidate_brief(candidate: repo.Candidate) -> CandidateBrief:
+    return CandidateBrief(
+        id=candidate.id,
+        search_id=candidate.search_id,
+        birth=candidate.birth,
+        status=str(candidate.status),
+        rejection_stage=None if candidate.rejection_stage is None else str(candidate.rejection_stage),
+        rejection_reason=candidate.rejection_reason,
+        objectives=candidate.objectives,
+        dsl=candidate.dsl,
+        canonical_hash=candidate.canonical_hash,
+        parent_id=candidate.parent_id,
+        duplicate_of=candidate.duplicate_of,
+        created_at=candidate.created_at,
+        finished_at=candidate.finished_at,
+    )
+
+
+def formula_of(candidate: repo.Candidate, formulas: FormulaCache) -> Formula:
+    symbolic = formulas.of_stored(candidate.canonical_hash, candidate.graph)
+    return Formula(text=candidate.dsl, canonical=symbolic.canonical, latex=symbolic.latex, note=symbolic.note)
+
+
+def candidate_detail(detail: repo.CandidateDetail, formulas: FormulaCache) -> CandidateDetailOut:
+    c = detail.candidate
+    return CandidateDetailOut(
+        **candidate_brief(c).model_dump(),
+        fingerprint=c.fingerprint,
+        mutation=c.mutation,
+        graph=c.graph,
+        formula=formula_of(c, formulas),
+        attempt=c.attempt,
+        error=c.error,
+        check_seconds=c.check_seconds or {},
+        metrics_by_architecture=metrics_by_architecture(detail.evaluations),
+        evaluations=[EvaluationOut.model_validate(e) for e in detail.evaluations],
+        lineage=[
+            Ancestor(
+                id=a.id, birth=a.birth, status=str(a.status), dsl=a.dsl, objectives=a.objectives, mutation=a.mutation
+            )
+            for a in detail.lineage
+        ],
+        lineage_truncated=detail.lineage_truncated,
+        links=candidate_links(c),
+    )
+
+
+def metrics_by_architecture(evaluations: Iterable[repo.Evaluation]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{architecture: {phase: metrics}}, each from the latest attempt of that (architecture, phase)."""
+    latest: dict[tuple[str, str], repo.Evaluation] = {}
+    for e in evaluations:
+        key = (e.architecture, str(e.phase))
+        if key not in latest or e.attempt >= latest[key].attempt:
+            latest[key] = e
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (architecture, phase), e in sorted(latest.items()):
+        out.setdefault(architecture, {})[phase] = dict(e.metrics)
+    return out
+
+
+# -- Pareto fronts -------------------------------------------------------------------------------------
+
+
+def pareto_front(
+    points: Sequence[repo.Candidate],
+    objectives: Sequence[ObjectiveOut],
+    search_ids: Sequence[int],
+    formulas: FormulaCache,
+) -> ParetoFront:
+    return ParetoFront(
+        objectives=list(objectives),
+        search_ids=list(search_ids),
+        points=[
+            ParetoPoint(
+                candidate_id=c.id,
+                search_id=c.search_id,
+                birth=c.birth,
+                objectives=c.objectives or {},
+                dsl=c.dsl,
+                canonical_hash=c.canonical_hash,
+                latex=formula_of(c, formulas).latex,
+            )
+            for c in points
+        ],
+    )

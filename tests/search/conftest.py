@@ -1,0 +1,53 @@
+"""Shared pieces of the search tests: a tiny search on synthetic data and a fresh SQLite store per test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from evonorm_search.search import SearchConfig
+from evonorm_search.store import open_store
+
+# Two tiny proxies on a 3-class synthetic task: a candidate trains in a fraction of a second.
+TINY_SEARCH = """
+name: tiny
+seed: 1
+budget: 16
+population: 5
+tournament: 3
+groups: 2
+architectures:
+  - {kind: resnet, width: 4, blocks: [1]}
+  - {kind: mobilenetv2, width: 4, blocks: [1], expansion: 2}
+data: {name: synthetic, synthetic_shape: [1, 6, 6], synthetic_classes: 3, samples: 240}
+training: {steps: 20, batch_size: 32, device: cpu, threads: 1}
+rejection: {quality: {threshold: 0.3, steps: 5}, stability: {steps: 4}}
+"""
+
+
+def tiny_config(**overrides: Any) -> SearchConfig:
+    """The tiny search with top-level keys replaced (nested mappings replace whole sections)."""
+    data = yaml.safe_load(TINY_SEARCH)
+    data.update(overrides)
+    return SearchConfig.from_mapping(data)
+
+
+def tiny_yaml(**overrides: Any) -> str:
+    return tiny_config(**overrides).to_yaml()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path / 'search.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request):
+    """A fresh store on SQLite and on the local PostgreSQL server (the root conftest's URLs)."""
+    s = open_store(request.getfixturevalue(f"{request.param}_url"))
+    yield s
+    s.close()

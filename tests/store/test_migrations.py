@@ -1,0 +1,146 @@
+"""The schema comes only from the Alembic migrations; foreign or newer schemas are refused."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+from evonorm_search.cli import app
+from evonorm_search.store import StoreError, open_store, schema_status
+from evonorm_search.store.migrate import VERSION_TABLE, alembic_config, head_revision
+from evonorm_search.store.models import Base
+from evonorm_search.store.urls import resolve_url
+
+TABLES = {"searches", "candidates", "evaluations", "search_counters", "candidate_objectives", "pareto_members"}
+
+
+def _raw_engine(url: str):
+    """An engine without the store's set-up, on an existing (possibly empty) database."""
+    resolved = resolve_url(url)
+    if resolved.sqlite_path is not None:
+        resolved.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(resolved.url)
+
+
+def test_open_creates_the_schema_at_head(store_url):
+    with open_store(store_url) as store:
+        assert store.schema_revision() == head_revision()
+        assert set(inspect(store.engine).get_table_names()) >= TABLES
+
+
+def test_migrations_match_the_models(store):
+    """What the migrations build is what the models declare: nothing for autogenerate to add."""
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_downgrade_to_base_and_back(store):
+    with store.engine.connect() as connection, connection.begin():
+        command.downgrade(alembic_config(connection), "base")
+    assert not TABLES & set(inspect(store.engine).get_table_names())
+    with store.engine.connect() as connection, connection.begin():
+        command.upgrade(alembic_config(connection), "head")
+    assert store.schema_revision() == head_revision()
+
+
+def test_a_newer_unknown_revision_is_refused(store_url):
+    open_store(store_url).close()
+    engine = _raw_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00dfeed'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"revision 'f00dfeed'.*newer evonorm-search.*upgrade evonorm-search"):
+        open_store(store_url)
+    status = schema_status(store_url)
+    assert (status.current, status.known, status.up_to_date) == ("f00dfeed", False, False)
+
+
+def test_create_false_refuses_an_empty_database_and_says_to_upgrade(store_url):
+    engine = _raw_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE unrelated (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"no evonorm-search schema.*db upgrade"):
+        open_store(store_url, create=False)
+
+
+def test_create_false_opens_a_database_at_head(store_url):
+    open_store(store_url).close()
+    with open_store(store_url, create=False) as store:
+        assert store.schema_revision() == head_revision()
+
+
+def test_tables_without_our_version_are_refused(store_url):
+    engine = _raw_engine(store_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE searches (id INTEGER PRIMARY KEY, owner TEXT)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="not created by evonorm-search"):
+        open_store(store_url)
+    with pytest.raises(StoreError, match="not created by evonorm-search"):
+        schema_status(store_url)
+
+
+def _open_and_report(url: str, barrier, queue) -> None:
+    try:
+        barrier.wait(timeout=60)
+        with open_store(url) as store:
+            queue.put(store.schema_revision())
+    except BaseException as e:
+        queue.put(f"{type(e).__name__}: {e}")
+
+
+def test_concurrent_first_opens_from_several_processes(store_url):
+    """Processes racing to open a fresh database queue on the migration lock; one creates the schema."""
+    context = multiprocessing.get_context("fork")
+    barrier, queue = context.Barrier(3), context.Queue()
+    children = [context.Process(target=_open_and_report, args=(store_url, barrier, queue)) for _ in range(3)]
+    for child in children:
+        child.start()
+    outcomes = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    assert outcomes == [head_revision()] * 3
+    engine = _raw_engine(store_url)
+    with engine.connect() as connection:
+        assert connection.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
+    engine.dispose()
+
+
+# -- the command line -----------------------------------------------------------------------------------
+
+
+def test_db_current_and_upgrade_commands(store_url):
+    runner = CliRunner()
+    before = runner.invoke(app, ["db", "current", "--db", store_url])
+    assert before.exit_code == 0, before.output
+    assert "run `evonorm-search db upgrade`" in before.output or "does not exist yet" in before.output
+    upgraded = runner.invoke(app, ["db", "upgrade", "--db", store_url])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"upgraded from an empty database to revision {head_revision()}" in upgraded.output
+    again = runner.invoke(app, ["db", "upgrade", "--db", store_url])
+    assert f"already at the newest schema revision {head_revision()}" in again.output
+    after = runner.invoke(app, ["db", "current", "--db", store_url])
+    assert f"revision {head_revision()} (the newest)" in after.output
+
+
+def test_db_commands_report_bad_urls_without_a_traceback():
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", "mysql://u@h/db"])
+    assert result.exit_code == 1
+    assert "unsupported database 'mysql'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_db_current_does_not_create_a_missing_file(tmp_path):
+    path = tmp_path / "never.db"
+    result = CliRunner().invoke(app, ["db", "current", "--db", f"sqlite:///{path}"])
+    assert result.exit_code == 0
+    assert "does not exist yet" in result.output
+    assert not path.exists()
