@@ -40,7 +40,9 @@ def test_a_search_completes_on_the_cluster(cluster, pg_store):
 
 
 def test_removing_a_worker_node_mid_search_loses_nothing(cluster, pg_store):
-    config = tiny_config(budget=6, training={**TINY_SEARCH["training"], "steps": 200})
+    # Long enough evaluations (seconds each, even on a fast machine) that the one picked below is still
+    # running when its node goes; with short ones it may finish first, and nothing would need a retry.
+    config = tiny_config(budget=4, training={**TINY_SEARCH["training"], "steps": 1500})
     search_id = create_search(pg_store, config)
     ev = ray_evaluator()
     outcome: dict[str, object] = {}
@@ -58,7 +60,8 @@ def test_removing_a_worker_node_mid_search_loses_nothing(cluster, pg_store):
     assert outcome["final"].state == "completed"
     facts = assert_fully_accounted(pg_store, search_id, budget=config.budget, architectures=ARCHITECTURES)
     retried = [e for e in facts["evaluations"] if e.metrics["worker_try"] > 1]
-    assert retried, "the evaluation on the removed node should have been retried on the other one"
+    where = {(e.candidate_id, e.node, e.metrics["worker_try"]) for e in facts["evaluations"]}
+    assert retried, f"the evaluation on the removed node should have been retried on the other one: {where}"
     survivor = cluster.workers[0].node_id[:8]
     assert all(e.node.endswith(survivor) for e in retried)
 
