@@ -6,6 +6,9 @@
 4. `codegen`   - Triton kernels and Python launchers as text;
 5. `cache`     - execute once, cache by canonical hash + structure; compile times recorded.
 
+`compile_ahead(graph, target="cuda:90")` (`ahead.py`) sends every kernel of a layer through Triton's
+real compiler for a GPU target on a machine without one: the check that CI runs, and cold compile times.
+
 `plan_cost(graph)` runs passes 1-3 only (no GPU, no Triton) and measures the plan: passes over
 memory and bytes moved per element. `normact_forward` is what `NormAct(backend="triton")` calls.
 """
@@ -29,6 +32,15 @@ def kernel_source(graph: Any, *, affine: bool = True) -> str:
     return _source(as_graph(graph), affine=affine)
 
 
+def compile_ahead(graph: Any, **options: Any) -> Any:
+    """Compile every kernel of a layer for a GPU target (default `cuda:90`) without a GPU: an AheadReport
+    of the kernels and their cold compile times. Options: target, shape, dtype, channels_last, groups,
+    affine, sms (see `compiler.ahead.compile_ahead`)."""
+    from .ahead import compile_ahead as _compile_ahead
+
+    return _compile_ahead(graph, **options)
+
+
 def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
     """`NormAct.forward` on the Triton backend: fused kernels through a torch.autograd.Function."""
     from .cache import compiled_layer
@@ -40,6 +52,10 @@ def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
             "use backend='auto' to fall back to the reference, or set TRITON_INTERPRET=1 for the CPU interpreter"
         )
     layer = compiled_layer(module.graph, affine=module.affine)
+    if x.is_cuda and not interpreting():
+        from .ahead import precompile_on_first_use
+
+        precompile_on_first_use(module, x)
     return layer.apply(
         x,
         module.parameter_list(),
@@ -84,6 +100,7 @@ __all__ = [
     "CompilerError",
     "PlanCost",
     "clear_cache",
+    "compile_ahead",
     "compile_log",
     "generation_log",
     "kernel_source",

@@ -156,7 +156,14 @@ def _library(interpret: bool) -> dict[str, Any]:
         from . import runtime
 
         filename = str(LIBRARY_PATH)
-        namespace: dict[str, Any] = {"triton": triton, "tl": tl, "Geometry": runtime.Geometry}
+        # A module name for what is defined here: Triton's code generator reads `__module__` of every global
+        # a kernel uses, and a function executed without `__name__` in its globals has None there.
+        namespace: dict[str, Any] = {
+            "__name__": "evonorm_search.compiler.kernel_library",
+            "triton": triton,
+            "tl": tl,
+            "Geometry": runtime.Geometry,
+        }
         exec(compile(library_source(), filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - our own file
         _LIBRARIES[interpret] = namespace
     return _LIBRARIES[interpret]
@@ -167,6 +174,7 @@ def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     filename = f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(_library(interpret))
+    namespace["__name__"] = f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}"
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - generated from a validated Graph
     return namespace
 

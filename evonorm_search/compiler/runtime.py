@@ -13,6 +13,7 @@ and size class on CUDA and keeps the fastest.
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 
 import torch
@@ -30,6 +31,9 @@ class Tuning:
     chunk: int | None = None  # positions per program of a split pass (a multiple of BLOCK_S)
     fusion: str = "auto"  # "auto" | "always" | "never": run fusable passes in one kernel
     autotune: bool = False
+    # On CUDA, the first call of a layer at a new shape compiles all its kernels at once in this many
+    # threads before launching any (compiler/ahead.py); None: one per core, up to 16; 0: as they launch.
+    precompile: int | None = None
     min_programs: int | None = None  # fused kernels need this many programs (default 2 x SMs)
     max_group_channels: int = 128  # widest group a `group` program holds
     combine_block: int = 32
@@ -41,6 +45,14 @@ COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
 _SEEN: set = set()
 _TUNED: dict = {}
 _SM_COUNT: dict = {}
+# compiler/ahead.py sets `recorder` in the thread where it compiles a layer's kernels ahead of time:
+# launches there compile and return, and blocking assumes the target's SM count. Per thread, because
+# other threads of the process may be launching kernels for real meanwhile.
+_AHEAD = threading.local()
+
+
+def ahead_of_time():
+    return getattr(_AHEAD, "recorder", None)
 
 
 def interpreting() -> bool:
@@ -98,7 +110,8 @@ def layout_class(x: torch.Tensor) -> str:
 
 def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
-        return 1
+        ahead = ahead_of_time()
+        return ahead.sms if ahead is not None else 1
     if device not in _SM_COUNT:
         _SM_COUNT[device] = torch.cuda.get_device_properties(device).multi_processor_count
     return _SM_COUNT[device]
@@ -202,7 +215,7 @@ class Geometry:
             return False
         if self.tuning.fusion != "auto":
             return self.tuning.fusion == "always"
-        if self.x.device.type != "cuda":
+        if self.x.device.type != "cuda" and ahead_of_time() is None:
             return True
         programs = self.N * (self.G if domain == "group" else triton.cdiv(self.C, self.blocks(domain)[0]))
         minimum = self.tuning.min_programs or 2 * _sm_count(self.x.device)
@@ -228,6 +241,9 @@ class Geometry:
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
+        if (ahead := ahead_of_time()) is not None:
+            ahead.compile(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": warps})
+            return
         with self._recorded(key):
             kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=warps)
 
@@ -242,6 +258,9 @@ class Geometry:
         grid = (sum(blocks[s] for s in strategies),)
         constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
+        if (ahead := ahead_of_time()) is not None:
+            ahead.compile(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": 4})
+            return
         with self._recorded(key):
             kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=4)
 

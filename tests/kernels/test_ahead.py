@@ -1,0 +1,247 @@
+"""The generated kernels through Triton's real compiler, for Hopper (sm_90), on this GPU-less machine.
+
+The other kernel tests run on the CPU interpreter, which executes kernels through numpy and accepts
+programs that the compiler rejects. Here every library layer and a draw of random graphs is compiled
+ahead of time (`compile_ahead`: TTIR, TTGIR, LLVM IR, PTX and ptxas to a cubin), forward and backward,
+training and inference, fused and split stages, float32, bfloat16 and float16, both storage orders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+
+import pytest
+import torch
+
+pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+
+import triton
+import triton.language as tl
+
+from evonorm_search import library
+from evonorm_search.compiler import CompilerError, tuning
+from evonorm_search.compiler import runtime as kernel_runtime
+from evonorm_search.compiler.ahead import (
+    _parallel,
+    _Recorder,
+    _target_driver,
+    compile_ahead,
+    parse_target,
+    precompile_on_first_use,
+)
+from evonorm_search.search.space import SearchSpace, random_graph
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Triton 3.9's notice on FP fusion defaults
+
+
+def _modes_of(report) -> set[str]:
+    return {k.mode for k in report.kernels}
+
+
+def _has_batch_statistics(name: str) -> bool:
+    return bool(library.get(name).running_buffers())
+
+
+@pytest.mark.parametrize("name", library.names())
+def test_every_library_layer_compiles_for_hopper_in_float32(name: str):
+    report = compile_ahead(name, target="cuda:90", dtype=torch.float32, shape=(8, 64, 8, 8))
+    expected = {"forward_train", "backward_train"}
+    if _has_batch_statistics(name):
+        expected |= {"forward_eval", "backward_eval"}
+    assert _modes_of(report) == expected
+    assert all(k.binary_bytes > 0 and k.num_warps in (4, 8) for k in report.kernels)
+    assert report.layout == "contiguous/C:16/S:16"
+    assert report.total_seconds >= report.compile_seconds > 0
+
+
+@pytest.mark.parametrize("name", library.names())
+def test_every_library_layer_compiles_for_bfloat16_channels_last_with_fused_stages(name: str):
+    with tuning(fusion="always"):
+        report = compile_ahead(name, dtype=torch.bfloat16, shape=(4, 48, 6, 5), channels_last=True, groups=8)
+    assert report.dtype == "bfloat16" and report.layout == "channels_last/C:16/S:any"
+    assert "backward_train" in _modes_of(report)
+    assert all(k.binary_bytes > 0 for k in report.kernels)
+
+
+def _random_cases(count: int = 16) -> list[tuple[int, object, tuple[int, ...], torch.dtype, str]]:
+    rng = random.Random(20261123)
+    space = SearchSpace()
+    cases = []
+    for i in range(count):
+        rank = 2 + i % 4  # (N, C) up to (N, C, D, H, W)
+        shape = (rng.choice((2, 4)), rng.choice((8, 24, 64)), *(rng.choice((3, 8, 16)) for _ in range(rank - 2)))
+        dtype = (torch.float32, torch.bfloat16, torch.float16)[i % 3]
+        cases.append((i, random_graph(space, rng), shape, dtype, ("always", "never")[i % 2]))
+    return cases
+
+
+@pytest.mark.parametrize(("index", "graph", "shape", "dtype", "fusion"), _random_cases(), ids=lambda v: None)
+def test_random_graphs_of_the_search_space_compile_for_hopper(index, graph, shape, dtype, fusion):
+    with tuning(fusion=fusion):
+        report = compile_ahead(graph, dtype=dtype, shape=shape, groups=2)
+    assert {"forward_train", "backward_train"} <= _modes_of(report), graph.to_text()
+
+
+def test_the_interpreter_and_the_driver_are_as_they_were_afterwards():
+    # Kernel tests run under TRITON_INTERPRET=1 (conftest); compiling ahead turns it off only meanwhile.
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    compile_ahead("rmsnorm")
+    assert os.environ["TRITON_INTERPRET"] == "1"
+    assert kernel_runtime.ahead_of_time() is None
+    from evonorm_search import NormAct
+
+    x = torch.randn(2, 8, 3, 3, requires_grad=True)
+    ours = NormAct("rmsnorm", 8, groups=2, backend="triton")(x)  # the interpreter still runs kernels
+    reference = NormAct("rmsnorm", 8, groups=2, backend="torch")(x)
+    torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("target", ["cuda", "cuda:", "hip:gfx942", "cuda:sm90", "90"])
+def test_a_target_that_is_not_cuda_and_a_capability_is_refused(target: str):
+    with pytest.raises(CompilerError, match="cuda:90"):
+        parse_target(target)
+
+
+def test_a_shape_without_channels_is_refused():
+    with pytest.raises(CompilerError, match=r"\(N, C, \*spatial\)"):
+        compile_ahead("rmsnorm", shape=(8,))
+
+
+def _badly_typed_kernel(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # a compiled kernel, not an interpreted one
+
+    @triton.jit
+    def badly_typed(x_ptr, BLOCK: tl.constexpr):
+        offsets = tl.arange(0, BLOCK)
+        tl.store(x_ptr + offsets, tl.load(x_ptr + offsets) + tl.arange(0, BLOCK * 2))  # shapes differ
+
+    return badly_typed
+
+
+def test_a_kernel_that_triton_rejects_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch):
+    kernel = _badly_typed_kernel(monkeypatch)
+    recorder = _Recorder(sms=132)
+    recorder.mode = "forward_train"
+    with (
+        _target_driver(parse_target("cuda:90")),
+        pytest.raises(CompilerError, match=r"could not compile kernel badly_typed \(forward_train\)"),
+    ):
+        recorder.compile(kernel, (1,), (torch.zeros(16),), {"BLOCK": 16})
+    assert recorder.results() == ()
+
+
+def test_a_kernel_rejected_in_a_parallel_compile_is_named_too(monkeypatch: pytest.MonkeyPatch):
+    kernel = _badly_typed_kernel(monkeypatch)
+    recorder = _Recorder(sms=132)
+    recorder.mode = "backward_eval"
+    with _target_driver(parse_target("cuda:90")), pytest.raises(Exception) as raised, _parallel(2):
+        recorder.compile(kernel, (1,), (torch.zeros(16),), {"BLOCK": 32})
+    error = recorder.failure(raised.value)
+    assert "could not compile kernel badly_typed (backward_eval)" in str(error)
+    # The thread compiles normally afterwards (Triton 3.6 left its parallel mode on after a failure).
+    assert compile_ahead("relu", workers=2).kernels
+
+
+def test_a_parallel_compile_builds_the_same_kernels_as_a_sequential_one(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    # Each in an empty Triton cache of its own, so both really compile.
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "one"))
+    one = compile_ahead("evonorm_b0", shape=(4, 32, 6, 6), groups=8)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "two"))
+    two = compile_ahead("evonorm_b0", shape=(4, 32, 6, 6), groups=8, workers=2)
+    assert len(list((tmp_path / "two").rglob("*.cubin"))) == len(two.kernels)
+    assert two.workers == 2 and one.workers == 1
+    assert [(k.mode, k.kernel, k.num_warps, k.binary_bytes) for k in one.kernels] == [
+        (k.mode, k.kernel, k.num_warps, k.binary_bytes) for k in two.kernels
+    ]
+    assert all(k.seconds > 0 for k in two.kernels)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2"])
+def test_a_worker_count_that_is_not_a_positive_integer_is_refused(workers):
+    with pytest.raises(CompilerError, match="workers must be a positive integer"):
+        compile_ahead("relu", workers=workers)
+
+
+def test_compiling_ahead_in_one_thread_leaves_launches_in_other_threads_alone():
+    # The recorder that turns launches into compiles is per thread: a search thread compiling a new
+    # candidate must not turn another thread's training launches into no-ops.
+    seen: dict[str, object] = {}
+    entered, release = threading.Event(), threading.Event()
+
+    def compiling_thread():
+        kernel_runtime._AHEAD.recorder = _Recorder(sms=132)
+        seen["there"] = kernel_runtime.ahead_of_time()
+        entered.set()
+        release.wait(10)
+        kernel_runtime._AHEAD.recorder = None
+
+    thread = threading.Thread(target=compiling_thread)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        assert isinstance(seen["there"], _Recorder)
+        assert kernel_runtime.ahead_of_time() is None
+        from evonorm_search import NormAct
+
+        x = torch.randn(2, 8, 3, 3)
+        ours = NormAct("gn_relu", 8, groups=2, backend="triton")(x)  # launches (interpreted) for real here
+        torch.testing.assert_close(ours, NormAct("gn_relu", 8, groups=2, backend="torch")(x))
+    finally:
+        release.set()
+        thread.join()
+
+
+def _tiny_module():
+    from evonorm_search import NormAct
+
+    return NormAct("evonorm_s0", 8, groups=2, backend="torch")
+
+
+def test_precompiling_on_first_use_is_off_with_one_worker(caplog: pytest.LogCaptureFixture):
+    with tuning(precompile=1), caplog.at_level(logging.WARNING, logger="evonorm_search.compiler.ahead"):
+        precompile_on_first_use(_tiny_module(), torch.randn(2, 8, 3, 3))
+    assert caplog.records == []
+
+
+def test_a_failed_precompile_is_logged_once_and_never_raised(caplog: pytest.LogCaptureFixture):
+    # Without a GPU, compiling for "this machine's GPU" fails: the layer's launches would then compile
+    # as usual, so the failure is a warning, and the same layer and shape is not tried again.
+    module, x = _tiny_module(), torch.randn(2, 8, 3, 5)
+    with tuning(precompile=2), caplog.at_level(logging.WARNING, logger="evonorm_search.compiler.ahead"):
+        precompile_on_first_use(module, x)
+        precompile_on_first_use(module, x)
+    warnings = [r for r in caplog.records if "before their first launch failed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "they compile as they launch" in warnings[0].getMessage()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_first_launches_find_their_kernels_precompiled(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from evonorm_search import NormAct
+    from evonorm_search.compiler import clear_cache, compile_log
+
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))  # cold: nothing compiled before this test
+    clear_cache()
+    layer = NormAct("evonorm_b0", 64, backend="triton").cuda()
+    reference = NormAct("evonorm_b0", 64, backend="torch").cuda()
+    x = torch.randn(16, 64, 28, 28, device="cuda", requires_grad=True)
+    before = len(compile_log())
+    with tuning(precompile=4), caplog.at_level(logging.WARNING, logger="evonorm_search.compiler.ahead"):
+        y = layer(x)
+        y.sum().backward()
+        layer.eval()  # the precompile built the inference kernels too: launch them as well
+        layer(x).sum().backward()
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    launched = compile_log()[before:]
+    assert launched, "the training step launched no kernel"
+    # Had the precompile built other specialisations than the launches use, the launches would have
+    # compiled theirs too: one cubin per launched kernel means every launch found its kernel compiled.
+    assert len(list(tmp_path.rglob("*.cubin"))) == len(launched)
+    torch.testing.assert_close(y, reference(x.detach()), rtol=1e-4, atol=1e-4)
