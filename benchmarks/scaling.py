@@ -180,7 +180,7 @@ def _verdicts(overhead: float, scaling: list[dict], counts: list[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"))
+    parser.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "quick.yaml")
     parser.add_argument("--tasks", type=int, default=8, help="evaluations per scaling round")
     parser.add_argument("--overhead-tasks", type=int, default=8, help="tasks timed both ways for the overhead")
     parser.add_argument("--rounds", type=int, default=3)

@@ -250,7 +250,12 @@ class SearchConfig(StrictModel):
         """Load from YAML text (a str) or from a file (a Path). A str is never taken for a file name, so text
         from a request can never make the server read one of its files."""
         text, origin = _read_source(source)
-        return cls.from_mapping(_parse_yaml(text, origin), origin=origin)
+        data = _parse_yaml(text, origin)
+        if isinstance(source, str) and isinstance(data, str):
+            # Likely a file name given as a str: say how to read a file instead of only "got str".
+            problem = f"expected YAML text of a mapping of settings, got the single value {data[:80]!r}"
+            raise ConfigError([("", problem + "; to read a file, pass a pathlib.Path")], origin)
+        return cls.from_mapping(data, origin=origin)
 
     @classmethod
     def from_mapping(cls, data: Any, *, origin: str = "search configuration") -> SearchConfig:
