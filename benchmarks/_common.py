@@ -7,7 +7,8 @@ import os
 import platform
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# EVONORM_RESULTS_DIR redirects the tables (the smoke tests write theirs to a temporary folder).
+RESULTS = Path(os.environ.get("EVONORM_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 def cpu_name() -> str:

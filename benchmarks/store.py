@@ -398,7 +398,7 @@ def main() -> None:
     )
     # The machine's 2 cores are shared: the load says how much of the spread (p99) came from other work.
     body += f"\n\nLoad average at the end: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)."
-    path = write_result("store", "Pareto database: reads at 100,000 candidates", body)
+    path = write_result("store", f"Pareto database: reads at {args.candidates:,} candidates", body)
     print(f"wrote {path}")
 
 

@@ -1,0 +1,85 @@
+"""The benchmark scripts cannot rot: each runs end to end at tiny sizes and writes its tables (to a
+temporary folder, through EVONORM_RESULTS_DIR). These are runs of the scripts, not measurements: no
+figure they print is checked against a target here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY_SEARCH = """\
+name: tiny
+seed: 1
+budget: 4
+population: 2
+tournament: 2
+architectures:
+  - {kind: resnet, width: 4, blocks: [1]}
+data: {name: synthetic, samples: 64, synthetic_shape: [1, 4, 4], synthetic_classes: 2}
+training: {steps: 10, batch_size: 8, device: cpu, threads: 1, eval_batch_size: 64}
+rejection: {quality: {enabled: false}}
+"""
+
+
+def run_script(name: str, *args: str, results: Path, timeout: float = 600) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env |= {"EVONORM_RESULTS_DIR": str(results), "EVONORM_MACHINE": "smoke"}
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    stem = name.removesuffix(".py")
+    return (results / f"{stem}-smoke.md").read_text()
+
+
+@pytest.mark.postgres
+def test_the_store_benchmark_writes_its_table(tmp_path, postgres_database_url):
+    server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
+    report = run_script("store.py", "--candidates", "300", "--repeats", "3", "--postgres", server, results=tmp_path)
+    assert "reads at 300 candidates" in report
+    assert "| SQLite (WAL) | status summary |" in report and "| PostgreSQL" in report
+
+
+def test_the_api_benchmark_writes_its_table(tmp_path):
+    report = run_script("api.py", "--candidates", "300", "--seconds", "0.5", "--warmup", "0.2", results=tmp_path)
+    assert "| SQLite (WAL) | status of the search |" in report
+    assert "| SQLite (WAL) | Pareto front, 3 objectives |" in report
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_writes_its_sections(tmp_path):
+    report = run_script("search.py", "--smoke", results=tmp_path, timeout=900)
+    for section in ("## 1. Rejection funnel", "## 2. Evolution against random search", "## 3. Library layers"):
+        assert section in report
+    assert (tmp_path / "search-smoke.png").stat().st_size > 0
+
+
+@pytest.mark.xdist_group("ray")
+def test_the_scaling_benchmark_writes_its_tables(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_SEARCH)
+    report = run_script(
+        "scaling.py",
+        "--config",
+        str(config),
+        "--tasks",
+        "2",
+        "--overhead-tasks",
+        "1",
+        "--rounds",
+        "1",
+        "--workers",
+        "1,2",
+        results=tmp_path,
+    )
+    assert "## Overhead per evaluation" in report and "## Scaling" in report
+    assert "| 2 |" in report
