@@ -253,7 +253,7 @@ class SearchConfig(StrictModel):
         data = _parse_yaml(text, origin)
         if isinstance(source, str) and isinstance(data, str):
             # Likely a file name given as a str: say how to read a file instead of only "got str".
-            problem = f"expected YAML text of a mapping of settings, got the single value {data[:80]!r}"
+            problem = f"expected YAML text of a mapping of settings, got the single value {data[:200]!r}"
             raise ConfigError([("", problem + "; to read a file, pass a pathlib.Path")], origin)
         return cls.from_mapping(data, origin=origin)
 
