@@ -320,7 +320,7 @@ def _parallel(workers: int) -> Iterator[None]:
         from triton.runtime._async_compile import AsyncCompileMode, active_mode
     except ImportError:
         raise CompilerError("this Triton cannot compile in parallel (no AsyncCompileMode); use workers=1") from None
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evonorm-compile") as pool:
+    with _one_parse_at_a_time(), ThreadPoolExecutor(workers, thread_name_prefix="evonorm-compile") as pool:
         try:
             with AsyncCompileMode(pool):
                 yield
@@ -328,6 +328,42 @@ def _parallel(workers: int) -> Iterator[None]:
             # Triton 3.6 leaves the mode active when a compile failed, and every later compile of the
             # thread would go to this closed pool.
             active_mode.set(None)
+
+
+_PARSE_LOCK = threading.Lock()
+_PARSE_GUARD = {"users": 0, "original": None}
+_PARSE_GUARD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_parse_at_a_time() -> Iterator[None]:
+    """Kernel sources are parsed by one thread at a time while compiles run in parallel.
+
+    CPython (3.11 and 3.12 at least) keeps the `ast` module's recursion counter per interpreter, not per
+    thread, so two threads in `ast.parse` at once can fail with "SystemError: AST constructor recursion
+    depth mismatch". Triton parses a kernel's source (and each function it calls) in the thread that
+    compiles it, through `JITCallable.parse`; while any parallel compile runs, that method takes a lock.
+    """
+    from triton.runtime import jit
+
+    owner = getattr(jit, "JITCallable", jit.JITFunction)
+    with _PARSE_GUARD_LOCK:
+        if _PARSE_GUARD["users"] == 0:
+            original = _PARSE_GUARD["original"] = owner.parse
+
+            def parse(self):
+                with _PARSE_LOCK:
+                    return original(self)
+
+            owner.parse = parse
+        _PARSE_GUARD["users"] += 1
+    try:
+        yield
+    finally:
+        with _PARSE_GUARD_LOCK:
+            _PARSE_GUARD["users"] -= 1
+            if _PARSE_GUARD["users"] == 0:
+                owner.parse = _PARSE_GUARD["original"]
 
 
 class _TargetOnly:

@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any
 
-from ..store import ConflictError, SearchState, StoreError
+from ..store import ConflictError, SearchState, StoreError, get_search
 from .control import request_stop
 from .controller import ControllerError, SearchProgress, run_search
 from .evaluator import Evaluator, InProcessEvaluator
@@ -19,6 +19,7 @@ from .evaluator import Evaluator, InProcessEvaluator
 log = logging.getLogger("evonorm_search.launcher")
 
 NEW_SEARCH = frozenset({SearchState.CREATED})
+DRIVEN = frozenset({SearchState.RUNNING, SearchState.STOPPING})  # states while a controller is at work
 
 
 class BackgroundLauncher:
@@ -42,6 +43,7 @@ class BackgroundLauncher:
         self.join_timeout = join_timeout
         self._threads: dict[int, threading.Thread] = {}
         self._stops: dict[int, threading.Event] = {}
+        self._ending: set[threading.Thread] = set()  # threads past run_search, cleaning up
         self._lock = threading.Lock()
 
     # -- what subclasses change -------------------------------------------------------------------
@@ -89,6 +91,7 @@ class BackgroundLauncher:
     # -- threads ----------------------------------------------------------------------------------
 
     def _launch(self, search_id: int, require_states: frozenset[SearchState] | None) -> None:
+        self._wait_for_winding_down(search_id)
         with self._lock:
             current = self._threads.get(search_id)
             if current is not None and current.is_alive():
@@ -103,6 +106,24 @@ class BackgroundLauncher:
             )
             self._threads[search_id] = thread
             thread.start()
+
+    def _wait_for_winding_down(self, search_id: int) -> None:
+        """A search whose controller has returned may still have its thread here, closing its evaluator;
+        a launch then waits for that instead of refusing the search as running."""
+        with self._lock:
+            current = self._threads.get(search_id)
+            ending = current in self._ending
+        if current is None or not current.is_alive():
+            return
+        if ending:
+            current.join(self.join_timeout)
+            return
+        # The controller may have committed the end and not yet reached its clean-up. (A thread that has
+        # not claimed the search yet looks the same; after the wait it has, and the launch is refused.)
+        with self.store.session(readonly=True) as s:
+            state = get_search(s, search_id).state
+        if state not in DRIVEN:
+            current.join(min(self.join_timeout, 5.0))
 
     def _drive(
         self,
@@ -127,8 +148,11 @@ class BackgroundLauncher:
         except Exception:  # run_search has already marked the search failed, with the error
             log.exception("search %d failed", search_id)
         finally:
+            with self._lock:
+                self._ending.add(threading.current_thread())
             evaluator.close()
             with self._lock:
+                self._ending.discard(threading.current_thread())
                 if self._threads.get(search_id) is threading.current_thread():
                     del self._threads[search_id]
                     del self._stops[search_id]

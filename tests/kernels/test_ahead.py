@@ -25,6 +25,7 @@ from evonorm_search import library
 from evonorm_search.compiler import CompilerError, tuning
 from evonorm_search.compiler import runtime as kernel_runtime
 from evonorm_search.compiler.ahead import (
+    _one_parse_at_a_time,
     _parallel,
     _Recorder,
     _target_driver,
@@ -245,3 +246,19 @@ def test_on_cuda_the_first_launches_find_their_kernels_precompiled(
     # compiled theirs too: one cubin per launched kernel means every launch found its kernel compiled.
     assert len(list(tmp_path.rglob("*.cubin"))) == len(launched)
     torch.testing.assert_close(y, reference(x.detach()), rtol=1e-4, atol=1e-4)
+
+
+def test_while_compiling_in_parallel_kernel_sources_are_parsed_one_at_a_time():
+    # CPython's ast module counts recursion per interpreter: two threads in ast.parse at once can fail
+    # ("AST constructor recursion depth mismatch"), so parallel compiles take turns parsing.
+    from triton.runtime import jit
+
+    owner = getattr(jit, "JITCallable", jit.JITFunction)
+    original = owner.parse
+    with _parallel(2):
+        guarded = owner.parse
+        assert guarded is not original
+        with _one_parse_at_a_time():  # a parallel compile in another thread shares the guard
+            assert owner.parse is guarded
+        assert owner.parse is guarded
+    assert owner.parse is original

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from evonorm_search import store as st
+from evonorm_search.search.evaluator import InProcessEvaluator
 from service import Settings, create_app
 from service.launcher import NoLauncher, ThreadLauncher, make_launcher
 
@@ -132,3 +133,47 @@ def test_an_app_told_to_use_ray_without_the_workers_package_refuses_to_start(url
     monkeypatch.setattr("service.app.ray_launcher_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"EVONORM_LAUNCHER=ray needs workers\.launcher"):
         create_app(settings_for(url, launcher="ray"))
+
+
+class _SlowToClose(InProcessEvaluator):
+    """An evaluator whose close() waits, holding the launcher's thread after its controller returned."""
+
+    def __init__(self, closing, release) -> None:
+        super().__init__()
+        self.closing, self.release = closing, release
+
+    def close(self) -> None:
+        self.closing.set()
+        self.release.wait(30)
+        super().close()
+
+
+def test_a_resume_right_after_a_stop_waits_for_the_old_thread_instead_of_refusing(url: str):
+    # The store says `stopped` as soon as the controller commits it; the thread then still closes its
+    # evaluator. A resume in that window (what a user clicking "resume" at once does) must not be a 409.
+    import threading
+
+    closing, release = threading.Event(), threading.Event()
+    with st.open_store(url) as store:
+        from evonorm_search.search.controller import create_search
+
+        search_id = create_search(store, tiny_config("window", budget=10_000))
+        launcher = ThreadLauncher(store, poll_interval=0.01, evaluator_factory=lambda: _SlowToClose(closing, release))
+        launcher.start(search_id)
+        try:
+            wait_for(lambda: launcher.running() == [search_id] and _state(store, search_id) == "running")
+            launcher.stop(search_id)
+            assert closing.wait(30), "the controller did not return after the stop"
+            assert _state(store, search_id) == "stopped" and launcher.running() == [search_id]
+            threading.Timer(0.3, release.set).start()  # the old thread finishes while resume waits
+            launcher.resume(search_id)  # no ConflictError
+            wait_for(lambda: _state(store, search_id) == "running")
+        finally:
+            release.set()
+            launcher.close()
+        assert _state(store, search_id) == "stopped"
+
+
+def _state(store, search_id: int) -> str:
+    with store.session(readonly=True) as s:
+        return str(st.get_search(s, search_id).state)
