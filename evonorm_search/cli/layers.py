@@ -50,9 +50,23 @@ def parse_or_fail(text: str, origin: str) -> Graph:
 
 
 @app.command("check")
-def check_command(source: str = typer.Argument(..., metavar="FILE|-", help="DSL file, or - for stdin")) -> None:
+def check_command(
+    source: str = typer.Argument(..., metavar="FILE|-", help="DSL file, or - for stdin"),
+    target: str = typer.Option(
+        None,
+        "--target",
+        metavar="cuda:CC",
+        help="also compile every Triton kernel of the layer for this GPU (e.g. cuda:90), no GPU needed",
+    ),
+) -> None:
     """Validate a layer; print its canonical text, canonical form, LaTeX and hash."""
     graph = parse_or_fail(read_program(source), "<stdin>" if source == "-" else source)
+    _describe(graph)
+    if target is not None:
+        _compile_for(graph, target)
+
+
+def _describe(graph: Graph) -> None:
     console.print("[bold]valid layer[/]", highlight=False)
     console.print(f"nodes:      {len(graph)}", highlight=False)
     console.print(f"parameters: {', '.join(graph.parameters) or '-'}", highlight=False)
@@ -66,6 +80,38 @@ def check_command(source: str = typer.Argument(..., metavar="FILE|-", help="DSL 
         formula = f"(none: {e})"
     console.print(f"latex:      {formula}", highlight=False, markup=False)
     console.print(f"hash:       {canonical_hash(graph)}", highlight=False)
+
+
+def _compile_for(graph: Graph, target: str) -> None:
+    """Every kernel of the layer through Triton's compiler for `target`, float32 and bfloat16."""
+    import torch
+
+    from ..compiler import CompilerError, compile_ahead
+
+    table = Table(title=f"kernels for {target}")
+    for column in ("dtype", "launcher", "kernel", "warps", "shared bytes", "cubin bytes", "seconds"):
+        table.add_column(
+            column, justify="right" if column in ("warps", "shared bytes", "cubin bytes", "seconds") else "left"
+        )
+    total = 0.0
+    for dtype in (torch.float32, torch.bfloat16):
+        try:
+            report = compile_ahead(graph, target=target, dtype=dtype, shape=(8, 64, 16, 16), groups=8)
+        except CompilerError as e:
+            raise fail(f"does not compile for {target} ({str(dtype).replace('torch.', '')}): {e}") from None
+        total += report.total_seconds
+        for k in report.kernels:
+            table.add_row(
+                report.dtype,
+                k.mode,
+                k.kernel,
+                str(k.num_warps),
+                f"{k.shared_bytes:,}",
+                f"{k.binary_bytes:,}",
+                f"{k.seconds:.2f}",
+            )
+    Console(width=max(console.width, 110)).print(table)  # kernel names are never cut
+    console.print(f"[bold]compiles for {target}[/] (all kernels, {total:.1f} s)", highlight=False)
 
 
 def resolve_layer(layer: str) -> Graph:

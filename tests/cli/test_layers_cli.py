@@ -57,6 +57,25 @@ def test_check_exits_2_with_the_error_and_its_position(tmp_path, text, position,
     assert fragment in result.output
 
 
+def test_check_compiles_every_kernel_for_a_gpu_target_without_a_gpu(tmp_path):
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+    path = tmp_path / "rms.dsl"
+    path.write_text("x / rms(x, group)\n")
+    result = runner.invoke(app, ["check", str(path), "--target", "cuda:90"])
+    assert result.exit_code == 0, result.output
+    assert "kernels for cuda:90" in result.output and "bfloat16" in result.output
+    assert "compiles for cuda:90 (all kernels" in result.output
+
+
+def test_check_refuses_a_target_it_cannot_compile_for(tmp_path):
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+    path = tmp_path / "relu.dsl"
+    path.write_text("relu(x)\n")
+    result = runner.invoke(app, ["check", str(path), "--target", "rocm:942"])
+    assert result.exit_code == 2
+    assert "does not compile for rocm:942" in result.output and "cuda:90" in result.output
+
+
 def test_check_missing_and_binary_files(tmp_path):
     result = runner.invoke(app, ["check", str(tmp_path / "nope.dsl")])
     assert result.exit_code == 2 and "no such file" in result.output
