@@ -55,6 +55,14 @@ def test_the_api_benchmark_writes_its_table(tmp_path):
     assert "| SQLite (WAL) | Pareto front, 3 objectives |" in report
 
 
+def test_the_compile_benchmark_writes_its_tables(tmp_path):
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+    report = run_script("compile.py", "--layers", "relu", "--candidates", "1", results=tmp_path)
+    assert "Target `cuda:90`" in report and "## Library layers" in report
+    assert "| relu | float32 | 3 |" in report and "| relu | bfloat16 | 3 |" in report
+    assert "Cold compile of a new candidate, all its kernels: median" in report
+
+
 @pytest.mark.slow
 def test_the_search_benchmark_writes_its_sections(tmp_path):
     report = run_script("search.py", "--smoke", results=tmp_path, timeout=900)

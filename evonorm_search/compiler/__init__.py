@@ -34,8 +34,7 @@ def kernel_source(graph: Any, *, affine: bool = True) -> str:
 
 def compile_ahead(graph: Any, **options: Any) -> Any:
     """Compile every kernel of a layer for a GPU target (default `cuda:90`) without a GPU: an AheadReport
-    of the kernels and their cold compile times. Options: target, shape, dtype, channels_last, groups,
-    affine, sms (see `compiler.ahead.compile_ahead`)."""
+    of the kernels and their cold compile times. The options are those of `compiler.ahead.compile_ahead`."""
     from .ahead import compile_ahead as _compile_ahead
 
     return _compile_ahead(graph, **options)

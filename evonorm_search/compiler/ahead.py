@@ -63,7 +63,7 @@ class AheadReport:
     dtype: str
     layout: str
     kernels: tuple[AheadKernel, ...]
-    generate_seconds: float  # the layer's Triton source, from the graph
+    generate_seconds: float  # the layer's Triton source, from the graph (or this process's cache), executed
     compile_seconds: float  # wall time from the first launch to the last kernel ready
     workers: int  # kernels compiled at once
 
@@ -109,9 +109,8 @@ def compile_ahead(
     import torch
 
     from ..module import NormAct, as_graph
-    from ..symbolic import canonical_hash
     from . import runtime
-    from .cache import KernelKey, _execute, _structure, kernel_source
+    from .cache import _execute, compiled_layer
 
     graph = as_graph(graph)
     dtype = torch.float32 if dtype is None else dtype
@@ -129,8 +128,10 @@ def compile_ahead(
 
     with _compiled_kernels_not_interpreted(), _target_driver(gpu) as named:
         start = time.perf_counter()
-        key = KernelKey(canonical_hash(graph), _structure(graph), affine)
-        launchers = _execute(kernel_source(graph, affine=affine), key, interpret=False)["LAUNCHERS"]
+        layer = compiled_layer(graph, affine=affine)  # the source, generated once per process
+        # Kernels of their own (fresh JIT functions), so nothing compiled here for another target stays
+        # in the in-memory caches of the kernels that real launches use.
+        launchers = _execute(layer.source, layer.key, interpret=False)["LAUNCHERS"]
         generate_seconds = time.perf_counter() - start
         recorder = _Recorder(sms or SM_COUNTS.get(named.arch, 132))
         start = time.perf_counter()

@@ -241,11 +241,7 @@ class Geometry:
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        if (ahead := ahead_of_time()) is not None:
-            ahead.compile(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": warps})
-            return
-        with self._recorded(key):
-            kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=warps)
+        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": warps}, key)
 
     def combine(self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor) -> None:
         block = self.tuning.combine_block
@@ -258,11 +254,15 @@ class Geometry:
         grid = (sum(blocks[s] for s in strategies),)
         constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
+        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": 4}, key)
+
+    def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple) -> None:
+        """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it."""
         if (ahead := ahead_of_time()) is not None:
-            ahead.compile(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": 4})
+            ahead.compile(kernel, grid, args, kwargs)
             return
         with self._recorded(key):
-            kernel[grid](*tensors, *self.sizes(domain), **constants, num_warps=4)
+            kernel[grid](*args, **kwargs)
 
     @contextlib.contextmanager
     def _recorded(self, key):

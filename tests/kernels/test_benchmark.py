@@ -45,31 +45,3 @@ def test_without_cuda_the_benchmark_refuses(tmp_path):
 def test_bad_arguments_are_rejected(tmp_path):
     out = _run("--smoke", "--layers", "batchnorm", tmp_path=tmp_path)
     assert out.returncode == 2 and "unknown layer(s) ['batchnorm']" in out.stderr
-
-
-def test_the_compile_benchmark_runs_and_writes_its_tables(tmp_path):
-    script = SCRIPT.with_name("compile.py")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"EVONORM_MACHINE": "smoke"}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "ignore",
-            str(script),
-            "--layers",
-            "relu",
-            "--candidates",
-            "1",
-            "--output",
-            str(tmp_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    report = (tmp_path / "compile-smoke.md").read_text()
-    assert "Target `cuda:90`" in report and "## Library layers" in report
-    assert "| relu | float32 | 3 |" in report and "| relu | bfloat16 | 3 |" in report
-    assert "Cold compile of a new candidate, all its kernels: median" in report
