@@ -61,8 +61,9 @@ class DataConfig(StrictModel):
 
     `digits` (scikit-learn's bundled 8x8 digits) needs nothing; `mnist1d` is generated locally;
     `cifar10` reads the standard python-pickle batches from `path`; `synthetic` is a small learnable
-    task for tests. `validation_fraction` of the training data is held out and scored; the test split
-    of CIFAR-10 is never touched by a search. `max_train_samples` subsamples for speed.
+    task for tests. `validation_fraction` of the search part is held out and scored; every data set also
+    has a test split that only the target task reads (`proxies.data`). `max_train_samples` subsamples
+    the search's training split for speed.
     """
 
     name: DataName = "digits"
@@ -70,8 +71,10 @@ class DataConfig(StrictModel):
     validation_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
     max_train_samples: int | None = Field(default=None, ge=10)
     seed: int = Field(default=0, ge=0)
-    # mnist1d and synthetic only: how many examples to generate.
+    # mnist1d and synthetic only: how many examples to generate for searches, and for the test split
+    # that only the target task reads (generated from a stream of its own).
     samples: int = Field(default=4000, ge=20, le=1_000_000)
+    test_samples: int = Field(default=1000, ge=20, le=1_000_000)
     # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.
     synthetic_shape: list[int] = Field(default_factory=lambda: [1, 8, 8], min_length=2, max_length=3)
     synthetic_classes: int = Field(default=4, ge=2, le=100)

@@ -1,23 +1,43 @@
 """Proxy data sets, all available offline: digits, MNIST-1D, CIFAR-10 from a local directory, synthetic.
 
-Every loader returns a `ProxyData`: float32 inputs of shape (N, C, *spatial), int64 labels, standardised
-with statistics of the training split only, and a held-out validation split drawn from the training
-data with a seeded, stratified shuffle. Loading is cached per process, keyed by the configuration.
+Every data set has two disjoint parts: the *search part*, which searches train on and score on (a
+held-out validation split drawn from it with a seeded, stratified shuffle), and the *test split*, which
+only the target task reads (`split="target"`: train on the whole search part, score on the test split),
+so a layer's validated score is measured on data that no search ever saw:
+
+| data set | test split |
+| --- | --- |
+| digits | a fixed stratified fifth of scikit-learn's 1,797 images (the same for every `seed`) |
+| mnist1d, synthetic | `test_samples` examples generated from a random stream that searches never draw |
+| cifar10 | the standard `test_batch` file |
+
+Inputs are float32 of shape (N, C, *spatial), labels int64, standardised per channel with statistics of
+the training data only. Loading is cached per process, keyed by the configuration and the split.
 """
 
 from __future__ import annotations
 
 import functools
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from .config import DataConfig
 
+Split = Literal["search", "target"]
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch"
+# The digits test split is drawn with this seed whatever the configuration's seed, so no search's
+# validation split can ever contain a test image.
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_TEST_SEED = 20_200_405
+# Random streams (numpy SeedSequence entropy [seed, stream]): searches draw stream 0, the test split stream 1.
+SEARCH_STREAM, TEST_STREAM = 0, 1
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
 CIFAR_URL_HINT = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
@@ -28,12 +48,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ProxyData:
+    """Training data and the data it is scored on: the validation split (`scored_on="validation"`, what
+    searches use) or the test split (`"test"`, the target task's)."""
+
     name: str
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
     num_classes: int
+    scored_on: str = "validation"
 
     @property
     def in_channels(self) -> int:
@@ -51,6 +75,7 @@ class ProxyData:
             self.val_x.to(device),
             self.val_y.to(device),
             self.num_classes,
+            self.scored_on,
         )
 
 
@@ -72,26 +97,48 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
 
 
-def _finish(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -> ProxyData:
-    """Split, subsample, standardise per channel with training statistics, convert to tensors."""
+def _check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
     if len(x) != len(y) or len(np.unique(y)) < 2:
         raise DataError(f"{name}: need inputs and labels of equal length with at least two classes")
+
+
+def _tensors(
+    name: str, train: tuple[np.ndarray, np.ndarray], scored: tuple[np.ndarray, np.ndarray], scored_on: str
+) -> ProxyData:
+    """Standardise per channel with statistics of the training inputs only; convert to tensors."""
+    train_x = train[0].astype(np.float32)
+    reduce_axes = (0, *range(2, train_x.ndim))
+    mean = train_x.mean(axis=reduce_axes, keepdims=True)
+    std = train_x.std(axis=reduce_axes, keepdims=True) + 1e-6
+
+    def standardise(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray((x.astype(np.float32) - mean) / std))
+
+    return ProxyData(
+        name=name,
+        train_x=standardise(train_x),
+        train_y=torch.from_numpy(train[1].astype(np.int64)),
+        val_x=standardise(scored[0]),
+        val_y=torch.from_numpy(scored[1].astype(np.int64)),
+        num_classes=int(max(train[1].max(), scored[1].max())) + 1,
+        scored_on=scored_on,
+    )
+
+
+def _search_split(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -> ProxyData:
+    """Train and validation splits of the search part; `max_train_samples` subsamples the training split."""
+    _check_arrays(name, x, y)
     train_idx, val_idx = stratified_split(y, config.validation_fraction, config.seed)
     if config.max_train_samples is not None:
         train_idx = train_idx[: config.max_train_samples]
-    x = x.astype(np.float32)
-    reduce_axes = (0, *range(2, x.ndim))
-    mean = x[train_idx].mean(axis=reduce_axes, keepdims=True)
-    std = x[train_idx].std(axis=reduce_axes, keepdims=True) + 1e-6
-    x = (x - mean) / std
-    return ProxyData(
-        name=name,
-        train_x=torch.from_numpy(np.ascontiguousarray(x[train_idx])),
-        train_y=torch.from_numpy(y[train_idx].astype(np.int64)),
-        val_x=torch.from_numpy(np.ascontiguousarray(x[val_idx])),
-        val_y=torch.from_numpy(y[val_idx].astype(np.int64)),
-        num_classes=int(y.max()) + 1,
-    )
+    return _tensors(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), "validation")
+
+
+def _target_split(name: str, search: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> ProxyData:
+    """The whole search part for training, the test split for scoring."""
+    _check_arrays(name, *search)
+    _check_arrays(f"{name} test split", *test)
+    return _tensors(name, search, test, "test")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,6 +152,13 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     bunch = load_digits()
     return bunch.images[:, None, :, :].astype(np.float32), bunch.target.astype(np.int64)
+
+
+def digits_parts() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(search part, test split) of the digits: a fixed stratified fifth is the test split."""
+    x, y = load_digits_arrays()
+    search_idx, test_idx = stratified_split(y, DIGITS_TEST_FRACTION, DIGITS_TEST_SEED)
+    return (x[search_idx], y[search_idx]), (x[test_idx], y[test_idx])
 
 
 # The ten MNIST-1D digit templates (Greydanus, 2020): 12-point 1-D strokes, one per class.
@@ -152,8 +206,10 @@ def _mnist1d_example(template: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return _resample(signal, MNIST1D_LENGTH)
 
 
-def generate_mnist1d(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-1D generated locally (the procedure of Greydanus, 2020): inputs (N, 1, 40), labels (N,)."""
+def generate_mnist1d(samples: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D generated locally (the procedure of Greydanus, 2020): inputs (N, 1, 40), labels (N,).
+
+    `seed` is numpy SeedSequence entropy: an int, or `[seed, stream]` for independent streams."""
     rng = np.random.default_rng(seed)
     templates = mnist1d_templates()
     labels = np.arange(samples) % len(templates)
@@ -162,10 +218,13 @@ def generate_mnist1d(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x[:, None, :].astype(np.float32), labels.astype(np.int64)
 
 
-def generate_synthetic(shape: list[int], classes: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A learnable task for tests: one random prototype per class plus Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    prototypes = rng.standard_normal((classes, *shape))
+def generate_synthetic(
+    shape: list[int], classes: int, samples: int, seed: int, stream: int = SEARCH_STREAM
+) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable task for tests: one random prototype per class (drawn from `seed`) plus Gaussian noise
+    (drawn from the stream `[seed, stream]`, so the test split shares the prototypes, not the examples)."""
+    prototypes = np.random.default_rng(seed).standard_normal((classes, *shape))
+    rng = np.random.default_rng([seed, stream])
     labels = np.arange(samples) % classes
     rng.shuffle(labels)
     x = prototypes[labels] + 0.5 * rng.standard_normal((samples, *shape))
@@ -225,26 +284,55 @@ def load_cifar10_arrays(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10_test_arrays(directory: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's `test_batch`: the target task's test split (searches never read it)."""
+    path = Path(directory).expanduser() / CIFAR_TEST_FILE
+    if not path.is_file():
+        raise DataError(
+            f"no CIFAR-10 test batch ({CIFAR_TEST_FILE}) in {path.parent}: the target task scores on it; "
+            f"extract the whole of {CIFAR_URL_HINT} there"
+        )
+    return read_cifar_batch(path)
+
+
+def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "digits":
-        return load_digits_arrays()
+        return digits_parts()[0]
     if config.name == "mnist1d":
-        return generate_mnist1d(config.samples, config.seed)
+        return generate_mnist1d(config.samples, [config.seed, SEARCH_STREAM])
     if config.name == "cifar10":
         return load_cifar10_arrays(config.path)  # type: ignore[arg-type]
     return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
 
 
+def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    if config.name == "digits":
+        return digits_parts()[1]
+    if config.name == "mnist1d":
+        return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
+    if config.name == "cifar10":
+        return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]
+    shape, classes = config.synthetic_shape, config.synthetic_classes
+    return generate_synthetic(shape, classes, config.test_samples, config.seed, stream=TEST_STREAM)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_cached(config_json: str) -> ProxyData:
+def _load_cached(config_json: str, split: Split) -> ProxyData:
     config = DataConfig.model_validate_json(config_json)
-    x, y = _arrays(config)
-    return _finish(config.name, x, y, config)
+    if split == "search":
+        return _search_split(config.name, *_search_arrays(config), config)
+    return _target_split(config.name, _search_arrays(config), _test_arrays(config))
 
 
-def load_data(config: DataConfig) -> ProxyData:
-    """The proxy data set described by `config` (cached per process)."""
-    return _load_cached(config.model_dump_json())
+def load_data(config: DataConfig, split: Split = "search") -> ProxyData:
+    """The data set described by `config` (cached per process).
+
+    `split="search"`: the search part's training split, scored on its validation split (what searches
+    see). `split="target"`: the whole search part for training, scored on the test split (what the
+    target task sees; no search ever reads it)."""
+    if split not in ("search", "target"):
+        raise ValueError(f"split must be 'search' or 'target', got {split!r}")
+    return _load_cached(config.model_dump_json(), split)
 
 
 def input_spec(config: DataConfig) -> tuple[int, int, int]:

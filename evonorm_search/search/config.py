@@ -15,10 +15,30 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .. import library
-from ..ir import AGGREGATIONS, AXES, ELEMENTWISE
+from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
 from ..proxies.data import input_spec
 from .space import DEFAULT_CONSTANTS, DEFAULT_LEAVES, SearchSpace, SpaceError
+
+DEFAULT_BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
+
+
+def resolve_layer(name: str) -> Graph:
+    """A library layer by name, or a layer read from a `.dsl` file; ValueError saying which it tried."""
+    if name in library.names():
+        return library.get(name)
+    path = Path(name)
+    if path.suffix == ".dsl" or "/" in name:
+        if not path.is_file():
+            raise ValueError(f"layer {name!r}: no such file")
+        try:
+            return parse(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"layer {name!r}: cannot read it: {e}") from None
+        except DSLError as e:
+            raise ValueError(f"layer {name!r}: {e}") from None
+    raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
+
 
 MUTATION_NAMES = ("replace_op", "rewire_input", "insert_node", "delete_node")
 MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node"]
@@ -145,8 +165,67 @@ class ObjectivesConfig(StrictModel):
         return cost
 
 
+def _default_target_architectures() -> list[ArchitectureConfig]:
+    return [
+        ArchitectureConfig(kind="resnet", width=16, blocks=[2, 2, 2]),
+        ArchitectureConfig(kind="mobilenetv2", width=16, blocks=[2, 2, 2], expansion=4),
+        ArchitectureConfig(kind="efficientnet", width=16, blocks=[2, 2, 2], expansion=4, kernel_size=5),
+    ]
+
+
+def _default_target_training() -> TrainingConfig:
+    return TrainingConfig(
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="cosine",
+        warmup_steps=50,
+        steps=1500,
+        batch_size=64,
+        device="auto",
+    )
+
+
+class ValidationConfig(StrictModel):
+    """The target task: the evaluation the proxies stand for and `validate` re-trains layers on.
+
+    Deeper and wider networks than the proxies, trained longer with SGD and momentum, scored on the data
+    set's test split, which no search ever reads (`proxies.data`), over `seeds` fresh seeds
+    (`first_seed`, `first_seed + 1`, ...), which must differ from the search's own seed.
+    """
+
+    architectures: list[ArchitectureConfig] = Field(
+        default_factory=_default_target_architectures, min_length=1, max_length=16
+    )
+    data: DataConfig = Field(default_factory=lambda: DataConfig(name="mnist1d", samples=4000, test_samples=1000))
+    training: TrainingConfig = Field(default_factory=_default_target_training)
+    seeds: int = Field(default=3, ge=1, le=1000)
+    first_seed: int = Field(default=1000, ge=0, le=2**31 - 1001)
+
+    @field_validator("architectures")
+    @classmethod
+    def _unique_labels(cls, archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+        return _unique_architecture_labels(archs)
+
+    def seed_list(self, count: int | None = None) -> list[int]:
+        """The validation seeds: `count` (default `seeds`) consecutive ones from `first_seed`."""
+        return list(range(self.first_seed, self.first_seed + (self.seeds if count is None else count)))
+
+
+def _unique_architecture_labels(archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+    labels = [a.label for a in archs]
+    if dupes := sorted({x for x in labels if labels.count(x) > 1}):
+        raise ValueError(f"architecture names must be unique; give 'name' to tell {dupes} apart")
+    return archs
+
+
 class EvaluationSpec(StrictModel):
-    """The part of the configuration a worker needs to evaluate one candidate (picklable, small)."""
+    """The part of the configuration a worker needs to evaluate one candidate (picklable, small).
+
+    `split` says which data the run sees: `search` (the proxies: train on the search's training split,
+    score on its validation split) or `target` (the target task: the whole search part for training,
+    the test split for scoring)."""
 
     seed: int
     groups: int
@@ -157,6 +236,7 @@ class EvaluationSpec(StrictModel):
     training: TrainingConfig
     quality: QualityConfig
     cost: Literal["none", "plan"]
+    split: Literal["search", "target"] = "search"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,14 +267,24 @@ class SearchConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     rejection: RejectionConfig = Field(default_factory=RejectionConfig)
     objectives: ObjectivesConfig = Field(default_factory=ObjectivesConfig)
+    # Reference layers evaluated under the same proxies when a search starts (outside its budget and
+    # population): library names or paths of .dsl files.
+    baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES), max_length=64)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     @field_validator("architectures")
     @classmethod
     def _unique_labels(cls, archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
-        labels = [a.label for a in archs]
-        if dupes := sorted({x for x in labels if labels.count(x) > 1}):
-            raise ValueError(f"architecture names must be unique; give 'name' to tell {dupes} apart")
-        return archs
+        return _unique_architecture_labels(archs)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"each baseline may be listed once, got {names}")
+        for name in names:
+            resolve_layer(name)  # raises ValueError naming the problem
+        return names
 
     @field_validator("mutations")
     @classmethod
@@ -211,6 +301,11 @@ class SearchConfig(StrictModel):
         if quality.enabled and quality.steps > self.training.steps:
             raise ValueError(
                 f"rejection.quality.steps ({quality.steps}) exceeds training.steps ({self.training.steps})"
+            )
+        if self.seed in self.validation.seed_list():
+            raise ValueError(
+                f"validation seeds {self.validation.seed_list()} must not include the search's seed ({self.seed}): "
+                f"validation re-trains with seeds the search never used; change validation.first_seed"
             )
         return self
 
@@ -237,6 +332,30 @@ class SearchConfig(StrictModel):
             training=self.training,
             quality=self.rejection.quality,
             cost=self.objectives.cost,
+        )
+
+    def proxy_spec(self, seed: int | None = None) -> EvaluationSpec:
+        """What the search records for a layer, without the quality rejection (`evaluate`); `seed`
+        replaces the search's seed (weights and batches)."""
+        spec = self.evaluation_spec()
+        quality = spec.quality.model_copy(update={"enabled": False})
+        return spec.model_copy(update={"quality": quality, "cost": "none", "seed": self.seed if seed is None else seed})
+
+    def target_spec(self, seed: int) -> EvaluationSpec:
+        """The target task with one validation seed (`validate`): the validation section's networks,
+        data and training, scored on the test split, no rejection."""
+        target = self.validation
+        return EvaluationSpec(
+            seed=seed,
+            groups=self.groups,
+            eps=self.eps,
+            backend=self.backend,
+            architectures=list(target.architectures),
+            data=target.data,
+            training=target.training,
+            quality=QualityConfig(enabled=False, steps=1),
+            cost="none",
+            split="target",
         )
 
     def input_shape(self) -> tuple[int, int, int]:

@@ -199,7 +199,7 @@ def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | Non
     try:
         spec = task.spec
         graph = Graph.from_dict(task.graph)
-        runs = _start_runs(graph, spec, load_data(spec.data), should_stop)
+        runs = _start_runs(graph, spec, load_data(spec.data, spec.split), should_stop)
         if spec.quality.enabled and (rejection := _quality_rejection(runs, spec, task)) is not None:
             return outcome(rejection=rejection)
         for run in runs:

@@ -13,7 +13,7 @@ import evonorm_search as es
 C, G, EPS, MOMENTUM = 8, 4, 1e-5, 0.1
 REQUIRED = {
     "bn_relu", "gn_relu", "in_relu", "layernorm", "layernorm_channel", "rmsnorm",
-    "evonorm_b0", "evonorm_b1", "evonorm_b2", "evonorm_s0", "evonorm_s1", "evonorm_s2",
+    "evonorm_b0", "evonorm_b1", "evonorm_b2", "evonorm_s0", "evonorm_s1", "evonorm_s2", "identity",
 }  # fmt: skip
 
 
@@ -108,6 +108,7 @@ def reference_layer(name: str):
         "evonorm_s2": lambda x, p, t: affine(F.silu(x) / (_group_stats(x, True) + EPS).sqrt(), p, x),
         "gn_silu": lambda x, p, t: affine(F.silu(F.group_norm(x, G, p["v1"], p["v0"], EPS)), p, x),
         "relu": lambda x, p, t: affine(F.relu(x), p, x),
+        "identity": lambda x, p, t: affine(x, p, x),
     }
     running = {
         "bn_relu": lambda: {"running_mean_0": bn_state["mean"], "running_var_1": bn_state["var"]},
