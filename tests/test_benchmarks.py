@@ -66,8 +66,15 @@ def test_the_compile_benchmark_writes_its_tables(tmp_path):
 @pytest.mark.slow
 def test_the_search_benchmark_writes_its_sections(tmp_path):
     report = run_script("search.py", "--smoke", results=tmp_path, timeout=900)
-    for section in ("## 1. Rejection funnel", "## 2. Evolution against random search", "## 3. Library layers"):
+    for section in (
+        "## 1. Rejection funnel",
+        "## 2. Evolution against random search",
+        "## 3. Baselines and controls on the target task",
+        "## 4. `evonorm-search run examples/quick.yaml`",
+    ):
         assert section in report
+    assert "median best validated score" in report and "top-10 that normalize" in report
+    assert "| x_plus_relu | control |" in report and "| gn_relu | baseline |" in report
     assert (tmp_path / "search-smoke.png").stat().st_size > 0
 
 
@@ -91,3 +98,15 @@ def test_the_scaling_benchmark_writes_its_tables(tmp_path):
     )
     assert "## Overhead per evaluation" in report and "## Scaling" in report
     assert "| 2 |" in report
+
+
+def test_the_fidelity_benchmark_writes_its_tables(tmp_path):
+    report = run_script("fidelity.py", "--smoke", results=tmp_path)
+    assert "## Proxy settings tried against the target" in report
+    assert "Kendall tau (proxy score against target mean, 20 layers)" in report
+    for control in ("identity", "x_plus_relu", "tanh"):
+        assert f"| {control} | control |" in report
+    assert (tmp_path / "fidelity-smoke.json").is_file()
+    # A second run with --reuse-target trains no target layer again.
+    again = run_script("fidelity.py", "--smoke", "--reuse-target", results=tmp_path)
+    assert "0 of 20 layers trained in this run" in again and "20 served from" in again

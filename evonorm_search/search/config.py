@@ -167,22 +167,24 @@ class ObjectivesConfig(StrictModel):
 
 def _default_target_architectures() -> list[ArchitectureConfig]:
     return [
-        ArchitectureConfig(kind="resnet", width=16, blocks=[2, 2, 2]),
-        ArchitectureConfig(kind="mobilenetv2", width=16, blocks=[2, 2, 2], expansion=4),
-        ArchitectureConfig(kind="efficientnet", width=16, blocks=[2, 2, 2], expansion=4, kernel_size=5),
+        ArchitectureConfig(kind="resnet", width=12, blocks=[3, 3, 2]),
+        ArchitectureConfig(kind="mobilenetv2", width=12, blocks=[3, 3, 2], expansion=3),
+        ArchitectureConfig(kind="efficientnet", width=12, blocks=[3, 3, 2], expansion=3, kernel_size=5),
     ]
 
 
 def _default_target_training() -> TrainingConfig:
+    # No clipping: it would rescue layers that do not normalize and blur what the target measures.
     return TrainingConfig(
         optimizer="sgd",
-        lr=0.1,
+        lr=0.05,
         momentum=0.9,
         weight_decay=5e-4,
         schedule="cosine",
-        warmup_steps=50,
-        steps=1500,
-        batch_size=64,
+        warmup_steps=25,
+        steps=500,
+        batch_size=128,
+        grad_clip=None,
         device="auto",
     )
 

@@ -1,0 +1,429 @@
+"""Proxy fidelity: does the proxy score rank layers the way the target task does?
+
+For a search configuration (default `examples/quick.yaml`), every layer of a fixed set is scored twice:
+by the proxies (what the search records: `config.proxy_spec()`, the search's seed, no rejection) and by
+the target task (`config.target_spec(seed)` over the validation seeds: deeper and wider networks,
+longer SGD training, the test split no search reads). The layer set is the library, the controls that
+do not normalize (identity, relu, x * exp(v1), x + relu(x), tanh(x)) and random candidates of the
+search space that pass the cheap rejections (static, duplicate, numeric, stability).
+
+Reported: per layer the proxy score and the target mean and std; Kendall's tau between the two over all
+layers with a bootstrap 95% interval (layers resampled); the control rule (every control below each
+of bn_relu, gn_relu, evonorm_b0 and evonorm_s0, on the proxies and on the target). Proxy variants
+(`VARIANTS`: other depths, optimizers, steps, data) are scored against the same target, so the table
+shows the settings tried and which one predicts the target best at what cost.
+
+Target scores are saved beside the table (`fidelity-<machine>.json`) keyed by the target's settings and
+the layer; `--reuse-target` serves them from that file instead of training again (the table says so).
+
+    python benchmarks/fidelity.py                  # the full run (tens of minutes on 2 cores)
+    python benchmarks/fidelity.py --smoke          # a tiny end-to-end run (the test suite's)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import hashlib
+import json
+import math
+import os
+import queue
+import random
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine_slug, markdown_table, write_result
+
+from evonorm_search import library, parse
+from evonorm_search.search import SearchConfig
+from evonorm_search.search.controller import build_checks
+from evonorm_search.search.evaluator import EvaluationOutcome, EvaluationTask, evaluate_task
+from evonorm_search.search.rejection import DuplicateIndex
+from evonorm_search.search.scoring import LayerScore, LayerToScore, score_layers
+from evonorm_search.search.space import random_graph
+
+QUICK = Path(__file__).resolve().parent.parent / "examples" / "quick.yaml"
+BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
+CONTROLS = {
+    "identity": "x",
+    "relu": "relu(x)",
+    "scale": "x * exp(v1)",
+    "x_plus_relu": "x + relu(x)",
+    "tanh": "tanh(x)",
+}
+
+# Proxy settings tried against the same target: name -> overrides of the search configuration.
+# `default` is the configuration as given (examples/quick.yaml).
+_SGD = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "grad_clip": None,
+        "device": "cpu", "threads": 1}  # fmt: skip
+_SMALL = [
+    {"kind": "resnet", "width": 8, "blocks": [1, 1]},
+    {"kind": "mobilenetv2", "width": 8, "blocks": [1, 1], "expansion": 3},
+    {"kind": "efficientnet", "width": 8, "blocks": [1, 1], "expansion": 3},
+]
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "60 steps": {"training": {**_SGD, "lr": 0.1, "warmup_steps": 6, "steps": 60, "batch_size": 128}},
+    "lr 0.05": {"training": {**_SGD, "lr": 0.05, "warmup_steps": 10, "steps": 100, "batch_size": 128}},
+    "adamw": {
+        "training": {**_SGD, "optimizer": "adamw", "lr": 0.003, "warmup_steps": 10, "steps": 100, "batch_size": 128}
+    },
+    # The proxies before this benchmark existed: 8x8 digits, AdamW, gradient clipping.
+    "digits (former default)": {
+        "architectures": _SMALL,
+        "data": {"name": "digits", "validation_fraction": 0.25},
+        "training": {
+            "optimizer": "adamw",
+            "lr": 0.003,
+            "weight_decay": 5e-4,
+            "schedule": "cosine",
+            "steps": 120,
+            "batch_size": 32,
+            "device": "cpu",
+            "threads": 1,
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# A process pool behind the Evaluator protocol (the benchmark's own: no Ray, no store)
+# --------------------------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class PoolEvaluator:
+    """Runs `evaluate_task` in `workers` processes; the Evaluator protocol that `score_layers` needs."""
+
+    def __init__(self, workers: int):
+        self._pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
+        self._workers = workers
+        self._done: queue.Queue[EvaluationOutcome] = queue.Queue()
+        self._in_flight = 0
+
+    def capacity(self) -> int:
+        return self._workers
+
+    def submit(self, task: EvaluationTask) -> None:
+        self._in_flight += 1
+        self._pool.submit(evaluate_task, task).add_done_callback(lambda f: self._done.put(f.result()))
+
+    def poll(self, timeout: float) -> list[EvaluationOutcome]:
+        found = []
+        try:
+            found.append(self._done.get(timeout=timeout))
+            while True:
+                found.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        self._in_flight -= len(found)
+        return found
+
+    def cancel(self, candidate_ids: Iterable[int]) -> None:  # scoring never cancels
+        raise NotImplementedError("the fidelity benchmark never cancels a task")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The layer set
+# --------------------------------------------------------------------------------------------------
+
+
+def random_survivors(config: SearchConfig, count: int, seed: int, known: list[LayerToScore]) -> list[LayerToScore]:
+    """`count` random graphs of the search space that pass the cheap rejections and duplicate no known layer."""
+    space = config.build_space()
+    index = DuplicateIndex()
+    chain = build_checks(config, index)
+    for i, layer in enumerate(known):
+        facts = chain.run(layer.graph).facts
+        index.add(-1 - i, facts.canonical_hash, facts.fingerprint)
+    rng = random.Random(seed)
+    found: list[LayerToScore] = []
+    for i in range(200_000):
+        if len(found) == count:
+            return found
+        graph = random_graph(space, rng)
+        verdict = chain.run(graph)
+        if verdict.rejection is None:
+            index.add(i, verdict.facts.canonical_hash, verdict.facts.fingerprint)
+            found.append(LayerToScore(graph, f"random_{len(found)}"))
+    raise RuntimeError(f"only {len(found)} of {count} random candidates survived the cheap rejections")
+
+
+def layer_set(config: SearchConfig, n_random: int, seed: int) -> list[LayerToScore]:
+    named = [LayerToScore(library.get(name), name) for name in library.names() if name not in ("identity", "relu")]
+    named += [LayerToScore(parse(text), name) for name, text in CONTROLS.items()]
+    return named + random_survivors(config, n_random, seed, named)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring, with the target's scores cached on disk
+# --------------------------------------------------------------------------------------------------
+
+
+def target_key(config: SearchConfig, seeds: list[int]) -> str:
+    spec = [config.target_spec(s).model_dump(mode="json") for s in seeds]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_path() -> Path:
+    return RESULTS / f"fidelity-{machine_slug()}.json"
+
+
+def load_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cache(cache: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cache_path().write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def score_target(config, layers, seeds, evaluator, reuse: bool) -> tuple[list[dict], int]:
+    """Target scores as JSON objects (LayerScore.to_json) per layer, and how many came from the cache."""
+    key = target_key(config, seeds)
+    cache = load_cache() if reuse else {}
+    stored = cache.get(key, {})
+    missing = [layer for layer in layers if layer.dsl not in stored]
+    specs = [config.target_spec(s) for s in seeds]
+    fresh = score_layers(missing, specs, evaluator, on_run=_progress("target")) if missing else []
+    if fresh:
+        cache = load_cache()
+        cache.setdefault(key, {}).update({s.layer: s.to_json() for s in fresh})
+        save_cache(cache)
+        stored = cache[key]
+    return [stored[layer.dsl] for layer in layers], len(layers) - len(missing)
+
+
+def _progress(what: str):
+    started = time.perf_counter()
+
+    def report(layer: LayerToScore, run) -> None:
+        status = f"{run.score:.3f}" if run.error is None else f"error: {run.error[:80]}"
+        print(f"  [{time.perf_counter() - started:6.0f}s] {what} {layer.label} seed {run.seed}: {status}", flush=True)
+
+    return report
+
+
+def variant_config(config: SearchConfig, overrides: dict) -> SearchConfig:
+    return SearchConfig.from_mapping({**config.model_dump(mode="json"), **overrides})
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def kendall_tau(proxy: list[float], target: list[float], seed: int) -> tuple[float, float, float]:
+    """Kendall's tau-b and a bootstrap 95% interval (percentile, layers resampled in pairs)."""
+    x, y = np.asarray(proxy), np.asarray(target)
+    tau = float(stats.kendalltau(x, y).statistic)
+
+    def statistic(i: np.ndarray) -> float:
+        return float(stats.kendalltau(x[i.astype(int)], y[i.astype(int)]).statistic)
+
+    result = stats.bootstrap(
+        (np.arange(len(x)),), statistic, n_resamples=2000, method="percentile", random_state=seed, vectorized=False
+    )
+    low, high = result.confidence_interval
+    return tau, float(low), float(high)
+
+
+def control_rule(scores: dict[str, float]) -> tuple[bool, list[str]]:
+    """Every control below every baseline; the violations as text."""
+    bad = [
+        f"{c} ({scores[c]:.3f}) >= {b} ({scores[b]:.3f})"
+        for c in CONTROLS
+        for b in BASELINES
+        if not scores[c] < scores[b]
+    ]
+    return not bad, bad
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+def proxy_scores(config: SearchConfig, layers, evaluator) -> tuple[list[LayerScore], float]:
+    started = time.perf_counter()
+    scores = score_layers(layers, [config.proxy_spec()], evaluator)
+    return scores, time.perf_counter() - started
+
+
+def run(args: argparse.Namespace) -> Path:
+    config = SearchConfig.from_yaml(Path(args.config))
+    if args.smoke:
+        config = smoke_config(config)
+    seeds = config.validation.seed_list(args.seeds)
+    layers = layer_set(config, args.random, args.seed)
+    print(f"{len(layers)} layers; target seeds {seeds}", flush=True)
+    evaluator = PoolEvaluator(args.workers)
+    try:
+        started = time.perf_counter()
+        target, cached = score_target(config, layers, seeds, evaluator, args.reuse_target)
+        target_seconds = time.perf_counter() - started
+        variants = {
+            name: variant_config(config, o) for name, o in (VARIANTS.items() if not args.smoke else [("default", {})])
+        }
+        results = {name: proxy_scores(cfg, layers, evaluator) for name, cfg in variants.items()}
+    finally:
+        evaluator.close()
+    return write_report(args, config, layers, seeds, target, cached, target_seconds, variants, results)
+
+
+def smoke_config(config: SearchConfig) -> SearchConfig:
+    tiny_train = {"optimizer": "sgd", "lr": 0.05, "steps": 3, "batch_size": 16, "device": "cpu", "threads": 1}
+    tiny_data = {"name": "synthetic", "samples": 60, "test_samples": 30, "synthetic_shape": [1, 8]}
+    tiny_arch = [{"kind": "resnet", "width": 4, "blocks": [1]}]
+    mapping = config.model_dump(mode="json")
+    mapping.update(
+        architectures=tiny_arch,
+        data=tiny_data,
+        training=tiny_train,
+        rejection={**mapping["rejection"], "quality": {"enabled": False, "threshold": 0.0, "steps": 1}},
+        validation={**mapping["validation"], "architectures": tiny_arch, "data": tiny_data, "training": tiny_train},
+    )
+    return SearchConfig.from_mapping(mapping)
+
+
+def _slots(config: SearchConfig, architectures) -> dict[str, int]:
+    from evonorm_search.proxies import build_model, count_slots
+
+    channels, dims, classes = config.input_shape()
+    return {
+        a.label: count_slots(
+            build_model(a, library.get("gn_relu"), in_channels=channels, classes=classes, spatial_dims=dims,
+                        groups=config.groups, eps=config.eps, backend="torch", seed=0)
+        )
+        for a in architectures
+    }  # fmt: skip
+
+
+def write_report(args, config, layers, seeds, target, cached, target_seconds, variants, results) -> Path:
+    target_mean = [t["mean"] if t["mean"] is not None else 0.0 for t in target]
+    labels = [layer.label for layer in layers]
+    sections = [settings_section(config, seeds, cached, len(layers), target_seconds)]
+    variant_rows = []
+    for name, (scores, seconds) in results.items():
+        proxy = [s.mean if math.isfinite(s.mean) else 0.0 for s in scores]
+        tau, low, high = kendall_tau(proxy, target_mean, args.seed)
+        ok_proxy, _ = control_rule(dict(zip(labels, proxy, strict=True)))
+        ok_target, _ = control_rule(dict(zip(labels, target_mean, strict=True)))
+        variant_rows.append([name, describe_variant(variants[name]), f"{tau:.3f} [{low:.3f}, {high:.3f}]",
+                             "yes" if ok_proxy else "no", "yes" if ok_target else "no", f"{seconds:.0f}"])  # fmt: skip
+    sections.append(
+        "## Proxy settings tried against the target\n\n"
+        + markdown_table(
+            [
+                "variant",
+                "proxies",
+                "Kendall tau [95% bootstrap]",
+                "controls below baselines (proxy)",
+                "(target)",
+                "seconds for all layers",
+            ],
+            variant_rows,
+        )
+    )
+    scores, _ = results["default"]
+    sections.append(layer_section(labels, scores, target))
+    proxy = [s.mean if math.isfinite(s.mean) else 0.0 for s in scores]
+    tau, low, high = kendall_tau(proxy, target_mean, args.seed)
+    ok_p, bad_p = control_rule(dict(zip(labels, proxy, strict=True)))
+    ok_t, bad_t = control_rule(dict(zip(labels, target_mean, strict=True)))
+    verdict = [
+        f"Kendall tau (proxy score against target mean, {len(layers)} layers): **{tau:.3f}** "
+        f"(bootstrap 95% interval {low:.3f} to {high:.3f}); target >= 0.6: {'meets' if tau >= 0.6 else 'misses'}.",
+        f"Controls below every baseline on the proxies: {'yes' if ok_p else 'no: ' + '; '.join(bad_p)}.",
+        f"Controls below every baseline on the target: {'yes' if ok_t else 'no: ' + '; '.join(bad_t)}.",
+    ]
+    sections.append("## Verdict (the configuration as given)\n\n" + "\n".join(f"- {v}" for v in verdict))
+    return write_result("fidelity", "Proxy fidelity: proxy scores against the target task", "\n\n".join(sections))
+
+
+def describe_variant(config: SearchConfig) -> str:
+    archs = ", ".join(f"{a.label} w{a.width} {a.blocks}" for a in config.architectures)
+    t = config.training
+    return f"{config.data.name}; {archs}; {t.optimizer} lr {t.lr}, {t.steps} steps, batch {t.batch_size}"
+
+
+def settings_section(config: SearchConfig, seeds, cached: int, n_layers: int, seconds: float) -> str:
+    v = config.validation
+    proxy_slots, target_slots = _slots(config, config.architectures), _slots(config, v.architectures)
+    t = v.training
+    lines = [
+        f"Configuration: `{config.name}`; proxies: {describe_variant(config)}; norm-activation slots per proxy "
+        f"{proxy_slots}.",
+        f"Target task: {v.data.name} (train on the search part, score on its test split of "
+        f"{v.data.test_samples if v.data.name in ('mnist1d', 'synthetic') else 'fixed'} examples); "
+        + ", ".join(f"{a.label} w{a.width} {a.blocks}" for a in v.architectures)
+        + f" (slots {target_slots}); {t.optimizer} lr {t.lr} momentum {t.momentum}, {t.steps} steps, "
+        f"batch {t.batch_size}, seeds {seeds} (the search's seed is {config.seed}).",
+        "Ratios: target slots / proxy slots per architecture "
+        + ", ".join(
+            f"{t_label} {t_slots / p_slots:.1f}x"
+            for (t_label, t_slots), p_slots in zip(target_slots.items(), proxy_slots.values(), strict=False)
+        )
+        + f"; target steps / proxy steps {t.steps / config.training.steps:.1f}x (the same batch size: "
+        f"{t.batch_size} and {config.training.batch_size}).",
+        f"Target scores: {n_layers - cached} of {n_layers} layers trained in this run "
+        f"({seconds / 60:.1f} minutes, 2 worker processes, 1 thread each); {cached} served from "
+        f"`{cache_path().name}` (a cache of this script's earlier runs with the same target settings).",
+        f"Load average during the run (1 min) at the end: {os.getloadavg()[0]:.2f}.",
+    ]
+    return "## Settings\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def layer_section(labels, scores: list[LayerScore], target: list[dict]) -> str:
+    rows = []
+    order = sorted(range(len(labels)), key=lambda i: -(target[i]["mean"] or 0.0))
+    for rank, i in enumerate(order, 1):
+        kind = "control" if labels[i] in CONTROLS else "random" if labels[i].startswith("random_") else "library"
+        rows.append([rank, labels[i], kind, f"`{scores[i].layer.replace(chr(10), '; ')}`", fmt(scores[i].mean),
+                     f"{fmt(target[i]['mean'])} ± {fmt(target[i]['std'])}"])  # fmt: skip
+    return "## Layers (default proxies), by target mean\n\n" + markdown_table(
+        ["rank", "layer", "kind", "DSL", "proxy score", "target mean ± std"], rows
+    )
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(QUICK))
+    parser.add_argument("--random", type=int, default=12, help="random survivors of the cheap rejections")
+    parser.add_argument("--seeds", type=int, default=None, help="target seeds (default: the config's)")
+    parser.add_argument("--seed", type=int, default=0, help="draws the random layers and the bootstrap")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--reuse-target", action="store_true", help="serve target scores from the JSON cache")
+    parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.random, args.seeds, args.workers = 2, 2, 1
+    path = run(args)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
