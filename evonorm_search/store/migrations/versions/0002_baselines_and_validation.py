@@ -75,7 +75,7 @@ def _phases(phases: tuple[str, ...]) -> None:
         op.create_check_constraint(op.f("ck_evaluations_phase"), "evaluations", _one_of("phase", phases))
         return
     _create_evaluations("evaluations_new", phases)
-    op.execute(f"INSERT INTO evaluations_new ({EVALUATION_COLUMNS}) SELECT {EVALUATION_COLUMNS} FROM evaluations")
+    op.execute(f"INSERT INTO evaluations_new ({EVALUATION_COLUMNS}) SELECT {EVALUATION_COLUMNS} FROM evaluations")  # noqa: S608  (constant column list)
     op.drop_table("evaluations")
     op.rename_table("evaluations_new", "evaluations")
 
