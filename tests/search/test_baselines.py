@@ -186,8 +186,19 @@ def test_evaluate_prints_the_proxy_score_of_each_layer(config_file, tmp_path):
     dsl.write_text("x * sigmoid(x)\n")
     result = runner.invoke(
         app,
-        ["evaluate", "--layer", "bn_relu", "--layer", str(dsl), "--config", str(config_file), "--seeds", "2"]
-        + ["--in-process", "--json"],
+        [
+            "evaluate",
+            "--layer",
+            "bn_relu",
+            "--layer",
+            str(dsl),
+            "--config",
+            str(config_file),
+            "--seeds",
+            "2",
+            "--in-process",
+            "--json",
+        ],
     )
     items = json_of(result)
     assert [i["label"] for i in items] == ["bn_relu", str(dsl)]
@@ -202,8 +213,17 @@ def test_evaluate_prints_the_proxy_score_of_each_layer(config_file, tmp_path):
 def test_validate_given_layers_trains_them_beside_the_baselines_on_the_target(config_file):
     result = runner.invoke(
         app,
-        ["validate", "--layer", "identity", "--layer", "gn_relu", "--config", str(config_file)]
-        + ["--in-process", "--json"],
+        [
+            "validate",
+            "--layer",
+            "identity",
+            "--layer",
+            "gn_relu",
+            "--config",
+            str(config_file),
+            "--in-process",
+            "--json",
+        ],
     )
     items = json_of(result)
     # gn_relu is given, so it is not trained a second time as a baseline; relu is the other baseline.
@@ -240,10 +260,10 @@ def test_validate_a_search_stores_the_validation_phase_and_reuses_it(tmp_path):
         ]
         assert math.isclose(rows[item["candidate_id"]][0].metrics["accuracy"], item["mean"])
     # Again with two seeds: seed 1000 comes from the store, only seed 1001 trains.
-    second = json_of(runner.invoke(app, args[:-4] + ["--seeds", "2", "--in-process", "--json"]))
+    second = json_of(runner.invoke(app, [*args[:-4], "--seeds", "2", "--in-process", "--json"]))
     assert [i["reused_seeds"] for i in second] == [[1000]] * 3
     assert [i["runs"][0]["accuracies"] for i in second] == [i["runs"][0]["accuracies"] for i in first]
-    third = json_of(runner.invoke(app, args[:-4] + ["--seeds", "2", "--in-process", "--json"]))
+    third = json_of(runner.invoke(app, [*args[:-4], "--seeds", "2", "--in-process", "--json"]))
     assert [i["reused_seeds"] for i in third] == [[1000, 1001]] * 3
     assert [i["mean"] for i in third] == [i["mean"] for i in second]
 
