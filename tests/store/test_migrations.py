@@ -203,7 +203,7 @@ def test_0002_refuses_an_unknown_role_and_phase(store):
                 "VALUES (7, 's', '{}', '[]', 'created', 0, 0, '2026-01-01', '2026-01-01')"
             )
         )
-        with pytest.raises(Exception, match="(?i)check"):
+        with pytest.raises(Exception, match=r"(?i)check"):
             connection.execute(
                 text(
                     "INSERT INTO candidates (search_id, birth, graph, dsl, canonical_hash, status, check_seconds, "
