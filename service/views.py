@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -16,10 +17,12 @@ from .schemas.candidates import (
     CandidateLinks,
     EvaluationOut,
     Formula,
+    ValidationArchitecture,
+    ValidationOut,
 )
 from .schemas.common import ObjectiveOut
 from .schemas.pareto import ParetoFront, ParetoPoint
-from .schemas.searches import BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
+from .schemas.searches import BaselineOut, BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
 
 API_PREFIX = "/api/v1"
 UNFINISHED = (repo.CandidateStatus.PENDING, repo.CandidateStatus.QUEUED, repo.CandidateStatus.RUNNING)
@@ -31,7 +34,13 @@ LIVE_STATES = (repo.SearchState.RUNNING, repo.SearchState.STOPPING)
 
 def search_links(search_id: int) -> SearchLinks:
     base = f"{API_PREFIX}/searches/{search_id}"
-    return SearchLinks(status=base, events=f"{base}/events", candidates=f"{base}/candidates", pareto=f"{base}/pareto")
+    return SearchLinks(
+        status=base,
+        events=f"{base}/events",
+        candidates=f"{base}/candidates",
+        pareto=f"{base}/pareto",
+        baselines=f"{base}/baselines",
+    )
 
 
 def objectives_of(search: repo.Search) -> list[ObjectiveOut]:
@@ -138,6 +147,8 @@ def candidate_brief(candidate: repo.Candidate) -> CandidateBrief:
         canonical_hash=candidate.canonical_hash,
         parent_id=candidate.parent_id,
         duplicate_of=candidate.duplicate_of,
+        role=str(candidate.role),
+        label=candidate.label,
         created_at=candidate.created_at,
         finished_at=candidate.finished_at,
     )
@@ -161,6 +172,7 @@ def candidate_detail(detail: repo.CandidateDetail, formulas: FormulaCache) -> Ca
         check_seconds=c.check_seconds or {},
         metrics_by_architecture=metrics_by_architecture(detail.evaluations),
         evaluations=[EvaluationOut.model_validate(e) for e in detail.evaluations],
+        validation=validation_of(detail.evaluations),
         lineage=[
             Ancestor(
                 id=a.id, birth=a.birth, status=str(a.status), dsl=a.dsl, objectives=a.objectives, mutation=a.mutation
@@ -176,6 +188,8 @@ def metrics_by_architecture(evaluations: Iterable[repo.Evaluation]) -> dict[str,
     """{architecture: {phase: metrics}}, each from the latest attempt of that (architecture, phase)."""
     latest: dict[tuple[str, str], repo.Evaluation] = {}
     for e in evaluations:
+        if e.phase is repo.EvaluationPhase.VALIDATION:  # one row per seed, summarised by validation_of
+            continue
         key = (e.architecture, str(e.phase))
         if key not in latest or e.attempt >= latest[key].attempt:
             latest[key] = e
@@ -183,6 +197,46 @@ def metrics_by_architecture(evaluations: Iterable[repo.Evaluation]) -> dict[str,
     for (architecture, phase), e in sorted(latest.items()):
         out.setdefault(architecture, {})[phase] = dict(e.metrics)
     return out
+
+
+def validation_of(evaluations: Iterable[repo.Evaluation]) -> ValidationOut | None:
+    """The target-task rows (one per architecture and seed) as mean and std over seeds."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for e in evaluations:
+        if e.phase is repo.EvaluationPhase.VALIDATION and e.status is repo.EvaluationStatus.SUCCEEDED:
+            by_seed.setdefault(e.attempt, {})[e.architecture] = float(e.metrics["accuracy"])
+    if not by_seed:
+        return None
+    seeds = sorted(by_seed)
+    scores = [statistics.fmean(by_seed[seed].values()) for seed in seeds]
+    architectures = sorted({a for runs in by_seed.values() for a in runs})
+    per_architecture = {}
+    for name in architectures:
+        values = [by_seed[seed][name] for seed in seeds if name in by_seed[seed]]
+        per_architecture[name] = ValidationArchitecture(mean=statistics.fmean(values), std=_stdev(values))
+    return ValidationOut(
+        seeds=seeds,
+        mean=statistics.fmean(scores),
+        std=_stdev(scores),
+        per_architecture=per_architecture,
+        runs=[{"seed": seed, "accuracies": by_seed[seed]} for seed in seeds],
+    )
+
+
+def _stdev(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+# -- baselines -------------------------------------------------------------------------------------------
+
+
+def baseline_out(candidate: repo.Candidate) -> BaselineOut:
+    values = [v for k, v in (candidate.objectives or {}).items() if k.startswith("accuracy_")]
+    return BaselineOut(
+        **candidate_brief(candidate).model_dump(),
+        mean_accuracy=statistics.fmean(values) if values else None,
+        error=candidate.error,
+    )
 
 
 # -- Pareto fronts -------------------------------------------------------------------------------------

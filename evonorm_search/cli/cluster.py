@@ -69,8 +69,10 @@ def make_evaluator(
     gpus: float | None = None,
     timeout: float | None = None,
     retries: int = 2,
+    report: Any = console,
 ) -> Evaluator:
-    """The evaluator for a run of `config`: on Ray (connecting now, and saying where), or in this process."""
+    """The evaluator for a run of `config`: on Ray (connecting now, and saying where on `report`), or in
+    this process."""
     if in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
         return InProcessEvaluator()
     from workers import ClusterError, RayEvaluator, RaySettings, capacity_problem, check_settings, connect
@@ -85,7 +87,7 @@ def make_evaluator(
         connection = connect(ray_address, store=store)
     except ClusterError as e:
         raise fail(str(e), EXIT_FAILED) from None
-    console.print(f"evaluating on {connection.describe()}", highlight=False, markup=False)
+    report.print(f"evaluating on {connection.describe()}", highlight=False, markup=False)
     if (problem := capacity_problem(connection, resources)) is not None:
         if connection.address is None:  # a local Ray will never grow: say so rather than wait forever
             connection.close()

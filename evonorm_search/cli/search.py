@@ -30,6 +30,7 @@ from ..store import (
     ConflictError,
     SearchState,
     StoreError,
+    baselines_of,
     get_candidate,
     get_search,
     list_searches,
@@ -335,7 +336,19 @@ def show_search(s: Any, search_id: int) -> None:
     table.add_row("hypervolume", "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}")
     throughput = candidates_per_minute(summary)
     table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
+    for baseline in baselines_of(s, search_id):
+        table.add_row(f"baseline {baseline.label}", baseline_text(baseline))
     console.print(table)
+
+
+def baseline_text(baseline: Any) -> str:
+    """A baseline's standing: its mean proxy accuracy once evaluated, else its status (and error)."""
+    from ..search.baselines import mean_accuracy
+
+    mean = mean_accuracy(baseline.objectives)
+    if mean is not None:
+        return f"mean accuracy {mean:.4f} (candidate {baseline.id})"
+    return str(baseline.status) + (f": {baseline.error}" if baseline.error else "")
 
 
 def candidates_per_minute(summary: Any) -> float | None:
@@ -362,30 +375,72 @@ def pareto_command(
                 names = search.objective_names
                 first = search.objective_specs[0]
                 front = pareto_front(s, search_id)
+                baselines = [b for b in baselines_of(s, search_id) if b.objectives is not None]
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     sign = -1.0 if first.direction == "max" else 1.0
     front = sorted(front, key=lambda c: (sign * c.objectives[first.name], c.birth))
     if as_json:
-        rows = [
-            {"candidate": c.id, "birth": c.birth, "dsl": c.dsl, "objectives": c.objectives, "mutation": c.mutation}
-            for c in front
-        ]
-        typer.echo(json.dumps({"search": search_id, "objectives": names, "front": rows}, indent=2))
+        typer.echo(json.dumps(pareto_json(search_id, names, front, baselines), indent=2))
         return
     if not front:
         console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
         return
+    console.print(pareto_table(search_id, names, front, baselines))
+
+
+def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> dict[str, Any]:
+    from ..search.baselines import differences, mean_accuracy
+
+    rows = [
+        {
+            "candidate": c.id,
+            "birth": c.birth,
+            "dsl": c.dsl,
+            "objectives": c.objectives,
+            "mutation": c.mutation,
+            "mean_accuracy": mean_accuracy(c.objectives),
+            "vs_baselines": {d.label: d.to_json() for d in differences(c.objectives, baselines)},
+        }
+        for c in front
+    ]
+    references = [
+        {
+            "candidate": b.id,
+            "label": b.label,
+            "dsl": b.dsl,
+            "objectives": b.objectives,
+            "mean_accuracy": mean_accuracy(b.objectives),
+        }
+        for b in baselines
+    ]
+    return {"search": search_id, "objectives": names, "front": rows, "baselines": references}
+
+
+def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> Table:
+    """The front, then the baselines (dimmed); `vs X`: mean accuracy minus baseline X's."""
+    from ..search.baselines import differences
+
     table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
     table.add_column("candidate")
     table.add_column("birth")
     for name in names:
         table.add_column(name.removeprefix("accuracy_"), justify="right")
+    for b in baselines:
+        table.add_column(f"vs {b.label}", justify="right")
     table.add_column("layer")
     for c in front:
         values = [format_value(c.objectives.get(n)) for n in names]
-        table.add_row(str(c.id), str(c.birth), *values, c.dsl.replace("\n", "; "))
-    console.print(table)
+        versus = [signed(d.mean) for d in differences(c.objectives, baselines)]
+        table.add_row(str(c.id), str(c.birth), *values, *versus, c.dsl.replace("\n", "; "))
+    for b in baselines:
+        values = [format_value(b.objectives.get(n)) for n in names]
+        table.add_row(str(b.id), b.label, *values, *[""] * len(baselines), b.dsl, style="dim")
+    return table
+
+
+def signed(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:+.4f}"
 
 
 def format_value(value: float | None) -> str:

@@ -25,6 +25,7 @@ from .. import store as db
 from ..ir import Graph
 from ..store import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from ..store.enums import SEARCH_TRANSITIONS
+from .baselines import baseline_spec, prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .mutation import Mutator, make_mutations
@@ -178,9 +179,11 @@ class Controller:
             self.births = search.next_birth  # births allocated so far
             self._load_history(s)
             self._requeue_unfinished(s)
+            self._queue_baselines(s)
         self.strategy = build_strategy(self.config, self.objectives)
         self.checks = build_checks(self.config, self.index)
         self.spec = self.config.evaluation_spec()
+        self.baseline_spec = baseline_spec(self.config)
         self.last_heartbeat = time.monotonic()
         self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
 
@@ -221,6 +224,12 @@ class Controller:
                 c = db.requeue_candidate(s, c.id)
             db.mark_status(s, c.id, CandidateStatus.QUEUED)
             self.backlog.append(_InFlight(c.id, c.attempt))
+
+    def _queue_baselines(self, s: Session) -> None:
+        """The config's baselines not evaluated yet go first: outside the budget, same evaluator (baselines.py)."""
+        pending = prepare_baselines(s, self.search_id, self.config)
+        self.baseline_ids = {b.candidate_id for b in pending}
+        self.backlog.extendleft(_InFlight(b.candidate_id, b.attempt) for b in reversed(pending))
 
     def _finish(self, state: SearchState, *, error: str | None = None) -> SearchProgress:
         with self.store.session() as s:
@@ -331,10 +340,11 @@ class Controller:
         with self.store.session() as s:
             candidate = db.get_candidate(s, item.candidate_id)
             db.mark_status(s, item.candidate_id, CandidateStatus.RUNNING)
-        task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, self.spec, attempt=item.attempt)
+        spec = self.baseline_spec if item.candidate_id in self.baseline_ids else self.spec
+        task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, spec, attempt=item.attempt)
         self.in_flight[item.candidate_id] = item
         self.evaluator.submit(task)
-        self._report(f"candidate {candidate.birth}: training")
+        self._report(f"{_name(candidate)}: training")
 
     def _record_outcome(self, outcome: EvaluationOutcome) -> None:
         """Commit an outcome; only then may selection see it. Outcomes of stale attempts are ignored."""
@@ -356,10 +366,11 @@ class Controller:
                 )
             candidate = self._settle_outcome(s, outcome)
         del self.in_flight[outcome.candidate_id]
-        if candidate.status is CandidateStatus.EVALUATED and self.config.mode == "evolution":
+        baseline = outcome.candidate_id in self.baseline_ids
+        if candidate.status is CandidateStatus.EVALUATED and self.config.mode == "evolution" and not baseline:
             self._admit(self._member(candidate))
         self._watch_failures(outcome)
-        self._report(f"candidate {candidate.birth}: {_outcome_text(outcome)}")
+        self._report(f"{_name(candidate)}: {_outcome_text(outcome)}")
 
     def _watch_failures(self, outcome: EvaluationOutcome) -> None:
         """Stop a search whose evaluations all fail (missing data, a GPU that is not there, a bug)
@@ -441,6 +452,10 @@ class Controller:
 
 def _allowed_after(state: SearchState) -> frozenset[SearchState]:
     return SEARCH_TRANSITIONS[state]
+
+
+def _name(candidate: Any) -> str:
+    return f"baseline {candidate.label}" if db.is_baseline(candidate) else f"candidate {candidate.birth}"
 
 
 def _verdict_text(verdict: Verdict) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..ir import Graph
 from .config import EvaluationSpec
-from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
+from .evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask, Evaluator
 
 SCORING_SEARCH_ID = 0  # tasks outside any search carry this search id
 
@@ -42,6 +42,7 @@ class SeedRun:
     accuracies: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    records: tuple[EvaluationRecord, ...] = ()  # the worker's full-training records (metrics per architecture)
 
     @property
     def score(self) -> float:
@@ -116,7 +117,8 @@ def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
         return SeedRun(seed, error=outcome.error, seconds=outcome.duration)
     if outcome.rejection is not None:  # scoring turns the quality rejection off; say so if it ever happens
         return SeedRun(seed, error=f"rejected: {outcome.rejection.reason}", seconds=outcome.duration)
-    return SeedRun(seed, _accuracies(outcome), seconds=outcome.duration)
+    records = tuple(r for r in outcome.records if r.phase == "proxy")
+    return SeedRun(seed, _accuracies(outcome), seconds=outcome.duration, records=records)
 
 
 def score_layers(
@@ -131,8 +133,29 @@ def score_layers(
 
     Tasks are submitted as the evaluator's capacity allows; `on_run` is called as each run finishes."""
     jobs = [(i, spec) for i in range(len(layers)) for spec in specs]
+    runs = run_jobs([(layers[i], spec) for i, spec in jobs], evaluator, poll_interval=poll_interval, on_run=on_run)
+    return [
+        LayerScore(
+            layer=layer.dsl,
+            label=layer.label,
+            runs=tuple(runs[k] for k, (i, _) in enumerate(jobs) if i == index),
+        )
+        for index, layer in enumerate(layers)
+    ]
+
+
+def run_jobs(
+    jobs: Sequence[tuple[LayerToScore, EvaluationSpec]],
+    evaluator: Evaluator,
+    *,
+    poll_interval: float = 0.5,
+    on_run: Callable[[LayerToScore, SeedRun], None] | None = None,
+) -> list[SeedRun]:
+    """Train each (layer, spec) pair once, as the evaluator's capacity allows; the runs in job order.
+    `score_layers` runs every pair of its product; `validate` runs only the seeds not stored yet."""
+    layers = [layer for layer, _ in jobs]
     tasks = {
-        k: EvaluationTask(SCORING_SEARCH_ID, k, layers[i].graph.to_dict(), spec) for k, (i, spec) in enumerate(jobs)
+        k: EvaluationTask(SCORING_SEARCH_ID, k, layer.graph.to_dict(), spec) for k, (layer, spec) in enumerate(jobs)
     }
     runs: dict[int, SeedRun] = {}
     pending = list(tasks)
@@ -148,12 +171,5 @@ def score_layers(
             in_flight -= 1
             runs[k] = _run_of(outcome, tasks[k].spec.seed)
             if on_run is not None:
-                on_run(layers[jobs[k][0]], runs[k])
-    return [
-        LayerScore(
-            layer=layer.dsl,
-            label=layer.label,
-            runs=tuple(runs[k] for k, (i, _) in enumerate(jobs) if i == index),
-        )
-        for index, layer in enumerate(layers)
-    ]
+                on_run(layers[k], runs[k])
+    return [runs[k] for k in range(len(jobs))]

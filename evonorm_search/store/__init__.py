@@ -6,6 +6,15 @@ Alembic migrations shipped in `migrations/`. Open with `open_store(url)`; do all
 session first and never commit. See "Store" in docs/architecture.md.
 """
 
+from .baselines import (
+    BASELINE_BIRTHS,
+    ValidationRun,
+    add_baseline,
+    baselines_of,
+    is_baseline,
+    record_validation,
+    validation_runs,
+)
 from .candidates import (
     add_candidate,
     complete_candidate,
@@ -24,7 +33,7 @@ from .candidates import (
     unfinished_candidates,
 )
 from .derived import rebuild_derived
-from .enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from .models import Candidate, Evaluation, Search
 from .objectives import Objective
@@ -54,9 +63,11 @@ from .store import SchemaStatus, Store, open_store, schema_status
 from .urls import default_url
 
 __all__ = [
+    "BASELINE_BIRTHS",
     "BestValue",
     "Candidate",
     "CandidateDetail",
+    "CandidateRole",
     "CandidateStatus",
     "ConflictError",
     "Evaluation",
@@ -73,7 +84,10 @@ __all__ = [
     "SearchSummary",
     "Store",
     "StoreError",
+    "ValidationRun",
+    "add_baseline",
     "add_candidate",
+    "baselines_of",
     "candidate_detail",
     "claim_controller",
     "complete_candidate",
@@ -86,6 +100,7 @@ __all__ = [
     "get_search",
     "heartbeat_candidates",
     "heartbeat_controller",
+    "is_baseline",
     "list_candidates",
     "list_searches",
     "mark_status",
@@ -98,6 +113,7 @@ __all__ = [
     "record_check",
     "record_evaluation",
     "record_rejection",
+    "record_validation",
     "release_controller",
     "requeue_candidate",
     "schema_status",
@@ -106,4 +122,5 @@ __all__ = [
     "stale_searches",
     "stuck_candidates",
     "unfinished_candidates",
+    "validation_runs",
 ]

@@ -23,6 +23,7 @@ from .enums import (
     STATUS_TRANSITIONS,
     TERMINAL_STATUSES,
     UNFINISHED_STATUSES,
+    CandidateRole,
     CandidateStatus,
     EvaluationPhase,
     EvaluationStatus,
@@ -66,10 +67,14 @@ def add_candidate(
     mutation: Any = None,
     birth: int | None = None,
     status: CandidateStatus = CandidateStatus.PENDING,
+    role: CandidateRole = CandidateRole.CANDIDATE,
+    label: str | None = None,
     now: datetime | None = None,
 ) -> Candidate:
-    """Store a new candidate (`graph` as a dict or an `es.Graph`); `birth=None` allocates the next birth."""
+    """Store a new candidate (`graph` as a dict or an `es.Graph`); `birth=None` allocates the next birth.
+    Baselines are added through `baselines.add_baseline`, which chooses their births."""
     status = CandidateStatus(status)
+    role = CandidateRole(role)
     if status not in UNFINISHED_STATUSES:
         raise InvalidInputError(f"a new candidate starts pending, queued or running, not {status}")
     graph_json = _graph_json(graph)
@@ -96,13 +101,16 @@ def add_candidate(
         status=status,
         check_seconds={},
         attempt=0,
+        role=role,
+        label=label,
         created_at=now,
         updated_at=now,
         heartbeat_at=now,
     )
     session.add(candidate)
     session.flush()
-    shift_bucket(session, search_id, None, bucket_of(status))
+    if role is CandidateRole.CANDIDATE:
+        shift_bucket(session, search_id, None, bucket_of(status))
     return candidate
 
 
@@ -142,7 +150,12 @@ def find_duplicate(
             continue
         query = (
             select(Candidate)
-            .where(Candidate.search_id == search_id, column == value, Candidate.status.in_(_FINISHED_VERDICTS))
+            .where(
+                Candidate.search_id == search_id,
+                column == value,
+                Candidate.status.in_(_FINISHED_VERDICTS),
+                Candidate.role == CandidateRole.CANDIDATE,
+            )
             .order_by(Candidate.birth)
             .limit(1)
         )
@@ -160,9 +173,13 @@ def _set_status(
     now: datetime,
     stage: RejectionStage | None = None,
 ) -> None:
-    shift_bucket(
-        session, candidate.search_id, bucket_of(candidate.status, candidate.rejection_stage), bucket_of(status, stage)
-    )
+    if candidate.role is CandidateRole.CANDIDATE:  # baselines stay out of the search's counters
+        shift_bucket(
+            session,
+            candidate.search_id,
+            bucket_of(candidate.status, candidate.rejection_stage),
+            bucket_of(status, stage),
+        )
     candidate.status = status
     candidate.rejection_stage = stage
     candidate.updated_at = candidate.heartbeat_at = now
@@ -285,7 +302,8 @@ def complete_candidate(
     """Mark a candidate evaluated with its objective values, and update the search's fronts.
 
     With `duplicate_of`, the values are the original's reused: the candidate joins the population, but
-    not the fronts or objective-sorted pages (its original stands for it there).
+    not the fronts or objective-sorted pages (its original stands for it there). Baselines keep their
+    values on their own row only: they are reference points, never members of the search's fronts.
     """
     search_id = session.execute(select(Candidate.search_id).where(Candidate.id == candidate_id)).scalar_one_or_none()
     if search_id is None:
@@ -300,7 +318,7 @@ def complete_candidate(
     _set_status(candidate, session, CandidateStatus.EVALUATED, moment(now))
     candidate.objectives = values
     session.flush()
-    if duplicate_of is None:
+    if duplicate_of is None and candidate.role is CandidateRole.CANDIDATE:
         add_objective_rows(session, candidate, values)
         admit_to_fronts(session, search, candidate, values)
     return candidate
@@ -373,7 +391,11 @@ def population(session: Session, search_id: int, size: int) -> list[Candidate]:
         raise InvalidInputError(f"population size must be a positive integer, got {size!r}")
     query = (
         select(Candidate)
-        .where(Candidate.search_id == search_id, Candidate.status == CandidateStatus.EVALUATED)
+        .where(
+            Candidate.search_id == search_id,
+            Candidate.status == CandidateStatus.EVALUATED,
+            Candidate.role == CandidateRole.CANDIDATE,
+        )
         .order_by(Candidate.birth.desc())
         .limit(size)
     )
@@ -381,10 +403,14 @@ def population(session: Session, search_id: int, size: int) -> list[Candidate]:
 
 
 def unfinished_candidates(session: Session, search_id: int) -> list[Candidate]:
-    """Candidates still pending, queued or running (to resume them), by birth."""
+    """Candidates (not baselines) still pending, queued or running (to resume them), by birth."""
     query = (
         select(Candidate)
-        .where(Candidate.search_id == search_id, Candidate.status.in_(UNFINISHED_STATUSES))
+        .where(
+            Candidate.search_id == search_id,
+            Candidate.status.in_(UNFINISHED_STATUSES),
+            Candidate.role == CandidateRole.CANDIDATE,
+        )
         .order_by(Candidate.birth)
     )
     return list(session.execute(query).scalars())

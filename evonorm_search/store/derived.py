@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .enums import CandidateStatus, RejectionStage
+from .enums import CandidateRole, CandidateStatus, RejectionStage
 from .models import Candidate, CandidateObjective, ParetoMember, Search, SearchCounter
 from .objectives import Objective, dominated_by, full_mask, hypervolume, mask_indices, non_dominated, tracked_masks
 
@@ -165,6 +165,7 @@ def rebuild_derived(session: Session, search_id: int) -> None:
             Candidate.search_id == search_id,
             Candidate.status == CandidateStatus.EVALUATED,
             Candidate.duplicate_of.is_(None),
+            Candidate.role == CandidateRole.CANDIDATE,
         )
     ).all()
     objectives = search.objective_specs
@@ -193,7 +194,7 @@ def _rebuild_counters(session: Session, search_id: int) -> None:
     by_bucket = dict.fromkeys(all_buckets(), 0)
     grouped = session.execute(
         select(Candidate.status, Candidate.rejection_stage, func.count())
-        .where(Candidate.search_id == search_id)
+        .where(Candidate.search_id == search_id, Candidate.role == CandidateRole.CANDIDATE)
         .group_by(Candidate.status, Candidate.rejection_stage)
     ).all()
     for status, stage, n in grouped:

@@ -40,9 +40,15 @@ class RejectionStage(_StrEnum):
     QUALITY = "quality"
 
 
+class CandidateRole(_StrEnum):
+    CANDIDATE = "candidate"  # proposed by the search: counts toward its budget, population and fronts
+    BASELINE = "baseline"  # a reference layer evaluated beside the search, outside all of those
+
+
 class EvaluationPhase(_StrEnum):
     QUALITY = "quality"  # the short training of the quality rejection
     PROXY = "proxy"  # the full proxy training that yields the objectives
+    VALIDATION = "validation"  # the target task (`evonorm-search validate`); `attempt` holds the seed
 
 
 class EvaluationStatus(_StrEnum):

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .objectives import Objective
 from .types import JSONValue, UTCDateTime, str_enum
 
@@ -106,6 +106,12 @@ class Candidate(Base):
     )  # {stage: seconds} of the rejection checks it went through
     attempt: Mapped[int] = mapped_column(default=0)  # bumped when a stuck evaluation is re-queued
     error: Mapped[str | None] = mapped_column(Text)
+    # Baselines are reference layers stored beside the search's own candidates: outside its budget,
+    # counters, population, duplicate index and fronts; births from BASELINE_BIRTHS up (see baselines.py).
+    role: Mapped[CandidateRole] = mapped_column(
+        str_enum(CandidateRole, "role"), default=CandidateRole.CANDIDATE, server_default=CandidateRole.CANDIDATE.value
+    )
+    label: Mapped[str | None] = mapped_column(String(200))  # a baseline's name as the config lists it
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]  # last sign of life: a status change or heartbeat_candidates

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 
 from .candidates import evaluations_of, get_candidate
 from .derived import DUPLICATE_HITS, bucket_of, counts, front_members
-from .enums import CandidateStatus, RejectionStage
+from .enums import CandidateRole, CandidateStatus, RejectionStage
 from .errors import InvalidInputError, NotFoundError
 from .models import Candidate, CandidateObjective, Evaluation, ParetoMember, Search
 from .objectives import Objective, full_mask, mask_indices, mask_of, non_dominated, tracked_masks
@@ -142,10 +142,12 @@ def list_candidates(
     descending: bool | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    role: CandidateRole = CandidateRole.CANDIDATE,
 ) -> Page[Candidate]:
     """A page of a search's candidates, filtered by status and rejection stage, sorted by birth or by an
     objective (then only candidates with that value: evaluated originals), `limit` at a time. Ties on an
-    objective are ordered by birth in the same direction as the values."""
+    objective are ordered by birth in the same direction as the values. `role`: the search's own
+    candidates (default) or its baselines (`baselines.baselines_of` lists those directly)."""
     check_limit(limit)
     search = get_search(session, search_id)
     status_filter = _enum_list(statuses, CandidateStatus, "status")
@@ -158,6 +160,7 @@ def list_candidates(
         query = query.where(Candidate.status.in_(status_filter))
     if stage_filter is not None:
         query = query.where(Candidate.rejection_stage.in_(stage_filter))
+    query = query.where(Candidate.role == CandidateRole(role))
     rows = list(session.execute(query.limit(limit + 1)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

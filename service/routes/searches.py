@@ -17,7 +17,7 @@ from ..deps import ContextDep, FormulasDep, LauncherDep, ReadAccess, SearchId, S
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidatePage
 from ..schemas.pareto import ParetoFront
-from ..schemas.searches import SearchLaunched, SearchPage, SearchStatus
+from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchStatus
 from ..views import API_PREFIX
 
 log = logging.getLogger("evonorm_search.service")
@@ -212,6 +212,20 @@ async def search_pareto(
         return views.pareto_front(points, chosen, [search_id], formulas)
 
     return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), read)
+
+
+@router.get(
+    "/{search_id}/baselines",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404, 422, 503),
+    summary="A search's baselines",
+)
+def search_baselines(store: StoreDep, search_id: SearchId) -> list[BaselineOut]:
+    """The reference layers the search evaluated under its own proxies (config `baselines`), in config
+    order: outside its budget, counts, population and Pareto front; compare its layers against them."""
+    with store.session(readonly=True) as s:
+        repo.get_search(s, search_id)
+        return [views.baseline_out(c) for c in repo.baselines_of(s, search_id)]
 
 
 async def _existing_search(store: StoreDep, search_id: SearchId) -> int:

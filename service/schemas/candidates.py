@@ -24,6 +24,8 @@ class CandidateBrief(Schema):
     canonical_hash: str
     parent_id: int | None
     duplicate_of: int | None
+    role: str = Field(description="candidate (proposed by the search) or baseline (a reference layer beside it)")
+    label: str | None = Field(description="A baseline's name as the search's config lists it.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -42,7 +44,10 @@ class Formula(Schema):
 
 class EvaluationOut(Schema):
     architecture: str
-    phase: str = Field(description="quality (the short training of the quality rejection) or proxy")
+    phase: str = Field(
+        description="quality (the short training of the quality rejection), proxy, or validation (the target "
+        "task; `attempt` then holds the seed)"
+    )
     attempt: int
     status: str = Field(description="succeeded, rejected or failed")
     metrics: dict[str, Any]
@@ -50,6 +55,21 @@ class EvaluationOut(Schema):
     node: str | None
     started_at: datetime | None
     finished_at: datetime
+
+
+class ValidationArchitecture(Schema):
+    mean: float
+    std: float = Field(description="Sample standard deviation over seeds (0 with one seed).")
+
+
+class ValidationOut(Schema):
+    """The candidate re-trained on the target task (`evonorm-search validate`)."""
+
+    seeds: list[int]
+    mean: float = Field(description="Mean over seeds of the mean accuracy over the target architectures.")
+    std: float = Field(description="Sample standard deviation of that over seeds (0 with one seed).")
+    per_architecture: dict[str, ValidationArchitecture]
+    runs: list[dict[str, Any]] = Field(description="Per seed: {seed, accuracies: {architecture: accuracy}}.")
 
 
 class Ancestor(Schema):
@@ -81,6 +101,9 @@ class CandidateDetailOut(CandidateBrief):
         description="Per architecture, per phase: the metrics of its latest attempt."
     )
     evaluations: list[EvaluationOut] = Field(description="Every evaluation, every attempt.")
+    validation: ValidationOut | None = Field(
+        description="Target-task results over seeds (null until `evonorm-search validate` has run on it)."
+    )
     lineage: list[Ancestor] = Field(description="Parent, grandparent, ... towards the root.")
     lineage_truncated: bool
     links: CandidateLinks

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from .candidates import CandidateBrief
 from .common import ObjectiveOut, Schema
 
 SearchStateName = str  # one of evonorm_search.store.SearchState's values
@@ -17,6 +18,7 @@ class SearchLinks(Schema):
     events: str
     candidates: str
     pareto: str
+    baselines: str
 
 
 class SearchBrief(Schema):
@@ -57,6 +59,13 @@ class BestOut(Schema):
     value: float
     candidate_id: int
     birth: int
+
+
+class BaselineOut(CandidateBrief):
+    """A reference layer evaluated under the search's proxies, outside its budget, population and fronts."""
+
+    mean_accuracy: float | None = Field(description="Mean of its accuracy objectives, once evaluated.")
+    error: str | None
 
 
 class Controller(Schema):

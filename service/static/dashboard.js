@@ -336,17 +336,37 @@ async function loadFront() {
   const x = $("x-objective").value;
   const y = $("y-objective").value;
   const base = `${API}/searches/${searchId}`;
-  const [pair, all, cloud] = await Promise.all([
+  const [pair, all, cloud, baselines] = await Promise.all([
     getJson(`${base}/pareto${query({ objective: x === y ? [x] : [x, y] })}`),
     getJson(`${base}/pareto`),
     getJson(`${base}/candidates${query({ sort: x, limit: CLOUD_POINTS })}`),
+    getJson(`${base}/baselines`),
   ]);
   if (searchId !== state.searchId) return; // another search was chosen meanwhile
-  drawPlot(x, y, pair.points, cloud.items);
-  renderFrontTable(all);
+  const evaluatedBaselines = baselines.filter((b) => b.objectives);
+  drawPlot(x, y, pair.points, cloud.items, evaluatedBaselines);
+  renderFrontTable(all, evaluatedBaselines);
 }
 
-function drawPlot(x, y, front, cloud) {
+// Writes each baseline's label beside its point: reference points must be readable without hovering.
+const baselineLabels = {
+  id: "baselineLabels",
+  afterDatasetsDraw(chart) {
+    const { ctx } = chart;
+    chart.data.datasets.forEach((dataset, index) => {
+      if (!dataset.baselines) return;
+      chart.getDatasetMeta(index).data.forEach((element, i) => {
+        ctx.save();
+        ctx.fillStyle = "#1864ab";
+        ctx.font = "12px sans-serif";
+        ctx.fillText(dataset.data[i].label, element.x + 8, element.y - 6);
+        ctx.restore();
+      });
+    });
+  },
+};
+
+function drawPlot(x, y, front, cloud, baselines) {
   const point = (c) => ({ x: c.objectives[x], y: c.objectives[y], id: c.candidate_id ?? c.id });
   const frontPoints = front.map(point).sort((a, b) => a.x - b.x);
   const frontIds = new Set(frontPoints.map((p) => p.id));
@@ -368,6 +388,16 @@ function drawPlot(x, y, front, cloud) {
       backgroundColor: "rgba(90, 100, 120, 0.35)",
       pointRadius: 3,
     },
+    {
+      label: `baselines (${baselines.length})`,
+      data: baselines.map((b) => ({ ...point(b), label: b.label })),
+      baselines: true,
+      backgroundColor: "#1864ab",
+      borderColor: "#1864ab",
+      pointStyle: "triangle",
+      pointRadius: 7,
+      pointHoverRadius: 9,
+    },
   ];
   if (state.chart) {
     state.chart.data.datasets = datasets;
@@ -378,6 +408,7 @@ function drawPlot(x, y, front, cloud) {
     state.chart = new window.Chart($("pareto-plot"), {
       type: "scatter",
       data: { datasets },
+      plugins: [baselineLabels],
       options: {
         animation: false,
         maintainAspectRatio: false,
@@ -385,7 +416,9 @@ function drawPlot(x, y, front, cloud) {
         plugins: {
           tooltip: {
             callbacks: {
-              label: (item) => `#${item.raw.id}: ${fmtNumber(item.raw.x)}, ${fmtNumber(item.raw.y)}`,
+              label: (item) =>
+                `${item.raw.label ? `baseline ${item.raw.label}` : `#${item.raw.id}`}: ` +
+                `${fmtNumber(item.raw.x)}, ${fmtNumber(item.raw.y)}`,
             },
           },
         },
@@ -396,12 +429,13 @@ function drawPlot(x, y, front, cloud) {
     });
   }
   $("pareto-plot").dataset.frontPoints = String(frontPoints.length);
+  $("pareto-plot").dataset.baselinePoints = String(baselines.length);
   $("plot-note").textContent = frontPoints.length
     ? "Click a point to open its layer."
     : "No evaluated candidates yet.";
 }
 
-function renderFrontTable(front) {
+function renderFrontTable(front, baselines) {
   const objectives = front.objectives;
   const header = el(
     "tr",
@@ -428,7 +462,17 @@ function renderFrontTable(front) {
       el("td", {}, download),
     );
   });
-  $("front-table").replaceChildren(header, ...rows);
+  const references = baselines.map((b) =>
+    el(
+      "tr",
+      { class: "layer-row baseline-row", "data-candidate-id": b.id, onclick: () => openLayer(b.id) },
+      el("td", {}, el("span", { class: "badge" }, "baseline")),
+      el("td", { class: "formula-cell" }, `${b.label}: ${b.dsl}`),
+      ...objectives.map((o) => el("td", { class: "num" }, fmtNumber(b.objectives[o.name]))),
+      el("td", {}, ""),
+    ),
+  );
+  $("front-table").replaceChildren(header, ...rows, ...references);
   if (!rows.length) $("front-table").append(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No evaluated candidates yet.")));
 }
 
@@ -453,7 +497,10 @@ function closeLayer() {
 
 function renderLayer(layer) {
   $("layer-view").hidden = false;
-  $("layer-title").textContent = `Layer #${layer.id} (search #${layer.search_id}, birth ${layer.birth})`;
+  $("layer-title").textContent =
+    layer.role === "baseline"
+      ? `Baseline ${layer.label} (#${layer.id}, search #${layer.search_id})`
+      : `Layer #${layer.id} (search #${layer.search_id}, birth ${layer.birth})`;
   renderFormula(layer.formula.latex, $("layer-formula"), true);
   $("layer-dsl").textContent = layer.formula.text;
   const objectives = Object.entries(layer.objectives || {}).map(([name, value]) => [name, fmtNumber(value)]);
@@ -468,6 +515,7 @@ function renderLayer(layer) {
     ...(layer.formula.note ? [["note", layer.formula.note]] : []),
   ]);
   renderLayerMetrics(layer.metrics_by_architecture);
+  renderValidation(layer.validation, layer.objectives);
   renderLineage(layer.lineage, layer.lineage_truncated);
   renderEvaluations(layer.evaluations);
   $("layer-view").scrollIntoView({ behavior: "instant", block: "start" });
@@ -492,6 +540,24 @@ function renderLayerMetrics(byArchitecture) {
   }
   if (rows.length === 1) rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not evaluated.")));
   $("layer-metrics").replaceChildren(...rows);
+}
+
+// The target task beside the proxies: validation mean ± std over seeds, the search's proxy accuracy.
+function renderValidation(validation, objectives) {
+  const rows = [el("tr", {}, el("th", {}, "architecture"), el("th", {}, "target accuracy (mean ± std)"), el("th", {}, "seeds"))];
+  if (validation) {
+    const spread = (v) => `${fmtNumber(v.mean)} ± ${fmtNumber(v.std)}`;
+    for (const [architecture, v] of Object.entries(validation.per_architecture)) {
+      rows.push(el("tr", {}, el("td", {}, architecture), el("td", { class: "num" }, spread(v)), el("td", { class: "num" }, validation.seeds.length)));
+    }
+    rows.push(el("tr", { class: "total" }, el("th", {}, "mean"), el("td", { class: "num" }, spread(validation)), el("td", { class: "num" }, validation.seeds.join(", "))));
+  } else {
+    rows.push(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "Not validated: run evonorm-search validate SEARCH_ID.")));
+  }
+  const proxy = Object.entries(objectives || {}).filter(([name]) => name.startsWith("accuracy_")).map(([, v]) => v);
+  const proxyMean = proxy.length ? proxy.reduce((a, b) => a + b, 0) / proxy.length : null;
+  rows.push(el("tr", {}, el("th", {}, "proxy mean"), el("td", { class: "num" }, proxyMean === null ? "–" : fmtNumber(proxyMean)), el("td", {}, "")));
+  $("layer-validation").replaceChildren(...rows);
 }
 
 function renderLineage(lineage, truncated) {

@@ -10,7 +10,8 @@ import yaml
 from evonorm_search.search import SearchConfig
 from evonorm_search.store import open_store
 
-# Two tiny proxies on a 3-class synthetic task: a candidate trains in a fraction of a second.
+# Two tiny proxies on a 3-class synthetic task: a candidate trains in a fraction of a second. No
+# baselines: the tests of baselines (test_baselines.py) add them where they are the subject.
 TINY_SEARCH = """
 name: tiny
 seed: 1
@@ -24,6 +25,7 @@ architectures:
 data: {name: synthetic, synthetic_shape: [1, 6, 6], synthetic_classes: 3, samples: 240}
 training: {steps: 20, batch_size: 32, device: cpu, threads: 1}
 rejection: {quality: {threshold: 0.3, steps: 5}, stability: {steps: 4}}
+baselines: []
 """
 
 

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
+from evonorm_search import store as st
 from evonorm_search.cli import app
 from evonorm_search.store import StoreError, open_store, schema_status
 from evonorm_search.store.migrate import VERSION_TABLE, alembic_config, head_revision
@@ -144,3 +145,70 @@ def test_db_current_does_not_create_a_missing_file(tmp_path):
     assert result.exit_code == 0
     assert "does not exist yet" in result.output
     assert not path.exists()
+
+
+def test_0002_keeps_existing_rows_and_downgrades_cleanly(store_url):
+    """Rows written at 0001 survive 0002 as role `candidate`; the validation phase exists only at 0002."""
+    engine = _raw_engine(store_url)
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")  # as the store's connections have it
+        command.upgrade(alembic_config(connection), "0001")
+        connection.execute(
+            text(
+                "INSERT INTO searches (id, name, config, objectives, state, seed, next_birth, created_at, updated_at) "
+                "VALUES (1, 's', '{}', '[]', 'created', 0, 1, '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO candidates (id, search_id, birth, graph, dsl, canonical_hash, status, check_seconds, "
+                "attempt, created_at, updated_at, heartbeat_at) "
+                "VALUES (1, 1, 0, '{}', 'x', 'h', 'evaluated', '{}', 0, '2026-01-01', '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO evaluations (candidate_id, architecture, phase, attempt, status, metrics, "
+                "duration_seconds, finished_at) VALUES (1, 'resnet', 'proxy', 1, 'succeeded', '{}', 1.0, '2026-01-01')"
+            )
+        )
+        command.upgrade(alembic_config(connection), "0002")
+        assert connection.execute(text("SELECT role, label FROM candidates")).all() == [("candidate", None)]
+        assert connection.execute(text("SELECT phase FROM evaluations")).scalars().all() == ["proxy"]
+        connection.execute(
+            text(
+                "INSERT INTO evaluations (candidate_id, architecture, phase, attempt, status, metrics, "
+                "duration_seconds, finished_at) "
+                "VALUES (1, 'resnet', 'validation', 1000, 'succeeded', '{}', 1.0, '2026-01-01')"
+            )
+        )
+        command.downgrade(alembic_config(connection), "0001")
+        assert connection.execute(text("SELECT phase FROM evaluations")).scalars().all() == ["proxy"]
+        columns = {c["name"] for c in inspect(connection).get_columns("candidates")}
+        assert not {"role", "label"} & columns
+        command.upgrade(alembic_config(connection), "head")
+    engine.dispose()
+    with open_store(store_url) as store, store.session(readonly=True) as s:
+        kept = st.get_candidate(s, 1)
+        assert (kept.role, [e.phase for e in st.evaluations_of(s, 1)]) == (st.CandidateRole.CANDIDATE, ["proxy"])
+
+
+def test_0002_refuses_an_unknown_role_and_phase(store):
+    with store.engine.connect() as connection:
+        trans = connection.begin()
+        connection.execute(
+            text(
+                "INSERT INTO searches (id, name, config, objectives, state, seed, next_birth, created_at, updated_at) "
+                "VALUES (7, 's', '{}', '[]', 'created', 0, 0, '2026-01-01', '2026-01-01')"
+            )
+        )
+        with pytest.raises(Exception, match=r"(?i)check"):
+            connection.execute(
+                text(
+                    "INSERT INTO candidates (search_id, birth, graph, dsl, canonical_hash, status, check_seconds, "
+                    "attempt, role, created_at, updated_at, heartbeat_at) VALUES (7, 0, '{}', 'x', 'h', 'pending', "
+                    "'{}', 0, 'mentor', '2026-01-01', '2026-01-01', '2026-01-01')"
+                )
+            )
+        trans.rollback()

@@ -1,0 +1,263 @@
+"""`evaluate` and `validate`: score layers on the proxies, or re-train them on the target task.
+
+`evaluate --layer NAME|FILE ... --config CONFIG` prints the proxy score a search would record for each
+layer (rejections off). `validate SEARCH_ID` re-trains the top layers of a search's Pareto front and its
+baselines on the target task and stores the results (phase `validation`); `validate --layer ...
+--config CONFIG` does the same for given layers, beside the config's baselines, storing nothing.
+`--json` prints one JSON list on stdout and nothing else there (progress goes to stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ..search.config import SearchConfig, resolve_layer
+from ..search.scoring import LayerToScore, SeedRun
+from ..store import NotFoundError, StoreError
+from .app import app, console, err_console, fail
+from .cluster import CpusOption, GpusOption, InProcessOption, RayAddressOption, RetriesOption, TimeoutOption
+from .db import DbOption
+
+EXIT_FAILED = 1  # the database or the cluster could not be used
+
+LayerOption = Annotated[
+    list[str] | None,
+    typer.Option("--layer", metavar="NAME|FILE", help="A library layer or a .dsl file; repeat for several."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", metavar="CONFIG.yaml", help="The search configuration to score under.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout, one object per layer.")]
+
+
+def _layers(names: Sequence[str]) -> list[LayerToScore]:
+    layers = []
+    for name in names:
+        try:
+            layers.append(LayerToScore(resolve_layer(name), name))
+        except ValueError as e:
+            raise fail(str(e)) from None
+    return layers
+
+
+def _config(path: Path | None, command: str) -> SearchConfig:
+    from .search import load_config
+
+    if path is None:
+        raise fail(f"{command} --layer needs --config CONFIG.yaml: the proxies or target task to train on")
+    return load_config(path)
+
+
+def _progress(as_json: bool):
+    out = err_console if as_json else console
+
+    def report(layer: LayerToScore, run: SeedRun) -> None:
+        what = f"{run.score:.4f}" if run.error is None else f"failed: {run.error}"
+        out.print(f"{layer.label or layer.dsl}: seed {run.seed}: {what}", highlight=False, markup=False)
+
+    return report
+
+
+def _evaluator(store: Any, config: SearchConfig, options: dict[str, Any]) -> Any:
+    from .cluster import make_evaluator
+
+    return make_evaluator(store, config, **options, report=err_console)  # stdout may be --json's alone
+
+
+# -- evaluate -----------------------------------------------------------------------------------------
+
+
+@app.command("evaluate")
+def evaluate_command(
+    layer: LayerOption = None,
+    config_path: ConfigOption = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=100, help="Seeds: config.seed, config.seed+1, ...")] = 1,
+    as_json: JsonOption = False,
+    ray_address: RayAddressOption = None,
+    in_process: InProcessOption = False,
+    cpus: CpusOption = None,
+    gpus: GpusOption = None,
+    evaluation_timeout: TimeoutOption = None,
+    retries: RetriesOption = 2,
+) -> None:
+    """The proxy score a search would record for each layer (mean accuracy over its architectures)."""
+    from ..search.validation import score_given
+
+    if not layer:
+        raise fail("give at least one --layer NAME|FILE")
+    layers = _layers(layer)
+    config = _config(config_path, "evaluate")
+    options = dict(
+        ray_address=ray_address,
+        in_process=in_process,
+        cpus=cpus,
+        gpus=gpus,
+        timeout=evaluation_timeout,
+        retries=retries,
+    )
+    evaluator = _evaluator(None, config, options)
+    try:
+        results = score_given(config, layers, [], evaluator, target=False, seeds=seeds, on_run=_progress(as_json))
+    finally:
+        evaluator.close()
+    _print(results, as_json, f"proxy scores under {config.name} ({seeds} seed(s))")
+
+
+# -- validate -----------------------------------------------------------------------------------------
+
+
+@app.command("validate")
+def validate_command(
+    search_id: Annotated[int | None, typer.Argument(metavar="[SEARCH_ID]", help="the search to validate")] = None,
+    layer: LayerOption = None,
+    config_path: ConfigOption = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=1000, help="Front layers to validate, best first.")] = 3,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", min=1, max=1000, help="Validation seeds (default: validation.seeds).")
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="With --layer: also train the config's baselines.")
+    ] = True,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+    ray_address: RayAddressOption = None,
+    in_process: InProcessOption = False,
+    cpus: CpusOption = None,
+    gpus: GpusOption = None,
+    evaluation_timeout: TimeoutOption = None,
+    retries: RetriesOption = 2,
+) -> None:
+    """Re-train layers on the target task with fresh seeds: a search's best layers and baselines
+    (stored, phase `validation`; seeds already stored are reused), or given layers (nothing stored)."""
+    options = dict(
+        ray_address=ray_address,
+        in_process=in_process,
+        cpus=cpus,
+        gpus=gpus,
+        timeout=evaluation_timeout,
+        retries=retries,
+    )
+    if (search_id is None) == (not layer):
+        raise fail("give SEARCH_ID, or --layer NAME|FILE (one or more) with --config CONFIG.yaml, not both")
+    if search_id is not None:
+        if config_path is not None:
+            raise fail("SEARCH_ID validates under the search's stored configuration; drop --config")
+        _validate_search(search_id, db, top, seeds, as_json, options)
+    else:
+        if db is not None:
+            raise fail("--db applies to SEARCH_ID: results of --layer are printed, not stored")
+        _validate_layers(layer or [], config_path, seeds, baselines, as_json, options)
+
+
+def _validate_search(
+    search_id: int, db: str | None, top: int, seeds: int | None, as_json: bool, options: dict[str, Any]
+) -> None:
+    from ..search.validation import ValidationError, search_targets, validate_search
+    from .search import opened_store
+
+    with opened_store(db) as store:
+        try:
+            config, _ = search_targets(store, search_id, top)  # errors before any cluster starts
+        except (ValidationError, NotFoundError) as e:
+            raise fail(str(e)) from None
+        except StoreError as e:
+            raise fail(str(e), EXIT_FAILED) from None
+        evaluator = _evaluator(store, config, options)
+        try:
+            results = validate_search(store, search_id, evaluator, top=top, seeds=seeds, on_run=_progress(as_json))
+        except StoreError as e:
+            raise fail(str(e), EXIT_FAILED) from None
+        finally:
+            evaluator.close()
+    count = len(config.validation.seed_list(seeds))
+    _print(results, as_json, f"target task of search {search_id} ({count} seed(s)), stored in {store.url}")
+
+
+def _validate_layers(
+    names: Sequence[str],
+    config_path: Path | None,
+    seeds: int | None,
+    with_baselines: bool,
+    as_json: bool,
+    options: dict[str, Any],
+) -> None:
+    from ..search.validation import score_given
+
+    layers = _layers(names)
+    config = _config(config_path, "validate")
+    given = {layer.dsl for layer in layers}
+    references = [b for b in _layers(config.baselines) if b.dsl not in given] if with_baselines else []
+    evaluator = _evaluator(None, config, options)
+    try:
+        results = score_given(
+            config, layers, references, evaluator, target=True, seeds=seeds, on_run=_progress(as_json)
+        )
+    finally:
+        evaluator.close()
+    count = len(config.validation.seed_list(seeds))
+    _print(results, as_json, f"target task of {config.name} ({count} seed(s))")
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+
+def _print(results: Sequence[Any], as_json: bool, title: str) -> None:
+    from ..search.validation import BASELINE
+
+    references = [r for r in results if r.role == BASELINE]
+    if as_json:
+        typer.echo(json.dumps([r.to_json(references) for r in results], indent=2))
+    else:
+        console.print(_table(results, references, title))
+    failed = [f"{r.name}: {e}" for r in results for e in r.score.errors]
+    for line in failed:
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
+def _table(results: Sequence[Any], references: Sequence[Any], title: str) -> Table:
+    from ..search.validation import difference
+
+    architectures = list(dict.fromkeys(a for r in results for a in r.score.per_architecture))
+    table = Table(title=title)
+    table.add_column("layer", overflow="fold")
+    for name in architectures:
+        table.add_column(name, justify="right")
+    table.add_column("mean ± std", justify="right")
+    for b in references:
+        table.add_column(f"vs {b.name}", justify="right")
+    for r in results:
+        per_arch = _per_architecture_spread(r.score)
+        row = [f"{r.name}\n{r.score.layer}" if r.score.label or r.candidate_id is not None else r.score.layer]
+        row += [per_arch.get(name, "-") for name in architectures]
+        row.append(_mean_std(r.score.mean, r.score.std))
+        row += ["" if b is r else _signed(difference(r, b)) for b in references]
+        table.add_row(*row, style="dim" if r.role == "baseline" else None)
+    return table
+
+
+def _per_architecture_spread(score: Any) -> dict[str, str]:
+    import statistics
+
+    out = {}
+    for name, mean in score.per_architecture.items():
+        values = [run.accuracies[name] for run in score.succeeded if name in run.accuracies]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[name] = _mean_std(mean, std)
+    return out
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(std) else f"{mean:.4f}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.4f}" if math.isfinite(value) else "-"
