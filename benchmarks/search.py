@@ -422,11 +422,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="search seeds per mode")
     parser.add_argument("--workers", type=int, default=2, help="searches (and target trainings) at once")
     parser.add_argument("--skip-quick-run", action="store_true", help="leave section 4 out")
+    parser.add_argument(
+        "--quick-run-only", action="store_true", help="only section 4, written to quick-run-<machine>.md"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     args = parser.parse_args()
     if args.smoke:
         args.funnel, args.budget, args.seeds, args.workers = 20, 6, 1, 1
     torch.set_num_threads(1)
+    if args.quick_run_only:
+        path = write_result("quick-run", "The quick search as a user runs it", time_quick_run(args.smoke))
+        print(f"wrote {path}")
+        return
     sampler = LoadSampler()
     sampler.start()
     started = time.perf_counter()
