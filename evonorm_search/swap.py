@@ -182,16 +182,23 @@ def _join(prefix: str, name: str) -> str:
 
 
 class _NormLeafTracer(fx.Tracer):
-    """fx's default tracer, also keeping every norm of the table a leaf (one call node each)."""
+    """fx's default tracer, also keeping every norm a leaf (one call node each), those of the table and others."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return _norm_kind(m) is not None or super().is_leaf_module(m, module_qualified_name)
+        return (
+            isinstance(m, _NORM_BASES) or _norm_kind(m) is not None or super().is_leaf_module(m, module_qualified_name)
+        )
 
 
 def _trace_forest(module: nn.Module, path: str, forest: _Forest) -> None:
-    """Trace `module`; where that fails, trace its children instead (its own forward stays untraced)."""
+    """Trace `module`; where that fails, trace its children instead (its own forward stays untraced).
+
+    Leaves (norms, torch's own layers) are not traced on their own: what matters is the code calling them."""
+    tracer = _NormLeafTracer()
+    if path and tracer.is_leaf_module(module, path):
+        return
     try:
-        graph = _NormLeafTracer().trace(module)
+        graph = tracer.trace(module)
     except Exception as e:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         forest.untraced[path] = f"{type(e).__name__}: {e}".splitlines()[0]
         for name, child in module.named_children():
@@ -448,7 +455,11 @@ def _is_the_activation(node: fx.Node, act_path: str | None, modules: dict, trace
 
 
 def _carry_over(original: nn.Module, rewritten: nn.Module) -> None:
-    """Attach what the GraphModule left out (modules, parameters and buffers its code does not use)."""
+    """Attach what the GraphModule left out: modules, parameters and buffers its code does not use, and plain
+    public attributes (ResNet's `block.stride`, `block.downsample = None`) that other code may read."""
+    for name, value in vars(original).items():
+        if not name.startswith("_") and name not in vars(rewritten):
+            setattr(rewritten, name, value)
     for name, child in original.named_children():
         target = rewritten._modules.get(name)
         if target is None:
