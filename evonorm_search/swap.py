@@ -141,10 +141,12 @@ class Replacement:
     """One norm replaced by the layer.
 
     `activation` is the table name of the activation removed after it (None: the norm was replaced alone);
-    `activation_module` the path of that activation module when it was one (it became `nn.Identity`, unless
-    `rewritten` is set); `rewritten` the path of the module replaced by its fx GraphModule to erase the
-    activation call; `groups` the group count given to the layer (a GroupNorm's `num_groups` unless the
-    caller passed `groups`); `note` why an activation could not be looked for, when that is the case.
+    `activation_module` the path of that activation when it was a module: it became `nn.Identity`, or it was
+    the norm's own submodule (timm's norm-activation classes) and went with it, or, when `rewritten` is set,
+    the call to it was erased from the code of the module at `rewritten`, now its fx GraphModule. `groups` is
+    the group count given to the layer (a GroupNorm's `num_groups` unless the caller passed `groups`);
+    `note` says why a norm was replaced alone when the activation after it could not be looked for or
+    removed (empty otherwise).
     """
 
     path: str
@@ -537,7 +539,7 @@ def _warn(plan: _Plan, model: nn.Module) -> None:
     ]
     if skipped:
         warnings.warn(
-            f"swap_norm_act: norm subclasses are not replaced (they may add behaviour of their own): {', '.join(skipped)}",
+            f"swap_norm_act: these norms are not of a class it replaces and stay as they are: {', '.join(skipped)}",
             stacklevel=3,
         )
 

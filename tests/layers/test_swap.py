@@ -415,6 +415,21 @@ def test_norm_subclasses_are_left_in_place_with_a_warning():
         pass
 
     model = nn.Sequential(nn.Conv2d(3, 4, 1), MyNorm(4), nn.ReLU(), nn.BatchNorm2d(4))
-    with pytest.warns(UserWarning, match=r"norm subclasses are not replaced .*: 1 \(MyNorm\)"):
+    with pytest.warns(UserWarning, match=r"not of a class it replaces and stay as they are: 1 \(MyNorm\)"):
         replaced = es.swap_norm_act(model, "bn_relu")
     assert [r.path for r in replaced] == ["3"] and type(model[1]) is MyNorm and type(model[2]) is nn.ReLU
+
+
+def test_readme_example_prints_what_it_shows():
+    import re
+    from pathlib import Path
+
+    _torchvision()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use a found layer in your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = " ".join(line.strip("# ").strip() for line in code.splitlines() if line.startswith("# "))
+    namespace: dict = {}
+    exec(code, namespace)
+    assert len(namespace["replaced"]) == 20
+    assert repr(namespace["replaced"][1]) == shown
