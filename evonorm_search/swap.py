@@ -416,7 +416,7 @@ def _with(base: Replacement, **changes) -> Replacement:
 class _OwnerTracer(fx.Tracer):
     """Traces one module keeping every submodule a leaf, except those on the way to the norms named."""
 
-    def __init__(self, inline: set[str]):
+    def __init__(self, inline: frozenset[str] = frozenset()):  # no argument: how unpickling rebuilds one
         super().__init__()
         self.inline = inline
 
@@ -433,7 +433,7 @@ def _rewritten(owner: nn.Module, owner_path: str, sites: list[tuple[str, str | N
     """`owner` as a GraphModule whose code no longer applies the activation after each norm named.
 
     `sites` holds (norm, activation module or None for a function call), both relative to the owner."""
-    graph = _OwnerTracer(set().union(*(_ancestors(norm) for norm, _ in sites))).trace(owner)
+    graph = _OwnerTracer(frozenset().union(*(_ancestors(norm) for norm, _ in sites))).trace(owner)
     modules = dict(owner.named_modules())
     traced = _Traced("", graph)
     for norm_path, act_path in sites:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import sys
 import warnings
 
@@ -433,3 +434,17 @@ def test_readme_example_prints_what_it_shows():
     exec(code, namespace)
     assert len(namespace["replaced"]) == 20
     assert repr(namespace["replaced"][1]) == shown
+
+
+def test_swapped_model_saves_loads_and_copies():
+    tv = _torchvision()
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), tv.models.resnet.BasicBlock(8, 8), Block()).eval()
+    es.swap_norm_act(model, "evonorm_s0")
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    x = torch.randn(2, 3, 5, 5)
+    assert torch.equal(loaded(x), model(x)) and torch.equal(copy.deepcopy(model)(x), model(x))
+    assert loaded[1].stride == 1 and loaded[1].downsample is None  # plain attributes of the block kept
+    assert loaded.state_dict().keys() == model.state_dict().keys()
