@@ -528,18 +528,22 @@ def _built(norm: nn.Module, factory: Callable[..., nn.Module], kwargs: dict) -> 
     return layer
 
 
-def _warn(plan: _Plan, model: nn.Module) -> None:
-    alone = [f"{r.path} ({r.note})" for r in plan.replacements.values() if r.note]
-    if alone:
-        warnings.warn(f"swap_norm_act: {'; '.join(alone)}", stacklevel=3)
-    skipped = [
+def _kept_norms(model: nn.Module) -> list[str]:
+    """The norms the table does not cover (subclasses, InstanceNorm, ...), as `path (class)`."""
+    return [
         f"{path} ({type(m).__name__})"
         for path, m in model.named_modules()
         if isinstance(m, _NORM_BASES) and _norm_kind(m) is None
     ]
-    if skipped:
+
+
+def _warn(plan: _Plan, kept: list[str]) -> None:
+    alone = [f"{r.path} ({r.note})" for r in plan.replacements.values() if r.note]
+    if alone:
+        warnings.warn(f"swap_norm_act: {'; '.join(alone)}", stacklevel=3)
+    if kept:
         warnings.warn(
-            f"swap_norm_act: these norms are not of a class it replaces and stay as they are: {', '.join(skipped)}",
+            f"swap_norm_act: these norms are not of a class it replaces and stay as they are: {', '.join(kept)}",
             stacklevel=3,
         )
 
@@ -569,9 +573,12 @@ def swap_norm_act(model: nn.Module, layer: Graph | str | type[nn.Module], **norm
     forest = _Forest()
     _trace_forest(model, "", forest)
     plan = _Planner(model, forest, group_override).plan()
+    if not takes_groups:  # a class without a `groups` argument gets none, and the description says so
+        plan.replacements = {path: _with(r, groups=None) for path, r in plan.replacements.items()}
     object_paths = _module_paths(model)
+    kept = _kept_norms(model)  # before the swap: the new layers may hold norms of their own
     if not plan.replacements:
-        _warn(plan, model)
+        _warn(plan, kept)
         return []
     new_layers: dict[str, nn.Module] = {}
     for path, norm in _iter_norms(model):
@@ -580,7 +587,7 @@ def swap_norm_act(model: nn.Module, layer: Graph | str | type[nn.Module], **norm
             kwargs["groups"] = plan.replacements[path].groups
         new_layers.update(dict.fromkeys(object_paths[id(norm)], _built(norm, factory, kwargs)))
     _apply(model, plan, new_layers)
-    _warn(plan, model)
+    _warn(plan, kept)
     return list(plan.replacements.values())
 
 
