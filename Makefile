@@ -6,6 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
+# The torchvision built against that torch (the dev extra's tests use its models). Installed in the same
+# step as torch, so that installing the project never resolves a newer torchvision that replaces torch.
+# Change both together, e.g. make test TORCH=torch==2.5.1 TORCHVISION=torchvision==0.20.1.
+TORCHVISION ?= torchvision==0.28.0
 
 .PHONY: install demo test lint clean
 
@@ -13,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first, so the project's range is satisfied by the build chosen here (CPU by default).
-	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)" $(if $(TORCHVISION),"$(TORCHVISION)")
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 

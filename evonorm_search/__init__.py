@@ -2,7 +2,8 @@
 
 The public surface: the layer language (`parse`, `Graph`, `DSLError`), the module that runs any
 layer (`NormAct`), the layer library, symbolic forms and hashes, export to standalone modules, and
-the generated Triton source of a layer (`kernel_source`).
+the generated Triton source of a layer (`kernel_source`), and `swap_norm_act`, which puts a layer into an
+existing model in place of its norms and the activations after them.
 """
 
 from . import library
@@ -12,6 +13,7 @@ from .export import export_module
 from .fingerprint import fingerprint
 from .ir import AXES, OPS, DSLError, Graph, GraphError, parse
 from .module import NormAct, effective_groups
+from .swap import Replacement, SwapError, swap_norm_act
 from .symbolic import canonical_form, canonical_hash, latex, to_sympy
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "Graph",
     "GraphError",
     "NormAct",
+    "Replacement",
+    "SwapError",
     "__version__",
     "canonical_form",
     "canonical_hash",
@@ -31,5 +35,6 @@ __all__ = [
     "latex",
     "library",
     "parse",
+    "swap_norm_act",
     "to_sympy",
 ]
