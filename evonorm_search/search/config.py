@@ -212,6 +212,9 @@ class SearchConfig(StrictModel):
             raise ValueError(
                 f"rejection.quality.steps ({quality.steps}) exceeds training.steps ({self.training.steps})"
             )
+        spatial_dims = input_spec(self.data)[1]
+        for arch in self.architectures:
+            arch.check_spatial_dims(spatial_dims)
         return self
 
     # -- derived views ---------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def test_erf_is_accurate_across_its_range_in_float32():
     y = layer(x)
     assert ((y.detach().double() - expected).abs() / expected.abs()).max() < 1e-6
     y.sum().backward()
-    slope = 2.0 / torch.pi**0.5 * torch.exp(-x.detach().double() ** 2)
+    slope = 2.0 / torch.pi**0.5 * torch.exp(-(x.detach().double() ** 2))
     torch.testing.assert_close(x.grad.double(), slope, rtol=1e-5, atol=1e-30)
 
 
