@@ -94,3 +94,22 @@ def test_the_token_view_is_read_in_place_and_matches_the_reference(name, trainin
 def test_the_token_view_has_the_channels_last_layout_class():
     hidden = torch.randn(2, 16, 32)
     assert runtime.layout_class(hidden.transpose(1, 2)) == "channels_last/C:16/S:16"
+
+
+@pytest.mark.parametrize("name", ["rmsnorm", "layernorm_channel", "dyt"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_token_norms_run_forward_as_one_fused_kernel(name, training, monkeypatch):
+    # Per-token statistics: one program holds whole rows, so the forward is a single launch.
+    launches: list[str] = []
+    original_run = runtime.Geometry._run
+
+    def record(self, kernel, domain, *args, **kwargs):
+        launches.append(domain)
+        return original_run(self, kernel, domain, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.Geometry, "_run", record)
+    layer = _layer(name, "triton").train(training)
+    hidden = torch.randn(2, 6, C, dtype=torch.float64)
+    with torch.no_grad():
+        layer(hidden.transpose(1, 2))
+    assert len(launches) == 1, launches
