@@ -201,6 +201,29 @@ def test_tanh_is_accurate_near_zero_in_float32():
     assert ((layer(x).double() - expected).abs() / expected.abs()).max() < 1e-6
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_erf_matches_the_reference_in_value_and_gradient(dtype, training):
+    # erf of an affine map, after a channel statistic and under a batch statistic: the kernels' erf
+    # and its derivative 2/sqrt(pi) exp(-a^2) on every path the compiler generates.
+    for text in ("erf(v1 * x + v0)", "erf(x - mean(x, channel)) / std(erf(v1 * x), batch)"):
+        case = Case(es.parse(text), (3, 6, 5), dtype, training, groups=2)
+        assert check(case) == [], case.label()
+
+
+def test_erf_is_accurate_across_its_range_in_float32():
+    # Near 0 (relative accuracy matters) out to saturation, where the derivative underflows to zero.
+    layer = es.NormAct("erf(x)", 4, affine=False, backend="triton")
+    x = torch.logspace(-6, 0.8, 96).reshape(2, 4, 12) * torch.tensor([1.0, -1.0]).repeat(48).reshape(2, 4, 12)
+    x.requires_grad_(True)
+    expected = torch.erf(x.detach().double())
+    y = layer(x)
+    assert ((y.detach().double() - expected).abs() / expected.abs()).max() < 1e-6
+    y.sum().backward()
+    slope = 2.0 / torch.pi**0.5 * torch.exp(-(x.detach().double() ** 2))
+    torch.testing.assert_close(x.grad.double(), slope, rtol=1e-5, atol=1e-30)
+
+
 def test_kernel_source_and_tuning_reject_bad_arguments():
     with pytest.raises(TypeError, match="expected a Graph, DSL text or a library name"):
         es.kernel_source(42)
