@@ -10,6 +10,11 @@ Inside a pass kernel every node is a [BLOCK_C, BLOCK_S] tile or a broadcastable 
 vary along the loop are computed once before it; everything else is recomputed per tile from the
 input, so no intermediate tensor ever goes to memory. Arithmetic runs in COMPUTE (float32, or float64
 for float64 inputs); loads convert, stores cast back to the tensor's dtype.
+
+A single-pass kernel (`Kernel.single`) has no loops: its one tile is the whole domain of the program,
+so every node is computed once, in topological order, and every later phase reuses the values (the
+input tile is loaded once, kept in registers through the reductions, and the outputs are written from
+it).
 """
 
 from __future__ import annotations
@@ -85,6 +90,9 @@ class PassKernelWriter:
         self.loop_dim = "c" if kernel.domain == "channel" else "s"
         self.w = _Writer()
         self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
+        self.single = kernel.single
+        self.body = 1 if kernel.single else 2  # indentation of per-tile code: inside the loop, or not
+        self.defined: set[int] = set()  # single-pass: nodes computed by an earlier phase, reused
 
     # -- expressions --------------------------------------------------------------------------------
 
@@ -147,7 +155,7 @@ class PassKernelWriter:
         return None
 
     def _var(self, i: int) -> str:
-        return f"a{self.phase}_{i}"
+        return f"a_{i}" if self.single else f"a{self.phase}_{i}"
 
     # -- structure ----------------------------------------------------------------------------------
 
@@ -162,6 +170,8 @@ class PassKernelWriter:
     def _summary(self) -> str:
         passes = ", ".join(str(p) for p in self.k.phases)
         what = "pass" if len(self.k.phases) == 1 else "fused passes"
+        if self.single:
+            what = f"single pass over memory: {what}"
         return f"{what} {passes} over the {self.k.domain} domain"
 
     def _preamble(self) -> None:
@@ -174,6 +184,10 @@ class PassKernelWriter:
             e(1, "k = tl.program_id(1)")
             e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
             e(1, "s_in = s < S")
+            if self.single:
+                e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
+                e(1, "c_in = c < C")
+                self._tile_offsets(1)
             return
         if self.k.domain == "group":
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
@@ -183,8 +197,21 @@ class PassKernelWriter:
             e(1, "c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
         e(1, "k = tl.program_id(2)")
+        if self.single:
+            e(1, "s = tl.arange(0, BLOCK_S)[None, :]")
+            e(1, "s_in = s < S")
+            self._tile_offsets(1)
+            return
         e(1, "s_lo = k * CHUNK")
         e(1, "s_hi = tl.minimum(s_lo + CHUNK, S)")
+
+    def _tile_offsets(self, depth: int) -> None:
+        e = self.w.emit
+        e(depth, "inside = c_in & s_in")
+        e(depth, "if CHANNELS_LAST:")
+        e(depth + 1, "offs = row + s * C + c")
+        e(depth, "else:")
+        e(depth + 1, "offs = row + c * S + s")
 
     def _phase(self, p: int) -> None:
         self.phase = p
@@ -193,9 +220,12 @@ class PassKernelWriter:
         reductions = [self.s.reductions[r] for r in step.reductions]
         roots = [r.operand for r in reductions] + [i for _, i in step.stores]
         needed = sorted(closure(self.program, roots, self.s.sources))
+        e(1, f"# pass {p}")
+        if self.single:
+            self._single_phase(step, reductions, needed)
+            return
         invariant = [i for i in needed if self.loop_dim not in self.dims[i]]
         variant = [i for i in needed if self.loop_dim in self.dims[i]]
-        e(1, f"# pass {p}")
         for i in invariant:
             e(1, f"{self._var(i)} = {self._expression(i)}")
         for r in reductions:
@@ -215,15 +245,35 @@ class PassKernelWriter:
         e(3, "offs = row + c * S + s")
         for i in variant:
             e(2, f"{self._var(i)} = {self._expression(i)}")
-        for name, i in step.stores:
-            value = f"tl.broadcast_to({self._var(i)}, [BLOCK_C, BLOCK_S])"
-            e(2, f"tl.store({self.w.ptr(name)} + offs, {value}.to({name}_ptr.dtype.element_ty), mask=inside)")
+        self._stores(step)
         for r in reductions:
             self._accumulate(r)
         if any(self._accumulates(r) and r.index not in self.k.complete for r in reductions):
             e(1, f"pidx = {self._partial_index()}")
         for r in reductions:
             self._finish(r)
+
+    def _single_phase(self, step, reductions: list[Reduction], needed: list[int]) -> None:
+        """A phase on the one tile: nodes not computed by an earlier phase, stores, reductions of the tile."""
+        for i in needed:
+            if i not in self.defined:
+                self.w.emit(1, f"{self._var(i)} = {self._expression(i)}")
+                self.defined.add(i)
+        self._stores(step)
+        for r in reductions:
+            self._accumulate(r)
+        if any(self._accumulates(r) and r.index not in self.k.complete for r in reductions):
+            self.w.emit(1, f"pidx = {self._partial_index()}")
+        for r in reductions:
+            self._finish(r)
+
+    def _stores(self, step) -> None:
+        for name, i in step.stores:
+            value = f"tl.broadcast_to({self._var(i)}, [BLOCK_C, BLOCK_S])"
+            self.w.emit(
+                self.body,
+                f"tl.store({self.w.ptr(name)} + offs, {value}.to({name}_ptr.dtype.element_ty), mask=inside)",
+            )
 
     # -- reductions -----------------------------------------------------------------------------------
 
@@ -239,7 +289,7 @@ class PassKernelWriter:
         return "[BLOCK_C, 1]" if self.loop_dim == "s" else "[1, BLOCK_S]"
 
     def _init_accumulator(self, r: Reduction) -> None:
-        if not self._accumulates(r):
+        if not self._accumulates(r) or self.single:
             return
         names = ("n", "mean", "m2") if r.kind == "moments" else ("sum",)
         for name in names:
@@ -251,6 +301,13 @@ class PassKernelWriter:
         p = f"r{r.index}"
         if not self._accumulates(r):  # a channel program: partials of this tile's channels
             self._tile_partials(r)
+            return
+        if self.single:  # the tile is everything this program reduces
+            if r.kind == "moments":
+                self._tile_moments(r, axis)
+                e(1, f"{p}_n, {p}_mean, {p}_m2 = {p}_tn, {p}_tm, {p}_t2")
+            else:
+                e(1, f"{p}_sum = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)}")
             return
         if r.kind == "moments":
             self._tile_moments(r, axis)
@@ -267,10 +324,10 @@ class PassKernelWriter:
         """(count, mean, M2) of this tile's valid elements along `axis`, as r<i>_tn, r<i>_tm, r<i>_t2."""
         e = self.w.emit
         p = f"r{r.index}"
-        e(2, f"{p}_tn = {total('inside.to(COMPUTE)', axis)}")
-        e(2, f"{p}_tm = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)} / tl.maximum({p}_tn, 1.0)")
-        e(2, f"{p}_tc = tl.where(inside, {self._value(r)} - {p}_tm, 0.0)")
-        e(2, f"{p}_t2 = {total(f'{p}_tc * {p}_tc', axis)}")
+        e(self.body, f"{p}_tn = {total('inside.to(COMPUTE)', axis)}")
+        e(self.body, f"{p}_tm = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)} / tl.maximum({p}_tn, 1.0)")
+        e(self.body, f"{p}_tc = tl.where(inside, {self._value(r)} - {p}_tm, 0.0)")
+        e(self.body, f"{p}_t2 = {total(f'{p}_tc * {p}_tc', axis)}")
 
     def _partial_index(self) -> str:
         return "(n * NSC + k) * C + c"
@@ -279,14 +336,14 @@ class PassKernelWriter:
         e = self.w.emit
         p = f"r{r.index}"
         pt = self.w.ptr(f"pt{r.index}")
-        e(2, f"pidx = {self._partial_index()}")
+        e(self.body, f"pidx = {self._partial_index()}")
         if r.kind == "moments":
             self._tile_moments(r, 1)
-            e(2, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
-            e(2, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
+            e(self.body, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
+            e(self.body, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
         else:
             e(
-                2,
+                self.body,
                 f"tl.store({pt} + pidx, {total(f'tl.where(inside, {self._value(r)}, 0.0)', 1)}, mask=c_in)",
             )
 
@@ -422,7 +479,9 @@ class LauncherWriter:
         self._allocations()
         for stage in m.plan.stages:
             if stage.fused:
-                self.emit(1, f"if geo.fuse({stage.fused_domain!r}):")
+                self.emit(1, f"if geo.single({stage.fused_domain!r}, {m.backward}):")
+                self._steps(stage.single, 2, single=True)
+                self.emit(1, f"elif geo.fuse({stage.fused_domain!r}):")
                 self._steps(stage.fused, 2)
                 self.emit(1, "else:")
                 self._steps(stage.split, 2)
@@ -441,19 +500,21 @@ class LauncherWriter:
             for plane in r.planes:
                 self.emit(1, f"st{r.index}_{plane} = geo.statistic({axis!r})")
 
-    def _steps(self, steps: tuple, depth: int) -> None:
+    def _steps(self, steps: tuple, depth: int, *, single: bool = False) -> None:
+        # Single-pass kernels block their domain differently (one tile per program): the partials and
+        # combines of their parameter gradients follow that blocking.
+        how = ", single=True" if single else ""
         for step in steps:
             if isinstance(step, Combine):
                 strategies = tuple(AXIS_LOWERING[self.s.reductions[r].axis].combine for r in step.reductions)
-                self.emit(
-                    depth,
-                    f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {', '.join(self.pointers[step.name])})",
-                )
+                pointers = ", ".join(self.pointers[step.name])
+                self.emit(depth, f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {pointers}{how})")
             else:
                 for r in step.emitted:
                     planes = len(self.s.reductions[r].planes) if self.s.reductions[r].kind == "moments" else 1
-                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes})")
-                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {', '.join(self.pointers[step.name])})")
+                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes}{how})")
+                pointers = ", ".join(self.pointers[step.name])
+                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {pointers}{how})")
 
     def _return(self) -> None:
         stores = ", ".join(name for name, _ in self.s.program.stores)

@@ -8,6 +8,12 @@ self-contained.
 Block sizes are chosen per program domain from the shape (a tile of about `Tuning.tile` elements,
 the contiguous dimension first); `Tuning.autotune` times a few alternatives once per kernel, dtype
 and size class on CUDA and keeps the fastest.
+
+A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`):
+`single` when one tile per program holds the whole reduced extent within the register budget
+(`Tuning.single_pass`, elements per program; every input element is read once), else `fused` when
+the domain gives enough programs to fill the GPU (two loops over the same program's slice: the second
+read mostly hits L2), else `split` (kernels per pass, partials and combines).
 """
 
 import contextlib
@@ -29,7 +35,10 @@ class Tuning:
     block_c: int | None = None
     block_s: int | None = None
     chunk: int | None = None  # positions per program of a split pass (a multiple of BLOCK_S)
-    fusion: str = "auto"  # "auto" | "always" | "never": run fusable passes in one kernel
+    # "auto": a fused stage runs single-pass where its domain fits the budget, else fused where the shape
+    # gives enough programs, else split; "single": single-pass where it fits, else fused; "always":
+    # the fused (looping) kernel wherever a stage fuses; "never": split kernels only.
+    fusion: str = "auto"
     autotune: bool = False
     # On CUDA, the first call of a layer at a new shape compiles all its kernels at once in this many
     # threads before launching any (compiler/ahead.py); None: one per core, up to 16; 0: as they launch.
@@ -37,10 +46,15 @@ class Tuning:
     min_programs: int | None = None  # fused kernels need this many programs (default 2 x SMs)
     max_group_channels: int = 128  # widest group a `group` program holds
     combine_block: int = 32
+    # Single-pass register budget: elements one program holds, (forward, backward), for float32
+    # compute (float64 holds half). Checked with zero spills on sm_90 in tests/kernels/test_ahead.py;
+    # 0 turns single-pass kernels off.
+    single_pass: tuple[int, int] = (16384, 8192)
+    elements_per_thread: int = 16  # single-pass warps: the tile over 32 x warps threads, 4 to 16 warps
 
 
 TUNING = Tuning()
-INTERPRET_TUNING = Tuning(tile=128, block_c=8, block_s=16, chunk=16, combine_block=16)
+INTERPRET_TUNING = Tuning(tile=128, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256))
 COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
 _SEEN: set = set()
 _TUNED: dict = {}
@@ -73,14 +87,17 @@ def tuning(**changes):
     unknown = set(changes) - {f.name for f in dataclasses.fields(Tuning)}
     if unknown:
         raise ValueError(f"unknown tuning field(s) {sorted(unknown)}")
-    if "fusion" in changes and changes["fusion"] not in ("auto", "always", "never"):
-        raise ValueError(f"fusion must be 'auto', 'always' or 'never', got {changes['fusion']!r}")
+    if "fusion" in changes and changes["fusion"] not in FUSION_POLICIES:
+        raise ValueError(f"fusion must be one of {', '.join(map(repr, FUSION_POLICIES))}, got {changes['fusion']!r}")
     saved = TUNING
     TUNING = dataclasses.replace(active_tuning(), **changes)
     try:
         yield TUNING
     finally:
         TUNING = saved
+
+
+FUSION_POLICIES = ("auto", "single", "always", "never")
 
 
 def next_pow2(n: int) -> int:
@@ -120,7 +137,9 @@ def _sm_count(device: torch.device) -> int:
 class Geometry:
     """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
 
-    def __init__(self, x: torch.Tensor, groups: int, eps: float, momentum: float, layer: str = ""):
+    def __init__(
+        self, x: torch.Tensor, groups: int, eps: float, momentum: float, layer: str = "", sms: int | None = None
+    ):
         self.x = x
         self.N, self.C = x.shape[0], x.shape[1]
         self.S = x.numel() // max(1, self.N * self.C)
@@ -134,6 +153,11 @@ class Geometry:
         self.tl_compute = tl.float64 if x.dtype == torch.float64 else tl.float32
         self.tuning = active_tuning()
         self.layout = layout_class(x)
+        # The target's SM count when planning for a GPU that is not this one (the cost model).
+        self.sms = sms
+
+    def _sms(self) -> int:
+        return self.sms if self.sms is not None else _sm_count(self.x.device)
 
     # -- allocation -----------------------------------------------------------------------------------
 
@@ -146,8 +170,8 @@ class Geometry:
             size = self.N * (self.C if axis == "instance" else self.S)
         return torch.empty(size, dtype=self.compute, device=self.x.device)
 
-    def partials(self, domain: str, planes: int) -> torch.Tensor:
-        rows = self.chunking(domain)[1]
+    def partials(self, domain: str, planes: int, single: bool = False) -> torch.Tensor:
+        rows = self.chunking(domain, single)[1]
         return torch.empty(planes * self.N * rows * self.C, dtype=self.compute, device=self.x.device)
 
     def check_batch_statistics(self) -> None:
@@ -159,12 +183,14 @@ class Geometry:
 
     # -- blocking -------------------------------------------------------------------------------------
 
-    def blocks(self, domain: str) -> tuple[int, int, int]:
+    def blocks(self, domain: str, single: bool = False) -> tuple[int, int, int]:
         """(BLOCK_C, BLOCK_S, num_warps) for a domain; the contiguous dimension gets the long side.
 
         Sizes come from coarse buckets of S (and of C/groups for `group` programs), never from the
         exact shape, so one compiled kernel serves every layer position of a model in the same bucket.
         """
+        if single:
+            return self.single_blocks(domain)
         t = self.tuning
         s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
         if domain == "group":
@@ -183,16 +209,54 @@ class Geometry:
         warps = 4 if block_c * block_s <= 2048 else 8
         return block_c, block_s, warps
 
-    def chunking(self, domain: str) -> tuple[int, int]:
+    def single_blocks(self, domain: str) -> tuple[int, int, int]:
+        """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
+        (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`."""
+        t = self.tuning
+        if domain == "group":
+            block_c, block_s = next_pow2(self.CG), next_pow2(self.S)
+        elif domain == "channel":
+            block_c = next_pow2(self.C)
+            block_s = max(1, min(next_pow2(self.S), t.tile // block_c))
+        else:
+            block_s = next_pow2(self.S)
+            # Channels-last stores channels contiguously: take as many as the budget allows.
+            width = self.budget(False) if self.last else t.tile
+            block_c = max(1, min(next_pow2(self.C), width // block_s))
+        threads = block_c * block_s // max(1, t.elements_per_thread)
+        warps = min(16, max(4, next_pow2(triton.cdiv(threads, 32))))
+        return block_c, block_s, warps
+
+    def budget(self, backward: bool) -> int:
+        """Elements a single-pass program may hold: the tuning's budget, halved for float64 compute."""
+        elements = self.tuning.single_pass[1 if backward else 0]
+        return elements // 2 if self.compute == torch.float64 else elements
+
+    def single(self, domain: str, backward: bool) -> bool:
+        """Whether a fused stage over `domain` runs as a single-pass kernel for this shape."""
+        if self.tuning.fusion in ("never", "always"):
+            return False
+        if domain == "group" and self.tuning.max_group_channels < self.CG:
+            return False
+        block_c, block_s, _ = self.single_blocks(domain)
+        return block_c * block_s <= self.budget(backward)
+
+    def plan_of(self, domain: str, backward: bool) -> str:
+        """How a fused stage over `domain` runs at this shape: "single", "fused" or "split"."""
+        if self.single(domain, backward):
+            return "single"
+        return "fused" if self.fuse(domain) else "split"
+
+    def chunking(self, domain: str, single: bool = False) -> tuple[int, int]:
         """(CHUNK, NSC): positions per partial row and rows per (sample, channel) for a domain's partials."""
         if domain in ("instance", "group"):
             return self.S, 1
-        block_c, block_s, _ = self.blocks(domain)
+        block_c, block_s, _ = self.blocks(domain, single)
         if domain == "channel":
             return block_s, triton.cdiv(self.S, block_s)
         chunk = self.tuning.chunk
         if chunk is None:
-            target = 4 * _sm_count(self.x.device)
+            target = 4 * self._sms()
             programs = self.N * triton.cdiv(self.C, block_c)
             rows = max(1, min(triton.cdiv(target, programs), triton.cdiv(self.S, block_s)))
             chunk = triton.cdiv(triton.cdiv(self.S, rows), block_s) * block_s
@@ -214,24 +278,27 @@ class Geometry:
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
         if self.tuning.fusion != "auto":
-            return self.tuning.fusion == "always"
-        if self.x.device.type != "cuda" and ahead_of_time() is None:
+            return self.tuning.fusion != "never"
+        if self.sms is None and self.x.device.type != "cuda" and ahead_of_time() is None:
             return True
         programs = self.N * (self.G if domain == "group" else triton.cdiv(self.C, self.blocks(domain)[0]))
-        minimum = self.tuning.min_programs or 2 * _sm_count(self.x.device)
+        minimum = self.tuning.min_programs or 2 * self._sms()
         return programs >= minimum
 
     # -- launches -------------------------------------------------------------------------------------
 
-    def sizes(self, domain: str) -> tuple[int, ...]:
-        chunk, rows = self.chunking(domain)
+    def sizes(self, domain: str, single: bool = False) -> tuple[int, ...]:
+        chunk, rows = self.chunking(domain, single)
         return (self.N, self.C, self.S, self.G, self.CG, chunk, rows)
 
-    def launch(self, kernel, domain: str, *tensors: torch.Tensor) -> None:
+    def launch(self, kernel, domain: str, *tensors: torch.Tensor, single: bool = False) -> None:
+        if single:  # the blocks are the domain's extent: nothing to tune
+            self._run(kernel, domain, tensors, *self.single_blocks(domain), single=True)
+            return
         block_c, block_s, warps = self._tuned(kernel, domain, tensors)
         self._run(kernel, domain, tensors, block_c, block_s, warps)
 
-    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int) -> None:
+    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False) -> None:
         constants = {
             "EPS": self.eps,
             "COMPUTE": self.tl_compute,
@@ -241,9 +308,11 @@ class Geometry:
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": warps}, key)
+        self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": warps}, key)
 
-    def combine(self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor) -> None:
+    def combine(
+        self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor, single: bool = False
+    ) -> None:
         block = self.tuning.combine_block
         blocks = {
             "channels_all_samples": triton.cdiv(self.C, block),
@@ -254,7 +323,7 @@ class Geometry:
         grid = (sum(blocks[s] for s in strategies),)
         constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
-        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": 4}, key)
+        self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": 4}, key)
 
     def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple) -> None:
         """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it."""
