@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import OPS
-from .lower import AXIS_LOWERING, Combine, Kernel, Plan
+from .lower import ACROSS_CHANNELS, AXIS_LOWERING, Combine, Kernel, Plan
 from .program import COMPILER_INPUTS, LEAF_DIMS
 from .schedule import Reduction, Schedule, Source, closure
 
@@ -193,6 +193,9 @@ class PassKernelWriter:
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c = tl.program_id(1) * CG + lane")
             e(1, "c_in = lane < CG")
+        elif self.k.domain == "sample":
+            e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
+            e(1, "c_in = c < C")
         else:
             e(1, "c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
@@ -302,12 +305,8 @@ class PassKernelWriter:
         if not self._accumulates(r):  # a channel program: partials of this tile's channels
             self._tile_partials(r)
             return
-        if self.single:  # the tile is everything this program reduces
-            if r.kind == "moments":
-                self._tile_moments(r, axis)
-                e(1, f"{p}_n, {p}_mean, {p}_m2 = {p}_tn, {p}_tm, {p}_t2")
-            else:
-                e(1, f"{p}_sum = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)}")
+        if self.single:
+            self._single_reduction(r, axis)
             return
         if r.kind == "moments":
             self._tile_moments(r, axis)
@@ -319,6 +318,26 @@ class PassKernelWriter:
             e(2, f"{p}_n = {p}_n + {p}_tn")
         else:
             e(2, f"{p}_sum += {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)}")
+
+    def _single_reduction(self, r: Reduction, axis: int) -> None:
+        """A reduction of the one tile. A complete group statistic sums over both axes at once; moments
+        are two-step (the mean, then the squares of the values minus it, from registers): exact
+        centring, with no merging of per-row moments."""
+        e = self.w.emit
+        p = f"r{r.index}"
+        whole = r.index in self.k.complete and r.axis in ACROSS_CHANNELS
+
+        def over(value: str) -> str:
+            return total(total(value, 1), 0) if whole else total(value, axis)
+
+        value = f"tl.where(inside, {self._value(r)}, 0.0)"
+        if r.kind != "moments":
+            e(1, f"{p}_sum = {over(value)}")
+            return
+        e(1, f"{p}_n = {over('inside.to(COMPUTE)')}")
+        e(1, f"{p}_mean = {over(value)} / tl.maximum({p}_n, 1.0)")
+        e(1, f"{p}_c = tl.where(inside, {self._value(r)} - {p}_mean, 0.0)")
+        e(1, f"{p}_m2 = {over(f'{p}_c * {p}_c')}")
 
     def _tile_moments(self, r: Reduction, axis: int) -> None:
         """(count, mean, M2) of this tile's valid elements along `axis`, as r<i>_tn, r<i>_tm, r<i>_t2."""
@@ -369,21 +388,22 @@ class PassKernelWriter:
         """Finish a reduction held whole by this program: statistics in registers, and in memory."""
         e = self.w.emit
         p, q = f"r{r.index}", f"q{r.index}"
-        grouped = r.axis == "group"
+        grouped = r.axis in ACROSS_CHANNELS
+        summed = grouped and not self.single  # a single-pass tile summed the whole group already
         if r.kind == "moments":
-            if grouped:
+            if summed:
                 e(1, f"{p}_n, {p}_mean, {p}_m2 = merge_moments_across({p}_n, {p}_mean, {p}_m2, c_in, 0)")
             e(1, f"{q}_mean = {p}_mean")
             e(1, f"{q}_var = {p}_m2 / tl.maximum({p}_n, 1.0)")
         else:
-            whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if grouped else f"{p}_sum"
-            count = {"group": "(CG * S)", "instance": "S", "channel": "C"}[r.axis]
+            whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if summed else f"{p}_sum"
+            count = {"group": "(CG * S)", "layer": "(C * S)", "instance": "S", "channel": "C"}[r.axis]
             e(1, f"{q}_{r.planes[0]} = {whole} / {count}")
         self.in_register[r.index] = q
         index = AXIS_LOWERING[r.axis].stat_index
-        if grouped:
+        if r.axis == "group":
             index = "n * G + tl.program_id(1) + zero"
-        mask = {"group": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
+        mask = {"group": "", "layer": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
         for plane in r.planes:
             e(1, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + ({index}), {q}_{plane}{mask})")
 

@@ -8,6 +8,7 @@ tiles, S being the contiguous dimension of (N, C, *spatial) storage:
 | `tiles`    | a block of channels x a chunk of S | N x C/BLOCK_C x S/CHUNK   | S         |
 | `instance` | a block of channels x all of S     | N x C/BLOCK_C             | S         |
 | `group`    | one group's channels x all of S    | N x G                     | S         |
+| `sample`   | all channels x all of S            | N                         | S         |
 | `channel`  | all channels x a block of S        | N x S/BLOCK_S             | C         |
 
 A reduction is *complete* in a domain when every program holds whole reduction groups (an
@@ -26,9 +27,9 @@ partials as it goes and a combine kernel after it adds them up (no atomics).
 Per axis (`AXIS_LOWERING`):
 - `batch`: partials of every (sample, chunk); the combine gives each channel block its own program,
   which reads all rows of its channels (cross-program reduction), and updates running estimates.
-- `layer`: partials; one combine program per sample.
+- `layer`: complete in `sample` programs; else partials and one combine program per sample.
 - `group`: complete in `group` programs; else partials and one combine program per (sample, group).
-- `instance`: complete in `instance`/`group` programs; else partials, one combine program per
+- `instance`: complete in `instance`/`group`/`sample` programs; else partials, one combine program per
   (sample, channel block).
 - `channel`: always complete: passes that reduce over channels run in `channel` programs.
 """
@@ -52,15 +53,17 @@ class AxisLowering:
 
 AXIS_LOWERING: dict[str, AxisLowering] = {
     "batch": AxisLowering("C", "c", frozenset(), "channels_all_samples"),
-    "layer": AxisLowering("N", "n + zero", frozenset(), "scalar_sample"),
+    "layer": AxisLowering("N", "n + zero", frozenset({"sample"}), "scalar_sample"),
     "group": AxisLowering("N * G", "n * G + c // CG", frozenset({"group"}), "scalar_group"),
-    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group"}), "channels_one_sample"),
+    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group", "sample"}), "channels_one_sample"),
     "channel": AxisLowering("N * S", "n * S + s", frozenset({"channel"}), None),
 }
 
 # Domains whose programs loop over S (fixed channels) or over C (fixed positions).
-S_LOOP_DOMAINS = ("tiles", "instance", "group")
-FUSED_DOMAINS = ("instance", "group", "channel")  # preference order when several fit
+S_LOOP_DOMAINS = ("tiles", "instance", "group", "sample")
+FUSED_DOMAINS = ("instance", "group", "channel", "sample")  # preference order when several fit
+# Axes whose statistic spans the channels of a program: per-channel moments merge across its rows.
+ACROSS_CHANNELS = ("group", "layer")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import threading
 import time
+import warnings
 
 import torch
 import triton
@@ -49,8 +50,7 @@ class Tuning:
     # Single-pass register budget: elements one program holds, (forward, backward), for float32
     # compute (float64 holds half). Checked with zero spills on sm_90 in tests/kernels/test_ahead.py;
     # 0 turns single-pass kernels off.
-    single_pass: tuple[int, int] = (16384, 8192)
-    elements_per_thread: int = 16  # single-pass warps: the tile over 32 x warps threads, 4 to 16 warps
+    single_pass: tuple[int, int] = (16384, 4096)
 
 
 TUNING = Tuning()
@@ -59,6 +59,9 @@ COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
 _SEEN: set = set()
 _TUNED: dict = {}
 _SM_COUNT: dict = {}
+# Single-pass choices whose kernel spilled registers on this GPU: (layer, domain, backward, dtype,
+# layout, blocks). Later calls run the stage fused or split instead.
+_SPILLED: set = set()
 # compiler/ahead.py sets `recorder` in the thread where it compiles a layer's kernels ahead of time:
 # launches there compile and return, and blocking assumes the target's SM count. Per thread, because
 # other threads of the process may be launching kernels for real meanwhile.
@@ -100,6 +103,12 @@ def tuning(**changes):
 FUSION_POLICIES = ("auto", "single", "always", "never")
 
 
+def single_pass_warps(elements: int) -> int:
+    """Warps of a single-pass program holding `elements`: 16 per thread up to 8 warps (a thread may then
+    use up to 255 registers), 16 warps only beyond 8,192 elements (where the cap drops to 128)."""
+    return 16 if elements > 8192 else max(4, min(8, elements // 512))
+
+
 def next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
@@ -138,7 +147,14 @@ class Geometry:
     """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
 
     def __init__(
-        self, x: torch.Tensor, groups: int, eps: float, momentum: float, layer: str = "", sms: int | None = None
+        self,
+        x: torch.Tensor,
+        groups: int,
+        eps: float,
+        momentum: float,
+        layer: str = "",
+        sms: int | None = None,
+        tuning: Tuning | None = None,
     ):
         self.x = x
         self.N, self.C = x.shape[0], x.shape[1]
@@ -151,7 +167,7 @@ class Geometry:
         self.last = bool(channels_last(x))
         self.compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         self.tl_compute = tl.float64 if x.dtype == torch.float64 else tl.float32
-        self.tuning = active_tuning()
+        self.tuning = tuning or active_tuning()
         self.layout = layout_class(x)
         # The target's SM count when planning for a GPU that is not this one (the cost model).
         self.sms = sms
@@ -193,8 +209,8 @@ class Geometry:
             return self.single_blocks(domain)
         t = self.tuning
         s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
-        if domain == "group":
-            block_c = next_pow2(self.CG)
+        if domain in ("group", "sample"):
+            block_c = next_pow2(self.CG if domain == "group" else self.C)
             block_s = t.block_s or max(1, min(s_bucket, t.tile // block_c))
         elif domain == "channel":
             # Wide rows along S where S is large; narrow ones where it is small, for enough programs.
@@ -213,8 +229,8 @@ class Geometry:
         """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
         (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`."""
         t = self.tuning
-        if domain == "group":
-            block_c, block_s = next_pow2(self.CG), next_pow2(self.S)
+        if domain in ("group", "sample"):
+            block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
         elif domain == "channel":
             block_c = next_pow2(self.C)
             block_s = max(1, min(next_pow2(self.S), t.tile // block_c))
@@ -223,9 +239,7 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(False) if self.last else t.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        threads = block_c * block_s // max(1, t.elements_per_thread)
-        warps = min(16, max(4, next_pow2(triton.cdiv(threads, 32))))
-        return block_c, block_s, warps
+        return block_c, block_s, single_pass_warps(block_c * block_s)
 
     def budget(self, backward: bool) -> int:
         """Elements a single-pass program may hold: the tuning's budget, halved for float64 compute."""
@@ -239,7 +253,9 @@ class Geometry:
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
         block_c, block_s, _ = self.single_blocks(domain)
-        return block_c * block_s <= self.budget(backward)
+        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s)
+        self._single_key = key  # the launch that follows checks its kernel's spills under this key
+        return block_c * block_s <= self.budget(backward) and key not in _SPILLED
 
     def plan_of(self, domain: str, backward: bool) -> str:
         """How a fused stage over `domain` runs at this shape: "single", "fused" or "split"."""
@@ -249,7 +265,7 @@ class Geometry:
 
     def chunking(self, domain: str, single: bool = False) -> tuple[int, int]:
         """(CHUNK, NSC): positions per partial row and rows per (sample, channel) for a domain's partials."""
-        if domain in ("instance", "group"):
+        if domain in ("instance", "group", "sample"):
             return self.S, 1
         block_c, block_s, _ = self.blocks(domain, single)
         if domain == "channel":
@@ -266,6 +282,8 @@ class Geometry:
     def grid(self, domain: str, block_c: int, block_s: int) -> tuple[int, int, int]:
         if domain == "group":
             return (self.N, self.G, 1)
+        if domain == "sample":
+            return (self.N, 1, 1)
         if domain == "channel":
             return (self.N, triton.cdiv(self.S, block_s), 1)
         rows = self.chunking(domain)[1]
@@ -277,11 +295,14 @@ class Geometry:
             return True
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
+        if domain == "sample" and next_pow2(self.C) > self.tuning.tile:
+            return False  # a row of the program's tile would not fit
         if self.tuning.fusion != "auto":
             return self.tuning.fusion != "never"
         if self.sms is None and self.x.device.type != "cuda" and ahead_of_time() is None:
             return True
-        programs = self.N * (self.G if domain == "group" else triton.cdiv(self.C, self.blocks(domain)[0]))
+        per_sample = {"group": self.G, "sample": 1}.get(domain) or triton.cdiv(self.C, self.blocks(domain)[0])
+        programs = self.N * per_sample
         minimum = self.tuning.min_programs or 2 * self._sms()
         return programs >= minimum
 
@@ -308,7 +329,25 @@ class Geometry:
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": warps}, key)
+        compiled = self._start(
+            kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": warps}, key
+        )
+        if single:
+            self._check_spills(kernel, compiled)
+
+    def _check_spills(self, kernel, compiled) -> None:
+        """A single-pass kernel that spills registers reads and writes local memory on every element:
+        say so once, and run this stage fused or split from the next call on."""
+        spills = getattr(compiled, "n_spills", 0) or 0
+        key = getattr(self, "_single_key", None)
+        if spills > 0 and key is not None and key not in _SPILLED:
+            _SPILLED.add(key)
+            warnings.warn(
+                f"single-pass kernel {kernel_name(kernel)} of layer {self.layer!r} spills {spills} registers at "
+                f"blocks {key[-2:]} ({self.x.dtype}, {self.layout}); this stage runs fused or split from now on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def combine(
         self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor, single: bool = False
@@ -325,13 +364,14 @@ class Geometry:
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
         self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": 4}, key)
 
-    def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple) -> None:
-        """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it."""
+    def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple):
+        """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it.
+        Returns what the launch returns (Triton's compiled kernel, on a GPU)."""
         if (ahead := ahead_of_time()) is not None:
             ahead.compile(kernel, grid, args, kwargs)
-            return
+            return None
         with self._recorded(key):
-            kernel[grid](*args, **kwargs)
+            return kernel[grid](*args, **kwargs)
 
     @contextlib.contextmanager
     def _recorded(self, key):
