@@ -27,6 +27,7 @@ this machine's GPU (`target=None`) changes nothing outside its own thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -329,9 +330,19 @@ def ptxas_path(capability: int) -> str:
         return compiler.get_ptxas().path
 
 
+_RESOURCES: dict[str, tuple[int, int]] = {}  # sha256 of a PTX -> what ptxas said of it
+
+
 def ptxas_resources(ptx: str, kernel: str) -> tuple[int, int]:
     """(registers per thread, spilled bytes per thread: stores + loads) of a kernel's PTX, from `ptxas -v`
     for the architecture the PTX names: the assembler and target Triton's own compile used."""
+    digest = hashlib.sha256(ptx.encode()).hexdigest()
+    if digest not in _RESOURCES:
+        _RESOURCES[digest] = _run_ptxas(ptx, kernel)
+    return _RESOURCES[digest]
+
+
+def _run_ptxas(ptx: str, kernel: str) -> tuple[int, int]:
     target = _PTX_TARGET.search(ptx)
     if target is None:
         raise CompilerError(f"kernel {kernel}: its PTX names no .target architecture")

@@ -103,10 +103,15 @@ def tuning(**changes):
 FUSION_POLICIES = ("auto", "single", "always", "never")
 
 
-def single_pass_warps(elements: int) -> int:
-    """Warps of a single-pass program holding `elements`: 16 per thread up to 8 warps (a thread may then
-    use up to 255 registers), 16 warps only beyond 8,192 elements (where the cap drops to 128)."""
-    return 16 if elements > 8192 else max(4, min(8, elements // 512))
+def tile_warps(block_c: int, block_s: int) -> int:
+    """Warps of a program with a [block_c, block_s] tile: 16 elements per thread up to 8 warps (a thread
+    may then use up to 255 registers); 16 warps beyond 8,192 elements, and for tiles of many rows and
+    columns, whose per-row values (statistics, accumulators, parameters, masks) each thread would
+    otherwise hold for many rows (ptxas spilled those at 8 warps on sm_90)."""
+    elements = block_c * block_s
+    if elements > 8192 or (block_c >= 16 and block_s >= 32):
+        return 16
+    return max(4, min(8, elements // 512))
 
 
 def next_pow2(n: int) -> int:
@@ -222,8 +227,7 @@ class Geometry:
         else:
             block_s = t.block_s or s_bucket
             block_c = t.block_c or max(1, t.tile // block_s)
-        warps = 4 if block_c * block_s <= 2048 else 8
-        return block_c, block_s, warps
+        return block_c, block_s, tile_warps(block_c, block_s)
 
     def single_blocks(self, domain: str) -> tuple[int, int, int]:
         """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
@@ -239,7 +243,7 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(False) if self.last else t.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        return block_c, block_s, single_pass_warps(block_c * block_s)
+        return block_c, block_s, tile_warps(block_c, block_s)
 
     def budget(self, backward: bool) -> int:
         """Elements a single-pass program may hold: the tuning's budget, halved for float64 compute."""
