@@ -101,9 +101,7 @@ def plan_columns(name: str, shape: tuple[int, ...], dtype: str) -> tuple[list[ob
 
 
 def resource_columns(name: str, shape: tuple[int, ...], dtype: str, target: str) -> list[object]:
-    report = compile_ahead(
-        name, target=target, shape=shape, dtype=getattr(torch, dtype), groups=GROUPS, resources=True
-    )
+    report = compile_ahead(name, target=target, shape=shape, dtype=getattr(torch, dtype), groups=GROUPS, resources=True)
     passes = [k for k in report.kernels if k.blocks is not None]  # combines are tiny; shown anyway below
     registers = max(k.registers for k in report.kernels)
     spills = sum(k.spill_bytes for k in report.kernels)

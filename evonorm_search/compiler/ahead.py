@@ -349,8 +349,10 @@ def _run_ptxas(ptx: str, kernel: str) -> tuple[int, int]:
     with tempfile.TemporaryDirectory(prefix="evonorm-ptxas-") as tmp:
         source = Path(tmp) / f"{kernel}.ptx"
         source.write_text(ptx)
-        done = subprocess.run(
-            [ptxas_path(int(target.group(2))), "-v", f"--gpu-name={target.group(1)}", str(source), "-o", str(source.with_suffix(".o"))],
+        command = [ptxas_path(int(target.group(2))), "-v", f"--gpu-name={target.group(1)}", str(source)]
+        # Triton's own assembler on PTX Triton generated, in a private folder; no shell.
+        done = subprocess.run(  # noqa: S603
+            [*command, "-o", str(source.with_suffix(".o"))],
             capture_output=True,
             text=True,
             check=False,

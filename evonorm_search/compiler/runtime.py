@@ -46,6 +46,9 @@ class Tuning:
     precompile: int | None = None
     min_programs: int | None = None  # fused kernels need this many programs (default 2 x SMs)
     max_group_channels: int = 128  # widest group a `group` program holds
+    # Channels of a looping tile over (N, C, S) storage when S is small: more rows made the backward's
+    # per-row accumulators spill on sm_90 (64 x 64 did, 32 x 64 does not).
+    max_rows: int = 32
     combine_block: int = 32
     # Single-pass register budget: elements one program holds, (forward, backward), for float32
     # compute (float64 holds half). Checked with zero spills on sm_90 in tests/kernels/test_ahead.py;
@@ -226,7 +229,7 @@ class Geometry:
             block_s = t.block_s or max(1, t.tile // block_c)
         else:
             block_s = t.block_s or s_bucket
-            block_c = t.block_c or max(1, t.tile // block_s)
+            block_c = t.block_c or max(1, min(t.max_rows, t.tile // block_s))
         return block_c, block_s, tile_warps(block_c, block_s)
 
     def single_blocks(self, domain: str) -> tuple[int, int, int]:

@@ -96,7 +96,7 @@ def test_registers_and_spills_are_read_only_when_asked():
 
 
 def test_ptx_that_names_no_target_or_does_not_assemble_is_a_clear_error():
-    with pytest.raises(CompilerError, match="names no .target"):
+    with pytest.raises(CompilerError, match=r"names no \.target"):
         ptxas_resources(".version 8.0\n.address_size 64\n", "nameless")
     with pytest.raises(CompilerError, match="ptxas rejected kernel broken"):
         ptxas_resources(".version 8.0\n.target sm_90a\n.address_size 64\nthis is not ptx\n", "broken")

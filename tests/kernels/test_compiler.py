@@ -74,7 +74,13 @@ def test_the_backward_reuses_the_forward_statistics():
 
 @pytest.mark.parametrize(
     ("layer", "fused"),
-    [("evonorm_s0", "group"), ("gn_relu", "group"), ("in_relu", "instance"), ("rmsnorm", "channel"), ("layernorm", "sample")],
+    [
+        ("evonorm_s0", "group"),
+        ("gn_relu", "group"),
+        ("in_relu", "instance"),
+        ("rmsnorm", "channel"),
+        ("layernorm", "sample"),
+    ],
 )
 def test_stages_fuse_when_one_program_holds_the_reductions(layer, fused):
     stages = plan(_forward(layer), "t").stages

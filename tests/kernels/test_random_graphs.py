@@ -71,10 +71,7 @@ def test_the_cases_cover_the_space():
     assert sum(_nesting(case) >= 2 for case, _ in CASES) >= 25
     assert {len(case.shape) for case, _ in CASES} == {2, 3, 4, 5}
     assert {(case.dtype, case.training, case.fusion) for case, _ in CASES} == {
-        (d, t, f)
-        for d in (torch.float32, torch.float64)
-        for t in (True, False)
-        for f in ("single", "always", "never")
+        (d, t, f) for d in (torch.float32, torch.float64) for t in (True, False) for f in ("single", "always", "never")
     }
     assert 40 <= sum(small for _, small in CASES) <= 120
 

@@ -129,7 +129,7 @@ def _kernel(source: str, name: str) -> str:
     return match.group(0)
 
 
-@pytest.mark.parametrize("name", SINGLE_PASS_LAYERS + ["layernorm"])
+@pytest.mark.parametrize("name", [*SINGLE_PASS_LAYERS, "layernorm"])
 def test_single_pass_kernels_load_every_input_once_and_never_loop(name):
     source = es.kernel_source(name)
     forward, backward = _kernel(source, "fwd_train_w0"), _kernel(source, "bwd_train_w0")
@@ -153,7 +153,7 @@ def _kernels_run(case: Case) -> set[str]:
     return {r["kernel"] for r in compile_log()[before:]}
 
 
-@pytest.mark.parametrize("name", SINGLE_PASS_LAYERS + ["layernorm"])
+@pytest.mark.parametrize("name", [*SINGLE_PASS_LAYERS, "layernorm"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_single_pass_layers_match_the_reference(name, dtype):
     for i, training in enumerate((True, False)):
