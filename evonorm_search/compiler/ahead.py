@@ -242,6 +242,7 @@ def _run_mode(launchers: dict[str, Any], mode: str, module: Any, x: Any, runtime
     forward = launchers[mode.replace("backward", "forward")]
     _, stats = forward(geo, x, *params, *affine, *buffers)  # kernels compiled once: later calls are free
     if mode.startswith("backward"):
+        geo = runtime.Geometry(x, module.groups, module.eps, module.momentum, "ahead", backward=True)
         launchers[mode](geo, x, torch.empty_like(x), *params, *affine[:1], *buffers, *stats)
 
 

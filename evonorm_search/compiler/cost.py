@@ -26,6 +26,7 @@ from .program import COMPILER_INPUTS
 from .schedule import Schedule, closure, schedule
 
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+DIRECTIONS = ("forward", "backward", "inference")
 FULL_SIZE_INPUTS = ("x", *(op for op, dims in COMPILER_INPUTS.items() if dims == frozenset("ncs")))
 # Streaming multiprocessors of the part a target names (the cost of a plan depends on it only through
 # the choice between fused and split stages).
@@ -130,8 +131,9 @@ def _choose(s: Schedule, pl: Plan, geo: Any, backward: bool, itemsize: int) -> d
     }
 
 
-def _geometry(shape: Sequence[int], dtype: str, groups: int, channels_last: bool, target: str) -> Any:
-    """A runtime Geometry for `shape` on `target`, on a tensor without storage (torch's meta device)."""
+def _geometry(shape: Sequence[int], dtype: str, groups: int, channels_last: bool, target: str, direction: str) -> Any:
+    """A runtime Geometry of one direction for `shape` on `target`, on a tensor without storage (torch's
+    meta device)."""
     import torch
 
     from ..module import effective_groups
@@ -147,7 +149,8 @@ def _geometry(shape: Sequence[int], dtype: str, groups: int, channels_last: bool
     if channels_last:
         x = x.movedim(1, -1).contiguous().movedim(-1, 1)
     g = effective_groups(shape[1], groups)
-    return runtime.Geometry(x, g, 1e-5, 0.1, sms=TARGET_SMS[target], tuning=runtime.TUNING)
+    backward = direction == "backward"
+    return runtime.Geometry(x, g, 1e-5, 0.1, sms=TARGET_SMS[target], tuning=runtime.TUNING, backward=backward)
 
 
 def plan_cost(
@@ -177,7 +180,9 @@ def plan_cost(
     if dtype not in ITEMSIZE:
         raise ValueError(f"dtype must be one of {', '.join(ITEMSIZE)}, got {dtype!r}")
     itemsize = ITEMSIZE[dtype]
-    geo = None if shape is None else _geometry(shape, dtype, groups, channels_last, target)
+    geometry = (
+        {} if shape is None else {d: _geometry(shape, dtype, groups, channels_last, target, d) for d in DIRECTIONS}
+    )
     fwd = forward_program(graph, affine=affine)
     fwd_s = schedule(fwd, graph, training=training, update_running=training)
     bwd = backward_program(graph, training=training, affine=affine)
@@ -187,12 +192,12 @@ def plan_cost(
     for direction, s, prefix in (("forward", fwd_s, "fwd"), ("backward", bwd_s, "bwd"), ("inference", eval_s, "inf")):
         pl = plan(s, prefix)
         report[direction] = _describe(s, pl, itemsize)
-        if geo is not None:
-            report[direction]["chosen"] = _choose(s, pl, geo, direction == "backward", itemsize)
+        if geometry:
+            report[direction]["chosen"] = _choose(s, pl, geometry[direction], direction == "backward", itemsize)
     key = "bytes_per_element"
 
     def headline(direction: str) -> int:
-        return report[direction]["chosen"][key] if geo is not None else report[direction][key]
+        return report[direction]["chosen"][key] if geometry else report[direction][key]
 
     return PlanCost(
         dtype=dtype,

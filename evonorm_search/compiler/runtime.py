@@ -33,6 +33,9 @@ class Tuning:
     """How kernels are blocked and fused. `None` sizes mean: chosen from the shape."""
 
     tile: int = 4096  # elements per [BLOCK_C, BLOCK_S] tile
+    # Elements per tile of a backward's looping kernels (None: `tile`): they carry a parameter-gradient
+    # accumulator per parameter beside the recomputed forward, and spilled at 4,096 on sm_90.
+    backward_tile: int | None = 2048
     block_c: int | None = None
     block_s: int | None = None
     chunk: int | None = None  # positions per program of a split pass (a multiple of BLOCK_S)
@@ -57,7 +60,9 @@ class Tuning:
 
 
 TUNING = Tuning()
-INTERPRET_TUNING = Tuning(tile=128, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256))
+INTERPRET_TUNING = Tuning(
+    tile=128, backward_tile=None, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256)
+)
 COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
 _SEEN: set = set()
 _TUNED: dict = {}
@@ -163,6 +168,7 @@ class Geometry:
         layer: str = "",
         sms: int | None = None,
         tuning: Tuning | None = None,
+        backward: bool = False,
     ):
         self.x = x
         self.N, self.C = x.shape[0], x.shape[1]
@@ -179,6 +185,9 @@ class Geometry:
         self.layout = layout_class(x)
         # The target's SM count when planning for a GPU that is not this one (the cost model).
         self.sms = sms
+        self.backward = backward  # a backward's launches: smaller looping tiles
+        t = self.tuning
+        self.tile = t.backward_tile if backward and t.backward_tile else t.tile
 
     def _sms(self) -> int:
         return self.sms if self.sms is not None else _sm_count(self.x.device)
@@ -219,32 +228,31 @@ class Geometry:
         s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
         if domain in ("group", "sample"):
             block_c = next_pow2(self.CG if domain == "group" else self.C)
-            block_s = t.block_s or max(1, min(s_bucket, t.tile // block_c))
+            block_s = t.block_s or max(1, min(s_bucket, self.tile // block_c))
         elif domain == "channel":
             # Wide rows along S where S is large; narrow ones where it is small, for enough programs.
             block_s = t.block_s or (4 if self.last else (32 if self.S > 256 else 8))
-            block_c = t.block_c or max(1, t.tile // block_s)
+            block_c = t.block_c or max(1, self.tile // block_s)
         elif self.last:
             block_c = t.block_c or 64
-            block_s = t.block_s or max(1, t.tile // block_c)
+            block_s = t.block_s or max(1, self.tile // block_c)
         else:
             block_s = t.block_s or s_bucket
-            block_c = t.block_c or max(1, min(t.max_rows, t.tile // block_s))
+            block_c = t.block_c or max(1, min(t.max_rows, self.tile // block_s))
         return block_c, block_s, tile_warps(block_c, block_s)
 
     def single_blocks(self, domain: str) -> tuple[int, int, int]:
         """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
         (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`."""
-        t = self.tuning
         if domain in ("group", "sample"):
             block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
         elif domain == "channel":
             block_c = next_pow2(self.C)
-            block_s = max(1, min(next_pow2(self.S), t.tile // block_c))
+            block_s = max(1, min(next_pow2(self.S), self.tile // block_c))
         else:
             block_s = next_pow2(self.S)
             # Channels-last stores channels contiguously: take as many as the budget allows.
-            width = self.budget(False) if self.last else t.tile
+            width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
         return block_c, block_s, tile_warps(block_c, block_s)
 
@@ -302,7 +310,7 @@ class Geometry:
             return True
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
-        if domain == "sample" and next_pow2(self.C) > self.tuning.tile:
+        if domain == "sample" and next_pow2(self.C) > self.tile:
             return False  # a row of the program's tile would not fit
         if self.tuning.fusion != "auto":
             return self.tuning.fusion != "never"
@@ -464,7 +472,7 @@ class LayerFunction(torch.autograd.Function):
         x, weight, *rest = ctx.saved_tensors
         params, stats, buffers = rest[:n_params], rest[n_params : n_params + n_stats], rest[n_params + n_stats :]
         gy = match_layout(gy, x)
-        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"])
+        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"], backward=True)
         backward = ctx.launchers["backward_train" if call["training"] else "backward_eval"]
         affine = (weight,) if weight is not None else ()
         dx, sums = backward(geo, x, gy, *params, *affine, *buffers, *stats)

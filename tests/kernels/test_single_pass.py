@@ -75,16 +75,24 @@ def test_batch_statistics_never_run_single_pass():
 
 
 def test_the_fusion_policy_and_the_group_width_limit_the_choice():
-    geo = _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90")
+    geo = _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward")
     assert geo.plan_of("group", False) == "single"
     with tuning(fusion="always"):
-        assert _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90").plan_of("group", False) == "fused"
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "fused"
+        )
     with tuning(fusion="never"):
-        assert _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90").plan_of("group", False) == "split"
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "split"
+        )
     with tuning(max_group_channels=32):
-        assert _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90").plan_of("group", False) == "split"
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "split"
+        )
     with tuning(single_pass=(0, 0)):
-        assert _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90").plan_of("group", False) == "fused"
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "fused"
+        )
 
 
 def test_plan_cost_rejects_a_bad_shape_or_target():
