@@ -68,10 +68,12 @@ def test_every_library_layer_compiles_for_bfloat16_channels_last_with_fused_stag
     assert all(k.binary_bytes > 0 for k in report.kernels)
 
 
-# Benchmark shapes (benchmarks/roofline.py) where each domain runs single-pass: a group of 64 x 49, a
-# group of 32 x 196, one plane of 3,136, rows of 2,048 channels, a transformer row of 4,096.
+# Benchmark shapes (benchmarks/roofline.py) where each domain runs single-pass: groups of 64 x 49 and
+# 32 x 196 (forward; the backward loops), one plane of 3,136, rows of 2,048 channels, a transformer row
+# of 4,096. Every kernel the launchers run there is checked, looping and combine kernels included.
 SINGLE_PASS_SHAPES = [
     ("gn_relu", (64, 2048, 7, 7)),
+    ("gn_relu", (64, 1024, 14, 14)),
     ("evonorm_s0", (64, 1024, 14, 14)),
     ("in_relu", (64, 256, 56, 56)),
     ("rmsnorm", (64, 2048, 7, 7)),
