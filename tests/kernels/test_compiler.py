@@ -74,7 +74,13 @@ def test_the_backward_reuses_the_forward_statistics():
 
 @pytest.mark.parametrize(
     ("layer", "fused"),
-    [("evonorm_s0", "group"), ("gn_relu", "group"), ("in_relu", "instance"), ("rmsnorm", "channel"), ("layernorm", "")],
+    [
+        ("evonorm_s0", "group"),
+        ("gn_relu", "group"),
+        ("in_relu", "instance"),
+        ("rmsnorm", "channel"),
+        ("layernorm", "sample"),
+    ],
 )
 def test_stages_fuse_when_one_program_holds_the_reductions(layer, fused):
     stages = plan(_forward(layer), "t").stages
@@ -131,8 +137,15 @@ def test_one_compile_serves_every_shape_of_a_layout_class():
     key = compiled_layer(graph).key.canonical_hash
     layer(torch.randn(2, 6, 3, 5))
     first = [e for e in compile_log() if e["layer"] == key]
-    layer(torch.randn(4, 6, 7, 3))  # another shape, same dtype and layout class
+    # Another shape, same dtype and layout class; single-pass kernels hold the whole extent of the
+    # statistic, so they also keep its power-of-two bucket (S = 14 and 15: 16).
+    layer(torch.randn(4, 6, 7, 2))
     assert [e for e in compile_log() if e["layer"] == key] == first
+    with tuning(fusion="always"):  # looping kernels: any S
+        layer(torch.randn(2, 6, 3, 5))
+        looping = [e for e in compile_log() if e["layer"] == key]
+        layer(torch.randn(4, 6, 9, 3))
+        assert [e for e in compile_log() if e["layer"] == key] == looping
     assert {e["dtype"] for e in first} == {"float32"} and all(e["seconds"] >= 0 for e in first)
     layer.double()(torch.randn(2, 6, 3, 5, dtype=torch.float64))
     assert {e["dtype"] for e in compile_log() if e["layer"] == key} == {"float32", "float64"}
