@@ -11,8 +11,11 @@ median time of the forward and of forward+backward of
       layers when timm is importable;
 the achieved bandwidth of ours (bytes the plan moves, from `plan_cost`, over time) as a fraction of
 the device's peak; the cold compile time of (b) and (c) per layer (all kernels of forward and
-backward, Triton's disk cache empty); and one training step of a ResNet-style network with each layer
-against BatchNorm2d+ReLU.
+backward, Triton's disk cache empty); one training step of a ResNet-style network with each layer
+against BatchNorm2d+ReLU; and token rows: rmsnorm, layernorm_channel and dyt on transformer hidden
+states, (tokens, hidden) = (16384, 4096) in bfloat16 as (batch 8, 2048 tokens, 4096), which the layer
+reads as the (N, C, L) view a transformer's norm slot hands it, against eager PyTorch, torch.compile,
+PyTorch's own RMSNorm/LayerNorm (DyT written in torch) and Liger-Kernel where it is installed.
 
 Targets (H100): ours >= 2x eager and >= 1.0x torch.compile in forward+backward for every layer and
 shape; forward of evonorm_s0, gn_relu and layernorm at >= 80% of peak HBM bandwidth; cold compile of
@@ -42,6 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 LAYERS = ("bn_relu", "gn_relu", "layernorm", "rmsnorm", "evonorm_b0", "evonorm_s0")
 SHAPES = ((64, 256, 56, 56), (64, 512, 28, 28), (64, 1024, 14, 14), (64, 2048, 7, 7))
 SMOKE_SHAPES = ((2, 8, 3, 3),)
+TOKEN_LAYERS = ("rmsnorm", "layernorm_channel", "dyt")
+TOKEN_SHAPE = (8, 2048, 4096)  # (batch, tokens, hidden): 16384 token rows of 4096
+SMOKE_TOKEN_SHAPE = (2, 5, 8)
 BANDWIDTH_TARGETS = ("evonorm_s0", "gn_relu", "layernorm")
 # Peak HBM bandwidth in GB/s by device name (first match wins); --peak-gbs overrides.
 PEAK_GBS = (("H200", 4800.0), ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0))
@@ -154,7 +160,7 @@ def native_layer(name: str, channels: int):
 def timm_layer(name: str, channels: int):
     try:
         from timm.layers import EvoNorm2dB0, EvoNorm2dS0
-    except ImportError:
+    except (ImportError, RuntimeError):  # absent, or built against another torch (torchvision's ops fail)
         return None
     if name == "evonorm_b0":
         return EvoNorm2dB0(channels)
@@ -362,6 +368,106 @@ def training_rows(settings: Settings) -> list[list[object]]:
     return rows
 
 
+class TokenView:
+    """A library layer in a transformer's norm slot: (N, L, C) in, the (N, C, L) view to the layer, (N, L, C) out."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, h):
+        return self.layer(h.transpose(1, 2)).transpose(1, 2)
+
+    def parameters(self):
+        return self.layer.parameters()
+
+
+def _native_token_layer(name: str, hidden: int):
+    """PyTorch's own module on (N, L, C), or DyT written directly in torch."""
+    import torch
+    from torch import nn
+
+    if name == "rmsnorm":
+        return nn.RMSNorm(hidden, eps=1e-5)
+    if name == "layernorm_channel":
+        return nn.LayerNorm(hidden, eps=1e-5)
+
+    class DyT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.alpha = nn.Parameter(torch.full((1,), 0.5))
+            self.weight = nn.Parameter(torch.ones(hidden))
+            self.bias = nn.Parameter(torch.zeros(hidden))
+
+        def forward(self, h):
+            return torch.tanh(self.alpha * h) * self.weight + self.bias
+
+    return DyT()
+
+
+def _liger_token_layer(name: str, hidden: int):
+    try:
+        from liger_kernel.transformers import LigerLayerNorm, LigerRMSNorm
+    except (ImportError, RuntimeError):  # absent, or built against another torch or Triton
+        return None
+    if name == "rmsnorm":
+        return LigerRMSNorm(hidden, eps=1e-5)
+    if name == "layernorm_channel":
+        return LigerLayerNorm(hidden, eps=1e-5)
+    return None
+
+
+def token_implementations(name: str, hidden: int, settings: Settings, dtype) -> dict[str, object]:
+    import torch
+
+    import evonorm_search as es
+
+    def normact(backend: str):
+        return es.NormAct(name, hidden, backend=backend).to(settings.device, dtype)
+
+    eager = normact("torch")
+    impls: dict[str, object] = {
+        "eager": TokenView(eager),
+        "compile": TokenView(torch.compile(normact("torch"), backend="eager" if settings.smoke else "inductor")),
+        "ours": TokenView(normact("triton")),
+        "native": _native_token_layer(name, hidden).to(settings.device, dtype),
+    }
+    liger = None if settings.smoke else _liger_token_layer(name, hidden)
+    if liger is not None:
+        impls["liger"] = liger.to(settings.device, dtype)
+    return impls
+
+
+def token_rows(settings: Settings) -> list[list[object]]:
+    """Forward and forward+backward times on token rows, bfloat16 (float32 in smoke mode: the interpreter)."""
+    import torch
+
+    shape = SMOKE_TOKEN_SHAPE if settings.smoke else TOKEN_SHAPE
+    dtype_name = "float32" if settings.smoke else "bfloat16"
+    dtype = getattr(torch, dtype_name)
+    rows = []
+    for name in TOKEN_LAYERS:
+        h = torch.randn(shape, device=settings.device, dtype=dtype, requires_grad=True)
+        gy = torch.randn(shape, device=settings.device, dtype=dtype)
+        results = {}
+        for impl, module in token_implementations(name, shape[-1], settings, dtype).items():
+            fwd, fwd_bwd = step_functions(module, h, gy)
+            with torch.no_grad():
+                f = median_ms(fwd, settings)
+            results[impl] = (f, median_ms(fwd_bwd, settings, grad_to_none=[h, *module.parameters()]))
+        rows.append(_token_row(name, shape, dtype_name, results))
+    return rows
+
+
+def _token_row(name, shape, dtype_name, results) -> list[object]:
+    get = lambda k, i: results[k][i] if k in results else None  # noqa: E731
+    row: list[object] = [name, f"{shape[0] * shape[1]}x{shape[2]}", dtype_name]
+    for i in (0, 1):
+        ours = results["ours"][i]
+        row += [_fmt(get(k, i)) for k in ("eager", "compile", "ours", "native", "liger")]
+        row += [_ratio(get("eager", i), ours), _ratio(get("compile", i), ours), _ratio(get("native", i), ours)]
+    return row
+
+
 def peak_gbs(settings: Settings) -> float | None:
     if settings.peak_gbs:
         return settings.peak_gbs
@@ -397,6 +503,9 @@ def report(settings: Settings) -> Path:
     timing, bandwidth = layer_rows(settings)
     impl = ["eager", "compile", "ours", "native", "timm", "vs eager", "vs compile"]
     timing_headers = ["layer", "shape", "dtype", *(f"fwd {h}" for h in impl), *(f"fwd+bwd {h}" for h in impl)]
+    token_impl = ["eager", "compile", "ours", "native", "liger", "vs eager", "vs compile", "vs native"]
+    token_headers = ["layer", "tokens x hidden", "dtype", *(f"fwd {h}" for h in token_impl)]
+    token_headers += [f"fwd+bwd {h}" for h in token_impl]
     bandwidth_headers = [
         "layer",
         "shape",
@@ -431,6 +540,15 @@ def report(settings: Settings) -> Path:
         "## Training step of a ResNet-18-style network (images/s, float32)",
         "",
         markdown_table(["norm-activation layer", "images/s", "vs BatchNorm2d+ReLU"], training_rows(settings)),
+        "",
+        "## Token rows: transformer norms on (tokens, hidden)",
+        "",
+        "Hidden states (batch, tokens, hidden) stay in that storage; eager, torch.compile and ours get the "
+        "(N, C, L) view a transformer's norm slot hands the layer (ours reads it in place), native and Liger "
+        "the (N, L, C) tensor itself. Native: nn.RMSNorm, nn.LayerNorm, DyT written in torch (one scalar "
+        "alpha). Liger-Kernel: LigerRMSNorm, LigerLayerNorm where it is installed (— where not).",
+        "",
+        markdown_table(token_headers, token_rows(settings)),
     ]
     settings.output.mkdir(parents=True, exist_ok=True)
     path = settings.output / f"kernels-{slug}.md"

@@ -63,6 +63,29 @@ def test_the_compile_benchmark_writes_its_tables(tmp_path):
     assert "Cold compile of a new candidate, all its kernels: median" in report
 
 
+def test_the_roofline_benchmark_writes_its_table(tmp_path):
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+    args = ("--layers", "gn_relu,bn_relu", "--shapes", "4x64x8x8", "--dtypes", "float32", "--no-time")
+    report = run_script("roofline.py", *args, results=tmp_path)
+    assert "| max regs (cuda:90) | spill bytes |" in report
+    # GroupNorm's group of 2 x 64 fits: single-pass both ways, at the minimum traffic.
+    assert "| gn_relu | 4x64x8x8 | float32 | single / single / single | 1 / 2 / 1 | 8 / 12 / 8 | 8 / 12 / 8 |" in report
+    assert "| bn_relu | 4x64x8x8 | float32 | split+split / split+split / split |" in report
+    assert "No kernel spills at these shapes." in report and "no times" in report
+
+
+def test_the_roofline_benchmark_rejects_bad_arguments(tmp_path):
+    for args, message in ((("--layers", "batchnorm"), "unknown layer(s)"), (("--shapes", "64"), "N x C")):
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", str(BENCHMARKS / "roofline.py"), *args, "--output", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.glob("roofline-*.md"))
+
+
 @pytest.mark.slow
 def test_the_search_benchmark_writes_its_sections(tmp_path):
     report = run_script("search.py", "--smoke", results=tmp_path, timeout=900)

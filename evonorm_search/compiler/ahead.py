@@ -10,6 +10,10 @@ What it is for:
   interpreter (`TRITON_INTERPRET=1`) runs kernels through numpy and accepts programs that the
   compiler rejects (types, shapes of blocks, unsupported math);
 - measuring the cold compile time of a candidate layer (`benchmarks/compile.py`);
+- reading each kernel's registers and spills (`resources=True`): ptxas, the assembler Triton itself
+  runs, reports them for the PTX Triton generated; a kernel that spills moves its spilled values
+  through local memory, which undoes a single pass over memory (`benchmarks/roofline.py`, and the
+  zero-spill test of the chosen tiles);
 - on a GPU, compiling all of a layer's kernels at once before its first launch
   (`precompile_on_first_use`, called by `NormAct(backend="triton")`): Triton would otherwise compile
   them one after another as the first training step launches them, and a search pays that for every
@@ -23,12 +27,17 @@ this machine's GPU (`target=None`) changes nothing outside its own thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .cache import MODES
@@ -53,6 +62,9 @@ class AheadKernel:
     num_warps: int
     shared_bytes: int
     binary_bytes: int
+    registers: int | None = None  # per thread, as ptxas allocated them (with `resources=True`)
+    spill_bytes: int | None = None  # spill stores + spill loads per thread (with `resources=True`)
+    blocks: tuple[int, int] | None = None  # (BLOCK_C, BLOCK_S) of a pass kernel
 
 
 @dataclass(frozen=True)
@@ -97,14 +109,16 @@ def compile_ahead(
     param_dtype: Any = None,
     sms: int | None = None,
     workers: int = 1,
+    resources: bool = False,
 ) -> AheadReport:
     """Compile every kernel that training and inference with `graph` launch at `shape`, for `target`.
 
     `target=None` compiles for this machine's GPU (Triton's own driver). Kernels compile per dtype and
     layout class, not per exact shape; the shape matters only through the blocking it selects, and
     `eps` and `momentum` are compile-time constants of the kernels. `workers` > 1 compiles that many
-    kernels at once in threads (Triton's compiler and ptxas run without holding the GIL). Raises
-    CompilerError when Triton rejects a kernel, naming the kernel.
+    kernels at once in threads (Triton's compiler and ptxas run without holding the GIL). `resources`
+    also reads each kernel's registers and spilled bytes from ptxas (one more ptxas run per kernel).
+    Raises CompilerError when Triton rejects a kernel, naming the kernel.
     """
     import torch
 
@@ -144,7 +158,7 @@ def compile_ahead(
             raise
         except Exception as e:  # a parallel compile failed: name its kernel
             raise recorder.failure(e) from e
-        kernels = recorder.results()
+        kernels = recorder.results(resources)
         compile_seconds = time.perf_counter() - start
     return AheadReport(
         target=f"{named.backend}:{named.arch}",
@@ -228,6 +242,7 @@ def _run_mode(launchers: dict[str, Any], mode: str, module: Any, x: Any, runtime
     forward = launchers[mode.replace("backward", "forward")]
     _, stats = forward(geo, x, *params, *affine, *buffers)  # kernels compiled once: later calls are free
     if mode.startswith("backward"):
+        geo = runtime.Geometry(x, module.groups, module.eps, module.momentum, "ahead", backward=True)
         launchers[mode](geo, x, torch.empty_like(x), *params, *affine[:1], *buffers, *stats)
 
 
@@ -239,6 +254,7 @@ class _Submitted:
     submitted: float
     future: Any = None  # in parallel: the compile's concurrent Future
     ready: float | None = None
+    blocks: tuple[int, int] | None = None
 
 
 class _Recorder:
@@ -257,6 +273,8 @@ class _Recorder:
         if key in self._submitted:
             return  # launched again (a backward runs its forward first): Triton has it already
         entry = _Submitted(self.mode, name, None, time.perf_counter())
+        if "BLOCK_S" in kwargs:
+            entry.blocks = (kwargs["BLOCK_C"], kwargs["BLOCK_S"])
         try:
             entry.compiled = kernel.warmup(*args, grid=grid, **kwargs)
         except Exception as e:
@@ -268,11 +286,12 @@ class _Recorder:
             entry.future.add_done_callback(lambda _, entry=entry: setattr(entry, "ready", time.perf_counter()))
         self._submitted[key] = entry
 
-    def results(self) -> tuple[AheadKernel, ...]:
+    def results(self, resources: bool = False) -> tuple[AheadKernel, ...]:
         kernels = []
         for entry in self._submitted.values():
             compiled = entry.compiled.result() if entry.future is not None else entry.compiled
             metadata = compiled.metadata
+            registers, spills = ptxas_resources(compiled.asm["ptx"], entry.kernel) if resources else (None, None)
             kernels.append(
                 AheadKernel(
                     mode=entry.mode,
@@ -281,6 +300,9 @@ class _Recorder:
                     num_warps=metadata.num_warps,
                     shared_bytes=metadata.shared,
                     binary_bytes=len(compiled.asm.get("cubin", b"")),
+                    registers=registers,
+                    spill_bytes=spills,
+                    blocks=entry.blocks,
                 )
             )
         return tuple(kernels)
@@ -292,6 +314,57 @@ class _Recorder:
         if failed:
             return _rejected(failed[0], failed[0].future.exception())
         return CompilerError(f"compiling ahead of time failed: {type(error).__name__}: {error}")
+
+
+_PTXAS_REGISTERS = re.compile(r"Used (\d+) registers")
+_PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
+_PTX_TARGET = re.compile(r"^\s*\.target\s+(sm_(\d+)\w*)", re.MULTILINE)
+
+
+def ptxas_path(capability: int) -> str:
+    """The ptxas Triton compiles for `capability` with (bundled, or as TRITON_PTXAS_PATH names it)."""
+    from triton.backends.nvidia import compiler
+
+    try:
+        return compiler.get_ptxas(capability).path  # Triton 3.7+: a newer ptxas for sm_90 and up
+    except TypeError:  # Triton 3.6: one ptxas for every target
+        return compiler.get_ptxas().path
+
+
+_RESOURCES: dict[str, tuple[int, int]] = {}  # sha256 of a PTX -> what ptxas said of it
+
+
+def ptxas_resources(ptx: str, kernel: str) -> tuple[int, int]:
+    """(registers per thread, spilled bytes per thread: stores + loads) of a kernel's PTX, from `ptxas -v`
+    for the architecture the PTX names: the assembler and target Triton's own compile used."""
+    digest = hashlib.sha256(ptx.encode()).hexdigest()
+    if digest not in _RESOURCES:
+        _RESOURCES[digest] = _run_ptxas(ptx, kernel)
+    return _RESOURCES[digest]
+
+
+def _run_ptxas(ptx: str, kernel: str) -> tuple[int, int]:
+    target = _PTX_TARGET.search(ptx)
+    if target is None:
+        raise CompilerError(f"kernel {kernel}: its PTX names no .target architecture")
+    with tempfile.TemporaryDirectory(prefix="evonorm-ptxas-") as tmp:
+        source = Path(tmp) / f"{kernel}.ptx"
+        source.write_text(ptx)
+        command = [ptxas_path(int(target.group(2))), "-v", f"--gpu-name={target.group(1)}", str(source)]
+        # Triton's own assembler on PTX Triton generated, in a private folder; no shell.
+        done = subprocess.run(  # noqa: S603
+            [*command, "-o", str(source.with_suffix(".o"))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise CompilerError(f"ptxas rejected kernel {kernel}: {done.stderr.strip()[-2000:]}")
+    registers = _PTXAS_REGISTERS.search(done.stderr)
+    spills = _PTXAS_SPILLS.search(done.stderr)
+    if registers is None or spills is None:
+        raise CompilerError(f"ptxas -v said nothing of registers or spills for kernel {kernel}: {done.stderr!r}")
+    return int(registers.group(1)), int(spills.group(1)) + int(spills.group(2))
 
 
 def _rejected(entry: _Submitted, error: Exception) -> CompilerError:

@@ -10,6 +10,11 @@ Inside a pass kernel every node is a [BLOCK_C, BLOCK_S] tile or a broadcastable 
 vary along the loop are computed once before it; everything else is recomputed per tile from the
 input, so no intermediate tensor ever goes to memory. Arithmetic runs in COMPUTE (float32, or float64
 for float64 inputs); loads convert, stores cast back to the tensor's dtype.
+
+A single-pass kernel (`Kernel.single`) has no loops: its one tile is the whole domain of the program,
+so every node is computed once, in topological order, and every later phase reuses the values (the
+input tile is loaded once, kept in registers through the reductions, and the outputs are written from
+it).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import OPS
-from .lower import AXIS_LOWERING, Combine, Kernel, Plan
+from .lower import ACROSS_CHANNELS, AXIS_LOWERING, Combine, Kernel, Plan
 from .program import COMPILER_INPUTS, LEAF_DIMS
 from .schedule import Reduction, Schedule, Source, closure
 
@@ -85,6 +90,9 @@ class PassKernelWriter:
         self.loop_dim = "c" if kernel.domain == "channel" else "s"
         self.w = _Writer()
         self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
+        self.single = kernel.single
+        self.body = 1 if kernel.single else 2  # indentation of per-tile code: inside the loop, or not
+        self.defined: set[int] = set()  # single-pass: nodes computed by an earlier phase, reused
 
     # -- expressions --------------------------------------------------------------------------------
 
@@ -147,7 +155,7 @@ class PassKernelWriter:
         return None
 
     def _var(self, i: int) -> str:
-        return f"a{self.phase}_{i}"
+        return f"a_{i}" if self.single else f"a{self.phase}_{i}"
 
     # -- structure ----------------------------------------------------------------------------------
 
@@ -162,6 +170,8 @@ class PassKernelWriter:
     def _summary(self) -> str:
         passes = ", ".join(str(p) for p in self.k.phases)
         what = "pass" if len(self.k.phases) == 1 else "fused passes"
+        if self.single:
+            what = f"single pass over memory: {what}"
         return f"{what} {passes} over the {self.k.domain} domain"
 
     def _preamble(self) -> None:
@@ -174,17 +184,37 @@ class PassKernelWriter:
             e(1, "k = tl.program_id(1)")
             e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
             e(1, "s_in = s < S")
+            if self.single:
+                e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
+                e(1, "c_in = c < C")
+                self._tile_offsets(1)
             return
         if self.k.domain == "group":
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c = tl.program_id(1) * CG + lane")
             e(1, "c_in = lane < CG")
+        elif self.k.domain == "sample":
+            e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
+            e(1, "c_in = c < C")
         else:
             e(1, "c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
         e(1, "k = tl.program_id(2)")
+        if self.single:
+            e(1, "s = tl.arange(0, BLOCK_S)[None, :]")
+            e(1, "s_in = s < S")
+            self._tile_offsets(1)
+            return
         e(1, "s_lo = k * CHUNK")
         e(1, "s_hi = tl.minimum(s_lo + CHUNK, S)")
+
+    def _tile_offsets(self, depth: int) -> None:
+        e = self.w.emit
+        e(depth, "inside = c_in & s_in")
+        e(depth, "if CHANNELS_LAST:")
+        e(depth + 1, "offs = row + s * C + c")
+        e(depth, "else:")
+        e(depth + 1, "offs = row + c * S + s")
 
     def _phase(self, p: int) -> None:
         self.phase = p
@@ -193,9 +223,12 @@ class PassKernelWriter:
         reductions = [self.s.reductions[r] for r in step.reductions]
         roots = [r.operand for r in reductions] + [i for _, i in step.stores]
         needed = sorted(closure(self.program, roots, self.s.sources))
+        e(1, f"# pass {p}")
+        if self.single:
+            self._single_phase(step, reductions, needed)
+            return
         invariant = [i for i in needed if self.loop_dim not in self.dims[i]]
         variant = [i for i in needed if self.loop_dim in self.dims[i]]
-        e(1, f"# pass {p}")
         for i in invariant:
             e(1, f"{self._var(i)} = {self._expression(i)}")
         for r in reductions:
@@ -215,15 +248,35 @@ class PassKernelWriter:
         e(3, "offs = row + c * S + s")
         for i in variant:
             e(2, f"{self._var(i)} = {self._expression(i)}")
-        for name, i in step.stores:
-            value = f"tl.broadcast_to({self._var(i)}, [BLOCK_C, BLOCK_S])"
-            e(2, f"tl.store({self.w.ptr(name)} + offs, {value}.to({name}_ptr.dtype.element_ty), mask=inside)")
+        self._stores(step)
         for r in reductions:
             self._accumulate(r)
         if any(self._accumulates(r) and r.index not in self.k.complete for r in reductions):
             e(1, f"pidx = {self._partial_index()}")
         for r in reductions:
             self._finish(r)
+
+    def _single_phase(self, step, reductions: list[Reduction], needed: list[int]) -> None:
+        """A phase on the one tile: nodes not computed by an earlier phase, stores, reductions of the tile."""
+        for i in needed:
+            if i not in self.defined:
+                self.w.emit(1, f"{self._var(i)} = {self._expression(i)}")
+                self.defined.add(i)
+        self._stores(step)
+        for r in reductions:
+            self._accumulate(r)
+        if any(self._accumulates(r) and r.index not in self.k.complete for r in reductions):
+            self.w.emit(1, f"pidx = {self._partial_index()}")
+        for r in reductions:
+            self._finish(r)
+
+    def _stores(self, step) -> None:
+        for name, i in step.stores:
+            value = f"tl.broadcast_to({self._var(i)}, [BLOCK_C, BLOCK_S])"
+            self.w.emit(
+                self.body,
+                f"tl.store({self.w.ptr(name)} + offs, {value}.to({name}_ptr.dtype.element_ty), mask=inside)",
+            )
 
     # -- reductions -----------------------------------------------------------------------------------
 
@@ -239,7 +292,7 @@ class PassKernelWriter:
         return "[BLOCK_C, 1]" if self.loop_dim == "s" else "[1, BLOCK_S]"
 
     def _init_accumulator(self, r: Reduction) -> None:
-        if not self._accumulates(r):
+        if not self._accumulates(r) or self.single:
             return
         names = ("n", "mean", "m2") if r.kind == "moments" else ("sum",)
         for name in names:
@@ -252,6 +305,9 @@ class PassKernelWriter:
         if not self._accumulates(r):  # a channel program: partials of this tile's channels
             self._tile_partials(r)
             return
+        if self.single:
+            self._single_reduction(r, axis)
+            return
         if r.kind == "moments":
             self._tile_moments(r, axis)
             # Chan's merge of this tile into the running moments (inlined: the interpreter pays per call).
@@ -263,14 +319,34 @@ class PassKernelWriter:
         else:
             e(2, f"{p}_sum += {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)}")
 
+    def _single_reduction(self, r: Reduction, axis: int) -> None:
+        """A reduction of the one tile. A complete group statistic sums over both axes at once; moments
+        are two-step (the mean, then the squares of the values minus it, from registers): exact
+        centring, with no merging of per-row moments."""
+        e = self.w.emit
+        p = f"r{r.index}"
+        whole = r.index in self.k.complete and r.axis in ACROSS_CHANNELS
+
+        def over(value: str) -> str:
+            return total(total(value, 1), 0) if whole else total(value, axis)
+
+        value = f"tl.where(inside, {self._value(r)}, 0.0)"
+        if r.kind != "moments":
+            e(1, f"{p}_sum = {over(value)}")
+            return
+        e(1, f"{p}_n = {over('inside.to(COMPUTE)')}")
+        e(1, f"{p}_mean = {over(value)} / tl.maximum({p}_n, 1.0)")
+        e(1, f"{p}_c = tl.where(inside, {self._value(r)} - {p}_mean, 0.0)")
+        e(1, f"{p}_m2 = {over(f'{p}_c * {p}_c')}")
+
     def _tile_moments(self, r: Reduction, axis: int) -> None:
         """(count, mean, M2) of this tile's valid elements along `axis`, as r<i>_tn, r<i>_tm, r<i>_t2."""
         e = self.w.emit
         p = f"r{r.index}"
-        e(2, f"{p}_tn = {total('inside.to(COMPUTE)', axis)}")
-        e(2, f"{p}_tm = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)} / tl.maximum({p}_tn, 1.0)")
-        e(2, f"{p}_tc = tl.where(inside, {self._value(r)} - {p}_tm, 0.0)")
-        e(2, f"{p}_t2 = {total(f'{p}_tc * {p}_tc', axis)}")
+        e(self.body, f"{p}_tn = {total('inside.to(COMPUTE)', axis)}")
+        e(self.body, f"{p}_tm = {total(f'tl.where(inside, {self._value(r)}, 0.0)', axis)} / tl.maximum({p}_tn, 1.0)")
+        e(self.body, f"{p}_tc = tl.where(inside, {self._value(r)} - {p}_tm, 0.0)")
+        e(self.body, f"{p}_t2 = {total(f'{p}_tc * {p}_tc', axis)}")
 
     def _partial_index(self) -> str:
         return "(n * NSC + k) * C + c"
@@ -279,14 +355,14 @@ class PassKernelWriter:
         e = self.w.emit
         p = f"r{r.index}"
         pt = self.w.ptr(f"pt{r.index}")
-        e(2, f"pidx = {self._partial_index()}")
+        e(self.body, f"pidx = {self._partial_index()}")
         if r.kind == "moments":
             self._tile_moments(r, 1)
-            e(2, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
-            e(2, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
+            e(self.body, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
+            e(self.body, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
         else:
             e(
-                2,
+                self.body,
                 f"tl.store({pt} + pidx, {total(f'tl.where(inside, {self._value(r)}, 0.0)', 1)}, mask=c_in)",
             )
 
@@ -312,21 +388,22 @@ class PassKernelWriter:
         """Finish a reduction held whole by this program: statistics in registers, and in memory."""
         e = self.w.emit
         p, q = f"r{r.index}", f"q{r.index}"
-        grouped = r.axis == "group"
+        grouped = r.axis in ACROSS_CHANNELS
+        summed = grouped and not self.single  # a single-pass tile summed the whole group already
         if r.kind == "moments":
-            if grouped:
+            if summed:
                 e(1, f"{p}_n, {p}_mean, {p}_m2 = merge_moments_across({p}_n, {p}_mean, {p}_m2, c_in, 0)")
             e(1, f"{q}_mean = {p}_mean")
             e(1, f"{q}_var = {p}_m2 / tl.maximum({p}_n, 1.0)")
         else:
-            whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if grouped else f"{p}_sum"
-            count = {"group": "(CG * S)", "instance": "S", "channel": "C"}[r.axis]
+            whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if summed else f"{p}_sum"
+            count = {"group": "(CG * S)", "layer": "(C * S)", "instance": "S", "channel": "C"}[r.axis]
             e(1, f"{q}_{r.planes[0]} = {whole} / {count}")
         self.in_register[r.index] = q
         index = AXIS_LOWERING[r.axis].stat_index
-        if grouped:
+        if r.axis == "group":
             index = "n * G + tl.program_id(1) + zero"
-        mask = {"group": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
+        mask = {"group": "", "layer": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
         for plane in r.planes:
             e(1, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + ({index}), {q}_{plane}{mask})")
 
@@ -422,7 +499,9 @@ class LauncherWriter:
         self._allocations()
         for stage in m.plan.stages:
             if stage.fused:
-                self.emit(1, f"if geo.fuse({stage.fused_domain!r}):")
+                self.emit(1, f"if geo.single({stage.fused_domain!r}, {m.backward}):")
+                self._steps(stage.single, 2, single=True)
+                self.emit(1, f"elif geo.fuse({stage.fused_domain!r}):")
                 self._steps(stage.fused, 2)
                 self.emit(1, "else:")
                 self._steps(stage.split, 2)
@@ -441,19 +520,21 @@ class LauncherWriter:
             for plane in r.planes:
                 self.emit(1, f"st{r.index}_{plane} = geo.statistic({axis!r})")
 
-    def _steps(self, steps: tuple, depth: int) -> None:
+    def _steps(self, steps: tuple, depth: int, *, single: bool = False) -> None:
+        # Single-pass kernels block their domain differently (one tile per program): the partials and
+        # combines of their parameter gradients follow that blocking.
+        how = ", single=True" if single else ""
         for step in steps:
             if isinstance(step, Combine):
                 strategies = tuple(AXIS_LOWERING[self.s.reductions[r].axis].combine for r in step.reductions)
-                self.emit(
-                    depth,
-                    f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {', '.join(self.pointers[step.name])})",
-                )
+                pointers = ", ".join(self.pointers[step.name])
+                self.emit(depth, f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {pointers}{how})")
             else:
                 for r in step.emitted:
                     planes = len(self.s.reductions[r].planes) if self.s.reductions[r].kind == "moments" else 1
-                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes})")
-                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {', '.join(self.pointers[step.name])})")
+                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes}{how})")
+                pointers = ", ".join(self.pointers[step.name])
+                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {pointers}{how})")
 
     def _return(self) -> None:
         stores = ", ".join(name for name, _ in self.s.program.stores)

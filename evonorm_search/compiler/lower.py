@@ -8,6 +8,7 @@ tiles, S being the contiguous dimension of (N, C, *spatial) storage:
 | `tiles`    | a block of channels x a chunk of S | N x C/BLOCK_C x S/CHUNK   | S         |
 | `instance` | a block of channels x all of S     | N x C/BLOCK_C             | S         |
 | `group`    | one group's channels x all of S    | N x G                     | S         |
+| `sample`   | all channels x all of S            | N                         | S         |
 | `channel`  | all channels x a block of S        | N x S/BLOCK_S             | C         |
 
 A reduction is *complete* in a domain when every program holds whole reduction groups (an
@@ -16,12 +17,19 @@ and a later pass can run in the same kernel, as a second loop over the same (cac
 Otherwise each program writes *partials* (moments or sums per sample, chunk and channel) and a small
 combine kernel merges them: across programs in parallel, never one program walking N x S alone.
 
+A fused stage also has a *single-pass* form: when every program's domain extent fits in one tile
+(`runtime.Geometry.single`: a per-dtype budget of elements held in registers), the kernel loads its
+tile once, computes the statistics, applies everything after them and writes its outputs; each input
+element is read from memory once. Parameter gradients (`sum` over the batch) never complete inside a
+program, but nothing later in the layer reads them, so a fused or single-pass stage writes their
+partials as it goes and a combine kernel after it adds them up (no atomics).
+
 Per axis (`AXIS_LOWERING`):
 - `batch`: partials of every (sample, chunk); the combine gives each channel block its own program,
   which reads all rows of its channels (cross-program reduction), and updates running estimates.
-- `layer`: partials; one combine program per sample.
+- `layer`: complete in `sample` programs; else partials and one combine program per sample.
 - `group`: complete in `group` programs; else partials and one combine program per (sample, group).
-- `instance`: complete in `instance`/`group` programs; else partials, one combine program per
+- `instance`: complete in `instance`/`group`/`sample` programs; else partials, one combine program per
   (sample, channel block).
 - `channel`: always complete: passes that reduce over channels run in `channel` programs.
 """
@@ -45,15 +53,17 @@ class AxisLowering:
 
 AXIS_LOWERING: dict[str, AxisLowering] = {
     "batch": AxisLowering("C", "c", frozenset(), "channels_all_samples"),
-    "layer": AxisLowering("N", "n + zero", frozenset(), "scalar_sample"),
+    "layer": AxisLowering("N", "n + zero", frozenset({"sample"}), "scalar_sample"),
     "group": AxisLowering("N * G", "n * G + c // CG", frozenset({"group"}), "scalar_group"),
-    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group"}), "channels_one_sample"),
+    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group", "sample"}), "channels_one_sample"),
     "channel": AxisLowering("N * S", "n * S + s", frozenset({"channel"}), None),
 }
 
 # Domains whose programs loop over S (fixed channels) or over C (fixed positions).
-S_LOOP_DOMAINS = ("tiles", "instance", "group")
-FUSED_DOMAINS = ("instance", "group", "channel")  # preference order when several fit
+S_LOOP_DOMAINS = ("tiles", "instance", "group", "sample")
+FUSED_DOMAINS = ("instance", "group", "channel", "sample")  # preference order when several fit
+# Axes whose statistic spans the channels of a program: per-channel moments merge across its rows.
+ACROSS_CHANNELS = ("group", "layer")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Kernel:
     phases: tuple[int, ...]
     complete: tuple[int, ...]  # reductions finished inside the kernel (statistics written too)
     emitted: tuple[int, ...]  # reductions written as partials for a combine kernel
+    single: bool = False  # one tile holds the whole domain: every input element is loaded once
 
 
 @dataclass(frozen=True)
@@ -81,12 +92,14 @@ Step = Kernel | Combine
 
 @dataclass(frozen=True)
 class Stage:
-    """A run of passes: always runnable as split steps; `fused` when one kernel can hold them all."""
+    """A run of passes: always runnable as split steps; `fused` when one kernel can hold them all, and
+    `single` for the same kernel when the domain fits in one tile (one read of every input)."""
 
     passes: tuple[int, ...]
     split: tuple[Step, ...]
     fused: tuple[Step, ...] = ()
     fused_domain: str = ""
+    single: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,7 @@ class Plan:
     def kernels(self) -> list[Step]:
         steps: list[Step] = []
         for stage in self.stages:
-            steps += [*stage.split, *stage.fused]
+            steps += [*stage.split, *stage.fused, *stage.single]
         return steps
 
 
@@ -115,14 +128,22 @@ def _emittable(schedule: Schedule, rid: int, domain: str) -> bool:
     return _completes(schedule, rid, domain) or AXIS_LOWERING[_axis(schedule, rid)].combine is not None
 
 
-def _steps(prefix: str, schedule: Schedule, passes: tuple[int, ...], domain: str) -> tuple[Step, ...]:
+def _fusable(schedule: Schedule, rid: int, domain: str) -> bool:
+    """Whether a fused kernel over `domain` can run a later pass after reduction `rid`: its statistic is
+    complete in the program, or it is a parameter gradient (read by no later pass; partials suffice)."""
+    return _completes(schedule, rid, domain) or schedule.reductions[rid].kind == "sum"
+
+
+def _steps(
+    prefix: str, schedule: Schedule, passes: tuple[int, ...], domain: str, *, single: bool = False
+) -> tuple[Step, ...]:
     """One kernel running `passes` over `domain`, then a combine for what it could not complete."""
     reductions = [r for p in passes for r in schedule.passes[p].reductions]
     complete = tuple(r for r in reductions if _completes(schedule, r, domain))
     emitted = tuple(r for r in reductions if r not in complete)
-    tag = "f" if len(passes) > 1 else "p"
+    tag = "w" if single else ("f" if len(passes) > 1 else "p")
     name = f"{prefix}_{tag}{passes[0]}"
-    steps: list[Step] = [Kernel(name, domain, passes, complete, emitted)]
+    steps: list[Step] = [Kernel(name, domain, passes, complete, emitted, single)]
     if emitted:
         steps.append(Combine(f"{prefix}_c{passes[0]}{tag}", domain, emitted))
     return tuple(steps)
@@ -139,7 +160,7 @@ def _fused_run(schedule: Schedule, start: int) -> tuple[int, str] | None:
     last = len(schedule.passes) - 1
     for domain in FUSED_DOMAINS:
         end = start
-        while end < last and all(_completes(schedule, r, domain) for r in schedule.passes[end].reductions):
+        while end < last and all(_fusable(schedule, r, domain) for r in schedule.passes[end].reductions):
             end += 1
         while end > start and not all(_emittable(schedule, r, domain) for r in schedule.passes[end].reductions):
             end -= 1
@@ -163,6 +184,8 @@ def plan(schedule: Schedule, prefix: str) -> Plan:
         split: tuple[Step, ...] = ()
         for q in passes:
             split += _steps(prefix, schedule, (q,), _split_domain(schedule, q))
-        stages.append(Stage(passes, split, _steps(prefix, schedule, passes, domain), domain))
+        fused = _steps(prefix, schedule, passes, domain)
+        single = _steps(prefix, schedule, passes, domain, single=True)
+        stages.append(Stage(passes, split, fused, domain, single))
         p = end + 1
     return Plan(prefix, schedule, tuple(stages))

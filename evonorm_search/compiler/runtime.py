@@ -8,6 +8,12 @@ self-contained.
 Block sizes are chosen per program domain from the shape (a tile of about `Tuning.tile` elements,
 the contiguous dimension first); `Tuning.autotune` times a few alternatives once per kernel, dtype
 and size class on CUDA and keeps the fastest.
+
+A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`):
+`single` when one tile per program holds the whole reduced extent within the register budget
+(`Tuning.single_pass`, elements per program; every input element is read once), else `fused` when
+the domain gives enough programs to fill the GPU (two loops over the same program's slice: the second
+read mostly hits L2), else `split` (kernels per pass, partials and combines).
 """
 
 import contextlib
@@ -15,6 +21,7 @@ import dataclasses
 import os
 import threading
 import time
+import warnings
 
 import torch
 import triton
@@ -26,25 +33,43 @@ class Tuning:
     """How kernels are blocked and fused. `None` sizes mean: chosen from the shape."""
 
     tile: int = 4096  # elements per [BLOCK_C, BLOCK_S] tile
+    # Elements per tile of a backward's looping kernels (None: `tile`): they carry a parameter-gradient
+    # accumulator per parameter beside the recomputed forward, and spilled at 4,096 on sm_90.
+    backward_tile: int | None = 2048
     block_c: int | None = None
     block_s: int | None = None
     chunk: int | None = None  # positions per program of a split pass (a multiple of BLOCK_S)
-    fusion: str = "auto"  # "auto" | "always" | "never": run fusable passes in one kernel
+    # "auto": a fused stage runs single-pass where its domain fits the budget, else fused where the shape
+    # gives enough programs, else split; "single": single-pass where it fits, else fused; "always":
+    # the fused (looping) kernel wherever a stage fuses; "never": split kernels only.
+    fusion: str = "auto"
     autotune: bool = False
     # On CUDA, the first call of a layer at a new shape compiles all its kernels at once in this many
     # threads before launching any (compiler/ahead.py); None: one per core, up to 16; 0: as they launch.
     precompile: int | None = None
     min_programs: int | None = None  # fused kernels need this many programs (default 2 x SMs)
     max_group_channels: int = 128  # widest group a `group` program holds
+    # Channels of a looping tile over (N, C, S) storage when S is small: more rows made the backward's
+    # per-row accumulators spill on sm_90 (64 x 64 did, 32 x 64 does not).
+    max_rows: int = 32
     combine_block: int = 32
+    # Single-pass register budget: elements one program holds, (forward, backward), for float32
+    # compute (float64 holds half). Checked with zero spills on sm_90 in tests/kernels/test_ahead.py;
+    # 0 turns single-pass kernels off.
+    single_pass: tuple[int, int] = (16384, 4096)
 
 
 TUNING = Tuning()
-INTERPRET_TUNING = Tuning(tile=128, block_c=8, block_s=16, chunk=16, combine_block=16)
+INTERPRET_TUNING = Tuning(
+    tile=128, backward_tile=None, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256)
+)
 COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
 _SEEN: set = set()
 _TUNED: dict = {}
 _SM_COUNT: dict = {}
+# Single-pass choices whose kernel spilled registers on this GPU: (layer, domain, backward, dtype,
+# layout, blocks). Later calls run the stage fused or split instead.
+_SPILLED: set = set()
 # compiler/ahead.py sets `recorder` in the thread where it compiles a layer's kernels ahead of time:
 # launches there compile and return, and blocking assumes the target's SM count. Per thread, because
 # other threads of the process may be launching kernels for real meanwhile.
@@ -73,14 +98,29 @@ def tuning(**changes):
     unknown = set(changes) - {f.name for f in dataclasses.fields(Tuning)}
     if unknown:
         raise ValueError(f"unknown tuning field(s) {sorted(unknown)}")
-    if "fusion" in changes and changes["fusion"] not in ("auto", "always", "never"):
-        raise ValueError(f"fusion must be 'auto', 'always' or 'never', got {changes['fusion']!r}")
+    if "fusion" in changes and changes["fusion"] not in FUSION_POLICIES:
+        raise ValueError(f"fusion must be one of {', '.join(map(repr, FUSION_POLICIES))}, got {changes['fusion']!r}")
     saved = TUNING
     TUNING = dataclasses.replace(active_tuning(), **changes)
     try:
         yield TUNING
     finally:
         TUNING = saved
+
+
+FUSION_POLICIES = ("auto", "single", "always", "never")
+
+
+def tile_warps(block_c: int, block_s: int) -> int:
+    """Warps of a program with a [block_c, block_s] tile: 16 elements per thread up to 8 warps (a thread
+    may then use up to 255 registers) and 32 at 8,192 elements; 16 warps beyond that, and for tiles of
+    up to 4,096 elements with many rows and columns, whose per-row values (statistics, accumulators,
+    parameters, masks) each thread would otherwise hold for many rows. Each rule is where ptxas spilled
+    on sm_90 otherwise (at 16 warps a thread has at most 128 registers)."""
+    elements = block_c * block_s
+    if elements > 8192 or (elements <= 4096 and block_c >= 16 and block_s >= 32):
+        return 16
+    return max(4, min(8, elements // 512))
 
 
 def next_pow2(n: int) -> int:
@@ -120,7 +160,17 @@ def _sm_count(device: torch.device) -> int:
 class Geometry:
     """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
 
-    def __init__(self, x: torch.Tensor, groups: int, eps: float, momentum: float, layer: str = ""):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        groups: int,
+        eps: float,
+        momentum: float,
+        layer: str = "",
+        sms: int | None = None,
+        tuning: Tuning | None = None,
+        backward: bool = False,
+    ):
         self.x = x
         self.N, self.C = x.shape[0], x.shape[1]
         self.S = x.numel() // max(1, self.N * self.C)
@@ -132,8 +182,16 @@ class Geometry:
         self.last = bool(channels_last(x))
         self.compute = torch.float64 if x.dtype == torch.float64 else torch.float32
         self.tl_compute = tl.float64 if x.dtype == torch.float64 else tl.float32
-        self.tuning = active_tuning()
+        self.tuning = tuning or active_tuning()
         self.layout = layout_class(x)
+        # The target's SM count when planning for a GPU that is not this one (the cost model).
+        self.sms = sms
+        self.backward = backward  # a backward's launches: smaller looping tiles
+        t = self.tuning
+        self.tile = t.backward_tile if backward and t.backward_tile else t.tile
+
+    def _sms(self) -> int:
+        return self.sms if self.sms is not None else _sm_count(self.x.device)
 
     # -- allocation -----------------------------------------------------------------------------------
 
@@ -146,8 +204,8 @@ class Geometry:
             size = self.N * (self.C if axis == "instance" else self.S)
         return torch.empty(size, dtype=self.compute, device=self.x.device)
 
-    def partials(self, domain: str, planes: int) -> torch.Tensor:
-        rows = self.chunking(domain)[1]
+    def partials(self, domain: str, planes: int, single: bool = False) -> torch.Tensor:
+        rows = self.chunking(domain, single)[1]
         return torch.empty(planes * self.N * rows * self.C, dtype=self.compute, device=self.x.device)
 
     def check_batch_statistics(self) -> None:
@@ -159,40 +217,78 @@ class Geometry:
 
     # -- blocking -------------------------------------------------------------------------------------
 
-    def blocks(self, domain: str) -> tuple[int, int, int]:
+    def blocks(self, domain: str, single: bool = False) -> tuple[int, int, int]:
         """(BLOCK_C, BLOCK_S, num_warps) for a domain; the contiguous dimension gets the long side.
 
         Sizes come from coarse buckets of S (and of C/groups for `group` programs), never from the
         exact shape, so one compiled kernel serves every layer position of a model in the same bucket.
         """
+        if single:
+            return self.single_blocks(domain)
         t = self.tuning
         s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
-        if domain == "group":
-            block_c = next_pow2(self.CG)
-            block_s = t.block_s or max(1, min(s_bucket, t.tile // block_c))
+        if domain in ("group", "sample"):
+            block_c = next_pow2(self.CG if domain == "group" else self.C)
+            block_s = t.block_s or max(1, min(s_bucket, self.tile // block_c))
         elif domain == "channel":
             # Wide rows along S where S is large; narrow ones where it is small, for enough programs.
             block_s = t.block_s or (4 if self.last else (32 if self.S > 256 else 8))
-            block_c = t.block_c or max(1, t.tile // block_s)
+            block_c = t.block_c or max(1, self.tile // block_s)
         elif self.last:
             block_c = t.block_c or 64
-            block_s = t.block_s or max(1, t.tile // block_c)
+            block_s = t.block_s or max(1, self.tile // block_c)
         else:
             block_s = t.block_s or s_bucket
-            block_c = t.block_c or max(1, t.tile // block_s)
-        warps = 4 if block_c * block_s <= 2048 else 8
-        return block_c, block_s, warps
+            block_c = t.block_c or max(1, min(t.max_rows, self.tile // block_s))
+        return block_c, block_s, tile_warps(block_c, block_s)
 
-    def chunking(self, domain: str) -> tuple[int, int]:
+    def single_blocks(self, domain: str) -> tuple[int, int, int]:
+        """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
+        (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`."""
+        if domain in ("group", "sample"):
+            block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
+        elif domain == "channel":
+            block_c = next_pow2(self.C)
+            block_s = max(1, min(next_pow2(self.S), self.tile // block_c))
+        else:
+            block_s = next_pow2(self.S)
+            # Channels-last stores channels contiguously: take as many as the budget allows.
+            width = self.budget(self.backward) if self.last else self.tile
+            block_c = max(1, min(next_pow2(self.C), width // block_s))
+        return block_c, block_s, tile_warps(block_c, block_s)
+
+    def budget(self, backward: bool) -> int:
+        """Elements a single-pass program may hold: the tuning's budget, halved for float64 compute."""
+        elements = self.tuning.single_pass[1 if backward else 0]
+        return elements // 2 if self.compute == torch.float64 else elements
+
+    def single(self, domain: str, backward: bool) -> bool:
+        """Whether a fused stage over `domain` runs as a single-pass kernel for this shape."""
+        if self.tuning.fusion in ("never", "always"):
+            return False
+        if domain == "group" and self.tuning.max_group_channels < self.CG:
+            return False
+        block_c, block_s, _ = self.single_blocks(domain)
+        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s)
+        self._single_key = key  # the launch that follows checks its kernel's spills under this key
+        return block_c * block_s <= self.budget(backward) and key not in _SPILLED
+
+    def plan_of(self, domain: str, backward: bool) -> str:
+        """How a fused stage over `domain` runs at this shape: "single", "fused" or "split"."""
+        if self.single(domain, backward):
+            return "single"
+        return "fused" if self.fuse(domain) else "split"
+
+    def chunking(self, domain: str, single: bool = False) -> tuple[int, int]:
         """(CHUNK, NSC): positions per partial row and rows per (sample, channel) for a domain's partials."""
-        if domain in ("instance", "group"):
+        if domain in ("instance", "group", "sample"):
             return self.S, 1
-        block_c, block_s, _ = self.blocks(domain)
+        block_c, block_s, _ = self.blocks(domain, single)
         if domain == "channel":
             return block_s, triton.cdiv(self.S, block_s)
         chunk = self.tuning.chunk
         if chunk is None:
-            target = 4 * _sm_count(self.x.device)
+            target = 4 * self._sms()
             programs = self.N * triton.cdiv(self.C, block_c)
             rows = max(1, min(triton.cdiv(target, programs), triton.cdiv(self.S, block_s)))
             chunk = triton.cdiv(triton.cdiv(self.S, rows), block_s) * block_s
@@ -202,6 +298,8 @@ class Geometry:
     def grid(self, domain: str, block_c: int, block_s: int) -> tuple[int, int, int]:
         if domain == "group":
             return (self.N, self.G, 1)
+        if domain == "sample":
+            return (self.N, 1, 1)
         if domain == "channel":
             return (self.N, triton.cdiv(self.S, block_s), 1)
         rows = self.chunking(domain)[1]
@@ -213,25 +311,31 @@ class Geometry:
             return True
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
+        if domain == "sample" and next_pow2(self.C) > self.tile:
+            return False  # a row of the program's tile would not fit
         if self.tuning.fusion != "auto":
-            return self.tuning.fusion == "always"
-        if self.x.device.type != "cuda" and ahead_of_time() is None:
+            return self.tuning.fusion != "never"
+        if self.sms is None and self.x.device.type != "cuda" and ahead_of_time() is None:
             return True
-        programs = self.N * (self.G if domain == "group" else triton.cdiv(self.C, self.blocks(domain)[0]))
-        minimum = self.tuning.min_programs or 2 * _sm_count(self.x.device)
+        per_sample = {"group": self.G, "sample": 1}.get(domain) or triton.cdiv(self.C, self.blocks(domain)[0])
+        programs = self.N * per_sample
+        minimum = self.tuning.min_programs or 2 * self._sms()
         return programs >= minimum
 
     # -- launches -------------------------------------------------------------------------------------
 
-    def sizes(self, domain: str) -> tuple[int, ...]:
-        chunk, rows = self.chunking(domain)
+    def sizes(self, domain: str, single: bool = False) -> tuple[int, ...]:
+        chunk, rows = self.chunking(domain, single)
         return (self.N, self.C, self.S, self.G, self.CG, chunk, rows)
 
-    def launch(self, kernel, domain: str, *tensors: torch.Tensor) -> None:
+    def launch(self, kernel, domain: str, *tensors: torch.Tensor, single: bool = False) -> None:
+        if single:  # the blocks are the domain's extent: nothing to tune
+            self._run(kernel, domain, tensors, *self.single_blocks(domain), single=True)
+            return
         block_c, block_s, warps = self._tuned(kernel, domain, tensors)
         self._run(kernel, domain, tensors, block_c, block_s, warps)
 
-    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int) -> None:
+    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False) -> None:
         constants = {
             "EPS": self.eps,
             "COMPUTE": self.tl_compute,
@@ -241,9 +345,29 @@ class Geometry:
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": warps}, key)
+        compiled = self._start(
+            kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": warps}, key
+        )
+        if single:
+            self._check_spills(kernel, compiled)
 
-    def combine(self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor) -> None:
+    def _check_spills(self, kernel, compiled) -> None:
+        """A single-pass kernel that spills registers reads and writes local memory on every element:
+        say so once, and run this stage fused or split from the next call on."""
+        spills = getattr(compiled, "n_spills", 0) or 0
+        key = getattr(self, "_single_key", None)
+        if spills > 0 and key is not None and key not in _SPILLED:
+            _SPILLED.add(key)
+            warnings.warn(
+                f"single-pass kernel {kernel_name(kernel)} of layer {self.layer!r} spills {spills} registers at "
+                f"blocks {key[-2:]} ({self.x.dtype}, {self.layout}); this stage runs fused or split from now on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def combine(
+        self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor, single: bool = False
+    ) -> None:
         block = self.tuning.combine_block
         blocks = {
             "channels_all_samples": triton.cdiv(self.C, block),
@@ -254,15 +378,16 @@ class Geometry:
         grid = (sum(blocks[s] for s in strategies),)
         constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
-        self._start(kernel, grid, (*tensors, *self.sizes(domain)), {**constants, "num_warps": 4}, key)
+        self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": 4}, key)
 
-    def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple) -> None:
-        """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it."""
+    def _start(self, kernel, grid, args: tuple, kwargs: dict, key: tuple):
+        """Launch a kernel, timing its first launch; or, while compiling ahead of time, only compile it.
+        Returns what the launch returns (Triton's compiled kernel, on a GPU)."""
         if (ahead := ahead_of_time()) is not None:
             ahead.compile(kernel, grid, args, kwargs)
-            return
+            return None
         with self._recorded(key):
-            kernel[grid](*args, **kwargs)
+            return kernel[grid](*args, **kwargs)
 
     @contextlib.contextmanager
     def _recorded(self, key):
@@ -348,7 +473,7 @@ class LayerFunction(torch.autograd.Function):
         x, weight, *rest = ctx.saved_tensors
         params, stats, buffers = rest[:n_params], rest[n_params : n_params + n_stats], rest[n_params + n_stats :]
         gy = match_layout(gy, x)
-        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"])
+        geo = Geometry(x, call["groups"], call["eps"], call["momentum"], call["layer"], backward=True)
         backward = ctx.launchers["backward_train" if call["training"] else "backward_eval"]
         affine = (weight,) if weight is not None else ()
         dx, sums = backward(geo, x, gy, *params, *affine, *buffers, *stats)

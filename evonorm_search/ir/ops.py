@@ -13,6 +13,7 @@ validator, mutation, the reference module, the exporter, the compiler and the La
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -270,6 +271,10 @@ class OpDef:
     param_init: float = 0.0
 
 
+# d/da erf(a) = 2/sqrt(pi) * exp(-a^2)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
 def _one_minus(b: Any, t: Any) -> Any:
     return b.const(1.0) - t
 
@@ -415,6 +420,17 @@ def _rows() -> list[OpDef]:
             sympy.tanh,
             "accurate_tanh({0})",
             lambda b, args, out, g, axis: (g * _one_minus(b, out * out),),
+        ),
+        OpDef(
+            "erf",
+            1,
+            ew,
+            "error function, 2/sqrt(pi) * integral of exp(-t^2) from 0 to a",
+            "torch.erf({0})",
+            sympy.erf,
+            # libdevice's erf on NVIDIA GPUs (float32 and float64), math.erf under the interpreter.
+            "tl.math.erf({0})",
+            lambda b, args, out, g, axis: (g * b.const(_TWO_OVER_SQRT_PI) * b.call("exp", -(args[0] * args[0])),),
         ),
         OpDef(
             "exp",

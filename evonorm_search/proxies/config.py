@@ -11,8 +11,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ArchitectureKind = Literal["resnet", "mobilenetv2", "efficientnet"]
-DataName = Literal["digits", "mnist1d", "cifar10", "synthetic"]
+ArchitectureKind = Literal["resnet", "mobilenetv2", "efficientnet", "transformer", "vit"]
+DataName = Literal["digits", "mnist1d", "cifar10", "synthetic", "recall"]
+# Where a transformer's norms sit: before each sublayer, after each residual add, around each
+# sublayer (Peri-LN), or after the add in the first quarter of the blocks and before later (Mix-LN).
+Placement = Literal["pre", "post", "peri", "mix"]
+
+CONVOLUTIONAL_KINDS = ("resnet", "mobilenetv2", "efficientnet")
+TRANSFORMER_KINDS = ("transformer", "vit")
+# The inputs each kind takes, by spatial dims: transformers read sequences, ViTs images.
+SPATIAL_DIMS_OF_KIND = {
+    "resnet": (1, 2),
+    "mobilenetv2": (1, 2),
+    "efficientnet": (1, 2),
+    "transformer": (1,),
+    "vit": (2,),
+}
+_KIND_HINT = {1: "use kind 'transformer' for sequences", 2: "use kind 'vit' for images"}
+# Settings that only one family reads; setting one on the other family is a mistake worth naming.
+_CONVOLUTIONAL_FIELDS = ("blocks", "expansion", "kernel_size")
+_TRANSFORMER_FIELDS = ("depth", "heads", "mlp_ratio", "placement", "patch_size")
 
 
 class StrictModel(BaseModel):
@@ -24,9 +42,15 @@ class StrictModel(BaseModel):
 class ArchitectureConfig(StrictModel):
     """One small proxy network; every norm-activation slot holds the candidate layer.
 
-    `width` is the first stage's channel count (doubling per stage), `blocks` the number of blocks per
-    stage (so its length is the number of stages), `expansion` the inverted-bottleneck ratio
-    (MobileNetV2 and EfficientNet), `kernel_size` the depthwise kernel (EfficientNet).
+    Convolutional kinds: `width` is the first stage's channel count (doubling per stage), `blocks` the
+    number of blocks per stage (so its length is the number of stages), `expansion` the
+    inverted-bottleneck ratio (MobileNetV2 and EfficientNet), `kernel_size` the depthwise kernel
+    (EfficientNet).
+
+    Transformer kinds (`transformer` on sequences, `vit` on images): `width` is the hidden size,
+    `depth` the number of encoder blocks, `heads` the attention heads (they divide `width`),
+    `mlp_ratio` the MLP's hidden size over `width`, `placement` where the norms sit, `patch_size`
+    the positions (per side for images) one token covers; None: 4 for sequences, 2 for images.
     """
 
     kind: ArchitectureKind
@@ -35,6 +59,11 @@ class ArchitectureConfig(StrictModel):
     blocks: list[int] = Field(default_factory=lambda: [1, 1], min_length=1, max_length=6)
     expansion: int = Field(default=4, ge=1, le=8)
     kernel_size: int = Field(default=3, ge=1, le=7)
+    depth: int = Field(default=2, ge=1, le=48)
+    heads: int = Field(default=2, ge=1, le=64)
+    mlp_ratio: int = Field(default=2, ge=1, le=8)
+    placement: Placement = "pre"
+    patch_size: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("blocks")
     @classmethod
@@ -50,10 +79,41 @@ class ArchitectureConfig(StrictModel):
             raise ValueError(f"kernel_size must be odd (same padding), got {k}")
         return k
 
+    @model_validator(mode="after")
+    def _settings_fit_the_kind(self) -> ArchitectureConfig:
+        transformer = self.kind in TRANSFORMER_KINDS
+        foreign = _CONVOLUTIONAL_FIELDS if transformer else _TRANSFORMER_FIELDS
+        # A field left at its default is fine (dumped configs carry every field); a changed one is not.
+        if changed := [
+            f for f in foreign if getattr(self, f) != type(self).model_fields[f].get_default(call_default_factory=True)
+        ]:
+            family = "convolutional" if transformer else "transformer"
+            raise ValueError(f"{', '.join(changed)} only apply to {family} kinds, not to kind {self.kind!r}")
+        if transformer and self.width % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
+        return self
+
     @property
     def label(self) -> str:
         """The name objectives and evaluations use: `name`, else `kind`."""
         return self.name or self.kind
+
+    def check_spatial_dims(self, spatial_dims: int) -> None:
+        """Raise a ValueError naming the kind when it cannot take inputs with `spatial_dims` spatial dims."""
+        if spatial_dims not in SPATIAL_DIMS_OF_KIND[self.kind]:
+            hint = _KIND_HINT.get(spatial_dims, "")
+            taken = " or ".join(f"{d}-D" for d in SPATIAL_DIMS_OF_KIND[self.kind])
+            raise ValueError(
+                f"architecture {self.label!r} (kind {self.kind}) takes {taken} inputs, the data has "
+                f"{spatial_dims} spatial dim(s)" + (f"; {hint}" if hint else "")
+            )
+
+    @property
+    def tokens_per_patch_side(self) -> int:
+        """The patch size a transformer kind uses: `patch_size`, else 4 for sequences and 2 for images."""
+        if self.patch_size is not None:
+            return self.patch_size
+        return 4 if self.kind == "transformer" else 2
 
 
 class DataConfig(StrictModel):
@@ -61,9 +121,10 @@ class DataConfig(StrictModel):
 
     `digits` (scikit-learn's bundled 8x8 digits) needs nothing; `mnist1d` is generated locally;
     `cifar10` reads the standard python-pickle batches from `path`; `synthetic` is a small learnable
-    task for tests. `validation_fraction` of the search part is held out and scored; every data set also
-    has a test split that only the target task reads (`proxies.data`). `max_train_samples` subsamples
-    the search's training split for speed.
+    task for tests; `recall` is associative recall generated locally (a sequence task that needs
+    attention: find the value stored under the queried key). `validation_fraction` of the search part is
+    held out and scored; every data set also has a test split that only the target task reads
+    (`proxies.data`). `max_train_samples` subsamples the search's training split for speed.
     """
 
     name: DataName = "digits"
@@ -71,8 +132,8 @@ class DataConfig(StrictModel):
     validation_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
     max_train_samples: int | None = Field(default=None, ge=10)
     seed: int = Field(default=0, ge=0)
-    # mnist1d and synthetic only: how many examples to generate for searches, and for the test split
-    # that only the target task reads (generated from a stream of its own).
+    # mnist1d, recall and synthetic only: how many examples to generate for searches, and for the test
+    # split that only the target task reads (generated from a stream of its own).
     samples: int = Field(default=4000, ge=20, le=1_000_000)
     test_samples: int = Field(default=1000, ge=20, le=1_000_000)
     # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.

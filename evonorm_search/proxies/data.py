@@ -1,4 +1,5 @@
-"""Proxy data sets, all available offline: digits, MNIST-1D, CIFAR-10 from a local directory, synthetic.
+"""Proxy data sets, all available offline: digits, MNIST-1D, CIFAR-10 from a local directory, associative
+recall, synthetic.
 
 Every data set has two disjoint parts: the *search part*, which searches train on and score on (a
 held-out validation split drawn from it with a seeded, stratified shuffle), and the *test split*, which
@@ -8,7 +9,7 @@ so a layer's validated score is measured on data that no search ever saw:
 | data set | test split |
 | --- | --- |
 | digits | a fixed stratified fifth of scikit-learn's 1,797 images (the same for every `seed`) |
-| mnist1d, synthetic | `test_samples` examples generated from a random stream that searches never draw |
+| mnist1d, recall, synthetic | `test_samples` examples generated from a random stream that searches never draw |
 | cifar10 | the standard `test_batch` file |
 
 Inputs are float32 of shape (N, C, *spatial), labels int64, standardised per channel with statistics of
@@ -218,6 +219,31 @@ def generate_mnist1d(samples: int, seed: int | Sequence[int]) -> tuple[np.ndarra
     return x[:, None, :].astype(np.float32), labels.astype(np.int64)
 
 
+# Associative recall: RECALL_PAIRS (key, value) tokens with distinct keys, then a query token holding one
+# of those keys; the label is the value stored under it. Each token is one position: channels are a
+# one-hot key, a one-hot value (zero in the query) and a query flag. No position or token alone tells
+# the answer: the query must be matched against every pair by content, which is what attention does.
+RECALL_KEYS = 16
+RECALL_VALUES = 8
+RECALL_PAIRS = 6
+
+
+def generate_recall(samples: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Associative recall: inputs (N, RECALL_KEYS + RECALL_VALUES + 1, RECALL_PAIRS + 1), labels (N,)."""
+    rng = np.random.default_rng(seed)
+    keys = np.argsort(rng.random((samples, RECALL_KEYS)), axis=1)[:, :RECALL_PAIRS]  # distinct per row
+    values = rng.integers(0, RECALL_VALUES, size=(samples, RECALL_PAIRS))
+    asked = rng.integers(0, RECALL_PAIRS, size=samples)
+    rows = np.arange(samples)
+    x = np.zeros((samples, RECALL_KEYS + RECALL_VALUES + 1, RECALL_PAIRS + 1), dtype=np.float32)
+    positions = np.arange(RECALL_PAIRS)
+    x[rows[:, None], keys, positions] = 1.0
+    x[rows[:, None], RECALL_KEYS + values, positions] = 1.0
+    x[rows, keys[rows, asked], RECALL_PAIRS] = 1.0
+    x[rows, RECALL_KEYS + RECALL_VALUES, RECALL_PAIRS] = 1.0
+    return x, values[rows, asked].astype(np.int64)
+
+
 def generate_synthetic(
     shape: list[int], classes: int, samples: int, seed: int, stream: int = SEARCH_STREAM
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +328,8 @@ def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         return generate_mnist1d(config.samples, [config.seed, SEARCH_STREAM])
     if config.name == "cifar10":
         return load_cifar10_arrays(config.path)  # type: ignore[arg-type]
+    if config.name == "recall":
+        return generate_recall(config.samples, [config.seed, SEARCH_STREAM])
     return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
 
 
@@ -312,6 +340,8 @@ def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
     if config.name == "cifar10":
         return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]
+    if config.name == "recall":
+        return generate_recall(config.test_samples, [config.seed, TEST_STREAM])
     shape, classes = config.synthetic_shape, config.synthetic_classes
     return generate_synthetic(shape, classes, config.test_samples, config.seed, stream=TEST_STREAM)
 
@@ -343,4 +373,6 @@ def input_spec(config: DataConfig) -> tuple[int, int, int]:
         return 1, 1, 10
     if config.name == "cifar10":
         return 3, 2, 10
+    if config.name == "recall":
+        return RECALL_KEYS + RECALL_VALUES + 1, 1, RECALL_VALUES
     return config.synthetic_shape[0], len(config.synthetic_shape) - 1, config.synthetic_classes

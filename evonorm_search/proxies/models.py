@@ -1,4 +1,5 @@
-"""Small proxy networks in the style of ResNet, MobileNetV2 and EfficientNet.
+"""Small proxy networks in the style of ResNet, MobileNetV2 and EfficientNet, and the builders' table
+(transformer encoders and ViTs live in `transformers`).
 
 Every norm-activation slot (where the original network has BatchNorm followed by ReLU or Swish) is
 `NormAct(graph, channels, groups=..., eps=...)`, so the candidate layer is all the network uses to
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..ir import Graph
 from ..module import NormAct
+from . import transformers
 from .config import ArchitectureConfig
 
 NormFactory = Callable[[int], nn.Module]
@@ -180,7 +182,13 @@ def efficientnet(arch: ArchitectureConfig, dims: int, in_channels: int, classes:
     return _mobile(arch, dims, in_channels, classes, norm, se=True)
 
 
-BUILDERS = {"resnet": resnet, "mobilenetv2": mobilenetv2, "efficientnet": efficientnet}
+BUILDERS = {
+    "resnet": resnet,
+    "mobilenetv2": mobilenetv2,
+    "efficientnet": efficientnet,
+    "transformer": transformers.transformer,
+    "vit": transformers.vit,
+}
 
 
 def build_model(
@@ -194,7 +202,7 @@ def build_model(
     eps: float,
     backend: str = "auto",
     seed: int | None = None,
-) -> ProxyNet:
+) -> nn.Module:
     """The proxy network `arch` with `layer` in every norm-activation slot.
 
     With `seed`, the weights are initialised from that seed without touching the global RNG state, so
@@ -203,6 +211,7 @@ def build_model(
     """
     if spatial_dims not in _CONV:
         raise ValueError(f"proxy networks take 1-D or 2-D inputs, got {spatial_dims} spatial dims")
+    arch.check_spatial_dims(spatial_dims)
     norm = norm_factory(layer, groups=groups, eps=eps, backend=backend)
     if seed is None:
         return BUILDERS[arch.kind](arch, spatial_dims, in_channels, classes, norm)

@@ -309,6 +309,9 @@ class SearchConfig(StrictModel):
                 f"validation seeds {self.validation.seed_list()} must not include the search's seed ({self.seed}): "
                 f"validation re-trains with seeds the search never used; change validation.first_seed"
             )
+        spatial_dims = input_spec(self.data)[1]
+        for arch in self.architectures:
+            arch.check_spatial_dims(spatial_dims)
         return self
 
     # -- derived views ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_dsl_error_is_a_value_error_with_position():
         "max(x, -1) + min(v0, v1) - -x",
         "1.5e-3 * x + .5 * x + 2. * x",
         "add(x, mul(v1, sub(x, div(x, 2))))",
-        "neg(x) + abs(x) + square(x) + sqrt(x) + log(x) + exp(x) + tanh(x) + relu(x)",
+        "neg(x) + abs(x) + square(x) + sqrt(x) + log(x) + exp(x) + tanh(x) + erf(x) + relu(x)",
         "var(x, layer) + rms(x, channel) + mean(x, instance) + std(x, batch)",
         "x # trailing comment",
         "\n\n  x  \n\n# done\n",

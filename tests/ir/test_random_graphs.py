@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+import scipy.special
 import torch
 
 import evonorm_search as es
@@ -69,6 +70,7 @@ NP_ELEMENTWISE = {
     "neg": np.negative,
     "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)),
     "tanh": np.tanh,
+    "erf": scipy.special.erf,
     "exp": np.exp,
     "log": lambda a: np.sign(a) * np.log(np.abs(a)),
     "abs": np.abs,
@@ -87,8 +89,19 @@ def _np_aggregate(op: str, a: np.ndarray, axis: str) -> np.ndarray:
     return var if op == "var" else np.sqrt(var + EPS)
 
 
-def numpy_forward(g: es.Graph, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+def _degenerate(op: str, a: np.ndarray, axis: str) -> bool:
+    """The variance of a value that is constant along the axis: exactly 0 here, rounding noise of about
+    1e-33 in torch's summation order, so whatever is divided by it or logged is noise in both."""
+    if op not in ("var", "std"):
+        return False
+    var = _np_mean((a - _np_mean(a, axis)) ** 2, axis)
+    return bool(np.any(np.isfinite(var) & (var <= 1e-24 * (1.0 + _np_mean(a * a, axis)))))
+
+
+def numpy_forward(g: es.Graph, x: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, bool]:
+    """The output, and whether the graph takes the variance of something constant along the axis."""
     vals: list[np.ndarray] = []
+    degenerate = False
     with np.errstate(all="ignore"):
         for node in g.nodes:
             if node.op == "x":
@@ -100,11 +113,13 @@ def numpy_forward(g: es.Graph, x: np.ndarray, params: dict[str, np.ndarray]) -> 
             elif node.op == "const":
                 v = np.float64(node.value)
             elif node.axis is not None:
-                v = _np_aggregate(node.op, np.broadcast_to(vals[node.args[0]], x.shape), node.axis)
+                operand = np.broadcast_to(vals[node.args[0]], x.shape)
+                degenerate = degenerate or _degenerate(node.op, operand, node.axis)
+                v = _np_aggregate(node.op, operand, node.axis)
             else:
                 v = NP_ELEMENTWISE[node.op](*(vals[a] for a in node.args))
             vals.append(np.asarray(v, dtype=np.float64))
-        return np.broadcast_to(vals[g.output], x.shape)
+        return np.broadcast_to(vals[g.output], x.shape), degenerate
 
 
 def test_random_graphs_forward_matches_an_independent_numpy_evaluation(graphs):
@@ -112,20 +127,24 @@ def test_random_graphs_forward_matches_an_independent_numpy_evaluation(graphs):
     x = torch.randn(SHAPE, generator=gen, dtype=torch.float64)
     params = {"v0": torch.randn(SHAPE[1], generator=gen, dtype=torch.float64)}
     params["v1"] = 1 + torch.randn(SHAPE[1], generator=gen, dtype=torch.float64)
-    mismatched = []
+    mismatched, degenerate = [], 0
     for g in graphs:
         layer = es.NormAct(g, SHAPE[1], groups=GROUPS, eps=EPS, affine=False, backend="torch").double()
         with torch.no_grad():
             for name in g.parameters:
                 getattr(layer, name).copy_(params[name])
             ours = layer(x).numpy()
-        ref = numpy_forward(g, x.numpy(), {k: v.numpy() for k, v in params.items()})
+        ref, ill_conditioned = numpy_forward(g, x.numpy(), {k: v.numpy() for k, v in params.items()})
         same_nonfinite = np.array_equal(np.isfinite(ours), np.isfinite(ref))
         finite = np.isfinite(ref) & np.isfinite(ours)
         close = np.allclose(ours[finite], ref[finite], rtol=1e-6, atol=1e-9)
         if not (same_nonfinite and close):
-            mismatched.append(g.to_text())
+            if ill_conditioned:
+                degenerate += 1  # rounding noise divided by rounding noise: no answer to compare
+            else:
+                mismatched.append(g.to_text())
     assert not mismatched, mismatched[:5]
+    assert degenerate < 0.01 * len(graphs)  # the comparison still covers almost every graph
 
 
 @pytest.mark.parametrize("ndim", [2, 3, 4, 5])

@@ -32,6 +32,7 @@ from evonorm_search.compiler.ahead import (
     compile_ahead,
     parse_target,
     precompile_on_first_use,
+    ptxas_resources,
 )
 from evonorm_search.search.space import SearchSpace, random_graph
 
@@ -53,7 +54,7 @@ def test_every_library_layer_compiles_for_hopper_in_float32(name: str):
     if _has_batch_statistics(name):
         expected |= {"forward_eval", "backward_eval"}
     assert _modes_of(report) == expected
-    assert all(k.binary_bytes > 0 and k.num_warps in (4, 8) for k in report.kernels)
+    assert all(k.binary_bytes > 0 and k.num_warps in (4, 8, 16) for k in report.kernels)
     assert report.layout == "contiguous/C:16/S:16"
     assert report.total_seconds >= report.compile_seconds > 0
 
@@ -65,6 +66,42 @@ def test_every_library_layer_compiles_for_bfloat16_channels_last_with_fused_stag
     assert report.dtype == "bfloat16" and report.layout == "channels_last/C:16/S:any"
     assert "backward_train" in _modes_of(report)
     assert all(k.binary_bytes > 0 for k in report.kernels)
+
+
+# Benchmark shapes (benchmarks/roofline.py) where each domain runs single-pass: groups of 64 x 49 and
+# 32 x 196 (forward; the backward loops), one plane of 3,136, rows of 2,048 channels, a transformer row
+# of 4,096. Every kernel the launchers run there is checked, looping and combine kernels included.
+SINGLE_PASS_SHAPES = [
+    ("gn_relu", (64, 2048, 7, 7)),
+    ("gn_relu", (64, 1024, 14, 14)),
+    ("evonorm_s0", (64, 1024, 14, 14)),
+    ("in_relu", (64, 256, 56, 56)),
+    ("rmsnorm", (64, 2048, 7, 7)),
+    ("layernorm", (16384, 4096)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize(("name", "shape"), SINGLE_PASS_SHAPES)
+def test_the_chosen_tiles_compile_for_hopper_without_spills(name, shape, dtype):
+    report = compile_ahead(name, dtype=dtype, shape=shape, groups=32, resources=True)
+    singles = [k for k in report.kernels if "_w" in k.kernel]
+    assert singles, [k.kernel for k in report.kernels]  # the single-pass plan was chosen there
+    assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
+    assert all(0 < k.registers <= 255 for k in report.kernels)
+    assert all(k.blocks is not None for k in singles)
+
+
+def test_registers_and_spills_are_read_only_when_asked():
+    report = compile_ahead("relu", shape=(2, 8, 4, 4))
+    assert all(k.registers is None and k.spill_bytes is None for k in report.kernels)
+
+
+def test_ptx_that_names_no_target_or_does_not_assemble_is_a_clear_error():
+    with pytest.raises(CompilerError, match=r"names no \.target"):
+        ptxas_resources(".version 8.0\n.address_size 64\n", "nameless")
+    with pytest.raises(CompilerError, match="ptxas rejected kernel broken"):
+        ptxas_resources(".version 8.0\n.target sm_90a\n.address_size 64\nthis is not ptx\n", "broken")
 
 
 def _random_cases(count: int = 16) -> list[tuple[int, object, tuple[int, ...], torch.dtype, str]]:

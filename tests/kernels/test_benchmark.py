@@ -27,8 +27,10 @@ def test_smoke_mode_writes_every_section(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     report = (tmp_path / "kernels-smoke.md").read_text()
-    for heading in ("## Time per call", "## Bandwidth of ours", "## Cold compile", "## Training step"):
+    for heading in ("## Time per call", "## Bandwidth of ours", "## Cold compile", "## Training step", "## Token rows"):
         assert heading in report
+    for name in ("rmsnorm", "layernorm_channel", "dyt"):
+        assert f"| {name} | 10x8 | float32 |" in report
     assert "not a measurement" in report
     assert "| evonorm_s0 | 2x8x3x3 | float32 |" in report and "| bn_relu | 2x8x3x3 | float32 |" in report
     assert "| BatchNorm2d+ReLU (native) |" in report and "| evonorm_s0 (ours) |" in report

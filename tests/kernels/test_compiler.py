@@ -74,7 +74,13 @@ def test_the_backward_reuses_the_forward_statistics():
 
 @pytest.mark.parametrize(
     ("layer", "fused"),
-    [("evonorm_s0", "group"), ("gn_relu", "group"), ("in_relu", "instance"), ("rmsnorm", "channel"), ("layernorm", "")],
+    [
+        ("evonorm_s0", "group"),
+        ("gn_relu", "group"),
+        ("in_relu", "instance"),
+        ("rmsnorm", "channel"),
+        ("layernorm", "sample"),
+    ],
 )
 def test_stages_fuse_when_one_program_holds_the_reductions(layer, fused):
     stages = plan(_forward(layer), "t").stages
@@ -131,8 +137,15 @@ def test_one_compile_serves_every_shape_of_a_layout_class():
     key = compiled_layer(graph).key.canonical_hash
     layer(torch.randn(2, 6, 3, 5))
     first = [e for e in compile_log() if e["layer"] == key]
-    layer(torch.randn(4, 6, 7, 3))  # another shape, same dtype and layout class
+    # Another shape, same dtype and layout class; single-pass kernels hold the whole extent of the
+    # statistic, so they also keep its power-of-two bucket (S = 14 and 15: 16).
+    layer(torch.randn(4, 6, 7, 2))
     assert [e for e in compile_log() if e["layer"] == key] == first
+    with tuning(fusion="always"):  # looping kernels: any S
+        layer(torch.randn(2, 6, 3, 5))
+        looping = [e for e in compile_log() if e["layer"] == key]
+        layer(torch.randn(4, 6, 9, 3))
+        assert [e for e in compile_log() if e["layer"] == key] == looping
     assert {e["dtype"] for e in first} == {"float32"} and all(e["seconds"] >= 0 for e in first)
     layer.double()(torch.randn(2, 6, 3, 5, dtype=torch.float64))
     assert {e["dtype"] for e in compile_log() if e["layer"] == key} == {"float32", "float64"}
@@ -199,6 +212,29 @@ def test_tanh_is_accurate_near_zero_in_float32():
     x = torch.logspace(-6, 1, 96).reshape(2, 4, 12) * torch.tensor([1.0, -1.0]).repeat(48).reshape(2, 4, 12)
     expected = torch.tanh(x.double())
     assert ((layer(x).double() - expected).abs() / expected.abs()).max() < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_erf_matches_the_reference_in_value_and_gradient(dtype, training):
+    # erf of an affine map, after a channel statistic and under a batch statistic: the kernels' erf
+    # and its derivative 2/sqrt(pi) exp(-a^2) on every path the compiler generates.
+    for text in ("erf(v1 * x + v0)", "erf(x - mean(x, channel)) / std(erf(v1 * x), batch)"):
+        case = Case(es.parse(text), (3, 6, 5), dtype, training, groups=2)
+        assert check(case) == [], case.label()
+
+
+def test_erf_is_accurate_across_its_range_in_float32():
+    # Near 0 (relative accuracy matters) out to saturation, where the derivative underflows to zero.
+    layer = es.NormAct("erf(x)", 4, affine=False, backend="triton")
+    x = torch.logspace(-6, 0.8, 96).reshape(2, 4, 12) * torch.tensor([1.0, -1.0]).repeat(48).reshape(2, 4, 12)
+    x.requires_grad_(True)
+    expected = torch.erf(x.detach().double())
+    y = layer(x)
+    assert ((y.detach().double() - expected).abs() / expected.abs()).max() < 1e-6
+    y.sum().backward()
+    slope = 2.0 / torch.pi**0.5 * torch.exp(-(x.detach().double() ** 2))
+    torch.testing.assert_close(x.grad.double(), slope, rtol=1e-5, atol=1e-30)
 
 
 def test_kernel_source_and_tuning_reject_bad_arguments():

@@ -21,7 +21,7 @@ def _load(source: str, name: str) -> types.ModuleType:
     return module
 
 
-@pytest.mark.parametrize("layer", ["evonorm_b0", "evonorm_s0"])
+@pytest.mark.parametrize("layer", ["evonorm_b0", "evonorm_s0", "derf"])
 def test_exported_kernels_match_the_layer(layer):
     exported = _load(es.export_module(layer, "Exported", kernels=True), f"exported_{layer}")
     ours = exported.Exported(6, groups=3).double()

@@ -28,16 +28,22 @@ SMALL_BLOCKS = {"block_c": 2, "block_s": 2, "chunk": 4, "combine_block": 2, "til
 
 def _draw() -> list[tuple[Case, bool]]:
     rng = random.Random(20260511)
+    single = random.Random(20261129)  # its own stream: the graphs and shapes drawn stay as they were
     space = SearchSpace()
     cases = []
     for i in range(GRAPHS):
         graph = random_graph(space, rng)
+        shape = random_shape(rng, rank=2 + i % 4)
+        training = rng.random() < 0.6
+        fusion = rng.choice(("always", "never"))
+        if fusion == "always" and single.random() < 0.5:
+            fusion = "single"  # single-pass kernels where the domain fits, else the fused ones
         case = Case(
             graph,
-            random_shape(rng, rank=2 + i % 4),
+            shape,
             torch.float64 if i % 3 else torch.float32,
-            training=rng.random() < 0.6,
-            fusion=rng.choice(("always", "never")),
+            training=training,
+            fusion=fusion,
             groups=2,
             seed=i,
         )
@@ -65,7 +71,7 @@ def test_the_cases_cover_the_space():
     assert sum(_nesting(case) >= 2 for case, _ in CASES) >= 25
     assert {len(case.shape) for case, _ in CASES} == {2, 3, 4, 5}
     assert {(case.dtype, case.training, case.fusion) for case, _ in CASES} == {
-        (d, t, f) for d in (torch.float32, torch.float64) for t in (True, False) for f in ("always", "never")
+        (d, t, f) for d in (torch.float32, torch.float64) for t in (True, False) for f in ("single", "always", "never")
     }
     assert 40 <= sum(small for _, small in CASES) <= 120
 

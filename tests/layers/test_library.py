@@ -13,7 +13,7 @@ import evonorm_search as es
 C, G, EPS, MOMENTUM = 8, 4, 1e-5, 0.1
 REQUIRED = {
     "bn_relu", "gn_relu", "in_relu", "layernorm", "layernorm_channel", "rmsnorm",
-    "evonorm_b0", "evonorm_b1", "evonorm_b2", "evonorm_s0", "evonorm_s1", "evonorm_s2", "identity",
+    "evonorm_b0", "evonorm_b1", "evonorm_b2", "evonorm_s0", "evonorm_s1", "evonorm_s2", "identity", "dyt", "derf",
 }  # fmt: skip
 
 
@@ -109,6 +109,9 @@ def reference_layer(name: str):
         "gn_silu": lambda x, p, t: affine(F.silu(F.group_norm(x, G, p["v1"], p["v0"], EPS)), p, x),
         "relu": lambda x, p, t: affine(F.relu(x), p, x),
         "identity": lambda x, p, t: affine(x, p, x),
+        # DyT's alpha is 0.5 * v1 (see dyt.dsl); Derf's alpha and shift are v1 and v0.
+        "dyt": lambda x, p, t: affine(torch.tanh(0.5 * _view(p["v1"], x) * x), p, x),
+        "derf": lambda x, p, t: affine(torch.special.erf(_view(p["v1"], x) * x + _view(p["v0"], x)), p, x),
     }
     running = {
         "bn_relu": lambda: {"running_mean_0": bn_state["mean"], "running_var_1": bn_state["var"]},
@@ -174,3 +177,32 @@ def test_half_precision_inputs_compute_statistics_in_float32(name, dtype):
     y16.float().sum().backward()
     for name_, buf in layer16.named_buffers():
         torch.testing.assert_close(buf, getattr(layer32, name_))
+
+
+class PaperDyT(torch.nn.Module):
+    """DyT as its paper writes it, on (N, L, C) tokens: one scalar alpha (initialised to 0.5), weight, bias."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.full((1,), 0.5, dtype=torch.float64))
+        self.weight = torch.nn.Parameter(torch.ones(channels, dtype=torch.float64))
+        self.bias = torch.nn.Parameter(torch.zeros(channels, dtype=torch.float64))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.alpha * tokens) * self.weight + self.bias
+
+
+def test_fresh_dyt_starts_where_the_paper_starts_and_its_alpha_gradient_is_the_channel_sum():
+    torch.manual_seed(0)
+    ours = es.NormAct("dyt", C, backend="torch").double()
+    paper = PaperDyT(C)
+    tokens = torch.randn(3, 7, C, dtype=torch.float64) * 3
+    y_paper = paper(tokens)
+    y_ours = ours(tokens.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y_ours, y_paper, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn_like(y_paper)
+    y_paper.backward(upstream)
+    y_ours.backward(upstream)
+    # alpha = 0.5 * v1, so d/d(v1) is 0.5 * d/d(alpha): per channel here, summed over channels in the paper.
+    torch.testing.assert_close(ours.v1.grad.sum(), 0.5 * paper.alpha.grad[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, paper.weight.grad, rtol=1e-10, atol=1e-12)

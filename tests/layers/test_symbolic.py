@@ -29,6 +29,8 @@ EQUAL_PAIRS = [
     ("x * x", "square(x)"),
     ("(x + v0) * v1 - v1 * (v0 + x)", "0 * x"),
     ("x * sigmoid(v1 * x) / std(x, group)", "sigmoid(x * v1) * x / std(x, group)"),
+    ("erf(-x)", "-erf(x)"),  # erf is odd
+    ("erf(v1 * x + v0)", "erf(v0 + x * v1)"),
 ]
 
 DIFFERENT = [
@@ -39,6 +41,8 @@ DIFFERENT = [
     "x / sqrt(var(x, group) + eps)",
     "x * sigmoid(x)",
     "x * sigmoid(v1 * x)",
+    "erf(x)",
+    "tanh(x)",
     "max(x, v1)",
     "min(x, v1)",
     "x - mean(x, batch)",
@@ -76,6 +80,8 @@ def test_latex_renders_the_library_formulas():
     assert r"\max\left(" in es.latex(es.library.get("evonorm_b0"))
     assert r"\mu_{\mathrm{channel}}\left(x^{2}\right)" in es.latex(es.library.get("rmsnorm"))
     assert str(es.to_sympy(es.parse("x * 2"))) == "2*x"
+    assert es.latex(es.library.get("derf")) == r"\operatorname{erf}{\left(v_{0} + v_{1} x \right)}"
+    assert es.latex(es.library.get("dyt")) == r"\tanh{\left(\frac{v_{1} x}{2} \right)}"
 
 
 def test_canonical_form_survives_deep_graphs():

@@ -12,7 +12,11 @@ from pydantic import ValidationError
 
 from evonorm_search.proxies import DataConfig, DataError, load_data
 from evonorm_search.proxies.data import (
+    RECALL_KEYS,
+    RECALL_PAIRS,
+    RECALL_VALUES,
     generate_mnist1d,
+    generate_recall,
     input_spec,
     load_cifar10_arrays,
     mnist1d_templates,
@@ -66,6 +70,36 @@ def test_mnist1d_is_generated_locally_deterministically():
     data = load_data(DataConfig(name="mnist1d", samples=300))
     assert data.train_x.shape[1:] == (1, 40) and data.spatial_dims == 1
     assert input_spec(DataConfig(name="mnist1d")) == (1, 1, 10)
+
+
+def _recall_answers(x: np.ndarray) -> np.ndarray:
+    """Decode each example the slow way: read the query's key, find the pair holding it, read its value."""
+    answers = []
+    for example in x:
+        query_key = int(np.flatnonzero(example[:RECALL_KEYS, -1])[0])
+        for position in range(RECALL_PAIRS):
+            if example[query_key, position] == 1.0:
+                answers.append(int(np.flatnonzero(example[RECALL_KEYS : RECALL_KEYS + RECALL_VALUES, position])[0]))
+    return np.array(answers)
+
+
+def test_recall_is_generated_locally_deterministically_and_its_label_is_the_recalled_value():
+    x, y = generate_recall(300, seed=3)
+    assert x.shape == (300, RECALL_KEYS + RECALL_VALUES + 1, RECALL_PAIRS + 1) and x.dtype == np.float32
+    assert y.shape == (300,) and y.dtype == np.int64
+    pairs, query = x[:, :, :RECALL_PAIRS], x[:, :, RECALL_PAIRS]
+    # Every pair token holds one key and one value, keys distinct within an example; no query flag.
+    assert (pairs[:, :RECALL_KEYS].sum(axis=1) == 1).all() and (pairs[:, RECALL_KEYS:-1].sum(axis=1) == 1).all()
+    assert (pairs[:, :RECALL_KEYS].sum(axis=2) <= 1).all() and (pairs[:, -1] == 0).all()
+    # The query holds one key, no value, and the flag.
+    assert (query[:, :RECALL_KEYS].sum(axis=1) == 1).all() and (query[:, RECALL_KEYS:-1] == 0).all()
+    assert (query[:, -1] == 1).all()
+    assert np.array_equal(_recall_answers(x), y)
+    assert set(np.unique(y)) == set(range(RECALL_VALUES))
+    x2, y2 = generate_recall(300, seed=3)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    assert not np.array_equal(generate_recall(300, seed=4)[0], x)
+    assert input_spec(DataConfig(name="recall")) == (RECALL_KEYS + RECALL_VALUES + 1, 1, RECALL_VALUES)
 
 
 def test_synthetic_data_has_the_configured_shape_and_classes():
@@ -136,7 +170,7 @@ def test_cifar10_reader_refuses_pickles_that_would_run_code(tmp_path):
     [
         ({"name": "cifar10"}, "cifar10 needs 'path'"),
         ({"name": "digits", "path": "/tmp"}, "'path' applies to cifar10 only"),
-        ({"name": "imagenet"}, "Input should be 'digits', 'mnist1d', 'cifar10' or 'synthetic'"),
+        ({"name": "imagenet"}, "Input should be 'digits', 'mnist1d', 'cifar10', 'synthetic' or 'recall'"),
         ({"validation_fraction": 1.0}, "less than 1"),
         ({"synthetic_shape": [1, 0]}, "every dimension must be positive"),
         ({"synthetic_shape": [1, 2, 3, 4]}, "at most 3 items"),

@@ -81,10 +81,10 @@ def test_loads_from_a_path_and_never_takes_text_for_a_file_name(tmp_path):
         SearchConfig.from_yaml(tmp_path / "binary.yaml")
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml"])
-def test_the_shipped_examples_are_valid(name):
+@pytest.mark.parametrize(("name", "architectures"), [("quick.yaml", 3), ("paper.yaml", 3), ("transformer.yaml", 2)])
+def test_the_shipped_examples_are_valid(name, architectures):
     config = SearchConfig.from_yaml(EXAMPLES / name)
-    assert config.budget >= 1 and len(config.architectures) == 3
+    assert config.budget >= 1 and len(config.architectures) == architectures
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,10 @@ def test_the_shipped_examples_are_valid(name):
         ),
         ("name: x\narchitectures: []", "architectures", "at least 1 item"),
         ("name: x\narchitectures: [{kind: resnet}, {kind: resnet}]", "architectures", "names must be unique"),
-        ("name: x\narchitectures: [{kind: resnet, depth: 3}]", "architectures.0.depth", "Extra inputs"),
+        ("name: x\narchitectures: [{kind: resnet, dropout: 3}]", "architectures.0.dropout", "Extra inputs"),
+        ("name: x\narchitectures: [{kind: resnet, depth: 3}]", "architectures.0", "depth only apply to transformer"),
+        ("name: x\narchitectures: [{kind: vit, width: 6, heads: 4}]", "architectures.0", "heads (4) must divide"),
+        ("name: x\narchitectures: [{kind: vit, placement: side}]", "architectures.0.placement", "'peri' or 'mix'"),
         ("name: x\ndata: {name: cifar10}", "data", "cifar10 needs 'path'"),
         ("name: x\ntraining: {lr: -1}", "training.lr", "greater than 0"),
         ("name: x\ntraining: {lr: .nan}", "training.lr", "finite number"),

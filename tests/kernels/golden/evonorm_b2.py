@@ -595,10 +595,66 @@ def fwd_eval_f0(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_9, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_eval_w0(
+    x_ptr,
+    st0_sqmean_ptr,
+    running_var_0_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the instance domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_sum = tl.reduce(tl.where(inside, a_0 * a_0, 0.0), 1, add_combine, keep_dims=True)
+    q0_sqmean = r0_sum / S
+    tl.store(st0_sqmean_ptr + (n * C + c), q0_sqmean, mask=c_in)
+    # pass 1
+    a_1 = tl.sqrt(tl.load(running_var_0_ptr + (c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a_2 = tl.sqrt(q0_sqmean + eps)
+    a_3 = (a_2 - a_0)
+    a_4 = tl.maximum(a_1, a_3, tl.PropagateNan.ALL)
+    a_5 = (a_0 / a_4)
+    a_6 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_7 = (a_5 * a_6)
+    a_8 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_9 = (a_7 + a_8)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_9, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_eval(geo, x, weight, bias, running_var_0):
     y = geo.empty_input()
     st0_sqmean = geo.statistic('instance')
-    if geo.fuse('instance'):
+    if geo.single('instance', False):
+        geo.launch(fwd_eval_w0, 'instance', x, st0_sqmean, running_var_0, weight, bias, y, single=True)
+    elif geo.fuse('instance'):
         geo.launch(fwd_eval_f0, 'instance', x, st0_sqmean, running_var_0, weight, bias, y)
     else:
         pt0 = geo.partials('tiles', 1)
@@ -785,17 +841,274 @@ def bwd_eval_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_26, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_eval_f0(
+    running_var_0_ptr,
+    sv0_sqmean_ptr,
+    weight_ptr,
+    x_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    pt1_ptr,
+    pt2_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the instance domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s_lo = k * CHUNK
+    s_hi = tl.minimum(s_lo + CHUNK, S)
+    # pass 0
+    a0_1 = tl.sqrt(tl.load(running_var_0_ptr + (c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a0_2 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * C + c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a0_6 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    r0_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r1_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r2_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_3 = (a0_2 - a0_0)
+        a0_4 = tl.maximum(a0_1, a0_3, tl.PropagateNan.ALL)
+        a0_5 = (a0_0 / a0_4)
+        a0_10 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_11 = (a0_10 * a0_5)
+        a0_12 = (a0_10 * a0_6)
+        a0_14 = (a0_12 * a0_5)
+        a0_15 = (-a0_14)
+        a0_16 = (a0_15 / a0_4)
+        a0_19 = tl.where(a0_3 > a0_1, 1.0, tl.where(a0_3 == a0_1, 0.5, 0.0))
+        a0_20 = tl.where(a0_3 < a0_1, 0.0, tl.where(a0_3 == a0_1, 0.5 * a0_16, a0_16))
+        r0_sum += tl.reduce(tl.where(inside, a0_20, 0.0), 1, add_combine, keep_dims=True)
+        r1_sum += tl.reduce(tl.where(inside, a0_11, 0.0), 1, add_combine, keep_dims=True)
+        r2_sum += tl.reduce(tl.where(inside, a0_10, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = r0_sum / S
+    tl.store(st0_mean_ptr + (n * C + c), q0_mean, mask=c_in)
+    tl.store(pt1_ptr + pidx, r1_sum, mask=c_in)
+    tl.store(pt2_ptr + pidx, r2_sum, mask=c_in)
+    # pass 1
+    a1_1 = tl.sqrt(tl.load(running_var_0_ptr + (c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a1_2 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * C + c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a1_6 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_23 = q0_mean
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_3 = (a1_2 - a1_0)
+        a1_4 = tl.maximum(a1_1, a1_3, tl.PropagateNan.ALL)
+        a1_5 = (a1_0 / a1_4)
+        a1_10 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_12 = (a1_10 * a1_6)
+        a1_13 = (a1_12 / a1_4)
+        a1_14 = (a1_12 * a1_5)
+        a1_15 = (-a1_14)
+        a1_16 = (a1_15 / a1_4)
+        a1_19 = tl.where(a1_3 > a1_1, 1.0, tl.where(a1_3 == a1_1, 0.5, 0.0))
+        a1_20 = tl.where(a1_3 < a1_1, 0.0, tl.where(a1_3 == a1_1, 0.5 * a1_16, a1_16))
+        a1_21 = (-a1_20)
+        a1_22 = (a1_13 + a1_21)
+        a1_24 = (a1_0 * a1_23)
+        a1_25 = (a1_24 / a1_2)
+        a1_26 = (a1_22 + a1_25)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_26, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_eval_c0f(
+    pt1_ptr,
+    st1_sum_ptr,
+    pt2_ptr,
+    st2_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 1, 2"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 1: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt1_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st1_sum_ptr + idx, total, mask=ok)
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_eval_w0(
+    x_ptr,
+    running_var_0_ptr,
+    sv0_sqmean_ptr,
+    weight_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    pt1_ptr,
+    pt2_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the instance domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_1 = tl.sqrt(tl.load(running_var_0_ptr + (c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a_2 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * C + c), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a_3 = (a_2 - a_0)
+    a_4 = tl.maximum(a_1, a_3, tl.PropagateNan.ALL)
+    a_5 = (a_0 / a_4)
+    a_6 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_10 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_11 = (a_10 * a_5)
+    a_12 = (a_10 * a_6)
+    a_14 = (a_12 * a_5)
+    a_15 = (-a_14)
+    a_16 = (a_15 / a_4)
+    a_19 = tl.where(a_3 > a_1, 1.0, tl.where(a_3 == a_1, 0.5, 0.0))
+    a_20 = tl.where(a_3 < a_1, 0.0, tl.where(a_3 == a_1, 0.5 * a_16, a_16))
+    r0_sum = tl.reduce(tl.where(inside, a_20, 0.0), 1, add_combine, keep_dims=True)
+    r1_sum = tl.reduce(tl.where(inside, a_11, 0.0), 1, add_combine, keep_dims=True)
+    r2_sum = tl.reduce(tl.where(inside, a_10, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = r0_sum / S
+    tl.store(st0_mean_ptr + (n * C + c), q0_mean, mask=c_in)
+    tl.store(pt1_ptr + pidx, r1_sum, mask=c_in)
+    tl.store(pt2_ptr + pidx, r2_sum, mask=c_in)
+    # pass 1
+    a_13 = (a_12 / a_4)
+    a_21 = (-a_20)
+    a_22 = (a_13 + a_21)
+    a_23 = q0_mean
+    a_24 = (a_0 * a_23)
+    a_25 = (a_24 / a_2)
+    a_26 = (a_22 + a_25)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_26, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_eval_c0w(
+    pt1_ptr,
+    st1_sum_ptr,
+    pt2_ptr,
+    st2_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 1, 2"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 1: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt1_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st1_sum_ptr + idx, total, mask=ok)
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+
+
 def backward_eval(geo, x, grad, weight, running_var_0, sv0_sqmean):
     dx = geo.empty_input()
     st0_mean = geo.statistic('instance')
     st1_sum = geo.statistic('sum')
     st2_sum = geo.statistic('sum')
-    pt0 = geo.partials('tiles', 1)
-    pt1 = geo.partials('tiles', 1)
-    pt2 = geo.partials('tiles', 1)
-    geo.launch(bwd_eval_p0, 'tiles', running_var_0, sv0_sqmean, weight, x, grad, pt0, pt1, pt2)
-    geo.combine(bwd_eval_c0p, 'tiles', ('channels_one_sample', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_sum, pt2, st2_sum)
-    geo.launch(bwd_eval_p1, 'tiles', running_var_0, sv0_sqmean, weight, st0_mean, x, grad, dx)
+    if geo.single('instance', True):
+        pt1 = geo.partials('instance', 1, single=True)
+        pt2 = geo.partials('instance', 1, single=True)
+        geo.launch(bwd_eval_w0, 'instance', x, running_var_0, sv0_sqmean, weight, grad, st0_mean, pt1, pt2, dx, single=True)
+        geo.combine(bwd_eval_c0w, 'instance', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum, single=True)
+    elif geo.fuse('instance'):
+        pt1 = geo.partials('instance', 1)
+        pt2 = geo.partials('instance', 1)
+        geo.launch(bwd_eval_f0, 'instance', running_var_0, sv0_sqmean, weight, x, grad, st0_mean, pt1, pt2, dx)
+        geo.combine(bwd_eval_c0f, 'instance', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum)
+    else:
+        pt0 = geo.partials('tiles', 1)
+        pt1 = geo.partials('tiles', 1)
+        pt2 = geo.partials('tiles', 1)
+        geo.launch(bwd_eval_p0, 'tiles', running_var_0, sv0_sqmean, weight, x, grad, pt0, pt1, pt2)
+        geo.combine(bwd_eval_c0p, 'tiles', ('channels_one_sample', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_sum, pt2, st2_sum)
+        geo.launch(bwd_eval_p1, 'tiles', running_var_0, sv0_sqmean, weight, st0_mean, x, grad, dx)
     return dx, {'weight': st1_sum, 'bias': st2_sum}
 
 

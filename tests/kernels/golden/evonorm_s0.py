@@ -227,11 +227,75 @@ def fwd_train_f0(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_10, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_w0(
+    x_ptr,
+    st0_mean_ptr,
+    st0_var_ptr,
+    v1_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_n = tl.reduce(tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r0_mean = tl.reduce(tl.reduce(tl.where(inside, a_0, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True) / tl.maximum(r0_n, 1.0)
+    r0_c = tl.where(inside, a_0 - r0_mean, 0.0)
+    r0_m2 = tl.reduce(tl.reduce(r0_c * r0_c, 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    q0_mean = r0_mean
+    q0_var = r0_m2 / tl.maximum(r0_n, 1.0)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    tl.store(st0_var_ptr + (n * G + tl.program_id(1) + zero), q0_var)
+    # pass 1
+    a_1 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_2 = (a_1 * a_0)
+    a_3 = (1.0 / (1.0 + tl.exp(-a_2)))
+    a_4 = (a_0 * a_3)
+    a_5 = tl.sqrt(q0_var + eps)
+    a_6 = (a_4 / a_5)
+    a_7 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_8 = (a_6 * a_7)
+    a_9 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_10 = (a_8 + a_9)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_10, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_train(geo, x, v1, weight, bias):
     y = geo.empty_input()
     st0_mean = geo.statistic('group')
     st0_var = geo.statistic('group')
-    if geo.fuse('group'):
+    if geo.single('group', False):
+        geo.launch(fwd_train_w0, 'group', x, st0_mean, st0_var, v1, weight, bias, y, single=True)
+    elif geo.fuse('group'):
         geo.launch(fwd_train_f0, 'group', x, st0_mean, st0_var, v1, weight, bias, y)
     else:
         pt0 = geo.partials('tiles', 2)
@@ -459,6 +523,310 @@ def bwd_train_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_34, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_f0(
+    v1_ptr,
+    sv0_var_ptr,
+    weight_ptr,
+    sv0_mean_ptr,
+    x_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    pt2_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s_lo = k * CHUNK
+    s_hi = tl.minimum(s_lo + CHUNK, S)
+    # pass 0
+    a0_1 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a0_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a0_7 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a0_18 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a0_29 = tl.full([1, 1], 1.0, COMPUTE)
+    r0_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r1_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r2_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r3_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r4_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_2 = (a0_1 * a0_0)
+        a0_3 = (1.0 / (1.0 + tl.exp(-a0_2)))
+        a0_4 = (a0_0 * a0_3)
+        a0_6 = (a0_4 / a0_5)
+        a0_11 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_12 = (a0_11 * a0_6)
+        a0_13 = (a0_11 * a0_7)
+        a0_14 = (a0_13 / a0_5)
+        a0_15 = (a0_13 * a0_6)
+        a0_16 = (-a0_15)
+        a0_17 = (a0_16 / a0_5)
+        a0_19 = (a0_0 - a0_18)
+        a0_26 = (a0_14 * a0_0)
+        a0_28 = (a0_26 * a0_3)
+        a0_30 = (a0_29 - a0_3)
+        a0_31 = (a0_28 * a0_30)
+        a0_32 = (a0_31 * a0_0)
+        r0_sum += tl.reduce(tl.where(inside, a0_19, 0.0), 1, add_combine, keep_dims=True)
+        r1_sum += tl.reduce(tl.where(inside, a0_17, 0.0), 1, add_combine, keep_dims=True)
+        r2_sum += tl.reduce(tl.where(inside, a0_32, 0.0), 1, add_combine, keep_dims=True)
+        r3_sum += tl.reduce(tl.where(inside, a0_12, 0.0), 1, add_combine, keep_dims=True)
+        r4_sum += tl.reduce(tl.where(inside, a0_11, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = tl.reduce(tl.where(c_in, r0_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    q1_mean = tl.reduce(tl.where(c_in, r1_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
+    tl.store(st1_mean_ptr + (n * G + tl.program_id(1) + zero), q1_mean)
+    tl.store(pt2_ptr + pidx, r2_sum, mask=c_in)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    # pass 1
+    a1_1 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a1_7 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_18 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a1_20 = q0_mean
+    a1_22 = q1_mean
+    a1_29 = tl.full([1, 1], 1.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_2 = (a1_1 * a1_0)
+        a1_3 = (1.0 / (1.0 + tl.exp(-a1_2)))
+        a1_11 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_13 = (a1_11 * a1_7)
+        a1_14 = (a1_13 / a1_5)
+        a1_19 = (a1_0 - a1_18)
+        a1_21 = (a1_19 - a1_20)
+        a1_23 = (a1_21 * a1_22)
+        a1_24 = (a1_23 / a1_5)
+        a1_25 = (a1_14 * a1_3)
+        a1_26 = (a1_14 * a1_0)
+        a1_27 = (a1_24 + a1_25)
+        a1_28 = (a1_26 * a1_3)
+        a1_30 = (a1_29 - a1_3)
+        a1_31 = (a1_28 * a1_30)
+        a1_33 = (a1_31 * a1_1)
+        a1_34 = (a1_27 + a1_33)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_34, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0f(
+    pt2_ptr,
+    st2_sum_ptr,
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 2, 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_w0(
+    x_ptr,
+    v1_ptr,
+    sv0_var_ptr,
+    weight_ptr,
+    grad_ptr,
+    sv0_mean_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    pt2_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_1 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_2 = (a_1 * a_0)
+    a_3 = (1.0 / (1.0 + tl.exp(-a_2)))
+    a_4 = (a_0 * a_3)
+    a_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a_6 = (a_4 / a_5)
+    a_7 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_11 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_12 = (a_11 * a_6)
+    a_13 = (a_11 * a_7)
+    a_14 = (a_13 / a_5)
+    a_15 = (a_13 * a_6)
+    a_16 = (-a_15)
+    a_17 = (a_16 / a_5)
+    a_18 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a_19 = (a_0 - a_18)
+    a_26 = (a_14 * a_0)
+    a_28 = (a_26 * a_3)
+    a_29 = tl.full([1, 1], 1.0, COMPUTE)
+    a_30 = (a_29 - a_3)
+    a_31 = (a_28 * a_30)
+    a_32 = (a_31 * a_0)
+    r0_sum = tl.reduce(tl.reduce(tl.where(inside, a_19, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r1_sum = tl.reduce(tl.reduce(tl.where(inside, a_17, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r2_sum = tl.reduce(tl.where(inside, a_32, 0.0), 1, add_combine, keep_dims=True)
+    r3_sum = tl.reduce(tl.where(inside, a_12, 0.0), 1, add_combine, keep_dims=True)
+    r4_sum = tl.reduce(tl.where(inside, a_11, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = r0_sum / (CG * S)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    q1_mean = r1_sum / (CG * S)
+    tl.store(st1_mean_ptr + (n * G + tl.program_id(1) + zero), q1_mean)
+    tl.store(pt2_ptr + pidx, r2_sum, mask=c_in)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    # pass 1
+    a_20 = q0_mean
+    a_21 = (a_19 - a_20)
+    a_22 = q1_mean
+    a_23 = (a_21 * a_22)
+    a_24 = (a_23 / a_5)
+    a_25 = (a_14 * a_3)
+    a_27 = (a_24 + a_25)
+    a_33 = (a_31 * a_1)
+    a_34 = (a_27 + a_33)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_34, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0w(
+    pt2_ptr,
+    st2_sum_ptr,
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 2, 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
 def backward_train(geo, x, grad, v1, weight, sv0_mean, sv0_var):
     dx = geo.empty_input()
     st0_mean = geo.statistic('group')
@@ -466,14 +834,27 @@ def backward_train(geo, x, grad, v1, weight, sv0_mean, sv0_var):
     st2_sum = geo.statistic('sum')
     st3_sum = geo.statistic('sum')
     st4_sum = geo.statistic('sum')
-    pt0 = geo.partials('tiles', 1)
-    pt1 = geo.partials('tiles', 1)
-    pt2 = geo.partials('tiles', 1)
-    pt3 = geo.partials('tiles', 1)
-    pt4 = geo.partials('tiles', 1)
-    geo.launch(bwd_train_p0, 'tiles', v1, sv0_var, weight, sv0_mean, x, grad, pt0, pt1, pt2, pt3, pt4)
-    geo.combine(bwd_train_c0p, 'tiles', ('scalar_group', 'scalar_group', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_sum, pt3, st3_sum, pt4, st4_sum)
-    geo.launch(bwd_train_p1, 'tiles', v1, sv0_var, weight, sv0_mean, st0_mean, st1_mean, x, grad, dx)
+    if geo.single('group', True):
+        pt2 = geo.partials('group', 1, single=True)
+        pt3 = geo.partials('group', 1, single=True)
+        pt4 = geo.partials('group', 1, single=True)
+        geo.launch(bwd_train_w0, 'group', x, v1, sv0_var, weight, grad, sv0_mean, st0_mean, st1_mean, pt2, pt3, pt4, dx, single=True)
+        geo.combine(bwd_train_c0w, 'group', ('channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt2, st2_sum, pt3, st3_sum, pt4, st4_sum, single=True)
+    elif geo.fuse('group'):
+        pt2 = geo.partials('group', 1)
+        pt3 = geo.partials('group', 1)
+        pt4 = geo.partials('group', 1)
+        geo.launch(bwd_train_f0, 'group', v1, sv0_var, weight, sv0_mean, x, grad, st0_mean, st1_mean, pt2, pt3, pt4, dx)
+        geo.combine(bwd_train_c0f, 'group', ('channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt2, st2_sum, pt3, st3_sum, pt4, st4_sum)
+    else:
+        pt0 = geo.partials('tiles', 1)
+        pt1 = geo.partials('tiles', 1)
+        pt2 = geo.partials('tiles', 1)
+        pt3 = geo.partials('tiles', 1)
+        pt4 = geo.partials('tiles', 1)
+        geo.launch(bwd_train_p0, 'tiles', v1, sv0_var, weight, sv0_mean, x, grad, pt0, pt1, pt2, pt3, pt4)
+        geo.combine(bwd_train_c0p, 'tiles', ('scalar_group', 'scalar_group', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_sum, pt3, st3_sum, pt4, st4_sum)
+        geo.launch(bwd_train_p1, 'tiles', v1, sv0_var, weight, sv0_mean, st0_mean, st1_mean, x, grad, dx)
     return dx, {'v1': st2_sum, 'weight': st3_sum, 'bias': st4_sum}
 
 

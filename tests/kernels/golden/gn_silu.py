@@ -238,11 +238,80 @@ def fwd_train_f0(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_14, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_w0(
+    x_ptr,
+    st0_mean_ptr,
+    st0_var_ptr,
+    v1_ptr,
+    v0_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_n = tl.reduce(tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r0_mean = tl.reduce(tl.reduce(tl.where(inside, a_1, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True) / tl.maximum(r0_n, 1.0)
+    r0_c = tl.where(inside, a_1 - r0_mean, 0.0)
+    r0_m2 = tl.reduce(tl.reduce(r0_c * r0_c, 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    q0_mean = r0_mean
+    q0_var = r0_m2 / tl.maximum(r0_n, 1.0)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    tl.store(st0_var_ptr + (n * G + tl.program_id(1) + zero), q0_var)
+    # pass 1
+    a_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_2 = q0_mean
+    a_3 = (a_1 - a_2)
+    a_4 = (a_0 * a_3)
+    a_5 = tl.sqrt(q0_var + eps)
+    a_6 = (a_4 / a_5)
+    a_7 = tl.load(v0_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_8 = (a_6 + a_7)
+    a_9 = (1.0 / (1.0 + tl.exp(-a_8)))
+    a_10 = (a_8 * a_9)
+    a_11 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_12 = (a_10 * a_11)
+    a_13 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_14 = (a_12 + a_13)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_14, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_train(geo, x, v0, v1, weight, bias):
     y = geo.empty_input()
     st0_mean = geo.statistic('group')
     st0_var = geo.statistic('group')
-    if geo.fuse('group'):
+    if geo.single('group', False):
+        geo.launch(fwd_train_w0, 'group', x, st0_mean, st0_var, v1, v0, weight, bias, y, single=True)
+    elif geo.fuse('group'):
         geo.launch(fwd_train_f0, 'group', x, st0_mean, st0_var, v1, v0, weight, bias, y)
     else:
         pt0 = geo.partials('tiles', 2)
@@ -509,6 +578,360 @@ def bwd_train_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_39, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_f0(
+    v1_ptr,
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    v0_ptr,
+    weight_ptr,
+    x_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    pt5_ptr,
+    pt6_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s_lo = k * CHUNK
+    s_hi = tl.minimum(s_lo + CHUNK, S)
+    # pass 0
+    a0_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a0_2 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a0_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a0_7 = tl.load(v0_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a0_11 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a0_21 = tl.full([1, 1], 1.0, COMPUTE)
+    r0_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r1_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r2_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r3_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r4_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r5_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r6_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_3 = (a0_1 - a0_2)
+        a0_4 = (a0_0 * a0_3)
+        a0_6 = (a0_4 / a0_5)
+        a0_8 = (a0_6 + a0_7)
+        a0_9 = (1.0 / (1.0 + tl.exp(-a0_8)))
+        a0_10 = (a0_8 * a0_9)
+        a0_15 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_16 = (a0_15 * a0_10)
+        a0_17 = (a0_15 * a0_11)
+        a0_18 = (a0_17 * a0_9)
+        a0_19 = (a0_17 * a0_8)
+        a0_20 = (a0_19 * a0_9)
+        a0_22 = (a0_21 - a0_9)
+        a0_23 = (a0_20 * a0_22)
+        a0_24 = (a0_18 + a0_23)
+        a0_25 = (a0_24 / a0_5)
+        a0_26 = (a0_24 * a0_6)
+        a0_27 = (-a0_26)
+        a0_28 = (a0_27 / a0_5)
+        a0_34 = (a0_25 * a0_3)
+        a0_35 = (a0_25 * a0_0)
+        a0_36 = (-a0_35)
+        r0_sum += tl.reduce(tl.where(inside, a0_3, 0.0), 1, add_combine, keep_dims=True)
+        r1_sum += tl.reduce(tl.where(inside, a0_28, 0.0), 1, add_combine, keep_dims=True)
+        r2_sum += tl.reduce(tl.where(inside, a0_36, 0.0), 1, add_combine, keep_dims=True)
+        r3_sum += tl.reduce(tl.where(inside, a0_24, 0.0), 1, add_combine, keep_dims=True)
+        r4_sum += tl.reduce(tl.where(inside, a0_34, 0.0), 1, add_combine, keep_dims=True)
+        r5_sum += tl.reduce(tl.where(inside, a0_16, 0.0), 1, add_combine, keep_dims=True)
+        r6_sum += tl.reduce(tl.where(inside, a0_15, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = tl.reduce(tl.where(c_in, r0_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    q1_mean = tl.reduce(tl.where(c_in, r1_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
+    tl.store(st1_mean_ptr + (n * G + tl.program_id(1) + zero), q1_mean)
+    q2_mean = tl.reduce(tl.where(c_in, r2_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
+    tl.store(st2_mean_ptr + (n * G + tl.program_id(1) + zero), q2_mean)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    tl.store(pt5_ptr + pidx, r5_sum, mask=c_in)
+    tl.store(pt6_ptr + pidx, r6_sum, mask=c_in)
+    # pass 1
+    a1_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_2 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a1_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a1_7 = tl.load(v0_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_11 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_21 = tl.full([1, 1], 1.0, COMPUTE)
+    a1_29 = q0_mean
+    a1_31 = q1_mean
+    a1_38 = q2_mean
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_3 = (a1_1 - a1_2)
+        a1_4 = (a1_0 * a1_3)
+        a1_6 = (a1_4 / a1_5)
+        a1_8 = (a1_6 + a1_7)
+        a1_9 = (1.0 / (1.0 + tl.exp(-a1_8)))
+        a1_15 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_17 = (a1_15 * a1_11)
+        a1_18 = (a1_17 * a1_9)
+        a1_19 = (a1_17 * a1_8)
+        a1_20 = (a1_19 * a1_9)
+        a1_22 = (a1_21 - a1_9)
+        a1_23 = (a1_20 * a1_22)
+        a1_24 = (a1_18 + a1_23)
+        a1_25 = (a1_24 / a1_5)
+        a1_30 = (a1_3 - a1_29)
+        a1_32 = (a1_30 * a1_31)
+        a1_33 = (a1_32 / a1_5)
+        a1_35 = (a1_25 * a1_0)
+        a1_37 = (a1_33 + a1_35)
+        a1_39 = (a1_37 + a1_38)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_39, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0f(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    pt5_ptr,
+    st5_sum_ptr,
+    pt6_ptr,
+    st6_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4, 5, 6"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+    # reduction 5: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt5_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st5_sum_ptr + idx, total, mask=ok)
+    # reduction 6: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt6_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st6_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_w0(
+    v1_ptr,
+    x_ptr,
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    v0_ptr,
+    weight_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    pt5_ptr,
+    pt6_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the group domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    lane = tl.arange(0, BLOCK_C)[:, None]
+    c = tl.program_id(1) * CG + lane
+    c_in = lane < CG
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_2 = tl.load(sv0_mean_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE)
+    a_3 = (a_1 - a_2)
+    a_4 = (a_0 * a_3)
+    a_5 = tl.sqrt(tl.load(sv0_var_ptr + (n * G + c // CG), mask=c_in, other=0.0).to(COMPUTE) + eps)
+    a_6 = (a_4 / a_5)
+    a_7 = tl.load(v0_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_8 = (a_6 + a_7)
+    a_9 = (1.0 / (1.0 + tl.exp(-a_8)))
+    a_10 = (a_8 * a_9)
+    a_11 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_15 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_16 = (a_15 * a_10)
+    a_17 = (a_15 * a_11)
+    a_18 = (a_17 * a_9)
+    a_19 = (a_17 * a_8)
+    a_20 = (a_19 * a_9)
+    a_21 = tl.full([1, 1], 1.0, COMPUTE)
+    a_22 = (a_21 - a_9)
+    a_23 = (a_20 * a_22)
+    a_24 = (a_18 + a_23)
+    a_25 = (a_24 / a_5)
+    a_26 = (a_24 * a_6)
+    a_27 = (-a_26)
+    a_28 = (a_27 / a_5)
+    a_34 = (a_25 * a_3)
+    a_35 = (a_25 * a_0)
+    a_36 = (-a_35)
+    r0_sum = tl.reduce(tl.reduce(tl.where(inside, a_3, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r1_sum = tl.reduce(tl.reduce(tl.where(inside, a_28, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r2_sum = tl.reduce(tl.reduce(tl.where(inside, a_36, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r3_sum = tl.reduce(tl.where(inside, a_24, 0.0), 1, add_combine, keep_dims=True)
+    r4_sum = tl.reduce(tl.where(inside, a_34, 0.0), 1, add_combine, keep_dims=True)
+    r5_sum = tl.reduce(tl.where(inside, a_16, 0.0), 1, add_combine, keep_dims=True)
+    r6_sum = tl.reduce(tl.where(inside, a_15, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = r0_sum / (CG * S)
+    tl.store(st0_mean_ptr + (n * G + tl.program_id(1) + zero), q0_mean)
+    q1_mean = r1_sum / (CG * S)
+    tl.store(st1_mean_ptr + (n * G + tl.program_id(1) + zero), q1_mean)
+    q2_mean = r2_sum / (CG * S)
+    tl.store(st2_mean_ptr + (n * G + tl.program_id(1) + zero), q2_mean)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    tl.store(pt5_ptr + pidx, r5_sum, mask=c_in)
+    tl.store(pt6_ptr + pidx, r6_sum, mask=c_in)
+    # pass 1
+    a_29 = q0_mean
+    a_30 = (a_3 - a_29)
+    a_31 = q1_mean
+    a_32 = (a_30 * a_31)
+    a_33 = (a_32 / a_5)
+    a_37 = (a_33 + a_35)
+    a_38 = q2_mean
+    a_39 = (a_37 + a_38)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_39, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0w(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    pt5_ptr,
+    st5_sum_ptr,
+    pt6_ptr,
+    st6_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4, 5, 6"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+    # reduction 5: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt5_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st5_sum_ptr + idx, total, mask=ok)
+    # reduction 6: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt6_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st6_sum_ptr + idx, total, mask=ok)
+
+
 def backward_train(geo, x, grad, v0, v1, weight, sv0_mean, sv0_var):
     dx = geo.empty_input()
     st0_mean = geo.statistic('group')
@@ -518,16 +941,31 @@ def backward_train(geo, x, grad, v0, v1, weight, sv0_mean, sv0_var):
     st4_sum = geo.statistic('sum')
     st5_sum = geo.statistic('sum')
     st6_sum = geo.statistic('sum')
-    pt0 = geo.partials('tiles', 1)
-    pt1 = geo.partials('tiles', 1)
-    pt2 = geo.partials('tiles', 1)
-    pt3 = geo.partials('tiles', 1)
-    pt4 = geo.partials('tiles', 1)
-    pt5 = geo.partials('tiles', 1)
-    pt6 = geo.partials('tiles', 1)
-    geo.launch(bwd_train_p0, 'tiles', v1, sv0_mean, sv0_var, v0, weight, x, grad, pt0, pt1, pt2, pt3, pt4, pt5, pt6)
-    geo.combine(bwd_train_c0p, 'tiles', ('scalar_group', 'scalar_group', 'scalar_group', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_mean, pt3, st3_sum, pt4, st4_sum, pt5, st5_sum, pt6, st6_sum)
-    geo.launch(bwd_train_p1, 'tiles', v1, sv0_mean, sv0_var, v0, weight, st0_mean, st1_mean, st2_mean, x, grad, dx)
+    if geo.single('group', True):
+        pt3 = geo.partials('group', 1, single=True)
+        pt4 = geo.partials('group', 1, single=True)
+        pt5 = geo.partials('group', 1, single=True)
+        pt6 = geo.partials('group', 1, single=True)
+        geo.launch(bwd_train_w0, 'group', v1, x, sv0_mean, sv0_var, v0, weight, grad, st0_mean, st1_mean, st2_mean, pt3, pt4, pt5, pt6, dx, single=True)
+        geo.combine(bwd_train_c0w, 'group', ('channels_all_samples', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum, pt5, st5_sum, pt6, st6_sum, single=True)
+    elif geo.fuse('group'):
+        pt3 = geo.partials('group', 1)
+        pt4 = geo.partials('group', 1)
+        pt5 = geo.partials('group', 1)
+        pt6 = geo.partials('group', 1)
+        geo.launch(bwd_train_f0, 'group', v1, sv0_mean, sv0_var, v0, weight, x, grad, st0_mean, st1_mean, st2_mean, pt3, pt4, pt5, pt6, dx)
+        geo.combine(bwd_train_c0f, 'group', ('channels_all_samples', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum, pt5, st5_sum, pt6, st6_sum)
+    else:
+        pt0 = geo.partials('tiles', 1)
+        pt1 = geo.partials('tiles', 1)
+        pt2 = geo.partials('tiles', 1)
+        pt3 = geo.partials('tiles', 1)
+        pt4 = geo.partials('tiles', 1)
+        pt5 = geo.partials('tiles', 1)
+        pt6 = geo.partials('tiles', 1)
+        geo.launch(bwd_train_p0, 'tiles', v1, sv0_mean, sv0_var, v0, weight, x, grad, pt0, pt1, pt2, pt3, pt4, pt5, pt6)
+        geo.combine(bwd_train_c0p, 'tiles', ('scalar_group', 'scalar_group', 'scalar_group', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_mean, pt3, st3_sum, pt4, st4_sum, pt5, st5_sum, pt6, st6_sum)
+        geo.launch(bwd_train_p1, 'tiles', v1, sv0_mean, sv0_var, v0, weight, st0_mean, st1_mean, st2_mean, x, grad, dx)
     return dx, {'v0': st3_sum, 'v1': st4_sum, 'weight': st5_sum, 'bias': st6_sum}
 
 

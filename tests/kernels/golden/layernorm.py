@@ -142,14 +142,156 @@ def fwd_train_p1(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_8, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_f0(
+    x_ptr,
+    st0_mean_ptr,
+    st0_var_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the sample domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s_lo = k * CHUNK
+    s_hi = tl.minimum(s_lo + CHUNK, S)
+    # pass 0
+    r0_n = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r0_mean = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r0_m2 = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
+        r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
+        r0_tc = tl.where(inside, a0_0 - r0_tm, 0.0)
+        r0_t2 = tl.reduce(r0_tc * r0_tc, 1, add_combine, keep_dims=True)
+        r0_w = r0_tn / tl.maximum(r0_n + r0_tn, 1.0)
+        r0_d = r0_tm - r0_mean
+        r0_mean = r0_mean + r0_d * r0_w
+        r0_m2 = r0_m2 + r0_t2 + r0_d * r0_d * r0_n * r0_w
+        r0_n = r0_n + r0_tn
+    r0_n, r0_mean, r0_m2 = merge_moments_across(r0_n, r0_mean, r0_m2, c_in, 0)
+    q0_mean = r0_mean
+    q0_var = r0_m2 / tl.maximum(r0_n, 1.0)
+    tl.store(st0_mean_ptr + (n + zero), q0_mean)
+    tl.store(st0_var_ptr + (n + zero), q0_var)
+    # pass 1
+    a1_1 = q0_mean
+    a1_3 = tl.sqrt(q0_var + eps)
+    a1_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_7 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_2 = (a1_0 - a1_1)
+        a1_4 = (a1_2 / a1_3)
+        a1_6 = (a1_4 * a1_5)
+        a1_8 = (a1_6 + a1_7)
+        tl.store(y_ptr + offs, tl.broadcast_to(a1_8, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_w0(
+    x_ptr,
+    st0_mean_ptr,
+    st0_var_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the sample domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_n = tl.reduce(tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r0_mean = tl.reduce(tl.reduce(tl.where(inside, a_0, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True) / tl.maximum(r0_n, 1.0)
+    r0_c = tl.where(inside, a_0 - r0_mean, 0.0)
+    r0_m2 = tl.reduce(tl.reduce(r0_c * r0_c, 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    q0_mean = r0_mean
+    q0_var = r0_m2 / tl.maximum(r0_n, 1.0)
+    tl.store(st0_mean_ptr + (n + zero), q0_mean)
+    tl.store(st0_var_ptr + (n + zero), q0_var)
+    # pass 1
+    a_1 = q0_mean
+    a_2 = (a_0 - a_1)
+    a_3 = tl.sqrt(q0_var + eps)
+    a_4 = (a_2 / a_3)
+    a_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_6 = (a_4 * a_5)
+    a_7 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_8 = (a_6 + a_7)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_8, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_train(geo, x, weight, bias):
     y = geo.empty_input()
     st0_mean = geo.statistic('layer')
     st0_var = geo.statistic('layer')
-    pt0 = geo.partials('tiles', 2)
-    geo.launch(fwd_train_p0, 'tiles', x, pt0)
-    geo.combine(fwd_train_c0p, 'tiles', ('scalar_sample',), pt0, st0_mean, st0_var)
-    geo.launch(fwd_train_p1, 'tiles', st0_mean, st0_var, weight, bias, x, y)
+    if geo.single('sample', False):
+        geo.launch(fwd_train_w0, 'sample', x, st0_mean, st0_var, weight, bias, y, single=True)
+    elif geo.fuse('sample'):
+        geo.launch(fwd_train_f0, 'sample', x, st0_mean, st0_var, weight, bias, y)
+    else:
+        pt0 = geo.partials('tiles', 2)
+        geo.launch(fwd_train_p0, 'tiles', x, pt0)
+        geo.combine(fwd_train_c0p, 'tiles', ('scalar_sample',), pt0, st0_mean, st0_var)
+        geo.launch(fwd_train_p1, 'tiles', st0_mean, st0_var, weight, bias, x, y)
     return y, (st0_mean, st0_var, )
 
 
@@ -353,6 +495,264 @@ def bwd_train_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_f0(
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    weight_ptr,
+    x_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the sample domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s_lo = k * CHUNK
+    s_hi = tl.minimum(s_lo + CHUNK, S)
+    # pass 0
+    a0_1 = tl.load(sv0_mean_ptr + (n + zero)).to(COMPUTE)
+    a0_3 = tl.sqrt(tl.load(sv0_var_ptr + (n + zero)).to(COMPUTE) + eps)
+    a0_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    r0_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r1_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r2_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r3_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    r4_sum = tl.full([BLOCK_C, 1], 0.0, COMPUTE)
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_2 = (a0_0 - a0_1)
+        a0_4 = (a0_2 / a0_3)
+        a0_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_10 = (a0_9 * a0_4)
+        a0_11 = (a0_9 * a0_5)
+        a0_12 = (a0_11 / a0_3)
+        a0_13 = (a0_11 * a0_4)
+        a0_14 = (-a0_13)
+        a0_15 = (a0_14 / a0_3)
+        a0_21 = (-a0_12)
+        r0_sum += tl.reduce(tl.where(inside, a0_2, 0.0), 1, add_combine, keep_dims=True)
+        r1_sum += tl.reduce(tl.where(inside, a0_15, 0.0), 1, add_combine, keep_dims=True)
+        r2_sum += tl.reduce(tl.where(inside, a0_21, 0.0), 1, add_combine, keep_dims=True)
+        r3_sum += tl.reduce(tl.where(inside, a0_10, 0.0), 1, add_combine, keep_dims=True)
+        r4_sum += tl.reduce(tl.where(inside, a0_9, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = tl.reduce(tl.where(c_in, r0_sum, 0.0), 0, add_combine, keep_dims=True) / (C * S)
+    tl.store(st0_mean_ptr + (n + zero), q0_mean)
+    q1_mean = tl.reduce(tl.where(c_in, r1_sum, 0.0), 0, add_combine, keep_dims=True) / (C * S)
+    tl.store(st1_mean_ptr + (n + zero), q1_mean)
+    q2_mean = tl.reduce(tl.where(c_in, r2_sum, 0.0), 0, add_combine, keep_dims=True) / (C * S)
+    tl.store(st2_mean_ptr + (n + zero), q2_mean)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    # pass 1
+    a1_1 = tl.load(sv0_mean_ptr + (n + zero)).to(COMPUTE)
+    a1_3 = tl.sqrt(tl.load(sv0_var_ptr + (n + zero)).to(COMPUTE) + eps)
+    a1_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a1_16 = q0_mean
+    a1_18 = q1_mean
+    a1_23 = q2_mean
+    for s0 in range(s_lo, s_hi, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)[None, :]
+        s_in = s < s_hi
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_2 = (a1_0 - a1_1)
+        a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_11 = (a1_9 * a1_5)
+        a1_12 = (a1_11 / a1_3)
+        a1_17 = (a1_2 - a1_16)
+        a1_19 = (a1_17 * a1_18)
+        a1_20 = (a1_19 / a1_3)
+        a1_22 = (a1_20 + a1_12)
+        a1_24 = (a1_22 + a1_23)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0f(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_w0(
+    x_ptr,
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    weight_ptr,
+    grad_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the sample domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    k = tl.program_id(2)
+    s = tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_1 = tl.load(sv0_mean_ptr + (n + zero)).to(COMPUTE)
+    a_2 = (a_0 - a_1)
+    a_3 = tl.sqrt(tl.load(sv0_var_ptr + (n + zero)).to(COMPUTE) + eps)
+    a_4 = (a_2 / a_3)
+    a_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_10 = (a_9 * a_4)
+    a_11 = (a_9 * a_5)
+    a_12 = (a_11 / a_3)
+    a_13 = (a_11 * a_4)
+    a_14 = (-a_13)
+    a_15 = (a_14 / a_3)
+    a_21 = (-a_12)
+    r0_sum = tl.reduce(tl.reduce(tl.where(inside, a_2, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r1_sum = tl.reduce(tl.reduce(tl.where(inside, a_15, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r2_sum = tl.reduce(tl.reduce(tl.where(inside, a_21, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
+    r3_sum = tl.reduce(tl.where(inside, a_10, 0.0), 1, add_combine, keep_dims=True)
+    r4_sum = tl.reduce(tl.where(inside, a_9, 0.0), 1, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    q0_mean = r0_sum / (C * S)
+    tl.store(st0_mean_ptr + (n + zero), q0_mean)
+    q1_mean = r1_sum / (C * S)
+    tl.store(st1_mean_ptr + (n + zero), q1_mean)
+    q2_mean = r2_sum / (C * S)
+    tl.store(st2_mean_ptr + (n + zero), q2_mean)
+    tl.store(pt3_ptr + pidx, r3_sum, mask=c_in)
+    tl.store(pt4_ptr + pidx, r4_sum, mask=c_in)
+    # pass 1
+    a_16 = q0_mean
+    a_17 = (a_2 - a_16)
+    a_18 = q1_mean
+    a_19 = (a_17 * a_18)
+    a_20 = (a_19 / a_3)
+    a_22 = (a_20 + a_12)
+    a_23 = q2_mean
+    a_24 = (a_22 + a_23)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0w(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
 def backward_train(geo, x, grad, weight, sv0_mean, sv0_var):
     dx = geo.empty_input()
     st0_mean = geo.statistic('layer')
@@ -360,14 +760,25 @@ def backward_train(geo, x, grad, weight, sv0_mean, sv0_var):
     st2_mean = geo.statistic('layer')
     st3_sum = geo.statistic('sum')
     st4_sum = geo.statistic('sum')
-    pt0 = geo.partials('tiles', 1)
-    pt1 = geo.partials('tiles', 1)
-    pt2 = geo.partials('tiles', 1)
-    pt3 = geo.partials('tiles', 1)
-    pt4 = geo.partials('tiles', 1)
-    geo.launch(bwd_train_p0, 'tiles', sv0_mean, sv0_var, weight, x, grad, pt0, pt1, pt2, pt3, pt4)
-    geo.combine(bwd_train_c0p, 'tiles', ('scalar_sample', 'scalar_sample', 'scalar_sample', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_mean, pt3, st3_sum, pt4, st4_sum)
-    geo.launch(bwd_train_p1, 'tiles', sv0_mean, sv0_var, weight, st0_mean, st1_mean, st2_mean, x, grad, dx)
+    if geo.single('sample', True):
+        pt3 = geo.partials('sample', 1, single=True)
+        pt4 = geo.partials('sample', 1, single=True)
+        geo.launch(bwd_train_w0, 'sample', x, sv0_mean, sv0_var, weight, grad, st0_mean, st1_mean, st2_mean, pt3, pt4, dx, single=True)
+        geo.combine(bwd_train_c0w, 'sample', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum, single=True)
+    elif geo.fuse('sample'):
+        pt3 = geo.partials('sample', 1)
+        pt4 = geo.partials('sample', 1)
+        geo.launch(bwd_train_f0, 'sample', sv0_mean, sv0_var, weight, x, grad, st0_mean, st1_mean, st2_mean, pt3, pt4, dx)
+        geo.combine(bwd_train_c0f, 'sample', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum)
+    else:
+        pt0 = geo.partials('tiles', 1)
+        pt1 = geo.partials('tiles', 1)
+        pt2 = geo.partials('tiles', 1)
+        pt3 = geo.partials('tiles', 1)
+        pt4 = geo.partials('tiles', 1)
+        geo.launch(bwd_train_p0, 'tiles', sv0_mean, sv0_var, weight, x, grad, pt0, pt1, pt2, pt3, pt4)
+        geo.combine(bwd_train_c0p, 'tiles', ('scalar_sample', 'scalar_sample', 'scalar_sample', 'channels_all_samples', 'channels_all_samples'), pt0, st0_mean, pt1, st1_mean, pt2, st2_mean, pt3, st3_sum, pt4, st4_sum)
+        geo.launch(bwd_train_p1, 'tiles', sv0_mean, sv0_var, weight, st0_mean, st1_mean, st2_mean, x, grad, dx)
     return dx, {'weight': st3_sum, 'bias': st4_sum}
 
 

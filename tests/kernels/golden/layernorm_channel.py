@@ -188,11 +188,71 @@ def fwd_train_f0(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_8, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_w0(
+    x_ptr,
+    st0_mean_ptr,
+    st0_var_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_n = tl.reduce(inside.to(COMPUTE), 0, add_combine, keep_dims=True)
+    r0_mean = tl.reduce(tl.where(inside, a_0, 0.0), 0, add_combine, keep_dims=True) / tl.maximum(r0_n, 1.0)
+    r0_c = tl.where(inside, a_0 - r0_mean, 0.0)
+    r0_m2 = tl.reduce(r0_c * r0_c, 0, add_combine, keep_dims=True)
+    q0_mean = r0_mean
+    q0_var = r0_m2 / tl.maximum(r0_n, 1.0)
+    tl.store(st0_mean_ptr + (n * S + s), q0_mean, mask=s_in)
+    tl.store(st0_var_ptr + (n * S + s), q0_var, mask=s_in)
+    # pass 1
+    a_1 = q0_mean
+    a_2 = (a_0 - a_1)
+    a_3 = tl.sqrt(q0_var + eps)
+    a_4 = (a_2 / a_3)
+    a_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_6 = (a_4 * a_5)
+    a_7 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_8 = (a_6 + a_7)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_8, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_train(geo, x, weight, bias):
     y = geo.empty_input()
     st0_mean = geo.statistic('channel')
     st0_var = geo.statistic('channel')
-    if geo.fuse('channel'):
+    if geo.single('channel', False):
+        geo.launch(fwd_train_w0, 'channel', x, st0_mean, st0_var, weight, bias, y, single=True)
+    elif geo.fuse('channel'):
         geo.launch(fwd_train_f0, 'channel', x, st0_mean, st0_var, weight, bias, y)
     else:
         geo.launch(fwd_train_p0, 'channel', x, st0_mean, st0_var)
@@ -371,6 +431,258 @@ def bwd_train_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_f0(
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    x_ptr,
+    weight_ptr,
+    grad_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    # pass 0
+    a0_1 = tl.load(sv0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)
+    a0_3 = tl.sqrt(tl.load(sv0_var_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    r0_sum = tl.full([1, BLOCK_S], 0.0, COMPUTE)
+    r1_sum = tl.full([1, BLOCK_S], 0.0, COMPUTE)
+    r2_sum = tl.full([1, BLOCK_S], 0.0, COMPUTE)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)[:, None]
+        c_in = c < C
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_2 = (a0_0 - a0_1)
+        a0_4 = (a0_2 / a0_3)
+        a0_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+        a0_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_10 = (a0_9 * a0_4)
+        a0_11 = (a0_9 * a0_5)
+        a0_12 = (a0_11 / a0_3)
+        a0_13 = (a0_11 * a0_4)
+        a0_14 = (-a0_13)
+        a0_15 = (a0_14 / a0_3)
+        a0_21 = (-a0_12)
+        r0_sum += tl.reduce(tl.where(inside, a0_2, 0.0), 0, add_combine, keep_dims=True)
+        r1_sum += tl.reduce(tl.where(inside, a0_15, 0.0), 0, add_combine, keep_dims=True)
+        r2_sum += tl.reduce(tl.where(inside, a0_21, 0.0), 0, add_combine, keep_dims=True)
+        pidx = (n * NSC + k) * C + c
+        tl.store(pt3_ptr + pidx, tl.reduce(tl.where(inside, a0_10, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+        pidx = (n * NSC + k) * C + c
+        tl.store(pt4_ptr + pidx, tl.reduce(tl.where(inside, a0_9, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    q0_mean = r0_sum / C
+    tl.store(st0_mean_ptr + (n * S + s), q0_mean, mask=s_in)
+    q1_mean = r1_sum / C
+    tl.store(st1_mean_ptr + (n * S + s), q1_mean, mask=s_in)
+    q2_mean = r2_sum / C
+    tl.store(st2_mean_ptr + (n * S + s), q2_mean, mask=s_in)
+    # pass 1
+    a1_1 = tl.load(sv0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)
+    a1_3 = tl.sqrt(tl.load(sv0_var_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    a1_16 = q0_mean
+    a1_18 = q1_mean
+    a1_23 = q2_mean
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)[:, None]
+        c_in = c < C
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_2 = (a1_0 - a1_1)
+        a1_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+        a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_11 = (a1_9 * a1_5)
+        a1_12 = (a1_11 / a1_3)
+        a1_17 = (a1_2 - a1_16)
+        a1_19 = (a1_17 * a1_18)
+        a1_20 = (a1_19 / a1_3)
+        a1_22 = (a1_20 + a1_12)
+        a1_24 = (a1_22 + a1_23)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0f(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_w0(
+    x_ptr,
+    sv0_mean_ptr,
+    sv0_var_ptr,
+    weight_ptr,
+    grad_ptr,
+    pt3_ptr,
+    pt4_ptr,
+    st0_mean_ptr,
+    st1_mean_ptr,
+    st2_mean_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_1 = tl.load(sv0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)
+    a_2 = (a_0 - a_1)
+    a_3 = tl.sqrt(tl.load(sv0_var_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    a_4 = (a_2 / a_3)
+    a_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_10 = (a_9 * a_4)
+    a_11 = (a_9 * a_5)
+    a_12 = (a_11 / a_3)
+    a_13 = (a_11 * a_4)
+    a_14 = (-a_13)
+    a_15 = (a_14 / a_3)
+    a_21 = (-a_12)
+    r0_sum = tl.reduce(tl.where(inside, a_2, 0.0), 0, add_combine, keep_dims=True)
+    r1_sum = tl.reduce(tl.where(inside, a_15, 0.0), 0, add_combine, keep_dims=True)
+    r2_sum = tl.reduce(tl.where(inside, a_21, 0.0), 0, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    tl.store(pt3_ptr + pidx, tl.reduce(tl.where(inside, a_10, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    pidx = (n * NSC + k) * C + c
+    tl.store(pt4_ptr + pidx, tl.reduce(tl.where(inside, a_9, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    q0_mean = r0_sum / C
+    tl.store(st0_mean_ptr + (n * S + s), q0_mean, mask=s_in)
+    q1_mean = r1_sum / C
+    tl.store(st1_mean_ptr + (n * S + s), q1_mean, mask=s_in)
+    q2_mean = r2_sum / C
+    tl.store(st2_mean_ptr + (n * S + s), q2_mean, mask=s_in)
+    # pass 1
+    a_16 = q0_mean
+    a_17 = (a_2 - a_16)
+    a_18 = q1_mean
+    a_19 = (a_17 * a_18)
+    a_20 = (a_19 / a_3)
+    a_22 = (a_20 + a_12)
+    a_23 = q2_mean
+    a_24 = (a_22 + a_23)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_24, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0w(
+    pt3_ptr,
+    st3_sum_ptr,
+    pt4_ptr,
+    st4_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 3, 4"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 3: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt3_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st3_sum_ptr + idx, total, mask=ok)
+    # reduction 4: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt4_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st4_sum_ptr + idx, total, mask=ok)
+
+
 def backward_train(geo, x, grad, weight, sv0_mean, sv0_var):
     dx = geo.empty_input()
     st0_mean = geo.statistic('channel')
@@ -378,11 +690,22 @@ def backward_train(geo, x, grad, weight, sv0_mean, sv0_var):
     st2_mean = geo.statistic('channel')
     st3_sum = geo.statistic('sum')
     st4_sum = geo.statistic('sum')
-    pt3 = geo.partials('channel', 1)
-    pt4 = geo.partials('channel', 1)
-    geo.launch(bwd_train_p0, 'channel', sv0_mean, sv0_var, x, weight, grad, pt3, pt4, st0_mean, st1_mean, st2_mean)
-    geo.combine(bwd_train_c0p, 'channel', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum)
-    geo.launch(bwd_train_p1, 'tiles', weight, x, sv0_mean, sv0_var, grad, st0_mean, st1_mean, st2_mean, dx)
+    if geo.single('channel', True):
+        pt3 = geo.partials('channel', 1, single=True)
+        pt4 = geo.partials('channel', 1, single=True)
+        geo.launch(bwd_train_w0, 'channel', x, sv0_mean, sv0_var, weight, grad, pt3, pt4, st0_mean, st1_mean, st2_mean, dx, single=True)
+        geo.combine(bwd_train_c0w, 'channel', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum, single=True)
+    elif geo.fuse('channel'):
+        pt3 = geo.partials('channel', 1)
+        pt4 = geo.partials('channel', 1)
+        geo.launch(bwd_train_f0, 'channel', sv0_mean, sv0_var, x, weight, grad, pt3, pt4, st0_mean, st1_mean, st2_mean, dx)
+        geo.combine(bwd_train_c0f, 'channel', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum)
+    else:
+        pt3 = geo.partials('channel', 1)
+        pt4 = geo.partials('channel', 1)
+        geo.launch(bwd_train_p0, 'channel', sv0_mean, sv0_var, x, weight, grad, pt3, pt4, st0_mean, st1_mean, st2_mean)
+        geo.combine(bwd_train_c0p, 'channel', ('channels_all_samples', 'channels_all_samples'), pt3, st3_sum, pt4, st4_sum)
+        geo.launch(bwd_train_p1, 'tiles', weight, x, sv0_mean, sv0_var, grad, st0_mean, st1_mean, st2_mean, dx)
     return dx, {'weight': st3_sum, 'bias': st4_sum}
 
 

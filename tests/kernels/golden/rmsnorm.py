@@ -157,10 +157,62 @@ def fwd_train_f0(
         tl.store(y_ptr + offs, tl.broadcast_to(a1_6, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def fwd_train_w0(
+    x_ptr,
+    st0_sqmean_ptr,
+    weight_ptr,
+    bias_ptr,
+    y_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    r0_sum = tl.reduce(tl.where(inside, a_0 * a_0, 0.0), 0, add_combine, keep_dims=True)
+    q0_sqmean = r0_sum / C
+    tl.store(st0_sqmean_ptr + (n * S + s), q0_sqmean, mask=s_in)
+    # pass 1
+    a_1 = tl.sqrt(q0_sqmean + eps)
+    a_2 = (a_0 / a_1)
+    a_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_4 = (a_2 * a_3)
+    a_5 = tl.load(bias_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_6 = (a_4 + a_5)
+    tl.store(y_ptr + offs, tl.broadcast_to(a_6, [BLOCK_C, BLOCK_S]).to(y_ptr.dtype.element_ty), mask=inside)
+
+
 def forward_train(geo, x, weight, bias):
     y = geo.empty_input()
     st0_sqmean = geo.statistic('channel')
-    if geo.fuse('channel'):
+    if geo.single('channel', False):
+        geo.launch(fwd_train_w0, 'channel', x, st0_sqmean, weight, bias, y, single=True)
+    elif geo.fuse('channel'):
         geo.launch(fwd_train_f0, 'channel', x, st0_sqmean, weight, bias, y)
     else:
         geo.launch(fwd_train_p0, 'channel', x, st0_sqmean)
@@ -315,16 +367,242 @@ def bwd_train_p1(
         tl.store(dx_ptr + offs, tl.broadcast_to(a1_17, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
 
 
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_f0(
+    sv0_sqmean_ptr,
+    x_ptr,
+    weight_ptr,
+    grad_ptr,
+    pt1_ptr,
+    pt2_ptr,
+    st0_mean_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    # pass 0
+    a0_1 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    r0_sum = tl.full([1, BLOCK_S], 0.0, COMPUTE)
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)[:, None]
+        c_in = c < C
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_2 = (a0_0 / a0_1)
+        a0_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+        a0_7 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a0_8 = (a0_7 * a0_2)
+        a0_9 = (a0_7 * a0_3)
+        a0_11 = (a0_9 * a0_2)
+        a0_12 = (-a0_11)
+        a0_13 = (a0_12 / a0_1)
+        r0_sum += tl.reduce(tl.where(inside, a0_13, 0.0), 0, add_combine, keep_dims=True)
+        pidx = (n * NSC + k) * C + c
+        tl.store(pt1_ptr + pidx, tl.reduce(tl.where(inside, a0_8, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+        pidx = (n * NSC + k) * C + c
+        tl.store(pt2_ptr + pidx, tl.reduce(tl.where(inside, a0_7, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    q0_mean = r0_sum / C
+    tl.store(st0_mean_ptr + (n * S + s), q0_mean, mask=s_in)
+    # pass 1
+    a1_1 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    a1_14 = q0_mean
+    for c0 in range(0, C, BLOCK_C):
+        c = c0 + tl.arange(0, BLOCK_C)[:, None]
+        c_in = c < C
+        inside = c_in & s_in
+        if CHANNELS_LAST:
+            offs = row + s * C + c
+        else:
+            offs = row + c * S + s
+        a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+        a1_7 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+        a1_9 = (a1_7 * a1_3)
+        a1_10 = (a1_9 / a1_1)
+        a1_15 = (a1_0 * a1_14)
+        a1_16 = (a1_15 / a1_1)
+        a1_17 = (a1_10 + a1_16)
+        tl.store(dx_ptr + offs, tl.broadcast_to(a1_17, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0f(
+    pt1_ptr,
+    st1_sum_ptr,
+    pt2_ptr,
+    st2_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 1, 2"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 1: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt1_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st1_sum_ptr + idx, total, mask=ok)
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_w0(
+    x_ptr,
+    sv0_sqmean_ptr,
+    weight_ptr,
+    grad_ptr,
+    pt1_ptr,
+    pt2_ptr,
+    st0_mean_ptr,
+    dx_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    EPS: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    CHANNELS_LAST: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    """single pass over memory: fused passes 0, 1 over the channel domain"""
+    n = tl.program_id(0)
+    zero = tl.full([1, 1], 0, tl.int32)
+    eps = tl.full([1, 1], EPS, COMPUTE)
+    row = n.to(tl.int64) * C * S
+    k = tl.program_id(1)
+    s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    s_in = s < S
+    c = tl.arange(0, BLOCK_C)[:, None]
+    c_in = c < C
+    inside = c_in & s_in
+    if CHANNELS_LAST:
+        offs = row + s * C + c
+    else:
+        offs = row + c * S + s
+    # pass 0
+    a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_1 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
+    a_2 = (a_0 / a_1)
+    a_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
+    a_7 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
+    a_8 = (a_7 * a_2)
+    a_9 = (a_7 * a_3)
+    a_11 = (a_9 * a_2)
+    a_12 = (-a_11)
+    a_13 = (a_12 / a_1)
+    r0_sum = tl.reduce(tl.where(inside, a_13, 0.0), 0, add_combine, keep_dims=True)
+    pidx = (n * NSC + k) * C + c
+    tl.store(pt1_ptr + pidx, tl.reduce(tl.where(inside, a_8, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    pidx = (n * NSC + k) * C + c
+    tl.store(pt2_ptr + pidx, tl.reduce(tl.where(inside, a_7, 0.0), 1, add_combine, keep_dims=True), mask=c_in)
+    q0_mean = r0_sum / C
+    tl.store(st0_mean_ptr + (n * S + s), q0_mean, mask=s_in)
+    # pass 1
+    a_10 = (a_9 / a_1)
+    a_14 = q0_mean
+    a_15 = (a_0 * a_14)
+    a_16 = (a_15 / a_1)
+    a_17 = (a_10 + a_16)
+    tl.store(dx_ptr + offs, tl.broadcast_to(a_17, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit(do_not_specialize=["N", "G", "CG", "CHUNK", "NSC"])
+def bwd_train_c0w(
+    pt1_ptr,
+    st1_sum_ptr,
+    pt2_ptr,
+    st2_sum_ptr,
+    N,
+    C,
+    S,
+    G,
+    CG,
+    CHUNK,
+    NSC,
+    MOMENTUM: tl.constexpr,
+    COMPUTE: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+):
+    """combine the partials of reduction(s) 1, 2"""
+    pid = tl.program_id(0)
+    hi = pid * 0
+    # reduction 1: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt1_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st1_sum_ptr + idx, total, mask=ok)
+    # reduction 2: sum over batch
+    lo = hi
+    hi = lo + (C + BLOCK_C - 1) // BLOCK_C
+    if (pid >= lo) & (pid < hi):
+        idx, ok, total, var, count = combine_channels(pt2_ptr, pid - lo, N, C, S, CHUNK, NSC, True, False, COMPUTE, BLOCK_C, BLOCK_R)
+        tl.store(st2_sum_ptr + idx, total, mask=ok)
+
+
 def backward_train(geo, x, grad, weight, sv0_sqmean):
     dx = geo.empty_input()
     st0_mean = geo.statistic('channel')
     st1_sum = geo.statistic('sum')
     st2_sum = geo.statistic('sum')
-    pt1 = geo.partials('channel', 1)
-    pt2 = geo.partials('channel', 1)
-    geo.launch(bwd_train_p0, 'channel', sv0_sqmean, x, weight, grad, pt1, pt2, st0_mean)
-    geo.combine(bwd_train_c0p, 'channel', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum)
-    geo.launch(bwd_train_p1, 'tiles', weight, x, sv0_sqmean, grad, st0_mean, dx)
+    if geo.single('channel', True):
+        pt1 = geo.partials('channel', 1, single=True)
+        pt2 = geo.partials('channel', 1, single=True)
+        geo.launch(bwd_train_w0, 'channel', x, sv0_sqmean, weight, grad, pt1, pt2, st0_mean, dx, single=True)
+        geo.combine(bwd_train_c0w, 'channel', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum, single=True)
+    elif geo.fuse('channel'):
+        pt1 = geo.partials('channel', 1)
+        pt2 = geo.partials('channel', 1)
+        geo.launch(bwd_train_f0, 'channel', sv0_sqmean, x, weight, grad, pt1, pt2, st0_mean, dx)
+        geo.combine(bwd_train_c0f, 'channel', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum)
+    else:
+        pt1 = geo.partials('channel', 1)
+        pt2 = geo.partials('channel', 1)
+        geo.launch(bwd_train_p0, 'channel', sv0_sqmean, x, weight, grad, pt1, pt2, st0_mean)
+        geo.combine(bwd_train_c0p, 'channel', ('channels_all_samples', 'channels_all_samples'), pt1, st1_sum, pt2, st2_sum)
+        geo.launch(bwd_train_p1, 'tiles', weight, x, sv0_sqmean, grad, st0_mean, dx)
     return dx, {'weight': st1_sum, 'bias': st2_sum}
 
 

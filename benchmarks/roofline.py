@@ -1,0 +1,187 @@
+"""The memory roofline of every library layer: the plan the compiler chooses at each shape, the bytes it
+moves per element against the minimum, and the registers and spills of its kernels for a GPU target.
+
+Normalization layers are memory-bound, so their speed is the bytes they move. For each library layer,
+at ResNet-50 stage shapes (N=64; C 256/512/1024/2048; HW 56/28/14/7) and transformer rows
+(16,384 x 4,096), in float32 and bfloat16, the table gives:
+- the plan of each direction (forward in training, backward, inference): `single` (one read of every
+  input), `fused` (two loops over each program's slice, the second read mostly from L2) or `split`
+  (kernels per pass with partials and combines), from `plan_cost(..., shape=...)`, which follows the
+  launchers' own choice;
+- bytes per element moved and the fraction of the minimum (every input read once, every output
+  written once);
+- the most registers per thread and the spilled bytes over the kernels that run, from Triton's real
+  compiler for the target (`compile_ahead(..., resources=True)`; no GPU needed).
+
+With a CUDA device (and without --no-time) it also times forward and forward + backward against eager
+PyTorch and `torch.compile` of the reference module, and reports our forward's bandwidth in TB/s.
+
+    python benchmarks/roofline.py [--layers a,b] [--dtypes float32,bfloat16] [--shapes 64x256x56x56,...]
+                                  [--target cuda:90] [--no-time] [--output DIR]
+
+Writes benchmarks/results/roofline-<machine>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9+ warns when it is unset; 1 is its default
+os.environ.pop("TRITON_INTERPRET", None)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch
+from _common import markdown_table, write_result
+
+from evonorm_search import NormAct, library
+from evonorm_search.compiler import plan_cost
+from evonorm_search.compiler.ahead import compile_ahead
+
+SHAPES = ((64, 256, 56, 56), (64, 512, 28, 28), (64, 1024, 14, 14), (64, 2048, 7, 7), (16384, 4096))
+DTYPES = ("float32", "bfloat16")
+GROUPS = 32
+DIRECTIONS = ("forward", "backward", "inference")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is N x C [x spatial...], like 64x256x56x56; got {text!r}") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is N x C [x spatial...] of positive sizes; got {text!r}")
+    return shape
+
+
+def parse_arguments() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", default=",".join(library.names()), help="library layers, comma-separated")
+    p.add_argument("--dtypes", default=",".join(DTYPES), help="float32 and/or bfloat16")
+    p.add_argument("--shapes", default=None, help="shapes like 64x256x56x56, comma-separated (default: the table's)")
+    p.add_argument("--target", default="cuda:90", help="CUDA target for registers and spills (default: Hopper)")
+    p.add_argument("--no-time", action="store_true", help="do not time on a CUDA device even if one is present")
+    p.add_argument("--output", type=Path, default=None, help="results folder (default: benchmarks/results)")
+    args = p.parse_args()
+    args.layers = args.layers.split(",")
+    unknown = sorted(set(args.layers) - set(library.names()))
+    if unknown:
+        p.error(f"unknown layer(s) {unknown}; the library has {', '.join(library.names())}")
+    args.dtypes = args.dtypes.split(",")
+    if not set(args.dtypes) <= set(DTYPES):
+        p.error(f"--dtypes takes {' and/or '.join(DTYPES)}, got {args.dtypes}")
+    try:
+        args.shapes = SHAPES if args.shapes is None else tuple(parse_shape(s) for s in args.shapes.split(","))
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
+    if args.output is not None:
+        import _common
+
+        _common.RESULTS = args.output
+    return args
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def plan_columns(name: str, shape: tuple[int, ...], dtype: str) -> tuple[list[object], dict]:
+    cost = plan_cost(library.get(name), shape=shape, dtype=dtype, groups=GROUPS)
+    chosen = {d: cost[d]["chosen"] for d in DIRECTIONS}
+    runs = " / ".join("+".join(stage["run"] for stage in chosen[d]["stages"]) or "-" for d in DIRECTIONS)
+    kernels = " / ".join(str(chosen[d]["kernels"]) for d in DIRECTIONS)
+    moved = " / ".join(str(chosen[d]["bytes_per_element"]) for d in DIRECTIONS)
+    minimum = " / ".join(str(chosen[d]["minimum_bytes_per_element"]) for d in DIRECTIONS)
+    fraction = " / ".join(f"{chosen[d]['fraction_of_minimum']:.0%}" for d in DIRECTIONS)
+    return [runs, kernels, moved, minimum, fraction], chosen
+
+
+def resource_columns(name: str, shape: tuple[int, ...], dtype: str, target: str) -> list[object]:
+    report = compile_ahead(name, target=target, shape=shape, dtype=getattr(torch, dtype), groups=GROUPS, resources=True)
+    passes = [k for k in report.kernels if k.blocks is not None]  # combines are tiny; shown anyway below
+    registers = max(k.registers for k in report.kernels)
+    spills = sum(k.spill_bytes for k in report.kernels)
+    singles = [k for k in passes if "_w" in k.kernel]
+    detail = ", ".join(f"{k.kernel} {k.blocks[0]}x{k.blocks[1]}/{k.num_warps}w {k.registers}r" for k in singles)
+    return [registers, spills, detail or "-"]
+
+
+def timed(fn, device: torch.device) -> float:
+    import triton
+
+    return triton.testing.do_bench(fn, warmup=10, rep=50) / 1e3  # seconds
+
+
+def time_columns(name: str, shape: tuple[int, ...], dtype: str, chosen: dict) -> list[object]:
+    """Forward and forward + backward (ms) of ours, eager and torch.compile; our forward's TB/s."""
+    device = torch.device("cuda")
+    dt = getattr(torch, dtype)
+    x = torch.randn(shape, device=device, dtype=dt, requires_grad=True)
+    gy = torch.randn(shape, device=device, dtype=dt)
+    ours = NormAct(name, shape[1], groups=GROUPS, backend="triton").to(device)
+    eager = NormAct(name, shape[1], groups=GROUPS, backend="torch").to(device)
+    compiled = torch.compile(eager)
+    results = []
+    for module in (ours, eager, compiled):
+        forward = timed(lambda m=module: m(x), device)
+        step = timed(lambda m=module: m(x).backward(gy), device)
+        results.append((forward, step))
+    moved = chosen["forward"]["bytes_per_element"] * x.numel()
+    bandwidth = moved / results[0][0] / 1e12
+    cells = [f"{f * 1e3:.3f} / {s * 1e3:.3f}" for f, s in results]
+    speedup_eager = results[1][1] / results[0][1]
+    speedup_compile = results[2][1] / results[0][1]
+    return [*cells, f"{bandwidth:.2f}", f"{speedup_eager:.2f}x", f"{speedup_compile:.2f}x"]
+
+
+def main() -> None:
+    args = parse_arguments()
+    timing = torch.cuda.is_available() and not args.no_time
+    headers = ["layer", "shape", "dtype", "plan fwd / bwd / inf", "kernels", "bytes/elem", "minimum", "of minimum"]
+    headers += [f"max regs ({args.target})", "spill bytes", "single-pass kernels (blocks/warps regs)"]
+    time_headers = ["layer", "shape", "dtype", "ours fwd / step ms", "eager", "torch.compile", "fwd TB/s"]
+    time_headers += ["step vs eager", "step vs compile"]
+    rows, time_rows = [], []
+    spilled = []
+    start = time.perf_counter()
+    for name in args.layers:
+        for shape in args.shapes:
+            for dtype in args.dtypes:
+                plan, chosen = plan_columns(name, shape, dtype)
+                resources = resource_columns(name, shape, dtype, args.target)
+                if resources[1]:
+                    spilled.append(f"{name} {shape_text(shape)} {dtype}")
+                rows.append([name, shape_text(shape), dtype, *plan, *resources])
+                if timing:
+                    time_rows.append([name, shape_text(shape), dtype, *time_columns(name, shape, dtype, chosen)])
+                print(f"{name} {shape_text(shape)} {dtype}: {plan[0]}, {plan[2]} B/elem", flush=True)
+    elapsed = time.perf_counter() - start
+    body = (
+        f"Groups {GROUPS} (EvoNorm-S, GroupNorm). Columns of three are forward (training) / backward / "
+        "inference. Plans: `single` reads every input once (the statistic's extent fits one program's "
+        "registers), `fused` runs two loops over each program's slice (the second read mostly from L2), "
+        "`split` runs kernels per pass with partials and combines (batch and large layer statistics). "
+        "Bytes per element are what the chosen kernels move to and from memory (statistics and partials, "
+        "O(N x C), left out); the minimum reads every input once and writes every output once. Registers "
+        "and spills come from ptxas for the target, on the kernels the launchers run at that shape "
+        f"(Triton's on-disk cache may serve the compiles; ptxas re-reads each kernel's PTX). "
+        f"{len(rows)} rows in {elapsed:.0f} s.\n\n"
+        + markdown_table(headers, rows)
+        + "\n\n"
+        + (f"Spills: {', '.join(spilled)}.\n" if spilled else "No kernel spills at these shapes.\n")
+    )
+    if timing:
+        device = torch.cuda.get_device_name()
+        body += f"\n## Time on {device}\n\n" + markdown_table(time_headers, time_rows) + "\n"
+    else:
+        body += "\nNo CUDA device here (or --no-time): no times; the bytes above are the plan's.\n"
+    path = write_result("roofline", "Memory roofline of the library layers", body)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Single-pass kernels: the choice between single-pass, fused and split stages at a shape, the kernels'
+one read of every input, and their values and gradients against the reference under the interpreter
+(fitting and non-fitting shapes, channels-last, parameter gradients through partials)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import evonorm_search as es
+from evonorm_search.compiler import compile_log, plan_cost, runtime, tuning
+from evonorm_search.compiler.cost import _geometry
+
+from .helpers import Case, check
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+# Layers whose statistics are over group, instance, channel or (2-D rows) layer axes.
+SINGLE_PASS_LAYERS = ["gn_relu", "gn_silu", "evonorm_s0", "evonorm_s2", "in_relu", "rmsnorm", "layernorm_channel"]
+
+
+def _runs(name: str, shape: tuple[int, ...], direction: str, dtype: str = "float32") -> list[str]:
+    cost = plan_cost(es.library.get(name), shape=shape, dtype=dtype)
+    return [stage["run"] for stage in cost[direction]["chosen"]["stages"]]
+
+
+# -- the choice, on each side of the budget ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "fits", "too_big"),
+    [
+        ("gn_relu", (64, 1024, 14, 14), (64, 256, 56, 56)),  # a group of 32 x 256 fits; 8 x 4,096 does not
+        ("in_relu", (64, 256, 56, 56), (8, 64, 128, 160)),  # one plane of 4,096 fits; 32,768 does not
+        ("rmsnorm", (64, 2048, 7, 7), (4, 32768, 2, 2)),  # 2,048 channels fit; 32,768 do not
+        ("layernorm", (16384, 4096), (64, 256, 56, 56)),  # a row of 4,096 fits; a ResNet sample does not
+    ],
+)
+def test_a_stage_runs_single_pass_exactly_when_its_extent_fits_the_budget(name, fits, too_big):
+    assert _runs(name, fits, "forward") == ["single"]
+    assert _runs(name, too_big, "forward") != ["single"]
+    fitting = plan_cost(es.library.get(name), shape=fits)["forward"]["chosen"]
+    assert fitting["bytes_per_element"] == fitting["minimum_bytes_per_element"] == 8  # read x, write y
+    assert fitting["fraction_of_minimum"] == 1.0 and fitting["kernels"] == 1
+    split = plan_cost(es.library.get(name), shape=too_big)["forward"]["chosen"]
+    assert split["bytes_per_element"] == 12 and split["fraction_of_minimum"] == pytest.approx(2 / 3)
+
+
+def test_the_backward_budget_is_smaller_and_float64_holds_half():
+    # 16 x 1,024 = 16,384 elements: within the forward budget, above the backward's.
+    assert _runs("gn_relu", (64, 512, 32, 32), "forward") == ["single"]
+    assert _runs("gn_relu", (64, 512, 32, 32), "backward") != ["single"]
+    assert _runs("gn_relu", (64, 2048, 7, 7), "backward") == ["single"]  # 64 x 64 = 4,096
+    assert _runs("gn_relu", (64, 2048, 7, 7), "backward", "float64") != ["single"]
+    backward = plan_cost(es.library.get("gn_relu"), shape=(64, 2048, 7, 7))["backward"]["chosen"]
+    assert backward["bytes_per_element"] == 12  # read x and dy once, write dx; parameter sums as partials
+
+
+def test_the_plan_reports_blocks_warps_and_the_step_of_the_chosen_plan():
+    cost = plan_cost(es.library.get("layernorm"), shape=(16384, 4096), dtype="bfloat16")
+    (stage,) = cost["forward"]["chosen"]["stages"]
+    assert stage == {"passes": [0, 1], "domain": "sample", "run": "single", "blocks": [4096, 1], "warps": 8}
+    assert cost["step_bytes_per_element"] == 4 + 6
+    # Without a shape: the split plan, as the search's cost objective always was, and the single-pass bound.
+    plain = plan_cost(es.library.get("layernorm"))
+    assert plain["step_bytes_per_element"] == 32 and "chosen" not in plain["forward"]
+    assert plain["forward"]["single_pass_bytes_per_element"] == 8
+
+
+def test_batch_statistics_never_run_single_pass():
+    assert _runs("bn_relu", (64, 256, 7, 7), "forward") == ["split", "split"]
+    assert _runs("evonorm_b0", (64, 256, 7, 7), "inference") == ["single"]  # eval reads the running estimate
+
+
+def test_the_fusion_policy_and_the_group_width_limit_the_choice():
+    geo = _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward")
+    assert geo.plan_of("group", False) == "single"
+    with tuning(fusion="always"):
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "fused"
+        )
+    with tuning(fusion="never"):
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "split"
+        )
+    with tuning(max_group_channels=32):
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "split"
+        )
+    with tuning(single_pass=(0, 0)):
+        assert (
+            _geometry((64, 2048, 7, 7), "float32", 32, False, "cuda:90", "forward").plan_of("group", False) == "fused"
+        )
+
+
+def test_plan_cost_rejects_a_bad_shape_or_target():
+    graph = es.library.get("gn_relu")
+    with pytest.raises(ValueError, match="target must be one of"):
+        plan_cost(graph, shape=(2, 4, 3, 3), target="cuda:7")
+    with pytest.raises(ValueError, match=r"\(N, C, \*spatial\)"):
+        plan_cost(graph, shape=(8,))
+    with pytest.raises(ValueError, match=r"\(N, C, \*spatial\)"):
+        plan_cost(graph, shape=(2, 0, 3))
+    with pytest.raises(ValueError, match="channels_last needs spatial"):
+        plan_cost(graph, shape=(2, 4), channels_last=True)
+
+
+def test_a_single_pass_kernel_that_spills_on_the_gpu_falls_back_and_says_so():
+    class Spilling:  # what a launch returns on a GPU: Triton's compiled kernel, with its spill count
+        n_spills = 24
+
+    class Kernel:
+        __name__ = "fwd_train_w0"
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: Spilling()
+
+    x = torch.empty(64, 2048, 7, 7, device="meta")
+    geo = runtime.Geometry(x, 32, 1e-5, 0.1, layer="spilling", sms=132, tuning=runtime.TUNING)
+    assert geo.single("group", False)
+    with pytest.warns(RuntimeWarning, match="spills 24 registers"):
+        geo.launch(Kernel(), "group", x, single=True)
+    assert not geo.single("group", False) and geo.plan_of("group", False) == "fused"
+    other = runtime.Geometry(x, 32, 1e-5, 0.1, layer="another", sms=132, tuning=runtime.TUNING)
+    assert other.single("group", False)  # only that layer's kernel fell back
+    runtime._SPILLED.clear()
+
+
+# -- the kernels ------------------------------------------------------------------------------------------
+
+
+def _kernel(source: str, name: str) -> str:
+    match = re.search(rf"def {name}\(.*?(?=\n\n\n|\Z)", source, re.S)
+    assert match, name
+    return match.group(0)
+
+
+@pytest.mark.parametrize("name", [*SINGLE_PASS_LAYERS, "layernorm"])
+def test_single_pass_kernels_load_every_input_once_and_never_loop(name):
+    source = es.kernel_source(name)
+    forward, backward = _kernel(source, "fwd_train_w0"), _kernel(source, "bwd_train_w0")
+    for kernel in (forward, backward):
+        assert "for s0 in" not in kernel and "for c0 in" not in kernel
+        assert kernel.count("tl.load(x_ptr + offs") == 1
+    assert backward.count("tl.load(grad_ptr + offs") == 1
+    assert "tl.atomic" not in source
+
+
+# -- values and gradients under the interpreter ----------------------------------------------------------
+# The interpreter's budget is 256 elements (runtime.INTERPRET_TUNING): (2, 6, 5, 3) with 3 groups holds
+# 2 x 16 per group program, (2, 4, 16, 20) needs 2 x 512 and runs fused or split, as do 300 channels.
+
+
+def _kernels_run(case: Case) -> set[str]:
+    """The kernels `case` launches (the compile log records a kernel's first launch only)."""
+    runtime._SEEN.clear()
+    before = len(compile_log())
+    assert check(case) == [], case.label()
+    return {r["kernel"] for r in compile_log()[before:]}
+
+
+@pytest.mark.parametrize("name", [*SINGLE_PASS_LAYERS, "layernorm"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_single_pass_layers_match_the_reference(name, dtype):
+    for i, training in enumerate((True, False)):
+        case = Case(es.library.get(name), (2, 6, 5, 3), dtype, training, "single", groups=3, seed=i)
+        assert check(case) == [], case.label()
+    case = Case(es.library.get(name), (2, 6, 5, 3), dtype, True, "auto", groups=3, seed=5)
+    kernels = _kernels_run(case)
+    assert {"fwd_train_w0", "bwd_train_w0"} <= kernels, kernels
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("gn_relu", (2, 4, 16, 20)),
+        ("evonorm_s0", (2, 4, 16, 20)),
+        ("in_relu", (2, 4, 16, 20)),
+        ("layernorm", (2, 4, 16, 20)),
+        ("rmsnorm", (2, 300, 3)),  # the extent of a channel statistic is C
+    ],
+)
+def test_shapes_beyond_the_budget_fall_back_and_still_match(name, shape):
+    case = Case(es.library.get(name), shape, torch.float64, True, "auto", groups=2, seed=3)
+    kernels = _kernels_run(case)
+    assert not any("_w" in k for k in kernels), kernels
+
+
+@pytest.mark.parametrize("name", ["gn_relu", "evonorm_s2", "in_relu", "layernorm_channel", "layernorm"])
+def test_single_pass_on_channels_last_inputs(name):
+    case = Case(es.library.get(name), (2, 6, 3, 5), torch.float64, True, "single", groups=3, channels_last=True)
+    assert check(case) == [], case.label()
+
+
+def test_single_pass_on_rows_of_a_transformer_layer_and_in_bfloat16():
+    for name in ("layernorm", "rmsnorm"):
+        case = Case(es.library.get(name), (5, 96), torch.float32, True, "single", seed=2)
+        assert check(case) == [], case.label()
+    case = Case(es.library.get("gn_relu"), (2, 6, 4, 4), torch.bfloat16, True, "single", groups=3)
+    from .helpers import run
+
+    reference, ours = run(case, "torch"), run(case, "triton")
+    for key, value in reference.items():
+        torch.testing.assert_close(ours[key].float(), value.float(), rtol=1e-2, atol=1e-2, msg=key)
