@@ -176,7 +176,9 @@ def layer_set(config: SearchConfig, n_random: int, seed: int) -> list[LayerToSco
 
 
 def target_key(config: SearchConfig, seeds: list[int]) -> str:
-    spec = [config.target_spec(s).model_dump(mode="json") for s in seeds]
+    """The target's settings as a key; fields left at their defaults are left out, so a setting added to
+    the configuration later (with a default) does not invalidate the scores already measured."""
+    spec = [config.target_spec(s).model_dump(mode="json", exclude_defaults=True) for s in seeds]
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
