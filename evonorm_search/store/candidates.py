@@ -368,12 +368,19 @@ def evaluations_of(session: Session, candidate_id: int) -> list[Evaluation]:
 
 
 def population(session: Session, search_id: int, size: int) -> list[Candidate]:
-    """The aging-evolution population: the `size` most recently born evaluated candidates, oldest first."""
+    """The aging-evolution population: the `size` most recently born evaluated candidates, oldest first.
+
+    Duplicates (evaluated by reusing their original's objectives) are never members: the population holds
+    distinct layers."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidInputError(f"population size must be a positive integer, got {size!r}")
     query = (
         select(Candidate)
-        .where(Candidate.search_id == search_id, Candidate.status == CandidateStatus.EVALUATED)
+        .where(
+            Candidate.search_id == search_id,
+            Candidate.status == CandidateStatus.EVALUATED,
+            Candidate.duplicate_of.is_(None),
+        )
         .order_by(Candidate.birth.desc())
         .limit(size)
     )
