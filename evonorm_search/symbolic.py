@@ -121,3 +121,12 @@ def canonical_hash(graph: Graph) -> str:
     """Hex SHA-256 of the canonical form: equal for layers equal up to sympy's canonicalisation."""
     digest = hashlib.sha256(f"evonorm-canonical-v{HASH_VERSION}\n{canonical_form(graph)}".encode())
     return digest.hexdigest()
+
+
+def symbolic_forms(graph: dict, max_size: int = MAX_FORMULA_SIZE) -> tuple[str, str, str]:
+    """(canonical form, LaTeX, canonical hash) of a layer given as `Graph.to_dict()`: one picklable call,
+    so a service can run it in another process under a time limit. FormulaTooLarge past `max_size`."""
+    layer = Graph.from_dict(graph)
+    expression = to_sympy(layer, max_size=max_size)
+    with _deep_recursion():
+        return sympy.srepr(expression), sympy.latex(expression), canonical_hash(layer)
