@@ -91,3 +91,9 @@ def test_the_scaling_benchmark_writes_its_tables(tmp_path):
     )
     assert "## Overhead per evaluation" in report and "## Scaling" in report
     assert "| 2 |" in report
+
+
+def test_the_abuse_probe_writes_its_table(tmp_path):
+    report = run_script("abuse.py", "--clients", "3", "--seconds", "1", "--levels", "4", results=tmp_path)
+    assert "| defaults (rate limit on) | 3 |" in report and "| rate limit off | 3 |" in report
+    assert "/healthz probes" in report
