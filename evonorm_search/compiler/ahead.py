@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .bounded import Bounded, limit
 from .cache import MODES
 from .program import CompilerError
 
@@ -157,7 +158,7 @@ def compile_ahead(
     )
 
 
-_PRECOMPILED: set[tuple] = set()
+_PRECOMPILED: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))  # the shapes precompiled, latest kept
 _PRECOMPILED_LOCK = threading.Lock()
 
 

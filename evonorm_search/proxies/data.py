@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,9 @@ class ProxyData:
     val_x: torch.Tensor
     val_y: torch.Tensor
     num_classes: int
+    # Copies of this data set on other devices, made once: every candidate's trainer on every architecture
+    # shares one (the copies live as long as this data set, which `load_data` keeps for the process).
+    _copies: dict[str, ProxyData] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -44,14 +47,23 @@ class ProxyData:
         return self.train_x.dim() - 2
 
     def to(self, device: torch.device | str) -> ProxyData:
-        return ProxyData(
-            self.name,
-            self.train_x.to(device),
-            self.train_y.to(device),
-            self.val_x.to(device),
-            self.val_y.to(device),
-            self.num_classes,
-        )
+        """This data set on `device`: itself when it is there, else one copy per device, made on first use."""
+        target = torch.device(device)
+        if self.train_x.device == target:
+            return self
+        key = str(target)
+        copy = self._copies.get(key)
+        if copy is None:
+            copy = ProxyData(
+                self.name,
+                self.train_x.to(target),
+                self.train_y.to(target),
+                self.val_x.to(target),
+                self.val_y.to(target),
+                self.num_classes,
+            )
+            self._copies[key] = copy
+        return copy
 
 
 # --------------------------------------------------------------------------------------------------

@@ -147,3 +147,13 @@ def test_cifar10_reader_refuses_pickles_that_would_run_code(tmp_path):
 def test_data_config_rejects_bad_values(kwargs, fragment):
     with pytest.raises(ValidationError, match=fragment):
         DataConfig(**kwargs)
+
+
+def test_a_data_set_has_one_copy_per_device_however_many_trainers_ask():
+    from evonorm_search.proxies.data import load_data
+
+    data = load_data(DataConfig(name="synthetic", samples=40, synthetic_shape=[1, 4, 4], synthetic_classes=2))
+    assert data.to("cpu") is data  # already there: no copy
+    meta = data.to("meta")  # another device: copied once, then shared
+    assert meta is data.to(torch.device("meta")) and meta.train_x.device.type == "meta"
+    assert meta.train_x.shape == data.train_x.shape and meta.num_classes == data.num_classes
