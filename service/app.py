@@ -9,7 +9,6 @@ opened or read from the environment at import time.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,8 +52,6 @@ def create_app(settings: Settings | None = None, *, launcher_factory: LauncherFa
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Formula workers start in the background: the server answers at once; formulas wait for them.
-        threading.Thread(target=context.formulas.workers.start, name="formula-workers", daemon=True).start()
         yield
         await run_in_threadpool(context.close)  # stop searches this server drives, close the database
 

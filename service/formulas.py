@@ -52,6 +52,7 @@ class SymbolicWorkers:
         self.workers = workers
         self._slots = threading.BoundedSemaphore(workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._ready: list[Future] = []  # the start-up jobs, one per worker
         self._lock = threading.Lock()
 
     @classmethod
@@ -82,18 +83,20 @@ class SymbolicWorkers:
             raise FormulaBusy("a formula worker died; the pool was restarted") from None
 
     def start(self) -> None:
-        """Start the worker processes and wait until each has imported the library (seconds, once), so
-        that no request's time limit is spent starting them. The app starts them when it starts."""
+        """Start the worker processes and wait until each has imported the library (seconds, once per
+        process), so that no request's time limit is spent starting them. The first formula starts them."""
         with self._lock:
-            if self._pool is not None:
-                return
-            # spawn: the server has threads, and a forked child would inherit their locks mid-use.
-            context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-            warmups = [pool.submit(symbolic_forms, _TRIVIAL, 16) for _ in range(self.workers)]
-            for future in warmups:
+            pool = self._pool
+            if pool is None:
+                # spawn: the server has threads, and a forked child would inherit their locks mid-use.
+                pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self._pool, self._ready = pool, [pool.submit(symbolic_forms, _TRIVIAL, 16) for _ in range(self.workers)]
+            ready = self._ready
+        for future in ready:  # outside the lock: closing must never wait for a start
+            try:
                 future.result()
-            self._pool = pool
+            except Exception:  # a broken start: the next job reports it (and the pool restarts)
+                return
 
     def wait_idle(self, seconds: float) -> bool:
         """Wait until no job is in flight (True), or `seconds` pass (False)."""
