@@ -147,13 +147,14 @@ def free_port() -> int:
 class Server:
     """`uvicorn --factory service.app:create_app` over `url`, one worker process."""
 
-    def __init__(self, url: str, *, read_cache_seconds: float) -> None:
+    def __init__(self, url: str, *, read_cache_seconds: float, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "EVONORM_DATABASE_URL": url,
             "EVONORM_LAUNCHER": "none",
             "EVONORM_READ_CACHE_SECONDS": str(read_cache_seconds),
+            **(extra_env or {}),
         }
         command = [
             sys.executable,

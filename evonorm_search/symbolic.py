@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,15 +45,31 @@ def check_formula_size(graph: Graph, max_size: int = MAX_FORMULA_SIZE) -> None:
         )
 
 
+_RECURSION_LOCK = threading.Lock()
+
+
+def ensure_recursion_limit(needed: int = _RECURSION_FOR_SYMPY) -> None:
+    """Raise the interpreter's recursion limit to `needed` if it is lower; never lower it.
+
+    sympy walks expression trees recursively, and a graph within the node limit can still be deep. The
+    limit is process-wide: raising and restoring it around each call would let one thread restore it
+    while another is deep inside sympy (which then fails and falls back to the structural hash, so two
+    equal layers get different hashes). So it is raised once, at import, and only ever raised."""
+    if sys.getrecursionlimit() >= needed:
+        return
+    with _RECURSION_LOCK:
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
+
+
+ensure_recursion_limit()
+
+
 @contextmanager
 def _deep_recursion() -> Iterator[None]:
-    # sympy walks expression trees recursively; a graph within the node limit can still be deep.
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, _RECURSION_FOR_SYMPY))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
+    # Someone may have lowered the limit since import; raise it again (never restore it: see above).
+    ensure_recursion_limit()
+    yield
 
 
 def _node_exprs(graph: Graph) -> list[sympy.Expr]:
@@ -104,3 +121,12 @@ def canonical_hash(graph: Graph) -> str:
     """Hex SHA-256 of the canonical form: equal for layers equal up to sympy's canonicalisation."""
     digest = hashlib.sha256(f"evonorm-canonical-v{HASH_VERSION}\n{canonical_form(graph)}".encode())
     return digest.hexdigest()
+
+
+def symbolic_forms(graph: dict, max_size: int = MAX_FORMULA_SIZE) -> tuple[str, str, str]:
+    """(canonical form, LaTeX, canonical hash) of a layer given as `Graph.to_dict()`: one picklable call,
+    so a service can run it in another process under a time limit. FormulaTooLarge past `max_size`."""
+    layer = Graph.from_dict(graph)
+    expression = to_sympy(layer, max_size=max_size)
+    with _deep_recursion():
+        return sympy.srepr(expression), sympy.latex(expression), canonical_hash(layer)

@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 from . import repository as repo
 from .cache import ReadCache
-from .formulas import FormulaCache
+from .formulas import FormulaCache, SymbolicWorkers
 from .launcher import Launcher, make_launcher
+from .limits import RateLimiter, StreamSlots
 from .metrics import ServiceMetrics
 from .settings import Settings
 
@@ -21,7 +22,13 @@ class ServiceContext:
     def __init__(self, settings: Settings, *, launcher_factory: LauncherFactory = make_launcher) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
-        self.formulas = FormulaCache(settings.max_formula_size)
+        self.formulas = FormulaCache(
+            settings.max_formula_size,
+            workers=SymbolicWorkers.shared(settings.formula_workers),
+            seconds=settings.formula_seconds,
+        )
+        self.formula_rate = RateLimiter(settings.formula_rate_per_minute, settings.formula_burst)
+        self.streams = StreamSlots(settings.max_event_streams)
         self.reads = ReadCache(settings.read_cache_seconds)
         self._launcher_factory = launcher_factory
         self._store: repo.Store | None = None

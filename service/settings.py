@@ -45,6 +45,36 @@ class Settings(BaseSettings):
         description="Largest formula (operations once shared subexpressions are written out) given a symbolic "
         "form and LaTeX; beyond it sympy's time and the formula's length explode.",
     )
+    formula_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Processes that compute symbolic forms and LaTeX (sympy), apart from the server's own, "
+        "so costly layers never stall other requests; also the most such jobs in flight at once.",
+    )
+    formula_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="Longest a request waits for a symbolic form (a free worker and its result); past it "
+        "/layers/check answers 422 (or 503 when the workers were busy) and pages show no formula.",
+    )
+    formula_rate_per_minute: int = Field(
+        default=120,
+        ge=0,
+        le=1_000_000,
+        description="Requests a minute one client (by address) may make to /layers/check and candidate "
+        "pages, which render formulas; beyond it 429 with Retry-After. 0: no limit.",
+    )
+    formula_burst: int = Field(
+        default=30, ge=1, le=1_000_000, description="Requests one client may make at once before the rate applies."
+    )
+    max_event_streams: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Event streams (SSE) open at once; beyond it 503 with Retry-After.",
+    )
     launcher: LauncherName = Field(
         default="auto",
         description="How searches run: 'thread' (in this process), 'ray' (workers.launcher), 'none' (never "

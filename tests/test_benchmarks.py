@@ -133,3 +133,9 @@ def test_the_fidelity_benchmark_writes_its_tables(tmp_path):
     # A second run with --reuse-target trains no target layer again.
     again = run_script("fidelity.py", "--smoke", "--reuse-target", results=tmp_path)
     assert "0 of 20 layers trained in this run" in again and "20 served from" in again
+
+
+def test_the_abuse_probe_writes_its_table(tmp_path):
+    report = run_script("abuse.py", "--clients", "3", "--seconds", "1", "--levels", "4", results=tmp_path)
+    assert "| defaults (rate limit on) | 3 |" in report and "| rate limit off | 3 |" in report
+    assert "/healthz probes" in report

@@ -51,6 +51,7 @@ class RayEvaluator:
     heartbeat_interval: seconds between a worker's heartbeats.
     heartbeat_timeout:  seconds of silence after which a started evaluation's worker counts as gone.
     max_in_flight:      cap on `capacity()` (None: as many as the cluster's resources allow).
+    max_calls:          evaluations after which a worker process is replaced by a fresh one (0: never).
     body:               the worker body (default `evaluate_task`); it must be picklable.
     on_close:           called by `close()` after the evaluator's own cleanup (e.g. to leave Ray).
     """
@@ -64,6 +65,7 @@ class RayEvaluator:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 60.0,
         max_in_flight: int | None = None,
+        max_calls: int = 0,
         body: Body = evaluate_task,
         capacity_refresh: float = 2.0,
         on_close: Callable[[], None] | None = None,
@@ -74,6 +76,7 @@ class RayEvaluator:
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             max_in_flight=max_in_flight,
+            max_calls=max_calls,
         )
         if not ray.is_initialized():
             raise RuntimeError(
@@ -85,6 +88,8 @@ class RayEvaluator:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.max_in_flight = max_in_flight
+        self.max_calls = max_calls
+        self._remote = remote_evaluation(max_calls)
         self._body = body
         self._capacity_refresh = capacity_refresh
         self._board = _start_board()
@@ -162,7 +167,7 @@ class RayEvaluator:
     def _launch(self, task: EvaluationTask, tries_before: int) -> None:
         ticket = next(self._tickets)
         options = self.resources.ray_options() | {"max_retries": self.retries - tries_before}
-        ref = remote_evaluation.options(**options).remote(
+        ref = self._remote.options(**options).remote(
             task, ticket, self._board, self.heartbeat_interval, self._body, tries_before
         )
         self._live[task.candidate_id] = _Submission(task, ticket, ref, tries_before)
@@ -288,6 +293,7 @@ def check_settings(
     heartbeat_interval: float = 5.0,
     heartbeat_timeout: float = 60.0,
     max_in_flight: int | None = None,
+    max_calls: int = 0,
 ) -> None:
     """ValueError naming every bad `RayEvaluator` setting (usable before Ray is connected)."""
     problems = []
@@ -304,5 +310,7 @@ def check_settings(
         )
     if max_in_flight is not None and (isinstance(max_in_flight, bool) or max_in_flight < 1):
         problems.append(f"max_in_flight must be >= 1 (or None for the cluster's resources), got {max_in_flight!r}")
+    if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0:
+        problems.append(f"max_calls must be a whole number >= 0 (0: never recycle a worker), got {max_calls!r}")
     if problems:
         raise ValueError("; ".join(problems))

@@ -37,7 +37,8 @@ class ClusterError(RuntimeError):
 @dataclass(frozen=True)
 class RaySettings:
     """How evaluations run on Ray. `cpus=None` takes the search's `training.threads` (or 1); `gpus=None`
-    takes 1 GPU when the search trains on `cuda`, else none. See `RayEvaluator` for the rest."""
+    follows the search and the cluster (`default_gpus`); `max_calls=None` takes the search's
+    `workers.max_calls`. See `RayEvaluator` for the rest."""
 
     cpus: float | None = None
     gpus: float | None = None
@@ -47,12 +48,25 @@ class RaySettings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0
     max_in_flight: int | None = None
+    max_calls: int | None = None
 
-    def resources_for(self, config: SearchConfig) -> WorkerResources:
-        training = config.training
-        cpus = self.cpus if self.cpus is not None else float(training.threads or 1)
-        gpus = self.gpus if self.gpus is not None else (1.0 if training.device == "cuda" else 0.0)
+    def resources_for(self, config: SearchConfig, *, cluster_gpus: float = 0.0) -> WorkerResources:
+        """What one evaluation of `config` reserves on a cluster whose alive nodes have `cluster_gpus` GPUs."""
+        cpus = self.cpus if self.cpus is not None else float(config.training.threads or 1)
+        gpus = self.gpus if self.gpus is not None else default_gpus(config, cluster_gpus)
         return WorkerResources(cpus=cpus, gpus=gpus, memory_mb=self.memory_mb)
+
+    def max_calls_for(self, config: SearchConfig) -> int:
+        return self.max_calls if self.max_calls is not None else config.workers.max_calls
+
+
+def default_gpus(config: SearchConfig, cluster_gpus: float) -> float:
+    """GPUs one evaluation reserves unless told: none when it trains on `cpu`; the search's
+    `workers.gpus_per_evaluation` on `cuda`, and on `auto` when the cluster has GPUs. A CPU-only cluster
+    runs `auto` on CPU. (An evaluation granted no GPU trains `auto` on CPU: see `workers.remote`.)"""
+    device = config.training.device
+    on_gpu = device == "cuda" or (device == "auto" and cluster_gpus > 0)
+    return config.workers.gpus_per_evaluation if on_gpu else 0.0
 
 
 @dataclass
@@ -137,11 +151,12 @@ def open_evaluator(
 ) -> RayEvaluator:
     """Connect to Ray and return an evaluator for `config`'s searches; closing it leaves Ray again."""
     settings = settings or RaySettings()
-    resources = settings.resources_for(config)  # a bad setting fails before any Ray starts
+    settings.resources_for(config)  # a bad setting fails before any Ray starts
     connection = connect(address, store=store)
     try:
         return RayEvaluator(
-            resources,
+            settings.resources_for(config, cluster_gpus=connection.total("GPU")),
+            max_calls=settings.max_calls_for(config),
             retries=settings.retries,
             timeout=settings.timeout,
             heartbeat_interval=settings.heartbeat_interval,
@@ -222,7 +237,7 @@ class RayLauncher(BackgroundLauncher):
         config = self._config_of(search_id)
         if self._connection is None:  # called under the launcher's lock
             self._connection = connect(self.address, store=self.store)
-        return self._evaluator(config)
+        return self._evaluator(config, self._connection)
 
     def release(self) -> None:
         with self._lock:
@@ -235,10 +250,12 @@ class RayLauncher(BackgroundLauncher):
             stored = get_search(s, search_id).config
         return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {search_id}")
 
-    def _evaluator(self, config: SearchConfig) -> RayEvaluator:
+    def _evaluator(self, config: SearchConfig, connection: RayConnection) -> RayEvaluator:
         s = self.settings
+        connection.nodes = ray.nodes()  # the cluster as it is now: GPU nodes may have joined since connecting
         return RayEvaluator(
-            s.resources_for(config),
+            s.resources_for(config, cluster_gpus=connection.total("GPU")),
+            max_calls=s.max_calls_for(config),
             retries=s.retries,
             timeout=s.timeout,
             heartbeat_interval=s.heartbeat_interval,

@@ -44,9 +44,11 @@ GpusOption = Annotated[
     float | None,
     typer.Option(
         "--gpus-per-evaluation",
+        "--gpus",
         metavar="N",
-        help="GPUs Ray reserves per evaluation; fractions share a GPU (0.25: four per GPU). "
-        "Default: 1 when training.device is cuda, else 0.",
+        help="GPUs Ray reserves per evaluation; fractions share a GPU (0.25: four per GPU); 0 trains on CPU. "
+        "Default: the search's workers.gpus_per_evaluation (1) when training.device is cuda, or auto on a "
+        "cluster with GPUs; else 0.",
     ),
 ]
 TimeoutOption = Annotated[
@@ -79,7 +81,7 @@ def make_evaluator(
 
     try:
         settings = RaySettings(cpus=cpus, gpus=gpus, timeout=timeout, retries=retries)
-        resources = settings.resources_for(config)
+        settings.resources_for(config)  # a bad setting fails before any Ray starts
         check_settings(retries=retries, timeout=timeout)
     except ValueError as e:
         raise fail(str(e)) from None
@@ -87,14 +89,25 @@ def make_evaluator(
         connection = connect(ray_address, store=store)
     except ClusterError as e:
         raise fail(str(e), EXIT_FAILED) from None
-    report.print(f"evaluating on {connection.describe()}", highlight=False, markup=False)
+    resources = settings.resources_for(config, cluster_gpus=connection.total("GPU"))
+    report.print(
+        f"evaluating on {connection.describe()}, each evaluation with {resources.describe()}",
+        highlight=False,
+        markup=False,
+    )
     if (problem := capacity_problem(connection, resources)) is not None:
         if connection.address is None:  # a local Ray will never grow: say so rather than wait forever
             connection.close()
             raise fail(f"{problem}; lower --cpus-per-evaluation or --gpus-per-evaluation", EXIT_FAILED)
         err_console.print(f"warning: {problem} now; waiting for nodes that can join the cluster", highlight=False)
     try:
-        return RayEvaluator(resources, retries=retries, timeout=timeout, on_close=connection.close)
+        return RayEvaluator(
+            resources,
+            retries=retries,
+            timeout=timeout,
+            max_calls=settings.max_calls_for(config),
+            on_close=connection.close,
+        )
     except BaseException:
         connection.close()
         raise

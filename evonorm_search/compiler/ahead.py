@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bounded import Bounded, limit
 from .cache import MODES
 from .program import CompilerError
 
@@ -171,7 +172,7 @@ def compile_ahead(
     )
 
 
-_PRECOMPILED: set[tuple] = set()
+_PRECOMPILED: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))  # the shapes precompiled, latest kept
 _PRECOMPILED_LOCK = threading.Lock()
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..ir import Graph
 from .autodiff import backward_program, forward_program
+from .bounded import Bounded, limit
 from .codegen import Mode, mode_source, statistic_names
 from .lower import plan
 from .program import CompilerError
@@ -115,6 +116,7 @@ class CompiledLayer:
     launchers: dict[str, Any]
     generate_seconds: float
     namespace: dict[str, Any] = field(repr=False, default_factory=dict)
+    filename: str = ""  # its source's name in `linecache`
 
     def apply(self, x, params, weight, bias, buffers, *, training, groups, eps, momentum):
         from .runtime import layer_apply
@@ -135,8 +137,18 @@ class CompiledLayer:
         )
 
 
-_BY_GRAPH: dict[tuple[Graph, bool, bool], CompiledLayer] = {}
-_BY_KEY: dict[tuple[KernelKey, bool], CompiledLayer] = {}
+def _forget(_key: tuple[KernelKey, bool], layer: CompiledLayer) -> None:
+    """A layer leaves the cache: its source leaves `linecache`, and the graphs that led to it their index."""
+    linecache.cache.pop(layer.filename, None)
+    for graph_key, found in _BY_GRAPH.items():
+        if found is layer:
+            _BY_GRAPH.pop(graph_key)
+
+
+# Bounded (EVONORM_LAYER_CACHE_SIZE): a long search compiles a new layer for almost every candidate.
+_BY_KEY: Bounded[tuple[KernelKey, bool], CompiledLayer] = Bounded(limit("EVONORM_LAYER_CACHE_SIZE"), _forget)
+# Several graphs may lead to one layer (equal up to canonicalisation): twice the room, dropped with it.
+_BY_GRAPH: Bounded[tuple[Graph, bool, bool], CompiledLayer] = Bounded(2 * _BY_KEY.maxsize)
 _LOCK = threading.Lock()
 
 
@@ -169,9 +181,13 @@ def _library(interpret: bool) -> dict[str, Any]:
     return _LIBRARIES[interpret]
 
 
+def source_filename(key: KernelKey) -> str:
+    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}>"
+
+
 def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     # Registered with linecache: Triton reads kernel source through `inspect`, tracebacks show it.
-    filename = f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}>"
+    filename = source_filename(key)
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(_library(interpret))
     namespace["__name__"] = f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}"
@@ -202,7 +218,8 @@ def compiled_layer(graph: Graph, *, affine: bool = True) -> CompiledLayer:
             except RecursionError as e:  # pragma: no cover - graphs are bounded by max_nodes
                 raise CompilerError(f"graph too deep to compile: {e}") from None
             namespace = _execute(source, key, fast[2])
-            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], time.perf_counter() - start, namespace)
+            seconds = time.perf_counter() - start
+            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key))
             _BY_KEY[(key, fast[2])] = layer
         _BY_GRAPH[fast] = layer
         return layer
@@ -226,5 +243,5 @@ def generation_log() -> list[dict[str, Any]]:
 def clear_cache() -> None:
     """Forget generated layers (Triton's own on-disk cache of compiled binaries stays)."""
     with _LOCK:
+        _BY_KEY.clear()  # each layer leaves linecache with it
         _BY_GRAPH.clear()
-        _BY_KEY.clear()

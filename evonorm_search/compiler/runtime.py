@@ -22,10 +22,13 @@ import os
 import threading
 import time
 import warnings
+from collections import deque
 
 import torch
 import triton
 import triton.language as tl
+
+from .bounded import Bounded, limit
 
 
 @dataclasses.dataclass
@@ -63,9 +66,11 @@ TUNING = Tuning()
 INTERPRET_TUNING = Tuning(
     tile=128, backward_tile=None, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256)
 )
-COMPILE_LOG: list = []  # one dict per first launch of a kernel specialisation
-_SEEN: set = set()
-_TUNED: dict = {}
+# One dict per first launch of a kernel specialisation (the latest EVONORM_COMPILE_LOG_SIZE kept), the
+# specialisations launched and the tuning chosen for each: all bounded, as a worker lives for many layers.
+COMPILE_LOG: deque = deque(maxlen=limit("EVONORM_COMPILE_LOG_SIZE"))
+_SEEN: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))
+_TUNED: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))
 _SM_COUNT: dict = {}
 # Single-pass choices whose kernel spilled registers on this GPU: (layer, domain, backward, dtype,
 # layout, blocks). Later calls run the stage fused or split instead.
@@ -418,9 +423,11 @@ class Geometry:
             return default
         size_class = (self.N.bit_length(), self.C.bit_length(), self.S.bit_length(), self.CG.bit_length())
         key = (kernel_name(kernel), domain, self.x.dtype, self.layout, size_class)
-        if key not in _TUNED:
-            _TUNED[key] = self._benchmark(kernel, domain, tensors, default)
-        return _TUNED[key]
+        tuned = _TUNED.get(key)
+        if tuned is None:
+            tuned = self._benchmark(kernel, domain, tensors, default)
+            _TUNED[key] = tuned
+        return tuned
 
     def _benchmark(self, kernel, domain, tensors, default):
         # Only the blocks that do not change the partials' layout vary (pass kernels are idempotent).

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -59,6 +59,9 @@ class ProxyData:
     val_y: torch.Tensor
     num_classes: int
     scored_on: str = "validation"
+    # Copies of this data set on other devices, made once: every candidate's trainer on every architecture
+    # shares one (the copies live as long as this data set, which `load_data` keeps for the process).
+    _copies: dict[str, ProxyData] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -69,15 +72,24 @@ class ProxyData:
         return self.train_x.dim() - 2
 
     def to(self, device: torch.device | str) -> ProxyData:
-        return ProxyData(
-            self.name,
-            self.train_x.to(device),
-            self.train_y.to(device),
-            self.val_x.to(device),
-            self.val_y.to(device),
-            self.num_classes,
-            self.scored_on,
-        )
+        """This data set on `device`: itself when it is there, else one copy per device, made on first use."""
+        target = torch.device(device)
+        if self.train_x.device == target:
+            return self
+        key = str(target)
+        copy = self._copies.get(key)
+        if copy is None:
+            copy = ProxyData(
+                self.name,
+                self.train_x.to(target),
+                self.train_y.to(target),
+                self.val_x.to(target),
+                self.val_y.to(target),
+                self.num_classes,
+                self.scored_on,
+            )
+            self._copies[key] = copy
+        return copy
 
 
 # --------------------------------------------------------------------------------------------------

@@ -222,6 +222,26 @@ def _unique_architecture_labels(archs: list[ArchitectureConfig]) -> list[Archite
     return archs
 
 
+class WorkersConfig(StrictModel):
+    """How evaluations use the cluster: GPUs each one reserves, and how long a worker process lives.
+
+    `gpus_per_evaluation` applies when evaluations train on a GPU: `training.device: cuda`, or `auto` on
+    a cluster that has GPUs (a CPU-only cluster trains on CPU). Fractions share a GPU (0.25: four small
+    proxies per GPU); above 1 it must be whole (Ray's rule). `max_calls` recycles a worker process after
+    that many evaluations (0: never), so whatever a process accumulates is returned to the system.
+    """
+
+    gpus_per_evaluation: float = Field(default=1.0, gt=0.0, le=64.0)
+    max_calls: int = Field(default=100, ge=0, le=1_000_000)
+
+    @field_validator("gpus_per_evaluation")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"above 1 must be a whole number of GPUs (Ray's rule), got {gpus!r}")
+        return gpus
+
+
 class EvaluationSpec(StrictModel):
     """The part of the configuration a worker needs to evaluate one candidate (picklable, small).
 
@@ -273,6 +293,8 @@ class SearchConfig(StrictModel):
     # population): library names or paths of .dsl files.
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES), max_length=64)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
     @field_validator("architectures")
     @classmethod

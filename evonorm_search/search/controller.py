@@ -65,14 +65,18 @@ class SearchProgress:
 ProgressCallback = Callable[[SearchProgress], None]
 
 
-def build_strategy(config: SearchConfig, objectives: list[dict[str, Any]]) -> Strategy:
-    """Aging evolution with a Pareto tournament, or random search, as the config says."""
+def build_strategy(
+    config: SearchConfig, objectives: list[dict[str, Any]], index: DuplicateIndex | None = None
+) -> Strategy:
+    """Aging evolution with a Pareto tournament, or random search, as the config says. With `index` (and
+    duplicate rejection on), mutation tries again for a child the search does not have yet."""
     space = config.build_space()
     if config.mode == "random":
         return RandomSearch(space, config.space.seed_layers)
     mutator = Mutator(space, make_mutations(config.mutations))
     tournament = ParetoTournament(config.tournament, objectives)
-    return AgingEvolution(space, config.population, tournament, mutator, config.space.seed_layers)
+    known = index.knows if index is not None and config.rejection.duplicates else None
+    return AgingEvolution(space, config.population, tournament, mutator, config.space.seed_layers, known)
 
 
 def build_checks(config: SearchConfig, index: DuplicateIndex) -> CheapRejections:
@@ -180,7 +184,7 @@ class Controller:
             self._load_history(s)
             self._requeue_unfinished(s)
             self._queue_baselines(s)
-        self.strategy = build_strategy(self.config, self.objectives)
+        self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
         self.spec = self.config.evaluation_spec()
         self.baseline_spec = baseline_spec(self.config)
@@ -311,13 +315,12 @@ class Controller:
         return False
 
     def _settle_duplicate(self, s: Session, candidate_id: int, rejection: Rejection, seconds: float | None) -> None:
-        """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why."""
+        """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why.
+        It counts against the budget but never joins the population (the original is, or was, there)."""
         original = db.get_candidate(s, rejection.duplicate_of)
         if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
             db.record_check(s, candidate_id, RejectionStage.DUPLICATE, seconds or 0.0)
-            completed = db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
-            if self.config.mode == "evolution":
-                self._admit(self._member(completed))
+            db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
             return
         if original.status is CandidateStatus.REJECTED:
             why = f"; it was rejected ({original.rejection_stage}: {original.rejection_reason})"

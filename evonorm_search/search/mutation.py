@@ -3,13 +3,16 @@
 Each mutation works on an editable node list in which every leaf and constant of the space comes
 first, so any node may take any leaf, and returns a new `Graph` (or None when it does not apply).
 The `Mutator` keeps only children that are valid, depend on x, fit the space and differ from the
-parent; after `max_attempts` misses it falls back to a fresh random graph, so it never fails.
+parent; after `max_attempts` misses it falls back to a fresh random graph, so it never fails. Given a
+`known` test (the search's duplicate index), it also tries again, at most `max_known_retries` times,
+when a child is a layer the search already has; past that the last child stands, to be recorded as
+the duplicate it is.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -172,12 +175,22 @@ def make_mutations(names: Sequence[str]) -> list[Mutation]:
 class Mutator:
     """Applies a uniformly chosen mutation until the child is valid, depends on x, fits and is new."""
 
-    def __init__(self, space: SearchSpace, mutations: Sequence[Mutation] | None = None, *, max_attempts: int = 100):
+    def __init__(
+        self,
+        space: SearchSpace,
+        mutations: Sequence[Mutation] | None = None,
+        *,
+        max_attempts: int = 100,
+        max_known_retries: int = 10,
+    ):
         self.space = space
         self.mutations = list(mutations) if mutations is not None else make_mutations(list(MUTATIONS))
         if not self.mutations:
             raise ValueError("a Mutator needs at least one mutation")
+        if max_known_retries < 0:
+            raise ValueError(f"max_known_retries must be >= 0, got {max_known_retries}")
         self.max_attempts = max_attempts
+        self.max_known_retries = max_known_retries
 
     def acceptable(self, child: Graph | None, parent: Graph) -> bool:
         return (
@@ -188,8 +201,20 @@ class Mutator:
             and self.space.contains(child)
         )
 
-    def mutate(self, parent: Graph, rng: random.Random) -> tuple[Graph, str]:
-        """(child, name of the mutation that made it)."""
+    def mutate(
+        self, parent: Graph, rng: random.Random, known: Callable[[Graph], bool] | None = None
+    ) -> tuple[Graph, str]:
+        """(child, name of the mutation that made it); with `known`, a child it accepts is new when it can be."""
+        child, name = self._one_child(parent, rng)
+        if known is None:
+            return child, name
+        for _ in range(self.max_known_retries):
+            if not known(child):
+                break
+            child, name = self._one_child(parent, rng)
+        return child, name
+
+    def _one_child(self, parent: Graph, rng: random.Random) -> tuple[Graph, str]:
         for _ in range(self.max_attempts):
             mutation = rng.choice(self.mutations)
             child = mutation.apply(parent, self.space, rng)

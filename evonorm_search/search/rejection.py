@@ -133,6 +133,10 @@ class DuplicateIndex:
         if fingerprint is not None:
             self.by_fingerprint.setdefault(fingerprint, candidate_id)
 
+    def knows(self, graph: Graph) -> bool:
+        """Whether a layer of the same canonical form is in the index (the cheap test; no fingerprint)."""
+        return canonical_hash(graph) in self.by_hash
+
 
 class DuplicateCheck:
     """Same canonical form, or (with `use_fingerprint`) same outputs on the fixed fingerprint inputs."""

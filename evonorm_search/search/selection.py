@@ -2,13 +2,14 @@
 
 A strategy's `propose(population, birth, rng)` returns the next candidate. The population is what
 the controller passes in: the `population_size` most recently born candidates that have objective
-values (aging: when a newer one is evaluated, the oldest leaves). Random search ignores it.
+values of their own (aging: when a newer one is evaluated, the oldest leaves). A duplicate, which reuses
+its original's objectives, never joins it: one layer cannot fill the population. Random search ignores it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,7 +69,8 @@ class Strategy(Protocol):
 
 class AgingEvolution:
     """Steady-state aging evolution: seed layers first, random candidates until the population is full,
-    then mutate a tournament-selected parent."""
+    then mutate a tournament-selected parent. `known` (a layer the search already has) makes the mutator
+    try again for a new child, a bounded number of times."""
 
     def __init__(
         self,
@@ -77,12 +79,14 @@ class AgingEvolution:
         selection: Selection,
         mutator: Mutator,
         seed_layers: Sequence[str] = (),
+        known: Callable[[Graph], bool] | None = None,
     ):
         self.space = space
         self.population_size = population_size
         self.selection = selection
         self.mutator = mutator
         self.seed_layers = list(seed_layers)
+        self.known = known
 
     def propose(self, population: Sequence[Member], birth: int, rng: random.Random) -> Proposal:
         if birth < len(self.seed_layers):
@@ -91,7 +95,7 @@ class AgingEvolution:
         if len(population) < self.population_size:
             return Proposal(random_graph(self.space, rng), None, RANDOM)
         parent = self.selection.select(population, rng)
-        child, mutation = self.mutator.mutate(parent.graph, rng)
+        child, mutation = self.mutator.mutate(parent.graph, rng, self.known)
         return Proposal(child, parent.candidate_id, mutation)
 
 

@@ -386,7 +386,10 @@ def evaluations_of(session: Session, candidate_id: int) -> list[Evaluation]:
 
 
 def population(session: Session, search_id: int, size: int) -> list[Candidate]:
-    """The aging-evolution population: the `size` most recently born evaluated candidates, oldest first."""
+    """The aging-evolution population: the `size` most recently born evaluated candidates, oldest first.
+
+    Duplicates (evaluated by reusing their original's objectives) are never members: the population holds
+    distinct layers."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidInputError(f"population size must be a positive integer, got {size!r}")
     query = (
@@ -395,6 +398,7 @@ def population(session: Session, search_id: int, size: int) -> list[Candidate]:
             Candidate.search_id == search_id,
             Candidate.status == CandidateStatus.EVALUATED,
             Candidate.role == CandidateRole.CANDIDATE,
+            Candidate.duplicate_of.is_(None),
         )
         .order_by(Candidate.birth.desc())
         .limit(size)

@@ -15,7 +15,7 @@ from evonorm_search.ir import Graph, GraphError
 
 from .. import repository as repo
 from .. import views
-from ..deps import CandidateId, FormulasDep, ReadAccess, StoreDep
+from ..deps import CandidateId, FormulaRate, FormulasDep, ReadAccess, StoreDep
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidateDetailOut
 from ..views import API_PREFIX
@@ -25,7 +25,12 @@ router = APIRouter(prefix=f"{API_PREFIX}/candidates", tags=["candidates"], depen
 PYTHON_SOURCE = {"content": {"text/x-python": {"schema": {"type": "string"}}}, "description": "Python source."}
 
 
-@router.get("/{candidate_id}", responses=error_responses(401, 404, 422, 503), summary="A candidate")
+@router.get(
+    "/{candidate_id}",
+    dependencies=[FormulaRate],
+    responses=error_responses(401, 404, 422, 429, 503),
+    summary="A candidate",
+)
 def candidate(
     store: StoreDep,
     formulas: FormulasDep,

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 import evonorm_search as es
+from evonorm_search.symbolic import FormulaTooLarge
 
 from .. import bodies
-from ..deps import ContextDep, FormulasDep, ReadAccess
+from ..deps import ContextDep, FormulaRate, FormulasDep, ReadAccess
 from ..errors import ApiError, error_responses
-from ..formulas import FormulaCache
+from ..formulas import FormulaBusy, FormulaCache, FormulaTimeout
 from ..schemas.layers import LayerCheckResult
 from ..views import API_PREFIX
 
@@ -28,14 +29,19 @@ LAYER_BODY = {
 
 def check_layer(text: str, formulas: FormulaCache) -> LayerCheckResult:
     graph = es.parse(text)  # DSLError -> 422 with line and column
-    symbolic = formulas.of_graph(graph)
-    if symbolic.canonical is None or symbolic.latex is None:
-        raise ApiError(422, "formula_too_large", f"the layer is valid, but {symbolic.note}")
+    try:
+        checked = formulas.check(graph)
+    except FormulaTooLarge as e:
+        raise ApiError(422, "formula_too_large", f"the layer is valid, but {e}") from None
+    except FormulaTimeout as e:
+        raise ApiError(422, "formula_timeout", f"the layer is valid, but {e}") from None
+    except FormulaBusy as e:
+        raise ApiError(503, "formula_workers_busy", f"{e}; try again shortly", headers={"Retry-After": "5"}) from None
     return LayerCheckResult(
         text=graph.to_text(),
-        canonical=symbolic.canonical,
-        latex=symbolic.latex,
-        hash=es.canonical_hash(graph),
+        canonical=checked.canonical,
+        latex=checked.latex,
+        hash=checked.hash,
         nodes=len(graph),
         parameters=list(graph.parameters),
         axes=sorted(graph.axes),
@@ -45,7 +51,8 @@ def check_layer(text: str, formulas: FormulaCache) -> LayerCheckResult:
 
 @router.post(
     "/check",
-    responses=error_responses(401, 413, 415, 422),
+    dependencies=[FormulaRate],
+    responses=error_responses(401, 413, 415, 422, 429, 503),
     openapi_extra={"requestBody": LAYER_BODY},
     summary="Check a layer",
 )

@@ -13,7 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from .. import bodies, events, views
 from .. import repository as repo
 from ..context import ServiceContext
-from ..deps import ContextDep, FormulasDep, LauncherDep, ReadAccess, SearchId, StoreDep, WriteAccess
+from ..deps import (
+    ContextDep,
+    FormulasDep,
+    LauncherDep,
+    ReadAccess,
+    SearchId,
+    StoreDep,
+    StreamSlotDep,
+    WriteAccess,
+)
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidatePage
 from ..schemas.pareto import ParetoFront
@@ -246,9 +255,16 @@ async def _existing_search(store: StoreDep, search_id: SearchId) -> int:
     summary="Live progress (server-sent events)",
 )
 async def search_events(
-    context: ContextDep, store: StoreDep, search_id: Annotated[int, Depends(_existing_search)]
+    context: ContextDep,
+    store: StoreDep,
+    search_id: Annotated[int, Depends(_existing_search)],
+    slot: StreamSlotDep,  # after the search's lookup: a 404 takes no slot
 ) -> AsyncIterator[ServerSentEvent]:
     """`progress` events (data: the search's status) whenever it changes, then `end` once the search is
-    completed, stopped or failed. Streams end after EVONORM_EVENTS_MAX_SECONDS; browsers reconnect."""
-    async for event in events.progress_events(context, store, search_id):
-        yield event
+    completed, stopped or failed. Streams end after EVONORM_EVENTS_MAX_SECONDS; browsers reconnect.
+    Beyond EVONORM_MAX_EVENT_STREAMS open streams, 503 with Retry-After."""
+    try:
+        async for event in events.progress_events(context, store, search_id):
+            yield event
+    finally:
+        slot.release()

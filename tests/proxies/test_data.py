@@ -228,3 +228,13 @@ def test_cifar10_target_reads_the_test_batch_and_says_when_it_is_missing(tmp_pat
 def test_unknown_split_is_refused():
     with pytest.raises(ValueError, match="split must be 'search' or 'target'"):
         load_data(DataConfig(), split="test")  # type: ignore[arg-type]
+
+
+def test_a_data_set_has_one_copy_per_device_however_many_trainers_ask():
+    from evonorm_search.proxies.data import load_data
+
+    data = load_data(DataConfig(name="synthetic", samples=40, synthetic_shape=[1, 4, 4], synthetic_classes=2))
+    assert data.to("cpu") is data  # already there: no copy
+    meta = data.to("meta")  # another device: copied once, then shared
+    assert meta is data.to(torch.device("meta")) and meta.train_x.device.type == "meta"
+    assert meta.train_x.shape == data.train_x.shape and meta.num_classes == data.num_classes

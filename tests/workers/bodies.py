@@ -65,3 +65,15 @@ def always_dies(task: EvaluationTask) -> EvaluationOutcome:
 
 def raises(task: EvaluationTask) -> EvaluationOutcome:
     raise RuntimeError("the body broke")
+
+
+def reports_its_process(task: EvaluationTask) -> EvaluationOutcome:
+    """Answers at once with what the worker saw: the training device it was given, the GPUs Ray granted
+    it and its process id (to see worker processes recycled)."""
+    import ray
+
+    seen = {"device": task.spec.training.device, "gpu_ids": [str(i) for i in ray.get_gpu_ids()], "pid": os.getpid()}
+    record = EvaluationRecord("arch", "proxy", "succeeded", seen, 0.0, socket.gethostname(), task.attempt)
+    return EvaluationOutcome(
+        task.candidate_id, task.attempt, socket.gethostname(), 0.0, (record,), objectives={"accuracy_arch": 0.5}
+    )
