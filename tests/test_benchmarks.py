@@ -97,3 +97,11 @@ def test_the_abuse_probe_writes_its_table(tmp_path):
     report = run_script("abuse.py", "--clients", "3", "--seconds", "1", "--levels", "4", results=tmp_path)
     assert "| defaults (rate limit on) | 3 |" in report and "| rate limit off | 3 |" in report
     assert "/healthz probes" in report
+
+
+def test_the_soak_benchmark_writes_its_table(tmp_path):
+    report = run_script(
+        "soak.py", "--candidates", "6", "--baseline-at", "2", "--sample-every", "2", results=tmp_path, timeout=300
+    )
+    assert "Resident memory at candidate 2:" in report and "at candidate 6:" in report
+    assert "| candidate | RSS MB | layers | linecache |" in report
