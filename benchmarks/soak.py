@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample-every", type=int, default=100)
     parser.add_argument("--backend", choices=("torch", "triton", "auto"), default="torch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--note", default="", help="a sentence for the results file (e.g. what else ran)")
     args = parser.parse_args(argv)
     if not 0 < args.baseline_at < args.candidates or args.sample_every < 1:
         parser.error("need 0 < --baseline-at < --candidates and --sample-every >= 1")
@@ -111,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
         f"(synthetic 1x6x6, 2 classes, ResNet and MobileNetV2 of width 4, 3 steps). Outcomes: {statuses}. "
         "No cache was warm at start; caches at their default caps (EVONORM_LAYER_CACHE_SIZE and friends).\n\n"
         f"Resident memory at candidate {args.baseline_at}: {baseline:.1f} MB; at candidate {args.candidates}: "
-        f"{final:.1f} MB; growth **{growth:+.1f} MB** (target below {TARGET_GROWTH_MB:g} MB: {verdict}).\n\n" + table
+        f"{final:.1f} MB; growth **{growth:+.1f} MB** (target below {TARGET_GROWTH_MB:g} MB: {verdict}).\n\n"
+        + ("" if args.candidates >= 2000 else "A reduced run: the target is set for 2,000 candidates from 200. ")
+        + (f"{args.note}\n\n" if args.note else ("\n\n" if args.candidates < 2000 else ""))
+        + table
     )
     path = write_result("soak", "Soak: resident memory of one worker process over many candidates", body)
     print(f"growth {growth:+.1f} MB from candidate {args.baseline_at} to {args.candidates} ({verdict}); wrote {path}")
