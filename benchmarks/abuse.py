@@ -145,7 +145,9 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, formula_ops: int) 
         f"{PROBE_EVERY * 1000:.0f} ms. Server: uvicorn, one worker process, launcher off, formula workers "
         "EVONORM_FORMULA_WORKERS=2 (default), time limit EVONORM_FORMULA_SECONDS=5 (default). Server, load "
         "generator and formula workers share this machine's cores. No cache serves the checks: every layer is "
-        "checked afresh (the read cache holds search reads only).\n\n" + table
+        "checked afresh (the read cache holds search reads only).\n\n"
+        + (f"{args.note}\n\n" if args.note else "")
+        + table
     )
 
 
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--levels", type=int, default=6, help="size of the costly layer (about 3^levels operations)")
+    parser.add_argument("--note", default="", help="a sentence for the results file (e.g. what else ran)")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.seconds <= 0 or args.levels < 1:
         parser.error("--clients, --seconds and --levels must be positive")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +33,18 @@ class FormulaBusy(RuntimeError):
 
 class FormulaTimeout(RuntimeError):
     """The symbolic work took longer than the time limit (422: the layer is too costly to print)."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each worker: exit as soon as the server that started it is gone, however it ended (a killed
+    server never shuts its pool down, and its workers would otherwise live on)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 _TRIVIAL = {"version": 1, "nodes": [{"op": "x"}, {"op": "relu", "args": [0]}], "output": 1}  # relu(x)
@@ -89,7 +102,12 @@ class SymbolicWorkers:
             pool = self._pool
             if pool is None:
                 # spawn: the server has threads, and a forked child would inherit their locks mid-use.
-                pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+                pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
                 self._pool, self._ready = pool, [pool.submit(symbolic_forms, _TRIVIAL, 16) for _ in range(self.workers)]
             ready = self._ready
         for future in ready:  # outside the lock: closing must never wait for a start

@@ -139,3 +139,27 @@ def test_the_abuse_probe_writes_its_table(tmp_path):
     report = run_script("abuse.py", "--clients", "3", "--seconds", "1", "--levels", "4", results=tmp_path)
     assert "| defaults (rate limit on) | 3 |" in report and "| rate limit off | 3 |" in report
     assert "/healthz probes" in report
+
+
+def test_the_soak_benchmark_writes_its_table(tmp_path):
+    report = run_script(
+        "soak.py", "--candidates", "6", "--baseline-at", "2", "--sample-every", "2", results=tmp_path, timeout=300
+    )
+    assert "Resident memory at candidate 2:" in report and "at candidate 6:" in report
+    assert "| candidate | RSS MB | layers | linecache |" in report
+
+
+def test_the_gpu_check_dry_run_checks_its_plan_and_refuses_to_run_without_cuda(tmp_path):
+    report = run_script("gpu_check.py", "--dry-run", results=tmp_path, timeout=300)
+    for step in ("GPU-marked tests", "kernel benchmark", "quick search on cuda"):
+        assert f"| {step} | not run (dry run) |" in report
+    assert "-m gpu" in report and "--gpus 0.25" in report
+    import torch
+
+    if not torch.cuda.is_available():
+        env = {**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path / "real")}
+        refused = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "gpu_check.py")], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert refused.returncode == 2 and "no CUDA device here" in refused.stderr
+        assert not (tmp_path / "real").exists()

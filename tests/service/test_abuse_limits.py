@@ -5,7 +5,11 @@ Retry-After), and a cap on open event streams (503 with Retry-After), all EVONOR
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +193,37 @@ def test_stream_slots_count_and_each_slot_is_given_back_once():
     for t in threads:
         t.join()
     assert sum(slot is not None for slot in taken) == 10 and many.open == 10
+
+
+KILLED_SERVER = """
+import os, sys, time
+import evonorm_search as es
+from service.formulas import SymbolicWorkers
+workers = SymbolicWorkers(2)
+workers.forms(es.parse("relu(x)"), 4096, 600)
+print(os.getpid(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_formula_workers_exit_when_their_server_is_killed():
+    server = subprocess.Popen([sys.executable, "-c", KILLED_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(server.stdout.readline())
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
+    finally:
+        server.kill()  # SIGKILL: no clean-up code of the server runs
+        server.wait()
+    deadline = time.monotonic() + 60  # guards against a hang only; the workers notice within a second
+    while any(Path(f"/proc/{child}").exists() for child in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [c for c in children if Path(f"/proc/{c}").exists() and "zombie" not in _state(c)]
+    assert alive == [], f"orphaned workers still running: {alive}"
+
+
+def _state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].splitlines()[0].lower()
+    except (OSError, IndexError):
+        return "gone"
