@@ -164,10 +164,28 @@ def random_survivors(config: SearchConfig, count: int, seed: int, known: list[La
     raise RuntimeError(f"only {len(found)} of {count} random candidates survived the cheap rejections")
 
 
-def layer_set(config: SearchConfig, n_random: int, seed: int) -> list[LayerToScore]:
+def layer_set(config: SearchConfig, n_random: int, seed: int, winners: bool = False) -> list[LayerToScore]:
     named = [LayerToScore(library.get(name), name) for name in library.names() if name not in ("identity", "relu")]
     named += [LayerToScore(parse(text), name) for name, text in CONTROLS.items()]
-    return named + random_survivors(config, n_random, seed, named)
+    layers = named + random_survivors(config, n_random, seed, named)
+    return layers + (search_winners(layers) if winners else [])
+
+
+def search_winners(known: list[LayerToScore]) -> list[LayerToScore]:
+    """The best layers of the search benchmark's runs (`search-<machine>.json`): the layers a search
+    actually selects, which random draws seldom resemble."""
+    path = RESULTS / f"search-{machine_slug()}.json"
+    if not path.is_file():
+        raise SystemExit(f"--search-winners needs {path} (run benchmarks/search.py first)")
+    seen = {layer.dsl for layer in known}
+    found = []
+    for run in json.loads(path.read_text(encoding="utf-8"))["runs"]:
+        validated = run.get("validated") or {}
+        graph = parse(validated["layer"]) if validated.get("layer") else None
+        if graph is not None and graph.to_text() not in seen:
+            seen.add(graph.to_text())
+            found.append(LayerToScore(graph, f"search_{run['mode']}_{run['seed']}"))
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,7 +297,7 @@ def run(args: argparse.Namespace) -> Path:
     if args.smoke:
         config = smoke_config(config)
     seeds = config.validation.seed_list(args.seeds)
-    layers = layer_set(config, args.random, args.seed)
+    layers = layer_set(config, args.random, args.seed, args.search_winners)
     print(f"{len(layers)} layers; target seeds {seeds}", flush=True)
     evaluator = PoolEvaluator(args.workers)
     try:
@@ -362,7 +380,10 @@ def write_report(args, config, layers, seeds, target, cached, target_seconds, va
         f"Controls below every baseline on the target: {'yes' if ok_t else 'no: ' + '; '.join(bad_t)}.",
     ]
     sections.append("## Verdict (the configuration as given)\n\n" + "\n".join(f"- {v}" for v in verdict))
-    return write_result("fidelity", "Proxy fidelity: proxy scores against the target task", "\n\n".join(sections))
+    name, title = "fidelity", "Proxy fidelity: proxy scores against the target task"
+    if args.search_winners:
+        name, title = "fidelity-winners", title + ", with the layers searches select"
+    return write_result(name, title, "\n\n".join(sections))
 
 
 def describe_variant(config: SearchConfig) -> str:
@@ -402,7 +423,12 @@ def layer_section(labels, scores: list[LayerScore], target: list[dict]) -> str:
     rows = []
     order = sorted(range(len(labels)), key=lambda i: -(target[i]["mean"] or 0.0))
     for rank, i in enumerate(order, 1):
-        kind = "control" if labels[i] in CONTROLS else "random" if labels[i].startswith("random_") else "library"
+        kind = (
+            "control" if labels[i] in CONTROLS
+            else "random" if labels[i].startswith("random_")
+            else "search" if labels[i].startswith("search_")
+            else "library"
+        )  # fmt: skip
         rows.append([rank, labels[i], kind, f"`{scores[i].layer.replace(chr(10), '; ')}`", fmt(scores[i].mean),
                      f"{fmt(target[i]['mean'])} ± {fmt(target[i]['std'])}"])  # fmt: skip
     return "## Layers (default proxies), by target mean\n\n" + markdown_table(
@@ -418,6 +444,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seed", type=int, default=0, help="draws the random layers and the bootstrap")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reuse-target", action="store_true", help="serve target scores from the JSON cache")
+    parser.add_argument(
+        "--search-winners", action="store_true", help="add the best layers of benchmarks/search.py's runs"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
     if args.smoke:
