@@ -100,10 +100,21 @@ def library_source() -> str:
     return LIBRARY_PATH.read_text()
 
 
+# The runtime's one import from this package, which a standalone module replaces by that module's text.
+_RUNTIME_PACKAGE_IMPORT = "from .bounded import Bounded, limit\n"
+_FUTURE_IMPORT = "from __future__ import annotations\n"
+
+
 def standalone_source(graph: Graph) -> str:
-    """Runtime, kernel library and the layer's kernels (affine) as one self-contained module text."""
+    """Runtime (with the bounded caches it uses inlined ahead of it), kernel library and the layer's
+    kernels (affine) as one self-contained module text: an export carries no import of this package."""
     runtime_text = Path(__file__).with_name("runtime.py").read_text()
-    return "\n\n".join([runtime_text, library_source(), kernel_source(graph, affine=True)])
+    bounded_text = Path(__file__).with_name("bounded.py").read_text()
+    if _RUNTIME_PACKAGE_IMPORT not in runtime_text:
+        raise RuntimeError("runtime.py's imports changed: update standalone_source")
+    # One `from __future__` at the top (bounded.py's); the runtime's own would be a syntax error below it.
+    runtime_text = runtime_text.replace(_RUNTIME_PACKAGE_IMPORT, "").replace(_FUTURE_IMPORT, "", 1)
+    return "\n\n".join([bounded_text, runtime_text, library_source(), kernel_source(graph, affine=True)])
 
 
 @dataclass

@@ -36,6 +36,8 @@ TINY_SEARCH: dict[str, Any] = {
     "data": {"name": "synthetic", "samples": 64, "synthetic_shape": [1, 4, 4], "synthetic_classes": 2},
     "training": {"steps": 40, "batch_size": 8, "device": "cpu", "threads": 1, "eval_batch_size": 64},
     "rejection": {"quality": {"enabled": False}, "stability": {"enabled": False}},
+    # The accounting below counts the budget's candidates; baselines have tests of their own (tests/search).
+    "baselines": [],
 }
 
 

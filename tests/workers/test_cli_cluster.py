@@ -120,7 +120,8 @@ def test_sigkill_of_the_controller_then_resume_completes_the_budget_exactly(clus
 @pytest.mark.xdist_group("ray")
 @pytest.mark.postgres
 def test_stop_then_resume(cluster, pg_store, postgres_url, tmp_path):
-    config = write_config(tmp_path)
+    # Evaluations long enough that the `stop` process (seconds to start) arrives while work is left.
+    config = write_config(tmp_path, training={**SLOW_TRAINING, "steps": 600})
     run = start_run(tmp_path, config, postgres_url, cluster.address)
     try:
         wait_for(pg_store, lambda s: s.evaluated >= 1 and s.by_status.get(CandidateStatus.RUNNING, 0) >= 1, run)
