@@ -186,11 +186,6 @@ class RunResult:
         return sum(bool(es.Graph.from_dict(c.graph).axes) for c in best) / len(best) if best else 0.0
 
 
-def _is_baseline(candidate) -> bool:
-    """Baselines are evaluated in every search beside its own candidates; the comparison leaves them out."""
-    return str(getattr(candidate, "role", "candidate")) != "candidate"
-
-
 def search_run(config: SearchConfig, workdir: str) -> RunResult:
     """One complete search in its own SQLite file; a file that already holds the same search completed
     (an earlier run of this script with `--workdir`) is read instead of searched again."""
@@ -219,9 +214,9 @@ def search_run(config: SearchConfig, workdir: str) -> RunResult:
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-        own = [c for c in rows if not _is_baseline(c)]
+        # list_candidates pages the search's own candidates: its baselines are left out.
         return RunResult(
-            config.mode, config.seed, seconds, sorted(own, key=lambda c: c.birth), config.objectives_spec()
+            config.mode, config.seed, seconds, sorted(rows, key=lambda c: c.birth), config.objectives_spec()
         )
     finally:
         store.close()

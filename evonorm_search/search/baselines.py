@@ -19,19 +19,13 @@ from sqlalchemy.orm import Session
 
 from .. import store as db
 from ..store import CandidateStatus
-from .config import EvaluationSpec, SearchConfig, resolve_layer
+from .config import SearchConfig, resolve_layer
 
 
 @dataclass(frozen=True)
 class PendingBaseline:
     candidate_id: int
     attempt: int
-
-
-def baseline_spec(config: SearchConfig) -> EvaluationSpec:
-    """The search's evaluation with the quality rejection off: same proxies, training, seed and cost."""
-    spec = config.evaluation_spec()
-    return spec.model_copy(update={"quality": spec.quality.model_copy(update={"enabled": False})})
 
 
 def prepare_baselines(s: Session, search_id: int, config: SearchConfig) -> list[PendingBaseline]:

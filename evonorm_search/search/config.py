@@ -362,11 +362,11 @@ class SearchConfig(StrictModel):
         )
 
     def proxy_spec(self, seed: int | None = None) -> EvaluationSpec:
-        """What the search records for a layer, without the quality rejection (`evaluate`); `seed`
-        replaces the search's seed (weights and batches)."""
+        """What the search records for a layer, without the quality rejection (`evaluate`, and the
+        baselines a search evaluates); `seed` replaces the search's seed (weights and batches)."""
         spec = self.evaluation_spec()
         quality = spec.quality.model_copy(update={"enabled": False})
-        return spec.model_copy(update={"quality": quality, "cost": "none", "seed": self.seed if seed is None else seed})
+        return spec.model_copy(update={"quality": quality, "seed": self.seed if seed is None else seed})
 
     def target_spec(self, seed: int) -> EvaluationSpec:
         """The target task with one validation seed (`validate`): the validation section's networks,

@@ -25,7 +25,7 @@ from .. import store as db
 from ..ir import Graph
 from ..store import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from ..store.enums import SEARCH_TRANSITIONS
-from .baselines import baseline_spec, prepare_baselines
+from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .mutation import Mutator, make_mutations
@@ -187,7 +187,7 @@ class Controller:
         self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
         self.spec = self.config.evaluation_spec()
-        self.baseline_spec = baseline_spec(self.config)
+        self.baseline_spec = self.config.proxy_spec()  # a reference is scored, never rejected
         self.last_heartbeat = time.monotonic()
         self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
 

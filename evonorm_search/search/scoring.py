@@ -132,15 +132,12 @@ def score_layers(
     """Train every layer under every spec (one spec per seed) and collect the scores, in input order.
 
     Tasks are submitted as the evaluator's capacity allows; `on_run` is called as each run finishes."""
-    jobs = [(i, spec) for i in range(len(layers)) for spec in specs]
-    runs = run_jobs([(layers[i], spec) for i, spec in jobs], evaluator, poll_interval=poll_interval, on_run=on_run)
+    runs = run_jobs([(layer, spec) for layer in layers for spec in specs], evaluator,
+                    poll_interval=poll_interval, on_run=on_run)  # fmt: skip
+    per_layer = len(specs)  # jobs are layer-major: each layer's runs are one slice
     return [
-        LayerScore(
-            layer=layer.dsl,
-            label=layer.label,
-            runs=tuple(runs[k] for k, (i, _) in enumerate(jobs) if i == index),
-        )
-        for index, layer in enumerate(layers)
+        LayerScore(layer=layer.dsl, label=layer.label, runs=tuple(runs[i * per_layer : (i + 1) * per_layer]))
+        for i, layer in enumerate(layers)
     ]
 
 
