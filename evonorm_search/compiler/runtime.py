@@ -57,7 +57,7 @@ class Tuning:
     max_rows: int = 32
     combine_block: int = 32
     # Single-pass register budget: elements one program holds, (forward, backward), for float32
-    # compute (float64 holds half). Checked with zero spills on sm_90 in tests/kernels/test_ahead.py;
+    # compute (float64 holds half). Checked with zero spills on sm_90 in tests/compiler/test_ahead.py;
     # 0 turns single-pass kernels off.
     single_pass: tuple[int, int] = (16384, 4096)
 

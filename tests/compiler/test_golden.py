@@ -1,8 +1,8 @@
 """The generated Triton source of every library layer is checked in, so every codegen change shows in review.
 
 Regenerate after an intended change with
-    EVONORM_UPDATE_GOLDEN=1 pytest tests/kernels/test_golden.py
-and commit the files under tests/kernels/golden/ with the change that caused them.
+    EVONORM_UPDATE_GOLDEN=1 pytest tests/compiler/test_golden.py
+and commit the files under tests/compiler/golden/ with the change that caused them.
 """
 
 from __future__ import annotations
