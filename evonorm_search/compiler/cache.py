@@ -29,6 +29,7 @@ from .bounded import Bounded, limit
 from .codegen import Mode, mode_source, statistic_names
 from .lower import plan
 from .program import CompilerError
+from .rewrite import rewrite
 from .schedule import schedule
 
 LIBRARY_PATH = Path(__file__).with_name("kernel_library.py")
@@ -58,7 +59,7 @@ def _modes(graph: Graph, affine: bool) -> tuple[list[Mode], dict[str, str]]:
     affine_inputs = ("weight", "bias") if affine else ()
     modes: list[Mode] = []
     aliases: dict[str, str] = {}
-    fwd = forward_program(graph, affine=affine)
+    fwd = rewrite(forward_program(graph, affine=affine))
     has_batch = bool(buffers)
     for training in (True, False) if has_batch else (True,):
         tag = "train" if training else "eval"
@@ -66,7 +67,7 @@ def _modes(graph: Graph, affine: bool) -> tuple[list[Mode], dict[str, str]]:
         inputs = ("x", *params, *affine_inputs, *buffers)
         modes.append(Mode(f"forward_{tag}", plan(fwd_schedule, f"fwd_{tag}"), inputs, (), False))
         saved_keys = tuple(r.key for r in fwd_schedule.reductions)
-        bwd = backward_program(graph, training=training, affine=affine)
+        bwd = rewrite(backward_program(graph, training=training, affine=affine))
         bwd_schedule = schedule(bwd, graph, training=training, saved=saved_keys)
         saved = tuple(name.replace("st", "sv", 1) for name in statistic_names(fwd_schedule))
         b_inputs = ("x", "grad", *params, *(("weight",) if affine else ()), *buffers)

@@ -7,7 +7,8 @@ nest deeper than the parser accepts, so every printable graph also parses.
 from __future__ import annotations
 
 from .graph import Graph, GraphError, Node
-from .ops import OPS, Kind
+from .ops import OPS, format_number
+from .vocabulary import Kind
 
 # Parenthesis nesting a printed expression may reach before a temporary is introduced; well under
 # the parser's limit (parser.DEFAULT_MAX_DEPTH) so every printed program parses again.
@@ -15,16 +16,9 @@ MAX_INLINE_DEPTH = 24
 ATOM = 100
 
 
-def format_number(value: float) -> str:
-    """Shortest text that reads back as the same float (integers without a trailing .0)."""
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
 def _precedence(node: Node) -> int:
-    if node.op == "const":
-        return OPS["neg"].precedence if node.value < 0 else ATOM  # type: ignore[operator]
+    if node.value is not None:  # a literal: a negative one is written with a minus
+        return OPS["neg"].precedence if node.value < 0 else ATOM
     return OPS[node.op].precedence if OPS[node.op].infix else ATOM
 
 
@@ -47,7 +41,7 @@ def _choose_names(graph: Graph) -> dict[int, str]:
 def _render(node: Node, arg_text: list[str], arg_prec: list[int]) -> str:
     op = node.opdef
     if op.kind is Kind.LEAF:
-        return format_number(node.value) if node.op == "const" else node.op  # type: ignore[arg-type]
+        return op.text.format(name=node.op, number=None if node.value is None else format_number(node.value))
     if op.infix and op.arity == 2:
         left = arg_text[0] if arg_prec[0] >= op.precedence else f"({arg_text[0]})"
         right = arg_text[1] if arg_prec[1] > op.precedence else f"({arg_text[1]})"
