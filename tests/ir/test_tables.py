@@ -18,11 +18,11 @@ import sympy
 import torch
 
 import evonorm_search as es
-from evonorm_search.fingerprint import DRAWN_ROLES, FINGERPRINT_SHAPE, fingerprint, fingerprint_inputs
 from evonorm_search import reference
 from evonorm_search.compiler import codegen, runtime
 from evonorm_search.compiler.cache import clear_cache
 from evonorm_search.export import export_module
+from evonorm_search.fingerprint import DRAWN_ROLES, FINGERPRINT_SHAPE, fingerprint, fingerprint_inputs
 from evonorm_search.ir import AXES, OPS, Graph, GraphBuilder, GraphError, ops
 from evonorm_search.ir.vocabulary import Dim, Domain, Kind, LeafRole
 from evonorm_search.symbolic import latex, to_sympy
@@ -54,7 +54,7 @@ def _layer(name: str) -> Graph:
 def _torch_value(row: ops.OpDef, args: list[torch.Tensor]) -> torch.Tensor:
     names = [f"a{k}" for k in range(row.arity)]
     namespace = {**reference._namespace(), **dict(zip(names, args, strict=True))}
-    return eval(row.torch_src.format(*names), namespace)  # noqa: S307 - the table's own template
+    return eval(row.torch_src.format(*names), namespace)
 
 
 def _called_names(source: str) -> set[str]:
@@ -183,7 +183,7 @@ def _triton_index(expression: str) -> torch.Tensor:
     c = torch.arange(C).view(1, C, 1)
     s = torch.arange(S).view(1, 1, S)
     sizes = {"N": N, "C": C, "S": S, "G": G, "CG": C // G, "zero": 0}
-    value = eval(expression, {"n": n, "c": c, "s": s, **sizes})  # noqa: S307 - the table's own expression
+    value = eval(expression, {"n": n, "c": c, "s": s, **sizes})
     return value.expand(N, C, S) if isinstance(value, torch.Tensor) else torch.full((N, C, S), value)
 
 
@@ -192,13 +192,13 @@ def test_every_axis_row_indexes_sizes_and_counts_the_reference_statistics(axis):
     row = AXES[axis]
     classes = _statistic_classes(axis)
     index = _triton_index(row.stat_index)
-    size = eval(row.stat_size, {"N": N, "C": C, "S": S, "G": G})  # noqa: S307
+    size = eval(row.stat_size, {"N": N, "C": C, "S": S, "G": G})
     # The Triton index and the reference reduction group the elements the same way, in range.
     assert int(index.min()) == 0 and int(index.max()) == size - 1
     pairs = torch.unique(torch.stack([index.flatten(), classes.flatten()]), dim=1)
     assert pairs.shape[1] == size == int(classes.max()) + 1
     if row.count is not None:
-        assert eval(row.count, {"N": N, "C": C, "S": S, "G": G, "CG": C // G}) * size == N * C * S  # noqa: S307
+        assert eval(row.count, {"N": N, "C": C, "S": S, "G": G, "CG": C // G}) * size == N * C * S
     # The runtime allocates as many statistics (it is copied into exports, so it keeps its own rule).
     geo = runtime.Geometry(torch.empty(N, C, *SPATIAL), G, 1e-5, 0.1)
     assert geo.statistic(axis).numel() == size
@@ -260,7 +260,7 @@ def _load(source: str, name: str) -> types.ModuleType:
     module = types.ModuleType(name)
     sys.modules[name] = module
     try:
-        exec(compile(source, f"{name}.py", "exec"), module.__dict__)  # noqa: S102 - our own export
+        exec(compile(source, f"{name}.py", "exec"), module.__dict__)
     finally:
         del sys.modules[name]
     return module
