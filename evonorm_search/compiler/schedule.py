@@ -192,6 +192,7 @@ def schedule(
         Reduction(r, key[0], key[1], key[2], levels[key[0]], tuple(running)) for r, (key, running) in enumerate(pending)
     ]
     for name, node in program.sums:
+        # A parameter gradient sums over (n, s) per channel: it reduces like a `batch` statistic.
         reductions.append(Reduction(len(reductions), node, "batch", ReductionKind.SUM, levels[node], output=name))
     last = max([levels[i] for _, i in program.stores] + [r.pass_index for r in reductions])
     passes = tuple(
