@@ -193,13 +193,19 @@ def _library(interpret: bool) -> dict[str, Any]:
     return _LIBRARIES[interpret]
 
 
-def source_filename(key: KernelKey) -> str:
-    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}>"
+def source_filename(key: KernelKey, interpret: bool) -> str:
+    """The `linecache` name of one cached layer's source: one name per cache entry, since the Triton
+    interpreter rewrites each kernel from the text under its name when it first runs (a layer with and
+    without its affine under one name ran the other's kernels), and a layer leaving the cache takes
+    its text with it."""
+    affine = "affine" if key.affine else "plain"
+    mode = "-interpreted" if interpret else ""
+    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}-{affine}{mode}>"
 
 
 def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     # Registered with linecache: Triton reads kernel source through `inspect`, tracebacks show it.
-    filename = source_filename(key)
+    filename = source_filename(key, interpret)
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(_library(interpret))
     namespace["__name__"] = f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}"
@@ -231,7 +237,7 @@ def compiled_layer(graph: Graph, *, affine: bool = True) -> CompiledLayer:
                 raise CompilerError(f"graph too deep to compile: {e}") from None
             namespace = _execute(source, key, fast[2])
             seconds = time.perf_counter() - start
-            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key))
+            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key, fast[2]))
             _BY_KEY[(key, fast[2])] = layer
         _BY_GRAPH[fast] = layer
         return layer
