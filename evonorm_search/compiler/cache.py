@@ -237,7 +237,9 @@ def compiled_layer(graph: Graph, *, affine: bool = True) -> CompiledLayer:
                 raise CompilerError(f"graph too deep to compile: {e}") from None
             namespace = _execute(source, key, fast[2])
             seconds = time.perf_counter() - start
-            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key, fast[2]))
+            layer = CompiledLayer(
+                key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key, fast[2])
+            )
             _BY_KEY[(key, fast[2])] = layer
         _BY_GRAPH[fast] = layer
         return layer
