@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import AXES, OPS
-from ..ir.vocabulary import Combine as Strategy
-from ..ir.vocabulary import Dim, Domain, Kind, Plane
+from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
 from .lower import Combine, Kernel, Plan
 from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
 
@@ -33,10 +32,10 @@ PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "BLOCK_C", "BLOCK_S")
 COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
 # Programs of a combine kernel per strategy (`runtime.Geometry.combine` sizes the grid the same way).
 COMBINE_BLOCKS = {
-    Strategy.CHANNELS_ALL_SAMPLES: "(C + BLOCK_C - 1) // BLOCK_C",
-    Strategy.CHANNELS_ONE_SAMPLE: "N * ((C + BLOCK_C - 1) // BLOCK_C)",
-    Strategy.SCALAR_SAMPLE: "N",
-    Strategy.SCALAR_GROUP: "N * G",
+    CombineStrategy.CHANNELS_ALL_SAMPLES: "(C + BLOCK_C - 1) // BLOCK_C",
+    CombineStrategy.CHANNELS_ONE_SAMPLE: "N * ((C + BLOCK_C - 1) // BLOCK_C)",
+    CombineStrategy.SCALAR_SAMPLE: "N",
+    CombineStrategy.SCALAR_GROUP: "N * G",
 }
 # The exact statistic of an operand constant along the reduced dims (`SourceKind.TRIVIAL`), per plane.
 TRIVIAL_PLANES = {Plane.MEAN: "{0}", Plane.VAR: "tl.full([1, 1], 0.0, COMPUTE)", Plane.SQMEAN: "{0} * {0}"}
@@ -420,14 +419,14 @@ class CombineWriter:
         e(1, "lo = hi")
         e(1, f"hi = lo + {COMBINE_BLOCKS[strategy]}")
         e(1, "if (pid >= lo) & (pid < hi):")
-        if strategy in (Strategy.CHANNELS_ALL_SAMPLES, Strategy.CHANNELS_ONE_SAMPLE):
-            all_samples = strategy is Strategy.CHANNELS_ALL_SAMPLES
+        if strategy in (CombineStrategy.CHANNELS_ALL_SAMPLES, CombineStrategy.CHANNELS_ONE_SAMPLE):
+            all_samples = strategy is CombineStrategy.CHANNELS_ALL_SAMPLES
             e(2, f"idx, ok, total, var, count = combine_channels({pt}, pid - lo, N, C, S, CHUNK, NSC, "
                  f"{all_samples}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
             mask = ", mask=ok"
         else:
             e(2, f"idx, total, var, count = combine_scalar({pt}, pid - lo, N, C, S, G, CG, CHUNK, NSC, "
-                 f"{strategy is Strategy.SCALAR_GROUP}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
+                 f"{strategy is CombineStrategy.SCALAR_GROUP}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
             e(2, "ok = idx >= 0")
             mask = ""
         values = {Plane.MEAN: "total", Plane.VAR: "var", Plane.SUM: "total", Plane.SQMEAN: "total / count"}

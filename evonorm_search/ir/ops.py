@@ -28,7 +28,7 @@ from typing import Any
 import sympy
 import torch
 
-from .vocabulary import Combine, Dim, Domain, Kind, LeafRole, Plane, dims
+from .vocabulary import CombineStrategy, Dim, Domain, Kind, LeafRole, Plane, dims
 
 # --------------------------------------------------------------------------------------------------
 # Axes
@@ -91,7 +91,7 @@ class AxisDef:
     count: str | None  # Triton expression: elements behind one statistic completed in a program
     complete_index: str | None = None  # Triton index a completing program stores at (None: stat_index)
     complete_mask: str | None = None  # mask of that store (None: unmasked, one value per program)
-    combine: Combine | None  # how partials merge when no program completes it; None: always complete
+    combine: CombineStrategy | None  # how partials merge when no program completes it; None: always complete
     across_channels: bool = False  # a statistic spans the channels of a program: per-row moments merge
 
 
@@ -109,7 +109,7 @@ AXES: dict[str, AxisDef] = {
             stat_index="c",
             complete_in=frozenset(),
             count=None,
-            combine=Combine.CHANNELS_ALL_SAMPLES,
+            combine=CombineStrategy.CHANNELS_ALL_SAMPLES,
         ),
         AxisDef(
             name="layer",
@@ -122,7 +122,7 @@ AXES: dict[str, AxisDef] = {
             stat_index="n + zero",
             complete_in=frozenset({Domain.SAMPLE}),
             count="(C * S)",
-            combine=Combine.SCALAR_SAMPLE,
+            combine=CombineStrategy.SCALAR_SAMPLE,
             across_channels=True,
         ),
         AxisDef(
@@ -137,7 +137,7 @@ AXES: dict[str, AxisDef] = {
             complete_in=frozenset({Domain.GROUP}),
             count="(CG * S)",
             complete_index="n * G + tl.program_id(1) + zero",
-            combine=Combine.SCALAR_GROUP,
+            combine=CombineStrategy.SCALAR_GROUP,
             across_channels=True,
         ),
         AxisDef(
@@ -152,7 +152,7 @@ AXES: dict[str, AxisDef] = {
             complete_in=frozenset({Domain.INSTANCE, Domain.GROUP, Domain.SAMPLE}),
             count="S",
             complete_mask="c_in",
-            combine=Combine.CHANNELS_ONE_SAMPLE,
+            combine=CombineStrategy.CHANNELS_ONE_SAMPLE,
         ),
         AxisDef(
             name="channel",

@@ -46,7 +46,7 @@ class Domain(StrEnum):
     CHANNEL = "channel"
 
 
-class Combine(StrEnum):
+class CombineStrategy(StrEnum):
     """How the partials of a reduction that no program completes are merged (kernel_library helpers)."""
 
     CHANNELS_ALL_SAMPLES = "channels_all_samples"  # per channel block, over every sample

@@ -24,7 +24,7 @@ from evonorm_search.compiler.cache import clear_cache
 from evonorm_search.export import export_module
 from evonorm_search.fingerprint import DRAWN_ROLES, FINGERPRINT_SHAPE, fingerprint, fingerprint_inputs
 from evonorm_search.ir import AXES, OPS, Graph, GraphBuilder, GraphError, ops
-from evonorm_search.ir.vocabulary import Combine, Dim, Domain, Kind, LeafRole
+from evonorm_search.ir.vocabulary import CombineStrategy, Dim, Domain, Kind, LeafRole
 from evonorm_search.symbolic import latex, to_sympy
 
 NON_LEAVES = [name for name, row in OPS.items() if row.kind is not Kind.LEAF]
@@ -229,7 +229,7 @@ def test_every_axis_row_can_be_lowered(axis):
     assert latex(es.parse(f"mean(x, {axis})"))
 
 
-@pytest.mark.parametrize("strategy", list(Combine))
+@pytest.mark.parametrize("strategy", list(CombineStrategy))
 def test_the_combine_kernels_and_the_runtime_agree_on_every_strategy(strategy, monkeypatch):
     """A combine kernel's programs (codegen) and its launch grid (runtime) count the same blocks."""
     geo = runtime.Geometry(torch.empty(N, 40, *SPATIAL), G, 1e-5, 0.1)
