@@ -13,7 +13,7 @@ import textwrap
 
 from ._version import __version__
 from .ir import OPS, Graph
-from .module import as_graph, effective_groups
+from .layer import as_graph, effective_groups
 from .reference import FORWARD_NAME, forward_source, helper_sources
 from .symbolic import FormulaTooLarge, canonical_hash, latex
 

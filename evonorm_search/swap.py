@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .ir import Graph
-from .module import NormAct, as_graph
+from .layer import as_graph
+from .module import NormAct
 
 __all__ = ["ACTIVATIONS", "NORMS", "Activation", "NormKind", "Replacement", "SwapError", "swap_norm_act"]
 

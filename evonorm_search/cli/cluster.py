@@ -1,4 +1,4 @@
-"""`stop ID`, `resume ID`, and the Ray options that `run` shares: searches on a Ray cluster.
+"""`stop ID` and `resume ID`: stopping a running search, and driving a stopped one again.
 
 Evaluations run on Ray by default: a local Ray started for the run, or the cluster given by
 `--ray-address` / EVONORM_RAY_ADDRESS. `--in-process` evaluates in the controller's process instead
@@ -7,110 +7,28 @@ Evaluations run on Ray by default: a local Ray started for the run, or the clust
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..search.config import SearchConfig
 from ..search.control import check_resumable, request_stop, wait_until_stopped
-from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..store import SearchState, StoreError
-from .app import app, console, err_console, fail
-from .db import DbOption
-
-EXIT_FAILED = 1  # the cluster or the database could not be used, or the search cannot be driven
-
-RayAddressOption = Annotated[
-    str | None,
-    typer.Option(
-        "--ray-address",
-        metavar="ADDR",
-        envvar="EVONORM_RAY_ADDRESS",
-        help="Ray cluster to run evaluations on: HOST:PORT of the head node (port 6379 by default), "
-        "ray://HOST:10001, or auto. Default: start a local Ray. A multi-node cluster needs a PostgreSQL --db.",
-    ),
-]
-InProcessOption = Annotated[
-    bool,
-    typer.Option("--in-process", help="Evaluate in this process without Ray, one candidate at a time (debugging)."),
-]
-CpusOption = Annotated[
-    float | None,
-    typer.Option(
-        "--cpus-per-evaluation", metavar="N", help="CPUs Ray reserves per evaluation (default: training.threads, or 1)."
-    ),
-]
-GpusOption = Annotated[
-    float | None,
-    typer.Option(
-        "--gpus-per-evaluation",
-        "--gpus",
-        metavar="N",
-        help="GPUs Ray reserves per evaluation; fractions share a GPU (0.25: four per GPU); 0 trains on CPU. "
-        "Default: the search's workers.gpus_per_evaluation (1) when training.device is cuda, or auto on a "
-        "cluster with GPUs; else 0.",
-    ),
-]
-TimeoutOption = Annotated[
-    float | None,
-    typer.Option("--evaluation-timeout", metavar="SECONDS", help="Fail an evaluation running longer than this."),
-]
-RetriesOption = Annotated[
-    int,
-    typer.Option("--retries", metavar="N", help="Start an evaluation again up to N times when its worker dies."),
-]
-
-
-def make_evaluator(
-    store: Any,
-    config: SearchConfig,
-    *,
-    ray_address: str | None = None,
-    in_process: bool = False,
-    cpus: float | None = None,
-    gpus: float | None = None,
-    timeout: float | None = None,
-    retries: int = 2,
-    report: Any = console,
-) -> Evaluator:
-    """The evaluator for a run of `config`: on Ray (connecting now, and saying where on `report`), or in
-    this process."""
-    if in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
-        return InProcessEvaluator()
-    from workers import ClusterError, RayEvaluator, RaySettings, capacity_problem, check_settings, connect
-
-    try:
-        settings = RaySettings(cpus=cpus, gpus=gpus, timeout=timeout, retries=retries)
-        settings.resources_for(config)  # a bad setting fails before any Ray starts
-        check_settings(retries=retries, timeout=timeout)
-    except ValueError as e:
-        raise fail(str(e)) from None
-    try:
-        connection = connect(ray_address, store=store)
-    except ClusterError as e:
-        raise fail(str(e), EXIT_FAILED) from None
-    resources = settings.resources_for(config, cluster_gpus=connection.total("GPU"))
-    report.print(
-        f"evaluating on {connection.describe()}, each evaluation with {resources.describe()}",
-        highlight=False,
-        markup=False,
-    )
-    if (problem := capacity_problem(connection, resources)) is not None:
-        if connection.address is None:  # a local Ray will never grow: say so rather than wait forever
-            connection.close()
-            raise fail(f"{problem}; lower --cpus-per-evaluation or --gpus-per-evaluation", EXIT_FAILED)
-        err_console.print(f"warning: {problem} now; waiting for nodes that can join the cluster", highlight=False)
-    try:
-        return RayEvaluator(
-            resources,
-            retries=retries,
-            timeout=timeout,
-            max_calls=settings.max_calls_for(config),
-            on_close=connection.close,
-        )
-    except BaseException:
-        connection.close()
-        raise
+from ..store import Search, SearchState, Store, StoreError
+from .app import app, console, fail
+from .common import (
+    EXIT_FAILED,
+    CpusOption,
+    DbOption,
+    GpusOption,
+    InProcessOption,
+    RayAddressOption,
+    RetriesOption,
+    TimeoutOption,
+    drive,
+    make_evaluator,
+    opened_store,
+    progress_line,
+    stored_config,
+)
 
 
 @app.command("resume")
@@ -131,8 +49,6 @@ def resume_command(
 
     Completed evaluations are kept; candidates that were in flight are evaluated again.
     """
-    from .search import drive, opened_store, progress_line, stored_config  # search.py imports this module
-
     with opened_store(db) as store:
         search = _resumable(store, search_id)
         config = stored_config(store, search_id)
@@ -151,7 +67,7 @@ def resume_command(
         console.print(progress_line(final), highlight=False, markup=False)
 
 
-def _resumable(store: Any, search_id: int) -> Any:
+def _resumable(store: Store, search_id: int) -> Search:
     """The search, or a clean exit saying why it cannot be resumed now."""
     try:
         return check_resumable(store, search_id)
@@ -170,8 +86,6 @@ def stop_command(
 
     Completed evaluations are kept; `evonorm-search resume ID` continues it.
     """
-    from .search import opened_store
-
     with opened_store(db) as store:
         try:
             state = request_stop(store, search_id)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import library
+from ..compiler import CompilerError, compile_ahead
 from ..export import export_module
 from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
@@ -85,8 +86,6 @@ def _describe(graph: Graph) -> None:
 def _compile_for(graph: Graph, target: str) -> None:
     """Every kernel of the layer through Triton's compiler for `target`, float32 and bfloat16."""
     import torch
-
-    from ..compiler import CompilerError, compile_ahead
 
     table = Table(title=f"kernels for {target}")
     for column in ("dtype", "launcher", "kernel", "warps", "shared bytes", "cubin bytes", "seconds"):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app, console, fail
-from .db import DbOption
+from .common import DbOption
 
 EXIT_SETTINGS = 2  # a setting (option or EVONORM_* variable) that cannot be used
 
@@ -31,6 +31,7 @@ def serve_command(
 
     Further settings come from EVONORM_* variables: EVONORM_API_KEYS (keys for launching, stopping and resuming searches), EVONORM_READ_REQUIRES_KEY, EVONORM_LAUNCHER (thread, ray, none), and the others listed in docs/architecture.md.
     """
+    # FastAPI, uvicorn and the service load only when serving: the other commands never pay for them.
     import uvicorn
     from pydantic import ValidationError
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import printer
 from .ops import AXES, OPS, Kind, OpDef
 
 DEFAULT_MAX_NODES = 1024
@@ -221,9 +222,9 @@ class Graph:
         return _graph_from_dict(data, max_nodes)
 
     def to_text(self) -> str:
-        from .printer import to_text
-
-        return to_text(self)
+        if len(self.outputs) != 1:
+            raise GraphError("only single-output graphs have a DSL form")
+        return printer.to_text(self)
 
 
 _NODE_KEYS = {"op", "args", "axis", "value"}
