@@ -50,7 +50,7 @@ from scipy import stats
 import evonorm_search as es
 from evonorm_search.search import DuplicateIndex, EvaluationTask, InProcessEvaluator, SearchConfig, evaluate_task
 from evonorm_search.search.controller import build_checks, create_search, run_search
-from evonorm_search.search.objectives import hypervolume
+from evonorm_search.search.pareto import hypervolume
 from evonorm_search.search.rejection import STAGES
 from evonorm_search.search.scoring import LayerToScore
 from evonorm_search.search.space import random_graph

@@ -12,6 +12,7 @@ import keyword
 import textwrap
 
 from ._version import __version__
+from .compiler.cache import standalone_source
 from .ir import OPS, Graph
 from .layer import as_graph, effective_groups
 from .reference import FORWARD_NAME, forward_source, helper_sources
@@ -182,8 +183,6 @@ def export_module(layer: Graph | str, class_name: str = "EvoNormLayer", *, kerne
         forward_source(graph),
     ]
     if kernels:
-        from .compiler.cache import standalone_source
-
         text = standalone_source(graph)
         assert "'''" not in text and "\\" not in text, "kernel source must fit a raw triple-quoted string"
         parts += [f"_KERNELS = None\n_KERNEL_SOURCE = r'''\n{text}'''", _KERNEL_LOADER]

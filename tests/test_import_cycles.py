@@ -120,7 +120,7 @@ def strongly_connected(nodes: Iterable[str], edges: Mapping[str, set[str]]) -> l
 
 def test_no_import_cycles_between_project_modules():
     modules = project_modules(ROOT, PACKAGES)
-    assert "evonorm_search.module" in modules and "service.app" in modules and "workers.launcher" in modules
+    assert "evonorm_search.module" in modules and "service.app" in modules and "workers.cluster" in modules
     edges = import_graph(modules)
     cycles = strongly_connected(sorted(modules), edges)
     described = [

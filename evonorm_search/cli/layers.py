@@ -15,6 +15,7 @@ from ..export import export_module
 from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
 from .app import app, console, fail
+from .common import candidate_layer
 
 
 @app.command("layers")
@@ -149,8 +150,6 @@ def export_command(
     if (layer is None) == (candidate is None):
         raise fail("give one of --layer NAME|FILE or --candidate ID")
     if candidate is not None:
-        from .search import candidate_layer  # the database is needed only here
-
         graph, default_name = candidate_layer(candidate, db)
     elif db is not None:
         raise fail("--db applies to --candidate only")

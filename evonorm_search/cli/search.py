@@ -1,8 +1,13 @@
-"""`run`, `status` and `pareto`: searches from the command line.
+"""`run`, `status`, `pareto`, `stop` and `resume`: searches from the command line.
 
 `run CONFIG` starts a search, or resumes the unfinished search of the same name and configuration
 (so running the same command again after a crash or Ctrl-C continues where it stopped); `--resume ID`
 resumes a search by id. A live display shows the budget, the rejection funnel and the best values.
+`stop ID` asks a running search's controller to stop it; `resume ID` drives a stopped one again.
+
+Evaluations run on Ray by default: a local Ray started for the run, or the cluster given by
+`--ray-address` / EVONORM_RAY_ADDRESS. `--in-process` evaluates in the controller's process instead
+(one at a time; for debugging). Ray is imported only when a command needs it (`common.make_evaluator`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from rich.table import Table
 from ..search.baselines import differences, mean_accuracy
 from ..search.config import SearchConfig
 from ..search.controller import create_search
+from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..store import (
+    Search,
     SearchState,
+    Store,
     StoreError,
     baselines_of,
     get_search,
@@ -30,6 +38,7 @@ from ..store import (
 )
 from .app import app, console, fail
 from .common import (
+    EXIT_FAILED,
     EXIT_STORE,
     CpusOption,
     DbOption,
@@ -54,7 +63,7 @@ UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, Se
 # -- run ----------------------------------------------------------------------------------------------
 
 
-def find_resumable(store: Any, config: SearchConfig) -> int | None:
+def find_resumable(store: Store, config: SearchConfig) -> int | None:
     """The newest unfinished search with this name and exactly this configuration, if any."""
     wanted = config.model_dump(mode="json")
     with store.session(readonly=True) as s:
@@ -69,7 +78,7 @@ def find_resumable(store: Any, config: SearchConfig) -> int | None:
             cursor = page.next_cursor
 
 
-def choose_search(store: Any, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
+def choose_search(store: Store, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
     """(search id, what is happening): the search to resume, or a new one."""
     if resume is not None:
         with store.session(readonly=True) as s:
@@ -94,7 +103,7 @@ def run_command(
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
-    # Where evaluations run (Ray by default; see evonorm_search/cli/cluster.py and docs/cluster.md).
+    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md).
     ray_address: RayAddressOption = None,
     in_process: InProcessOption = False,
     cpus: CpusOption = None,
@@ -319,3 +328,77 @@ def format_value(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.4f}"
+
+
+# -- stop and resume -----------------------------------------------------------------------------------
+
+
+@app.command("resume")
+def resume_command(
+    search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to resume")],
+    db: DbOption = None,
+    ray_address: RayAddressOption = None,
+    in_process: InProcessOption = False,
+    cpus: CpusOption = None,
+    gpus: GpusOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = 2,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
+    ] = None,
+) -> None:
+    """Resume a stopped, failed or interrupted search until its budget is spent.
+
+    Completed evaluations are kept; candidates that were in flight are evaluated again.
+    """
+    with opened_store(db) as store:
+        search = _resumable(store, search_id)
+        config = stored_config(store, search_id)
+        evaluator = make_evaluator(
+            store,
+            config,
+            ray_address=ray_address,
+            in_process=in_process,
+            cpus=cpus,
+            gpus=gpus,
+            timeout=timeout,
+            retries=retries,
+        )
+        console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
+        final = drive(store, search_id, evaluator, live)
+        console.print(progress_line(final), highlight=False, markup=False)
+
+
+def _resumable(store: Store, search_id: int) -> Search:
+    """The search, or a clean exit saying why it cannot be resumed now."""
+    try:
+        return check_resumable(store, search_id)
+    except StoreError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+
+
+@app.command("stop")
+def stop_command(
+    search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to stop")],
+    db: DbOption = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until its controller has stopped")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="how long to wait")] = 120.0,
+) -> None:
+    """Stop a search: its controller cancels the evaluations in flight and ends it `stopped`.
+
+    Completed evaluations are kept; `evonorm-search resume ID` continues it.
+    """
+    with opened_store(db) as store:
+        try:
+            state = request_stop(store, search_id)
+            if state is SearchState.STOPPING and wait:
+                state = wait_until_stopped(store, search_id, timeout=timeout)
+        except StoreError as e:  # no such search, one that is finished, or the database is unreachable
+            raise fail(str(e), EXIT_FAILED) from None
+    if state is SearchState.STOPPING and wait:
+        raise fail(
+            f"search {search_id} is still stopping after {timeout:g}s: its controller has not answered "
+            "(it checks between evaluations); run this again to keep waiting",
+            EXIT_FAILED,
+        )
+    console.print(f"search {search_id}: {state}", highlight=False, markup=False)

@@ -14,7 +14,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,19 +22,27 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .. import store as db
+from ..enums import SEARCH_TRANSITIONS
 from ..ir import Graph
-from ..store import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
-from ..store.enums import SEARCH_TRANSITIONS
+from ..store import (
+    Candidate,
+    CandidateStatus,
+    Objective,
+    RejectionStage,
+    Search,
+    SearchState,
+    Store,
+)
+from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .mutation import Mutator, make_mutations
-from .objectives import as_vector
+from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
 from .selection import AgingEvolution, Member, ParetoTournament, Proposal, RandomSearch, Strategy, aging_population
 
 FINISHED = (SearchState.COMPLETED,)
-RESUMABLE = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPED, SearchState.FAILED)
 _PAGE = 1000
 FAILURES_BEFORE_GIVING_UP = 3  # evaluations failing in a row, before any succeeds, that stop a run
 
@@ -66,7 +74,7 @@ ProgressCallback = Callable[[SearchProgress], None]
 
 
 def build_strategy(
-    config: SearchConfig, objectives: list[dict[str, Any]], index: DuplicateIndex | None = None
+    config: SearchConfig, objectives: Sequence[Objective], index: DuplicateIndex | None = None
 ) -> Strategy:
     """Aging evolution with a Pareto tournament, or random search, as the config says. With `index` (and
     duplicate rejection on), mutation tries again for a child the search does not have yet."""
@@ -111,7 +119,7 @@ class _InFlight:
 class Controller:
     """One run of the loop for one search. Use `run_search` rather than this class directly."""
 
-    store: Any
+    store: Store
     search_id: int
     evaluator: Evaluator
     progress: ProgressCallback | None = None
@@ -178,7 +186,7 @@ class Controller:
             if search.state is not SearchState.RUNNING:
                 db.set_search_state(s, self.search_id, SearchState.RUNNING)
             self.name = search.name
-            self.objectives = list(search.objectives)
+            self.objectives = search.objective_specs
             self.config = self._load_config(search.config)
             self.births = search.next_birth  # births allocated so far
             self._load_history(s)
@@ -191,7 +199,7 @@ class Controller:
         self.last_heartbeat = time.monotonic()
         self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
 
-    def _claim_window(self, search: Any) -> timedelta:
+    def _claim_window(self, search: Search) -> timedelta:
         """A previous controller on this machine whose process is gone has no claim left: take over at once."""
         if search.controller_host == self.host and search.controller_pid not in (None, self.pid):
             try:
@@ -279,10 +287,8 @@ class Controller:
         else:
             self._report(f"candidate {birth}: {_verdict_text(verdict)}")
 
-    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Any:
+    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Candidate:
         """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
-        from ..symbolic import canonical_hash
-
         facts = verdict.facts
         return db.add_candidate(
             s,
@@ -301,7 +307,7 @@ class Controller:
         rejection = verdict.rejection
         for stage, seconds in verdict.seconds.items():
             if rejection is None or stage != rejection.stage:
-                db.record_check(s, candidate_id, RejectionStage(stage), seconds)
+                db.record_check(s, candidate_id, stage, seconds)
         if rejection is None:
             db.mark_status(s, candidate_id, CandidateStatus.QUEUED)
             return True
@@ -309,9 +315,7 @@ class Controller:
         if rejection.duplicate_of is not None:
             self._settle_duplicate(s, candidate_id, rejection, seconds)
         else:
-            db.record_rejection(
-                s, candidate_id, stage=RejectionStage(rejection.stage), reason=rejection.reason, seconds=seconds
-            )
+            db.record_rejection(s, candidate_id, stage=rejection.stage, reason=rejection.reason, seconds=seconds)
         return False
 
     def _settle_duplicate(self, s: Session, candidate_id: int, rejection: Rejection, seconds: float | None) -> None:
@@ -360,9 +364,9 @@ class Controller:
                     s,
                     outcome.candidate_id,
                     architecture=r.architecture,
-                    phase=EvaluationPhase(r.phase),
+                    phase=r.phase,
                     attempt=r.attempt,
-                    status=EvaluationStatus(r.status),
+                    status=r.status,
                     metrics=r.metrics,
                     duration_seconds=r.duration,
                     node=r.node,
@@ -388,7 +392,7 @@ class Controller:
                 f"the first {self.failures_in_a_row} evaluations of this run all failed; the last said: {outcome.error}"
             )
 
-    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Any:
+    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Candidate:
         if outcome.error is not None:
             return db.mark_status(s, outcome.candidate_id, CandidateStatus.FAILED, error=outcome.error)
         if outcome.rejection is not None:
@@ -403,7 +407,7 @@ class Controller:
         if len(self.members) > 2 * self.config.population:
             self.members = aging_population(self.members, self.config.population)
 
-    def _member(self, candidate: Any) -> Member:
+    def _member(self, candidate: Candidate) -> Member:
         return Member(
             candidate.id,
             candidate.birth,
@@ -457,7 +461,7 @@ def _allowed_after(state: SearchState) -> frozenset[SearchState]:
     return SEARCH_TRANSITIONS[state]
 
 
-def _name(candidate: Any) -> str:
+def _name(candidate: Candidate) -> str:
     return f"baseline {candidate.label}" if db.is_baseline(candidate) else f"candidate {candidate.birth}"
 
 
@@ -476,7 +480,7 @@ def _outcome_text(outcome: EvaluationOutcome) -> str:
 
 
 def run_search(
-    store: Any,
+    store: Store,
     search_id: int,
     evaluator: Evaluator,
     *,
@@ -509,7 +513,7 @@ def run_search(
     return controller.run()
 
 
-def create_search(store: Any, config: SearchConfig) -> int:
+def create_search(store: Store, config: SearchConfig) -> int:
     """Store a new search for `config` (state `created`) and return its id."""
     with store.session() as s:
         search = db.create_search(

@@ -17,8 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
-from .enums import (
+from ..enums import (
     IN_FLIGHT_STATUSES,
     STATUS_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -29,6 +28,7 @@ from .enums import (
     EvaluationStatus,
     RejectionStage,
 )
+from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .models import Candidate, Evaluation, Search
 from .objectives import objective_values

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .enums import CandidateRole, CandidateStatus, RejectionStage
+from ..enums import CandidateRole, CandidateStatus, RejectionStage
 from .models import Candidate, CandidateObjective, ParetoMember, Search, SearchCounter
 from .objectives import Objective, dominated_by, full_mask, hypervolume, mask_indices, non_dominated, tracked_masks
 

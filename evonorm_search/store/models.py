@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from ..enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .objectives import Objective
 from .types import JSONValue, UTCDateTime, str_enum
 

@@ -16,9 +16,9 @@ import numpy as np
 from sqlalchemy import Select, bindparam, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session, aliased
 
+from ..enums import CandidateRole, CandidateStatus, RejectionStage
 from .candidates import evaluations_of, get_candidate
 from .derived import DUPLICATE_HITS, bucket_of, counts, front_members
-from .enums import CandidateRole, CandidateStatus, RejectionStage
 from .errors import InvalidInputError, NotFoundError
 from .models import Candidate, CandidateObjective, Evaluation, ParetoMember, Search
 from .objectives import Objective, full_mask, mask_indices, mask_of, non_dominated, tracked_masks

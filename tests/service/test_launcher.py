@@ -117,7 +117,7 @@ def test_a_server_that_launches_nothing_stores_searches_for_others_to_drive(url:
 
 
 def test_auto_and_ray_pick_the_ray_launcher_of_the_workers_package_without_starting_ray(url: str):
-    ray_launcher = pytest.importorskip("workers.launcher", reason="the workers package is not installed")
+    ray_launcher = pytest.importorskip("workers.cluster", reason="the workers package is not installed")
     import ray
 
     with st.open_store(url) as store:

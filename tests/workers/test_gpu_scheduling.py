@@ -11,7 +11,7 @@ import pytest
 import evonorm_search as es
 from evonorm_search.search import ConfigError, EvaluationTask
 from workers import RayConnection, RaySettings, WorkerResources, capacity_problem, check_settings
-from workers.launcher import default_gpus
+from workers.cluster import default_gpus
 from workers.remote import on_granted_device, remote_evaluation
 
 from . import bodies
