@@ -115,7 +115,7 @@ def _class_source(graph: Graph, class_name: str, kernels: bool = False) -> str:
     ]
     for i, name in buffers.items():
         stat = graph.nodes[i].opdef.stat
-        init.append(f'self.register_buffer("{name}", torch.full((num_features,), {stat.init!r}))')  # type: ignore[union-attr]
+        init.append(f'self.register_buffer("{name}", torch.full((num_features,), {stat.init!r}))')  # type: ignore[union-attr]  # buffers come from batch aggregations: a stat
     call_args = ["x", *(f"self.{p}" for p in params), "self.weight", "self.bias"]
     call_args += [f"self.{b}" for b in buffers.values()]
     call_args += ["self.training", "self.groups", "self.eps", "self.momentum"]

@@ -84,7 +84,7 @@ class NormAct(nn.Module):
     def reset_running_stats(self) -> None:
         for i, name in self.graph.running_buffers().items():
             stat = self.graph.nodes[i].opdef.stat
-            getattr(self, name).fill_(stat.init)  # type: ignore[union-attr]
+            getattr(self, name).fill_(stat.init)  # type: ignore[union-attr]  # a running buffer belongs to a batch aggregation, which has a stat
 
     def reset_parameters(self) -> None:
         with torch.no_grad():

@@ -111,7 +111,3 @@ class Settings(BaseSettings):
                     f"API key #{position} is shorter than {MIN_KEY_LENGTH} characters; use a long random key"
                 )
         return keys
-
-    @property
-    def accepts_changes(self) -> bool:
-        return bool(self.api_keys)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated
 
 import typer
@@ -217,9 +218,11 @@ class ProgressView:
             self.display.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self.display is not None:
-            self.display.__exit__(*exc)
+            self.display.__exit__(kind, error, trace)
 
     def __call__(self, p: SearchProgress) -> None:
         self.latest = p

@@ -264,7 +264,7 @@ def pareto_command(
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     sign = -1.0 if first.direction == "max" else 1.0
-    front = sorted(front, key=lambda c: (sign * c.objectives[first.name], c.birth))
+    front = sorted(front, key=lambda c: (sign * c.objective_values[first.name], c.birth))
     if as_json:
         typer.echo(json.dumps(pareto_json(search_id, names, front, baselines), indent=2))
         return

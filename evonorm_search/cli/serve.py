@@ -37,9 +37,8 @@ def serve_command(
 
     from service import Settings, create_app
 
-    overrides = {} if db is None else {"database_url": database_url(db)}
     try:
-        settings = Settings(**overrides)
+        settings = Settings() if db is None else Settings(database_url=database_url(db))
     except ValidationError as e:
         raise fail(f"invalid service settings:\n{e}", EXIT_SETTINGS) from None
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)

@@ -198,8 +198,18 @@ def precompile_on_first_use(
         workers = min(16, os.cpu_count() or 1)
     if workers <= 1:
         return
-    key = (graph, affine, groups, eps, momentum, x.dtype, x.device, param_dtype)
-    key += (runtime.layout_class(x), tuple(x.shape))
+    key = (
+        graph,
+        affine,
+        groups,
+        eps,
+        momentum,
+        x.dtype,
+        x.device,
+        param_dtype,
+        runtime.layout_class(x),
+        tuple(x.shape),
+    )
     if key in _PRECOMPILED:
         return
     with _PRECOMPILED_LOCK:
@@ -444,7 +454,7 @@ def _parallel(workers: int) -> Iterator[None]:
 
 
 _PARSE_LOCK = threading.Lock()
-_PARSE_GUARD = {"users": 0, "original": None}
+_PARSE_GUARD: dict[str, Any] = {"users": 0, "original": None}
 _PARSE_GUARD_LOCK = threading.Lock()
 
 

@@ -202,7 +202,7 @@ class Graph:
     def running_buffers(self) -> dict[int, str]:
         """Buffer name of every `batch` aggregation: running_<stat>_<k>, k counting in graph order."""
         return {
-            i: f"running_{self.nodes[i].opdef.stat.running_name}_{k}"  # type: ignore[union-attr]
+            i: f"running_{self.nodes[i].opdef.stat.running_name}_{k}"  # type: ignore[union-attr]  # batch aggregations have a stat
             for k, i in enumerate(self.batch_aggregations())
         }
 
@@ -300,7 +300,7 @@ class GraphBuilder:
     ) -> int:
         args = tuple(args)
         if op_name == "neg" and len(args) == 1 and self.nodes[args[0]].op == "const":
-            return self.const(-self.nodes[args[0]].value)  # type: ignore[operator]
+            return self.const(-self.nodes[args[0]].value)  # type: ignore[operator]  # a const node has a value
         if op_name == "const" and value is not None:
             value = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one zero, one node
         node = Node(op_name, args, axis, value)

@@ -28,7 +28,7 @@ def format_number(value: float) -> str:
 
 def _precedence(node: Node) -> int:
     if node.op == "const":
-        return OPS["neg"].precedence if node.value < 0 else ATOM  # type: ignore[operator]
+        return OPS["neg"].precedence if node.value < 0 else ATOM  # type: ignore[operator]  # a const node has a value
     return OPS[node.op].precedence if OPS[node.op].infix else ATOM
 
 
@@ -51,7 +51,7 @@ def _choose_names(graph: Graph) -> dict[int, str]:
 def _render(node: Node, arg_text: list[str], arg_prec: list[int]) -> str:
     op = node.opdef
     if op.kind is Kind.LEAF:
-        return format_number(node.value) if node.op == "const" else node.op  # type: ignore[arg-type]
+        return format_number(node.value) if node.op == "const" else node.op  # type: ignore[arg-type]  # a const node has a value
     if op.infix and op.arity == 2:
         left = arg_text[0] if arg_prec[0] >= op.precedence else f"({arg_text[0]})"
         right = arg_text[1] if arg_prec[1] > op.precedence else f"({arg_text[1]})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -41,8 +41,8 @@ def resolve_layer(name: str) -> Graph:
     raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
 
 
-MUTATION_NAMES = ("replace_op", "rewire_input", "insert_node", "delete_node")
 MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node"]
+MUTATION_NAMES: tuple[MutationName, ...] = get_args(MutationName)
 
 
 class ConfigError(ValueError):

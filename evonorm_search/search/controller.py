@@ -311,17 +311,20 @@ class Controller:
         if rejection is None:
             db.mark_status(s, candidate_id, CandidateStatus.QUEUED)
             return True
-        seconds = verdict.seconds.get(rejection.stage)
+        rejection_seconds = verdict.seconds.get(rejection.stage)
         if rejection.duplicate_of is not None:
-            self._settle_duplicate(s, candidate_id, rejection, seconds)
+            self._settle_duplicate(s, candidate_id, rejection, rejection.duplicate_of, rejection_seconds)
         else:
-            db.record_rejection(s, candidate_id, stage=rejection.stage, reason=rejection.reason, seconds=seconds)
+            reason = rejection.reason
+            db.record_rejection(s, candidate_id, stage=rejection.stage, reason=reason, seconds=rejection_seconds)
         return False
 
-    def _settle_duplicate(self, s: Session, candidate_id: int, rejection: Rejection, seconds: float | None) -> None:
+    def _settle_duplicate(
+        self, s: Session, candidate_id: int, rejection: Rejection, original_id: int, seconds: float | None
+    ) -> None:
         """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why.
         It counts against the budget but never joins the population (the original is, or was, there)."""
-        original = db.get_candidate(s, rejection.duplicate_of)
+        original = db.get_candidate(s, original_id)
         if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
             db.record_check(s, candidate_id, RejectionStage.DUPLICATE, seconds or 0.0)
             db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
@@ -412,7 +415,7 @@ class Controller:
             candidate.id,
             candidate.birth,
             Graph.from_dict(candidate.graph),
-            as_vector(candidate.objectives, self.objectives),
+            as_vector(candidate.objective_values, self.objectives),
         )
 
     # -- liveness and reporting -------------------------------------------------------------------

@@ -9,6 +9,7 @@ and report accuracy per architecture (and the plan cost when asked).
 
 from __future__ import annotations
 
+import functools
 import queue
 import socket
 import threading
@@ -244,8 +245,11 @@ class InProcessEvaluator:
         while (task := self._tasks.get()) is not None:
             if not self._wanted(task.candidate_id):
                 continue
-            outcome = evaluate_task(task, should_stop=lambda cid=task.candidate_id: not self._wanted(cid))
+            outcome = evaluate_task(task, should_stop=functools.partial(self._unwanted, task.candidate_id))
             self._outcomes.put(outcome)
+
+    def _unwanted(self, candidate_id: int) -> bool:
+        return not self._wanted(candidate_id)
 
     def _wanted(self, candidate_id: int) -> bool:
         """Still to be evaluated: neither cancelled nor shut down."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -198,9 +198,11 @@ def _check_seconds(seconds: float | None, what: str) -> float | None:
 def record_check(session: Session, candidate_id: int, stage: RejectionStage, seconds: float) -> Candidate:
     """Record the time a rejection check took that the candidate passed."""
     stage = RejectionStage(stage)
-    seconds = _check_seconds(seconds, f"the time of the {stage} check")
+    checked = _check_seconds(seconds, f"the time of the {stage} check")
+    if checked is None:
+        raise InvalidInputError(f"the time of the {stage} check is required (seconds, a non-negative number)")
     candidate = get_candidate(session, candidate_id, for_update=True)
-    candidate.check_seconds = {**candidate.check_seconds, stage.value: seconds}
+    candidate.check_seconds = {**candidate.check_seconds, stage.value: checked}
     return candidate
 
 
@@ -233,7 +235,7 @@ def heartbeat_candidates(session: Session, candidate_ids: Iterable[int], *, now:
     ids = list(candidate_ids)
     if not ids:
         return 0
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE's result is a CursorResult
         update(Candidate)
         .where(Candidate.id.in_(ids), Candidate.status.in_(IN_FLIGHT_STATUSES))
         .values(heartbeat_at=moment(now))

@@ -126,6 +126,14 @@ class Candidate(Base):
         order_by=lambda: [Evaluation.phase, Evaluation.architecture, Evaluation.attempt],
     )
 
+    @property
+    def objective_values(self) -> dict[str, float]:
+        """The objective values of an evaluated candidate (fronts, populations and sorting read these); a
+        candidate without values there is a bug, reported as such rather than as a TypeError."""
+        if self.objectives is None:
+            raise ValueError(f"candidate {self.id} ({self.status}) has no objective values")
+        return self.objectives
+
     __table_args__ = (
         UniqueConstraint("search_id", "birth"),
         # the controller's queries (population, unfinished) and the service's status-filtered pages

@@ -16,7 +16,7 @@ from workers.remote import on_granted_device, remote_evaluation
 
 from . import bodies
 from .conftest import TINY_SEARCH, tiny_config
-from .test_evaluator import poll_until
+from .test_ray_evaluator import poll_until
 
 
 def config(device: str = "auto", **workers: object):
