@@ -42,7 +42,7 @@ def test_objective_helpers_name_what_is_wrong():
     with pytest.raises(KeyError, match=r"missing: \['b'\]"):
         as_vector({"a": 1}, MAX2)
     with pytest.raises(ValueError, match="direction must be 'max' or 'min'"):
-        maximise_flags([{"name": "a", "direction": "up"}])
+        maximise_flags([Objective("a", "up")])  # type: ignore[arg-type]  # the wrong direction under test
 
 
 def test_the_tournament_winner_is_always_on_the_samples_front():
