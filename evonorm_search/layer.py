@@ -12,6 +12,7 @@ from . import library
 from .ir import Graph, parse
 
 BACKENDS = ("auto", "torch", "triton")
+DEFAULT_GROUPS = 32  # GroupNorm's usual count; fewer when the channels are not divisible (effective_groups)
 
 
 def effective_groups(num_features: int, groups: int) -> int:

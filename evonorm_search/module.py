@@ -7,7 +7,7 @@ from torch import nn
 
 from . import compiler
 from .ir import OPS, Graph
-from .layer import BACKENDS, as_graph, check_arguments, effective_groups
+from .layer import BACKENDS, DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
 from .reference import compile_forward
 
 __all__ = ["BACKENDS", "SPATIAL_DIMS", "NormAct", "as_graph", "check_input", "effective_groups"]
@@ -40,7 +40,7 @@ class NormAct(nn.Module):
         layer: Graph | str,
         num_features: int,
         *,
-        groups: int = 32,
+        groups: int = DEFAULT_GROUPS,
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,

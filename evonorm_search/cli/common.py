@@ -1,8 +1,8 @@
 """What the command modules share: options, exit codes, opening the store, loading a configuration,
 making an evaluator (Ray or in-process) and driving a search with its progress display.
 
-Every command module imports this one and none imports another command module, so the command groups
-stay independent. Ray (`workers`) is imported inside `make_evaluator`, when a command evaluates on it:
+The command modules import this one rather than each other (only `demo`, which runs `run`, `pareto` and
+`serve` in sequence, imports their modules), so no two of them import each other. Ray (`workers`) is imported inside `make_evaluator`, when a command evaluates on it:
 `evonorm-search layers` and the other commands never pay for Ray.
 """
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ir import Graph
-from ..layer import as_graph, check_arguments, effective_groups
+from ..layer import DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
 from .bounded import Bounded, limit
 from .cache import MODES, _execute, compiled_layer
 from .program import CompilerError
@@ -123,7 +123,7 @@ def compile_ahead(
     also reads each kernel's registers and spilled bytes from ptxas (one more ptxas run per kernel).
     Raises CompilerError when Triton rejects a kernel, naming the kernel.
     """
-    import torch  # a compile needs torch, importing this module does not
+    import torch
 
     from . import runtime  # imports Triton: only when a compile runs
 
@@ -251,9 +251,6 @@ def _distinct_modes(launchers: dict[str, Any]) -> list[str]:
             seen.add(id(launchers[name]))
             names.append(name)
     return names
-
-
-DEFAULT_GROUPS = 32  # NormAct's default
 
 
 @dataclass(frozen=True)
