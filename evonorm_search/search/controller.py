@@ -439,7 +439,6 @@ class Controller:
             self.last_event = event
         with self.store.session(readonly=True) as s:
             summary = db.search_summary(s, self.search_id)
-        status = {str(k): v for k, v in summary.by_status.items()}
         progress = SearchProgress(
             search_id=self.search_id,
             name=self.name,
@@ -448,7 +447,7 @@ class Controller:
             proposed=summary.total,
             evaluated=summary.evaluated,
             rejected={str(k): v for k, v in summary.rejected_by_stage.items() if v},
-            failed=status.get("failed", 0),
+            failed=summary.by_status.get(CandidateStatus.FAILED, 0),
             duplicate_hits=summary.duplicate_hits,
             in_flight=len(self.in_flight),
             best={name: b.value for name, b in summary.best.items() if b is not None},
