@@ -1,5 +1,5 @@
-"""The project's shared vocabulary of states and kinds: one set of str-valued enums that the search, the
-workers, the store and the service all use (the database stores their values; users see them).
+"""The states and kinds of searches, candidates and evaluations: one set of str-valued enums that the
+search, the workers, the store and the service all use (the database stores their values; users see them).
 
 Dependency-free on purpose (the standard library's `enum` only): any package can import it without
 pulling in the store's SQLAlchemy or the workers' Ray. `evonorm_search.store` re-exports the enums.

@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from .ir import Graph
+from .ir import OPS, Graph
+from .ir.vocabulary import Dim, LeafRole
 from .module import NormAct
 
 FINGERPRINT_SHAPE = (6, 8, 3, 3)
@@ -21,15 +22,31 @@ SIGNIFICANT_DIGITS = 6
 _SEED = 20200406  # fixed forever: fingerprints are stored and compared across runs
 
 
+# The leaves drawn at random: the layer input and every parameter, in table order (a new parameter
+# row is drawn after the existing ones, so stored fingerprints keep their values).
+DRAWN_ROLES = (LeafRole.INPUT, LeafRole.PARAMETER)
+
+
+def _leaf_shape(dims: frozenset[Dim]) -> tuple[int, ...]:
+    """The shape of a leaf varying along `dims`: the input's, or (C,) for a per-channel vector."""
+    if dims == frozenset(Dim):
+        return FINGERPRINT_SHAPE
+    if dims == frozenset({Dim.C}):
+        return FINGERPRINT_SHAPE[1:2]
+    raise ValueError(f"no fingerprint input for a leaf varying along {sorted(dims)}")
+
+
 def fingerprint_inputs() -> dict[str, torch.Tensor]:
+    """A value for every leaf row drawn at random (x, v0, v1, ...), from one fixed seed."""
     gen = torch.Generator().manual_seed(_SEED)
-    _n, c = FINGERPRINT_SHAPE[:2]
-    return {
-        "x": torch.randn(FINGERPRINT_SHAPE, generator=gen, dtype=torch.float64),
-        # Away from the 0/1 initialisation, so a parameter's effect always shows in the outputs.
-        "v0": torch.randn(c, generator=gen, dtype=torch.float64),
-        "v1": 1.0 + torch.randn(c, generator=gen, dtype=torch.float64),
-    }
+    inputs: dict[str, torch.Tensor] = {}
+    for name, row in OPS.items():
+        if row.role not in DRAWN_ROLES:
+            continue
+        value = torch.randn(_leaf_shape(row.dims), generator=gen, dtype=torch.float64)
+        # Parameters around their initialisation (never at it), so a parameter's effect always shows.
+        inputs[name] = row.param_init + value if row.param_init else value
+    return inputs
 
 
 def fingerprint_outputs(graph: Graph) -> torch.Tensor:

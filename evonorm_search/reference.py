@@ -127,15 +127,9 @@ def _node_lines(graph: Graph, i: int, buffers: dict[int, str]) -> list[str]:
     op = node.opdef
     if op.kind is Kind.AGGREGATION:
         return _aggregation_lines(graph, i, buffers)
-    if node.op == "x":
-        return [f"t{i} = xc"]
-    if op.parameter:
-        return [f"t{i} = channel_view({node.op}, xc)"]
-    if node.op == "eps":
-        return [f"t{i} = scalar(eps, xc)"]
-    if node.op == "const":
-        return [f"t{i} = scalar({node.value!r}, xc)"]
     assert op.torch_src is not None, f"op {node.op} has no torch form"
+    if op.kind is Kind.LEAF:
+        return [f"t{i} = {op.torch_src.format(name=node.op, value=node.value)}"]
     return [f"t{i} = {op.torch_src.format(*(f't{a}' for a in node.args))}"]
 
 

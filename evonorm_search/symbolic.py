@@ -16,7 +16,6 @@ from contextlib import contextmanager
 import sympy
 
 from .ir import OPS, Graph, Kind
-from .ir.printer import format_number
 
 HASH_VERSION = "1"
 _RECURSION_FOR_SYMPY = 20_000
@@ -76,10 +75,8 @@ def _node_exprs(graph: Graph) -> list[sympy.Expr]:
     exprs: list[sympy.Expr] = []
     for node in graph.nodes:
         op = OPS[node.op]
-        if node.op == "const":
-            exprs.append(sympy.Rational(format_number(node.value)))  # type: ignore[arg-type]  # a const node has a value
-        elif op.kind is Kind.LEAF:
-            exprs.append(op.sympy())  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
+        if op.kind is Kind.LEAF:
+            exprs.append(op.sympy(node.value))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
         elif op.kind is Kind.AGGREGATION:
             exprs.append(op.sympy(exprs[node.args[0]], node.axis))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
         else:

@@ -11,15 +11,18 @@ the reference module's autograd does.
 
 from __future__ import annotations
 
-from ..ir import OPS, Graph
+import sys
+
+from ..ir import AXES, OPS, Graph, GraphBuilder
 from ..ir.graph import Ref
-from .program import Program, ProgramBuilder, check_axes_lowered
+from ..ir.vocabulary import LeafRole
+from .program import Program
 
 
 class GradBuilder:
     """What derivative rules build with (`b` in the op table's rules): constants and calls as `Ref`s."""
 
-    def __init__(self, builder: ProgramBuilder):
+    def __init__(self, builder: GraphBuilder):
         self.builder = builder
 
     def const(self, value: float) -> Ref:
@@ -29,14 +32,14 @@ class GradBuilder:
         return self.builder.call(op, *args, axis=axis)
 
 
-def _layer(graph: Graph, affine: bool) -> tuple[ProgramBuilder, list[int], Ref, Ref]:
+def _layer(graph: Graph, affine: bool) -> tuple[GraphBuilder, list[int], Ref, Ref]:
     """A builder holding the layer graph (node i of the graph is node i of the program) and its output."""
-    check_axes_lowered(graph)
-    b = ProgramBuilder()
+    # No node limit: the graph was bounded when it was built; its programs are a few times its size.
+    b = GraphBuilder(max_nodes=sys.maxsize)
     remap = b.copy_graph(graph)
     assert remap == list(range(len(graph.nodes))), "a canonical graph copies onto itself"
     out = b.ref(remap[graph.output])
-    y = out * b.leaf("weight") + b.leaf("bias") if affine else out
+    y = out * b.ref(b.leaf("weight")) + b.ref(b.leaf("bias")) if affine else out
     return b, remap, out, y
 
 
@@ -54,11 +57,11 @@ def _accumulate(grads: dict[int, Ref], index: int, contribution: Ref | None) -> 
 def backward_program(graph: Graph, *, training: bool, affine: bool) -> Program:
     """dx (stored) and the per-channel sums that give d v0, d v1, d weight and d bias."""
     b, _, out, _ = _layer(graph, affine)
-    g = b.leaf("grad")
+    g = b.ref(b.leaf("grad"))
     sums: list[tuple[str, int]] = []
     if affine:
         sums += [("weight", (g * out).index), ("bias", g.index)]
-        g = g * b.leaf("weight")
+        g = g * b.ref(b.leaf("weight"))
     grads: dict[int, Ref] = {out.index: g}
     rules = GradBuilder(b)
     for i in reversed(range(len(graph.nodes))):
@@ -66,13 +69,13 @@ def backward_program(graph: Graph, *, training: bool, affine: bool) -> Program:
         rule = OPS[node.op].grad
         if i not in grads or rule is None:
             continue
-        if node.axis == "batch" and not training:
+        if node.axis is not None and AXES[node.axis].uses_batch and not training:
             continue  # eval mode: a constant read from the running estimate
         contributions = rule(rules, [b.ref(a) for a in node.args], b.ref(i), grads[i], node.axis)
         for arg, contribution in zip(node.args, contributions, strict=True):
             _accumulate(grads, arg, contribution)
     zero = b.ref(b.const(0.0))
-    x_index = next((i for i, n in enumerate(graph.nodes) if n.op == "x"), None)
+    x_index = next((i for i, n in enumerate(graph.nodes) if n.opdef.role is LeafRole.INPUT), None)
     dx = grads.get(x_index, zero) if x_index is not None else zero
     param_sums = [(p, grads.get(_leaf_index(graph, p), zero).index) for p in graph.parameters]
     return Program(tuple(b.nodes), (("dx", dx.index),), tuple(param_sums + sums))

@@ -29,6 +29,7 @@ from .bounded import Bounded, limit
 from .codegen import Mode, mode_source, statistic_names
 from .lower import plan
 from .program import CompilerError
+from .rewrite import rewrite
 from .schedule import schedule
 
 LIBRARY_PATH = Path(__file__).with_name("kernel_library.py")
@@ -58,7 +59,7 @@ def _modes(graph: Graph, affine: bool) -> tuple[list[Mode], dict[str, str]]:
     affine_inputs = ("weight", "bias") if affine else ()
     modes: list[Mode] = []
     aliases: dict[str, str] = {}
-    fwd = forward_program(graph, affine=affine)
+    fwd = rewrite(forward_program(graph, affine=affine))
     has_batch = bool(buffers)
     for training in (True, False) if has_batch else (True,):
         tag = "train" if training else "eval"
@@ -66,7 +67,7 @@ def _modes(graph: Graph, affine: bool) -> tuple[list[Mode], dict[str, str]]:
         inputs = ("x", *params, *affine_inputs, *buffers)
         modes.append(Mode(f"forward_{tag}", plan(fwd_schedule, f"fwd_{tag}"), inputs, (), False))
         saved_keys = tuple(r.key for r in fwd_schedule.reductions)
-        bwd = backward_program(graph, training=training, affine=affine)
+        bwd = rewrite(backward_program(graph, training=training, affine=affine))
         bwd_schedule = schedule(bwd, graph, training=training, saved=saved_keys)
         saved = tuple(name.replace("st", "sv", 1) for name in statistic_names(fwd_schedule))
         b_inputs = ("x", "grad", *params, *(("weight",) if affine else ()), *buffers)
@@ -192,13 +193,19 @@ def _library(interpret: bool) -> dict[str, Any]:
     return _LIBRARIES[interpret]
 
 
-def source_filename(key: KernelKey) -> str:
-    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}>"
+def source_filename(key: KernelKey, interpret: bool) -> str:
+    """The `linecache` name of one cached layer's source: one name per cache entry, since the Triton
+    interpreter rewrites each kernel from the text under its name when it first runs (a layer with and
+    without its affine under one name ran the other's kernels), and a layer leaving the cache takes
+    its text with it."""
+    affine = "affine" if key.affine else "plain"
+    mode = "-interpreted" if interpret else ""
+    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}-{affine}{mode}>"
 
 
 def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     # Registered with linecache: Triton reads kernel source through `inspect`, tracebacks show it.
-    filename = source_filename(key)
+    filename = source_filename(key, interpret)
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(_library(interpret))
     namespace["__name__"] = f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}"
@@ -230,7 +237,9 @@ def compiled_layer(graph: Graph, *, affine: bool = True) -> CompiledLayer:
                 raise CompilerError(f"graph too deep to compile: {e}") from None
             namespace = _execute(source, key, fast[2])
             seconds = time.perf_counter() - start
-            layer = CompiledLayer(key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key))
+            layer = CompiledLayer(
+                key, graph, source, namespace["LAUNCHERS"], seconds, namespace, source_filename(key, fast[2])
+            )
             _BY_KEY[(key, fast[2])] = layer
         _BY_GRAPH[fast] = layer
         return layer

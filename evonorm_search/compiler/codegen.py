@@ -21,21 +21,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir import OPS
-from .lower import ACROSS_CHANNELS, AXIS_LOWERING, Combine, Kernel, Plan
-from .program import COMPILER_INPUTS, LEAF_DIMS
-from .schedule import Reduction, Schedule, Source, closure
+from ..ir import AXES, OPS
+from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
+from .lower import Combine, Kernel, Plan
+from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
 
 INDENT = "    "
 PASS_SIZES = ("N", "C", "S", "G", "CG", "CHUNK", "NSC")
 PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "BLOCK_C", "BLOCK_S")
 COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
+# Programs of a combine kernel per strategy (`runtime.Geometry.combine` sizes the grid the same way).
 COMBINE_BLOCKS = {
-    "channels_all_samples": "(C + BLOCK_C - 1) // BLOCK_C",
-    "channels_one_sample": "N * ((C + BLOCK_C - 1) // BLOCK_C)",
-    "scalar_sample": "N",
-    "scalar_group": "N * G",
+    CombineStrategy.CHANNELS_ALL_SAMPLES: "(C + BLOCK_C - 1) // BLOCK_C",
+    CombineStrategy.CHANNELS_ONE_SAMPLE: "N * ((C + BLOCK_C - 1) // BLOCK_C)",
+    CombineStrategy.SCALAR_SAMPLE: "N",
+    CombineStrategy.SCALAR_GROUP: "N * G",
 }
+# The exact statistic of an operand constant along the reduced dims (`SourceKind.TRIVIAL`), per plane.
+TRIVIAL_PLANES = {Plane.MEAN: "{0}", Plane.VAR: "tl.full([1, 1], 0.0, COMPUTE)", Plane.SQMEAN: "{0} * {0}"}
+
+
+def literal(value: str) -> str:
+    """A word of the vocabulary as a Python literal in generated source ('tiles', not Domain.TILES)."""
+    return repr(str(value))
+
+
+def mask_argument(mask: str | None) -> str:
+    return f", mask={mask}" if mask else ""
 
 
 def total(value: str, axis: int | str) -> str:
@@ -73,9 +85,9 @@ class _Writer:
 
 
 def stat_pointer(src: Source) -> str:
-    if src.kind == "running":
+    if src.kind is SourceKind.RUNNING:
         return src.buffer
-    prefix = "st" if src.kind == "reduction" else "sv"
+    prefix = "st" if src.kind is SourceKind.REDUCTION else "sv"
     return f"{prefix}{src.index}_{src.plane}"
 
 
@@ -87,7 +99,7 @@ class PassKernelWriter:
         self.k = kernel
         self.program = schedule.program
         self.dims = self.program.dims()
-        self.loop_dim = "c" if kernel.domain == "channel" else "s"
+        self.loop_dim = Dim.C if kernel.domain is Domain.CHANNEL else Dim.S
         self.w = _Writer()
         self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
         self.single = kernel.single
@@ -96,63 +108,36 @@ class PassKernelWriter:
 
     # -- expressions --------------------------------------------------------------------------------
 
-    def _mask_of_dims(self, dims: frozenset[str]) -> str | None:
-        if "c" in dims:
+    def _mask_of_dims(self, dims: frozenset[Dim]) -> str | None:
+        if Dim.C in dims:
             return "c_in"
-        if "s" in dims:
+        if Dim.S in dims:
             return "s_in"
         return None
 
     def _statistic(self, src: Source, operand_node: int) -> str:
         """The plane value an aggregation reads: exact, a register of this kernel, or a load."""
-        if src.kind == "trivial":
-            operand = self._var(operand_node)
-            return {"mean": operand, "var": "tl.full([1, 1], 0.0, COMPUTE)", "sqmean": f"{operand} * {operand}"}[
-                src.plane
-            ]
-        if src.kind == "reduction" and src.index in self.in_register:
+        if src.kind is SourceKind.TRIVIAL:
+            return TRIVIAL_PLANES[src.plane].format(self._var(operand_node))
+        if src.kind is SourceKind.REDUCTION and src.index in self.in_register:
             return f"q{src.index}_{src.plane}"
-        index = AXIS_LOWERING[src.axis].stat_index
-        from .program import AXIS_DIMS
-
-        mask = self._mask_of_dims(AXIS_DIMS[src.axis])
+        axis = AXES[src.axis]
+        mask = self._mask_of_dims(axis.dims)
         masked = f", mask={mask}, other=0.0" if mask else ""
-        return f"tl.load({self.w.ptr(stat_pointer(src))} + ({index}){masked}).to(COMPUTE)"
+        return f"tl.load({self.w.ptr(stat_pointer(src))} + ({axis.stat_index}){masked}).to(COMPUTE)"
 
     def _expression(self, i: int) -> str:
         node = self.program.nodes[i]
+        row = OPS[node.op]
+        template = row.triton
+        assert template is not None, f"op {node.op} has no Triton template"
         src = self.s.sources.get(i)
         if src is not None:
-            return OPS[node.op].triton.format(self._statistic(src, node.args[0]))  # type: ignore[union-attr]
-        if node.op in ("x", "grad"):
-            return f"tl.load({self.w.ptr(node.op)} + offs, mask=inside, other=0.0).to(COMPUTE)"
-        if node.op in COMPILER_INPUTS or node.op in LEAF_DIMS:
-            return f"tl.load({self.w.ptr(node.op)} + c, mask=c_in, other=0.0).to(COMPUTE)"
-        if node.op == "eps":
-            return "eps"
-        if node.op == "const":
-            return f"tl.full([1, 1], {node.value!r}, COMPUTE)"
-        if node.op == "mul":
-            gated = self._gated_product(node.args)
-            if gated is not None:
-                return gated
-        template = OPS[node.op].triton
-        assert template is not None, f"op {node.op} has no Triton template"
+            return template.format(self._statistic(src, node.args[0]))
+        if row.kind is Kind.LEAF:
+            ptr = self.w.ptr(node.op) if "{ptr}" in template else ""
+            return template.format(name=node.op, value=node.value, ptr=ptr)
         return template.format(*(self._var(a) for a in node.args))
-
-    def _gated_product(self, args: tuple[int, ...]) -> str | None:
-        """g * step(...) as a select, the way autograd masks relu/max/min gradients: the gradient is zeroed
-        only where the gate is closed (a <= 0; a < b), so NaN or inf in `g` never leaks through a closed
-        gate as 0 * inf, and a NaN comparison passes it on as torch does."""
-        for gate, other in ((args[1], args[0]), (args[0], args[1])):
-            node = self.program.nodes[gate]
-            g = self._var(other)
-            if node.op == "heaviside":
-                return f"tl.where({self._var(node.args[0])} <= 0, 0.0, {g})"
-            if node.op == "gt_half":
-                a, b = (self._var(i) for i in node.args)
-                return f"tl.where({a} < {b}, 0.0, tl.where({a} == {b}, 0.5 * {g}, {g}))"
-        return None
 
     def _var(self, i: int) -> str:
         return f"a_{i}" if self.single else f"a{self.phase}_{i}"
@@ -180,7 +165,7 @@ class PassKernelWriter:
         e(1, "zero = tl.full([1, 1], 0, tl.int32)")
         e(1, "eps = tl.full([1, 1], EPS, COMPUTE)")
         e(1, "row = n.to(tl.int64) * C * S")
-        if self.k.domain == "channel":
+        if self.k.domain is Domain.CHANNEL:
             e(1, "k = tl.program_id(1)")
             e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
             e(1, "s_in = s < S")
@@ -189,11 +174,11 @@ class PassKernelWriter:
                 e(1, "c_in = c < C")
                 self._tile_offsets(1)
             return
-        if self.k.domain == "group":
+        if self.k.domain is Domain.GROUP:
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c = tl.program_id(1) * CG + lane")
             e(1, "c_in = lane < CG")
-        elif self.k.domain == "sample":
+        elif self.k.domain is Domain.SAMPLE:
             e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
         else:
@@ -233,7 +218,7 @@ class PassKernelWriter:
             e(1, f"{self._var(i)} = {self._expression(i)}")
         for r in reductions:
             self._init_accumulator(r)
-        if self.loop_dim == "s":
+        if self.loop_dim is Dim.S:
             e(1, "for s0 in range(s_lo, s_hi, BLOCK_S):")
             e(2, "s = s0 + tl.arange(0, BLOCK_S)[None, :]")
             e(2, "s_in = s < s_hi")
@@ -282,25 +267,25 @@ class PassKernelWriter:
 
     def _value(self, r: Reduction) -> str:
         v = self._var(r.operand)
-        return f"{v} * {v}" if r.kind == "sqmean" else v
+        return f"{v} * {v}" if r.kind is ReductionKind.SQMEAN else v
 
     def _accumulates(self, r: Reduction) -> bool:
         """Whether `r` sums over the loop inside this program (else each tile writes its partials)."""
-        return self.loop_dim == "s" or r.index in self.k.complete
+        return self.loop_dim is Dim.S or r.index in self.k.complete
 
     def _shape(self) -> str:
-        return "[BLOCK_C, 1]" if self.loop_dim == "s" else "[1, BLOCK_S]"
+        return "[BLOCK_C, 1]" if self.loop_dim is Dim.S else "[1, BLOCK_S]"
 
     def _init_accumulator(self, r: Reduction) -> None:
         if not self._accumulates(r) or self.single:
             return
-        names = ("n", "mean", "m2") if r.kind == "moments" else ("sum",)
+        names = ("n", "mean", "m2") if r.kind is ReductionKind.MOMENTS else ("sum",)
         for name in names:
             self.w.emit(1, f"r{r.index}_{name} = tl.full({self._shape()}, 0.0, COMPUTE)")
 
     def _accumulate(self, r: Reduction) -> None:
         e = self.w.emit
-        axis = 1 if self.loop_dim == "s" or r.index not in self.k.complete else 0
+        axis = 1 if self.loop_dim is Dim.S or r.index not in self.k.complete else 0
         p = f"r{r.index}"
         if not self._accumulates(r):  # a channel program: partials of this tile's channels
             self._tile_partials(r)
@@ -308,7 +293,7 @@ class PassKernelWriter:
         if self.single:
             self._single_reduction(r, axis)
             return
-        if r.kind == "moments":
+        if r.kind is ReductionKind.MOMENTS:
             self._tile_moments(r, axis)
             # Chan's merge of this tile into the running moments (inlined: the interpreter pays per call).
             e(2, f"{p}_w = {p}_tn / tl.maximum({p}_n + {p}_tn, 1.0)")
@@ -325,13 +310,13 @@ class PassKernelWriter:
         centring, with no merging of per-row moments."""
         e = self.w.emit
         p = f"r{r.index}"
-        whole = r.index in self.k.complete and r.axis in ACROSS_CHANNELS
+        whole = r.index in self.k.complete and AXES[r.axis].across_channels
 
         def over(value: str) -> str:
             return total(total(value, 1), 0) if whole else total(value, axis)
 
         value = f"tl.where(inside, {self._value(r)}, 0.0)"
-        if r.kind != "moments":
+        if r.kind is not ReductionKind.MOMENTS:
             e(1, f"{p}_sum = {over(value)}")
             return
         e(1, f"{p}_n = {over('inside.to(COMPUTE)')}")
@@ -356,7 +341,7 @@ class PassKernelWriter:
         p = f"r{r.index}"
         pt = self.w.ptr(f"pt{r.index}")
         e(self.body, f"pidx = {self._partial_index()}")
-        if r.kind == "moments":
+        if r.kind is ReductionKind.MOMENTS:
             self._tile_moments(r, 1)
             e(self.body, f"tl.store({pt} + pidx, {p}_tm, mask=c_in)")
             e(self.body, f"tl.store({pt} + N * NSC * C + pidx, {p}_t2, mask=c_in)")
@@ -378,7 +363,7 @@ class PassKernelWriter:
         e = self.w.emit
         p = f"r{r.index}"
         pt = self.w.ptr(f"pt{r.index}")
-        if r.kind == "moments":
+        if r.kind is ReductionKind.MOMENTS:
             e(1, f"tl.store({pt} + pidx, {p}_mean, mask=c_in)")
             e(1, f"tl.store({pt} + N * NSC * C + pidx, {p}_m2, mask=c_in)")
         else:
@@ -388,22 +373,19 @@ class PassKernelWriter:
         """Finish a reduction held whole by this program: statistics in registers, and in memory."""
         e = self.w.emit
         p, q = f"r{r.index}", f"q{r.index}"
-        grouped = r.axis in ACROSS_CHANNELS
-        summed = grouped and not self.single  # a single-pass tile summed the whole group already
-        if r.kind == "moments":
+        axis = AXES[r.axis]
+        summed = axis.across_channels and not self.single  # a single-pass tile summed the whole group already
+        if r.kind is ReductionKind.MOMENTS:
             if summed:
                 e(1, f"{p}_n, {p}_mean, {p}_m2 = merge_moments_across({p}_n, {p}_mean, {p}_m2, c_in, 0)")
             e(1, f"{q}_mean = {p}_mean")
             e(1, f"{q}_var = {p}_m2 / tl.maximum({p}_n, 1.0)")
         else:
             whole = total(f"tl.where(c_in, {p}_sum, 0.0)", 0) if summed else f"{p}_sum"
-            count = {"group": "(CG * S)", "layer": "(C * S)", "instance": "S", "channel": "C"}[r.axis]
-            e(1, f"{q}_{r.planes[0]} = {whole} / {count}")
+            e(1, f"{q}_{r.planes[0]} = {whole} / {axis.count}")
         self.in_register[r.index] = q
-        index = AXIS_LOWERING[r.axis].stat_index
-        if r.axis == "group":
-            index = "n * G + tl.program_id(1) + zero"
-        mask = {"group": "", "layer": "", "instance": ", mask=c_in", "channel": ", mask=s_in"}[r.axis]
+        index = axis.complete_index or axis.stat_index
+        mask = mask_argument(axis.complete_mask)
         for plane in r.planes:
             e(1, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + ({index}), {q}_{plane}{mask})")
 
@@ -429,27 +411,27 @@ class CombineWriter:
 
     def _reduction(self, r: Reduction) -> None:
         e = self.w.emit
-        strategy = AXIS_LOWERING[r.axis].combine
-        assert strategy is not None
-        moments = r.kind == "moments"
+        strategy = AXES[r.axis].combine
+        assert strategy is not None, f"axis {r.axis} always completes; nothing to combine"
+        moments = r.kind is ReductionKind.MOMENTS
         pt = self.w.ptr(f"pt{r.index}")
         e(1, f"# reduction {r.index}: {r.kind} over {r.axis}")
         e(1, "lo = hi")
         e(1, f"hi = lo + {COMBINE_BLOCKS[strategy]}")
         e(1, "if (pid >= lo) & (pid < hi):")
-        if strategy.startswith("channels"):
-            all_samples = strategy == "channels_all_samples"
+        if strategy in (CombineStrategy.CHANNELS_ALL_SAMPLES, CombineStrategy.CHANNELS_ONE_SAMPLE):
+            all_samples = strategy is CombineStrategy.CHANNELS_ALL_SAMPLES
             e(2, f"idx, ok, total, var, count = combine_channels({pt}, pid - lo, N, C, S, CHUNK, NSC, "
                  f"{all_samples}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
             mask = ", mask=ok"
         else:
             e(2, f"idx, total, var, count = combine_scalar({pt}, pid - lo, N, C, S, G, CG, CHUNK, NSC, "
-                 f"{strategy == 'scalar_group'}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
+                 f"{strategy is CombineStrategy.SCALAR_GROUP}, {moments}, COMPUTE, BLOCK_C, BLOCK_R)")  # fmt: skip
             e(2, "ok = idx >= 0")
             mask = ""
-        values = {"mean": "total", "var": "var", "sum": "total", "sqmean": "total / count"}
-        if r.kind == "mean":
-            values["mean"] = "total / count"
+        values = {Plane.MEAN: "total", Plane.VAR: "var", Plane.SUM: "total", Plane.SQMEAN: "total / count"}
+        if r.kind is ReductionKind.MEAN:
+            values[Plane.MEAN] = "total / count"
         for plane in r.planes:
             e(2, f"tl.store({self.w.ptr(f'st{r.index}_{plane}')} + idx, {values[plane]}{mask})")
         for buffer, plane, unbiased in r.running:
@@ -477,7 +459,9 @@ class Mode:
 
 def statistic_names(schedule: Schedule) -> tuple[str, ...]:
     """The statistics a forward hands to its backward: every non-sum reduction's planes, in order."""
-    return tuple(f"st{r.index}_{plane}" for r in schedule.reductions if r.kind != "sum" for plane in r.planes)
+    return tuple(
+        f"st{r.index}_{plane}" for r in schedule.reductions if r.kind is not ReductionKind.SUM for plane in r.planes
+    )
 
 
 class LauncherWriter:
@@ -499,9 +483,9 @@ class LauncherWriter:
         self._allocations()
         for stage in m.plan.stages:
             if stage.fused:
-                self.emit(1, f"if geo.single({stage.fused_domain!r}, {m.backward}):")
+                self.emit(1, f"if geo.single({literal(stage.fused_domain)}, {m.backward}):")
                 self._steps(stage.single, 2, single=True)
-                self.emit(1, f"elif geo.fuse({stage.fused_domain!r}):")
+                self.emit(1, f"elif geo.fuse({literal(stage.fused_domain)}):")
                 self._steps(stage.fused, 2)
                 self.emit(1, "else:")
                 self._steps(stage.split, 2)
@@ -516,9 +500,9 @@ class LauncherWriter:
         for name, _ in self.s.program.stores:
             self.emit(1, f"{name} = geo.empty_input()")
         for r in self.s.reductions:
-            axis = "sum" if r.kind == "sum" else r.axis
+            axis = "sum" if r.kind is ReductionKind.SUM else r.axis
             for plane in r.planes:
-                self.emit(1, f"st{r.index}_{plane} = geo.statistic({axis!r})")
+                self.emit(1, f"st{r.index}_{plane} = geo.statistic({literal(axis)})")
 
     def _steps(self, steps: tuple, depth: int, *, single: bool = False) -> None:
         # Single-pass kernels block their domain differently (one tile per program): the partials and
@@ -526,20 +510,22 @@ class LauncherWriter:
         how = ", single=True" if single else ""
         for step in steps:
             if isinstance(step, Combine):
-                strategies = tuple(AXIS_LOWERING[self.s.reductions[r].axis].combine for r in step.reductions)
+                strategies = tuple(str(AXES[self.s.reductions[r].axis].combine) for r in step.reductions)
                 pointers = ", ".join(self.pointers[step.name])
-                self.emit(depth, f"geo.combine({step.name}, {step.domain!r}, {strategies!r}, {pointers}{how})")
+                domain = literal(step.domain)
+                self.emit(depth, f"geo.combine({step.name}, {domain}, {strategies!r}, {pointers}{how})")
             else:
                 for r in step.emitted:
-                    planes = len(self.s.reductions[r].planes) if self.s.reductions[r].kind == "moments" else 1
-                    self.emit(depth, f"pt{r} = geo.partials({step.domain!r}, {planes}{how})")
+                    moments = self.s.reductions[r].kind is ReductionKind.MOMENTS
+                    planes = len(self.s.reductions[r].planes) if moments else 1
+                    self.emit(depth, f"pt{r} = geo.partials({literal(step.domain)}, {planes}{how})")
                 pointers = ", ".join(self.pointers[step.name])
-                self.emit(depth, f"geo.launch({step.name}, {step.domain!r}, {pointers}{how})")
+                self.emit(depth, f"geo.launch({step.name}, {literal(step.domain)}, {pointers}{how})")
 
     def _return(self) -> None:
         stores = ", ".join(name for name, _ in self.s.program.stores)
         if self.mode.backward:
-            sums = ", ".join(f"{r.output!r}: st{r.index}_sum" for r in self.s.reductions if r.kind == "sum")
+            sums = ", ".join(f"{r.output!r}: st{r.index}_sum" for r in self.s.reductions if r.kind is ReductionKind.SUM)
             self.emit(1, f"return {stores}, {{{sums}}}")
         else:
             saved = "".join(f"{n}, " for n in statistic_names(self.s))

@@ -22,12 +22,12 @@ from typing import Any
 from ..ir import Graph
 from .autodiff import backward_program, forward_program
 from .lower import Combine, Kernel, Plan, Stage, plan
-from .program import COMPILER_INPUTS
-from .schedule import Schedule, closure, schedule
+from .program import FULL_SIZE_INPUTS
+from .rewrite import rewrite
+from .schedule import ReductionKind, Schedule, closure, schedule
 
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 DIRECTIONS = ("forward", "backward", "inference")
-FULL_SIZE_INPUTS = ("x", *(op for op, dims in COMPILER_INPUTS.items() if dims == frozenset("ncs")))
 # Streaming multiprocessors of the part a target names (the cost of a plan depends on it only through
 # the choice between fused and split stages).
 TARGET_SMS = {"cuda:80": 108, "cuda:86": 84, "cuda:89": 128, "cuda:90": 132, "cuda:100": 148, "cuda:120": 170}
@@ -80,7 +80,7 @@ def _describe(s: Schedule, pl: Plan, itemsize: int) -> dict[str, Any]:
     reads, writes = _traffic(s, split)
     single = [step for stage in pl.stages for step in (stage.single or stage.split)]
     single_reads, single_writes = _traffic(s, single)
-    axes = Counter(r.axis for r in s.reductions if r.kind != "sum")
+    axes = Counter(r.axis for r in s.reductions if r.kind is not ReductionKind.SUM)
     return {
         "passes": len(s.passes),
         "reads_per_element": reads,
@@ -102,7 +102,7 @@ def _chosen_stage(stage: Stage, geo: Any, backward: bool) -> tuple[dict[str, Any
     if not stage.fused:
         return {"passes": list(stage.passes), "domain": "", "run": "split"}, stage.split
     run = geo.plan_of(stage.fused_domain, backward)
-    described: dict[str, Any] = {"passes": list(stage.passes), "domain": stage.fused_domain, "run": run}
+    described: dict[str, Any] = {"passes": list(stage.passes), "domain": str(stage.fused_domain), "run": run}
     if run == "single":
         block_c, block_s, warps = geo.single_blocks(stage.fused_domain)
         described.update(blocks=[block_c, block_s], warps=warps)
@@ -183,9 +183,9 @@ def plan_cost(
     geometry = (
         {} if shape is None else {d: _geometry(shape, dtype, groups, channels_last, target, d) for d in DIRECTIONS}
     )
-    fwd = forward_program(graph, affine=affine)
+    fwd = rewrite(forward_program(graph, affine=affine))
     fwd_s = schedule(fwd, graph, training=training, update_running=training)
-    bwd = backward_program(graph, training=training, affine=affine)
+    bwd = rewrite(backward_program(graph, training=training, affine=affine))
     bwd_s = schedule(bwd, graph, training=training, saved=tuple(r.key for r in fwd_s.reductions))
     eval_s = schedule(fwd, graph, training=False)
     report: dict[str, Any] = {}

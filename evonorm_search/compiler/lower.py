@@ -24,7 +24,7 @@ element is read from memory once. Parameter gradients (`sum` over the batch) nev
 program, but nothing later in the layer reads them, so a fused or single-pass stage writes their
 partials as it goes and a combine kernel after it adds them up (no atomics).
 
-Per axis (`AXIS_LOWERING`):
+Per axis (the compiler columns of its row in `ir.ops.AXES`: `complete_in`, `combine`):
 - `batch`: partials of every (sample, chunk); the combine gives each channel block its own program,
   which reads all rows of its channels (cross-program reduction), and updates running estimates.
 - `layer`: complete in `sample` programs; else partials and one combine program per sample.
@@ -38,32 +38,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schedule import Schedule
+from ..ir import AXES
+from ..ir.vocabulary import Domain
+from .schedule import ReductionKind, Schedule
 
-
-@dataclass(frozen=True)
-class AxisLowering:
-    """How one axis' statistics are stored, loaded, completed and combined."""
-
-    stat_size: str  # host expression of the statistic's length (N, C, S, G of the input)
-    stat_index: str  # Triton index of the statistic that element (n, c, s) reads
-    complete_in: frozenset[str]  # domains whose programs hold whole reduction groups
-    combine: str | None  # combine strategy for partials; None: always complete (never split)
-
-
-AXIS_LOWERING: dict[str, AxisLowering] = {
-    "batch": AxisLowering("C", "c", frozenset(), "channels_all_samples"),
-    "layer": AxisLowering("N", "n + zero", frozenset({"sample"}), "scalar_sample"),
-    "group": AxisLowering("N * G", "n * G + c // CG", frozenset({"group"}), "scalar_group"),
-    "instance": AxisLowering("N * C", "n * C + c", frozenset({"instance", "group", "sample"}), "channels_one_sample"),
-    "channel": AxisLowering("N * S", "n * S + s", frozenset({"channel"}), None),
-}
-
-# Domains whose programs loop over S (fixed channels) or over C (fixed positions).
-S_LOOP_DOMAINS = ("tiles", "instance", "group", "sample")
-FUSED_DOMAINS = ("instance", "group", "channel", "sample")  # preference order when several fit
-# Axes whose statistic spans the channels of a program: per-channel moments merge across its rows.
-ACROSS_CHANNELS = ("group", "layer")
+FUSED_DOMAINS = (Domain.INSTANCE, Domain.GROUP, Domain.CHANNEL, Domain.SAMPLE)  # preference order when several fit
 
 
 @dataclass(frozen=True)
@@ -71,7 +50,7 @@ class Kernel:
     """One pass kernel: runs `phases` (pass indices) in order over `domain`."""
 
     name: str
-    domain: str
+    domain: Domain
     phases: tuple[int, ...]
     complete: tuple[int, ...]  # reductions finished inside the kernel (statistics written too)
     emitted: tuple[int, ...]  # reductions written as partials for a combine kernel
@@ -83,7 +62,7 @@ class Combine:
     """Merges the partials of `reductions` written by a kernel over `domain`."""
 
     name: str
-    domain: str
+    domain: Domain
     reductions: tuple[int, ...]
 
 
@@ -98,7 +77,7 @@ class Stage:
     passes: tuple[int, ...]
     split: tuple[Step, ...]
     fused: tuple[Step, ...] = ()
-    fused_domain: str = ""
+    fused_domain: Domain | None = None
     single: tuple[Step, ...] = ()
 
 
@@ -120,22 +99,23 @@ def _axis(schedule: Schedule, rid: int) -> str:
     return schedule.reductions[rid].axis
 
 
-def _completes(schedule: Schedule, rid: int, domain: str) -> bool:
-    return domain in AXIS_LOWERING[_axis(schedule, rid)].complete_in and schedule.reductions[rid].kind != "sum"
+def _completes(schedule: Schedule, rid: int, domain: Domain) -> bool:
+    reduction = schedule.reductions[rid]
+    return domain in AXES[reduction.axis].complete_in and reduction.kind is not ReductionKind.SUM
 
 
-def _emittable(schedule: Schedule, rid: int, domain: str) -> bool:
-    return _completes(schedule, rid, domain) or AXIS_LOWERING[_axis(schedule, rid)].combine is not None
+def _emittable(schedule: Schedule, rid: int, domain: Domain) -> bool:
+    return _completes(schedule, rid, domain) or AXES[_axis(schedule, rid)].combine is not None
 
 
-def _fusable(schedule: Schedule, rid: int, domain: str) -> bool:
+def _fusable(schedule: Schedule, rid: int, domain: Domain) -> bool:
     """Whether a fused kernel over `domain` can run a later pass after reduction `rid`: its statistic is
     complete in the program, or it is a parameter gradient (read by no later pass; partials suffice)."""
-    return _completes(schedule, rid, domain) or schedule.reductions[rid].kind == "sum"
+    return _completes(schedule, rid, domain) or schedule.reductions[rid].kind is ReductionKind.SUM
 
 
 def _steps(
-    prefix: str, schedule: Schedule, passes: tuple[int, ...], domain: str, *, single: bool = False
+    prefix: str, schedule: Schedule, passes: tuple[int, ...], domain: Domain, *, single: bool = False
 ) -> tuple[Step, ...]:
     """One kernel running `passes` over `domain`, then a combine for what it could not complete."""
     reductions = [r for p in passes for r in schedule.passes[p].reductions]
@@ -149,14 +129,20 @@ def _steps(
     return tuple(steps)
 
 
-def _split_domain(schedule: Schedule, p: int) -> str:
-    axes = {_axis(schedule, r) for r in schedule.passes[p].reductions}
-    return "channel" if "channel" in axes else "tiles"
+def _split_domain(schedule: Schedule, p: int) -> Domain:
+    """Where a pass runs on its own: over tiles, unless a reduction of it never splits (its axis has no
+    combine strategy: `channel`), when it runs in the one domain that completes it."""
+    for r in schedule.passes[p].reductions:
+        row = AXES[_axis(schedule, r)]
+        if row.combine is None and schedule.reductions[r].kind is not ReductionKind.SUM:
+            (domain,) = row.complete_in
+            return domain
+    return Domain.TILES
 
 
-def _fused_run(schedule: Schedule, start: int) -> tuple[int, str] | None:
+def _fused_run(schedule: Schedule, start: int) -> tuple[int, Domain] | None:
     """The longest run of passes from `start` that one program domain can hold, and that domain."""
-    best: tuple[int, str] | None = None
+    best: tuple[int, Domain] | None = None
     last = len(schedule.passes) - 1
     for domain in FUSED_DOMAINS:
         end = start

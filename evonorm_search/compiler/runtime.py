@@ -204,6 +204,8 @@ class Geometry:
         return torch.empty_like(self.x)
 
     def statistic(self, axis: str) -> torch.Tensor:
+        # The axis rows' `stat_size` (ir/ops.py), restated because this module imports nothing of the
+        # package (exports copy it); tests/ir/test_tables.py holds the two together. "sum": parameter gradients.
         size = {"batch": self.C, "sum": self.C, "layer": self.N, "group": self.N * self.G}.get(axis)
         if size is None:
             size = self.N * (self.C if axis == "instance" else self.S)

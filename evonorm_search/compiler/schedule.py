@@ -22,19 +22,43 @@ Where a statistic comes from:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from ..ir import Graph
-from .program import REDUCED_DIMS, Program, is_aggregation
-
-# The reduction kind behind each statistic an aggregation tracks (`StatDef.running_name` in the op table).
-KIND_OF_PLANE = {"mean": "mean", "var": "moments", "sqmean": "sqmean"}
-PLANES_OF_KIND = {"mean": ("mean",), "moments": ("mean", "var"), "sqmean": ("sqmean",), "sum": ("sum",)}
+from ..ir import AXES, OPS, Graph
+from ..ir.vocabulary import Plane
+from .program import Program, is_aggregation
 
 
-def plane_of(op: str) -> str:
-    from ..ir import OPS
+class ReductionKind(StrEnum):
+    """What one reduction accumulates."""
 
-    return OPS[op].stat.running_name  # type: ignore[union-attr]
+    MEAN = "mean"  # a sum of the operand (its mean)
+    MOMENTS = "moments"  # (count, mean, M2): the mean and the biased variance
+    SQMEAN = "sqmean"  # a sum of the operand's squares
+    SUM = "sum"  # a parameter gradient: a per-channel sum over (n, s), read by nothing later
+
+
+class SourceKind(StrEnum):
+    """Where an aggregation's statistic comes from (see the module docstring)."""
+
+    REDUCTION = "reduction"
+    SAVED = "saved"
+    RUNNING = "running"
+    TRIVIAL = "trivial"
+
+
+# The reduction kind behind each statistic an aggregation tracks (`StatDef.plane` in the op table).
+KIND_OF_PLANE = {Plane.MEAN: ReductionKind.MEAN, Plane.VAR: ReductionKind.MOMENTS, Plane.SQMEAN: ReductionKind.SQMEAN}
+PLANES_OF_KIND = {
+    ReductionKind.MEAN: (Plane.MEAN,),
+    ReductionKind.MOMENTS: (Plane.MEAN, Plane.VAR),
+    ReductionKind.SQMEAN: (Plane.SQMEAN,),
+    ReductionKind.SUM: (Plane.SUM,),
+}
+
+
+def plane_of(op: str) -> Plane:
+    return OPS[op].stat.plane  # type: ignore[union-attr]  # aggregations always have a stat
 
 
 @dataclass(frozen=True)
@@ -44,14 +68,14 @@ class Reduction:
     index: int
     operand: int
     axis: str
-    kind: str
+    kind: ReductionKind
     pass_index: int
     # Running estimates updated from this reduction in a training forward: (buffer, plane, unbiased).
     running: tuple[tuple[str, str, bool], ...] = ()
     output: str | None = None  # the parameter a `sum` reduction is the gradient of
 
     @property
-    def planes(self) -> tuple[str, ...]:
+    def planes(self) -> tuple[Plane, ...]:
         return PLANES_OF_KIND[self.kind]
 
     @property
@@ -63,9 +87,9 @@ class Reduction:
 class Source:
     """Where an aggregation node's statistic comes from (see the module docstring)."""
 
-    kind: str  # "reduction" | "saved" | "running" | "trivial"
+    kind: SourceKind
     index: int  # reduction index, saved index, or -1 for running
-    plane: str
+    plane: Plane
     axis: str
     buffer: str = ""
 
@@ -85,20 +109,6 @@ class Schedule:
     passes: tuple[Pass, ...]
     levels: tuple[int, ...] = field(repr=False)
 
-    def consumers_after(self, rid: int) -> int:
-        """The last pass that reads reduction `rid` (its own pass when nothing later reads it)."""
-        last = self.reductions[rid].pass_index
-        for node, src in self.sources.items():
-            if src.kind == "reduction" and src.index == rid:
-                for p in self.passes:
-                    if p.index > last and node in self._nodes_of_pass(p):
-                        last = p.index
-        return last
-
-    def _nodes_of_pass(self, p: Pass) -> set[int]:
-        roots = [self.reductions[r].operand for r in p.reductions] + [i for _, i in p.stores]
-        return closure(self.program, roots, self.sources)
-
 
 def closure(program: Program, roots: list[int], sources: dict[int, Source]) -> set[int]:
     """Nodes needed to compute `roots` in a pass: stop at aggregations (their statistic is an input)."""
@@ -109,7 +119,7 @@ def closure(program: Program, roots: list[int], sources: dict[int, Source]) -> s
         if i in seen:
             continue
         seen.add(i)
-        if i in sources and sources[i].kind != "trivial":
+        if i in sources and sources[i].kind is not SourceKind.TRIVIAL:
             continue
         stack.extend(program.nodes[i].args)
     return seen
@@ -118,14 +128,14 @@ def closure(program: Program, roots: list[int], sources: dict[int, Source]) -> s
 def _reduction_keys(program: Program, aggregations: list[int]) -> dict[int, tuple[int, str, str]]:
     """Aggregation node -> (operand, axis, kind); mean shares the moments of a var/std on the same operand."""
     planes = {i: plane_of(program.nodes[i].op) for i in aggregations}
-    with_var = {(program.nodes[i].args[0], program.nodes[i].axis) for i in aggregations if planes[i] == "var"}
+    with_var = {(program.nodes[i].args[0], program.nodes[i].axis) for i in aggregations if planes[i] is Plane.VAR}
     keys: dict[int, tuple[int, str, str]] = {}
     for i in aggregations:
         node = program.nodes[i]
         operand, axis = node.args[0], node.axis
         kind = KIND_OF_PLANE[planes[i]]
-        if kind == "mean" and (operand, axis) in with_var:
-            kind = "moments"
+        if kind is ReductionKind.MEAN and (operand, axis) in with_var:
+            kind = ReductionKind.MOMENTS
         keys[i] = (operand, axis, kind)  # type: ignore[assignment]
     return keys
 
@@ -134,7 +144,7 @@ def _saved_source(key: tuple[int, str, str], plane: str, saved: tuple[tuple[int,
     operand, axis, _ = key
     for j, (s_operand, s_axis, s_kind) in enumerate(saved):
         if (s_operand, s_axis) == (operand, axis) and plane in PLANES_OF_KIND[s_kind]:
-            return Source("saved", j, plane, axis)
+            return Source(SourceKind.SAVED, j, plane, axis)
     return None
 
 
@@ -157,16 +167,16 @@ def schedule(
     for i in aggregations:
         node = program.nodes[i]
         plane = plane_of(node.op)
-        if node.axis == "batch" and not training:
-            sources[i] = Source("running", -1, plane, "batch", buffers[i])
+        if AXES[node.axis].uses_batch and not training:  # type: ignore[index]
+            sources[i] = Source(SourceKind.RUNNING, -1, plane, node.axis, buffers[i])  # type: ignore[arg-type]
             continue
-        trivial = not dims[node.args[0]] & REDUCED_DIMS[node.axis]  # type: ignore[index]
+        trivial = not dims[node.args[0]] & AXES[node.axis].reduced  # type: ignore[index]
         found = None if trivial else _saved_source(keys[i], plane, saved)
         if found is not None:
             sources[i] = found
             continue
         if trivial and not (update_running and i in buffers):
-            sources[i] = Source("trivial", -1, plane, node.axis)  # type: ignore[arg-type]
+            sources[i] = Source(SourceKind.TRIVIAL, -1, plane, node.axis)  # type: ignore[arg-type]
             continue
         if keys[i] not in computed:
             computed[keys[i]] = len(pending)
@@ -174,7 +184,7 @@ def schedule(
         if update_running and i in buffers:
             unbiased = node.opdef.stat.unbiased_running  # type: ignore[union-attr]
             pending[computed[keys[i]]][1].append((buffers[i], plane, unbiased))
-        kind = "trivial" if trivial else "reduction"
+        kind = SourceKind.TRIVIAL if trivial else SourceKind.REDUCTION
         sources[i] = Source(kind, computed[keys[i]], plane, node.axis)  # type: ignore[arg-type]
 
     levels = _levels(program, sources, {r: key[0] for key, r in computed.items()})
@@ -182,7 +192,8 @@ def schedule(
         Reduction(r, key[0], key[1], key[2], levels[key[0]], tuple(running)) for r, (key, running) in enumerate(pending)
     ]
     for name, node in program.sums:
-        reductions.append(Reduction(len(reductions), node, "batch", "sum", levels[node], output=name))
+        # A parameter gradient sums over (n, s) per channel: it reduces like a `batch` statistic.
+        reductions.append(Reduction(len(reductions), node, "batch", ReductionKind.SUM, levels[node], output=name))
     last = max([levels[i] for _, i in program.stores] + [r.pass_index for r in reductions])
     passes = tuple(
         Pass(
@@ -199,9 +210,9 @@ def _levels(program: Program, sources: dict[int, Source], operand_of: dict[int, 
     levels: list[int] = []
     for i, node in enumerate(program.nodes):
         src = sources.get(i)
-        if src is not None and src.kind == "reduction":
+        if src is not None and src.kind is SourceKind.REDUCTION:
             levels.append(levels[operand_of[src.index]] + 1)
-        elif src is not None and src.kind != "trivial":
+        elif src is not None and src.kind is not SourceKind.TRIVIAL:
             levels.append(0)
         else:
             levels.append(max((levels[a] for a in node.args), default=0))

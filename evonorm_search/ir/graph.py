@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import printer
-from .ops import AXES, OPS, Kind, OpDef
+from .ops import AXES, OPS, OpDef
+from .vocabulary import Kind, LeafRole
 
 DEFAULT_MAX_NODES = 1024
 GRAPH_FORMAT_VERSION = 1
@@ -117,6 +118,8 @@ class Graph:
             if not isinstance(n, Node):
                 raise GraphError(f"node {i}: expected a Node, got {type(n).__name__}")
             check_node(n, i)
+            if n.opdef.role is LeafRole.COMPILER:
+                raise GraphError(f"node {i}: {n.op} is an input of compiled programs, not of the layer language")
         for o in outs:
             if not isinstance(o, int) or isinstance(o, bool) or not 0 <= o < len(nodes):
                 raise GraphError(f"output {o!r} is not the index of a node")
@@ -196,13 +199,13 @@ class Graph:
         return max(d[o] for o in self.outputs)
 
     def batch_aggregations(self) -> list[int]:
-        """Indices of aggregations over `batch`: each keeps a running estimate."""
-        return [i for i, n in enumerate(self.nodes) if n.axis == "batch"]
+        """Indices of aggregations over an axis that mixes the batch (`batch`): each keeps a running estimate."""
+        return [i for i, n in enumerate(self.nodes) if n.axis is not None and AXES[n.axis].uses_batch]
 
     def running_buffers(self) -> dict[int, str]:
         """Buffer name of every `batch` aggregation: running_<stat>_<k>, k counting in graph order."""
         return {
-            i: f"running_{self.nodes[i].opdef.stat.running_name}_{k}"  # type: ignore[union-attr]  # batch aggregations have a stat
+            i: f"running_{self.nodes[i].opdef.stat.plane}_{k}"  # type: ignore[union-attr]  # batch aggregations have a stat
             for k, i in enumerate(self.batch_aggregations())
         }
 
@@ -287,7 +290,9 @@ class GraphBuilder:
     """Accumulates nodes, deduplicating equal ones; `build` returns the canonical Graph.
 
     `neg` of a constant folds into the constant, so `-1` has one representation whichever way it
-    was written (and printing then parsing a graph gives the same graph back).
+    was written (and printing then parsing a graph gives the same graph back). The compiler builds its
+    programs with it too: they may use the compiler's own leaves (grad, weight, bias), which `build`
+    rejects, since no layer graph has them.
     """
 
     def __init__(self, *, max_nodes: int | None = None):

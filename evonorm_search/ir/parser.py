@@ -17,8 +17,9 @@ from functools import lru_cache
 import lark
 from lark.lexer import Token
 
+from . import ops  # the views as `ops.FUNCTIONS` etc.: read at parse time, so rows added at run time count
 from .graph import DEFAULT_MAX_NODES, Graph, GraphBuilder, GraphError
-from .ops import AGGREGATIONS, AXES, FUNCTIONS, INFIX, NAMED_LEAVES, OPS
+from .ops import AXES, OPS
 
 MAX_TEXT_BYTES = 1_000_000
 DEFAULT_MAX_DEPTH = 64  # parenthesis nesting
@@ -165,8 +166,6 @@ def _syntax_error(text: str, err: lark.exceptions.LarkError) -> DSLError:
 # Tree -> graph
 # --------------------------------------------------------------------------------------------------
 
-_RESERVED = set(FUNCTIONS) | set(AXES)
-
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
@@ -216,9 +215,9 @@ class _Lowering:
     def assign(self, stmt: lark.Tree) -> int:
         name_tok, value = stmt.children
         name = name_tok.value
-        if name in NAMED_LEAVES:
+        if name in ops.NAMED_LEAVES:
             raise DSLError(f"{name!r} is predefined and cannot be assigned", name_tok.line, name_tok.column)
-        if name in _RESERVED:
+        if name in ops.FUNCTIONS or name in AXES:
             kind = "an axis" if name in AXES else "a function"
             raise DSLError(f"{name!r} is {kind} name and cannot be assigned", name_tok.line, name_tok.column)
         if name in self.names:
@@ -253,7 +252,7 @@ class _Lowering:
             index = self.expr(children[0])
             for k in range(1, len(children), 2):
                 op_tok, right = children[k], children[k + 1]
-                index = self._add(op_tok, INFIX[op_tok.value], (index, self.expr(right)))
+                index = self._add(op_tok, ops.INFIX[op_tok.value], (index, self.expr(right)))
             return index
         raise DSLError(f"unsupported construct {kind!r}", *_where(node))  # grammar and walker disagree
 
@@ -268,11 +267,11 @@ class _Lowering:
 
     def name(self, tok: Token) -> int:
         name = tok.value
-        if name in NAMED_LEAVES:
+        if name in ops.NAMED_LEAVES:
             return self._add(tok, name)
         if name in self.names:
             return self.names[name].index
-        if name in FUNCTIONS:
+        if name in ops.FUNCTIONS:
             raise DSLError(f"{name!r} is a function; call it as {name}(...)", tok.line, tok.column)
         if name in AXES:
             raise DSLError(
@@ -282,7 +281,7 @@ class _Lowering:
             )
         if name in self.assigned_later:
             raise DSLError(f"{name!r} is used before it is assigned", tok.line, tok.column)
-        known = [*NAMED_LEAVES, *self.names]
+        known = [*ops.NAMED_LEAVES, *self.names]
         raise DSLError(f"undefined name {name!r}{_suggest(name, known)}", tok.line, tok.column)
 
     def call(self, node: lark.Tree) -> int:
@@ -290,9 +289,9 @@ class _Lowering:
         args = [a for a in args if a is not None]
         fn = fn_tok.value
         opdef = OPS.get(fn)
-        if opdef is None or fn not in FUNCTIONS:
-            raise DSLError(f"unknown function {fn!r}{_suggest(fn, FUNCTIONS)}", fn_tok.line, fn_tok.column)
-        if fn in AGGREGATIONS:
+        if opdef is None or fn not in ops.FUNCTIONS:
+            raise DSLError(f"unknown function {fn!r}{_suggest(fn, ops.FUNCTIONS)}", fn_tok.line, fn_tok.column)
+        if fn in ops.AGGREGATIONS:
             return self.aggregation(fn_tok, args)
         if len(args) != opdef.arity:
             plural = "s" if opdef.arity != 1 else ""

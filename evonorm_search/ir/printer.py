@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .ops import OPS, Kind
+from .ops import OPS, format_number
+from .vocabulary import Kind
 
 if TYPE_CHECKING:  # `graph` imports this module to print itself: the types only, for annotations
     from .graph import Graph, Node
@@ -19,16 +20,9 @@ MAX_INLINE_DEPTH = 24
 ATOM = 100
 
 
-def format_number(value: float) -> str:
-    """Shortest text that reads back as the same float (integers without a trailing .0)."""
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
 def _precedence(node: Node) -> int:
-    if node.op == "const":
-        return OPS["neg"].precedence if node.value < 0 else ATOM  # type: ignore[operator]  # a const node has a value
+    if node.value is not None:  # a literal: a negative one is written with a minus
+        return OPS["neg"].precedence if node.value < 0 else ATOM
     return OPS[node.op].precedence if OPS[node.op].infix else ATOM
 
 
@@ -51,7 +45,7 @@ def _choose_names(graph: Graph) -> dict[int, str]:
 def _render(node: Node, arg_text: list[str], arg_prec: list[int]) -> str:
     op = node.opdef
     if op.kind is Kind.LEAF:
-        return format_number(node.value) if node.op == "const" else node.op  # type: ignore[arg-type]  # a const node has a value
+        return op.text.format(name=node.op, number=None if node.value is None else format_number(node.value))
     if op.infix and op.arity == 2:
         left = arg_text[0] if arg_prec[0] >= op.precedence else f"({arg_text[0]})"
         right = arg_text[1] if arg_prec[1] > op.precedence else f"({arg_text[1]})"

@@ -10,8 +10,11 @@ import random
 from dataclasses import dataclass, field
 
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, OPS, Graph, GraphBuilder, Kind
+from ..ir.ops import NAMED_LEAVES
+from ..ir.vocabulary import LeafRole
 
-DEFAULT_LEAVES = ("x", "v0", "v1")
+# The layer input and every parameter row of the op table (eps is allowed but not a default).
+DEFAULT_LEAVES = tuple(name for name, row in OPS.items() if row.role in (LeafRole.INPUT, LeafRole.PARAMETER))
 DEFAULT_CONSTANTS = (1.0,)
 
 
@@ -41,11 +44,10 @@ class SearchSpace:
             raise SpaceError(f"unknown axis/axes {bad_axes}; known: {', '.join(AXES)}")
         if any(OPS[o].kind is Kind.AGGREGATION for o in self.ops) and not self.axes:
             raise SpaceError("aggregations are allowed but no axis is")
-        bad_leaves = [
-            leaf for leaf in self.leaves if leaf not in OPS or OPS[leaf].kind is not Kind.LEAF or leaf == "const"
-        ]
+        bad_leaves = [leaf for leaf in self.leaves if leaf not in NAMED_LEAVES]
         if bad_leaves:
-            raise SpaceError(f"unknown leaf/leaves {bad_leaves}; use x, v0, v1, eps (constants go in 'constants')")
+            known = ", ".join(NAMED_LEAVES)
+            raise SpaceError(f"unknown leaf/leaves {bad_leaves}; use {known} (constants go in 'constants')")
         if "x" not in self.leaves:
             raise SpaceError("the leaves must include x")
         if not 1 <= self.min_ops <= self.max_ops:

@@ -8,6 +8,7 @@ import linecache
 from collections import deque
 
 import pytest
+import torch
 
 import evonorm_search as es
 from evonorm_search.compiler import ahead, cache, runtime
@@ -62,3 +63,16 @@ def test_compiled_layers_past_the_cap_leave_with_their_linecache_source(two_laye
     again = cache.compiled_layer(es.parse(texts[0]))  # generated again when asked for again
     assert again is not layers[0] and again.filename in linecache.cache
     assert len(cache._BY_KEY) == 2
+
+
+def test_a_layer_with_and_without_its_affine_keeps_two_sources(two_layer_cache):
+    """Each cache entry has its own linecache text: the interpreter rewrites kernels from that text."""
+    graph = es.library.get("gn_silu")
+    plain = es.NormAct(graph, 6, groups=3, affine=False, backend="triton").double()
+    plain_layer = cache.compiled_layer(graph, affine=False)
+    affine_layer = cache.compiled_layer(graph, affine=True)  # compiled after, first run before
+    assert plain_layer.filename != affine_layer.filename
+    assert "".join(linecache.cache[plain_layer.filename][2]) == plain_layer.source
+    x = torch.randn(2, 6, 5, 3, dtype=torch.float64)
+    reference = es.NormAct(graph, 6, groups=3, affine=False, backend="torch").double()
+    torch.testing.assert_close(plain(x), reference(x), rtol=1e-10, atol=1e-10)

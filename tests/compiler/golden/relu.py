@@ -107,7 +107,6 @@ def bwd_train_p0(
         a0_6 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_7 = (a0_6 * a0_1)
         a0_8 = (a0_6 * a0_2)
-        a0_9 = tl.where(a0_0 > 0, 1.0, 0.0)
         a0_10 = tl.where(a0_0 <= 0, 0.0, a0_8)
         tl.store(dx_ptr + offs, tl.broadcast_to(a0_10, [BLOCK_C, BLOCK_S]).to(dx_ptr.dtype.element_ty), mask=inside)
         r0_sum += tl.reduce(tl.where(inside, a0_7, 0.0), 1, add_combine, keep_dims=True)
