@@ -50,11 +50,11 @@ from scipy import stats
 import evonorm_search as es
 from evonorm_search.search import DuplicateIndex, EvaluationTask, InProcessEvaluator, SearchConfig, evaluate_task
 from evonorm_search.search.controller import build_checks, create_search, run_search
-from evonorm_search.search.objectives import hypervolume
+from evonorm_search.search.pareto import hypervolume
 from evonorm_search.search.rejection import STAGES
 from evonorm_search.search.scoring import LayerToScore
 from evonorm_search.search.space import random_graph
-from evonorm_search.store import CandidateStatus, list_candidates, list_searches, open_store
+from evonorm_search.store import CandidateStatus, Objective, list_candidates, list_searches, open_store
 
 QUICK = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
 CHEAP_TARGET_MS = 50.0
@@ -160,7 +160,7 @@ class RunResult:
     seed: int
     seconds: float
     candidates: list  # store rows of the search's own candidates (baselines left out), by birth
-    objectives: list[dict[str, str]]
+    objectives: list[Objective]
 
     def originals(self, upto: int | None = None) -> list:
         return [
@@ -170,7 +170,7 @@ class RunResult:
         ]
 
     def vectors(self, upto: int | None = None) -> list[list[float]]:
-        return [[c.objectives[o["name"]] for o in self.objectives] for c in self.originals(upto)]
+        return [[c.objectives[o.name] for o in self.objectives] for c in self.originals(upto)]
 
     def best_mean(self, upto: int | None = None) -> float:
         return max((statistics.fmean(v) for v in self.vectors(upto)), default=0.0)

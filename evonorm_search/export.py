@@ -12,8 +12,9 @@ import keyword
 import textwrap
 
 from ._version import __version__
+from .compiler.cache import standalone_source
 from .ir import OPS, Graph
-from .module import as_graph, effective_groups
+from .layer import as_graph, effective_groups
 from .reference import FORWARD_NAME, forward_source, helper_sources
 from .symbolic import FormulaTooLarge, canonical_hash, latex
 
@@ -114,7 +115,7 @@ def _class_source(graph: Graph, class_name: str, kernels: bool = False) -> str:
     ]
     for i, name in buffers.items():
         stat = graph.nodes[i].opdef.stat
-        init.append(f'self.register_buffer("{name}", torch.full((num_features,), {stat.init!r}))')  # type: ignore[union-attr]
+        init.append(f'self.register_buffer("{name}", torch.full((num_features,), {stat.init!r}))')  # type: ignore[union-attr]  # buffers come from batch aggregations: a stat
     call_args = ["x", *(f"self.{p}" for p in params), "self.weight", "self.bias"]
     call_args += [f"self.{b}" for b in buffers.values()]
     call_args += ["self.training", "self.groups", "self.eps", "self.momentum"]
@@ -182,8 +183,6 @@ def export_module(layer: Graph | str, class_name: str = "EvoNormLayer", *, kerne
         forward_source(graph),
     ]
     if kernels:
-        from .compiler.cache import standalone_source
-
         text = standalone_source(graph)
         assert "'''" not in text and "\\" not in text, "kernel source must fit a raw triple-quoted string"
         parts += [f"_KERNELS = None\n_KERNEL_SOURCE = r'''\n{text}'''", _KERNEL_LOADER]

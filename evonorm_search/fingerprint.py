@@ -14,6 +14,7 @@ import torch
 
 from .ir import OPS, Graph
 from .ir.vocabulary import Dim, LeafRole
+from .module import NormAct
 
 FINGERPRINT_SHAPE = (6, 8, 3, 3)
 FINGERPRINT_GROUPS = 4
@@ -50,8 +51,6 @@ def fingerprint_inputs() -> dict[str, torch.Tensor]:
 
 def fingerprint_outputs(graph: Graph) -> torch.Tensor:
     """The layer's train-mode output (no affine) on the fixed inputs, in float64."""
-    from .module import NormAct
-
     inputs = fingerprint_inputs()
     layer = NormAct(graph, FINGERPRINT_SHAPE[1], groups=FINGERPRINT_GROUPS, affine=False, backend="torch").double()
     with torch.no_grad():

@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .ir import OPS, Graph, parse
+from . import compiler
+from .ir import OPS, Graph
+from .layer import BACKENDS, DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
 from .reference import compile_forward
 
-BACKENDS = ("auto", "torch", "triton")
+__all__ = ["BACKENDS", "SPATIAL_DIMS", "NormAct", "as_graph", "check_input", "effective_groups"]
+
 SPATIAL_DIMS = (0, 1, 2, 3)
-
-
-def effective_groups(num_features: int, groups: int) -> int:
-    """`groups` if it divides `num_features`, else the largest divisor below it."""
-    g = max(1, min(groups, num_features))
-    while num_features % g:
-        g -= 1
-    return g
-
-
-def as_graph(layer: Graph | str) -> Graph:
-    """A Graph from a Graph, DSL text or the name of a library layer."""
-    if isinstance(layer, Graph):
-        return layer
-    if isinstance(layer, str):
-        from . import library
-
-        if layer in library.names():
-            return library.get(layer)
-        return parse(layer)
-    raise TypeError(f"expected a Graph, DSL text or a library name, got {type(layer).__name__}")
-
-
-def _check_arguments(num_features: int, groups: int, eps: float, momentum: float, backend: str) -> None:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive integer, got {groups!r}")
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def check_input(x: torch.Tensor, num_features: int) -> None:
@@ -73,14 +40,14 @@ class NormAct(nn.Module):
         layer: Graph | str,
         num_features: int,
         *,
-        groups: int = 32,
+        groups: int = DEFAULT_GROUPS,
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
         backend: str = "auto",
     ):
         super().__init__()
-        _check_arguments(num_features, groups, eps, momentum, backend)
+        check_arguments(num_features, groups, eps, momentum, backend)
         self.graph = as_graph(layer)
         self.num_features = num_features
         self.groups = effective_groups(num_features, groups)
@@ -117,7 +84,7 @@ class NormAct(nn.Module):
     def reset_running_stats(self) -> None:
         for i, name in self.graph.running_buffers().items():
             stat = self.graph.nodes[i].opdef.stat
-            getattr(self, name).fill_(stat.init)  # type: ignore[union-attr]
+            getattr(self, name).fill_(stat.init)  # type: ignore[union-attr]  # a running buffer belongs to a batch aggregation, which has a stat
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -147,9 +114,7 @@ class NormAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.num_features)
         if self.use_triton(x):
-            from .compiler import normact_forward
-
-            return normact_forward(self, x)
+            return compiler.normact_forward(self, x)
         return self.reference_forward(x)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:

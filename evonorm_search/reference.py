@@ -104,7 +104,7 @@ def _aggregation_lines(graph: Graph, i: int, buffers: dict[int, str]) -> list[st
     node = graph.nodes[i]
     stat = node.opdef.stat
     assert stat is not None
-    reduce = AXES[node.axis].reduce.__name__  # type: ignore[index]
+    reduce = AXES[node.axis].reduce.__name__  # type: ignore[index]  # an aggregation node always has an axis (Graph validates it)
     a, s = f"a{i}", f"s{i}"
     compute = [f"{a} = full(t{node.args[0]}, xc)", f"{s} = {stat.stat_src.format(a=a, r=reduce)}"]
     finish = f"t{i} = {stat.finish_src.format(s=s)}"
@@ -175,4 +175,4 @@ def compile_forward(graph: Graph) -> Callable[..., torch.Tensor]:
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     ns = _namespace()
     exec(compile(source, filename, "exec"), ns)  # noqa: S102 - source generated from a validated Graph
-    return ns[FORWARD_NAME]  # type: ignore[return-value]
+    return ns[FORWARD_NAME]  # type: ignore[return-value]  # exec defined it from the generated source

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .ir import Graph
-from .module import NormAct, as_graph
+from .layer import as_graph
+from .module import NormAct
 
 __all__ = ["ACTIVATIONS", "NORMS", "Activation", "NormKind", "Replacement", "SwapError", "swap_norm_act"]
 
@@ -254,7 +255,12 @@ def _uses(node: fx.Node, value: fx.Node, *, skip_first: bool) -> bool:
     """Whether `node` takes `value` anywhere in its arguments (besides the first, with skip_first)."""
     found: list[fx.Node] = []
     args = node.args[1:] if skip_first else node.args
-    fx.node.map_arg((args, node.kwargs), lambda n: found.append(n) or n)
+
+    def collect(n: fx.Node) -> fx.Node:
+        found.append(n)
+        return n
+
+    fx.node.map_arg((args, node.kwargs), collect)
     return value in found
 
 
@@ -441,7 +447,10 @@ def _rewritten(owner: nn.Module, owner_path: str, sites: list[tuple[str, str | N
         act_node = _next_call(nodes[0], modules, traced) if len(nodes) == 1 else None
         if act_node is None or not _is_the_activation(act_node, act_path, modules, traced):
             raise SwapError(f"tracing {owner_path!r} on its own did not find the activation after {norm_path!r}")
-        act_node.replace_all_uses_with(act_node.args[0])
+        act_input = act_node.args[0]
+        if not isinstance(act_input, fx.Node):  # an activation of a traced value: its input is a node
+            raise SwapError(f"the activation after {norm_path!r} does not take a traced value")
+        act_node.replace_all_uses_with(act_input)
         graph.erase_node(act_node)
     graph.lint()
     module = fx.GraphModule(owner, graph, class_name=type(owner).__name__)
@@ -485,7 +494,7 @@ class _Edits:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.undo: list[tuple[nn.Module, str, nn.Module]] = []
+        self.undo: list[tuple[nn.Module, str, nn.Module | None]] = []
 
     def set(self, path: str, module: nn.Module) -> None:
         parent_path, _, name = path.rpartition(".")

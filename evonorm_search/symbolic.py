@@ -76,11 +76,11 @@ def _node_exprs(graph: Graph) -> list[sympy.Expr]:
     for node in graph.nodes:
         op = OPS[node.op]
         if op.kind is Kind.LEAF:
-            exprs.append(op.sympy(node.value))  # type: ignore[misc]
+            exprs.append(op.sympy(node.value))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
         elif op.kind is Kind.AGGREGATION:
-            exprs.append(op.sympy(exprs[node.args[0]], node.axis))  # type: ignore[misc]
+            exprs.append(op.sympy(exprs[node.args[0]], node.axis))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
         else:
-            exprs.append(op.sympy(*(exprs[a] for a in node.args)))  # type: ignore[misc]
+            exprs.append(op.sympy(*(exprs[a] for a in node.args)))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
     return exprs
 
 

@@ -30,13 +30,13 @@ class ReadCache:
     def get(self, key: tuple[Hashable, ...], read: Callable[[], T]) -> T:
         """The cached value of `key` while fresh, else `read()` (kept for the next `ttl` seconds)."""
         if (hit := self._fresh(key)) is not None:
-            return hit  # type: ignore[return-value]
+            return hit  # type: ignore[return-value]  # entries of `key` hold what its `read` returned
         return self._keep(key, read())
 
     async def aget(self, key: tuple[Hashable, ...], read: Callable[[], T]) -> T:
         """`get` for the event loop: a hit answers at once; only a miss runs the (blocking) `read` in a thread."""
         if (hit := self._fresh(key)) is not None:
-            return hit  # type: ignore[return-value]
+            return hit  # type: ignore[return-value]  # entries of `key` hold what its `read` returned
         return self._keep(key, await run_in_threadpool(read))
 
     def _fresh(self, key: tuple[Hashable, ...]) -> object | None:

@@ -32,11 +32,13 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_sche
 
 async def get_store(context: ContextDep) -> repo.Store:
     # Opening may block (connecting, migrating): do it in a worker thread, never on the event loop.
-    return context.opened_store or await run_in_threadpool(context.store)
+    opened = context.opened_store
+    return opened if opened is not None else await run_in_threadpool(context.store)
 
 
 async def get_launcher(context: ContextDep) -> Launcher:
-    return context.opened_launcher or await run_in_threadpool(context.launcher)
+    opened = context.opened_launcher
+    return opened if opened is not None else await run_in_threadpool(context.launcher)
 
 
 async def get_formulas(context: ContextDep) -> FormulaCache:

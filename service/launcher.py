@@ -5,7 +5,7 @@ The service speaks to one small interface (`Launcher`); which one runs is a sett
 - `ThreadLauncher` drives each search in a background thread of the API process with the in-process
   evaluator: no cluster needed, right for one machine, tests and demos (training then competes with
   the API for this process's CPU time);
-- the Ray launcher of `workers.launcher` (production: evaluations on a Ray cluster);
+- the Ray launcher of `workers.cluster` (production: evaluations on a Ray cluster);
 - `NoLauncher` never launches: searches are created here and driven elsewhere (`evonorm-search run`).
 
 Stopping is the same for all: the search row's state becomes `stopping` and its controller, wherever
@@ -19,8 +19,8 @@ import importlib.util
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from evonorm_search.search.background import BackgroundLauncher
 from evonorm_search.search.evaluator import Evaluator, InProcessEvaluator
-from evonorm_search.search.launching import BackgroundLauncher
 
 from . import repository as repo
 from .settings import Settings
@@ -81,7 +81,7 @@ class NoLauncher:
         pass
 
 
-RAY_LAUNCHER_MODULE = "workers.launcher"
+RAY_LAUNCHER_MODULE = "workers.cluster"
 
 
 def ray_launcher_available() -> bool:
@@ -92,7 +92,7 @@ def ray_launcher_available() -> bool:
 
 
 def make_launcher(settings: Settings, store: repo.Store) -> Launcher:
-    """The launcher the settings ask for ('auto': Ray when `workers.launcher` is installed, else a thread)."""
+    """The launcher the settings ask for ('auto': Ray when `workers.cluster` is installed, else a thread)."""
     choice = settings.launcher
     if choice == "auto":
         choice = "ray" if ray_launcher_available() else "thread"

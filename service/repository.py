@@ -11,9 +11,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from evonorm_search.search.config import SearchConfig
-from evonorm_search.search.control import STALE_AFTER, check_resumable, request_stop
 from evonorm_search.search.controller import ControllerError, SearchProgress, run_search
 from evonorm_search.search.controller import create_search as _create_search
+from evonorm_search.search.lifecycle import STALE_AFTER, check_resumable, request_stop
 from evonorm_search.store import (
     Candidate,
     CandidateDetail,

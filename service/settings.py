@@ -77,9 +77,9 @@ class Settings(BaseSettings):
     )
     launcher: LauncherName = Field(
         default="auto",
-        description="How searches run: 'thread' (in this process), 'ray' (workers.launcher), 'none' (never "
+        description="How searches run: 'thread' (in this process), 'ray' (workers.cluster), 'none' (never "
         "launch: searches are created and driven elsewhere, e.g. `evonorm-search run --resume ID`), "
-        "'auto' (Ray when workers.launcher is installed, else a thread).",
+        "'auto' (Ray when workers.cluster is installed, else a thread).",
     )
     events_interval: float = Field(default=1.0, gt=0.0, le=60.0, description="Seconds between progress checks (SSE).")
     events_max_seconds: float = Field(
@@ -111,7 +111,3 @@ class Settings(BaseSettings):
                     f"API key #{position} is shorter than {MIN_KEY_LENGTH} characters; use a long random key"
                 )
         return keys
-
-    @property
-    def accepts_changes(self) -> bool:
-        return bool(self.api_keys)

@@ -1,4 +1,5 @@
-"""Evaluations on Ray: the `RayEvaluator`, the launcher that connects to a cluster, and search control.
+"""Evaluations on Ray: the `RayEvaluator` (`ray_evaluator.py`), connecting to a cluster and the API's
+Ray launcher (`cluster.py`), and search control.
 
     from workers import connect, RayEvaluator
     connection = connect("head:6379", store=store)   # or connect() for a local Ray
@@ -7,11 +8,9 @@
 See docs/cluster.md for clusters (Docker Compose, KubeRay) and fault tolerance.
 """
 
-from evonorm_search.search.control import controller_alive, request_stop, wait_until_stopped
+from evonorm_search.search.lifecycle import controller_alive, request_stop, wait_until_stopped
 
-from .evaluator import RayEvaluator, check_settings
-from .heartbeat import HeartbeatBoard, Liveness
-from .launcher import (
+from .cluster import (
     ADDRESS_VARIABLE,
     ClusterError,
     RayConnection,
@@ -23,6 +22,8 @@ from .launcher import (
     open_evaluator,
     resolve_address,
 )
+from .heartbeat import HeartbeatBoard, Liveness
+from .ray_evaluator import RayEvaluator, check_settings
 from .resources import WorkerResources
 
 __all__ = [

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from ..store import StoreError, open_store, schema_status
 from .app import app, console, fail
+from .common import DbOption
 
 EXIT_STORE = 1  # the database could not be reached, read or upgraded
 
 db_app = typer.Typer(help="The Pareto database: schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        metavar="URL",
-        help="Database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB. "
-        "Default: sqlite:///$EVONORM_HOME/evonorm.db (EVONORM_HOME defaults to ./runs).",
-    ),
-]
 
 
 @db_app.command("upgrade")

@@ -10,9 +10,8 @@ import typer
 
 from ..store import StoreError
 from .app import app, console, fail
-from .cluster import make_evaluator
-from .db import DbOption
-from .search import EXIT_STORE, choose_search, drive, load_config, opened_store, pareto_command, progress_line
+from .common import EXIT_STORE, DbOption, drive, load_config, make_evaluator, opened_store, progress_line
+from .search import choose_search, pareto_command
 from .serve import serve_command
 
 DEFAULT_CONFIG = Path("examples/quick.yaml")

@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import library
+from ..compiler import CompilerError, compile_ahead
 from ..export import export_module
 from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
 from .app import app, console, fail
+from .common import candidate_layer
 
 
 @app.command("layers")
@@ -86,8 +88,6 @@ def _compile_for(graph: Graph, target: str) -> None:
     """Every kernel of the layer through Triton's compiler for `target`, float32 and bfloat16."""
     import torch
 
-    from ..compiler import CompilerError, compile_ahead
-
     table = Table(title=f"kernels for {target}")
     for column in ("dtype", "launcher", "kernel", "warps", "shared bytes", "cubin bytes", "seconds"):
         table.add_column(
@@ -150,8 +150,6 @@ def export_command(
     if (layer is None) == (candidate is None):
         raise fail("give one of --layer NAME|FILE or --candidate ID")
     if candidate is not None:
-        from .search import candidate_layer  # the database is needed only here
-
         graph, default_name = candidate_layer(candidate, db)
     elif db is not None:
         raise fail("--db applies to --candidate only")

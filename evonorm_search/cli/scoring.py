@@ -19,13 +19,24 @@ import typer
 from rich.table import Table
 
 from ..search.config import SearchConfig, resolve_layer
+from ..search.evaluator import Evaluator
 from ..search.scoring import LayerToScore, SeedRun
-from ..store import NotFoundError, StoreError
+from ..search.validation import BASELINE, ValidationError, difference, score_given, search_targets, validate_search
+from ..store import NotFoundError, Store, StoreError
 from .app import app, console, err_console, fail
-from .cluster import CpusOption, GpusOption, InProcessOption, RayAddressOption, RetriesOption, TimeoutOption
-from .db import DbOption
-
-EXIT_FAILED = 1  # the database or the cluster could not be used
+from .common import (
+    EXIT_FAILED,
+    CpusOption,
+    DbOption,
+    GpusOption,
+    InProcessOption,
+    RayAddressOption,
+    RetriesOption,
+    TimeoutOption,
+    load_config,
+    make_evaluator,
+    opened_store,
+)
 
 LayerOption = Annotated[
     list[str] | None,
@@ -48,8 +59,6 @@ def _layers(names: Sequence[str]) -> list[LayerToScore]:
 
 
 def _config(path: Path | None, command: str) -> SearchConfig:
-    from .search import load_config
-
     if path is None:
         raise fail(f"{command} --layer needs --config CONFIG.yaml: the proxies or target task to train on")
     return load_config(path)
@@ -65,9 +74,7 @@ def _progress(as_json: bool):
     return report
 
 
-def _evaluator(store: Any, config: SearchConfig, options: dict[str, Any]) -> Any:
-    from .cluster import make_evaluator
-
+def _evaluator(store: Store | None, config: SearchConfig, options: dict[str, Any]) -> Evaluator:
     return make_evaluator(store, config, **options, report=err_console)  # stdout may be --json's alone
 
 
@@ -88,8 +95,6 @@ def evaluate_command(
     retries: RetriesOption = 2,
 ) -> None:
     """The proxy score a search would record for each layer (mean accuracy over its architectures)."""
-    from ..search.validation import score_given
-
     if not layer:
         raise fail("give at least one --layer NAME|FILE")
     layers = _layers(layer)
@@ -159,9 +164,6 @@ def validate_command(
 def _validate_search(
     search_id: int, db: str | None, top: int, seeds: int | None, as_json: bool, options: dict[str, Any]
 ) -> None:
-    from ..search.validation import ValidationError, search_targets, validate_search
-    from .search import opened_store
-
     with opened_store(db) as store:
         try:
             config, _ = search_targets(store, search_id, top)  # errors before any cluster starts
@@ -188,8 +190,6 @@ def _validate_layers(
     as_json: bool,
     options: dict[str, Any],
 ) -> None:
-    from ..search.validation import score_given
-
     layers = _layers(names)
     config = _config(config_path, "validate")
     given = {layer.dsl for layer in layers}
@@ -209,8 +209,6 @@ def _validate_layers(
 
 
 def _print(results: Sequence[Any], as_json: bool, title: str) -> None:
-    from ..search.validation import BASELINE
-
     references = [r for r in results if r.role == BASELINE]
     if as_json:
         typer.echo(json.dumps([r.to_json(references) for r in results], indent=2))
@@ -222,8 +220,6 @@ def _print(results: Sequence[Any], as_json: bool, title: str) -> None:
 
 
 def _table(results: Sequence[Any], references: Sequence[Any], title: str) -> Table:
-    from ..search.validation import difference
-
     architectures = list(dict.fromkeys(a for r in results for a in r.score.per_architecture))
     table = Table(title=title)
     table.add_column("layer", overflow="fold")

@@ -1,84 +1,69 @@
-"""`run`, `status` and `pareto`: searches from the command line.
+"""`run`, `status`, `pareto`, `stop` and `resume`: searches from the command line.
 
 `run CONFIG` starts a search, or resumes the unfinished search of the same name and configuration
 (so running the same command again after a crash or Ctrl-C continues where it stopped); `--resume ID`
 resumes a search by id. A live display shows the budget, the rejection funnel and the best values.
+`stop ID` asks a running search's controller to stop it; `resume ID` drives a stopped one again.
+
+Evaluations run on Ray by default: a local Ray started for the run, or the cluster given by
+`--ray-address` / EVONORM_RAY_ADDRESS. `--in-process` evaluates in the controller's process instead
+(one at a time; for debugging). Ray is imported only when a command needs it (`common.make_evaluator`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..ir import Graph, GraphError
-from ..search.config import ConfigError, SearchConfig
-from ..search.controller import ControllerError, SearchProgress, create_search, run_search
-from ..search.evaluator import Evaluator
+from ..search.baselines import differences, mean_accuracy
+from ..search.config import SearchConfig
+from ..search.controller import create_search
+from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..store import (
-    ConflictError,
+    Search,
     SearchState,
+    Store,
     StoreError,
     baselines_of,
-    get_candidate,
     get_search,
     list_searches,
-    open_store,
     pareto_front,
     search_summary,
 )
-from .app import app, console, err_console, fail
-from .cluster import (  # Ray options and evaluator: shared with `resume` (evonorm_search/cli/cluster.py)
+from .app import app, console, fail
+from .common import (
+    EXIT_FAILED,
+    EXIT_STORE,
     CpusOption,
+    DbOption,
     GpusOption,
     InProcessOption,
     RayAddressOption,
     RetriesOption,
     TimeoutOption,
+    db_flag,
+    drive,
+    load_config,
     make_evaluator,
+    mean_of,
+    opened_store,
+    progress_line,
+    stored_config,
 )
-from .db import DbOption
 
-EXIT_STORE = 1  # the database could not be reached, or the search cannot be driven
-EXIT_INTERRUPTED = 130  # Ctrl-C: the search is stopped and can be resumed
 UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.FAILED)
-
-
-@contextmanager
-def opened_store(url: str | None) -> Iterator[Any]:
-    """The store, or a clean exit with the store's message when it cannot be opened."""
-    try:
-        store = open_store(url)
-    except StoreError as e:
-        raise fail(str(e), EXIT_STORE) from None
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 # -- run ----------------------------------------------------------------------------------------------
 
 
-def load_config(path: Path) -> SearchConfig:
-    try:
-        return SearchConfig.from_yaml(path)
-    except ConfigError as e:
-        raise fail(str(e)) from None
-
-
-def find_resumable(store: Any, config: SearchConfig) -> int | None:
+def find_resumable(store: Store, config: SearchConfig) -> int | None:
     """The newest unfinished search with this name and exactly this configuration, if any."""
     wanted = config.model_dump(mode="json")
     with store.session(readonly=True) as s:
@@ -93,7 +78,7 @@ def find_resumable(store: Any, config: SearchConfig) -> int | None:
             cursor = page.next_cursor
 
 
-def choose_search(store: Any, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
+def choose_search(store: Store, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
     """(search id, what is happening): the search to resume, or a new one."""
     if resume is not None:
         with store.session(readonly=True) as s:
@@ -108,74 +93,6 @@ def choose_search(store: Any, config: SearchConfig | None, resume: int | None) -
     return create_search(store, config), f"started search {{id}} ({config.name})"
 
 
-class ProgressView:
-    """Renders `SearchProgress`: a live panel on a terminal, a line per event elsewhere (logs, CI)."""
-
-    def __init__(self, live: bool):
-        self.live = live
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.task = self.bar.add_task("candidates", total=None)
-        self.last_line = 0.0
-        self.latest: SearchProgress | None = None
-        self.display: Live | None = None
-
-    def __enter__(self) -> ProgressView:
-        if self.live:
-            self.display = Live(self.bar, console=console, refresh_per_second=4, transient=False)
-            self.display.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.display is not None:
-            self.display.__exit__(*exc)
-
-    def __call__(self, p: SearchProgress) -> None:
-        self.latest = p
-        if self.display is not None:
-            self.bar.update(self.task, total=p.budget, completed=p.proposed)
-            self.display.update(Group(self.bar, progress_table(p)))
-        elif time.monotonic() - self.last_line >= 1.0 or p.state != "running":
-            self.last_line = time.monotonic()
-            console.print(progress_line(p), highlight=False, markup=False)
-
-
-def progress_line(p: SearchProgress) -> str:
-    rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
-    best = mean_of(p.best)
-    best_text = f"{best:.3f}" if best is not None else "-"
-    return (
-        f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
-        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
-    )
-
-
-def mean_of(best: dict[str, float]) -> float | None:
-    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
-    return sum(accuracies) / len(accuracies) if accuracies else None
-
-
-def progress_table(p: SearchProgress) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("search", f"{p.search_id} ({p.name}), {p.state}")
-    table.add_row("evaluated", str(p.evaluated))
-    table.add_row("in flight", str(p.in_flight))
-    table.add_row("rejected", ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none")
-    table.add_row("duplicate hits", str(p.duplicate_hits))
-    table.add_row("failed", str(p.failed))
-    for name, value in p.best.items():
-        table.add_row(f"best {name}", f"{value:.4f}")
-    table.add_row("last", p.last_event)
-    return table
-
-
 @app.command("run")
 def run_command(
     config_path: Annotated[
@@ -186,7 +103,7 @@ def run_command(
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
-    # Where evaluations run (Ray by default; see evonorm_search/cli/cluster.py and docs/cluster.md).
+    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md).
     ray_address: RayAddressOption = None,
     in_process: InProcessOption = False,
     cpus: CpusOption = None,
@@ -224,36 +141,6 @@ def run_command(
             highlight=False,
             markup=False,
         )
-
-
-def stored_config(store: Any, search_id: int) -> SearchConfig:
-    with store.session(readonly=True) as s:
-        stored = get_search(s, search_id).config
-    try:
-        return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {search_id}")
-    except ConfigError as e:
-        raise fail(str(e), EXIT_STORE) from None
-
-
-def drive(store: Any, search_id: int, evaluator: Evaluator, live: bool | None) -> SearchProgress:
-    view = ProgressView(console.is_terminal if live is None else live)
-    try:
-        with view:
-            return run_search(store, search_id, evaluator, progress=view)
-    except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: search {search_id} is stopped; `evonorm-search run --resume {search_id}` continues it",
-            highlight=False,
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (ControllerError, ConflictError, StoreError) as e:
-        raise fail(str(e), EXIT_STORE) from None
-    finally:
-        evaluator.close()
-
-
-def db_flag(db: str | None) -> str:
-    return f" --db {db}" if db else ""
 
 
 # -- status -------------------------------------------------------------------------------------------
@@ -343,8 +230,6 @@ def show_search(s: Any, search_id: int) -> None:
 
 def baseline_text(baseline: Any) -> str:
     """A baseline's standing: its mean proxy accuracy once evaluated, else its status (and error)."""
-    from ..search.baselines import mean_accuracy
-
     mean = mean_accuracy(baseline.objectives)
     if mean is not None:
         return f"mean accuracy {mean:.4f} (candidate {baseline.id})"
@@ -379,7 +264,7 @@ def pareto_command(
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     sign = -1.0 if first.direction == "max" else 1.0
-    front = sorted(front, key=lambda c: (sign * c.objectives[first.name], c.birth))
+    front = sorted(front, key=lambda c: (sign * c.objective_values[first.name], c.birth))
     if as_json:
         typer.echo(json.dumps(pareto_json(search_id, names, front, baselines), indent=2))
         return
@@ -390,8 +275,6 @@ def pareto_command(
 
 
 def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> dict[str, Any]:
-    from ..search.baselines import differences, mean_accuracy
-
     rows = [
         {
             "candidate": c.id,
@@ -419,8 +302,6 @@ def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: l
 
 def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> Table:
     """The front, then the baselines (dimmed); `vs X`: mean accuracy minus baseline X's."""
-    from ..search.baselines import differences
-
     table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
     table.add_column("candidate")
     table.add_column("birth")
@@ -449,20 +330,75 @@ def format_value(value: float | None) -> str:
     return f"{value:.4f}"
 
 
-# -- export --candidate ---------------------------------------------------------------------------------
+# -- stop and resume -----------------------------------------------------------------------------------
 
 
-def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
-    """The graph of a stored candidate and a class name for its export."""
+@app.command("resume")
+def resume_command(
+    search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to resume")],
+    db: DbOption = None,
+    ray_address: RayAddressOption = None,
+    in_process: InProcessOption = False,
+    cpus: CpusOption = None,
+    gpus: GpusOption = None,
+    timeout: TimeoutOption = None,
+    retries: RetriesOption = 2,
+    live: Annotated[
+        bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
+    ] = None,
+) -> None:
+    """Resume a stopped, failed or interrupted search until its budget is spent.
+
+    Completed evaluations are kept; candidates that were in flight are evaluated again.
+    """
+    with opened_store(db) as store:
+        search = _resumable(store, search_id)
+        config = stored_config(store, search_id)
+        evaluator = make_evaluator(
+            store,
+            config,
+            ray_address=ray_address,
+            in_process=in_process,
+            cpus=cpus,
+            gpus=gpus,
+            timeout=timeout,
+            retries=retries,
+        )
+        console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
+        final = drive(store, search_id, evaluator, live)
+        console.print(progress_line(final), highlight=False, markup=False)
+
+
+def _resumable(store: Store, search_id: int) -> Search:
+    """The search, or a clean exit saying why it cannot be resumed now."""
+    try:
+        return check_resumable(store, search_id)
+    except StoreError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+
+
+@app.command("stop")
+def stop_command(
+    search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to stop")],
+    db: DbOption = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until its controller has stopped")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="how long to wait")] = 120.0,
+) -> None:
+    """Stop a search: its controller cancels the evaluations in flight and ends it `stopped`.
+
+    Completed evaluations are kept; `evonorm-search resume ID` continues it.
+    """
     with opened_store(db) as store:
         try:
-            with store.session(readonly=True) as s:
-                candidate = get_candidate(s, candidate_id)
-                stored = candidate.graph
-        except StoreError as e:
-            raise fail(str(e), EXIT_STORE) from None
-    try:
-        graph = Graph.from_dict(stored)
-    except GraphError as e:
-        raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
-    return graph, f"EvoNormCandidate{candidate_id}"
+            state = request_stop(store, search_id)
+            if state is SearchState.STOPPING and wait:
+                state = wait_until_stopped(store, search_id, timeout=timeout)
+        except StoreError as e:  # no such search, one that is finished, or the database is unreachable
+            raise fail(str(e), EXIT_FAILED) from None
+    if state is SearchState.STOPPING and wait:
+        raise fail(
+            f"search {search_id} is still stopping after {timeout:g}s: its controller has not answered "
+            "(it checks between evaluations); run this again to keep waiting",
+            EXIT_FAILED,
+        )
+    console.print(f"search {search_id}: {state}", highlight=False, markup=False)

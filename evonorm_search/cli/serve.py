@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .app import app, console, fail
-from .db import DbOption
+from .common import DbOption
 
 EXIT_SETTINGS = 2  # a setting (option or EVONORM_* variable) that cannot be used
 
@@ -31,14 +31,14 @@ def serve_command(
 
     Further settings come from EVONORM_* variables: EVONORM_API_KEYS (keys for launching, stopping and resuming searches), EVONORM_READ_REQUIRES_KEY, EVONORM_LAUNCHER (thread, ray, none), and the others listed in docs/architecture.md.
     """
+    # FastAPI, uvicorn and the service load only when serving: the other commands never pay for them.
     import uvicorn
     from pydantic import ValidationError
 
     from service import Settings, create_app
 
-    overrides = {} if db is None else {"database_url": database_url(db)}
     try:
-        settings = Settings(**overrides)
+        settings = Settings() if db is None else Settings(database_url=database_url(db))
     except ValidationError as e:
         raise fail(f"invalid service settings:\n{e}", EXIT_SETTINGS) from None
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)

@@ -18,32 +18,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..layer import as_graph
+from . import cache
+from .ahead import compile_ahead, precompile_on_first_use
 from .cost import PlanCost, plan_cost
 from .program import CompilerError
 
 if TYPE_CHECKING:
     import torch
 
+# `runtime` imports Triton (and torch): the functions below that need it import it when called, so
+# `import evonorm_search` (and plan_cost, kernel_source) works without loading Triton.
+
 
 def kernel_source(graph: Any, *, affine: bool = True) -> str:
     """The generated Triton source (kernels and launchers) of a layer: a Graph, DSL text or library name."""
-    from ..module import as_graph
-    from .cache import kernel_source as _source
-
-    return _source(as_graph(graph), affine=affine)
-
-
-def compile_ahead(graph: Any, **options: Any) -> Any:
-    """Compile every kernel of a layer for a GPU target (default `cuda:90`) without a GPU: an AheadReport
-    of the kernels and their cold compile times. The options are those of `compiler.ahead.compile_ahead`."""
-    from .ahead import compile_ahead as _compile_ahead
-
-    return _compile_ahead(graph, **options)
+    return cache.kernel_source(as_graph(graph), affine=affine)
 
 
 def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """`NormAct.forward` on the Triton backend: fused kernels through a torch.autograd.Function."""
-    from .cache import compiled_layer
+    """`NormAct.forward` on the Triton backend: fused kernels through a torch.autograd.Function. `module`
+    is read for its graph, tensors and call settings (any object with NormAct's attributes)."""
     from .runtime import interpreting
 
     if not x.is_cuda and not interpreting():
@@ -51,11 +46,18 @@ def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
             f"backend='triton' runs on CUDA tensors, got a tensor on {x.device.type}; "
             "use backend='auto' to fall back to the reference, or set TRITON_INTERPRET=1 for the CPU interpreter"
         )
-    layer = compiled_layer(module.graph, affine=module.affine)
+    layer = cache.compiled_layer(module.graph, affine=module.affine)
     if x.is_cuda and not interpreting():
-        from .ahead import precompile_on_first_use
-
-        precompile_on_first_use(module, x)
+        params = [*module.parameter_list(), *([module.weight] if module.weight is not None else [])]
+        precompile_on_first_use(
+            module.graph,
+            x,
+            groups=module.groups,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            param_dtype=params[0].dtype if params else None,
+        )
     return layer.apply(
         x,
         module.parameter_list(),
@@ -71,29 +73,23 @@ def normact_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
 
 def compile_log() -> list[dict[str, Any]]:
     """One record per kernel specialisation launched in this process (first launch = compile time)."""
-    from .cache import compile_log as _log
-
-    return _log()
+    return cache.compile_log()
 
 
 def generation_log() -> list[dict[str, Any]]:
     """One record per layer whose kernels were generated in this process, with the seconds it took."""
-    from .cache import generation_log as _log
-
-    return _log()
+    return cache.generation_log()
 
 
 def tuning(**changes: Any) -> Any:
     """Context manager changing block sizes, fusion or autotuning: `with tuning(fusion="never"): ...`."""
-    from .runtime import tuning as _tuning
+    from .runtime import tuning as _tuning  # imports Triton
 
     return _tuning(**changes)
 
 
 def clear_cache() -> None:
-    from .cache import clear_cache as _clear
-
-    _clear()
+    cache.clear_cache()
 
 
 __all__ = [

@@ -40,8 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..ir import Graph
+from ..layer import DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
 from .bounded import Bounded, limit
-from .cache import MODES
+from .cache import MODES, _execute, compiled_layer
 from .program import CompilerError
 
 log = logging.getLogger(__name__)
@@ -123,9 +125,7 @@ def compile_ahead(
     """
     import torch
 
-    from ..module import NormAct, as_graph
-    from . import runtime
-    from .cache import _execute, compiled_layer
+    from . import runtime  # imports Triton: only when a compile runs
 
     graph = as_graph(graph)
     dtype = torch.float32 if dtype is None else dtype
@@ -134,9 +134,10 @@ def compile_ahead(
         raise CompilerError(f"workers must be a positive integer, got {workers!r}")
     if len(shape) < 2:
         raise CompilerError(f"shape must be (N, C, *spatial), got {tuple(shape)}")
-    module_groups = {} if groups is None else {"groups": groups}
-    module = NormAct(graph, shape[1], affine=affine, eps=eps, momentum=momentum, backend="torch", **module_groups)
-    module = module.to(param_dtype or dtype)
+    channels, groups = shape[1], DEFAULT_GROUPS if groups is None else groups
+    check_arguments(channels, groups, eps, momentum)
+    groups = effective_groups(channels, groups)
+    call = _Call(graph, channels, groups, eps, momentum, affine, param_dtype or dtype)
     x = torch.empty(*shape, dtype=dtype)  # values are never read: kernels compile, nothing runs
     if channels_last:
         x = x.movedim(1, -1).contiguous().movedim(-1, 1)
@@ -154,7 +155,7 @@ def compile_ahead(
             with _ahead(runtime, recorder), _parallel(workers):
                 for mode in _distinct_modes(launchers):
                     recorder.mode = mode
-                    _run_mode(launchers, mode, module, x, runtime)
+                    _run_mode(launchers, mode, call, x, runtime)
         except CompilerError:
             raise
         except Exception as e:  # a parallel compile failed: name its kernel
@@ -176,19 +177,39 @@ _PRECOMPILED: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))  # the shap
 _PRECOMPILED_LOCK = threading.Lock()
 
 
-def precompile_on_first_use(module: Any, x: Any) -> None:
-    """Before the first launch of `module`'s kernels on CUDA at this shape (once per process): compile
-    all of them at once in `Tuning.precompile` threads. A failure here costs only the speed-up (the
-    launches then compile as usual), so it is logged, not raised."""
-    from . import runtime
+def precompile_on_first_use(
+    graph: Graph,
+    x: Any,
+    *,
+    groups: int,
+    eps: float,
+    momentum: float,
+    affine: bool = True,
+    param_dtype: Any = None,
+) -> None:
+    """Before the first launch of `graph`'s kernels on CUDA at this shape and these call settings (once
+    per process): compile all of them at once in `Tuning.precompile` threads. `groups` is the effective
+    count (it divides the channels), `param_dtype` that of the parameters (default: the input's). A
+    failure here costs only the speed-up (the launches then compile as usual), so it is logged, not raised."""
+    from . import runtime  # imports Triton
 
     workers = runtime.active_tuning().precompile
     if workers is None:
         workers = min(16, os.cpu_count() or 1)
     if workers <= 1:
         return
-    key = (module.graph, module.affine, module.groups, module.eps, module.momentum, x.dtype, x.device)
-    key += (runtime.layout_class(x), tuple(x.shape))
+    key = (
+        graph,
+        affine,
+        groups,
+        eps,
+        momentum,
+        x.dtype,
+        x.device,
+        param_dtype,
+        runtime.layout_class(x),
+        tuple(x.shape),
+    )
     if key in _PRECOMPILED:
         return
     with _PRECOMPILED_LOCK:
@@ -197,27 +218,26 @@ def precompile_on_first_use(module: Any, x: Any) -> None:
         _PRECOMPILED.add(key)
     import torch
 
-    params = [*module.parameter_list(), *([module.weight] if module.weight is not None else [])]
     try:
         with torch.cuda.device(x.device):
             compile_ahead(
-                module.graph,
+                graph,
                 target=None,
                 shape=tuple(x.shape),
                 dtype=x.dtype,
                 channels_last=bool(runtime.channels_last(x)),
-                groups=module.groups,
-                eps=module.eps,
-                momentum=module.momentum,
-                affine=module.affine,
-                param_dtype=params[0].dtype if params else None,
+                groups=groups,
+                eps=eps,
+                momentum=momentum,
+                affine=affine,
+                param_dtype=param_dtype,
                 sms=runtime._sm_count(x.device),
                 workers=workers,
             )
     except Exception as e:
         log.warning(
             "compiling the kernels of %r before their first launch failed; they compile as they launch: %s",
-            module.graph.to_text().splitlines()[-1],
+            graph.to_text().splitlines()[-1],
             e,
         )
 
@@ -233,17 +253,42 @@ def _distinct_modes(launchers: dict[str, Any]) -> list[str]:
     return names
 
 
-def _run_mode(launchers: dict[str, Any], mode: str, module: Any, x: Any, runtime: Any) -> None:
+@dataclass(frozen=True)
+class _Call:
+    """What a layer's launchers are called with, besides the input: the graph and the call settings."""
+
+    graph: Graph
+    channels: int
+    groups: int  # effective: divides `channels`
+    eps: float
+    momentum: float
+    affine: bool
+    param_dtype: Any  # of v0/v1, weight, bias and the running buffers
+
+    def tensors(self) -> tuple[list[Any], tuple[Any, ...], list[Any]]:
+        """Parameters, affine (weight, bias) and running buffers, as `NormAct` would hold them; their
+        values are never read (kernels compile, nothing runs)."""
+        import torch
+
+        def vector() -> Any:
+            return torch.empty(self.channels, dtype=self.param_dtype)
+
+        params = [vector() for _ in self.graph.parameters]
+        affine = (vector(), vector()) if self.affine else ()
+        buffers = [vector() for _ in self.graph.running_buffers()]
+        return params, affine, buffers
+
+
+def _run_mode(launchers: dict[str, Any], mode: str, call: _Call, x: Any, runtime: Any) -> None:
     """Call one launcher as `runtime.LayerFunction` does; a backward gets the statistics of its forward."""
     import torch
 
-    params, buffers = module.parameter_list(), module.buffer_list()
-    affine = (module.weight, module.bias) if module.weight is not None else ()
-    geo = runtime.Geometry(x, module.groups, module.eps, module.momentum, "ahead")
+    params, affine, buffers = call.tensors()
+    geo = runtime.Geometry(x, call.groups, call.eps, call.momentum, "ahead")
     forward = launchers[mode.replace("backward", "forward")]
     _, stats = forward(geo, x, *params, *affine, *buffers)  # kernels compiled once: later calls are free
     if mode.startswith("backward"):
-        geo = runtime.Geometry(x, module.groups, module.eps, module.momentum, "ahead", backward=True)
+        geo = runtime.Geometry(x, call.groups, call.eps, call.momentum, "ahead", backward=True)
         launchers[mode](geo, x, torch.empty_like(x), *params, *affine[:1], *buffers, *stats)
 
 
@@ -406,7 +451,7 @@ def _parallel(workers: int) -> Iterator[None]:
 
 
 _PARSE_LOCK = threading.Lock()
-_PARSE_GUARD = {"users": 0, "original": None}
+_PARSE_GUARD: dict[str, Any] = {"users": 0, "original": None}
 _PARSE_GUARD_LOCK = threading.Lock()
 
 

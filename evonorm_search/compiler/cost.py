@@ -136,7 +136,7 @@ def _geometry(shape: Sequence[int], dtype: str, groups: int, channels_last: bool
     meta device)."""
     import torch
 
-    from ..module import effective_groups
+    from ..layer import effective_groups
     from . import runtime
 
     if target not in TARGET_SMS:

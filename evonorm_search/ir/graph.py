@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import printer
 from .ops import AXES, OPS, OpDef
 from .vocabulary import Kind, LeafRole
 
@@ -204,7 +205,7 @@ class Graph:
     def running_buffers(self) -> dict[int, str]:
         """Buffer name of every `batch` aggregation: running_<stat>_<k>, k counting in graph order."""
         return {
-            i: f"running_{self.nodes[i].opdef.stat.plane}_{k}"  # type: ignore[union-attr]
+            i: f"running_{self.nodes[i].opdef.stat.plane}_{k}"  # type: ignore[union-attr]  # batch aggregations have a stat
             for k, i in enumerate(self.batch_aggregations())
         }
 
@@ -224,9 +225,9 @@ class Graph:
         return _graph_from_dict(data, max_nodes)
 
     def to_text(self) -> str:
-        from .printer import to_text
-
-        return to_text(self)
+        if len(self.outputs) != 1:
+            raise GraphError("only single-output graphs have a DSL form")
+        return printer.to_text(self)
 
 
 _NODE_KEYS = {"op", "args", "axis", "value"}
@@ -304,7 +305,7 @@ class GraphBuilder:
     ) -> int:
         args = tuple(args)
         if op_name == "neg" and len(args) == 1 and self.nodes[args[0]].op == "const":
-            return self.const(-self.nodes[args[0]].value)  # type: ignore[operator]
+            return self.const(-self.nodes[args[0]].value)  # type: ignore[operator]  # a const node has a value
         if op_name == "const" and value is not None:
             value = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one zero, one node
         node = Node(op_name, args, axis, value)

@@ -6,9 +6,13 @@ nest deeper than the parser accepts, so every printable graph also parses.
 
 from __future__ import annotations
 
-from .graph import Graph, GraphError, Node
+from typing import TYPE_CHECKING
+
 from .ops import OPS, format_number
 from .vocabulary import Kind
+
+if TYPE_CHECKING:  # `graph` imports this module to print itself: the types only, for annotations
+    from .graph import Graph, Node
 
 # Parenthesis nesting a printed expression may reach before a temporary is introduced; well under
 # the parser's limit (parser.DEFAULT_MAX_DEPTH) so every printed program parses again.
@@ -55,8 +59,7 @@ def _render(node: Node, arg_text: list[str], arg_prec: list[int]) -> str:
 
 
 def to_text(graph: Graph) -> str:
-    if len(graph.outputs) != 1:
-        raise GraphError("only single-output graphs have a DSL form")
+    """The DSL text of a single-output graph (`Graph.to_text` checks that there is one output)."""
     names = _choose_names(graph)
     text: list[str] = []
     prec: list[int] = []

@@ -339,7 +339,7 @@ def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "mnist1d":
         return generate_mnist1d(config.samples, [config.seed, SEARCH_STREAM])
     if config.name == "cifar10":
-        return load_cifar10_arrays(config.path)  # type: ignore[arg-type]
+        return load_cifar10_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
     if config.name == "recall":
         return generate_recall(config.samples, [config.seed, SEARCH_STREAM])
     return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
@@ -351,7 +351,7 @@ def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "mnist1d":
         return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
     if config.name == "cifar10":
-        return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]
+        return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
     if config.name == "recall":
         return generate_recall(config.test_samples, [config.seed, TEST_STREAM])
     shape, classes = config.synthetic_shape, config.synthetic_classes

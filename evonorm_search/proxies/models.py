@@ -9,7 +9,7 @@ makes a batch-independent network. Convolutions are 2-D for images and 1-D for s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -124,7 +124,7 @@ class ProxyNet(nn.Module):
     """Stem, blocks, head: the shared skeleton of the three proxy styles."""
 
     def __init__(
-        self, stem: nn.Module, blocks: list[nn.Module], head: nn.Module, features: int, classes: int, dims: int
+        self, stem: nn.Module, blocks: Sequence[nn.Module], head: nn.Module, features: int, classes: int, dims: int
     ):
         super().__init__()
         self.stem = stem

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from .. import store as db
 from ..store import CandidateStatus
+from ..symbolic import canonical_hash
 from .config import SearchConfig, resolve_layer
 
 
@@ -30,8 +31,6 @@ class PendingBaseline:
 
 def prepare_baselines(s: Session, search_id: int, config: SearchConfig) -> list[PendingBaseline]:
     """Store the config's baselines the search lacks; queue and return those not finished yet."""
-    from ..symbolic import canonical_hash
-
     stored = {c.label: c for c in db.baselines_of(s, search_id)}
     pending = []
     for index, name in enumerate(config.baselines):

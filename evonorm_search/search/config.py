@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,7 @@ from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
 from ..proxies.data import input_spec
+from ..store import Objective
 from .space import DEFAULT_CONSTANTS, DEFAULT_LEAVES, SearchSpace, SpaceError
 
 DEFAULT_BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
@@ -40,8 +41,8 @@ def resolve_layer(name: str) -> Graph:
     raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
 
 
-MUTATION_NAMES = ("replace_op", "rewire_input", "insert_node", "delete_node")
 MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node"]
+MUTATION_NAMES: tuple[MutationName, ...] = get_args(MutationName)
 
 
 class ConfigError(ValueError):
@@ -153,16 +154,6 @@ class ObjectivesConfig(StrictModel):
     cost: Literal["none", "plan"] = "none"
     # Hypervolume reference of the cost: steps moving more bytes per element add no hypervolume.
     cost_reference: float = Field(default=64.0, gt=0.0)
-
-    @field_validator("cost")
-    @classmethod
-    def _plan_cost_available(cls, cost: str) -> str:
-        if cost == "plan":
-            from .objectives import plan_cost_function
-
-            if plan_cost_function() is None:
-                raise ValueError("cost 'plan' needs evonorm_search.compiler.plan_cost, which this installation lacks")
-        return cost
 
 
 def _default_target_architectures() -> list[ArchitectureConfig]:
@@ -341,11 +332,12 @@ class SearchConfig(StrictModel):
     def build_space(self) -> SearchSpace:
         return self.space.build()
 
-    def objectives_spec(self) -> list[dict[str, str]]:
-        """The objectives in order, each `{"name", "direction"}`: accuracy per architecture, then cost."""
-        spec = [{"name": f"accuracy_{a.label}", "direction": "max"} for a in self.architectures]
+    def objectives_spec(self) -> list[Objective]:
+        """The objectives in order: accuracy per architecture (maximised, reference 0), then the cost
+        (minimised) when asked for."""
+        spec = [Objective(f"accuracy_{a.label}", "max", 0.0) for a in self.architectures]
         if self.objectives.cost == "plan":
-            spec.append({"name": "cost", "direction": "min", "reference": self.objectives.cost_reference})
+            spec.append(Objective("cost", "min", self.objectives.cost_reference))
         return spec
 
     def evaluation_spec(self) -> EvaluationSpec:

@@ -14,7 +14,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,19 +22,27 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .. import store as db
+from ..enums import SEARCH_TRANSITIONS
 from ..ir import Graph
-from ..store import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
-from ..store.enums import SEARCH_TRANSITIONS
+from ..store import (
+    Candidate,
+    CandidateStatus,
+    Objective,
+    RejectionStage,
+    Search,
+    SearchState,
+    Store,
+)
+from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .mutation import Mutator, make_mutations
-from .objectives import as_vector
+from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
 from .selection import AgingEvolution, Member, ParetoTournament, Proposal, RandomSearch, Strategy, aging_population
 
 FINISHED = (SearchState.COMPLETED,)
-RESUMABLE = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPED, SearchState.FAILED)
 _PAGE = 1000
 FAILURES_BEFORE_GIVING_UP = 3  # evaluations failing in a row, before any succeeds, that stop a run
 
@@ -66,7 +74,7 @@ ProgressCallback = Callable[[SearchProgress], None]
 
 
 def build_strategy(
-    config: SearchConfig, objectives: list[dict[str, Any]], index: DuplicateIndex | None = None
+    config: SearchConfig, objectives: Sequence[Objective], index: DuplicateIndex | None = None
 ) -> Strategy:
     """Aging evolution with a Pareto tournament, or random search, as the config says. With `index` (and
     duplicate rejection on), mutation tries again for a child the search does not have yet."""
@@ -111,7 +119,7 @@ class _InFlight:
 class Controller:
     """One run of the loop for one search. Use `run_search` rather than this class directly."""
 
-    store: Any
+    store: Store
     search_id: int
     evaluator: Evaluator
     progress: ProgressCallback | None = None
@@ -178,7 +186,7 @@ class Controller:
             if search.state is not SearchState.RUNNING:
                 db.set_search_state(s, self.search_id, SearchState.RUNNING)
             self.name = search.name
-            self.objectives = list(search.objectives)
+            self.objectives = search.objective_specs
             self.config = self._load_config(search.config)
             self.births = search.next_birth  # births allocated so far
             self._load_history(s)
@@ -191,7 +199,7 @@ class Controller:
         self.last_heartbeat = time.monotonic()
         self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
 
-    def _claim_window(self, search: Any) -> timedelta:
+    def _claim_window(self, search: Search) -> timedelta:
         """A previous controller on this machine whose process is gone has no claim left: take over at once."""
         if search.controller_host == self.host and search.controller_pid not in (None, self.pid):
             try:
@@ -279,10 +287,8 @@ class Controller:
         else:
             self._report(f"candidate {birth}: {_verdict_text(verdict)}")
 
-    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Any:
+    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Candidate:
         """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
-        from ..symbolic import canonical_hash
-
         facts = verdict.facts
         return db.add_candidate(
             s,
@@ -301,23 +307,24 @@ class Controller:
         rejection = verdict.rejection
         for stage, seconds in verdict.seconds.items():
             if rejection is None or stage != rejection.stage:
-                db.record_check(s, candidate_id, RejectionStage(stage), seconds)
+                db.record_check(s, candidate_id, stage, seconds)
         if rejection is None:
             db.mark_status(s, candidate_id, CandidateStatus.QUEUED)
             return True
-        seconds = verdict.seconds.get(rejection.stage)
+        rejection_seconds = verdict.seconds.get(rejection.stage)
         if rejection.duplicate_of is not None:
-            self._settle_duplicate(s, candidate_id, rejection, seconds)
+            self._settle_duplicate(s, candidate_id, rejection, rejection.duplicate_of, rejection_seconds)
         else:
-            db.record_rejection(
-                s, candidate_id, stage=RejectionStage(rejection.stage), reason=rejection.reason, seconds=seconds
-            )
+            reason = rejection.reason
+            db.record_rejection(s, candidate_id, stage=rejection.stage, reason=reason, seconds=rejection_seconds)
         return False
 
-    def _settle_duplicate(self, s: Session, candidate_id: int, rejection: Rejection, seconds: float | None) -> None:
+    def _settle_duplicate(
+        self, s: Session, candidate_id: int, rejection: Rejection, original_id: int, seconds: float | None
+    ) -> None:
         """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why.
         It counts against the budget but never joins the population (the original is, or was, there)."""
-        original = db.get_candidate(s, rejection.duplicate_of)
+        original = db.get_candidate(s, original_id)
         if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
             db.record_check(s, candidate_id, RejectionStage.DUPLICATE, seconds or 0.0)
             db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
@@ -360,9 +367,9 @@ class Controller:
                     s,
                     outcome.candidate_id,
                     architecture=r.architecture,
-                    phase=EvaluationPhase(r.phase),
+                    phase=r.phase,
                     attempt=r.attempt,
-                    status=EvaluationStatus(r.status),
+                    status=r.status,
                     metrics=r.metrics,
                     duration_seconds=r.duration,
                     node=r.node,
@@ -388,7 +395,7 @@ class Controller:
                 f"the first {self.failures_in_a_row} evaluations of this run all failed; the last said: {outcome.error}"
             )
 
-    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Any:
+    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Candidate:
         if outcome.error is not None:
             return db.mark_status(s, outcome.candidate_id, CandidateStatus.FAILED, error=outcome.error)
         if outcome.rejection is not None:
@@ -403,12 +410,12 @@ class Controller:
         if len(self.members) > 2 * self.config.population:
             self.members = aging_population(self.members, self.config.population)
 
-    def _member(self, candidate: Any) -> Member:
+    def _member(self, candidate: Candidate) -> Member:
         return Member(
             candidate.id,
             candidate.birth,
             Graph.from_dict(candidate.graph),
-            as_vector(candidate.objectives, self.objectives),
+            as_vector(candidate.objective_values, self.objectives),
         )
 
     # -- liveness and reporting -------------------------------------------------------------------
@@ -432,7 +439,6 @@ class Controller:
             self.last_event = event
         with self.store.session(readonly=True) as s:
             summary = db.search_summary(s, self.search_id)
-        status = {str(k): v for k, v in summary.by_status.items()}
         progress = SearchProgress(
             search_id=self.search_id,
             name=self.name,
@@ -441,7 +447,7 @@ class Controller:
             proposed=summary.total,
             evaluated=summary.evaluated,
             rejected={str(k): v for k, v in summary.rejected_by_stage.items() if v},
-            failed=status.get("failed", 0),
+            failed=summary.by_status.get(CandidateStatus.FAILED, 0),
             duplicate_hits=summary.duplicate_hits,
             in_flight=len(self.in_flight),
             best={name: b.value for name, b in summary.best.items() if b is not None},
@@ -457,7 +463,7 @@ def _allowed_after(state: SearchState) -> frozenset[SearchState]:
     return SEARCH_TRANSITIONS[state]
 
 
-def _name(candidate: Any) -> str:
+def _name(candidate: Candidate) -> str:
     return f"baseline {candidate.label}" if db.is_baseline(candidate) else f"candidate {candidate.birth}"
 
 
@@ -476,7 +482,7 @@ def _outcome_text(outcome: EvaluationOutcome) -> str:
 
 
 def run_search(
-    store: Any,
+    store: Store,
     search_id: int,
     evaluator: Evaluator,
     *,
@@ -509,7 +515,7 @@ def run_search(
     return controller.run()
 
 
-def create_search(store: Any, config: SearchConfig) -> int:
+def create_search(store: Store, config: SearchConfig) -> int:
     """Store a new search for `config` (state `created`) and return its id."""
     with store.session() as s:
         search = db.create_search(

@@ -9,6 +9,7 @@ and report accuracy per architecture (and the plan cost when asked).
 
 from __future__ import annotations
 
+import functools
 import queue
 import socket
 import threading
@@ -16,17 +17,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from ..compiler import plan_cost
+from ..enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage
 from ..ir import Graph
 from ..proxies import ProxyTrainer, TrainingCancelled, build_model, load_data
 from ..proxies.data import ProxyData
 from .config import EvaluationSpec
-from .objectives import plan_cost_function
 from .rejection import Rejection
-
-Phase = Literal["quality", "proxy"]
-RecordStatus = Literal["succeeded", "rejected", "failed"]  # the store's EvaluationStatus values
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,8 @@ class EvaluationRecord:
     duration in seconds, the node it ran on and the attempt number."""
 
     architecture: str
-    phase: Phase
-    status: RecordStatus
+    phase: EvaluationPhase  # quality or proxy (validation runs are recorded by `search.validation`)
+    status: EvaluationStatus
     metrics: dict[str, Any]
     duration: float
     node: str
@@ -68,12 +67,12 @@ class EvaluationOutcome:
     error: str | None = None
 
     @property
-    def status(self) -> Literal["evaluated", "rejected", "failed"]:
+    def status(self) -> CandidateStatus:
         if self.error is not None:
-            return "failed"
+            return CandidateStatus.FAILED
         if self.rejection is not None:
-            return "rejected"
-        return "evaluated"
+            return CandidateStatus.REJECTED
+        return CandidateStatus.EVALUATED
 
 
 @runtime_checkable
@@ -107,11 +106,11 @@ class _Run:
 
 def _record(
     run: _Run,
-    phase: Phase,
+    phase: EvaluationPhase,
     metrics: dict[str, Any],
     started: float,
     task: EvaluationTask,
-    status: RecordStatus = "succeeded",
+    status: EvaluationStatus = EvaluationStatus.SUCCEEDED,
 ) -> EvaluationRecord:
     record = EvaluationRecord(
         architecture=run.label,
@@ -155,10 +154,11 @@ def _quality_rejection(runs: list[_Run], spec: EvaluationSpec, task: EvaluationT
         run.trainer.train_until(quality.steps)
         metrics = run.trainer.evaluate()
         passed = metrics.accuracy >= quality.threshold
-        _record(run, "quality", metrics.to_dict(), started, task, "succeeded" if passed else "rejected")
+        status = EvaluationStatus.SUCCEEDED if passed else EvaluationStatus.REJECTED
+        _record(run, EvaluationPhase.QUALITY, metrics.to_dict(), started, task, status)
         if not passed:
             return Rejection(
-                "quality",
+                RejectionStage.QUALITY,
                 f"{run.label}: validation accuracy {metrics.accuracy:.1%} below {quality.threshold:.0%} "
                 f"after {metrics.steps} steps" + (" (training diverged)" if metrics.diverged else ""),
             )
@@ -168,9 +168,6 @@ def _quality_rejection(runs: list[_Run], spec: EvaluationSpec, task: EvaluationT
 def _objectives(runs: list[_Run], graph: Graph, spec: EvaluationSpec) -> dict[str, float]:
     values = {f"accuracy_{run.label}": float(run.records[-1].metrics["accuracy"]) for run in runs}
     if spec.cost == "plan":
-        plan_cost = plan_cost_function()
-        if plan_cost is None:
-            raise RuntimeError("cost 'plan' needs evonorm_search.compiler.plan_cost on this worker")
         values["cost"] = float(plan_cost(graph))
     return values
 
@@ -186,7 +183,9 @@ def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | Non
 
     def outcome(**kwargs: Any) -> EvaluationOutcome:
         # Chronological: every quality record (in architecture order) before every proxy record.
-        records = tuple(sorted((r for run in runs for r in run.records), key=lambda r: r.phase != "quality"))
+        records = tuple(
+            sorted((r for run in runs for r in run.records), key=lambda r: r.phase is not EvaluationPhase.QUALITY)
+        )
         return EvaluationOutcome(
             candidate_id=task.candidate_id,
             attempt=task.attempt,
@@ -205,7 +204,7 @@ def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | Non
         for run in runs:
             run_started = time.perf_counter()
             run.trainer.train_until(spec.training.steps)
-            _record(run, "proxy", run.trainer.evaluate().to_dict(), run_started, task)
+            _record(run, EvaluationPhase.PROXY, run.trainer.evaluate().to_dict(), run_started, task)
         return outcome(objectives=_objectives(runs, graph, spec))
     except TrainingCancelled as e:
         return outcome(error=f"cancelled: {e}")
@@ -246,8 +245,11 @@ class InProcessEvaluator:
         while (task := self._tasks.get()) is not None:
             if not self._wanted(task.candidate_id):
                 continue
-            outcome = evaluate_task(task, should_stop=lambda cid=task.candidate_id: not self._wanted(cid))
+            outcome = evaluate_task(task, should_stop=functools.partial(self._unwanted, task.candidate_id))
             self._outcomes.put(outcome)
+
+    def _unwanted(self, candidate_id: int) -> bool:
+        return not self._wanted(candidate_id)
 
     def _wanted(self, candidate_id: int) -> bool:
         """Still to be evaluated: neither cancelled nor shut down."""

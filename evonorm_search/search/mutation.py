@@ -34,7 +34,7 @@ class Editable:
     def of(cls, graph: Graph, space: SearchSpace) -> Editable:
         leaves = [Node(name) for name in space.leaves] + [Node("const", value=float(c)) for c in space.constants]
         position = {leaf: i for i, leaf in enumerate(leaves)}
-        nodes, remap = list(leaves), []
+        nodes, remap = list(leaves), list[int]()
         for n in graph.nodes:  # the graph's own leaves merge into the prefix, so no edit is a disguised no-op
             node = Node(n.op, tuple(remap[a] for a in n.args), n.axis, n.value)
             if node not in position:
@@ -219,5 +219,5 @@ class Mutator:
             mutation = rng.choice(self.mutations)
             child = mutation.apply(parent, self.space, rng)
             if self.acceptable(child, parent):
-                return child, mutation.name  # type: ignore[return-value]
+                return child, mutation.name  # type: ignore[return-value]  # every mutation class names itself with a MutationName
         return random_graph(self.space, rng), RANDOM_RESTART

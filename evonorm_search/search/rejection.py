@@ -19,6 +19,7 @@ from typing import Protocol
 import sympy
 import torch
 
+from ..enums import RejectionStage
 from ..fingerprint import fingerprint
 from ..ir import Graph
 from ..ir.ops import PARAMETERS
@@ -27,8 +28,8 @@ from ..proxies.training import intra_op_threads
 from ..symbolic import canonical_hash, to_sympy
 from .space import SearchSpace
 
-STAGES = ("static", "duplicate", "numeric", "stability", "quality")
-CHEAP_STAGES = ("static", "numeric", "stability")  # the stages the 50 ms target covers
+STAGES = tuple(RejectionStage)  # cheapest first
+CHEAP_STAGES = (RejectionStage.STATIC, RejectionStage.NUMERIC, RejectionStage.STABILITY)  # what the 50 ms target covers
 
 # Small probe inputs: big enough for every axis to reduce over several elements, small enough for
 # the checks to stay in the millisecond range.
@@ -40,7 +41,7 @@ _X_SYMBOL = sympy.Symbol("x")
 
 @dataclass(frozen=True)
 class Rejection:
-    stage: str
+    stage: RejectionStage
     reason: str
     duplicate_of: int | None = None
 
@@ -55,7 +56,7 @@ class Facts:
 
 
 class RejectionCheck(Protocol):
-    stage: str
+    stage: RejectionStage
 
     def check(self, graph: Graph, facts: Facts) -> Rejection | None: ...
 
@@ -91,7 +92,7 @@ def _text_of(graph: Graph, index: int) -> str:
 class StaticCheck:
     """Outside the space, independent of x, wasted structure, or symbolically constant (`x - x`)."""
 
-    stage = "static"
+    stage = RejectionStage.STATIC
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -141,7 +142,7 @@ class DuplicateIndex:
 class DuplicateCheck:
     """Same canonical form, or (with `use_fingerprint`) same outputs on the fixed fingerprint inputs."""
 
-    stage = "duplicate"
+    stage = RejectionStage.DUPLICATE
 
     def __init__(self, index: DuplicateIndex, *, use_fingerprint: bool = True):
         self.index = index
@@ -184,7 +185,7 @@ class NumericCheck:
     """On random float32 input at initialisation: the output and every gradient are finite in training,
     the output is finite in eval mode, and the output changes when x does."""
 
-    stage = "numeric"
+    stage = RejectionStage.NUMERIC
 
     def __init__(self, *, groups: int, eps: float, spatial_dims: int = 2, seed: int = 0):
         self.groups, self.eps, self.spatial_dims = groups, eps, spatial_dims
@@ -225,7 +226,7 @@ class StabilityCheck:
     input gradient does not depend on x (linear ones) need a single step.
     """
 
-    stage = "stability"
+    stage = RejectionStage.STABILITY
 
     def __init__(
         self,
@@ -281,7 +282,7 @@ class Verdict:
 
     rejection: Rejection | None
     facts: Facts
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[RejectionStage, float] = field(default_factory=dict)
 
     @property
     def cheap_seconds(self) -> float:

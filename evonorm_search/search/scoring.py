@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..enums import EvaluationPhase
 from ..ir import Graph
 from .config import EvaluationSpec
 from .evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask, Evaluator
@@ -117,7 +118,7 @@ def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
         return SeedRun(seed, error=outcome.error, seconds=outcome.duration)
     if outcome.rejection is not None:  # scoring turns the quality rejection off; say so if it ever happens
         return SeedRun(seed, error=f"rejected: {outcome.rejection.reason}", seconds=outcome.duration)
-    records = tuple(r for r in outcome.records if r.phase == "proxy")
+    records = tuple(r for r in outcome.records if r.phase is EvaluationPhase.PROXY)
     return SeedRun(seed, _accuracies(outcome), seconds=outcome.duration, records=records)
 
 

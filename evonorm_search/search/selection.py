@@ -15,8 +15,9 @@ from typing import Protocol
 
 from .. import library
 from ..ir import Graph
+from ..store import Objective
 from .mutation import Mutator
-from .objectives import ObjectiveSpec, pareto_mask
+from .pareto import pareto_mask
 from .space import SearchSpace, random_graph
 
 RANDOM = "random"
@@ -49,7 +50,7 @@ class Selection(Protocol):
 class ParetoTournament:
     """Sample `size` members without replacement; the parent is uniform over the sample's Pareto front."""
 
-    def __init__(self, size: int, objectives: ObjectiveSpec):
+    def __init__(self, size: int, objectives: Sequence[Objective]):
         if size < 1:
             raise ValueError(f"tournament size must be >= 1, got {size}")
         self.size = size

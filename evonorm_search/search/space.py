@@ -70,7 +70,7 @@ class SearchSpace:
         for n in graph.nodes:
             if n.opdef.kind is Kind.LEAF:
                 if n.op == "const":
-                    if not self.allows_constant(n.value):  # type: ignore[arg-type]
+                    if not self.allows_constant(n.value):  # type: ignore[arg-type]  # a const node has a value
                         problems.append(f"constant {n.value} is not in the space")
                 elif n.op not in self.leaves:
                     problems.append(f"leaf {n.op} is not in the space")

@@ -76,7 +76,7 @@ class _Target:
     proxy_mean: float | None
 
 
-def search_targets(store: Any, search_id: int, top: int) -> tuple[SearchConfig, list[_Target]]:
+def search_targets(store: db.Store, search_id: int, top: int) -> tuple[SearchConfig, list[_Target]]:
     """The stored config, the top `top` front layers by mean proxy accuracy, then the evaluated baselines."""
     with store.session(readonly=True) as s:
         search = db.get_search(s, search_id)
@@ -101,7 +101,7 @@ def search_targets(store: Any, search_id: int, top: int) -> tuple[SearchConfig, 
 
 
 def validate_search(
-    store: Any,
+    store: db.Store,
     search_id: int,
     evaluator: Evaluator,
     *,
@@ -149,7 +149,7 @@ def _stored_run(run: db.ValidationRun, architectures: Sequence[str]) -> SeedRun:
     return SeedRun(run.seed, {a: run.accuracies[a] for a in architectures}, seconds=run.seconds)
 
 
-def _store_run(store: Any, candidate_id: int, run: SeedRun) -> None:
+def _store_run(store: db.Store, candidate_id: int, run: SeedRun) -> None:
     """All architectures of one seed in one transaction: a run is stored whole or not at all."""
     metrics = {r.architecture: dict(r.metrics) for r in run.records}
     durations = {r.architecture: r.duration for r in run.records}

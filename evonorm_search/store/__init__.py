@@ -6,6 +6,7 @@ Alembic migrations shipped in `migrations/`. Open with `open_store(url)`; do all
 session first and never commit. See "Store" in docs/architecture.md.
 """
 
+from ..enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .baselines import (
     BASELINE_BIRTHS,
     ValidationRun,
@@ -33,7 +34,6 @@ from .candidates import (
     unfinished_candidates,
 )
 from .derived import rebuild_derived
-from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from .models import Candidate, Evaluation, Search
 from .objectives import Objective

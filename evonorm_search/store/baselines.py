@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus
 from .candidates import add_candidate, get_candidate, record_evaluation
-from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus
 from .errors import InvalidInputError
 from .models import Candidate, Evaluation
 from .searches import get_search

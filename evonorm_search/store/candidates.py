@@ -12,13 +12,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
-from .enums import (
+from ..enums import (
     IN_FLIGHT_STATUSES,
     STATUS_TRANSITIONS,
     TERMINAL_STATUSES,
@@ -29,6 +28,7 @@ from .enums import (
     EvaluationStatus,
     RejectionStage,
 )
+from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .models import Candidate, Evaluation, Search
 from .objectives import objective_values
@@ -198,9 +198,11 @@ def _check_seconds(seconds: float | None, what: str) -> float | None:
 def record_check(session: Session, candidate_id: int, stage: RejectionStage, seconds: float) -> Candidate:
     """Record the time a rejection check took that the candidate passed."""
     stage = RejectionStage(stage)
-    seconds = _check_seconds(seconds, f"the time of the {stage} check")
+    checked = _check_seconds(seconds, f"the time of the {stage} check")
+    if checked is None:
+        raise InvalidInputError(f"the time of the {stage} check is required (seconds, a non-negative number)")
     candidate = get_candidate(session, candidate_id, for_update=True)
-    candidate.check_seconds = {**candidate.check_seconds, stage.value: seconds}
+    candidate.check_seconds = {**candidate.check_seconds, stage.value: checked}
     return candidate
 
 
@@ -233,7 +235,7 @@ def heartbeat_candidates(session: Session, candidate_ids: Iterable[int], *, now:
     ids = list(candidate_ids)
     if not ids:
         return 0
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]  # an UPDATE's result is a CursorResult
         update(Candidate)
         .where(Candidate.id.in_(ids), Candidate.status.in_(IN_FLIGHT_STATUSES))
         .values(heartbeat_at=moment(now))

@@ -14,13 +14,13 @@ reference the tests compare the incremental path against.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .enums import CandidateRole, CandidateStatus, RejectionStage
+from ..enums import CandidateRole, CandidateStatus, RejectionStage
 from .models import Candidate, CandidateObjective, ParetoMember, Search, SearchCounter
 from .objectives import Objective, dominated_by, full_mask, hypervolume, mask_indices, non_dominated, tracked_masks
 
@@ -28,7 +28,11 @@ DUPLICATE_HITS = "duplicate_hits"
 
 
 def bucket_of(status: CandidateStatus, stage: RejectionStage | None = None) -> str:
-    return f"rejected:{stage.value}" if status is CandidateStatus.REJECTED else status.value
+    if status is not CandidateStatus.REJECTED:
+        return status.value
+    if stage is None:
+        raise ValueError("a rejected candidate is counted under its rejection stage; got none")
+    return f"rejected:{stage.value}"
 
 
 def all_buckets() -> list[str]:
@@ -87,7 +91,9 @@ def _maximise(objectives: Sequence[Objective]) -> np.ndarray:
     return np.array([o.direction == "max" for o in objectives])
 
 
-def _vector(objectives: Sequence[Objective], values: dict[str, float]) -> np.ndarray:
+def _vector(objectives: Sequence[Objective], values: Mapping[str, float] | None) -> np.ndarray:
+    if values is None:  # fronts hold evaluated candidates only, and those have values
+        raise ValueError("a candidate on a Pareto front has no objective values")
     return np.array([float(values[o.name]) for o in objectives])
 
 

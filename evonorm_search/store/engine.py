@@ -15,10 +15,8 @@ import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from .errors import StoreError
 from .urls import ResolvedURL
 
 READONLY_OPTION = "evonorm_readonly"
@@ -136,7 +134,3 @@ def _describe_postgres(lowered: str, text: str, resolved: ResolvedURL) -> str:
     if "read-only transaction" in lowered:
         return f"a read-only session tried to write to {resolved.display}; use store.session() for writes"
     return f"PostgreSQL at {resolved.display} failed: {text}"
-
-
-def as_store_error(error: DBAPIError | OSError, resolved: ResolvedURL) -> StoreError:
-    return StoreError(describe_error(error, resolved))

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from .enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
+from ..enums import CandidateRole, CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage, SearchState
 from .objectives import Objective
 from .types import JSONValue, UTCDateTime, str_enum
 
@@ -125,6 +125,14 @@ class Candidate(Base):
         passive_deletes=True,
         order_by=lambda: [Evaluation.phase, Evaluation.architecture, Evaluation.attempt],
     )
+
+    @property
+    def objective_values(self) -> dict[str, float]:
+        """The objective values of an evaluated candidate (fronts, populations and sorting read these); a
+        candidate without values there is a bug, reported as such rather than as a TypeError."""
+        if self.objectives is None:
+            raise ValueError(f"candidate {self.id} ({self.status}) has no objective values")
+        return self.objectives
 
     __table_args__ = (
         UniqueConstraint("search_id", "birth"),

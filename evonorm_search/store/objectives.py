@@ -127,7 +127,7 @@ def mask_indices(mask: int) -> list[int]:
 # -- dominance ------------------------------------------------------------------------------------------
 
 
-def non_dominated(points: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
+def non_dominated(points: np.ndarray, maximise: Sequence[bool] | np.ndarray) -> np.ndarray:
     """Boolean mask of the rows no other row dominates. Equal rows are all kept (weak non-dominance),
     so tied candidates all belong to the front."""
     if len(points) == 0:
@@ -135,7 +135,9 @@ def non_dominated(points: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
     return np.asarray(moocore.is_nondominated(points, maximise=list(maximise), keep_weakly=True), dtype=bool)
 
 
-def dominated_by(point: np.ndarray, others: np.ndarray, maximise: Sequence[bool]) -> tuple[bool, np.ndarray]:
+def dominated_by(
+    point: np.ndarray, others: np.ndarray, maximise: Sequence[bool] | np.ndarray
+) -> tuple[bool, np.ndarray]:
     """(is `point` dominated by some row of `others`, which rows of `others` `point` dominates)."""
     if len(others) == 0:
         return False, np.zeros(0, dtype=bool)
@@ -145,7 +147,7 @@ def dominated_by(point: np.ndarray, others: np.ndarray, maximise: Sequence[bool]
     others_gt = (q > p).any(axis=1)
     point_ge = (p >= q).all(axis=1)
     point_gt = (p > q).any(axis=1)
-    return bool((others_ge & others_gt).any()), point_ge & point_gt
+    return bool((others_ge & others_gt).any()), np.asarray(point_ge & point_gt, dtype=bool)
 
 
 def hypervolume(points: np.ndarray, objectives: Sequence[Objective]) -> float | None:

@@ -16,12 +16,12 @@ import numpy as np
 from sqlalchemy import Select, bindparam, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session, aliased
 
+from ..enums import CandidateRole, CandidateStatus, RejectionStage
 from .candidates import evaluations_of, get_candidate
 from .derived import DUPLICATE_HITS, bucket_of, counts, front_members
-from .enums import CandidateRole, CandidateStatus, RejectionStage
 from .errors import InvalidInputError, NotFoundError
 from .models import Candidate, CandidateObjective, Evaluation, ParetoMember, Search
-from .objectives import Objective, full_mask, mask_indices, mask_of, non_dominated, tracked_masks
+from .objectives import Direction, Objective, full_mask, mask_indices, mask_of, non_dominated, tracked_masks
 from .pages import Page, check_limit, decode_cursor, encode_cursor
 from .searches import get_search
 
@@ -212,7 +212,7 @@ def _by_objective(search: Search, name: str, descending: bool | None, cursor: st
         value, birth = decode_cursor(cursor, ordering, 2)
         after = tuple_(literal(float(value)), literal(int(birth)))
         query = query.where(value_key < after if descending else value_key > after)
-    return query, ordering, lambda c: [float(c.objectives[name]), c.birth]
+    return query, ordering, lambda c: [float(c.objective_values[name]), c.birth]
 
 
 # -- candidate detail -----------------------------------------------------------------------------------
@@ -236,10 +236,10 @@ def candidate_detail(session: Session, candidate_id: int, *, lineage_limit: int 
 def _lineage_query() -> Select:
     """Parent, grandparent, ...: one recursive query walking parent_id through the primary key. Built once
     (constructing a recursive CTE costs more than running it); `start` and `depth_limit` are bound per call."""
-    chain = select(Candidate.id, Candidate.parent_id, literal(1).label("depth")).where(
+    start = select(Candidate.id, Candidate.parent_id, literal(1).label("depth")).where(
         Candidate.id == bindparam("start")
     )
-    chain = chain.cte("lineage", recursive=True)
+    chain = start.cte("lineage", recursive=True)
     parent = aliased(Candidate)
     chain = chain.union_all(
         select(parent.id, parent.parent_id, (chain.c.depth + 1).label("depth")).where(
@@ -268,7 +268,7 @@ def pareto_front(session: Session, search_id: int, objectives: Sequence[str] | N
     mask = mask_of(specs, names)
     members = _front_over(session, search, mask)
     first = next(o for o in specs if o.name == names[0])
-    return sorted(members, key=lambda c: (_best_first(c.objectives[first.name], first), c.birth))
+    return sorted(members, key=lambda c: (_best_first(c.objective_values[first.name], first), c.birth))
 
 
 def _best_first(value: float, objective: Objective) -> float:
@@ -289,7 +289,7 @@ def _front_over(session: Session, search: Search, mask: int) -> list[Candidate]:
 
 
 def _matrix(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> np.ndarray:
-    rows = [[float(c.objectives[o.name]) for o in objectives] for c in candidates]
+    rows = [[float(c.objective_values[o.name]) for o in objectives] for c in candidates]
     return np.array(rows, dtype=float).reshape(len(candidates), len(objectives))
 
 
@@ -316,7 +316,7 @@ def pareto_front_across(
     chosen = [Objective(n, directions[n]) for n in names]
     keep = non_dominated(_matrix(pooled, chosen), [o.direction == "max" for o in chosen])
     front = [c for c, k in zip(pooled, keep, strict=True) if k]
-    return sorted(front, key=lambda c: (_best_first(c.objectives[names[0]], chosen[0]), c.search_id, c.birth))
+    return sorted(front, key=lambda c: (_best_first(c.objective_values[names[0]], chosen[0]), c.search_id, c.birth))
 
 
 def _requested(found: Sequence[Search], wanted: set[int], names: Sequence[str]) -> list[Search]:
@@ -330,8 +330,8 @@ def _requested(found: Sequence[Search], wanted: set[int], names: Sequence[str]) 
     return list(found)
 
 
-def _agreed_directions(searches: Sequence[Search], names: Sequence[str]) -> dict[str, str]:
-    directions: dict[str, str] = {}
+def _agreed_directions(searches: Sequence[Search], names: Sequence[str]) -> dict[str, Direction]:
+    directions: dict[str, Direction] = {}
     for search in searches:
         for o in search.objective_specs:
             if o.name not in names:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from ..enums import CONTROLLED_STATES, SEARCH_TRANSITIONS, SearchState
 from .derived import init_counters
-from .enums import CONTROLLED_STATES, SEARCH_TRANSITIONS, SearchState
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .models import Search
 from .objectives import Objective, parse_objectives

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -99,33 +97,14 @@ async def module_source(store: StoreDep, candidate_id: CandidateId, class_name: 
     return _source_file(await run_in_threadpool(export), f"evonorm_candidate_{candidate_id}.py")
 
 
-def kernel_source_function() -> Callable[[Graph], str] | None:
-    """`evonorm_search.kernel_source` (or the compiler's), when this installation has the Triton compiler."""
-    found = getattr(es, "kernel_source", None)
-    if found is None:
-        try:
-            found = getattr(importlib.import_module("evonorm_search.compiler"), "kernel_source", None)
-        except ImportError:
-            return None
-    return found if callable(found) else None
-
-
 @router.get(
     "/{candidate_id}/kernels.py",
     response_class=PlainTextResponse,
-    responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 501, 503)},
+    responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 503)},
     summary="Export the fused Triton kernels",
 )
 async def kernels_source(store: StoreDep, candidate_id: CandidateId) -> PlainTextResponse:
     """The Triton source of the layer's fused forward and backward kernels."""
-    generate = kernel_source_function()
-    if generate is None:
-        raise ApiError(
-            501,
-            "not_implemented",
-            "this installation has no Triton compiler (evonorm_search.compiler.kernel_source); "
-            "the standalone module (module.py) works everywhere",
-        )
     graph = await run_in_threadpool(_graph, store, candidate_id)
-    source = await run_in_threadpool(generate, graph)
+    source = await run_in_threadpool(es.kernel_source, graph)
     return _source_file(source, f"evonorm_candidate_{candidate_id}_kernels.py")

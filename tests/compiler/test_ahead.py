@@ -232,25 +232,23 @@ def test_compiling_ahead_in_one_thread_leaves_launches_in_other_threads_alone():
         thread.join()
 
 
-def _tiny_module():
-    from evonorm_search import NormAct
-
-    return NormAct("evonorm_s0", 8, groups=2, backend="torch")
+def _precompile_tiny_layer(x: torch.Tensor) -> None:
+    precompile_on_first_use(library.get("evonorm_s0"), x, groups=2, eps=1e-5, momentum=0.1)
 
 
 def test_precompiling_on_first_use_is_off_with_one_worker(caplog: pytest.LogCaptureFixture):
     with tuning(precompile=1), caplog.at_level(logging.WARNING, logger="evonorm_search.compiler.ahead"):
-        precompile_on_first_use(_tiny_module(), torch.randn(2, 8, 3, 3))
+        _precompile_tiny_layer(torch.randn(2, 8, 3, 3))
     assert caplog.records == []
 
 
 def test_a_failed_precompile_is_logged_once_and_never_raised(caplog: pytest.LogCaptureFixture):
     # Without a GPU, compiling for "this machine's GPU" fails: the layer's launches would then compile
     # as usual, so the failure is a warning, and the same layer and shape is not tried again.
-    module, x = _tiny_module(), torch.randn(2, 8, 3, 5)
+    x = torch.randn(2, 8, 3, 5)
     with tuning(precompile=2), caplog.at_level(logging.WARNING, logger="evonorm_search.compiler.ahead"):
-        precompile_on_first_use(module, x)
-        precompile_on_first_use(module, x)
+        _precompile_tiny_layer(x)
+        _precompile_tiny_layer(x)
     warnings = [r for r in caplog.records if "before their first launch failed" in r.getMessage()]
     assert len(warnings) == 1
     assert "they compile as they launch" in warnings[0].getMessage()

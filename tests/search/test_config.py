@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from evonorm_search.search import ConfigError, SearchConfig
+from evonorm_search.store import Objective
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -20,9 +21,9 @@ def test_defaults_describe_the_papers_three_architectures_on_digits():
     assert config.rejection.stability.threshold == 1e8
     assert config.rejection.quality.threshold == 0.2
     assert config.objectives_spec() == [
-        {"name": "accuracy_resnet", "direction": "max"},
-        {"name": "accuracy_mobilenetv2", "direction": "max"},
-        {"name": "accuracy_efficientnet", "direction": "max"},
+        Objective("accuracy_resnet", "max", 0.0),
+        Objective("accuracy_mobilenetv2", "max", 0.0),
+        Objective("accuracy_efficientnet", "max", 0.0),
     ]
     assert config.input_shape() == (1, 2, 10)
 
@@ -59,7 +60,7 @@ rejection:
     assert config.space.constants == [1.0, 2.0]
     space = config.build_space()
     assert space.ops == ("add", "mul", "div", "sigmoid", "std", "mean") and space.batch_free
-    assert [o["name"] for o in config.objectives_spec()] == ["accuracy_resnet", "accuracy_wide_resnet"]
+    assert [o.name for o in config.objectives_spec()] == ["accuracy_resnet", "accuracy_wide_resnet"]
     assert SearchConfig.from_yaml(config.to_yaml()) == config
     assert SearchConfig.model_validate(config.model_dump(mode="json")) == config
     spec = config.evaluation_spec()
@@ -157,12 +158,8 @@ def test_malformed_yaml_is_a_config_error_with_a_position(text, fragment):
     assert fragment in str(info.value)
 
 
-def test_a_plan_cost_objective_needs_the_compilers_plan_cost(monkeypatch):
-    from evonorm_search.search import objectives
-
-    monkeypatch.setattr(objectives, "plan_cost_function", lambda: None)
-    with pytest.raises(ConfigError, match=r"objectives\.cost: cost 'plan' needs evonorm_search\.compiler\.plan_cost"):
-        SearchConfig.from_yaml("name: x\nobjectives: {cost: plan}")
-    monkeypatch.setattr(objectives, "plan_cost_function", lambda: lambda graph: 2.0)
-    config = SearchConfig.from_yaml("name: x\nobjectives: {cost: plan}")
-    assert config.objectives_spec()[-1] == {"name": "cost", "direction": "min", "reference": 64.0}
+def test_a_plan_cost_objective_is_minimised_against_its_reference():
+    config = SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 32}")
+    assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0)
+    with pytest.raises(ConfigError, match="cost_reference"):
+        SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 0}")

@@ -14,7 +14,7 @@ import evonorm_search as es
 from evonorm_search.search import EvaluationOutcome, InProcessEvaluator
 from evonorm_search.search.controller import ControllerError, create_search, run_search
 from evonorm_search.search.mutation import MUTATIONS, RANDOM_RESTART
-from evonorm_search.search.objectives import pareto_mask
+from evonorm_search.search.pareto import pareto_mask
 from evonorm_search.store import (
     CandidateStatus,
     ConflictError,
@@ -60,7 +60,7 @@ def test_a_tiny_search_spends_its_budget_and_its_pareto_front_reads_back(any_sto
     assert originals, "a tiny search on a learnable task evaluates something"
 
     spec = config.objectives_spec()
-    names = [o["name"] for o in spec]
+    names = [o.name for o in spec]
     with store.session(readonly=True) as s:
         front = pareto_front(s, search_id)
         summary = search_summary(s, search_id)
@@ -342,7 +342,7 @@ def test_the_plan_cost_objective_comes_from_the_compiler(store):
 
 
 def test_a_launch_requiring_a_new_search_leaves_a_stopped_one_stopped(store):
-    from evonorm_search.search.control import request_stop
+    from evonorm_search.search.lifecycle import request_stop
     from evonorm_search.store import SearchState, get_search
 
     search_id = create_search(store, tiny_config())

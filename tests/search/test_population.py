@@ -13,12 +13,12 @@ import evonorm_search as es
 from evonorm_search.search import DuplicateIndex, InProcessEvaluator, Mutator, SearchSpace, random_graph
 from evonorm_search.search.controller import build_strategy, create_search, run_search
 from evonorm_search.search.selection import AgingEvolution, Member, ParetoTournament
-from evonorm_search.store import CandidateStatus, list_candidates, population
+from evonorm_search.store import CandidateStatus, Objective, list_candidates, population
 
 from .conftest import tiny_config
 
 SPACE = SearchSpace(max_ops=6)
-ONE_OBJECTIVE = [{"name": "accuracy_a", "direction": "max"}]
+ONE_OBJECTIVE = [Objective("accuracy_a", "max")]
 
 
 class Knows:

@@ -9,11 +9,12 @@ import pytest
 
 import evonorm_search as es
 from evonorm_search.search import AgingEvolution, Member, Mutator, ParetoTournament, RandomSearch, SearchSpace
-from evonorm_search.search.objectives import as_vector, hypervolume, maximise_flags, pareto_mask
+from evonorm_search.search.pareto import as_vector, hypervolume, maximise_flags, pareto_mask
 from evonorm_search.search.selection import RANDOM, aging_population
+from evonorm_search.store import Objective
 
-MAX2 = [{"name": "a", "direction": "max"}, {"name": "b", "direction": "max"}]
-MAX_MIN = [{"name": "accuracy", "direction": "max"}, {"name": "cost", "direction": "min"}]
+MAX2 = [Objective("a", "max"), Objective("b", "max")]
+MAX_MIN = [Objective("accuracy", "max"), Objective("cost", "min")]
 X = es.parse("x")
 
 
@@ -41,7 +42,7 @@ def test_objective_helpers_name_what_is_wrong():
     with pytest.raises(KeyError, match=r"missing: \['b'\]"):
         as_vector({"a": 1}, MAX2)
     with pytest.raises(ValueError, match="direction must be 'max' or 'min'"):
-        maximise_flags([{"name": "a", "direction": "up"}])
+        maximise_flags([Objective("a", "up")])  # type: ignore[arg-type]  # the wrong direction under test
 
 
 def test_the_tournament_winner_is_always_on_the_samples_front():

@@ -7,7 +7,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import evonorm_search as es
 from evonorm_search import store as st
-from service.routes import candidates as candidate_routes
 
 from .conftest import client_for, settings_for
 from .factories import populate
@@ -61,36 +60,12 @@ def test_each_app_has_its_own_registry(url: str):
     assert healthz not in values
 
 
-def test_kernel_export_is_501_until_the_compiler_exists_then_serves_its_source(url: str, monkeypatch):
-    with st.open_store(url) as store:
-        search = populate(store, candidates=1)
-    path = f"/api/v1/candidates/{search.evaluated[0]}/kernels.py"
-    with client_for(settings_for(url)) as client:
-        monkeypatch.setattr(candidate_routes, "kernel_source_function", lambda: None)
-        missing = client.get(path)
-        assert missing.status_code == 501
-        assert missing.json()["code"] == "not_implemented" and "module.py" in missing.json()["message"]
-
-        seen = []
-
-        def kernel_source(graph: es.Graph) -> str:
-            seen.append(graph)
-            return f"# kernels of {graph.to_text()}\n"
-
-        monkeypatch.setattr(candidate_routes, "kernel_source_function", lambda: kernel_source)
-        served = client.get(path)
-        assert served.status_code == 200
-        assert served.headers["content-type"].startswith("text/x-python")
-        assert served.text == f"# kernels of {es.library.get('evonorm_s0').to_text()}\n"
-        assert seen == [es.library.get("evonorm_s0")]
-
-
-def test_kernel_export_uses_the_installed_compiler_when_there_is_one(url: str):
+def test_kernel_export_serves_the_compilers_source_of_the_candidate(url: str):
     with st.open_store(url) as store:
         search = populate(store, candidates=1)
     with client_for(settings_for(url)) as client:
-        response = client.get(f"/api/v1/candidates/{search.evaluated[0]}/kernels.py")
-    if candidate_routes.kernel_source_function() is None:
-        assert response.status_code == 501
-    else:
-        assert response.status_code == 200 and "triton" in response.text
+        served = client.get(f"/api/v1/candidates/{search.evaluated[0]}/kernels.py")
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/x-python")
+    assert served.text == es.kernel_source(es.library.get("evonorm_s0"))
+    assert "triton" in served.text

@@ -117,7 +117,7 @@ def test_a_server_that_launches_nothing_stores_searches_for_others_to_drive(url:
 
 
 def test_auto_and_ray_pick_the_ray_launcher_of_the_workers_package_without_starting_ray(url: str):
-    ray_launcher = pytest.importorskip("workers.launcher", reason="the workers package is not installed")
+    ray_launcher = pytest.importorskip("workers.cluster", reason="the workers package is not installed")
     import ray
 
     with st.open_store(url) as store:
@@ -131,7 +131,7 @@ def test_auto_and_ray_pick_the_ray_launcher_of_the_workers_package_without_start
 
 def test_an_app_told_to_use_ray_without_the_workers_package_refuses_to_start(url: str, monkeypatch):
     monkeypatch.setattr("service.app.ray_launcher_available", lambda: False)
-    with pytest.raises(RuntimeError, match=r"EVONORM_LAUNCHER=ray needs workers\.launcher"):
+    with pytest.raises(RuntimeError, match=r"EVONORM_LAUNCHER=ray needs workers\.cluster"):
         create_app(settings_for(url, launcher="ray"))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import evonorm_search as es
 from evonorm_search import store as st
-from evonorm_search.store.enums import STATUS_TRANSITIONS
+from evonorm_search.enums import STATUS_TRANSITIONS
 from evonorm_search.store.types import utcnow
 
 from .helpers import evaluated, make_candidate, make_search, values

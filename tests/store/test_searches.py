@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evonorm_search import store as st
-from evonorm_search.store.enums import SEARCH_TRANSITIONS
+from evonorm_search.enums import SEARCH_TRANSITIONS
 from evonorm_search.store.types import utcnow
 
 from .helpers import OBJECTIVES, evaluated, make_search, values

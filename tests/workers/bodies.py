@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+from evonorm_search.enums import EvaluationPhase, EvaluationStatus
 from evonorm_search.search.evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask
 
 
@@ -20,7 +21,15 @@ def register() -> None:
 
 
 def quick(task: EvaluationTask) -> EvaluationOutcome:
-    record = EvaluationRecord("arch", "proxy", "succeeded", {"accuracy": 0.5}, 0.0, socket.gethostname(), task.attempt)
+    record = EvaluationRecord(
+        "arch",
+        EvaluationPhase.PROXY,
+        EvaluationStatus.SUCCEEDED,
+        {"accuracy": 0.5},
+        0.0,
+        socket.gethostname(),
+        task.attempt,
+    )
     return EvaluationOutcome(
         task.candidate_id, task.attempt, socket.gethostname(), 0.0, (record,), objectives={"accuracy_arch": 0.5}
     )
@@ -73,7 +82,9 @@ def reports_its_process(task: EvaluationTask) -> EvaluationOutcome:
     import ray
 
     seen = {"device": task.spec.training.device, "gpu_ids": [str(i) for i in ray.get_gpu_ids()], "pid": os.getpid()}
-    record = EvaluationRecord("arch", "proxy", "succeeded", seen, 0.0, socket.gethostname(), task.attempt)
+    record = EvaluationRecord(
+        "arch", EvaluationPhase.PROXY, EvaluationStatus.SUCCEEDED, seen, 0.0, socket.gethostname(), task.attempt
+    )
     return EvaluationOutcome(
         task.candidate_id, task.attempt, socket.gethostname(), 0.0, (record,), objectives={"accuracy_arch": 0.5}
     )

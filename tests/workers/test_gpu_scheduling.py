@@ -11,12 +11,12 @@ import pytest
 import evonorm_search as es
 from evonorm_search.search import ConfigError, EvaluationTask
 from workers import RayConnection, RaySettings, WorkerResources, capacity_problem, check_settings
-from workers.launcher import default_gpus
+from workers.cluster import default_gpus
 from workers.remote import on_granted_device, remote_evaluation
 
 from . import bodies
 from .conftest import TINY_SEARCH, tiny_config
-from .test_evaluator import poll_until
+from .test_ray_evaluator import poll_until
 
 
 def config(device: str = "auto", **workers: object):

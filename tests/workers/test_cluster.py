@@ -25,7 +25,7 @@ from workers import (
     request_stop,
     resolve_address,
 )
-from workers.launcher import _check_reachable
+from workers.cluster import _check_reachable
 
 from .conftest import TINY_SEARCH, tiny_config
 

@@ -2,19 +2,18 @@
 
 `BackgroundLauncher` runs `run_search` for each launched search in a daemon thread; subclasses say where
 evaluations run by overriding `make_evaluator` (in-process here, Ray in `workers.RayLauncher`). Stopping
-goes through the store (`search.control.request_stop`), so a controller anywhere obeys it.
+goes through the store (`search.lifecycle.request_stop`), so a controller anywhere obeys it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from ..store import ConflictError, SearchState, StoreError, get_search
-from .control import request_stop
+from ..store import ConflictError, SearchState, Store, StoreError, get_search
 from .controller import ControllerError, SearchProgress, run_search
 from .evaluator import Evaluator, InProcessEvaluator
+from .lifecycle import request_stop
 
 log = logging.getLogger("evonorm_search.launcher")
 
@@ -35,7 +34,7 @@ class BackgroundLauncher:
     launches = True
 
     def __init__(
-        self, store: Any, *, poll_interval: float = 0.5, heartbeat_interval: float = 5.0, join_timeout: float = 30.0
+        self, store: Store, *, poll_interval: float = 0.5, heartbeat_interval: float = 5.0, join_timeout: float = 30.0
     ):
         self.store = store
         self.poll_interval = poll_interval

@@ -1,4 +1,9 @@
-"""String-valued enumerations stored in the database (as their values) and shown to users."""
+"""The states and kinds of searches, candidates and evaluations: one set of str-valued enums that the
+search, the workers, the store and the service all use (the database stores their values; users see them).
+
+Dependency-free on purpose (the standard library's `enum` only): any package can import it without
+pulling in the store's SQLAlchemy or the workers' Ray. `evonorm_search.store` re-exports the enums.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +66,9 @@ TERMINAL_STATUSES = frozenset({CandidateStatus.EVALUATED, CandidateStatus.REJECT
 UNFINISHED_STATUSES = (CandidateStatus.PENDING, CandidateStatus.QUEUED, CandidateStatus.RUNNING)
 IN_FLIGHT_STATUSES = (CandidateStatus.QUEUED, CandidateStatus.RUNNING)
 CONTROLLED_STATES = (SearchState.RUNNING, SearchState.STOPPING)  # states in which a controller should be alive
+# States in which nothing drives the search until someone resumes it (a running or stopping search whose
+# controller died may be resumed too: `search.lifecycle.not_resumable_reason`).
+RESUMABLE_STATES = frozenset({SearchState.CREATED, SearchState.STOPPED, SearchState.FAILED})
 
 # Which search states may follow which. A live controller re-claims a `running` search after a crash,
 # hence running -> running; stopped and failed searches may be resumed.

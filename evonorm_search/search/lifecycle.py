@@ -1,4 +1,5 @@
-"""Controlling a search from outside its controller, through the search row's state in the store.
+"""A search's lifecycle as seen from outside its controller (`controller.py` is the loop that drives it):
+stop requests, resume checks and controller liveness, through the search row's state in the store.
 
 One set of rules for the CLI (`stop`, `resume`), the Ray launcher and the API service: a search whose
 controller is alive is asked to stop (`stopping`; the controller ends it in `stopped`); a search nobody
@@ -11,18 +12,15 @@ import os
 import socket
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-from ..store import ConflictError, SearchState, get_search, set_search_state
+from ..enums import RESUMABLE_STATES
+from ..store import ConflictError, Search, SearchState, Store, get_search, set_search_state
 
 # A controller heartbeats every few seconds; one silent this long is gone (the controller's own default).
 STALE_AFTER = timedelta(seconds=60)
 
-# States in which nothing drives the search until someone resumes it.
-RESUMABLE_STATES = frozenset({SearchState.CREATED, SearchState.STOPPED, SearchState.FAILED})
 
-
-def controller_alive(search: Any, *, stale_after: timedelta = STALE_AFTER, now: datetime | None = None) -> bool:
+def controller_alive(search: Search, *, stale_after: timedelta = STALE_AFTER, now: datetime | None = None) -> bool:
     """Whether a controller is driving `search`: a recent heartbeat, from a process that still exists
     when it ran on this machine."""
     beat = search.controller_heartbeat_at
@@ -38,7 +36,7 @@ def controller_alive(search: Any, *, stale_after: timedelta = STALE_AFTER, now: 
     return (now or datetime.now(timezone.utc)) - beat < stale_after
 
 
-def request_stop(store: Any, search_id: int) -> SearchState:
+def request_stop(store: Store, search_id: int) -> SearchState:
     """Ask search `search_id` to stop; returns its state afterwards.
 
     A running search with a live controller becomes `stopping`, and its controller ends it in `stopped`
@@ -59,7 +57,7 @@ def request_stop(store: Any, search_id: int) -> SearchState:
         raise ConflictError(f"search {search_id} is already {state}; there is nothing to stop")
 
 
-def wait_until_stopped(store: Any, search_id: int, *, timeout: float, poll: float = 0.5) -> SearchState:
+def wait_until_stopped(store: Store, search_id: int, *, timeout: float, poll: float = 0.5) -> SearchState:
     """Wait up to `timeout` seconds for the search to leave `stopping`; returns the state it reached."""
     deadline = time.monotonic() + timeout
     while True:
@@ -70,7 +68,7 @@ def wait_until_stopped(store: Any, search_id: int, *, timeout: float, poll: floa
         time.sleep(poll)
 
 
-def not_resumable_reason(search: Any, *, now: datetime | None = None) -> str | None:
+def not_resumable_reason(search: Search, *, now: datetime | None = None) -> str | None:
     """Why `search` cannot be resumed now, or None when it can."""
     if search.state in RESUMABLE_STATES:
         return None
@@ -86,7 +84,7 @@ def not_resumable_reason(search: Any, *, now: datetime | None = None) -> str | N
     )
 
 
-def check_resumable(store: Any, search_id: int, *, now: datetime | None = None) -> Any:
+def check_resumable(store: Store, search_id: int, *, now: datetime | None = None) -> Search:
     """The search, if a controller may start driving it now; ConflictError saying why not otherwise."""
     with store.session(readonly=True) as s:
         search = get_search(s, search_id)

@@ -17,11 +17,11 @@ from typing import Any
 
 import ray
 
+from evonorm_search.search.background import BackgroundLauncher
 from evonorm_search.search.config import SearchConfig
-from evonorm_search.search.launching import BackgroundLauncher
-from evonorm_search.store import get_search
+from evonorm_search.store import Store, get_search
 
-from .evaluator import RayEvaluator
+from .ray_evaluator import RayEvaluator
 from .resources import WorkerResources
 
 ADDRESS_VARIABLE = "EVONORM_RAY_ADDRESS"
@@ -102,7 +102,7 @@ def resolve_address(address: str | None) -> str | None:
 
 
 def connect(
-    address: str | None = None, *, store: Any = None, num_cpus: int | None = None, num_gpus: int | None = None
+    address: str | None = None, *, store: Store | None = None, num_cpus: int | None = None, num_gpus: int | None = None
 ) -> RayConnection:
     """Connect this process to Ray (see the module doc). `num_cpus`/`num_gpus` size a local Ray.
 
@@ -129,7 +129,7 @@ def connect(
     return connection
 
 
-def check_store(store: Any, connection: RayConnection) -> None:
+def check_store(store: Store, connection: RayConnection) -> None:
     """A cluster of several nodes needs a database they all reach: PostgreSQL, not a SQLite file."""
     if connection.alive_nodes > 1 and not store.is_shared_across_nodes:
         raise ClusterError(
@@ -147,7 +147,7 @@ def capacity_problem(connection: RayConnection, resources: WorkerResources) -> s
 
 
 def open_evaluator(
-    store: Any, config: SearchConfig, *, address: str | None = None, settings: RaySettings | None = None
+    store: Store, config: SearchConfig, *, address: str | None = None, settings: RaySettings | None = None
 ) -> RayEvaluator:
     """Connect to Ray and return an evaluator for `config`'s searches; closing it leaves Ray again."""
     settings = settings or RaySettings()
@@ -221,7 +221,7 @@ class RayLauncher(BackgroundLauncher):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         *,
         address: str | None = None,
         settings: RaySettings | None = None,

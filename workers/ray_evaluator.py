@@ -27,7 +27,7 @@ from .heartbeat import HeartbeatBoard, Liveness
 from .remote import Body, remote_evaluation
 from .resources import WorkerResources
 
-log = logging.getLogger("workers.evaluator")
+log = logging.getLogger("workers.ray_evaluator")
 
 
 @dataclass

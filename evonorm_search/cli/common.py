@@ -1,0 +1,284 @@
+"""What the command modules share: options, exit codes, opening the store, loading a configuration,
+making an evaluator (Ray or in-process) and driving a search with its progress display.
+
+The command modules import this one rather than each other (only `demo`, which runs `run`, `pareto` and
+`serve` in sequence, imports their modules), so no two of them import each other. Ray (`workers`) is imported inside `make_evaluator`, when a command evaluates on it:
+`evonorm-search layers` and the other commands never pay for Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..ir import Graph, GraphError
+from ..search.config import ConfigError, SearchConfig
+from ..search.controller import ControllerError, SearchProgress, run_search
+from ..search.evaluator import Evaluator, InProcessEvaluator
+from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_store
+from .app import console, err_console, fail
+
+EXIT_FAILED = 1  # the database or the cluster could not be used, or the search cannot be driven
+EXIT_STORE = EXIT_FAILED  # the database could not be reached, or the search cannot be driven
+EXIT_INTERRUPTED = 130  # Ctrl-C: the search is stopped and can be resumed
+
+# -- options ------------------------------------------------------------------------------------------
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Database URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB. "
+        "Default: sqlite:///$EVONORM_HOME/evonorm.db (EVONORM_HOME defaults to ./runs).",
+    ),
+]
+
+# Where evaluations run: Ray by default (a local Ray, or --ray-address), or --in-process.
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        envvar="EVONORM_RAY_ADDRESS",
+        help="Ray cluster to run evaluations on: HOST:PORT of the head node (port 6379 by default), "
+        "ray://HOST:10001, or auto. Default: start a local Ray. A multi-node cluster needs a PostgreSQL --db.",
+    ),
+]
+InProcessOption = Annotated[
+    bool,
+    typer.Option("--in-process", help="Evaluate in this process without Ray, one candidate at a time (debugging)."),
+]
+CpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--cpus-per-evaluation", metavar="N", help="CPUs Ray reserves per evaluation (default: training.threads, or 1)."
+    ),
+]
+GpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--gpus-per-evaluation",
+        "--gpus",
+        metavar="N",
+        help="GPUs Ray reserves per evaluation; fractions share a GPU (0.25: four per GPU); 0 trains on CPU. "
+        "Default: the search's workers.gpus_per_evaluation (1) when training.device is cuda, or auto on a "
+        "cluster with GPUs; else 0.",
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--evaluation-timeout", metavar="SECONDS", help="Fail an evaluation running longer than this."),
+]
+RetriesOption = Annotated[
+    int,
+    typer.Option("--retries", metavar="N", help="Start an evaluation again up to N times when its worker dies."),
+]
+
+
+def make_evaluator(
+    store: Store | None,
+    config: SearchConfig,
+    *,
+    ray_address: str | None = None,
+    in_process: bool = False,
+    cpus: float | None = None,
+    gpus: float | None = None,
+    timeout: float | None = None,
+    retries: int = 2,
+    report: Console = console,
+) -> Evaluator:
+    """The evaluator for a run of `config`: on Ray (connecting now, and saying where on `report`), or in
+    this process."""
+    if in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
+        return InProcessEvaluator()
+    # Ray loads only when a command evaluates on it (`workers` imports ray at import time).
+    from workers import ClusterError, RayEvaluator, RaySettings, capacity_problem, check_settings, connect
+
+    try:
+        settings = RaySettings(cpus=cpus, gpus=gpus, timeout=timeout, retries=retries)
+        settings.resources_for(config)  # a bad setting fails before any Ray starts
+        check_settings(retries=retries, timeout=timeout)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    try:
+        connection = connect(ray_address, store=store)
+    except ClusterError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+    resources = settings.resources_for(config, cluster_gpus=connection.total("GPU"))
+    report.print(
+        f"evaluating on {connection.describe()}, each evaluation with {resources.describe()}",
+        highlight=False,
+        markup=False,
+    )
+    if (problem := capacity_problem(connection, resources)) is not None:
+        if connection.address is None:  # a local Ray will never grow: say so rather than wait forever
+            connection.close()
+            raise fail(f"{problem}; lower --cpus-per-evaluation or --gpus-per-evaluation", EXIT_FAILED)
+        err_console.print(f"warning: {problem} now; waiting for nodes that can join the cluster", highlight=False)
+    try:
+        return RayEvaluator(
+            resources,
+            retries=retries,
+            timeout=timeout,
+            max_calls=settings.max_calls_for(config),
+            on_close=connection.close,
+        )
+    except BaseException:
+        connection.close()
+        raise
+
+
+# -- the store and a search's configuration -------------------------------------------------------------
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator[Store]:
+    """The store, or a clean exit with the store's message when it cannot be opened."""
+    try:
+        store = open_store(url)
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def load_config(path: Path) -> SearchConfig:
+    try:
+        return SearchConfig.from_yaml(path)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def stored_config(store: Store, search_id: int) -> SearchConfig:
+    with store.session(readonly=True) as s:
+        stored = get_search(s, search_id).config
+    try:
+        return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {search_id}")
+    except ConfigError as e:
+        raise fail(str(e), EXIT_STORE) from None
+
+
+def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None) -> SearchProgress:
+    view = ProgressView(console.is_terminal if live is None else live)
+    try:
+        with view:
+            return run_search(store, search_id, evaluator, progress=view)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: search {search_id} is stopped; `evonorm-search run --resume {search_id}` continues it",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (ControllerError, ConflictError, StoreError) as e:
+        raise fail(str(e), EXIT_STORE) from None
+    finally:
+        evaluator.close()
+
+
+def db_flag(db: str | None) -> str:
+    return f" --db {db}" if db else ""
+
+
+# -- progress -------------------------------------------------------------------------------------------
+
+
+class ProgressView:
+    """Renders `SearchProgress`: a live panel on a terminal, a line per event elsewhere (logs, CI)."""
+
+    def __init__(self, live: bool):
+        self.live = live
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("candidates", total=None)
+        self.last_line = 0.0
+        self.latest: SearchProgress | None = None
+        self.display: Live | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.live:
+            self.display = Live(self.bar, console=console, refresh_per_second=4, transient=False)
+            self.display.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self.display is not None:
+            self.display.__exit__(kind, error, trace)
+
+    def __call__(self, p: SearchProgress) -> None:
+        self.latest = p
+        if self.display is not None:
+            self.bar.update(self.task, total=p.budget, completed=p.proposed)
+            self.display.update(Group(self.bar, progress_table(p)))
+        elif time.monotonic() - self.last_line >= 1.0 or p.state != "running":
+            self.last_line = time.monotonic()
+            console.print(progress_line(p), highlight=False, markup=False)
+
+
+def progress_line(p: SearchProgress) -> str:
+    rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
+    best = mean_of(p.best)
+    best_text = f"{best:.3f}" if best is not None else "-"
+    return (
+        f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
+        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
+    )
+
+
+def mean_of(best: dict[str, float]) -> float | None:
+    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
+    return sum(accuracies) / len(accuracies) if accuracies else None
+
+
+def progress_table(p: SearchProgress) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("search", f"{p.search_id} ({p.name}), {p.state}")
+    table.add_row("evaluated", str(p.evaluated))
+    table.add_row("in flight", str(p.in_flight))
+    table.add_row("rejected", ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none")
+    table.add_row("duplicate hits", str(p.duplicate_hits))
+    table.add_row("failed", str(p.failed))
+    for name, value in p.best.items():
+        table.add_row(f"best {name}", f"{value:.4f}")
+    table.add_row("last", p.last_event)
+    return table
+
+
+# -- a stored candidate ---------------------------------------------------------------------------------
+
+
+def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
+    """The graph of a stored candidate and a class name for its export."""
+    with opened_store(db) as store:
+        try:
+            with store.session(readonly=True) as s:
+                candidate = get_candidate(s, candidate_id)
+                stored = candidate.graph
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+    try:
+        graph = Graph.from_dict(stored)
+    except GraphError as e:
+        raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
+    return graph, f"EvoNormCandidate{candidate_id}"
