@@ -195,7 +195,15 @@ def search_candidates(
     descending = None if order is None else order == "desc"
     with store.session(readonly=True) as s:
         page = repo.list_candidates(
-            s, search_id, statuses=status, stages=reason, sort=sort, descending=descending, limit=limit, cursor=cursor
+            s,
+            search_id,
+            statuses=status,
+            stages=reason,
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            cursor=cursor,
+            brief=True,  # the columns a page shows, read lean
         )
         return CandidatePage(items=[views.candidate_brief(c) for c in page.items], next_cursor=page.next_cursor)
 
@@ -214,11 +222,12 @@ async def search_pareto(
     def read() -> ParetoFront:
         with store.session(readonly=True) as s:
             search = repo.get_search(s, search_id)
-            points = repo.pareto_front(s, search_id, objective)
+            points = repo.pareto_front(s, search_id, objective, brief=True)
+            graphs = repo.candidate_graphs(s, [c.id for c in points if not formulas.has(c.canonical_hash)])
         chosen = views.objectives_of(search)
         if objective is not None:
             chosen = [next(o for o in chosen if o.name == name) for name in objective]
-        return views.pareto_front(points, chosen, [search_id], formulas)
+        return views.pareto_front(points, chosen, [search_id], formulas, repo.graph_reader(store, graphs))
 
     return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), read)
 

@@ -312,3 +312,65 @@ def test_front_across_searches_refuses_conflicting_directions(store):
     conflict = "maximised in some searches and minimised in others"
     with pytest.raises(st.InvalidInputError, match=conflict), store.session() as s:
         st.pareto_front_across(s, ["loss"])
+
+
+# -- lean reads: the columns a route shows, and nothing else --------------------------------------------
+
+
+def _columns(row, columns):
+    return {c.key: getattr(row, c.key) for c in columns}
+
+
+def test_brief_pages_hold_the_brief_columns_of_the_same_candidates(store, mixed):
+    search_id, _ = mixed
+    orderings = [
+        {},
+        {"descending": True},
+        {"statuses": [C.REJECTED, C.FAILED]},
+        {"stages": [R.STABILITY]},
+        {"sort": "accuracy_resnet"},
+        {"sort": "cost", "descending": True},
+    ]
+    with store.session(readonly=True) as s:
+        for ordering in orderings:
+            full = st.list_candidates(s, search_id, limit=4, **ordering)
+            brief = st.list_candidates(s, search_id, limit=4, brief=True, **ordering)
+            assert [_columns(r, st.BRIEF_COLUMNS) for r in brief.items] == [
+                _columns(c, st.BRIEF_COLUMNS) for c in full.items
+            ], ordering
+            assert brief.next_cursor == full.next_cursor, ordering
+            assert all(not hasattr(r, "graph") for r in brief.items)
+            if full.next_cursor is not None:  # a brief page's cursor continues the same walk
+                after_full = st.list_candidates(s, search_id, limit=4, cursor=full.next_cursor, **ordering)
+                after_brief = st.list_candidates(
+                    s, search_id, limit=4, cursor=brief.next_cursor, brief=True, **ordering
+                )
+                assert [r.id for r in after_brief.items] == [c.id for c in after_full.items], ordering
+
+
+def test_brief_fronts_hold_the_point_columns_of_the_same_candidates(store, filled):
+    search_id, _ = filled
+    with store.session(readonly=True) as s:
+        for names in [None, *_subsets(NAMES)]:
+            full = st.pareto_front(s, search_id, names)
+            brief = st.pareto_front(s, search_id, names, brief=True)
+            assert [_columns(r, st.POINT_COLUMNS) for r in brief] == [_columns(c, st.POINT_COLUMNS) for c in full]
+        across = st.pareto_front_across(s, NAMES[:2], brief=True)
+        assert [r.id for r in across] == [c.id for c in st.pareto_front_across(s, NAMES[:2])]
+        graphs = st.candidate_graphs(s, [r.id for r in across] + [10_000])  # a missing id is left out
+        assert graphs == {r.id: st.get_candidate(s, r.id).graph for r in across}
+        assert st.candidate_graphs(s, []) == {}
+
+
+def test_lineage_rows_hold_the_ancestor_columns(store):
+    with store.session() as s:
+        search_id = make_search(s).id
+        root = evaluated(s, search_id, values(0.5, 0.5, 1.0), "root")
+        child = make_candidate(s, search_id, "child", parent_id=root.id, mutation={"kind": "rewire"})
+        leaf = make_candidate(s, search_id, "leaf", parent_id=child.id)
+    with store.session(readonly=True) as s:
+        lineage = st.candidate_detail(s, leaf.id).lineage
+        expected = [st.get_candidate(s, child.id), st.get_candidate(s, root.id)]
+        assert [_columns(r, st.ANCESTOR_COLUMNS) for r in lineage] == [
+            _columns(c, st.ANCESTOR_COLUMNS) for c in expected
+        ]
