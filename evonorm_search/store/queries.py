@@ -137,13 +137,16 @@ def _completion_and_front(session: Session, search_id: int, objective_count: int
 @cache
 def _completion_and_front_query() -> Select:
     """Built once, `search_id` and `mask` bound per call: building a statement costs more than running it.
-    min() and max() must not share one SELECT: each alone is an index probe on (search_id, finished_at);
-    together SQLite would scan the search's whole index range."""
-    in_search = Candidate.search_id == bindparam("search_id")
+    First and last completion as ORDER BY ... LIMIT 1 over non-null times, each alone in its subquery:
+    that is an index probe on (search_id, finished_at) on both backends whatever the planner's statistics
+    say, where min()/max() let SQLite, with statistics that predate an index, walk the search's rows of
+    another index (ix_candidates_search_role_birth: 0.5 s at 100,000 candidates)."""
+    finished = Candidate.finished_at
+    in_search = (Candidate.search_id == bindparam("search_id"), finished.is_not(None))
     on_full_front = (ParetoMember.search_id == bindparam("search_id"), ParetoMember.objective_mask == bindparam("mask"))
     return select(
-        select(func.min(Candidate.finished_at)).where(in_search).scalar_subquery(),
-        select(func.max(Candidate.finished_at)).where(in_search).scalar_subquery(),
+        select(finished).where(*in_search).order_by(finished).limit(1).scalar_subquery(),
+        select(finished).where(*in_search).order_by(finished.desc()).limit(1).scalar_subquery(),
         select(func.count()).select_from(ParetoMember).where(*on_full_front).scalar_subquery(),
     )
 

@@ -374,3 +374,85 @@ def test_lineage_rows_hold_the_ancestor_columns(store):
         assert [_columns(r, st.ANCESTOR_COLUMNS) for r in lineage] == [
             _columns(c, st.ANCESTOR_COLUMNS) for c in expected
         ]
+
+
+# -- query plans: every read is index probes, whatever SQLite's statistics say -------------------------
+
+
+def _plans_of_reads(store, search_id, leaf_id) -> dict[str, list[str]]:
+    """{statement: its EXPLAIN QUERY PLAN lines} for every SELECT the service's reads send."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, tuple]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        with store.session(readonly=True) as s:
+            st.search_summary(s, search_id)
+            for ordering in ({}, {"descending": True}, {"statuses": [C.EVALUATED]}, {"stages": [R.NUMERIC]}):
+                page = st.list_candidates(s, search_id, limit=2, brief=True, **ordering)
+                st.list_candidates(s, search_id, limit=2, brief=True, cursor=page.next_cursor, **ordering)
+            page = st.list_candidates(s, search_id, sort="cost", limit=2, brief=True)
+            st.list_candidates(s, search_id, sort="cost", limit=2, brief=True, cursor=page.next_cursor)
+            st.pareto_front(s, search_id, brief=True)
+            st.pareto_front(s, search_id, NAMES[:2], brief=True)
+            st.candidate_detail(s, leaf_id)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    with store.engine.connect() as connection:
+        return {
+            sql: [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()]
+            for sql, params in statements
+        }
+
+
+LARGE_TABLES = ("candidates", "candidate_objectives", "pareto_members", "evaluations")  # grow with a search
+# SQLite's statistics (sqlite_stat1) of the 100,000-candidate benchmark database, taken before migration
+# 0003 added ix_candidates_search_role_birth: planning with them reproduces that database's choices.
+STATISTICS_AT_100K = [
+    ("candidates", "ix_candidates_duplicate_of", "100000 100000"),
+    ("candidates", "ix_candidates_parent", "100000 3"),
+    ("candidates", "ix_candidates_search_finished", "100000 100000 50000"),
+    ("candidates", "ix_candidates_search_fingerprint", "100000 100000 1"),
+    ("candidates", "ix_candidates_search_hash", "100000 100000 1"),
+    ("candidates", "ix_candidates_search_stage_birth", "100000 100000 16667 1"),
+    ("candidates", "ix_candidates_search_status_birth", "100000 100000 20000 1"),
+    ("candidates", "sqlite_autoindex_candidates_1", "100000 100000 1"),
+    ("candidate_objectives", "ix_candidate_objectives_sort", "150264 150264 50088 7 1"),
+    ("candidate_objectives", "sqlite_autoindex_candidate_objectives_1", "150264 3 1"),
+    ("pareto_members", "ix_pareto_members_candidate", "431 2"),
+    ("pareto_members", "sqlite_autoindex_pareto_members_1", "431 431 62 1"),
+    ("evaluations", "sqlite_autoindex_evaluations_1", "330975 6 2 1 1"),
+]
+
+
+@pytest.mark.parametrize("statistics", ["none", "analyzed", "older than an index, at 100,000 candidates"])
+def test_sqlite_reads_probe_indexes_and_never_scan_a_search(tmp_path, statistics):
+    with st.open_store(f"sqlite:///{tmp_path / 'plans.db'}") as store:
+        with store.session() as s:
+            search_id = make_search(s).id
+            chain = _fill(s, search_id, 30, seed=2)
+            leaf = make_candidate(s, search_id, "leaf", parent_id=chain[0].id)
+            st.record_rejection(s, make_candidate(s, search_id, "bad").id, stage=R.NUMERIC, reason="nan")
+        if statistics != "none":
+            with store.engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE")
+                if statistics != "analyzed":
+                    connection.exec_driver_sql("DELETE FROM sqlite_stat1")
+                    for row in STATISTICS_AT_100K:
+                        connection.exec_driver_sql("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", row)
+            store.engine.dispose()  # new connections plan with these statistics
+        plans = _plans_of_reads(store, search_id, leaf.id)
+    assert plans
+    for sql, lines in plans.items():
+        scans = [line for line in lines if line.split(" ")[:2] in (["SCAN", t] for t in LARGE_TABLES)]
+        assert not scans, (sql, lines)
+        if "min(" in sql or "ORDER BY candidates.finished_at" in sql:
+            assert all("ix_candidates_search_finished" in line for line in lines if "candidates" in line), lines
+    completion = next(sql for sql in plans if "finished_at" in sql and "pareto_members" in sql)
+    probes = [line for line in plans[completion] if "SEARCH candidates" in line]
+    assert len(probes) == 2 and all("ix_candidates_search_finished" in line for line in probes), plans[completion]
