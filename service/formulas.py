@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -204,12 +204,21 @@ class FormulaCache:
             return Symbolic(None, None, str(e))
         return Symbolic(checked.canonical, checked.latex)
 
-    def of_stored(self, canonical_hash: str, graph: Mapping[str, Any]) -> Symbolic:
-        """The symbolic form of a stored candidate, from the cache when its hash was seen before."""
+    def has(self, canonical_hash: str) -> bool:
+        """Whether the symbolic form of this hash is cached (then `of_stored` needs no graph)."""
+        with self._lock:
+            return canonical_hash in self._cache
+
+    def of_stored(self, canonical_hash: str, graph: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> Symbolic:
+        """The symbolic form of a stored candidate, from the cache when its hash was seen before. `graph`: the
+        stored graph, or a function reading it, called only on a miss (reads that show many candidates
+        leave graphs out: decoding them costs more than the rest of the read)."""
         with self._lock:
             if (hit := self._cache.get(canonical_hash)) is not None:
                 self._cache.move_to_end(canonical_hash)
                 return hit
+        if callable(graph):
+            graph = graph()
         try:
             layer = Graph.from_dict(dict(graph))
         except (GraphError, ValueError, TypeError, KeyError):

@@ -7,6 +7,9 @@ searches by state, the HTTP meaning of each store error) lives in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -34,6 +37,7 @@ from evonorm_search.store import (
     StoreError,
     baselines_of,
     candidate_detail,
+    candidate_graphs,
     get_candidate,
     get_search,
     list_candidates,
@@ -74,11 +78,13 @@ __all__ = [
     "StoreError",
     "baselines_of",
     "candidate_detail",
+    "candidate_graphs",
     "check_resumable",
     "count_searches_by_state",
     "create_search",
     "get_candidate",
     "get_search",
+    "graph_reader",
     "http_status_of",
     "list_candidates",
     "list_searches",
@@ -121,3 +127,16 @@ def count_searches_by_state(session: Session) -> dict[SearchState, int]:
     rows = session.execute(select(Search.state, func.count()).group_by(Search.state)).all()
     found = {SearchState(state): count for state, count in rows}
     return {state: found.get(state, 0) for state in SearchState}
+
+
+def graph_reader(store: Store, prefetched: Mapping[int, Mapping[str, Any]]) -> Callable[[int], Mapping[str, Any]]:
+    """A candidate's graph for its formula: from `prefetched` (read with the rows whose formulas were not
+    cached), else from the database now (a formula dropped from the cache since)."""
+
+    def graph_of(candidate_id: int) -> Mapping[str, Any]:
+        if candidate_id in prefetched:
+            return prefetched[candidate_id]
+        with store.session(readonly=True) as s:
+            return get_candidate(s, candidate_id).graph
+
+    return graph_of

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from . import repository as repo
@@ -243,11 +244,14 @@ def baseline_out(candidate: repo.Candidate) -> BaselineOut:
 
 
 def pareto_front(
-    points: Sequence[repo.Candidate],
+    points: Sequence[Any],
     objectives: Sequence[ObjectiveOut],
     search_ids: Sequence[int],
     formulas: FormulaCache,
+    graph_of: Callable[[int], Mapping[str, Any]],
 ) -> ParetoFront:
+    """`points`: candidates or lean rows (store POINT_COLUMNS); `graph_of(candidate id)` reads a point's
+    graph, needed only when its formula is not cached yet."""
     return ParetoFront(
         objectives=list(objectives),
         search_ids=list(search_ids),
@@ -259,7 +263,7 @@ def pareto_front(
                 objectives=c.objectives or {},
                 dsl=c.dsl,
                 canonical_hash=c.canonical_hash,
-                latex=formula_of(c, formulas).latex,
+                latex=formulas.of_stored(c.canonical_hash, partial(graph_of, c.id)).latex,
             )
             for c in points
         ],

@@ -56,6 +56,14 @@ def test_the_api_benchmark_writes_its_table(tmp_path):
     assert "| SQLite (WAL) | Pareto front, 3 objectives |" in report
 
 
+def test_the_parser_benchmark_writes_its_table(tmp_path):
+    report = run_script("parser.py", "--repeats", "1", results=tmp_path)
+    assert "Median of 1 runs of `es.parse` per input" in report
+    assert "| evonorm_s0 (valid) | 138 |" in report and "graph, 7 nodes |" in report
+    assert "DSLError: program is larger than 1000000 bytes |" in report
+    assert "DSLError: unknown function 'sigmod'; did you mean 'sigmoid'? |" in report
+
+
 def test_the_compile_benchmark_writes_its_tables(tmp_path):
     pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
     report = run_script("compile.py", "--layers", "relu", "--candidates", "1", results=tmp_path)
@@ -112,16 +120,31 @@ def test_the_scaling_benchmark_writes_its_tables(tmp_path):
         str(config),
         "--tasks",
         "2",
-        "--overhead-tasks",
-        "1",
+        "--overhead-pairs",
+        "2",
         "--rounds",
         "1",
         "--workers",
         "1,2",
+        "--smoke",
         results=tmp_path,
     )
     assert "## Overhead per evaluation" in report and "## Scaling" in report
     assert "| 2 |" in report
+    assert "Median of 2 paired runs" in report and "bootstrap 95% interval of the median" in report
+    assert "| 1 | " in report and "| in-process |" in report and "| Ray |" in report  # the order alternates
+
+
+def test_the_scaling_benchmark_refuses_fewer_than_five_pairs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "scaling.py"), "--overhead-pairs", "3"],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "must be at least 5" in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.glob("scaling-*.md"))
 
 
 def test_the_fidelity_benchmark_writes_its_tables(tmp_path):

@@ -39,10 +39,14 @@ from .models import Candidate, Evaluation, Search
 from .objectives import Objective
 from .pages import Page
 from .queries import (
+    ANCESTOR_COLUMNS,
+    BRIEF_COLUMNS,
+    POINT_COLUMNS,
     BestValue,
     CandidateDetail,
     SearchSummary,
     candidate_detail,
+    candidate_graphs,
     list_candidates,
     pareto_front,
     pareto_front_across,
@@ -63,7 +67,10 @@ from .store import SchemaStatus, Store, open_store, schema_status
 from .urls import default_url
 
 __all__ = [
+    "ANCESTOR_COLUMNS",
     "BASELINE_BIRTHS",
+    "BRIEF_COLUMNS",
+    "POINT_COLUMNS",
     "BestValue",
     "Candidate",
     "CandidateDetail",
@@ -89,6 +96,7 @@ __all__ = [
     "add_candidate",
     "baselines_of",
     "candidate_detail",
+    "candidate_graphs",
     "claim_controller",
     "complete_candidate",
     "create_search",

@@ -15,9 +15,11 @@ reference the tests compare the incremental path against.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..enums import CandidateRole, CandidateStatus, RejectionStage
@@ -62,10 +64,13 @@ def shift_bucket(session: Session, search_id: int, old: str | None, new: str | N
 
 
 def counts(session: Session, search_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(SearchCounter.bucket, SearchCounter.count).where(SearchCounter.search_id == search_id)
-    ).all()
-    return dict(rows)
+    return dict(session.execute(_counts_query(), {"search_id": search_id}).all())
+
+
+@cache
+def _counts_query() -> Select:
+    """Built once (the status page reads it on every request; building costs more than running it)."""
+    return select(SearchCounter.bucket, SearchCounter.count).where(SearchCounter.search_id == bindparam("search_id"))
 
 
 # -- evaluated candidates: the objective index and the fronts -----------------------------------------
@@ -97,18 +102,23 @@ def _vector(objectives: Sequence[Objective], values: Mapping[str, float] | None)
     return np.array([float(values[o.name]) for o in objectives])
 
 
-def front_members(session: Session, search_id: int, masks: Iterable[int] | None = None) -> dict[int, list[Candidate]]:
-    """The current members of each front of a search, with their candidates loaded."""
+def front_members(
+    session: Session, search_id: int, masks: Iterable[int] | None = None, *, columns: Sequence | None = None
+) -> dict[int, list[Any]]:
+    """The current members of each front of a search: their candidates, or rows of `columns` of them."""
+    selected = select(Candidate) if columns is None else select(*columns)
     query = (
-        select(ParetoMember.objective_mask, Candidate)
+        selected.add_columns(ParetoMember.objective_mask)
+        .select_from(ParetoMember)
         .join(Candidate, Candidate.id == ParetoMember.candidate_id)
         .where(ParetoMember.search_id == search_id)
     )
     if masks is not None:
         query = query.where(ParetoMember.objective_mask.in_(list(masks)))
-    fronts: dict[int, list[Candidate]] = {}
-    for mask, candidate in session.execute(query).all():
-        fronts.setdefault(mask, []).append(candidate)
+    fronts: dict[int, list[Any]] = {}
+    for row in session.execute(query).all():
+        member = row[0] if columns is None else row
+        fronts.setdefault(row[-1], []).append(member)
     return fronts
 
 

@@ -21,6 +21,12 @@ from .urls import ResolvedURL
 
 READONLY_OPTION = "evonorm_readonly"
 POSTGRES_CONNECT_TIMEOUT = 10  # seconds; an unreachable server fails fast with a clear message
+# Connections kept open per process. The service reads from up to 40 threads (Starlette's thread pool);
+# with SQLAlchemy's default of 5, every request beyond the fifth at once opened a connection and closed it
+# again afterwards (a new PostgreSQL backend process each time, or SQLite's set-up PRAGMAs). The pool
+# only grows to the concurrency a process actually reaches; beyond POOL_SIZE, connections still close.
+POOL_SIZE = 16
+POOL_OVERFLOW = 24
 
 
 def create_store_engine(resolved: ResolvedURL, *, busy_timeout: float) -> Engine:
@@ -33,6 +39,8 @@ def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
     if resolved.in_memory:
         kwargs["poolclass"] = StaticPool  # one connection, or every connection would see its own empty database
+    else:
+        kwargs |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     engine = create_engine(resolved.url, **kwargs)
     timeout_ms = int(busy_timeout * 1000)
     in_memory = resolved.in_memory
@@ -64,7 +72,13 @@ def _postgres_engine(resolved: ResolvedURL) -> Engine:
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in resolved.url.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT
-    return create_engine(resolved.url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(
+        resolved.url,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW,
+        connect_args=connect_args,
+    )
 
 
 def readonly_engine(engine: Engine) -> Engine:

@@ -138,6 +138,8 @@ class Candidate(Base):
         UniqueConstraint("search_id", "birth"),
         # the controller's queries (population, unfinished) and the service's status-filtered pages
         Index("ix_candidates_search_status_birth", "search_id", "status", "birth"),
+        # the service's unfiltered pages in birth order: one ordered walk per role (migration 0003)
+        Index("ix_candidates_search_role_birth", "search_id", "role", "birth"),
         Index("ix_candidates_search_stage_birth", "search_id", "rejection_stage", "birth"),
         Index("ix_candidates_search_hash", "search_id", "canonical_hash"),
         Index("ix_candidates_search_fingerprint", "search_id", "fingerprint"),

@@ -29,7 +29,7 @@ PYTHON_SOURCE = {"content": {"text/x-python": {"schema": {"type": "string"}}}, "
     responses=error_responses(401, 404, 422, 429, 503),
     summary="A candidate",
 )
-def candidate(
+async def candidate(
     store: StoreDep,
     formulas: FormulasDep,
     candidate_id: CandidateId,
@@ -43,9 +43,13 @@ def candidate(
     ] = 20,
 ) -> CandidateDetailOut:
     """The DSL, canonical form and LaTeX, metrics per architecture, parent lineage and evaluation history."""
-    with store.session(readonly=True) as s:
-        detail = repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
-    return views.candidate_detail(detail, formulas)
+
+    def read() -> CandidateDetailOut:
+        with store.session(readonly=True) as s:
+            detail = repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
+        return views.candidate_detail(detail, formulas)
+
+    return await run_in_threadpool(read)  # one trip through the thread pool (see search_candidates)
 
 
 def _graph(store: repo.Store, candidate_id: int) -> Graph:

@@ -43,12 +43,13 @@ async def pareto_across(
 
     def read() -> ParetoFront:
         with store.session(readonly=True) as s:
-            points = repo.pareto_front_across(s, names, search_ids=search_id)
-            searches = {c.search_id: repo.get_search(s, c.search_id) for c in points}
+            points = repo.pareto_front_across(s, names, search_ids=search_id, brief=True)
+            searches = {i: repo.get_search(s, i) for i in {c.search_id for c in points}}
+            graphs = repo.candidate_graphs(s, [c.id for c in points if not formulas.has(c.canonical_hash)])
         directions = {o.name: o for search in searches.values() for o in views.objectives_of(search)}
         chosen = [directions.get(n, ObjectiveOut(name=n, direction="max")) for n in names]
         compared = sorted(searches) if search_id is None else sorted(set(search_id))
-        return views.pareto_front(points, chosen, compared, formulas)
+        return views.pareto_front(points, chosen, compared, formulas, repo.graph_reader(store, graphs))
 
     key = ("pareto-across", None, tuple(names), None if search_id is None else tuple(sorted(set(search_id))))
     return await context.reads.aget(key, read)

@@ -170,7 +170,7 @@ def resume_search(store: StoreDep, launcher: LauncherDep, context: ContextDep, s
     responses=error_responses(401, 404, 422, 503),
     summary="A search's candidates",
 )
-def search_candidates(
+async def search_candidates(
     store: StoreDep,
     search_id: SearchId,
     status: Annotated[
@@ -193,11 +193,25 @@ def search_candidates(
     """Candidates filtered by status and rejection reason, sorted by birth or by any objective, a page at a
     time (pass `next_cursor` back as `cursor`, with the same filters and order)."""
     descending = None if order is None else order == "desc"
-    with store.session(readonly=True) as s:
-        page = repo.list_candidates(
-            s, search_id, statuses=status, stages=reason, sort=sort, descending=descending, limit=limit, cursor=cursor
-        )
+
+    def read() -> CandidatePage:
+        with store.session(readonly=True) as s:
+            page = repo.list_candidates(
+                s,
+                search_id,
+                statuses=status,
+                stages=reason,
+                sort=sort,
+                descending=descending,
+                limit=limit,
+                cursor=cursor,
+                brief=True,  # the columns a page shows, read lean
+            )
         return CandidatePage(items=[views.candidate_brief(c) for c in page.items], next_cursor=page.next_cursor)
+
+    # async, with the read in one worker thread: a plain `def` route would also validate its answer in a
+    # second trip through the thread pool, which at 8 clients costs more than the page's query.
+    return await run_in_threadpool(read)
 
 
 @router.get(
@@ -214,11 +228,12 @@ async def search_pareto(
     def read() -> ParetoFront:
         with store.session(readonly=True) as s:
             search = repo.get_search(s, search_id)
-            points = repo.pareto_front(s, search_id, objective)
+            points = repo.pareto_front(s, search_id, objective, brief=True)
+            graphs = repo.candidate_graphs(s, [c.id for c in points if not formulas.has(c.canonical_hash)])
         chosen = views.objectives_of(search)
         if objective is not None:
             chosen = [next(o for o in chosen if o.name == name) for name in objective]
-        return views.pareto_front(points, chosen, [search_id], formulas)
+        return views.pareto_front(points, chosen, [search_id], formulas, repo.graph_reader(store, graphs))
 
     return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), read)
 

@@ -10,8 +10,10 @@ import torch
 
 import evonorm_search as es
 from evonorm_search import store as st
+from service import repository as repo
+from service.formulas import FormulaCache
 
-from .conftest import Populated
+from .conftest import Populated, client_for, settings_for
 from .factories import OBJECTIVES
 
 API = "/api/v1"
@@ -162,6 +164,45 @@ def test_search_front_is_exactly_the_non_dominated_set(populated: Populated, cho
     ordered = [p["objectives"][first["name"]] for p in front["points"]]
     assert ordered == sorted(ordered, reverse=first["direction"] == "max")
     assert all(p["latex"] for p in front["points"])
+
+
+def test_front_points_of_a_fresh_server_render_formulas_from_the_stored_graphs(populated: Populated):
+    """Fronts are read lean (no graphs); a server that has cached no formula yet reads the graphs of the
+    points it must render, and renders each point's own layer."""
+    with client_for(settings_for(populated.url)) as fresh:
+        fronts = [
+            fresh.get(f"{API}/searches/{populated.finished.id}/pareto").json(),
+            fresh.get(f"{API}/pareto", params={"architecture": ["resnet", "mobilenetv2"]}).json(),
+        ]
+    with st.open_store(populated.url) as store, store.session(readonly=True) as s:
+        for front in fronts:
+            assert front["points"]
+            for point in front["points"]:
+                graph = es.Graph.from_dict(st.get_candidate(s, point["candidate_id"]).graph)
+                assert point["latex"] == es.latex(graph)
+
+
+def test_a_formula_dropped_from_the_cache_after_a_lean_read_reads_its_graph_then(populated: Populated):
+    """`graph_reader` serves prefetched graphs, and reads any other from the database when asked."""
+    candidate_id = populated.finished.evaluated[0]
+    with st.open_store(populated.url) as store:
+        with store.session(readonly=True) as s:
+            stored = st.get_candidate(s, candidate_id).graph
+        prefetched = {-1: {"sentinel": True}}
+        graph_of = repo.graph_reader(store, prefetched)
+        assert graph_of(-1) is prefetched[-1]
+        assert graph_of(candidate_id) == stored
+        formulas = FormulaCache(4096)
+        calls = []
+
+        def reading() -> dict:
+            calls.append(candidate_id)
+            return graph_of(candidate_id)
+
+        first = formulas.of_stored("hash-of-it", reading)
+        assert first.latex == es.latex(es.Graph.from_dict(stored)) and calls == [candidate_id]
+        assert formulas.has("hash-of-it")
+        assert formulas.of_stored("hash-of-it", reading) == first and calls == [candidate_id]  # cached: not read
 
 
 def test_front_across_searches_pools_their_candidates(populated: Populated):

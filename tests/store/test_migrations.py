@@ -212,3 +212,42 @@ def test_0002_refuses_an_unknown_role_and_phase(store):
                 )
             )
         trans.rollback()
+
+
+def _candidate_indexes(connection) -> set[str]:
+    return {index["name"] for index in inspect(connection).get_indexes("candidates")}
+
+
+def test_0003_adds_the_birth_page_index_and_downgrades_cleanly(store_url):
+    """0003 indexes (search_id, role, birth) over existing rows; its downgrade drops only that index."""
+    engine = _raw_engine(store_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0002")
+        connection.execute(
+            text(
+                "INSERT INTO searches (id, name, config, objectives, state, seed, next_birth, created_at, updated_at) "
+                "VALUES (1, 's', '{}', '[]', 'created', 0, 2, '2026-01-01', '2026-01-01')"
+            )
+        )
+        for birth, role in ((0, "candidate"), (1, "baseline")):
+            connection.execute(
+                text(
+                    "INSERT INTO candidates (search_id, birth, graph, dsl, canonical_hash, status, check_seconds, "
+                    "attempt, role, created_at, updated_at, heartbeat_at) VALUES (1, :birth, '{}', 'x', 'h', "
+                    "'pending', '{}', 0, :role, '2026-01-01', '2026-01-01', '2026-01-01')"
+                ),
+                {"birth": birth, "role": role},
+            )
+        before = _candidate_indexes(connection)
+        assert "ix_candidates_search_role_birth" not in before
+        command.upgrade(alembic_config(connection), "0003")
+        assert _candidate_indexes(connection) == before | {"ix_candidates_search_role_birth"}
+        rows = connection.execute(text("SELECT role, birth FROM candidates ORDER BY birth")).all()
+        assert rows == [("candidate", 0), ("baseline", 1)]
+        command.downgrade(alembic_config(connection), "0002")
+        assert _candidate_indexes(connection) == before
+        command.upgrade(alembic_config(connection), "head")
+    engine.dispose()
+    with open_store(store_url) as store, store.session(readonly=True) as s:
+        page = st.list_candidates(s, 1)
+        assert [c.birth for c in page.items] == [0]  # the search's own candidates; its baseline stays out

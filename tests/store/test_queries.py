@@ -312,3 +312,147 @@ def test_front_across_searches_refuses_conflicting_directions(store):
     conflict = "maximised in some searches and minimised in others"
     with pytest.raises(st.InvalidInputError, match=conflict), store.session() as s:
         st.pareto_front_across(s, ["loss"])
+
+
+# -- lean reads: the columns a route shows, and nothing else --------------------------------------------
+
+
+def _columns(row, columns):
+    return {c.key: getattr(row, c.key) for c in columns}
+
+
+def test_brief_pages_hold_the_brief_columns_of_the_same_candidates(store, mixed):
+    search_id, _ = mixed
+    orderings = [
+        {},
+        {"descending": True},
+        {"statuses": [C.REJECTED, C.FAILED]},
+        {"stages": [R.STABILITY]},
+        {"sort": "accuracy_resnet"},
+        {"sort": "cost", "descending": True},
+    ]
+    with store.session(readonly=True) as s:
+        for ordering in orderings:
+            full = st.list_candidates(s, search_id, limit=4, **ordering)
+            brief = st.list_candidates(s, search_id, limit=4, brief=True, **ordering)
+            assert [_columns(r, st.BRIEF_COLUMNS) for r in brief.items] == [
+                _columns(c, st.BRIEF_COLUMNS) for c in full.items
+            ], ordering
+            assert brief.next_cursor == full.next_cursor, ordering
+            assert all(not hasattr(r, "graph") for r in brief.items)
+            if full.next_cursor is not None:  # a brief page's cursor continues the same walk
+                after_full = st.list_candidates(s, search_id, limit=4, cursor=full.next_cursor, **ordering)
+                after_brief = st.list_candidates(
+                    s, search_id, limit=4, cursor=brief.next_cursor, brief=True, **ordering
+                )
+                assert [r.id for r in after_brief.items] == [c.id for c in after_full.items], ordering
+
+
+def test_brief_fronts_hold_the_point_columns_of_the_same_candidates(store, filled):
+    search_id, _ = filled
+    with store.session(readonly=True) as s:
+        for names in [None, *_subsets(NAMES)]:
+            full = st.pareto_front(s, search_id, names)
+            brief = st.pareto_front(s, search_id, names, brief=True)
+            assert [_columns(r, st.POINT_COLUMNS) for r in brief] == [_columns(c, st.POINT_COLUMNS) for c in full]
+        across = st.pareto_front_across(s, NAMES[:2], brief=True)
+        assert [r.id for r in across] == [c.id for c in st.pareto_front_across(s, NAMES[:2])]
+        graphs = st.candidate_graphs(s, [r.id for r in across] + [10_000])  # a missing id is left out
+        assert graphs == {r.id: st.get_candidate(s, r.id).graph for r in across}
+        assert st.candidate_graphs(s, []) == {}
+
+
+def test_lineage_rows_hold_the_ancestor_columns(store):
+    with store.session() as s:
+        search_id = make_search(s).id
+        root = evaluated(s, search_id, values(0.5, 0.5, 1.0), "root")
+        child = make_candidate(s, search_id, "child", parent_id=root.id, mutation={"kind": "rewire"})
+        leaf = make_candidate(s, search_id, "leaf", parent_id=child.id)
+    with store.session(readonly=True) as s:
+        lineage = st.candidate_detail(s, leaf.id).lineage
+        expected = [st.get_candidate(s, child.id), st.get_candidate(s, root.id)]
+        assert [_columns(r, st.ANCESTOR_COLUMNS) for r in lineage] == [
+            _columns(c, st.ANCESTOR_COLUMNS) for c in expected
+        ]
+
+
+# -- query plans: every read is index probes, whatever SQLite's statistics say -------------------------
+
+
+def _plans_of_reads(store, search_id, leaf_id) -> dict[str, list[str]]:
+    """{statement: its EXPLAIN QUERY PLAN lines} for every SELECT the service's reads send."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, tuple]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        with store.session(readonly=True) as s:
+            st.search_summary(s, search_id)
+            for ordering in ({}, {"descending": True}, {"statuses": [C.EVALUATED]}, {"stages": [R.NUMERIC]}):
+                page = st.list_candidates(s, search_id, limit=2, brief=True, **ordering)
+                st.list_candidates(s, search_id, limit=2, brief=True, cursor=page.next_cursor, **ordering)
+            page = st.list_candidates(s, search_id, sort="cost", limit=2, brief=True)
+            st.list_candidates(s, search_id, sort="cost", limit=2, brief=True, cursor=page.next_cursor)
+            st.pareto_front(s, search_id, brief=True)
+            st.pareto_front(s, search_id, NAMES[:2], brief=True)
+            st.candidate_detail(s, leaf_id)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    with store.engine.connect() as connection:
+        return {
+            sql: [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()]
+            for sql, params in statements
+        }
+
+
+LARGE_TABLES = ("candidates", "candidate_objectives", "pareto_members", "evaluations")  # grow with a search
+# SQLite's statistics (sqlite_stat1) of the 100,000-candidate benchmark database, taken before migration
+# 0003 added ix_candidates_search_role_birth: planning with them reproduces that database's choices.
+STATISTICS_AT_100K = [
+    ("candidates", "ix_candidates_duplicate_of", "100000 100000"),
+    ("candidates", "ix_candidates_parent", "100000 3"),
+    ("candidates", "ix_candidates_search_finished", "100000 100000 50000"),
+    ("candidates", "ix_candidates_search_fingerprint", "100000 100000 1"),
+    ("candidates", "ix_candidates_search_hash", "100000 100000 1"),
+    ("candidates", "ix_candidates_search_stage_birth", "100000 100000 16667 1"),
+    ("candidates", "ix_candidates_search_status_birth", "100000 100000 20000 1"),
+    ("candidates", "sqlite_autoindex_candidates_1", "100000 100000 1"),
+    ("candidate_objectives", "ix_candidate_objectives_sort", "150264 150264 50088 7 1"),
+    ("candidate_objectives", "sqlite_autoindex_candidate_objectives_1", "150264 3 1"),
+    ("pareto_members", "ix_pareto_members_candidate", "431 2"),
+    ("pareto_members", "sqlite_autoindex_pareto_members_1", "431 431 62 1"),
+    ("evaluations", "sqlite_autoindex_evaluations_1", "330975 6 2 1 1"),
+]
+
+
+@pytest.mark.parametrize("statistics", ["none", "analyzed", "older than an index, at 100,000 candidates"])
+def test_sqlite_reads_probe_indexes_and_never_scan_a_search(tmp_path, statistics):
+    with st.open_store(f"sqlite:///{tmp_path / 'plans.db'}") as store:
+        with store.session() as s:
+            search_id = make_search(s).id
+            chain = _fill(s, search_id, 30, seed=2)
+            leaf = make_candidate(s, search_id, "leaf", parent_id=chain[0].id)
+            st.record_rejection(s, make_candidate(s, search_id, "bad").id, stage=R.NUMERIC, reason="nan")
+        if statistics != "none":
+            with store.engine.begin() as connection:
+                connection.exec_driver_sql("ANALYZE")
+                if statistics != "analyzed":
+                    connection.exec_driver_sql("DELETE FROM sqlite_stat1")
+                    for row in STATISTICS_AT_100K:
+                        connection.exec_driver_sql("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", row)
+            store.engine.dispose()  # new connections plan with these statistics
+        plans = _plans_of_reads(store, search_id, leaf.id)
+    assert plans
+    for sql, lines in plans.items():
+        scans = [line for line in lines if line.split(" ")[:2] in (["SCAN", t] for t in LARGE_TABLES)]
+        assert not scans, (sql, lines)
+        if "min(" in sql or "ORDER BY candidates.finished_at" in sql:
+            assert all("ix_candidates_search_finished" in line for line in lines if "candidates" in line), lines
+    completion = next(sql for sql in plans if "finished_at" in sql and "pareto_members" in sql)
+    probes = [line for line in plans[completion] if "SEARCH candidates" in line]
+    assert len(probes) == 2 and all("ix_candidates_search_finished" in line for line in probes), plans[completion]
