@@ -503,9 +503,10 @@ def choice_section(config: SearchConfig, variants: dict[str, SearchConfig], taus
     return (
         "## The choice\n\nA proxy setting qualifies when the target keeps at least 3x its norm-activation slots "
         "and 5x its training examples and every control stays below every baseline (the table above); "
-        "among those, the highest tau at a cost a 10-minute search affords wins, where a tau inside the "
-        "default's bootstrap interval is a tie, broken by the harder layer set with the searches' winners "
-        "(`fidelity.py --search-winners`). Seconds per layer: gn_relu "
+        "among those, the highest tau at a cost a 10-minute search affords wins. A tau inside the default's "
+        "bootstrap interval, here and on the harder layer set with the searches' winners (`fidelity.py "
+        "--search-winners`), is a tie, and a tie keeps the default: changing the proxies needs a difference "
+        "this benchmark can see. Seconds per layer: gn_relu "
         f"through every proxy in one process, one thread, load {os.getloadavg()[0]:.1f}.\n\n"
         + markdown_table(
             [

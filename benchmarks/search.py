@@ -161,6 +161,7 @@ class RunResult:
     seconds: float
     candidates: list  # store rows of the search's own candidates (baselines left out), by birth
     objectives: list[Objective]
+    reused: bool = False  # read from an earlier run's SQLite file (--workdir), not searched in this run
 
     def originals(self, upto: int | None = None) -> list:
         return [
@@ -194,7 +195,8 @@ def search_run(config: SearchConfig, workdir: str) -> RunResult:
     try:
         with store.session(readonly=True) as s:
             done = [x for x in list_searches(s).items if x.name == config.name and x.state.value == "completed"]
-        if done and SearchConfig.from_mapping(done[0].config) == config:
+        reused = bool(done) and SearchConfig.from_mapping(done[0].config) == config
+        if reused:
             search_id = done[0].id
             seconds = (done[0].finished_at - done[0].started_at).total_seconds()
         else:
@@ -216,7 +218,7 @@ def search_run(config: SearchConfig, workdir: str) -> RunResult:
                 cursor = page.next_cursor
         # list_candidates pages the search's own candidates: its baselines are left out.
         return RunResult(
-            config.mode, config.seed, seconds, sorted(rows, key=lambda c: c.birth), config.objectives_spec()
+            config.mode, config.seed, seconds, sorted(rows, key=lambda c: c.birth), config.objectives_spec(), reused
         )
     finally:
         store.close()
@@ -236,6 +238,33 @@ def run_searches(budget: int, seeds: list[int], workdir: Path, smoke: bool, work
             r = runs[-1]
             print(f"  {r.mode} seed {r.seed}: {r.seconds:.0f}s, {len(r.originals())} trained", flush=True)
     return runs
+
+
+def paired_comparison(runs, validated: dict, medians: dict, intervals: dict) -> str:
+    """Evolution against random search seed by seed (the same search seed draws both runs' first layers):
+    the differences, how many seeds evolution wins, and whether the spread exceeds the effect."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for i, r in enumerate(runs):
+        if validated.get(i, {}).get("mean") is not None:
+            by_seed.setdefault(r.seed, {})[r.mode] = validated[i]["mean"]
+    differences = [v["evolution"] - v["random"] for v in by_seed.values() if len(v) == 2]
+    if not differences:
+        return "No seed has both runs validated."
+    wins = sum(d > 0 for d in differences)
+    effect = medians["evolution"] - medians["random"]
+    overlap = (
+        intervals["evolution"][0] <= intervals["random"][1] and intervals["random"][0] <= intervals["evolution"][1]
+    )
+    spread = (
+        "the two intervals overlap: the spread is larger than the difference, which these runs do not establish"
+        if overlap
+        else "the intervals do not overlap"
+    )
+    return (
+        f"Paired by search seed, evolution minus random: {', '.join(f'{d:+.3f}' for d in differences)} "
+        f"(evolution ahead on {wins} of {len(differences)} seeds, median difference "
+        f"{statistics.median(differences):+.3f}); difference of the medians {effect:+.3f}, and {spread}."
+    )
 
 
 def bootstrap_median(values: list[float], seed: int = 0) -> tuple[float, float, float]:
@@ -308,7 +337,7 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
          "proxy score", "target mean ± std", "top-10 that normalize", "seconds"],
         rows,
     )  # fmt: skip
-    summary, medians = [], {}
+    summary, medians, intervals = [], {}, {}
     for mode in ("evolution", "random"):
         scores = [
             validated[i]["mean"]
@@ -318,7 +347,7 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
         shares = [r.normalizing_share() for r in runs if r.mode == mode]
         if scores:
             med, low, high = bootstrap_median(scores)
-            medians[mode] = med
+            medians[mode], intervals[mode] = med, (low, high)
             summary.append(
                 f"{mode}: median best validated score **{med:.4f}** (bootstrap 95% interval {low:.4f} to "
                 f"{high:.4f}, {len(scores)} runs); median share of the top-10 that normalize "
@@ -327,6 +356,7 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
     if len(medians) == 2:
         verdict = "above" if medians["evolution"] > medians["random"] else "not above"
         summary.append(f"Evolution's median best validated score is **{verdict}** random search's.")
+        summary.append(paired_comparison(runs, validated, medians, intervals))
     ref_rows = [
         [name, "baseline" if name in BASELINES else "control", fmt_score(score)] for name, score in references.items()
     ]
@@ -483,7 +513,14 @@ def main() -> None:
     header = (
         f"Torch {torch.__version__}, 1 intra-op thread per process, float32 on CPU. {sampler.summary()} "
         "(above 2 the machine's 2 cores were shared with other work, so times are upper bounds). "
-        f"The whole benchmark took {minutes:.1f} minutes.\n"
+        f"The whole benchmark took {minutes:.1f} minutes"
+        + (
+            f"; {sum(r.reused for r in runs)} of {len(runs)} searches were read from an earlier run's SQLite "
+            "files (`--workdir`), and their seconds below are that run's wall times"
+            if any(r.reused for r in runs)
+            else ""
+        )
+        + ".\n"
     )
     raw = {"runs": [{"mode": r.mode, "seed": r.seed, "validated": validated.get(i)} for i, r in enumerate(runs)],
            "references": references}  # fmt: skip
