@@ -58,7 +58,7 @@ class Bounded(Generic[K, V]):
             return value
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None  # type: ignore[arg-type]
+        return self.get(key) is not None  # type: ignore[arg-type]  # `in` takes any object; a key of another type is simply absent
 
     def __setitem__(self, key: K, value: V) -> None:
         evicted = []
@@ -73,7 +73,7 @@ class Bounded(Generic[K, V]):
 
     def add(self, key: K) -> None:
         """Set-like use: remember `key`."""
-        self[key] = True  # type: ignore[assignment]
+        self[key] = True  # type: ignore[assignment]  # set-like caches are BoundedCache[K, bool]
 
     def pop(self, key: K) -> V | None:
         with self._lock:

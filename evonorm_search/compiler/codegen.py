@@ -483,6 +483,7 @@ class LauncherWriter:
         self._allocations()
         for stage in m.plan.stages:
             if stage.fused:
+                assert stage.fused_domain is not None, "lower() gives every fused stage its domain"
                 self.emit(1, f"if geo.single({literal(stage.fused_domain)}, {m.backward}):")
                 self._steps(stage.single, 2, single=True)
                 self.emit(1, f"elif geo.fuse({literal(stage.fused_domain)}):")

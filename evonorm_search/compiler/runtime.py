@@ -446,7 +446,7 @@ class Geometry:
         for option in sorted(options):
             fn = lambda o=option: self._run(kernel, domain, tensors, *o)  # noqa: E731
             timings[option] = triton.testing.do_bench(fn, warmup=5, rep=20)
-        return min(timings, key=timings.get)
+        return min(timings, key=lambda option: timings[option])
 
 
 def kernel_name(kernel) -> str:

@@ -49,6 +49,9 @@ class SourceKind(StrEnum):
 
 # The reduction kind behind each statistic an aggregation tracks (`StatDef.plane` in the op table).
 KIND_OF_PLANE = {Plane.MEAN: ReductionKind.MEAN, Plane.VAR: ReductionKind.MOMENTS, Plane.SQMEAN: ReductionKind.SQMEAN}
+# (operand, axis, kind): what identifies one reduction, and what a forward saves for its backward.
+ReductionKey = tuple[int, str, ReductionKind]
+
 PLANES_OF_KIND = {
     ReductionKind.MEAN: (Plane.MEAN,),
     ReductionKind.MOMENTS: (Plane.MEAN, Plane.VAR),
@@ -71,7 +74,7 @@ class Reduction:
     kind: ReductionKind
     pass_index: int
     # Running estimates updated from this reduction in a training forward: (buffer, plane, unbiased).
-    running: tuple[tuple[str, str, bool], ...] = ()
+    running: tuple[tuple[str, Plane, bool], ...] = ()
     output: str | None = None  # the parameter a `sum` reduction is the gradient of
 
     @property
@@ -79,7 +82,7 @@ class Reduction:
         return PLANES_OF_KIND[self.kind]
 
     @property
-    def key(self) -> tuple[int, str, str]:
+    def key(self) -> ReductionKey:
         return (self.operand, self.axis, self.kind)
 
 
@@ -125,22 +128,22 @@ def closure(program: Program, roots: list[int], sources: dict[int, Source]) -> s
     return seen
 
 
-def _reduction_keys(program: Program, aggregations: list[int]) -> dict[int, tuple[int, str, str]]:
+def _reduction_keys(program: Program, aggregations: list[int]) -> dict[int, ReductionKey]:
     """Aggregation node -> (operand, axis, kind); mean shares the moments of a var/std on the same operand."""
     planes = {i: plane_of(program.nodes[i].op) for i in aggregations}
     with_var = {(program.nodes[i].args[0], program.nodes[i].axis) for i in aggregations if planes[i] is Plane.VAR}
-    keys: dict[int, tuple[int, str, str]] = {}
+    keys: dict[int, ReductionKey] = {}
     for i in aggregations:
         node = program.nodes[i]
         operand, axis = node.args[0], node.axis
         kind = KIND_OF_PLANE[planes[i]]
         if kind is ReductionKind.MEAN and (operand, axis) in with_var:
             kind = ReductionKind.MOMENTS
-        keys[i] = (operand, axis, kind)  # type: ignore[assignment]
+        keys[i] = (operand, axis, kind)  # type: ignore[assignment]  # an aggregation's axis is never None
     return keys
 
 
-def _saved_source(key: tuple[int, str, str], plane: str, saved: tuple[tuple[int, str, str], ...]) -> Source | None:
+def _saved_source(key: ReductionKey, plane: Plane, saved: tuple[ReductionKey, ...]) -> Source | None:
     operand, axis, _ = key
     for j, (s_operand, s_axis, s_kind) in enumerate(saved):
         if (s_operand, s_axis) == (operand, axis) and plane in PLANES_OF_KIND[s_kind]:
@@ -153,7 +156,7 @@ def schedule(
     graph: Graph,
     *,
     training: bool,
-    saved: tuple[tuple[int, str, str], ...] = (),
+    saved: tuple[ReductionKey, ...] = (),
     update_running: bool = False,
 ) -> Schedule:
     """Levels, reductions and passes of `program` (`saved`: reduction keys a forward already computed)."""
@@ -162,38 +165,38 @@ def schedule(
     aggregations = [i for i, n in enumerate(program.nodes) if is_aggregation(n)]
     keys = _reduction_keys(program, aggregations)
     sources: dict[int, Source] = {}
-    computed: dict[tuple[int, str, str], int] = {}  # key -> reduction index
-    pending: list[tuple[tuple[int, str, str], list[tuple[str, str, bool]]]] = []
+    computed: dict[ReductionKey, int] = {}  # key -> reduction index
+    pending: list[tuple[ReductionKey, list[tuple[str, Plane, bool]]]] = []
     for i in aggregations:
         node = program.nodes[i]
         plane = plane_of(node.op)
-        if AXES[node.axis].uses_batch and not training:  # type: ignore[index]
-            sources[i] = Source(SourceKind.RUNNING, -1, plane, node.axis, buffers[i])  # type: ignore[arg-type]
+        if AXES[node.axis].uses_batch and not training:  # type: ignore[index]  # an aggregation's axis is never None
+            sources[i] = Source(SourceKind.RUNNING, -1, plane, node.axis, buffers[i])  # type: ignore[arg-type]  # an aggregation's axis is never None
             continue
-        trivial = not dims[node.args[0]] & AXES[node.axis].reduced  # type: ignore[index]
+        trivial = not dims[node.args[0]] & AXES[node.axis].reduced  # type: ignore[index]  # an aggregation's axis is never None
         found = None if trivial else _saved_source(keys[i], plane, saved)
         if found is not None:
             sources[i] = found
             continue
         if trivial and not (update_running and i in buffers):
-            sources[i] = Source(SourceKind.TRIVIAL, -1, plane, node.axis)  # type: ignore[arg-type]
+            sources[i] = Source(SourceKind.TRIVIAL, -1, plane, node.axis)  # type: ignore[arg-type]  # an aggregation's axis is never None
             continue
         if keys[i] not in computed:
             computed[keys[i]] = len(pending)
             pending.append((keys[i], []))
         if update_running and i in buffers:
-            unbiased = node.opdef.stat.unbiased_running  # type: ignore[union-attr]
+            unbiased = node.opdef.stat.unbiased_running  # type: ignore[union-attr]  # aggregations always have a stat
             pending[computed[keys[i]]][1].append((buffers[i], plane, unbiased))
         kind = SourceKind.TRIVIAL if trivial else SourceKind.REDUCTION
-        sources[i] = Source(kind, computed[keys[i]], plane, node.axis)  # type: ignore[arg-type]
+        sources[i] = Source(kind, computed[keys[i]], plane, node.axis)  # type: ignore[arg-type]  # an aggregation's axis is never None
 
     levels = _levels(program, sources, {r: key[0] for key, r in computed.items()})
     reductions = [
         Reduction(r, key[0], key[1], key[2], levels[key[0]], tuple(running)) for r, (key, running) in enumerate(pending)
     ]
-    for name, node in program.sums:
+    for name, operand in program.sums:
         # A parameter gradient sums over (n, s) per channel: it reduces like a `batch` statistic.
-        reductions.append(Reduction(len(reductions), node, "batch", ReductionKind.SUM, levels[node], output=name))
+        reductions.append(Reduction(len(reductions), operand, "batch", ReductionKind.SUM, levels[operand], output=name))
     last = max([levels[i] for _, i in program.stores] + [r.pass_index for r in reductions])
     passes = tuple(
         Pass(
