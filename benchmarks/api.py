@@ -161,14 +161,14 @@ def free_port() -> int:
 class Server:
     """`uvicorn --factory service.app:create_app` over `url`, one worker process."""
 
-    def __init__(self, url: str, *, read_cache_seconds: float) -> None:
+    def __init__(self, url: str, *, read_cache_seconds: float, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "EVONORM_DATABASE_URL": url,
             "EVONORM_LAUNCHER": "none",
             "EVONORM_READ_CACHE_SECONDS": str(read_cache_seconds),
-            **SERVER_ENV,
+            **(extra_env or {}),
         }
         command = [
             sys.executable,
@@ -315,7 +315,7 @@ def measure(url: str, search_id: int, args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     plan: list[Route] = []
     for cache_on in (True, False):
-        server = Server(url, read_cache_seconds=READ_CACHE_SECONDS if cache_on else 0.0)
+        server = Server(url, read_cache_seconds=READ_CACHE_SECONDS if cache_on else 0.0, extra_env=SERVER_ENV)
         try:
             plan = plan or routes(server.base, search_id)
             for route in plan:

@@ -30,6 +30,6 @@ def test_readme_search_configuration_is_valid_and_matches_quick_yaml():
     block = re.search(r"```yaml\n(.*?)```", README, re.S).group(1)
     shown = SearchConfig.from_yaml(block)
     quick = SearchConfig.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "quick.yaml")
-    for key in ("budget", "population", "tournament", "mode"):
+    for key in ("budget", "population", "tournament", "mode", "mutations"):
         assert getattr(shown, key) == getattr(quick, key), key
     assert yaml.safe_load(block)["space"]["max_ops"] == quick.space.max_ops

@@ -41,8 +41,10 @@ def resolve_layer(name: str) -> Graph:
     raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
 
 
-MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node"]
+MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node", "normalize_node"]
 MUTATION_NAMES: tuple[MutationName, ...] = get_args(MutationName)
+# The paper's edits, one node at a time (mutation.DEFAULT_MUTATIONS); `normalize_node` is opt-in.
+DEFAULT_MUTATIONS: tuple[MutationName, ...] = ("replace_op", "rewire_input", "insert_node", "delete_node")
 
 
 class ConfigError(ValueError):
@@ -266,7 +268,7 @@ class SearchConfig(StrictModel):
     budget: int = Field(default=100, ge=1, le=100_000_000)
     population: int = Field(default=32, ge=2, le=1_000_000)
     tournament: int = Field(default=8, ge=1)
-    mutations: list[MutationName] = Field(default_factory=lambda: list(MUTATION_NAMES), min_length=1)
+    mutations: list[MutationName] = Field(default_factory=lambda: list(DEFAULT_MUTATIONS), min_length=1)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     groups: int = Field(default=4, ge=1, le=4096)
     eps: float = Field(default=1e-5, ge=0.0, le=1.0)

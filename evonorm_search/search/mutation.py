@@ -162,7 +162,46 @@ class DeleteNode:
         return e.build()
 
 
-MUTATIONS: dict[str, type] = {m.name: m for m in (ReplaceOp, RewireInput, InsertNode, DeleteNode)}
+class NormalizeNode:
+    """Divide one edge's value (or the output) by a statistic of itself: `s` becomes `s / agg(s, axis)`, with
+    `agg` a scale statistic of the space (std or rms) and a random axis of the space.
+
+    One step instead of the two single-node insertions it stands for, whose halfway layer (a bare
+    statistic, or a division by something unrelated) seldom survives: a small search rarely crosses that
+    valley, and normalizing is what this tool searches for. Needs `div` and std or rms in the space."""
+
+    name = "normalize_node"
+    SCALES = ("std", "rms")
+
+    def apply(self, graph: Graph, space: SearchSpace, rng: random.Random) -> Graph | None:
+        scales = [op for op in self.SCALES if op in space.ops]
+        if "div" not in space.ops or not scales:
+            return None
+        e = Editable.of(graph, space)
+        edges = [(i, slot) for i in e.inner() for slot in range(len(e.nodes[i].args))]
+        choice = rng.randrange(len(edges) + 1)
+        statistic = Node(rng.choice(scales), (), rng.choice(space.axes))
+        if choice == len(edges):  # after the output
+            source = e.output
+            e.nodes.append(Node(statistic.op, (source,), statistic.axis))
+            e.nodes.append(Node("div", (source, len(e.nodes) - 1)))
+            e.output = len(e.nodes) - 1
+            return e.build()
+        user, slot = edges[choice]
+        source = e.nodes[user].args[slot]
+        e.insert(user, Node(statistic.op, (source,), statistic.axis))
+        e.insert(user + 1, Node("div", (source, user)))
+        # The user moved to user + 2; the statistic sits at `user` and the division at `user + 1`.
+        old = e.nodes[user + 2]
+        args = list(old.args)
+        args[slot] = user + 1
+        e.nodes[user + 2] = Node(old.op, tuple(args), old.axis, old.value)
+        return e.build()
+
+
+MUTATIONS: dict[str, type] = {m.name: m for m in (ReplaceOp, RewireInput, InsertNode, DeleteNode, NormalizeNode)}
+# The paper's edits, one node at a time; `normalize_node` is opt-in (a search config's `mutations`).
+DEFAULT_MUTATIONS = ("replace_op", "rewire_input", "insert_node", "delete_node")
 
 
 def make_mutations(names: Sequence[str]) -> list[Mutation]:
@@ -184,7 +223,7 @@ class Mutator:
         max_known_retries: int = 10,
     ):
         self.space = space
-        self.mutations = list(mutations) if mutations is not None else make_mutations(list(MUTATIONS))
+        self.mutations = list(mutations) if mutations is not None else make_mutations(DEFAULT_MUTATIONS)
         if not self.mutations:
             raise ValueError("a Mutator needs at least one mutation")
         if max_known_retries < 0:

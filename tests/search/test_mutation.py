@@ -139,3 +139,37 @@ def test_unknown_mutation_names_are_refused():
         make_mutations(["swap"])
     with pytest.raises(ValueError, match="at least one mutation"):
         Mutator(SearchSpace(), [])
+
+
+def test_normalize_node_divides_an_edge_or_the_output_by_its_own_statistic():
+    from evonorm_search.search.mutation import NormalizeNode
+
+    space = SearchSpace(ops=("min", "div", "rms"), axes=("group",))
+    parent = es.parse("min(v1, x)")
+    seen = {NormalizeNode().apply(parent, space, random.Random(s)) for s in range(40)}
+    assert seen == {
+        es.parse("min(v1, x / rms(x, group))"),
+        es.parse("min(v1 / rms(v1, group), x)"),
+        es.parse("t1 = min(v1, x)\ny = t1 / rms(t1, group)"),
+    }
+    for child in seen:
+        check_child(child, parent, space)
+
+
+@pytest.mark.parametrize("ops", [("min", "rms"), ("min", "div", "mean", "var")])
+def test_normalize_node_needs_a_division_and_a_scale_statistic(ops):
+    from evonorm_search.search.mutation import NormalizeNode
+
+    space = SearchSpace(ops=ops, axes=("group",))
+    assert all(NormalizeNode().apply(es.parse("min(v1, x)"), space, random.Random(s)) is None for s in range(10))
+
+
+def test_normalize_node_is_opt_in():
+    from evonorm_search.search import SearchConfig
+    from evonorm_search.search.mutation import DEFAULT_MUTATIONS, NormalizeNode
+
+    assert NormalizeNode.name not in DEFAULT_MUTATIONS
+    assert [m.name for m in Mutator(SearchSpace()).mutations] == list(DEFAULT_MUTATIONS)
+    assert SearchConfig.from_yaml("name: x").mutations == list(DEFAULT_MUTATIONS)
+    chosen = SearchConfig.from_yaml("name: x\nmutations: [insert_node, normalize_node]").mutations
+    assert [m.name for m in make_mutations(chosen)] == ["insert_node", "normalize_node"]
