@@ -13,10 +13,13 @@ of bn_relu, gn_relu, evonorm_b0 and evonorm_s0, on the proxies and on the target
 (`VARIANTS`: other depths, optimizers, steps, data) are scored against the same target, so the table
 shows the settings tried and which one predicts the target best at what cost.
 
-Target scores are saved beside the table (`fidelity-<machine>.json`) keyed by the target's settings and
-the layer; `--reuse-target` serves them from that file instead of training again (the table says so).
+Target and proxy scores are saved beside the table (`fidelity-<machine>.json`) keyed by the settings
+(target, or one proxy variant) and the layer; `--reuse-target` and `--reuse-proxies` serve them from
+that file instead of training again (the tables say how many). "The choice" table states the rule that
+picks the default among the variants and checks each against it.
 
     python benchmarks/fidelity.py                  # the full run (tens of minutes on 2 cores)
+    python benchmarks/fidelity.py --reuse-target --reuse-proxies --search-winners   # with the searches' best
     python benchmarks/fidelity.py --smoke          # a tiny end-to-end run (the test suite's)
 """
 
