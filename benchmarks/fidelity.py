@@ -218,11 +218,14 @@ def search_winners(known: list[LayerToScore]) -> list[LayerToScore]:
 # --------------------------------------------------------------------------------------------------
 
 
-def target_key(config: SearchConfig, seeds: list[int]) -> str:
-    """The target's settings as a key; fields left at their defaults are left out, so a setting added to
-    the configuration later (with a default) does not invalidate the scores already measured."""
-    spec = [config.target_spec(s).model_dump(mode="json", exclude_defaults=True) for s in seeds]
+def spec_digest(spec) -> str:
+    """Settings as a key; fields left at their defaults are left out, so a setting added to the
+    configuration later (with a default) does not invalidate the scores already measured."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def target_key(config: SearchConfig, seeds: list[int]) -> str:
+    return spec_digest([config.target_spec(s).model_dump(mode="json", exclude_defaults=True) for s in seeds])
 
 
 def cache_path() -> Path:
@@ -248,20 +251,24 @@ def save_cache(cache: dict) -> None:
     os.replace(temporary, cache_path())
 
 
-def score_target(config, layers, seeds, evaluator, reuse: bool) -> tuple[list[dict], int]:
-    """Target scores as JSON objects (LayerScore.to_json) per layer, and how many came from the cache."""
-    key = target_key(config, seeds)
-    cache = load_cache() if reuse else {}
-    stored = cache.get(key, {})
+def cached_scores(key: str, layers, specs, evaluator, reuse: bool, on_run=None) -> tuple[list[dict], int]:
+    """Scores (LayerScore.to_json) per layer under `specs`, trained only for layers the cache lacks under
+    `key` (all of them without `reuse`); fresh scores join the cache. Also how many the cache served."""
+    stored = load_cache().get(key, {}) if reuse else {}
     missing = [layer for layer in layers if layer.dsl not in stored]
-    specs = [config.target_spec(s) for s in seeds]
-    fresh = score_layers(missing, specs, evaluator, on_run=_progress("target")) if missing else []
+    fresh = [s.to_json() for s in score_layers(missing, specs, evaluator, on_run=on_run)] if missing else []
     if fresh:
         cache = load_cache()
-        cache.setdefault(key, {}).update({s.layer: s.to_json() for s in fresh})
+        cache.setdefault(key, {}).update({s["layer"]: s for s in fresh})
         save_cache(cache)
-        stored = cache[key]
+        stored = {**stored, **{s["layer"]: s for s in fresh}}
     return [stored[layer.dsl] for layer in layers], len(layers) - len(missing)
+
+
+def score_target(config, layers, seeds, evaluator, reuse: bool) -> tuple[list[dict], int]:
+    """Target scores per layer, and how many came from the cache."""
+    specs = [config.target_spec(s) for s in seeds]
+    return cached_scores(target_key(config, seeds), layers, specs, evaluator, reuse, on_run=_progress("target"))
 
 
 def _progress(what: str):
@@ -340,26 +347,15 @@ class ProxyRun:
 
 
 def proxy_key(config: SearchConfig) -> str:
-    """A proxy setting as a key (prefixed: the cache holds target keys too); defaults left out, as for the
-    target's key."""
-    spec = config.proxy_spec().model_dump(mode="json", exclude_defaults=True)
-    return "proxy:" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    """A proxy setting as a key (prefixed: the cache holds target keys too)."""
+    return "proxy:" + spec_digest(config.proxy_spec().model_dump(mode="json", exclude_defaults=True))
 
 
 def proxy_scores(config: SearchConfig, layers, evaluator, reuse: bool) -> ProxyRun:
     """Proxy scores under one setting; with `reuse`, layers already scored under it come from the cache."""
-    key = proxy_key(config)
-    stored = load_cache().get(key, {}) if reuse else {}
-    missing = [layer for layer in layers if layer.dsl not in stored]
     started = time.perf_counter()
-    fresh = score_layers(missing, [config.proxy_spec()], evaluator) if missing else []
-    seconds = time.perf_counter() - started
-    if fresh:
-        cache = load_cache()
-        cache.setdefault(key, {}).update({s.layer: s.to_json() for s in fresh})
-        save_cache(cache)
-        stored = {**stored, **{s.layer: s.to_json() for s in fresh}}
-    return ProxyRun([stored[layer.dsl] for layer in layers], seconds, len(layers) - len(missing))
+    scores, cached = cached_scores(proxy_key(config), layers, [config.proxy_spec()], evaluator, reuse)
+    return ProxyRun(scores, time.perf_counter() - started, cached)
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -57,6 +57,17 @@ class Editable:
         self.nodes.insert(position, node)
         self.output = shift(self.output)
 
+    def edges(self) -> list[tuple[int, int]]:
+        """(user, input slot) of every op node's input: where an insertion can go."""
+        return [(i, slot) for i in self.inner() for slot in range(len(self.nodes[i].args))]
+
+    def point(self, user: int, slot: int, source: int) -> None:
+        """Make input `slot` of node `user` read node `source`."""
+        old = self.nodes[user]
+        args = list(old.args)
+        args[slot] = source
+        self.nodes[user] = Node(old.op, tuple(args), old.axis, old.value)
+
     def build(self) -> Graph | None:
         try:
             return Graph(self.nodes, self.output)
@@ -115,9 +126,7 @@ class RewireInput:
         source = rng.randrange(i)
         if source == old.args[slot]:
             return None
-        args = list(old.args)
-        args[slot] = source
-        e.nodes[i] = Node(old.op, tuple(args), old.axis, old.value)
+        e.point(i, slot, source)
         return e.build()
 
 
@@ -128,7 +137,7 @@ class InsertNode:
 
     def apply(self, graph: Graph, space: SearchSpace, rng: random.Random) -> Graph | None:
         e = Editable.of(graph, space)
-        edges = [(i, slot) for i in e.inner() for slot in range(len(e.nodes[i].args))]
+        edges = e.edges()
         choice = rng.randrange(len(edges) + 1)
         if choice == len(edges):  # after the output
             e.nodes.append(random_node(space, rng, range(len(e.nodes)), first=e.output))
@@ -137,11 +146,7 @@ class InsertNode:
         user, slot = edges[choice]
         source = e.nodes[user].args[slot]
         e.insert(user, random_node(space, rng, range(user), first=source))
-        # The user moved to user + 1 and the new node sits at `user`.
-        old = e.nodes[user + 1]
-        args = list(old.args)
-        args[slot] = user
-        e.nodes[user + 1] = Node(old.op, tuple(args), old.axis, old.value)
+        e.point(user + 1, slot, user)  # the user moved to user + 1 and the new node sits at `user`
         return e.build()
 
 
@@ -178,7 +183,7 @@ class NormalizeNode:
         if "div" not in space.ops or not scales:
             return None
         e = Editable.of(graph, space)
-        edges = [(i, slot) for i in e.inner() for slot in range(len(e.nodes[i].args))]
+        edges = e.edges()
         choice = rng.randrange(len(edges) + 1)
         statistic = Node(rng.choice(scales), (), rng.choice(space.axes))
         if choice == len(edges):  # after the output
@@ -191,11 +196,7 @@ class NormalizeNode:
         source = e.nodes[user].args[slot]
         e.insert(user, Node(statistic.op, (source,), statistic.axis))
         e.insert(user + 1, Node("div", (source, user)))
-        # The user moved to user + 2; the statistic sits at `user` and the division at `user + 1`.
-        old = e.nodes[user + 2]
-        args = list(old.args)
-        args[slot] = user + 1
-        e.nodes[user + 2] = Node(old.op, tuple(args), old.axis, old.value)
+        e.point(user + 2, slot, user + 1)  # the user moved to user + 2; the division sits at user + 1
         return e.build()
 
 
