@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_slug, markdown_table, write_result
 
 from evonorm_search import library, parse
+from evonorm_search.proxies.config import TRANSFORMER_KINDS
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import build_checks
 from evonorm_search.search.evaluator import EvaluationOutcome, EvaluationTask, evaluate_task
@@ -54,7 +55,7 @@ from evonorm_search.search.scoring import LayerToScore, score_layers
 from evonorm_search.search.space import random_graph
 
 QUICK = Path(__file__).resolve().parent.parent / "examples" / "quick.yaml"
-BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
+BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")  # quick.yaml's (benchmarks/search.py's)
 CONTROLS = {
     "identity": "x",
     "relu": "relu(x)",
@@ -116,6 +117,62 @@ VARIANTS: dict[str, dict] = {
         },
     },
 }
+
+
+# Transformer proxy settings (examples/transformer.yaml: MNIST-1D in patches of 4, pre- and post-norm
+# encoders of width 32 and depth 2, 200 AdamW steps of 64).
+_ADAMW = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 20,
+          "steps": 200, "batch_size": 64, "device": "cpu", "threads": 1}  # fmt: skip
+
+
+def _encoders(depth: int = 2, width: int = 32, patch_size: int = 4) -> list[dict]:
+    return [{"kind": "transformer", "name": p, "placement": p, "width": width, "heads": 4, "depth": depth,
+             "mlp_ratio": 2, "patch_size": patch_size} for p in ("pre", "post")]  # fmt: skip
+
+
+TRANSFORMER_VARIANTS: dict[str, dict] = {
+    "default": {},
+    # Associative recall (one token per position, the answer needs attention): learnt late and
+    # suddenly, so 200 steps leave every layer between 0.35 and 0.40.
+    "recall": {"architectures": _encoders(patch_size=1),
+               "data": {"name": "recall", "samples": 4000, "validation_fraction": 0.25}},
+    "depth 4": {"architectures": _encoders(depth=4)},
+    "lr 0.001": {"training": {**_ADAMW, "lr": 0.001}},
+    "lr 0.01": {"training": {**_ADAMW, "lr": 0.01}},
+    "400 steps of 64": {"training": {**_ADAMW, "steps": 400, "warmup_steps": 40}},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a kind of network is measured with: its proxy settings, the one the layer table sets beside
+    the default, the results file's name and title, the search benchmark's results name, and the
+    baseline a search's best layer must come within one std of."""
+
+    variants: dict[str, dict]
+    former: str | None
+    result: str
+    title: str
+    search: str
+    reference: str
+
+
+CONVOLUTIONAL = Family(
+    VARIANTS, FORMER, "fidelity", "Proxy fidelity: proxy scores against the target task", "search", "gn_relu"
+)
+TRANSFORMER = Family(
+    TRANSFORMER_VARIANTS,
+    None,
+    "fidelity-transformer",
+    "Proxy fidelity for transformers: proxy scores against the target task, and placement",
+    "search-transformer",
+    "rmsnorm",
+)
+PLACEMENTS = ("pre", "post", "peri", "mix")
+
+
+def family_of(config: SearchConfig) -> Family:
+    return TRANSFORMER if any(a.kind in TRANSFORMER_KINDS for a in config.architectures) else CONVOLUTIONAL
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,17 +246,22 @@ def random_survivors(config: SearchConfig, count: int, seed: int, known: list[La
     raise RuntimeError(f"only {len(found)} of {count} random candidates survived the cheap rejections")
 
 
-def layer_set(config: SearchConfig, n_random: int, seed: int, winners: bool = False) -> list[LayerToScore]:
-    named = [LayerToScore(library.get(name), name) for name in library.names() if name not in ("identity", "relu")]
+def layer_set(config: SearchConfig, n_random: int, seed: int, winners: str | None = None) -> list[LayerToScore]:
+    """The library layers the search space can express (a batch-free space leaves BatchNorm out), the
+    controls, `n_random` random survivors and, with `winners` (the search benchmark's results name), the
+    searches' best layers."""
+    axes = set(config.build_space().axes)
+    named = [LayerToScore(library.get(name), name) for name in library.names()
+             if name not in ("identity", "relu") and library.get(name).axes <= axes]  # fmt: skip
     named += [LayerToScore(parse(text), name) for name, text in CONTROLS.items()]
     layers = named + random_survivors(config, n_random, seed, named)
-    return layers + (search_winners(layers) if winners else [])
+    return layers + (search_winners(layers, winners) if winners else [])
 
 
-def search_winners(known: list[LayerToScore]) -> list[LayerToScore]:
-    """The best layers of the search benchmark's runs (`search-<machine>.json`): the layers a search
+def search_winners(known: list[LayerToScore], name: str = "search") -> list[LayerToScore]:
+    """The best layers of the search benchmark's runs (`<name>-<machine>.json`): the layers a search
     actually selects, which random draws seldom resemble."""
-    path = RESULTS / f"search-{machine_slug()}.json"
+    path = RESULTS / f"{name}-{machine_slug()}.json"
     if not path.is_file():
         raise SystemExit(f"--search-winners needs {path} (run benchmarks/search.py first)")
     seen = {layer.dsl for layer in known}
@@ -305,21 +367,21 @@ def kendall_tau(proxy: list[float], target: list[float], seed: int) -> tuple[flo
     return tau, float(low), float(high)
 
 
-def control_rule(scores: dict[str, float]) -> tuple[bool, list[str]]:
-    """Every control below every baseline; the violations as text."""
+def control_rule(scores: dict[str, float], baselines: Iterable[str]) -> tuple[bool, list[str]]:
+    """Every control below every baseline (the configuration's); the violations as text."""
     bad = [
         f"{c} ({scores[c]:.3f}) >= {b} ({scores[b]:.3f})"
         for c in CONTROLS
-        for b in BASELINES
+        for b in baselines
         if not scores[c] < scores[b]
     ]
     return not bad, bad
 
 
-def summarize(layers, run: ProxyRun, target: list[dict], seed: int) -> str:
+def summarize(config: SearchConfig, layers, run: ProxyRun, target: list[dict], seed: int) -> str:
     """One line per variant for the log: tau and the control rule's violations on the proxies."""
     tau, low, high = kendall_tau(run.means, [t["mean"] or 0.0 for t in target], seed)
-    ok, bad = control_rule(dict(zip([layer.label for layer in layers], run.means, strict=True)))
+    ok, bad = control_rule(dict(zip([layer.label for layer in layers], run.means, strict=True)), config.baselines)
     return f"tau {tau:.3f} [{low:.3f}, {high:.3f}]; controls below baselines: {'yes' if ok else '; '.join(bad)}"
 
 
@@ -362,29 +424,119 @@ def run(args: argparse.Namespace) -> Path:
     config = SearchConfig.from_yaml(Path(args.config))
     if args.smoke:
         config = smoke_config(config)
+    family = family_of(config)
     seeds = config.validation.seed_list(args.seeds)
-    layers = layer_set(config, args.random, args.seed, args.search_winners)
+    layers = layer_set(config, args.random, args.seed, family.search if args.search_winners else None)
     print(f"{len(layers)} layers; target seeds {seeds}", flush=True)
     evaluator = PoolEvaluator(args.workers)
     try:
         started = time.perf_counter()
         target, cached = score_target(config, layers, seeds, evaluator, args.reuse_target)
         target_seconds = time.perf_counter() - started
-        chosen = ["default"] if args.smoke else (args.variants or list(VARIANTS))
-        variants = {name: variant_config(config, VARIANTS[name]) for name in chosen}
+        chosen = ["default"] if args.smoke else (args.variants or list(family.variants))
+        variants = {name: variant_config(config, family.variants[name]) for name in chosen}
         results = {}
         for name, variant in variants.items():
             results[name] = proxy_scores(variant, layers, evaluator, args.reuse_proxies)
-            print(f"{name}: {summarize(layers, results[name], target, args.seed)}", flush=True)
+            print(f"{name}: {summarize(config, layers, results[name], target, args.seed)}", flush=True)
+        placement = None
+        if family is TRANSFORMER:
+            chosen_layers = placement_layers(config, layers)
+            placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
     finally:
         evaluator.close()
-    return write_report(args, config, layers, seeds, target, cached, target_seconds, variants, results)
+    report = Report(config, family, layers, seeds, target, cached, target_seconds, variants, results, placement)
+    return write_report(args, report)
+
+
+# --------------------------------------------------------------------------------------------------
+# Placement (transformers): the baselines under pre, post, peri and mix on the target task
+# --------------------------------------------------------------------------------------------------
+
+
+def placement_layers(config: SearchConfig, layers: list[LayerToScore]) -> list[LayerToScore]:
+    """The baselines, derf, the controls and any searches' winners: where the norms sit changes what they do."""
+    wanted = {*config.baselines, "derf", *CONTROLS}
+    return [layer for layer in layers if layer.label in wanted or layer.label.startswith("search_")]
+
+
+def placement_config(config: SearchConfig, placement: str) -> SearchConfig:
+    """The target task with its first encoder under one placement (its name is the placement)."""
+    arch = config.validation.architectures[0].model_dump(mode="json")
+    validation = {
+        **config.validation.model_dump(mode="json"),
+        "architectures": [{**arch, "name": placement, "placement": placement}],
+    }
+    return variant_config(config, {"validation": validation})
+
+
+def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict:
+    """Per placement, target scores of `layers`: read from the target's own runs where the target has an
+    encoder with that placement and otherwise the first one's settings (same seeds, same training),
+    trained (and cached per placement and layer like the target's) for the others."""
+    found = {}
+    for placement in PLACEMENTS:
+        if (label := target_architecture(config, placement)) is not None:
+            by_dsl = {layer.dsl: score for layer, score in zip(target_layers, target, strict=True)}
+            found[placement] = (layers, [architecture_score(by_dsl[layer.dsl], label) for layer in layers])
+            continue
+        variant = placement_config(config, placement)
+        specs = [variant.target_spec(s) for s in seeds]
+        scores, _ = cached_scores(target_key(variant, seeds), layers, specs, evaluator, reuse,
+                                  on_run=_progress(f"placement {placement}"))  # fmt: skip
+        found[placement] = (layers, scores)
+    return found
+
+
+def target_architecture(config: SearchConfig, placement: str) -> str | None:
+    """The label of the target's encoder that is its first one under `placement`, if it has one."""
+    first = config.validation.architectures[0].model_dump(exclude={"name", "placement"})
+    for arch in config.validation.architectures:
+        if arch.placement == placement and arch.model_dump(exclude={"name", "placement"}) == first:
+            return arch.label
+    return None
+
+
+def architecture_score(score: dict, label: str) -> dict:
+    """One architecture's mean and sample std over a layer's seeds, from its cached runs."""
+    values = [run["accuracies"][label] for run in score["runs"] if run["error"] is None]
+    return {
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else None),
+    }
+
+
+def placement_section(config: SearchConfig, placement: dict) -> str:
+    """One row per layer, one column per placement (mean ± std over the target seeds), and each
+    placement's order: does the best layer depend on where the norms sit?"""
+    layers = next(iter(placement.values()))[0]
+    rows = []
+    for i, layer in enumerate(layers):
+        cells = [f"{fmt(placement[p][1][i]['mean'])} ± {fmt(placement[p][1][i]['std'])}" for p in PLACEMENTS]
+        rows.append([layer.label, "control" if layer.label in CONTROLS else "layer", *cells])
+    orders = []
+    for p in PLACEMENTS:
+        ranked = sorted(range(len(layers)), key=lambda i, p=p: -(placement[p][1][i]["mean"] or 0.0))
+        orders.append(f"- {p}: " + " > ".join(layers[i].label for i in ranked))
+    arch = config.validation.architectures[0]
+    return (
+        f"## Placement on the target task\n\nThe target's first encoder (width {arch.width}, depth {arch.depth}, "
+        f"{arch.heads} heads) with the norms at each placement: pre (before each sublayer), post (after each "
+        "residual add), peri (before each sublayer and on its output before the add), mix (post-norm in the first "
+        "quarter of the blocks, pre-norm after). Test accuracy, mean ± std over the target seeds.\n\n"
+        + markdown_table(["layer", "kind", *PLACEMENTS], rows)
+        + "\n\nOrder by mean under each placement:\n\n"
+        + "\n".join(orders)
+    )
 
 
 def smoke_config(config: SearchConfig) -> SearchConfig:
     tiny_train = {"optimizer": "sgd", "lr": 0.05, "steps": 3, "batch_size": 16, "device": "cpu", "threads": 1}
     tiny_data = {"name": "synthetic", "samples": 60, "test_samples": 30, "synthetic_shape": [1, 8]}
-    tiny_arch = [{"kind": "resnet", "width": 4, "blocks": [1]}]
+    tiny_arch: list[dict] = [{"kind": "resnet", "width": 4, "blocks": [1]}]
+    if family_of(config) is TRANSFORMER:  # the smoke run keeps the family: its placement table too
+        tiny_arch = [{"kind": "transformer", "name": p, "placement": p, "width": 8, "heads": 2, "depth": 1,
+                      "mlp_ratio": 2, "patch_size": 4} for p in ("pre", "post")]  # fmt: skip
     mapping = config.model_dump(mode="json")
     mapping.update(
         architectures=tiny_arch,
@@ -409,22 +561,40 @@ def _slots(config: SearchConfig, architectures) -> dict[str, int]:
     }  # fmt: skip
 
 
-def write_report(args, config, layers, seeds, target, cached, target_seconds, variants, results) -> Path:
-    target_mean = [t["mean"] if t["mean"] is not None else 0.0 for t in target]
-    labels = [layer.label for layer in layers]
-    sections = [settings_section(config, seeds, cached, len(layers), target_seconds)]
+@dataclass(frozen=True)
+class Report:
+    """Everything a run measured, for the results file."""
+
+    config: SearchConfig
+    family: Family
+    layers: list[LayerToScore]
+    seeds: list[int]
+    target: list[dict]
+    cached: int
+    target_seconds: float
+    variants: dict[str, SearchConfig]
+    results: dict[str, ProxyRun]
+    placement: dict | None = None
+
+
+def write_report(args, r: Report) -> Path:
+    config, baselines = r.config, r.config.baselines
+    target_mean = [t["mean"] if t["mean"] is not None else 0.0 for t in r.target]
+    labels = [layer.label for layer in r.layers]
+    sections = [settings_section(config, r.seeds, r.cached, len(r.layers), r.target_seconds)]
     variant_rows = []
-    for name, proxy_run in results.items():
+    for name, proxy_run in r.results.items():
         proxy = proxy_run.means
         tau, low, high = kendall_tau(proxy, target_mean, args.seed)
-        ok_proxy, bad_proxy = control_rule(dict(zip(labels, proxy, strict=True)))
-        ok_target, _ = control_rule(dict(zip(labels, target_mean, strict=True)))
-        variant_rows.append([name, describe_variant(variants[name]), f"{tau:.3f} [{low:.3f}, {high:.3f}]",
+        ok_proxy, bad_proxy = control_rule(dict(zip(labels, proxy, strict=True)), baselines)
+        ok_target, _ = control_rule(dict(zip(labels, target_mean, strict=True)), baselines)
+        variant_rows.append([name, describe_variant(r.variants[name]), f"{tau:.3f} [{low:.3f}, {high:.3f}]",
                              "yes" if ok_proxy else f"no: {first_violation(bad_proxy)}",
                              "yes" if ok_target else "no", f"{proxy_run.seconds:.0f}",
-                             f"{proxy_run.cached} of {len(layers)}"])  # fmt: skip
+                             f"{proxy_run.cached} of {len(r.layers)}"])  # fmt: skip
     sections.append(
         "## Proxy settings tried against the target\n\n"
+        f"Baselines: {', '.join(baselines)}; controls: {', '.join(CONTROLS)}.\n\n"
         + markdown_table(
             [
                 "variant",
@@ -438,26 +608,30 @@ def write_report(args, config, layers, seeds, target, cached, target_seconds, va
             variant_rows,
         )
     )
-    taus = {name: kendall_tau(run.means, target_mean, args.seed)[0] for name, run in results.items()}
+    taus = {name: kendall_tau(run.means, target_mean, args.seed)[0] for name, run in r.results.items()}
     if not args.smoke:
-        rules = {name: control_rule(dict(zip(labels, run.means, strict=True)))[0] for name, run in results.items()}
-        interval = kendall_tau(results["default"].means, target_mean, args.seed)[1:]
-        sections.append(choice_section(config, variants, taus, rules, interval))
-    sections.append(layer_section(labels, results["default"], target, results.get(FORMER)))
-    proxy = results["default"].means
+        rules = {name: control_rule(dict(zip(labels, run.means, strict=True)), baselines)[0]
+                 for name, run in r.results.items()}  # fmt: skip
+        interval = kendall_tau(r.results["default"].means, target_mean, args.seed)[1:]
+        sections.append(choice_section(config, r.variants, taus, rules, interval))
+    former = r.results.get(r.family.former) if r.family.former else None
+    sections.append(layer_section(labels, r.results["default"], r.target, former))
+    if r.placement:
+        sections.append(placement_section(config, r.placement))
+    proxy = r.results["default"].means
     tau, low, high = kendall_tau(proxy, target_mean, args.seed)
-    ok_p, bad_p = control_rule(dict(zip(labels, proxy, strict=True)))
-    ok_t, bad_t = control_rule(dict(zip(labels, target_mean, strict=True)))
+    ok_p, bad_p = control_rule(dict(zip(labels, proxy, strict=True)), baselines)
+    ok_t, bad_t = control_rule(dict(zip(labels, target_mean, strict=True)), baselines)
     verdict = [
-        f"Kendall tau (proxy score against target mean, {len(layers)} layers): **{tau:.3f}** "
+        f"Kendall tau (proxy score against target mean, {len(r.layers)} layers): **{tau:.3f}** "
         f"(bootstrap 95% interval {low:.3f} to {high:.3f}); target >= 0.6: {'meets' if tau >= 0.6 else 'misses'}.",
         f"Controls below every baseline on the proxies: {'yes' if ok_p else 'no: ' + '; '.join(bad_p)}.",
         f"Controls below every baseline on the target: {'yes' if ok_t else 'no: ' + '; '.join(bad_t)}.",
     ]
     sections.append("## Verdict (the configuration as given)\n\n" + "\n".join(f"- {v}" for v in verdict))
-    name, title = "fidelity", "Proxy fidelity: proxy scores against the target task"
+    name, title = r.family.result, r.family.title
     if args.search_winners:
-        name, title = "fidelity-winners", title + ", with the layers searches select"
+        name, title = name.replace("fidelity", "fidelity-winners"), title + ", with the layers searches select"
     return write_result(name, title, "\n\n".join(sections))
 
 
@@ -527,8 +701,14 @@ def first_violation(violations: list[str]) -> str:
     return violations[0] + more
 
 
+def describe_architecture(arch) -> str:
+    if arch.kind in TRANSFORMER_KINDS:
+        return f"{arch.label} w{arch.width} depth {arch.depth} {arch.placement}-norm patch {arch.patch_size}"
+    return f"{arch.label} w{arch.width} {arch.blocks}"
+
+
 def describe_variant(config: SearchConfig) -> str:
-    archs = ", ".join(f"{a.label} w{a.width} {a.blocks}" for a in config.architectures)
+    archs = ", ".join(describe_architecture(a) for a in config.architectures)
     t = config.training
     return f"{config.data.name}; {archs}; {t.optimizer} lr {t.lr}, {t.steps} steps, batch {t.batch_size}"
 
@@ -541,9 +721,11 @@ def settings_section(config: SearchConfig, seeds, cached: int, n_layers: int, se
         f"Configuration: `{config.name}`; proxies: {describe_variant(config)}; norm-activation slots per proxy "
         f"{proxy_slots}.",
         f"Target task: {v.data.name} (train on the search part, score on its test split of "
-        f"{v.data.test_samples if v.data.name in ('mnist1d', 'synthetic') else 'fixed'} examples); "
-        + ", ".join(f"{a.label} w{a.width} {a.blocks}" for a in v.architectures)
-        + f" (slots {target_slots}); {t.optimizer} lr {t.lr} momentum {t.momentum}, {t.steps} steps, "
+        f"{v.data.test_samples if v.data.name in ('mnist1d', 'synthetic', 'recall') else 'fixed'} examples); "
+        + ", ".join(describe_architecture(a) for a in v.architectures)
+        + f" (slots {target_slots}); {t.optimizer} lr {t.lr}"
+        + (f" momentum {t.momentum}" if t.optimizer == "sgd" else f" weight decay {t.weight_decay}")
+        + f", {t.steps} steps, "
         f"batch {t.batch_size}, seeds {seeds} (the search's seed is {config.seed}).",
         "Ratios: target slots / proxy slots per architecture "
         + ", ".join(
@@ -595,12 +777,14 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument(
         "--variants", type=lambda text: text.split(";"), default=None,
-        help=f"semicolon-separated proxy settings to score (default: all of {', '.join(VARIANTS)})",
+        help="semicolon-separated proxy settings to score (default: all of the configuration's family: "
+        f"{', '.join(VARIANTS)} for convolutional networks, {', '.join(TRANSFORMER_VARIANTS)} for transformers)",
     )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
-    if args.variants and not set(args.variants) <= set(VARIANTS) | {"default"}:
-        parser.error(f"unknown variants {sorted(set(args.variants) - set(VARIANTS))}; known: {', '.join(VARIANTS)}")
+    known = family_of(SearchConfig.from_yaml(Path(args.config))).variants
+    if args.variants and not set(args.variants) <= set(known):
+        parser.error(f"unknown variants {sorted(set(args.variants) - set(known))}; known: {', '.join(known)}")
     if args.variants and "default" not in args.variants:
         args.variants.insert(0, "default")  # the layer table and the verdict are the default's
     if args.smoke:

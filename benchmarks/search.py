@@ -1,6 +1,7 @@
 """The search, measured on the target task: the rejection funnel, evolution against random search with
-every run's best layer validated, and the time of `evonorm-search run examples/quick.yaml`.
-Writes benchmarks/results/search-<machine>.md and a PNG plot beside it.
+every run's best layer validated, and the time of `evonorm-search run CONFIG` (default
+`examples/quick.yaml`). Writes benchmarks/results/search-<machine>.md (search-transformer-<machine>.md
+for `--config examples/transformer.yaml`) and a PNG plot beside it.
 
 1. Rejection funnel: N random candidates of the quick.yaml search space go through the cheap checks
    (static, duplicate, numeric, stability) and, when they pass, the quality check (short training on
@@ -13,13 +14,15 @@ Writes benchmarks/results/search-<machine>.md and a PNG plot beside it.
    run's top-10 layers that normalize (contain an aggregation).
 3. The baselines and the controls on the target task (the same seeds), served from the fidelity
    benchmark's cache when it holds them for these target settings (the table says which), and the
-   verdicts: evolution's median best validated score above random search's; the quick search's best
-   validated layer above every control and within one std of gn_relu or better.
-4. `evonorm-search run examples/quick.yaml` as a user runs it (local Ray, SQLite), timed by this script.
+   verdicts: evolution's median best validated score above random search's; the configuration's own
+   search's best validated layer above every control and within one std of the reference baseline
+   (gn_relu; rmsnorm for transformers) or better.
+4. `evonorm-search run CONFIG` as a user runs it (local Ray, SQLite), timed by this script.
 
 The machine is shared: the 1-minute load average is sampled throughout and reported.
 
     python benchmarks/search.py                 # the full run (about an hour on 2 cores)
+    python benchmarks/search.py --config examples/transformer.yaml --top 2
     python benchmarks/search.py --smoke         # a few minutes, to check the script
 """
 
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import torch
 from _common import RESULTS, machine_slug, markdown_table, write_result
-from fidelity import BASELINES, CONTROLS, PoolEvaluator, score_target, smoke_config
+from fidelity import CONTROLS, PoolEvaluator, describe_architecture, family_of, score_target, smoke_config
 from scipy import stats
 
 import evonorm_search as es
@@ -76,8 +79,8 @@ class LoadSampler(threading.Thread):
         return f"1-minute load average over the run: median {statistics.median(s):.2f}, max {max(s):.2f} ({len(s)} samples)"
 
 
-def quick_config(smoke: bool = False, **updates) -> SearchConfig:
-    base = SearchConfig.from_yaml(QUICK)
+def quick_config(smoke: bool = False, path: Path = QUICK, **updates) -> SearchConfig:
+    base = SearchConfig.from_yaml(path)
     if smoke:
         base = smoke_config(base)
     return SearchConfig.from_mapping({**base.model_dump(mode="json"), **updates})
@@ -137,7 +140,7 @@ def funnel(config: SearchConfig, n: int, seed: int) -> str:
     table = markdown_table(["stage", "candidates reaching it", "rejected", "share of all", "median ms", "max ms"], rows)
     return (
         f"## 1. Rejection funnel: {n} random candidates\n\n"
-        f"Space of `examples/quick.yaml` (max {config.space.max_ops} ops, every op and axis); probes of shape "
+        f"Space of `{config.name}` (max {config.space.max_ops} ops, axes {', '.join(config.space.axes)}); probes of shape "
         f"(8, 8, 4, 4); stability: {config.rejection.stability.steps} ascent steps, threshold "
         f"{config.rejection.stability.threshold:g}; quality: {config.rejection.quality.steps} steps on each "
         f"proxy, threshold {config.rejection.quality.threshold:.0%}. Times are per candidate that reached the "
@@ -224,9 +227,11 @@ def search_run(config: SearchConfig, workdir: str) -> RunResult:
         store.close()
 
 
-def run_searches(budget: int, seeds: list[int], workdir: Path, smoke: bool, workers: int) -> list[RunResult]:
+def run_searches(
+    path: Path, budget: int, seeds: list[int], workdir: Path, smoke: bool, workers: int
+) -> list[RunResult]:
     configs = [
-        quick_config(smoke, name=f"bench-{mode}-{seed}", mode=mode, seed=seed, budget=budget)
+        quick_config(smoke, path, name=f"bench-{mode}-{seed}", mode=mode, seed=seed, budget=budget)
         for seed in seeds
         for mode in ("evolution", "random")
     ]
@@ -304,8 +309,8 @@ def validate_best(
 
 
 def reference_scores(config: SearchConfig, seeds: list[int], workers: int) -> tuple[dict[str, dict], int]:
-    names = list(BASELINES) + list(CONTROLS)
-    graphs = [es.library.get(n) for n in BASELINES] + [es.parse(t) for t in CONTROLS.values()]
+    names = list(config.baselines) + list(CONTROLS)
+    graphs = [es.library.get(n) for n in config.baselines] + [es.parse(t) for t in CONTROLS.values()]
     evaluator = PoolEvaluator(workers)
     try:
         scores, cached = score_target(config, [LayerToScore(g, n) for g, n in zip(graphs, names, strict=True)],
@@ -358,7 +363,8 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
         summary.append(f"Evolution's median best validated score is **{verdict}** random search's.")
         summary.append(paired_comparison(runs, validated, medians, intervals))
     ref_rows = [
-        [name, "baseline" if name in BASELINES else "control", fmt_score(score)] for name, score in references.items()
+        [name, "baseline" if name in config.baselines else "control", fmt_score(score)]
+        for name, score in references.items()
     ]
     quick = next(
         (
@@ -372,26 +378,27 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
     if quick is not None and quick.get("mean") is not None:
         controls = {n: s for n, s in references.items() if n in CONTROLS and s.get("mean") is not None}
         above = all(quick["mean"] > s["mean"] for s in controls.values())
-        gn = references.get("gn_relu", {})
+        reference = family_of(config).reference
+        gn = references.get(reference, {})
         near = gn.get("mean") is not None and quick["mean"] >= gn["mean"] - gn["std"]
         checks = [
-            f"The quick search's best layer (evolution, seed {config.seed}) scores {fmt_score(quick)} on the "
-            f"target: above every control: **{'yes' if above else 'no'}**; within one std of gn_relu "
+            f"The `{config.name}` search's best layer (evolution, seed {config.seed}) scores {fmt_score(quick)} "
+            f"on the target: above every control: **{'yes' if above else 'no'}**; within one std of {reference} "
             f"({fmt_score(gn)}) or better: **{'yes' if near else 'no'}**."
         ]
     t = config.validation
     return (
         f"## 2. Evolution against random search ({len(runs) // 2} seeds each, {budget} candidates per run)\n\n"
-        f"`examples/quick.yaml` with `mode` and `seed` varied (search seeds {sorted({r.seed for r in runs})}); the "
+        f"`{config.name}` with `mode` and `seed` varied (search seeds {sorted({r.seed for r in runs})}); the "
         "budget counts every candidate proposed, rejected ones included. Each run's top "
         f"{top} layers by mean proxy accuracy are re-trained on the target task ({t.data.name} test split; "
-        + ", ".join(f"{a.label} w{a.width} {a.blocks}" for a in t.architectures)
+        + ", ".join(describe_architecture(a) for a in t.architectures)
         + f"; {t.training.steps} steps) with the validation seeds {seeds}, which no search uses, and the "
         "best of them on the target is the run's best validated layer (the paper re-ranked its top "
         "candidates the same way; `evonorm-search validate ID --top K` does it for any search). "
         "A layer normalizes when it contains an aggregation (mean, var, std, rms over some axis).\n\n"
         f"{table}\n\n" + "\n".join(f"- {line}" for line in summary) + "\n\n"
-        f"![best mean proxy accuracy and hypervolume against candidates](search-{machine_slug()}.png)\n\n"
+        f"![best mean proxy accuracy and hypervolume against candidates]({family_of(config).search}-{machine_slug()}.png)\n\n"
         f"## 3. Baselines and controls on the target task\n\n"
         f"Seeds {seeds}; {cached} of {len(references)} served from the fidelity benchmark's cache "
         "(`fidelity-<machine>.json`, the same target settings), the rest trained in this run.\n\n"
@@ -436,13 +443,14 @@ def plot(runs: list[RunResult], budget: int, path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def time_quick_run(smoke: bool) -> str:
-    """`evonorm-search run examples/quick.yaml` in a fresh SQLite file, timed with the load around it."""
+def time_quick_run(smoke: bool, path: Path = QUICK) -> str:
+    """`evonorm-search run CONFIG` in a fresh SQLite file, timed with the load around it."""
+    shown = f"evonorm-search run examples/{path.name}"
     with tempfile.TemporaryDirectory() as tmp:
-        config_path = QUICK
+        config_path = path
         if smoke:
             config_path = Path(tmp) / "quick.yaml"
-            config_path.write_text(quick_config(True, budget=6).to_yaml())
+            config_path.write_text(quick_config(True, path, budget=6).to_yaml())
         command = [sys.executable, "-m", "evonorm_search", "run", str(config_path), "--db", f"sqlite:///{tmp}/quick.db"]
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
@@ -452,10 +460,10 @@ def time_quick_run(smoke: bool) -> str:
         seconds = time.perf_counter() - start
         load_after = os.getloadavg()[0]
     if out.returncode != 0:
-        return f"## 4. `evonorm-search run examples/quick.yaml`\n\nFailed (exit {out.returncode}):\n\n```\n{out.stderr[-2000:]}\n```\n"
+        return f"## 4. `{shown}`\n\nFailed (exit {out.returncode}):\n\n```\n{out.stderr[-2000:]}\n```\n"
     verdict = "meets" if seconds <= 600 else "misses"
     return (
-        "## 4. `evonorm-search run examples/quick.yaml`\n\n"
+        f"## 4. `{shown}`\n\n"
         f"Run by this script as a user runs it (local Ray with one evaluation per core, a new SQLite file, "
         f"baselines included, no cache): **{seconds / 60:.1f} minutes** of wall time; 1-minute load average "
         f"{load_before:.2f} before and {load_after:.2f} after. Target <= 10 minutes on 2 cores: {verdict}.\n"
@@ -467,8 +475,9 @@ def time_quick_run(smoke: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=QUICK, help="the search configuration (default: quick.yaml)")
     parser.add_argument("--funnel", type=int, default=1000, help="random candidates in the funnel")
-    parser.add_argument("--budget", type=int, default=None, help="candidates per search (default: quick.yaml's)")
+    parser.add_argument("--budget", type=int, default=None, help="candidates per search (default: the configuration's)")
     parser.add_argument("--seeds", type=int, default=5, help="search seeds per mode")
     parser.add_argument("--workers", type=int, default=2, help="searches (and target trainings) at once")
     parser.add_argument("--top", type=int, default=3, help="layers of each run re-trained on the target")
@@ -482,14 +491,18 @@ def main() -> None:
     if args.smoke:
         args.funnel, args.budget, args.seeds, args.workers, args.top = 20, 6, 1, 1, 2
     torch.set_num_threads(1)
+    family = family_of(SearchConfig.from_yaml(args.config))
     if args.quick_run_only:
-        path = write_result("quick-run", "The quick search as a user runs it", time_quick_run(args.smoke))
+        name = f"{args.config.stem}-run"
+        path = write_result(
+            name, f"The {args.config.stem} search as a user runs it", time_quick_run(args.smoke, args.config)
+        )
         print(f"wrote {path}")
         return
     sampler = LoadSampler()
     sampler.start()
     started = time.perf_counter()
-    config = quick_config(args.smoke)
+    config = quick_config(args.smoke, args.config)
     budget = args.budget or config.budget
     seeds = config.validation.seed_list()
     print("funnel ...", flush=True)
@@ -498,16 +511,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        runs = run_searches(budget, list(range(args.seeds)), workdir, args.smoke, args.workers)
+        runs = run_searches(args.config, budget, list(range(args.seeds)), workdir, args.smoke, args.workers)
     print("validating each run's best layer ...", flush=True)
     validated = validate_best(config, runs, seeds, args.workers, args.top)
     references, cached = reference_scores(config, seeds, args.workers)
     sections.append(compare_section(config, runs, validated, references, cached, seeds, budget, args.top))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(runs, budget, RESULTS / f"search-{machine_slug()}.png")
+    plot(runs, budget, RESULTS / f"{family.search}-{machine_slug()}.png")
     if not args.skip_quick_run:
-        print("timing examples/quick.yaml ...", flush=True)
-        sections.append(time_quick_run(args.smoke))
+        print(f"timing {args.config} ...", flush=True)
+        sections.append(time_quick_run(args.smoke, args.config))
     sampler.done.set()
     minutes = (time.perf_counter() - started) / 60
     header = (
@@ -524,10 +537,10 @@ def main() -> None:
     )
     raw = {"runs": [{"mode": r.mode, "seed": r.seed, "validated": validated.get(i)} for i, r in enumerate(runs)],
            "references": references}  # fmt: skip
-    (RESULTS / f"search-{machine_slug()}.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
+    (RESULTS / f"{family.search}-{machine_slug()}.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
     path = write_result(
-        "search",
-        "Search: rejection funnel, evolution against random search on the target task",
+        family.search,
+        f"Search ({config.name}): rejection funnel, evolution against random search on the target task",
         header + "\n" + "\n".join(sections),
     )
     print(f"wrote {path}")

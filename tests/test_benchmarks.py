@@ -27,7 +27,8 @@ rejection: {quality: {enabled: false}}
 """
 
 
-def run_script(name: str, *args: str, results: Path, timeout: float = 600) -> str:
+def run_script(name: str, *args: str, results: Path, timeout: float = 600, report: str | None = None) -> str:
+    """Run a benchmark script and return the results file it wrote (`report`, default the script's name)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env |= {"EVONORM_RESULTS_DIR": str(results), "EVONORM_MACHINE": "smoke"}
     out = subprocess.run(
@@ -38,7 +39,7 @@ def run_script(name: str, *args: str, results: Path, timeout: float = 600) -> st
         timeout=timeout,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    stem = name.removesuffix(".py")
+    stem = report or name.removesuffix(".py")
     return (results / f"{stem}-smoke.md").read_text()
 
 
@@ -158,6 +159,20 @@ def test_the_fidelity_benchmark_writes_its_tables(tmp_path):
     again = run_script("fidelity.py", "--smoke", "--reuse-target", results=tmp_path)
     layers = int(re.search(r"against target mean, (\d+) layers", again).group(1))
     assert f"0 of {layers} layers trained in this run" in again and f"{layers} served from" in again
+
+
+def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_path):
+    config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    report = run_script(
+        "fidelity.py", "--smoke", "--config", config, results=tmp_path, timeout=900, report="fidelity-transformer"
+    )
+    assert "Baselines: layernorm_channel, rmsnorm, dyt" in report
+    assert "| batch" not in report and "bn_relu" not in report  # a batch-free space leaves BatchNorm out
+    assert "## Placement on the target task" in report and "| layer | kind | pre | post | peri | mix |" in report
+    row = re.search(r"\| rmsnorm \| layer \|(.*)\|\n", report)
+    assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 4, report
+    for placement in ("pre", "post", "peri", "mix"):
+        assert re.search(rf"^- {placement}: \S+ > ", report, re.MULTILINE)
 
 
 def test_the_abuse_probe_writes_its_table(tmp_path):
