@@ -39,13 +39,16 @@ import torch
 from _common import markdown_table, write_result
 
 from evonorm_search import NormAct, library
-from evonorm_search.compiler import plan_cost
+from evonorm_search.compiler import plan_cost, runtime
 from evonorm_search.compiler.ahead import compile_ahead
 
 SHAPES = ((64, 256, 56, 56), (64, 512, 28, 28), (64, 1024, 14, 14), (64, 2048, 7, 7), (16384, 4096))
 DTYPES = ("float32", "bfloat16")
 GROUPS = 32
 DIRECTIONS = ("forward", "backward", "inference")
+SWEEP_LAYERS = ("gn_relu", "evonorm_s0")  # group statistics: the ResNet shapes where single-pass stops
+SWEEP_HEADERS = ["budget", "layer", "shape", "dtype", "plan fwd / bwd / inf", "bytes/elem", "spill bytes",
+                 "single-pass kernels (blocks/warps regs spills)"]  # fmt: skip
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -66,6 +69,11 @@ def parse_arguments() -> argparse.Namespace:
     p.add_argument("--target", default="cuda:90", help="CUDA target for registers and spills (default: Hopper)")
     p.add_argument("--no-time", action="store_true", help="do not time on a CUDA device even if one is present")
     p.add_argument("--output", type=Path, default=None, help="results folder (default: benchmarks/results)")
+    p.add_argument(
+        "--budgets", default=None,
+        help="single-pass budgets to compare, FORWARD:BACKWARD elements per program, comma-separated "
+        f"(e.g. 16384:4096,32768:16384): a section of registers and spills for {', '.join(SWEEP_LAYERS)}",
+    )  # fmt: skip
     args = p.parse_args()
     args.layers = args.layers.split(",")
     unknown = sorted(set(args.layers) - set(library.names()))
@@ -78,11 +86,27 @@ def parse_arguments() -> argparse.Namespace:
         args.shapes = SHAPES if args.shapes is None else tuple(parse_shape(s) for s in args.shapes.split(","))
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
+    try:
+        args.budgets = None if args.budgets is None else [parse_budget(b) for b in args.budgets.split(",")]
+    except argparse.ArgumentTypeError as e:
+        p.error(str(e))
     if args.output is not None:
         import _common
 
         _common.RESULTS = args.output
     return args
+
+
+def parse_budget(text: str) -> tuple[int, int]:
+    try:
+        forward, backward = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a budget is FORWARD:BACKWARD elements, like 16384:4096; got {text!r}"
+        ) from None
+    if min(forward, backward) < 1 or forward & (forward - 1) or backward & (backward - 1):
+        raise argparse.ArgumentTypeError(f"budgets are positive powers of two (tiles are); got {text!r}")
+    return forward, backward
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -138,6 +162,43 @@ def time_columns(name: str, shape: tuple[int, ...], dtype: str, chosen: dict) ->
     return [*cells, f"{bandwidth:.2f}", f"{speedup_eager:.2f}x", f"{speedup_compile:.2f}x"]
 
 
+def budget_section(args: argparse.Namespace) -> str:
+    """The single-pass budget, chosen by measurement: for each candidate (elements one program holds,
+    forward and backward), the plans and spills of the group-statistic layers at the ResNet shapes. A
+    budget is usable only where nothing spills; the largest usable one is what `Tuning.single_pass` keeps."""
+    rows, clean = [], {}
+    for budget in args.budgets:
+        clean[budget] = True
+        with runtime.tuning(single_pass=budget):
+            for name in SWEEP_LAYERS:
+                for shape in [s for s in args.shapes if len(s) == 4]:
+                    for dtype in args.dtypes:
+                        plan, _ = plan_columns(name, shape, dtype)
+                        report = compile_ahead(name, target=args.target, shape=shape, dtype=getattr(torch, dtype),
+                                               groups=GROUPS, resources=True)  # fmt: skip
+                        spills = sum(k.spill_bytes for k in report.kernels)
+                        clean[budget] &= spills == 0
+                        singles = [k for k in report.kernels if k.blocks is not None and "_w" in k.kernel]
+                        detail = ", ".join(f"{k.kernel} {k.blocks[0]}x{k.blocks[1]}/{k.num_warps}w {k.registers}r "
+                                           f"{k.spill_bytes}B" for k in singles)  # fmt: skip
+                        rows.append([f"{budget[0]}:{budget[1]}", name, shape_text(shape), dtype, plan[0], plan[2],
+                                     spills, detail or "-"])  # fmt: skip
+                        print(
+                            f"budget {budget}: {name} {shape_text(shape)} {dtype}: {plan[0]}, spills {spills}",
+                            flush=True,
+                        )
+    verdict = ", ".join(f"{f}:{b} {'no spills' if ok else 'spills'}" for (f, b), ok in clean.items())
+    current = runtime.Tuning().single_pass
+    return (
+        "\n## Single-pass budgets compared\n\n"
+        f"Elements one single-pass program may hold (forward:backward); `Tuning.single_pass` is "
+        f"{current[0]}:{current[1]}. Tiles above 16,384 elements run 32 warps (a thread then has at most 64 "
+        "registers). Spill bytes per layer and shape from ptxas for the target, over all its kernels.\n\n"
+        + markdown_table(SWEEP_HEADERS, rows)
+        + f"\n\nVerdict per budget: {verdict}.\n"
+    )
+
+
 def main() -> None:
     args = parse_arguments()
     timing = torch.cuda.is_available() and not args.no_time
@@ -179,6 +240,8 @@ def main() -> None:
         body += f"\n## Time on {device}\n\n" + markdown_table(time_headers, time_rows) + "\n"
     else:
         body += "\nNo CUDA device here (or --no-time): no times; the bytes above are the plan's.\n"
+    if args.budgets:
+        body += budget_section(args)
     path = write_result("roofline", "Memory roofline of the library layers", body)
     print(path)
 

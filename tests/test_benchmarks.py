@@ -84,8 +84,24 @@ def test_the_roofline_benchmark_writes_its_table(tmp_path):
     assert "No kernel spills at these shapes." in report and "no times" in report
 
 
+def test_the_roofline_benchmark_compares_single_pass_budgets(tmp_path):
+    pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
+    args = ("--layers", "gn_relu", "--shapes", "2x64x16x16", "--dtypes", "float32", "--no-time")
+    report = run_script("roofline.py", *args, "--budgets", "1024:256,4096:4096", results=tmp_path)
+    # A group of 2 x 256 = 512 values: single-pass forward under both budgets, backward only under the larger
+    # (split below it: 2 x 32 groups are too few programs for the fused plan).
+    assert "| 1024:256 | gn_relu | 2x64x16x16 | float32 | single / split / single |" in report
+    assert "| 4096:4096 | gn_relu | 2x64x16x16 | float32 | single / single / single |" in report
+    assert re.search(r"Verdict per budget: 1024:256 (no spills|spills), 4096:4096 (no spills|spills)\.", report)
+
+
 def test_the_roofline_benchmark_rejects_bad_arguments(tmp_path):
-    for args, message in ((("--layers", "batchnorm"), "unknown layer(s)"), (("--shapes", "64"), "N x C")):
+    for args, message in (
+        (("--layers", "batchnorm"), "unknown layer(s)"),
+        (("--shapes", "64"), "N x C"),
+        (("--budgets", "16384"), "FORWARD:BACKWARD"),
+        (("--budgets", "16384:3000"), "powers of two"),
+    ):
         out = subprocess.run(
             [sys.executable, "-W", "ignore", str(BENCHMARKS / "roofline.py"), *args, "--output", str(tmp_path)],
             capture_output=True,

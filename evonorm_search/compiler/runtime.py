@@ -120,9 +120,12 @@ def tile_warps(block_c: int, block_s: int) -> int:
     """Warps of a program with a [block_c, block_s] tile: 16 elements per thread up to 8 warps (a thread
     may then use up to 255 registers) and 32 at 8,192 elements; 16 warps beyond that, and for tiles of
     up to 4,096 elements with many rows and columns, whose per-row values (statistics, accumulators,
-    parameters, masks) each thread would otherwise hold for many rows. Each rule is where ptxas spilled
-    on sm_90 otherwise (at 16 warps a thread has at most 128 registers)."""
+    parameters, masks) each thread would otherwise hold for many rows; 32 warps (a CUDA block's most)
+    above 16,384 elements, which only a larger single-pass budget than the default gives. Each rule is
+    where ptxas spilled on sm_90 otherwise (at 16 warps a thread has at most 128 registers, at 32 64)."""
     elements = block_c * block_s
+    if elements > 16384:
+        return 32
     if elements > 8192 or (elements <= 4096 and block_c >= 16 and block_s >= 32):
         return 16
     return max(4, min(8, elements // 512))
