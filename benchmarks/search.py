@@ -140,7 +140,7 @@ def funnel(config: SearchConfig, n: int, seed: int) -> str:
     table = markdown_table(["stage", "candidates reaching it", "rejected", "share of all", "median ms", "max ms"], rows)
     return (
         f"## 1. Rejection funnel: {n} random candidates\n\n"
-        f"Space of `{config.name}` (max {config.space.max_ops} ops, axes {', '.join(config.space.axes)}); probes of shape "
+        f"Space of `{config.name}` (max {config.space.max_ops} ops, axes {', '.join(space.axes)}); probes of shape "
         f"(8, 8, 4, 4); stability: {config.rejection.stability.steps} ascent steps, threshold "
         f"{config.rejection.stability.threshold:g}; quality: {config.rejection.quality.steps} steps on each "
         f"proxy, threshold {config.rejection.quality.threshold:.0%}. Times are per candidate that reached the "

@@ -429,7 +429,7 @@ def test_readme_example_prints_what_it_shows():
     from pathlib import Path
 
     _torchvision()
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Use a found layer in your own model", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     shown = " ".join(line.strip("# ").strip() for line in code.splitlines() if line.startswith("# "))
