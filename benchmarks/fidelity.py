@@ -120,8 +120,8 @@ VARIANTS: dict[str, dict] = {
 
 
 # Transformer proxy settings (examples/transformer.yaml: MNIST-1D in patches of 4, pre- and post-norm
-# encoders of width 32 and depth 4, 200 AdamW steps of 64). Settings measured at depth 2 (the first
-# default) name their encoders, so their rows stay what was measured.
+# encoders of width 32 and depth 4, 200 AdamW steps of 64). Settings measured at depth 2 name their
+# encoders, so their rows stay what was measured whatever the default becomes.
 _ADAMW = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 20,
           "steps": 200, "batch_size": 64, "device": "cpu", "threads": 1}  # fmt: skip
 
@@ -133,10 +133,10 @@ def _encoders(depth: int = 4, width: int = 32, patch_size: int = 4) -> list[dict
 
 TRANSFORMER_VARIANTS: dict[str, dict] = {
     "default": {},
-    # The first default: half as deep, half the cost, and its ranking predicts the target's less well.
+    # Half as deep: half the cost, and its ranking predicts the target's less well.
     "depth 2": {"architectures": _encoders(depth=2)},
-    # Associative recall (one token per position, the answer needs attention): learnt late and
-    # suddenly, so 200 steps leave every layer between 0.35 and 0.40.
+    # Associative recall (one token per position, the answer needs attention; the proxies before
+    # MNIST-1D): learnt late and suddenly, so 200 steps leave every layer between 0.35 and 0.40.
     "recall, depth 2": {"architectures": _encoders(depth=2, patch_size=1),
                         "data": {"name": "recall", "samples": 4000, "validation_fraction": 0.25}},
     "depth 2, lr 0.001": {"architectures": _encoders(depth=2), "training": {**_ADAMW, "lr": 0.001}},
