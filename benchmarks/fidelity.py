@@ -459,7 +459,8 @@ def run(args: argparse.Namespace) -> Path:
         placement = None
         if family is TRANSFORMER:
             chosen_layers = placement_layers(config, layers)
-            placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
+            by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
+            placement = (chosen_layers, by_placement)
     finally:
         evaluator.close()
     report = Report(config, family, layers, seeds, target, cached, target_seconds, variants, results, placement)
@@ -487,21 +488,21 @@ def placement_config(config: SearchConfig, placement: str) -> SearchConfig:
     return variant_config(config, {"validation": validation})
 
 
-def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict:
-    """Per placement, target scores of `layers`: read from the target's own runs where the target has an
-    encoder with that placement and otherwise the first one's settings (same seeds, same training),
-    trained (and cached per placement and layer like the target's) for the others."""
+def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict[str, list[dict]]:
+    """Per placement, target scores of `layers` (in their order): read from the target's own runs where the
+    target has an encoder with that placement and otherwise the first one's settings (same seeds, same
+    training), trained (and cached per placement and layer like the target's) for the others."""
+    target_by_dsl = {layer.dsl: score for layer, score in zip(target_layers, target, strict=True)}
     found = {}
     for placement in PLACEMENTS:
         if (label := target_architecture(config, placement)) is not None:
-            by_dsl = {layer.dsl: score for layer, score in zip(target_layers, target, strict=True)}
-            found[placement] = (layers, [architecture_score(by_dsl[layer.dsl], label) for layer in layers])
+            found[placement] = [architecture_score(target_by_dsl[layer.dsl], label) for layer in layers]
             continue
         variant = placement_config(config, placement)
         specs = [variant.target_spec(s) for s in seeds]
         scores, _ = cached_scores(target_key(variant, seeds), layers, specs, evaluator, reuse,
                                   on_run=_progress(f"placement {placement}"))  # fmt: skip
-        found[placement] = (layers, scores)
+        found[placement] = scores
     return found
 
 
@@ -523,17 +524,16 @@ def architecture_score(score: dict, label: str) -> dict:
     }
 
 
-def placement_section(config: SearchConfig, placement: dict) -> str:
+def placement_section(config: SearchConfig, layers: list[LayerToScore], placement: dict[str, list[dict]]) -> str:
     """One row per layer, one column per placement (mean ± std over the target seeds), and each
     placement's order: does the best layer depend on where the norms sit?"""
-    layers = next(iter(placement.values()))[0]
     rows = []
     for i, layer in enumerate(layers):
-        cells = [f"{fmt(placement[p][1][i]['mean'])} ± {fmt(placement[p][1][i]['std'])}" for p in PLACEMENTS]
+        cells = [f"{fmt(placement[p][i]['mean'])} ± {fmt(placement[p][i]['std'])}" for p in PLACEMENTS]
         rows.append([layer.label, "control" if layer.label in CONTROLS else "layer", *cells])
     orders = []
     for p in PLACEMENTS:
-        ranked = sorted(range(len(layers)), key=lambda i, p=p: -(placement[p][1][i]["mean"] or 0.0))
+        ranked = sorted(range(len(layers)), key=lambda i, p=p: -(placement[p][i]["mean"] or 0.0))
         orders.append(f"- {p}: " + " > ".join(layers[i].label for i in ranked))
     arch = config.validation.architectures[0]
     return (
@@ -591,7 +591,7 @@ class Report:
     target_seconds: float
     variants: dict[str, SearchConfig]
     results: dict[str, ProxyRun]
-    placement: dict | None = None
+    placement: tuple[list[LayerToScore], dict[str, list[dict]]] | None = None  # (layers, scores per placement)
 
 
 def write_report(args, r: Report) -> Path:
@@ -634,7 +634,7 @@ def write_report(args, r: Report) -> Path:
     former = r.results.get(r.family.former) if r.family.former else None
     sections.append(layer_section(labels, r.results["default"], r.target, former))
     if r.placement:
-        sections.append(placement_section(config, r.placement))
+        sections.append(placement_section(config, *r.placement))
     proxy = r.results["default"].means
     tau, low, high = kendall_tau(proxy, target_mean, args.seed)
     ok_p, bad_p = control_rule(dict(zip(labels, proxy, strict=True)), baselines)
