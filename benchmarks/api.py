@@ -11,6 +11,10 @@ for up to 1 s) and against one with it off (0: every request reads the database)
 candidate detail are never cached, so their two rows measure the same work twice. Baseline measured in
 the same run: /healthz (the HTTP stack alone, no database).
 
+Before that, the "database threads" table: the slowest read of the table before reads got threads of their
+own (a candidate page sorted by an objective), read cache off, against one server per EVONORM_DATABASE_THREADS
+value, in paired rounds (`--rounds`, `--database-threads`): the table that chose the setting's default.
+
 Then, in this process, each statement the slowest uncached routes send is timed and explained (SQLite
 `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN ANALYZE`) into the results file.
 
@@ -51,6 +55,7 @@ EXPLAINED_ROUTES = 3  # the slowest uncached routes whose statements are timed a
 # The benchmark's one client address would hit the formula rate limit of candidate detail (a per-client
 # abuse limit, not a cost of the read): it is lifted for both servers.
 SERVER_ENV = {"EVONORM_FORMULA_RATE_PER_MINUTE": "0"}
+THREADS_ROUTE = "candidate page: 50 best by accuracy_resnet"  # the slowest read before reads had threads
 
 
 @dataclass(frozen=True)
@@ -463,14 +468,87 @@ def explain(url: str, sql: str, parameters: Any, repeats: int) -> tuple[float, s
     return statistics.median(samples), plan
 
 
+# -- database threads: the table that chose EVONORM_DATABASE_THREADS ----------------------------------
+
+
+def measure_threads(url: str, search_id: int, args: argparse.Namespace) -> list[tuple[int, list[Measured]]]:
+    """The candidate page route against one server per thread count (read cache off), in `args.rounds`
+    rounds; each round measures every count once, in turn, so that a change in the machine's load falls
+    on all of them alike."""
+    counts = args.database_threads
+    servers = {
+        n: Server(url, read_cache_seconds=0.0, extra_env={**SERVER_ENV, "EVONORM_DATABASE_THREADS": str(n)})
+        for n in counts
+    }
+    try:
+        route = next(r for r in routes(servers[counts[0]].base, search_id) if r.name == THREADS_ROUTE)
+        for server in servers.values():
+            prime(server.base, route)
+        runs: dict[int, list[Measured]] = {n: [] for n in counts}
+        for round_ in range(args.rounds):
+            for n in counts:
+                runs[n].append(run_load(servers[n].base, route, args.concurrency, args.warmup, args.threads_seconds))
+                print(f"  threads {n}, round {round_ + 1}: {runs[n][-1]}", flush=True)
+    finally:
+        for server in servers.values():
+            server.close()
+    return [(n, runs[n]) for n in counts]
+
+
+def _median_range(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
+
+
+def threads_report(backend: str, measured: list[tuple[int, list[Measured]]], args: argparse.Namespace) -> str:
+    from service.settings import Settings
+
+    default = Settings.model_fields["database_threads"].default
+    base = dict(measured).get(default)
+    rows = []
+    for n, runs in measured:
+        paired = (
+            _median_range([r.p99_ms / b.p99_ms for r, b in zip(runs, base, strict=True)], 2)
+            if base is not None
+            else "-"
+        )
+        rows.append(
+            [
+                f"{n}{' (default)' if n == default else ''}",
+                _median_range([r.p50_ms for r in runs], 1),
+                _median_range([r.p99_ms for r in runs], 1),
+                _median_range([r.rps for r in runs], 0),
+                paired,
+                sum(r.errors for r in runs),
+                _median_range([r.load for r in runs], 2),
+            ]
+        )
+    headers = [
+        "database threads",
+        "p50 ms, median [range]",
+        "p99 ms, median [range]",
+        "requests/s, median [range]",
+        f"p99 / p99 at {default}, paired by round",
+        "errors",
+        "load (1 min)",
+    ]
+    return (
+        f"### {backend}: database threads\n\n{THREADS_ROUTE}, {args.concurrency} clients, read cache off: one "
+        f"server per thread count (EVONORM_DATABASE_THREADS), {args.rounds} rounds of {args.warmup:g} s warm-up and "
+        f"{args.threads_seconds:g} s measured, each round measuring every count in turn. 40 is the size of "
+        "Starlette's general thread pool, which served every read before the database got threads of its own.\n\n"
+        + markdown_table(headers, rows)
+    )
+
+
 # -- main ----------------------------------------------------------------------------------------------
 
 
 def measure_backend(backend: str, url: str, search_id: int, args: argparse.Namespace, filled: str) -> str:
+    threads = threads_report(backend, measure_threads(url, search_id, args), args) if args.rounds > 0 else ""
     results = measure(url, search_id, args)
     plans = explain_slowest(url, results, args.explain_repeats)
     return (
-        f"## {backend}\n\n{filled}{report(backend, results)}\n\n"
+        f"## {backend}\n\n{filled}{report(backend, results)}\n\n{threads}\n\n"
         f"### Query plans: the {EXPLAINED_ROUTES} slowest routes with the read cache off\n\n{plans}"
     )
 
@@ -499,6 +577,16 @@ def main() -> None:
         help="also measure PostgreSQL: a database created on this server for the run, dropped after it",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--database-threads",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2, 4, 40],
+        help="thread counts the database-threads table compares (comma-separated)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the database-threads table (0: skip it)")
+    parser.add_argument(
+        "--threads-seconds", type=float, default=5.0, help="measured seconds per thread count and round"
+    )
     parser.add_argument(
         "--database",
         metavar="URL",

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeVar
-
-from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 
@@ -33,11 +31,12 @@ class ReadCache:
             return hit  # type: ignore[return-value]  # entries of `key` hold what its `read` returned
         return self._keep(key, read())
 
-    async def aget(self, key: tuple[Hashable, ...], read: Callable[[], T]) -> T:
-        """`get` for the event loop: a hit answers at once; only a miss runs the (blocking) `read` in a thread."""
+    async def aget(self, key: tuple[Hashable, ...], load: Callable[[], Awaitable[T]]) -> T:
+        """`get` for the event loop: a hit answers at once; only a miss awaits `load()` (which reads the
+        database on its threads)."""
         if (hit := self._fresh(key)) is not None:
-            return hit  # type: ignore[return-value]  # entries of `key` hold what its `read` returned
-        return self._keep(key, await run_in_threadpool(read))
+            return hit  # type: ignore[return-value]  # entries of `key` hold what its `load` returned
+        return self._keep(key, await load())
 
     def _fresh(self, key: tuple[Hashable, ...]) -> object | None:
         with self._lock:

@@ -14,6 +14,7 @@ from .launcher import Launcher, make_launcher
 from .limits import RateLimiter, StreamSlots
 from .metrics import ServiceMetrics
 from .settings import Settings
+from .threads import DatabaseThreads
 
 LauncherFactory = Callable[[Settings, repo.Store], Launcher]
 
@@ -29,6 +30,7 @@ class ServiceContext:
         )
         self.formula_rate = RateLimiter(settings.formula_rate_per_minute, settings.formula_burst)
         self.streams = StreamSlots(settings.max_event_streams)
+        self.database = DatabaseThreads(settings.database_threads)
         self.reads = ReadCache(settings.read_cache_seconds)
         self._launcher_factory = launcher_factory
         self._store: repo.Store | None = None

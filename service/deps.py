@@ -17,6 +17,7 @@ from .errors import ApiError
 from .formulas import FormulaCache
 from .launcher import Launcher
 from .limits import StreamSlot
+from .threads import DatabaseThreads
 
 # Ids are database integers: larger ones cannot exist, and some drivers cannot even bind them.
 MAX_ID = 2**63 - 1
@@ -39,6 +40,10 @@ async def get_store(context: ContextDep) -> repo.Store:
 async def get_launcher(context: ContextDep) -> Launcher:
     opened = context.opened_launcher
     return opened if opened is not None else await run_in_threadpool(context.launcher)
+
+
+async def get_database(context: ContextDep) -> DatabaseThreads:
+    return context.database
 
 
 async def get_formulas(context: ContextDep) -> FormulaCache:
@@ -79,6 +84,7 @@ StreamSlotDep = Annotated[StreamSlot, Depends(stream_slot)]
 StoreDep = Annotated[repo.Store, Depends(get_store)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
 FormulasDep = Annotated[FormulaCache, Depends(get_formulas)]
+DatabaseDep = Annotated[DatabaseThreads, Depends(get_database)]
 
 SearchId = Annotated[int, Path(ge=1, le=MAX_ID, description="A search's id.", examples=[1])]
 CandidateId = Annotated[int, Path(ge=1, le=MAX_ID, description="A candidate's id.", examples=[1])]

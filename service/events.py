@@ -33,8 +33,9 @@ def read_status(context: ServiceContext, store: repo.Store, search_id: int) -> S
 
 
 async def current_status(context: ServiceContext, store: repo.Store, search_id: int) -> SearchStatus:
-    """`read_status` for the event loop: the database is read in a worker thread, only when the cache misses."""
-    return views.search_status(await context.reads.aget(("summary", search_id), _summary_reader(store, search_id)))
+    """`read_status` for the event loop: the database is read on its threads, only when the cache misses."""
+    read = _summary_reader(store, search_id)
+    return views.search_status(await context.reads.aget(("summary", search_id), lambda: context.database.run(read)))
 
 
 def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], repo.SearchSummary]:

@@ -16,15 +16,20 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from evonorm_search.ir import Graph, GraphError
 from evonorm_search.symbolic import FormulaTooLarge, formula_size, symbolic_forms
+
+# A stored candidate's graph, or a function reading it (called only when its form is not cached).
+StoredGraph = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 
 
 class FormulaBusy(RuntimeError):
@@ -209,7 +214,27 @@ class FormulaCache:
         with self._lock:
             return canonical_hash in self._cache
 
-    def of_stored(self, canonical_hash: str, graph: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> Symbolic:
+    def cached(self, canonical_hashes: Iterable[str]) -> dict[str, Symbolic]:
+        """{hash: symbolic form} of those of `canonical_hashes` whose forms are cached."""
+        found: dict[str, Symbolic] = {}
+        with self._lock:
+            for h in canonical_hashes:
+                if (hit := self._cache.get(h)) is not None:
+                    self._cache.move_to_end(h)
+                    found[h] = hit
+        return found
+
+    async def of_stored_many(self, stored: Mapping[str, StoredGraph]) -> dict[str, Symbolic]:
+        """`of_stored` of each {hash: graph} item, for the event loop: cached forms at once, and only when
+        some are missing, the rest on the general thread pool (they may wait for a formula worker, which
+        must hold neither the event loop nor a database thread)."""
+        found = self.cached(stored)
+        missing = {h: graph for h, graph in stored.items() if h not in found}
+        if missing:
+            found |= await run_in_threadpool(lambda: {h: self.of_stored(h, graph) for h, graph in missing.items()})
+        return found
+
+    def of_stored(self, canonical_hash: str, graph: StoredGraph) -> Symbolic:
         """The symbolic form of a stored candidate, from the cache when its hash was seen before. `graph`: the
         stored graph, or a function reading it, called only on a miss (reads that show many candidates
         leave graphs out: decoding them costs more than the rest of the read)."""

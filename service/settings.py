@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     events_max_seconds: float = Field(
         default=3600.0, gt=0.0, description="An event stream ends after this long; browsers reconnect on their own."
     )
+    database_threads: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Threads of this process that read the database at once; more reads wait their turn. Few "
+        "is faster: reads are mostly Python, which runs one thread at a time (service/threads.py).",
+    )
     read_cache_seconds: float = Field(
         default=1.0,
         ge=0.0,

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from . import repository as repo
-from .formulas import FormulaCache
+from .formulas import StoredGraph, Symbolic
 from .schemas.candidates import (
     Ancestor,
     CandidateBrief,
@@ -155,19 +155,19 @@ def candidate_brief(candidate: repo.Candidate) -> CandidateBrief:
     )
 
 
-def formula_of(candidate: repo.Candidate, formulas: FormulaCache) -> Formula:
-    symbolic = formulas.of_stored(candidate.canonical_hash, candidate.graph)
+def formula_of(candidate: repo.Candidate, symbolic: Symbolic) -> Formula:
     return Formula(text=candidate.dsl, canonical=symbolic.canonical, latex=symbolic.latex, note=symbolic.note)
 
 
-def candidate_detail(detail: repo.CandidateDetail, formulas: FormulaCache) -> CandidateDetailOut:
+def candidate_detail(detail: repo.CandidateDetail, symbolic: Symbolic) -> CandidateDetailOut:
+    """`symbolic`: the candidate's symbolic form (FormulaCache.of_stored)."""
     c = detail.candidate
     return CandidateDetailOut(
         **candidate_brief(c).model_dump(),
         fingerprint=c.fingerprint,
         mutation=c.mutation,
         graph=c.graph,
-        formula=formula_of(c, formulas),
+        formula=formula_of(c, symbolic),
         attempt=c.attempt,
         error=c.error,
         check_seconds=c.check_seconds or {},
@@ -247,11 +247,10 @@ def pareto_front(
     points: Sequence[Any],
     objectives: Sequence[ObjectiveOut],
     search_ids: Sequence[int],
-    formulas: FormulaCache,
-    graph_of: Callable[[int], Mapping[str, Any]],
+    symbolic: Mapping[str, Symbolic],
 ) -> ParetoFront:
-    """`points`: candidates or lean rows (store POINT_COLUMNS); `graph_of(candidate id)` reads a point's
-    graph, needed only when its formula is not cached yet."""
+    """`points`: candidates or lean rows (store POINT_COLUMNS); `symbolic`: their symbolic forms by
+    canonical hash (`point_graphs` says what FormulaCache.of_stored_many needs for them)."""
     return ParetoFront(
         objectives=list(objectives),
         search_ids=list(search_ids),
@@ -263,8 +262,13 @@ def pareto_front(
                 objectives=c.objectives or {},
                 dsl=c.dsl,
                 canonical_hash=c.canonical_hash,
-                latex=formulas.of_stored(c.canonical_hash, partial(graph_of, c.id)).latex,
+                latex=symbolic[c.canonical_hash].latex,
             )
             for c in points
         ],
     )
+
+
+def point_graphs(points: Sequence[Any], graph_of: Callable[[int], Mapping[str, Any]]) -> dict[str, StoredGraph]:
+    """{canonical hash: a function reading the graph} of Pareto points, for their symbolic forms."""
+    return {c.canonical_hash: partial(graph_of, c.id) for c in points}

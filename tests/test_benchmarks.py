@@ -52,9 +52,26 @@ def test_the_store_benchmark_writes_its_table(tmp_path, postgres_database_url):
 
 
 def test_the_api_benchmark_writes_its_table(tmp_path):
-    report = run_script("api.py", "--candidates", "300", "--seconds", "0.5", "--warmup", "0.2", results=tmp_path)
+    report = run_script(
+        "api.py",
+        "--candidates",
+        "300",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--rounds",
+        "2",
+        "--threads-seconds",
+        "0.3",
+        "--database-threads",
+        "1,2",
+        results=tmp_path,
+    )
     assert "| SQLite (WAL) | status of the search |" in report
     assert "| SQLite (WAL) | Pareto front, 3 objectives |" in report
+    assert "### SQLite (WAL): database threads" in report
+    assert "| 1 |" in report and "| 2 (default) |" in report
 
 
 def test_the_parser_benchmark_writes_its_table(tmp_path):

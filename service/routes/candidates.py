@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,7 +14,7 @@ from evonorm_search.ir import Graph, GraphError
 
 from .. import repository as repo
 from .. import views
-from ..deps import CandidateId, FormulaRate, FormulasDep, ReadAccess, StoreDep
+from ..deps import CandidateId, DatabaseDep, FormulaRate, FormulasDep, ReadAccess, StoreDep
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidateDetailOut
 from ..views import API_PREFIX
@@ -31,6 +32,7 @@ PYTHON_SOURCE = {"content": {"text/x-python": {"schema": {"type": "string"}}}, "
 )
 async def candidate(
     store: StoreDep,
+    database: DatabaseDep,
     formulas: FormulasDep,
     candidate_id: CandidateId,
     lineage_limit: Annotated[
@@ -44,12 +46,14 @@ async def candidate(
 ) -> CandidateDetailOut:
     """The DSL, canonical form and LaTeX, metrics per architecture, parent lineage and evaluation history."""
 
-    def read() -> CandidateDetailOut:
+    def read() -> repo.CandidateDetail:
         with store.session(readonly=True) as s:
-            detail = repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
-        return views.candidate_detail(detail, formulas)
+            return repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
 
-    return await run_in_threadpool(read)  # one trip through the thread pool (see search_candidates)
+    detail = await database.run(read)
+    c = detail.candidate
+    symbolic = await formulas.of_stored_many({c.canonical_hash: c.graph})
+    return views.candidate_detail(detail, symbolic[c.canonical_hash])
 
 
 def _graph(store: repo.Store, candidate_id: int) -> Graph:
@@ -87,14 +91,17 @@ ClassName = Annotated[
     responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 503)},
     summary="Export as a standalone PyTorch module",
 )
-async def module_source(store: StoreDep, candidate_id: CandidateId, class_name: ClassName = None) -> PlainTextResponse:
+async def module_source(
+    store: StoreDep, database: DatabaseDep, candidate_id: CandidateId, class_name: ClassName = None
+) -> PlainTextResponse:
     """A Python file that needs only torch: the layer as an nn.Module with NormAct's constructor and
     state_dict keys, so trained weights load across."""
     name = class_name or f"EvoNormCandidate{candidate_id}"
+    graph = await database.run(partial(_graph, store, candidate_id))
 
     def export() -> str:
         try:
-            return es.export_module(_graph(store, candidate_id), class_name=name)
+            return es.export_module(graph, class_name=name)
         except ValueError as e:  # a keyword as class name
             raise ApiError(422, "invalid_request", str(e)) from None
 
@@ -107,8 +114,8 @@ async def module_source(store: StoreDep, candidate_id: CandidateId, class_name: 
     responses={200: PYTHON_SOURCE, **error_responses(401, 404, 409, 422, 503)},
     summary="Export the fused Triton kernels",
 )
-async def kernels_source(store: StoreDep, candidate_id: CandidateId) -> PlainTextResponse:
+async def kernels_source(store: StoreDep, database: DatabaseDep, candidate_id: CandidateId) -> PlainTextResponse:
     """The Triton source of the layer's fused forward and backward kernels."""
-    graph = await run_in_threadpool(_graph, store, candidate_id)
+    graph = await database.run(partial(_graph, store, candidate_id))
     source = await run_in_threadpool(es.kernel_source, graph)
     return _source_file(source, f"evonorm_candidate_{candidate_id}_kernels.py")

@@ -41,15 +41,20 @@ async def pareto_across(
     if not names:
         raise ApiError(422, "invalid_request", "choose objectives (objective=...) or architectures (architecture=...)")
 
-    def read() -> ParetoFront:
+    def read() -> tuple[list, dict[int, repo.Search], dict]:
         with store.session(readonly=True) as s:
             points = repo.pareto_front_across(s, names, search_ids=search_id, brief=True)
             searches = {i: repo.get_search(s, i) for i in {c.search_id for c in points}}
             graphs = repo.candidate_graphs(s, [c.id for c in points if not formulas.has(c.canonical_hash)])
+        return points, searches, graphs
+
+    async def load() -> ParetoFront:
+        points, searches, graphs = await context.database.run(read)
         directions = {o.name: o for search in searches.values() for o in views.objectives_of(search)}
         chosen = [directions.get(n, ObjectiveOut(name=n, direction="max")) for n in names]
         compared = sorted(searches) if search_id is None else sorted(set(search_id))
-        return views.pareto_front(points, chosen, compared, formulas, repo.graph_reader(store, graphs))
+        symbolic = await formulas.of_stored_many(views.point_graphs(points, repo.graph_reader(store, graphs)))
+        return views.pareto_front(points, chosen, compared, symbolic)
 
     key = ("pareto-across", None, tuple(names), None if search_id is None else tuple(sorted(set(search_id))))
-    return await context.reads.aget(key, read)
+    return await context.reads.aget(key, load)

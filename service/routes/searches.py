@@ -15,6 +15,7 @@ from .. import repository as repo
 from ..context import ServiceContext
 from ..deps import (
     ContextDep,
+    DatabaseDep,
     FormulasDep,
     LauncherDep,
     ReadAccess,
@@ -105,16 +106,21 @@ def _launch(action: Callable[[int], None], search_id: int) -> None:
 
 
 @router.get("", dependencies=[ReadAccess], responses=error_responses(401, 422, 503), summary="List searches")
-def list_searches(
+async def list_searches(
     store: StoreDep,
+    database: DatabaseDep,
     state: Annotated[list[repo.SearchState] | None, Query(description="Only searches in these states.")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> SearchPage:
     """Searches, newest first, a page at a time."""
-    with store.session(readonly=True) as s:
-        page = repo.list_searches(s, states=state, limit=limit, cursor=cursor)
-        return SearchPage(items=[views.search_brief(x) for x in page.items], next_cursor=page.next_cursor)
+
+    def read() -> SearchPage:
+        with store.session(readonly=True) as s:
+            page = repo.list_searches(s, states=state, limit=limit, cursor=cursor)
+            return SearchPage(items=[views.search_brief(x) for x in page.items], next_cursor=page.next_cursor)
+
+    return await database.run(read)
 
 
 @router.get(
@@ -172,6 +178,7 @@ def resume_search(store: StoreDep, launcher: LauncherDep, context: ContextDep, s
 )
 async def search_candidates(
     store: StoreDep,
+    database: DatabaseDep,
     search_id: SearchId,
     status: Annotated[
         list[repo.CandidateStatus] | None, Query(description="Only candidates with these statuses.")
@@ -209,9 +216,9 @@ async def search_candidates(
             )
         return CandidatePage(items=[views.candidate_brief(c) for c in page.items], next_cursor=page.next_cursor)
 
-    # async, with the read in one worker thread: a plain `def` route would also validate its answer in a
+    # async, with the read in one database thread: a plain `def` route would also validate its answer in a
     # second trip through the thread pool, which at 8 clients costs more than the page's query.
-    return await run_in_threadpool(read)
+    return await database.run(read)
 
 
 @router.get(
@@ -225,17 +232,22 @@ async def search_pareto(
 ) -> ParetoFront:
     """The candidates no other candidate of the search beats on every chosen objective."""
 
-    def read() -> ParetoFront:
+    def read() -> tuple[repo.Search, list, dict]:
         with store.session(readonly=True) as s:
             search = repo.get_search(s, search_id)
             points = repo.pareto_front(s, search_id, objective, brief=True)
             graphs = repo.candidate_graphs(s, [c.id for c in points if not formulas.has(c.canonical_hash)])
+        return search, points, graphs
+
+    async def load() -> ParetoFront:
+        search, points, graphs = await context.database.run(read)
         chosen = views.objectives_of(search)
         if objective is not None:
             chosen = [next(o for o in chosen if o.name == name) for name in objective]
-        return views.pareto_front(points, chosen, [search_id], formulas, repo.graph_reader(store, graphs))
+        symbolic = await formulas.of_stored_many(views.point_graphs(points, repo.graph_reader(store, graphs)))
+        return views.pareto_front(points, chosen, [search_id], symbolic)
 
-    return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), read)
+    return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), load)
 
 
 @router.get(
@@ -244,22 +256,26 @@ async def search_pareto(
     responses=error_responses(401, 404, 422, 503),
     summary="A search's baselines",
 )
-def search_baselines(store: StoreDep, search_id: SearchId) -> list[BaselineOut]:
+async def search_baselines(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> list[BaselineOut]:
     """The reference layers the search evaluated under its own proxies (config `baselines`), in config
     order: outside its budget, counts, population and Pareto front; compare its layers against them."""
-    with store.session(readonly=True) as s:
-        repo.get_search(s, search_id)
-        return [views.baseline_out(c) for c in repo.baselines_of(s, search_id)]
+
+    def read() -> list[BaselineOut]:
+        with store.session(readonly=True) as s:
+            repo.get_search(s, search_id)
+            return [views.baseline_out(c) for c in repo.baselines_of(s, search_id)]
+
+    return await database.run(read)
 
 
-async def _existing_search(store: StoreDep, search_id: SearchId) -> int:
+async def _existing_search(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> int:
     """The id of a search that exists; 404 otherwise, before a stream's 200 goes out."""
 
     def lookup() -> int:
         with store.session(readonly=True) as s:
             return repo.get_search(s, search_id).id
 
-    return await run_in_threadpool(lookup)
+    return await database.run(lookup)
 
 
 @router.get(
