@@ -4,7 +4,7 @@ must keep answering.
 Starts the service (`uvicorn --factory service.app:create_app`, one worker process, launcher off) on an
 empty SQLite database, then for `--seconds`: `--clients` connections each send a costly layer (a formula
 of thousands of operations once written out, seconds of sympy) to POST /api/v1/layers/check as soon as
-the previous answer arrived, while one prober asks /healthz every 50 ms. Two scenarios: the default
+the previous answer arrived, while one prober (a process of its own) asks /healthz every 50 ms. Two scenarios: the default
 settings (the per-client rate limit answers most checks with 429), and the rate limit off, where only the
 formula workers and their time limit stand between the checks and the server.
 
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +46,7 @@ def costly_layer(levels: int) -> str:
 @dataclass(frozen=True)
 class Outcome:
     scenario: str
+    run: int
     clients: int
     checks: Counter
     healthz_ms: list[float]
@@ -78,31 +81,45 @@ async def _prober(client: httpx.AsyncClient, stop: float, latencies: list[float]
         await asyncio.sleep(max(0.0, PROBE_EVERY - (time.perf_counter() - started)))
 
 
-async def _drive(base: str, clients: int, seconds: float, text: str) -> tuple[Counter, list[float], int]:
+async def _drive(base: str, clients: int, seconds: float, text: str) -> Counter:
     counts: Counter = Counter()
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(base_url=base, limits=limits) as load:
+        stop = time.monotonic() + seconds
+        await asyncio.gather(*(_checker(load, text, stop, counts) for _ in range(clients)))
+    return counts
+
+
+async def _probe(base: str, seconds: float) -> dict:
     latencies: list[float] = []
     failures: list[int] = []
-    limits = httpx.Limits(max_connections=clients + 2)
-    async with (
-        httpx.AsyncClient(base_url=base, limits=limits) as load,
-        httpx.AsyncClient(base_url=base) as probe,
-    ):
-        stop = time.monotonic() + seconds
-        await asyncio.gather(
-            _prober(probe, stop, latencies, failures), *(_checker(load, text, stop, counts) for _ in range(clients))
-        )
-    return counts, latencies, len(failures)
+    async with httpx.AsyncClient(base_url=base) as probe:
+        await _prober(probe, time.monotonic() + seconds, latencies, failures)
+    return {"latencies": latencies, "failures": len(failures)}
 
 
-def run_scenario(name: str, url: str, clients: int, seconds: float, text: str, env: dict[str, str]) -> Outcome:
+def probe_main(argv: list[str]) -> None:
+    """`abuse.py probe BASE SECONDS`: the /healthz prober, in a process of its own, so that its latencies are
+    the server's, not the time the checkers' event loop kept it waiting."""
+    base, seconds = argv[0], float(argv[1])
+    print(json.dumps(asyncio.run(_probe(base, seconds))))
+
+
+def run_scenario(
+    name: str, run: int, url: str, clients: int, seconds: float, text: str, env: dict[str, str]
+) -> Outcome:
     server = Server(url, read_cache_seconds=1.0, extra_env=env)
     try:
         # The formula workers start with the server; wait for them so the probe measures steady state.
         httpx.post(f"{server.base}/api/v1/layers/check", json={"dsl": "relu(x)"}, timeout=300)
-        counts, latencies, failures = asyncio.run(_drive(server.base, clients, seconds, text))
+        prober = subprocess.Popen(
+            [sys.executable, __file__, "probe", server.base, str(seconds)], stdout=subprocess.PIPE, text=True
+        )
+        counts = asyncio.run(_drive(server.base, clients, seconds, text))
+        probed = json.loads(prober.communicate(timeout=seconds + 120)[0])
     finally:
         server.close()
-    return Outcome(name, clients, counts, latencies, failures)
+    return Outcome(name, run, clients, counts, probed["latencies"], probed["failures"])
 
 
 def report(outcomes: list[Outcome], args: argparse.Namespace, formula_ops: int) -> str:
@@ -113,6 +130,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, formula_ops: int) 
         rows.append(
             [
                 o.scenario,
+                o.run,
                 o.clients,
                 answers or "none",
                 len(o.healthz_ms),
@@ -127,6 +145,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, formula_ops: int) 
     table = markdown_table(
         [
             "scenario",
+            "run",
             "clients",
             "check answers (status: count)",
             "/healthz probes",
@@ -141,25 +160,48 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, formula_ops: int) 
     )
     return (
         f"{args.clients} clients each sending a layer of {args.levels} levels ({formula_ops:,} operations written "
-        f"out) to POST /api/v1/layers/check back to back for {args.seconds:g} s, while /healthz is probed every "
-        f"{PROBE_EVERY * 1000:.0f} ms. Server: uvicorn, one worker process, launcher off, formula workers "
-        "EVONORM_FORMULA_WORKERS=2 (default), time limit EVONORM_FORMULA_SECONDS=5 (default). Server, load "
-        "generator and formula workers share this machine's cores. No cache serves the checks: every layer is "
-        "checked afresh (the read cache holds search reads only).\n\n"
+        f"out) to POST /api/v1/layers/check back to back for {args.seconds:g} s (one process), while /healthz is "
+        f"probed every {PROBE_EVERY * 1000:.0f} ms from another process. Server: uvicorn, one worker process, "
+        "launcher off, formula workers EVONORM_FORMULA_WORKERS=2 (default), time limit EVONORM_FORMULA_SECONDS=5 "
+        "(default), running at niceness +10 below the server. Server, load generator, prober and formula workers "
+        f"share this machine's cores. No cache serves the checks: every layer is checked afresh. {args.runs} runs "
+        "of each scenario, the scenarios taking turns.\n\n"
         + (f"{args.note}\n\n" if args.note else "")
         + table
+        + "\n\n"
+        + verdicts(outcomes)
     )
 
 
+def verdicts(outcomes: list[Outcome]) -> str:
+    """Per scenario: the median of the runs' /healthz p99 and its range."""
+    lines = []
+    for scenario in dict.fromkeys(o.scenario for o in outcomes):
+        p99s = [o.percentile(0.99) for o in outcomes if o.scenario == scenario]
+        median = statistics.median(p99s)
+        lines.append(
+            f"- {scenario}: /healthz p99 median **{median:.1f} ms** over {len(p99s)} runs (range {min(p99s):.1f}-"
+            f"{max(p99s):.1f}); target p99 <= {TARGET_HEALTHZ_P99_MS:g} ms: "
+            f"{'met' if median <= TARGET_HEALTHZ_P99_MS else 'missed'} on the median, in "
+            f"{sum(p <= TARGET_HEALTHZ_P99_MS for p in p99s)} of {len(p99s)} runs."
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        probe_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--levels", type=int, default=6, help="size of the costly layer (about 3^levels operations)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each scenario, taking turns")
     parser.add_argument("--note", default="", help="a sentence for the results file (e.g. what else ran)")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0 or args.levels < 1:
-        parser.error("--clients, --seconds and --levels must be positive")
+    if args.clients < 1 or args.seconds <= 0 or args.levels < 1 or args.runs < 1:
+        parser.error("--clients, --seconds, --levels and --runs must be positive")
 
     import evonorm_search as es
     from evonorm_search.symbolic import formula_size
@@ -173,10 +215,14 @@ def main(argv: list[str] | None = None) -> None:
             ("rate limit off", {"EVONORM_FORMULA_RATE_PER_MINUTE": "0"}),
         ]
         outcomes = []
-        for name, env in scenarios:
-            outcome = run_scenario(name, url, args.clients, args.seconds, text, env)
-            print(f"{name}: checks {dict(outcome.checks)}, /healthz p99 {outcome.percentile(0.99):.1f} ms", flush=True)
-            outcomes.append(outcome)
+        for run in range(1, args.runs + 1):  # the scenarios take turns, so a change in load falls on both
+            for name, env in scenarios:
+                outcome = run_scenario(name, run, url, args.clients, args.seconds, text, env)
+                print(
+                    f"{name}, run {run}: checks {dict(outcome.checks)}, /healthz p99 {outcome.percentile(0.99):.1f} ms"
+                )
+                outcomes.append(outcome)
+        outcomes.sort(key=lambda o: (o.scenario != scenarios[0][0], o.run))
     path = write_result("abuse", "Abuse limits under load: /healthz while clients send oversized layers", "")
     path.write_text(path.read_text() + report(outcomes, args, formula_ops) + "\n", encoding="utf-8")
     print(f"wrote {path}")

@@ -40,9 +40,20 @@ class FormulaTimeout(RuntimeError):
     """The symbolic work took longer than the time limit (422: the layer is too costly to print)."""
 
 
+# How much lower than the server the formula workers run: when sympy keeps every core busy, the server's
+# event loop still gets a core at once (/healthz and the database reads stay fast); the formulas wait.
+WORKER_NICENESS = 10
+
+
+def _start_worker(parent: int) -> None:
+    """In each worker, before its first job: yield the CPU to the server, and exit with it."""
+    os.nice(WORKER_NICENESS)
+    _exit_with_parent(parent)
+
+
 def _exit_with_parent(parent: int) -> None:
-    """In each worker: exit as soon as the server that started it is gone, however it ended (a killed
-    server never shuts its pool down, and its workers would otherwise live on)."""
+    """Exit as soon as the server that started this worker is gone, however it ended (a killed server
+    never shuts its pool down, and its workers would otherwise live on)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -110,7 +121,7 @@ class SymbolicWorkers:
                 pool = ProcessPoolExecutor(
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_exit_with_parent,
+                    initializer=_start_worker,
                     initargs=(os.getpid(),),
                 )
                 self._pool, self._ready = pool, [pool.submit(symbolic_forms, _TRIVIAL, 16) for _ in range(self.workers)]

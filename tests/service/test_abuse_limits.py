@@ -5,6 +5,7 @@ Retry-After), and a cap on open event streams (503 with Retry-After), all EVONOR
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import pytest
 import evonorm_search as es
 from evonorm_search import store as st
 from service import Settings
-from service.formulas import FormulaBusy, FormulaCache, FormulaTimeout, SymbolicWorkers
+from service.formulas import WORKER_NICENESS, FormulaBusy, FormulaCache, FormulaTimeout, SymbolicWorkers
 from service.limits import RateLimiter, StreamSlots
 
 from .conftest import client_for, settings_for
@@ -227,3 +228,32 @@ def _state(pid: str) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].splitlines()[0].lower()
     except (OSError, IndexError):
         return "gone"
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+
+def test_formula_workers_run_below_the_server_so_it_keeps_a_core(idle_workers):
+    """When sympy keeps every core busy, the server's event loop must still get one at once."""
+    workers = [c for c in _children(os.getpid()) if "spawn_main" in _command_line(c)]
+    assert len(workers) >= idle_workers.workers
+    wanted = min(19, _niceness(os.getpid()) + WORKER_NICENESS)
+    # A worker sets its niceness once it has imported the library (seconds after it was spawned, and the
+    # pool may have spawned one after the jobs it waited for); the deadline guards against a hang only.
+    deadline = time.monotonic() + 120
+    while any(_niceness(w) != wanted for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [_niceness(w) for w in workers] == [wanted] * len(workers)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(c) for c in found]
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
