@@ -48,6 +48,15 @@ def cache_sizes() -> dict[str, int]:
     }
 
 
+def caps() -> str:
+    """The per-process caches' caps this run uses, and whether each is its default."""
+    from evonorm_search.compiler.bounded import LIMITS, limit
+
+    return ", ".join(
+        f"{name}={limit(name):,}{' (default)' if limit(name) == default else ''}" for name, default in LIMITS.items()
+    )
+
+
 def tiny_config(backend: str):
     from evonorm_search.search import SearchConfig
 
@@ -110,14 +119,20 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.candidates:,} random layers of the default space (max 8 ops) through `evaluate_task` in one process "
         f"(pid {os.getpid()}), as one Ray worker that is never recycled; backend `{args.backend}`, CPU, tiny proxy "
         f"(synthetic 1x6x6, 2 classes, ResNet and MobileNetV2 of width 4, 3 steps). Outcomes: {statuses}. "
-        "No cache was warm at start; caches at their default caps (EVONORM_LAYER_CACHE_SIZE and friends).\n\n"
+        f"No cache was warm at start; caps: {caps()}"
+        f"{'' if not os.environ.get('TRITON_INTERPRET') else '; Triton kernels run by its interpreter (TRITON_INTERPRET=1)'}.\n\n"
         f"Resident memory at candidate {args.baseline_at}: {baseline:.1f} MB; at candidate {args.candidates}: "
         f"{final:.1f} MB; growth **{growth:+.1f} MB** (target below {TARGET_GROWTH_MB:g} MB: {verdict}).\n\n"
         + ("" if args.candidates >= 2000 else "A reduced run: the target is set for 2,000 candidates from 200. ")
         + (f"{args.note}\n\n" if args.note else ("\n\n" if args.candidates < 2000 else ""))
         + table
     )
-    path = write_result("soak", "Soak: resident memory of one worker process over many candidates", body)
+    # The torch backend's file keeps its name; other backends (their caches fill) get their own.
+    path = write_result(
+        "soak" if args.backend == "torch" else f"soak-{args.backend}",
+        "Soak: resident memory of one worker process over many candidates",
+        body,
+    )
     print(f"growth {growth:+.1f} MB from candidate {args.baseline_at} to {args.candidates} ({verdict}); wrote {path}")
 
 

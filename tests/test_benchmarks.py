@@ -27,13 +27,20 @@ rejection: {quality: {enabled: false}}
 """
 
 
-def run_script(name: str, *args: str, results: Path, timeout: float = 600, report: str | None = None) -> str:
+def run_script(
+    name: str,
+    *args: str,
+    results: Path,
+    timeout: float = 600,
+    report: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
     """Run a benchmark script and return the results file it wrote (`report`, default the script's name)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env |= {"EVONORM_RESULTS_DIR": str(results), "EVONORM_MACHINE": "smoke"}
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    environment |= {"EVONORM_RESULTS_DIR": str(results), "EVONORM_MACHINE": "smoke", **(env or {})}
     out = subprocess.run(
         [sys.executable, "-W", "ignore", str(BENCHMARKS / name), *args],
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -222,6 +229,21 @@ def test_the_soak_benchmark_writes_its_table(tmp_path):
     )
     assert "Resident memory at candidate 2:" in report and "at candidate 6:" in report
     assert "| candidate | RSS MB | layers | linecache |" in report
+
+
+def test_the_soak_benchmark_on_triton_keeps_its_caches_within_their_caps(tmp_path):
+    report = run_script(
+        "soak.py",
+        *("--backend", "triton", "--candidates", "4", "--baseline-at", "1", "--sample-every", "1"),
+        results=tmp_path,
+        report="soak-triton",
+        env={"TRITON_INTERPRET": "1", "EVONORM_LAYER_CACHE_SIZE": "2", "EVONORM_COMPILE_LOG_SIZE": "5"},
+        timeout=600,
+    )
+    assert "EVONORM_LAYER_CACHE_SIZE=2, " in report and "Triton kernels run by its interpreter" in report
+    rows = [line.split("|")[1:7] for line in report.splitlines() if line.startswith("| ") and "candidate" not in line]
+    layers = {int(row[0]): (int(row[2]), int(row[3]), int(row[4])) for row in rows if row[0].strip().isdigit()}
+    assert layers[1][0] == 1 and layers[4] == (2, 2, 5)  # layers, their linecache entries, the log: at their caps
 
 
 def test_the_gpu_check_dry_run_checks_its_plan_and_refuses_to_run_without_cuda(tmp_path):
