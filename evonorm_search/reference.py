@@ -17,6 +17,7 @@ from typing import Optional
 
 import torch
 
+from .compiler.bounded import Bounded, limit
 from .ir import AXES, Graph, Kind
 from .ir.ops import TORCH_HELPERS
 
@@ -164,15 +165,34 @@ def _namespace() -> dict[str, object]:
     return ns
 
 
-@lru_cache(maxsize=4096)
-def compile_forward(graph: Graph) -> Callable[..., torch.Tensor]:
-    """The forward function of `graph`, compiled once and cached by graph.
+def _forget_source(filename: str, _forward: Callable[..., torch.Tensor]) -> None:
+    linecache.cache.pop(filename, None)
 
-    The source is registered with linecache so tracebacks, `inspect` and torch.compile can read it.
+
+# Bounded (EVONORM_REFERENCE_CACHE_SIZE), keyed by source name: a search builds a module for almost every
+# candidate, and each forward's source sits in `linecache` for as long as the forward is cached.
+_FORWARDS: Bounded[str, Callable[..., torch.Tensor]] = Bounded(limit("EVONORM_REFERENCE_CACHE_SIZE"), _forget_source)
+
+
+def compile_forward(graph: Graph) -> Callable[..., torch.Tensor]:
+    """The forward function of `graph`, compiled once and cached by its source (the latest kept).
+
+    The source is registered with linecache so tracebacks, `inspect` and torch.compile can read it; it
+    leaves linecache when its forward leaves the cache.
     """
-    source = forward_source(graph)
+    source = _source_of(graph)
     filename = f"<evonorm-layer-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+    cached = _FORWARDS.get(filename)
+    if cached is not None:
+        return cached
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     ns = _namespace()
     exec(compile(source, filename, "exec"), ns)  # noqa: S102 - source generated from a validated Graph
-    return ns[FORWARD_NAME]  # type: ignore[return-value]  # exec defined it from the generated source
+    forward: Callable[..., torch.Tensor] = ns[FORWARD_NAME]  # type: ignore[assignment]  # exec defined it
+    _FORWARDS[filename] = forward
+    return forward
+
+
+@lru_cache(maxsize=256)
+def _source_of(graph: Graph) -> str:
+    return forward_source(graph)

@@ -22,6 +22,7 @@ LIMITS = {
     "EVONORM_LAYER_CACHE_SIZE": 256,  # compiled layers (executed kernel sources) per process
     "EVONORM_KERNEL_RECORD_SIZE": 16_384,  # kernel specialisations remembered as launched / tuned / precompiled
     "EVONORM_COMPILE_LOG_SIZE": 4_096,  # entries of the compile log kept (the latest)
+    "EVONORM_REFERENCE_CACHE_SIZE": 4_096,  # reference forwards (executed PyTorch sources) per process
 }
 
 

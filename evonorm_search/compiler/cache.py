@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import linecache
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,11 +151,43 @@ class CompiledLayer:
 
 
 def _forget(_key: tuple[KernelKey, bool], layer: CompiledLayer) -> None:
-    """A layer leaves the cache: its source leaves `linecache`, and the graphs that led to it their index."""
+    """A layer leaves the cache: its source leaves `linecache`, its kernels the interpreter's cache, and the
+    graphs that led to it their index."""
     linecache.cache.pop(layer.filename, None)
+    _forget_registered(layer.namespace)
+    _forget_interpreted(layer.namespace)
     for graph_key, found in _BY_GRAPH.items():
         if found is layer:
             _BY_GRAPH.pop(graph_key)
+
+
+def _forget_registered(namespace: dict[str, Any]) -> None:
+    """Triton registers every JITFunction, under "module:name", in a module-level dict that nothing ever
+    empties (`triton.runtime.jit._triton_jit_function_registry`, for deserialising kernels); a kernel
+    held there keeps its compiled binaries (and on a GPU their loaded modules) and its layer's source
+    alive. Drop this layer's kernels from it: its module name is unique to the layer."""
+    registry = getattr(sys.modules.get("triton.runtime.jit"), "_triton_jit_function_registry", None)
+    module = namespace.get("__name__")
+    if not isinstance(registry, dict) or not isinstance(module, str):
+        return  # a Triton without the registry: nothing kept
+    prefix = f"{module}:"
+    for name in [n for n in list(registry) if isinstance(n, str) and n.startswith(prefix)]:
+        registry.pop(name, None)
+
+
+def _forget_interpreted(namespace: dict[str, Any]) -> None:
+    """Triton's interpreter keeps every kernel it has run, with the globals of the source that defined it,
+    in a class-level dict (`InterpretedFunction.rewritten_fn`) that nothing ever empties: drop this
+    layer's kernels from it, or a long search under TRITON_INTERPRET=1 grows by every layer it tried."""
+    interpreted = sys.modules.get("triton.runtime.interpreter")
+    kind = getattr(interpreted, "InterpretedFunction", None)
+    rewritten = getattr(kind, "rewritten_fn", None)
+    if kind is None or not isinstance(rewritten, dict):
+        return  # not interpreting (or a Triton without that cache): nothing kept
+    for value in namespace.values():
+        # This layer's own kernels only: the shared library's helpers stay rewritten for every layer.
+        if isinstance(value, kind) and getattr(value.fn, "__globals__", None) is namespace:
+            rewritten.pop(value.fn, None)
 
 
 # Bounded (EVONORM_LAYER_CACHE_SIZE): a long search compiles a new layer for almost every candidate.
@@ -208,7 +241,13 @@ def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     filename = source_filename(key, interpret)
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = dict(_library(interpret))
-    namespace["__name__"] = f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}"
+    # One module name per cache entry, as for the source: Triton registers each kernel under it, and a
+    # layer leaving the cache takes exactly its own registrations with it (`_forget_registered`).
+    affine = "affine" if key.affine else "plain"
+    mode = "_interpreted" if interpret else ""
+    namespace["__name__"] = (
+        f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}_{key.structure[:8]}_{affine}{mode}"
+    )
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - generated from a validated Graph
     return namespace
 

@@ -4,13 +4,16 @@ precompiled specialisations; the caps come from EVONORM_* variables."""
 
 from __future__ import annotations
 
+import gc
 import linecache
+import weakref
 from collections import deque
 
 import pytest
 import torch
 
 import evonorm_search as es
+from evonorm_search import reference
 from evonorm_search.compiler import ahead, cache, runtime
 from evonorm_search.compiler.bounded import LIMITS, Bounded, limit
 
@@ -43,7 +46,14 @@ def test_the_caps_come_from_the_environment_with_clear_errors(monkeypatch):
 
 def test_every_process_wide_record_is_bounded():
     assert isinstance(runtime.COMPILE_LOG, deque) and runtime.COMPILE_LOG.maxlen == limit("EVONORM_COMPILE_LOG_SIZE")
-    for record in (runtime._SEEN, runtime._TUNED, ahead._PRECOMPILED, cache._BY_KEY, cache._BY_GRAPH):
+    for record in (
+        runtime._SEEN,
+        runtime._TUNED,
+        ahead._PRECOMPILED,
+        cache._BY_KEY,
+        cache._BY_GRAPH,
+        reference._FORWARDS,
+    ):
         assert isinstance(record, Bounded)
 
 
@@ -76,3 +86,44 @@ def test_a_layer_with_and_without_its_affine_keeps_two_sources(two_layer_cache):
     x = torch.randn(2, 6, 5, 3, dtype=torch.float64)
     reference = es.NormAct(graph, 6, groups=3, affine=False, backend="torch").double()
     torch.testing.assert_close(plain(x), reference(x), rtol=1e-10, atol=1e-10)
+
+
+def test_a_layer_past_the_cap_leaves_tritons_own_records_too(two_layer_cache):
+    """Triton keeps every kernel it has seen in module-level dicts that nothing empties (its JIT registry,
+    and under TRITON_INTERPRET=1 the interpreter's rewritten functions): an evicted layer leaves both, so
+    nothing holds its kernels any more."""
+    from triton.runtime import jit
+
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    texts = ["x * sigmoid(v1 * x)", "relu(x) / std(x, group)", "x / rms(x, instance)"]
+    first = None
+    for text in texts:
+        module = es.NormAct(text, 4, groups=2, backend="triton").double()
+        module(x).sum().backward()  # launched: the interpreter has rewritten its kernels
+        if first is None:
+            first = cache.compiled_layer(es.parse(text))
+            name = first.namespace["__name__"]
+            own = first.namespace  # the layer's Triton kernels are defined there (the library's elsewhere)
+            kernels = [v for v in own.values() if getattr(getattr(v, "fn", None), "__globals__", None) is own]
+            assert any(k.startswith(f"{name}:") for k in jit._triton_jit_function_registry)
+            forward = weakref.ref(first.launchers["forward_train"])
+    assert first is not None and kernels
+    assert not any(k.startswith(f"{name}:") for k in jit._triton_jit_function_registry)
+    if runtime.interpreting():
+        from triton.runtime.interpreter import InterpretedFunction
+
+        assert not any(getattr(k, "fn", None) in InterpretedFunction.rewritten_fn for k in kernels)
+    del first, kernels, module, own
+    gc.collect()
+    assert forward() is None  # nothing else kept the evicted layer's code alive
+
+
+def test_reference_forwards_past_the_cap_leave_with_their_linecache_source(monkeypatch):
+    monkeypatch.setattr(reference, "_FORWARDS", Bounded(2, reference._forget_source))
+    texts = ["x * sigmoid(v1 * x)", "relu(x) / std(x, group)", "x / rms(x, instance)"]
+    forwards = [reference.compile_forward(es.parse(text)) for text in texts]
+    names = [f.__code__.co_filename for f in forwards]
+    assert names[0] not in linecache.cache and all(n in linecache.cache for n in names[1:])
+    assert reference.compile_forward(es.parse(texts[2])) is forwards[2]  # cached while it stays
+    again = reference.compile_forward(es.parse(texts[0]))
+    assert again is not forwards[0] and names[0] in linecache.cache
