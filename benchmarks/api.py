@@ -495,6 +495,17 @@ def measure_threads(url: str, search_id: int, args: argparse.Namespace) -> list[
     return [(n, runs[n]) for n in counts]
 
 
+def thread_counts(text: str) -> list[int]:
+    """`--database-threads 1,2,4,40`: whole numbers >= 1 (EVONORM_DATABASE_THREADS's own bounds apply too)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,4,40, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return counts
+
+
 def _median_range(values: list[float], digits: int) -> str:
     return f"{statistics.median(values):,.{digits}f} [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
 
@@ -579,7 +590,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--database-threads",
-        type=lambda text: [int(n) for n in text.split(",")],
+        type=thread_counts,
         default=[1, 2, 4, 40],
         help="thread counts the database-threads table compares (comma-separated)",
     )
