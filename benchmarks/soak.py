@@ -52,9 +52,8 @@ def caps() -> str:
     """The per-process caches' caps this run uses, and whether each is its default."""
     from evonorm_search.compiler.bounded import LIMITS, limit
 
-    return ", ".join(
-        f"{name}={limit(name):,}{' (default)' if limit(name) == default else ''}" for name, default in LIMITS.items()
-    )
+    caps = {name: limit(name) for name in LIMITS}
+    return ", ".join(f"{name}={cap:,}{' (default)' if cap == LIMITS[name] else ''}" for name, cap in caps.items())
 
 
 def tiny_config(backend: str):
@@ -112,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     assert baseline is not None
     growth = final - baseline
     verdict = "met" if growth < TARGET_GROWTH_MB else "missed"
+    interpreted = (
+        "; Triton kernels run by its interpreter (TRITON_INTERPRET=1)" if os.environ.get("TRITON_INTERPRET") else ""
+    )
     table = markdown_table(
         ["candidate", "RSS MB", *cache_sizes().keys(), "seconds so far"], sorted(samples, key=lambda r: r[0])
     )
@@ -119,8 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.candidates:,} random layers of the default space (max 8 ops) through `evaluate_task` in one process "
         f"(pid {os.getpid()}), as one Ray worker that is never recycled; backend `{args.backend}`, CPU, tiny proxy "
         f"(synthetic 1x6x6, 2 classes, ResNet and MobileNetV2 of width 4, 3 steps). Outcomes: {statuses}. "
-        f"No cache was warm at start; caps: {caps()}"
-        f"{'' if not os.environ.get('TRITON_INTERPRET') else '; Triton kernels run by its interpreter (TRITON_INTERPRET=1)'}.\n\n"
+        f"No cache was warm at start; caps: {caps()}{interpreted}.\n\n"
         f"Resident memory at candidate {args.baseline_at}: {baseline:.1f} MB; at candidate {args.candidates}: "
         f"{final:.1f} MB; growth **{growth:+.1f} MB** (target below {TARGET_GROWTH_MB:g} MB: {verdict}).\n\n"
         + ("" if args.candidates >= 2000 else "A reduced run: the target is set for 2,000 candidates from 200. ")

@@ -226,14 +226,19 @@ def _library(interpret: bool) -> dict[str, Any]:
     return _LIBRARIES[interpret]
 
 
+def _entry_name(key: KernelKey, interpret: bool) -> str:
+    """What tells one cache entry from every other: the layer, its structure, affine or not, the mode."""
+    affine = "affine" if key.affine else "plain"
+    mode = "-interpreted" if interpret else ""
+    return f"{key.canonical_hash[:12]}-{key.structure[:8]}-{affine}{mode}"
+
+
 def source_filename(key: KernelKey, interpret: bool) -> str:
     """The `linecache` name of one cached layer's source: one name per cache entry, since the Triton
     interpreter rewrites each kernel from the text under its name when it first runs (a layer with and
     without its affine under one name ran the other's kernels), and a layer leaving the cache takes
     its text with it."""
-    affine = "affine" if key.affine else "plain"
-    mode = "-interpreted" if interpret else ""
-    return f"<evonorm-kernels-{key.canonical_hash[:12]}-{key.structure[:8]}-{affine}{mode}>"
+    return f"<evonorm-kernels-{_entry_name(key, interpret)}>"
 
 
 def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
@@ -243,11 +248,7 @@ def _execute(source: str, key: KernelKey, interpret: bool) -> dict[str, Any]:
     namespace = dict(_library(interpret))
     # One module name per cache entry, as for the source: Triton registers each kernel under it, and a
     # layer leaving the cache takes exactly its own registrations with it (`_forget_registered`).
-    affine = "affine" if key.affine else "plain"
-    mode = "_interpreted" if interpret else ""
-    namespace["__name__"] = (
-        f"evonorm_search.compiler.kernels_{key.canonical_hash[:12]}_{key.structure[:8]}_{affine}{mode}"
-    )
+    namespace["__name__"] = f"evonorm_search.compiler.kernels_{_entry_name(key, interpret).replace('-', '_')}"
     exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # noqa: S102 - generated from a validated Graph
     return namespace
 
