@@ -168,8 +168,7 @@ def budget_section(args: argparse.Namespace) -> str:
     budget is usable only where nothing spills; the largest usable one is what `Tuning.single_pass` keeps."""
     rows, clean = [], {}
     for budget in args.budgets:
-        clean[budget] = True
-        with runtime.tuning(single_pass=budget):
+        with runtime.tuning(single_pass=budget):  # for every input width
             for name in SWEEP_LAYERS:
                 for shape in [s for s in args.shapes if len(s) == 4]:
                     for dtype in args.dtypes:
@@ -177,7 +176,7 @@ def budget_section(args: argparse.Namespace) -> str:
                         report = compile_ahead(name, target=args.target, shape=shape, dtype=getattr(torch, dtype),
                                                groups=GROUPS, resources=True)  # fmt: skip
                         spills = sum(k.spill_bytes for k in report.kernels)
-                        clean[budget] &= spills == 0
+                        clean[budget, dtype] = clean.get((budget, dtype), True) and spills == 0
                         singles = [k for k in report.kernels if k.blocks is not None and "_w" in k.kernel]
                         detail = ", ".join(f"{k.kernel} {k.blocks[0]}x{k.blocks[1]}/{k.num_warps}w {k.registers}r "
                                            f"{k.spill_bytes}B" for k in singles)  # fmt: skip
@@ -187,15 +186,18 @@ def budget_section(args: argparse.Namespace) -> str:
                             f"budget {budget}: {name} {shape_text(shape)} {dtype}: {plan[0]}, spills {spills}",
                             flush=True,
                         )
-    verdict = ", ".join(f"{f}:{b} {'no spills' if ok else 'spills'}" for (f, b), ok in clean.items())
-    current = runtime.Tuning().single_pass
+    verdict = "; ".join(f"{f}:{b} {dtype} {'no spills' if ok else 'spills'}" for ((f, b), dtype), ok in clean.items())
+    tuned = runtime.Tuning()
+    wide, narrow = tuned.single_pass, tuned.single_pass_16bit or tuned.single_pass
     return (
         "\n## Single-pass budgets compared\n\n"
-        f"Elements one single-pass program may hold (forward:backward); `Tuning.single_pass` is "
-        f"{current[0]}:{current[1]}. Tiles above 16,384 elements run 32 warps (a thread then has at most 64 "
-        "registers). Spill bytes per layer and shape from ptxas for the target, over all its kernels.\n\n"
+        f"Elements one single-pass program may hold (forward:backward), applied here to every input width; "
+        f"`Tuning.single_pass` keeps {wide[0]}:{wide[1]} for 32-bit inputs and `Tuning.single_pass_16bit` "
+        f"{narrow[0]}:{narrow[1]} for 16-bit ones. Forward tiles above 16,384 elements and backward tiles "
+        "above 4,096 run 32 warps (a thread then has at most 64 registers). Spill bytes per layer and shape "
+        "from ptxas for the target, over all its kernels.\n\n"
         + markdown_table(SWEEP_HEADERS, rows)
-        + f"\n\nVerdict per budget: {verdict}.\n"
+        + f"\n\nVerdict per budget and dtype: {verdict}.\n"
     )
 
 

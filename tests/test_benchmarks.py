@@ -116,7 +116,10 @@ def test_the_roofline_benchmark_compares_single_pass_budgets(tmp_path):
     # (split below it: 2 x 32 groups are too few programs for the fused plan).
     assert "| 1024:256 | gn_relu | 2x64x16x16 | float32 | single / split / single |" in report
     assert "| 4096:4096 | gn_relu | 2x64x16x16 | float32 | single / single / single |" in report
-    assert re.search(r"Verdict per budget: 1024:256 (no spills|spills), 4096:4096 (no spills|spills)\.", report)
+    assert re.search(
+        r"Verdict per budget and dtype: 1024:256 float32 (no spills|spills); 4096:4096 float32 (no spills|spills)\.",
+        report,
+    )
 
 
 def test_the_roofline_benchmark_rejects_bad_arguments(tmp_path):

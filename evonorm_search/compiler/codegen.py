@@ -28,7 +28,7 @@ from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, cl
 
 INDENT = "    "
 PASS_SIZES = ("N", "C", "S", "G", "CG", "CHUNK", "NSC")
-PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "BLOCK_C", "BLOCK_S")
+PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "VEC", "BLOCK_C", "BLOCK_S")
 COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
 # Programs of a combine kernel per strategy (`runtime.Geometry.combine` sizes the grid the same way).
 COMBINE_BLOCKS = {
@@ -194,12 +194,22 @@ class PassKernelWriter:
         e(1, "s_hi = tl.minimum(s_lo + CHUNK, S)")
 
     def _tile_offsets(self, depth: int) -> None:
+        self.w.emit(depth, "inside = c_in & s_in")
+        self._offsets(depth)
+
+    def _offsets(self, depth: int) -> None:
+        """Element offsets of the tile. In (N, C, S) storage, runs of VEC positions start at multiples of
+        VEC (the launcher's `vector_width`: 4 where 4 divides S and 16 does not, which Triton's own
+        specialisation of S would say). Saying so lets Triton give each thread VEC neighbours of a row,
+        not one position of VEC rows: at S = 196 that took a group's single-pass backward from 484
+        spilled bytes on sm_90 to none (benchmarks/results/roofline-cpu2.md)."""
         e = self.w.emit
-        e(depth, "inside = c_in & s_in")
         e(depth, "if CHANNELS_LAST:")
         e(depth + 1, "offs = row + s * C + c")
         e(depth, "else:")
         e(depth + 1, "offs = row + c * S + s")
+        e(depth + 1, "if VEC > 1:")
+        e(depth + 2, "offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])")
 
     def _phase(self, p: int) -> None:
         self.phase = p
@@ -227,10 +237,7 @@ class PassKernelWriter:
             e(2, "c = c0 + tl.arange(0, BLOCK_C)[:, None]")
             e(2, "c_in = c < C")
         e(2, "inside = c_in & s_in")
-        e(2, "if CHANNELS_LAST:")
-        e(3, "offs = row + s * C + c")
-        e(2, "else:")
-        e(3, "offs = row + c * S + s")
+        self._offsets(2)
         for i in variant:
             e(2, f"{self._var(i)} = {self._expression(i)}")
         self._stores(step)

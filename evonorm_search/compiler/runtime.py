@@ -56,15 +56,25 @@ class Tuning:
     # per-row accumulators spill on sm_90 (64 x 64 did, 32 x 64 does not).
     max_rows: int = 32
     combine_block: int = 32
-    # Single-pass register budget: elements one program holds, (forward, backward), for float32
-    # compute (float64 holds half). Checked with zero spills on sm_90 in tests/compiler/test_ahead.py;
-    # 0 turns single-pass kernels off.
-    single_pass: tuple[int, int] = (16384, 4096)
+    # Single-pass register budget: elements one program holds, (forward, backward), for 32-bit inputs
+    # (float64 holds half); 0 turns single-pass kernels off. 16-bit inputs (bfloat16, float16) have
+    # their own (None: the same): a forward tile of them loads into half the registers, while the
+    # backward computes in float32 either way. Chosen by the budget table of benchmarks/roofline.py and
+    # checked with zero spills on sm_90 in tests/compiler/test_ahead.py.
+    single_pass: tuple[int, int] = (16384, 8192)
+    single_pass_16bit: tuple[int, int] | None = (32768, 8192)
 
 
 TUNING = Tuning()
 INTERPRET_TUNING = Tuning(
-    tile=128, backward_tile=None, block_c=8, block_s=16, chunk=16, combine_block=16, single_pass=(256, 256)
+    tile=128,
+    backward_tile=None,
+    block_c=8,
+    block_s=16,
+    chunk=16,
+    combine_block=16,
+    single_pass=(256, 256),
+    single_pass_16bit=None,
 )
 # One dict per first launch of a kernel specialisation (the latest EVONORM_COMPILE_LOG_SIZE kept), the
 # specialisations launched and the tuning chosen for each: all bounded, as a worker lives for many layers.
@@ -98,13 +108,16 @@ _DEFAULT_TUNING = TUNING
 
 @contextlib.contextmanager
 def tuning(**changes):
-    """Temporarily change the tuning (for tests and benchmarks): `with tuning(fusion="never"): ...`."""
+    """Temporarily change the tuning (for tests and benchmarks): `with tuning(fusion="never"): ...`.
+    A `single_pass` budget given without `single_pass_16bit` holds for 16-bit inputs as well."""
     global TUNING
     unknown = set(changes) - {f.name for f in dataclasses.fields(Tuning)}
     if unknown:
         raise ValueError(f"unknown tuning field(s) {sorted(unknown)}")
     if "fusion" in changes and changes["fusion"] not in FUSION_POLICIES:
         raise ValueError(f"fusion must be one of {', '.join(map(repr, FUSION_POLICIES))}, got {changes['fusion']!r}")
+    if "single_pass" in changes:
+        changes.setdefault("single_pass_16bit", None)  # a budget given alone holds for every input width
     saved = TUNING
     TUNING = dataclasses.replace(active_tuning(), **changes)
     try:
@@ -144,16 +157,32 @@ def channels_last(x: torch.Tensor) -> bool | None:
     return None
 
 
-def _divisibility(n: int) -> str:
-    return "1" if n == 1 else ("16" if n % 16 == 0 else "any")
+def _divisibility(n: int, quarters: bool = False) -> str:
+    if n == 1:
+        return "1"
+    if n % 16 == 0:
+        return "16"
+    return "4" if quarters and n % 4 == 0 else "any"
+
+
+def vector_width(x: torch.Tensor) -> int:
+    """Positions of (N, C, S) storage that start at a multiple of this and run contiguously: 4 where 4
+    divides S but 16 does not (Triton specialises S on 16 itself), else 1 (nothing to add). Kernels
+    declare it on their offsets (`VEC`), so a thread holds neighbours along S and loads them as vectors."""
+    if channels_last(x):
+        return 1
+    s = x.numel() // max(1, x.shape[0] * x.shape[1])
+    return 4 if s % 4 == 0 and s % 16 else 1
 
 
 def layout_class(x: torch.Tensor) -> str:
-    """What kernels specialise on besides dtype: storage order and the divisibility of C and S."""
+    """What kernels specialise on besides dtype: storage order and the divisibility of C and S (and,
+    in (N, C, S) storage, whether 4 divides S: `vector_width`)."""
     n, c = x.shape[0], x.shape[1]
     s = x.numel() // max(1, n * c)
-    order = "channels_last" if channels_last(x) else "contiguous"
-    return f"{order}/C:{_divisibility(c)}/S:{_divisibility(s)}"
+    last = bool(channels_last(x))
+    order = "channels_last" if last else "contiguous"
+    return f"{order}/C:{_divisibility(c)}/S:{_divisibility(s, quarters=not last)}"
 
 
 def _sm_count(device: torch.device) -> int:
@@ -192,6 +221,7 @@ class Geometry:
         self.tl_compute = tl.float64 if x.dtype == torch.float64 else tl.float32
         self.tuning = tuning or active_tuning()
         self.layout = layout_class(x)
+        self.vec = vector_width(x)
         # The target's SM count when planning for a GPU that is not this one (the cost model).
         self.sms = sms
         self.backward = backward  # a backward's launches: smaller looping tiles
@@ -265,11 +295,19 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
+        if self.backward and block_c * block_s > 4096:
+            # The backward holds x, dy and the recomputed forward per element: at 16 elements a thread
+            # (16 warps) it spilled on sm_90, at 8 (32 warps, 64 registers each) it does not.
+            return block_c, block_s, 32
         return block_c, block_s, tile_warps(block_c, block_s)
 
     def budget(self, backward: bool) -> int:
-        """Elements a single-pass program may hold: the tuning's budget, halved for float64 compute."""
-        elements = self.tuning.single_pass[1 if backward else 0]
+        """Elements a single-pass program may hold: the tuning's budget for the input's width, halved for
+        float64 compute."""
+        budgets = self.tuning.single_pass
+        if self.x.element_size() == 2 and self.tuning.single_pass_16bit is not None:
+            budgets = self.tuning.single_pass_16bit
+        elements = budgets[1 if backward else 0]
         return elements // 2 if self.compute == torch.float64 else elements
 
     def single(self, domain: str, backward: bool) -> bool:
@@ -346,18 +384,18 @@ class Geometry:
         self._run(kernel, domain, tensors, block_c, block_s, warps)
 
     def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False) -> None:
+        sizes = self.sizes(domain, single)
         constants = {
             "EPS": self.eps,
             "COMPUTE": self.tl_compute,
             "CHANNELS_LAST": self.last,
+            "VEC": self.vec_for(block_s, chunk=sizes[5]),  # sizes: (N, C, S, G, CG, CHUNK, NSC)
             "BLOCK_C": block_c,
             "BLOCK_S": block_s,
         }
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        compiled = self._start(
-            kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": warps}, key
-        )
+        compiled = self._start(kernel, grid, (*tensors, *sizes), {**constants, "num_warps": warps}, key)
         if single:
             self._check_spills(kernel, compiled)
 
@@ -374,6 +412,16 @@ class Geometry:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def vec_for(self, block_s: int, chunk: int) -> int:
+        """The `VEC` of a pass kernel: runs of `vector_width` positions stay aligned only where every tile
+        starts on a multiple of it (tiles start at multiples of BLOCK_S within chunks of CHUNK). Tiles
+        narrower than 32 positions (a `channel` program's 4 or 8 positions across many channels) keep 1:
+        there the runs put a whole row of the tile on one thread and spread warps across channels, and
+        LayerNorm's bfloat16 forward over 1,024 x 4 spilled."""
+        if block_s < 32:
+            return 1
+        return self.vec if block_s % self.vec == 0 and chunk % self.vec == 0 else 1
 
     def combine(
         self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor, single: bool = False

@@ -63,14 +63,15 @@ def test_every_library_layer_compiles_for_hopper_in_float32(name: str):
 def test_every_library_layer_compiles_for_bfloat16_channels_last_with_fused_stages(name: str):
     with tuning(fusion="always"):
         report = compile_ahead(name, dtype=torch.bfloat16, shape=(4, 48, 6, 5), channels_last=True, groups=8)
-    assert report.dtype == "bfloat16" and report.layout == "channels_last/C:16/S:any"
+    assert report.dtype == "bfloat16" and report.layout == "channels_last/C:16/S:any"  # S = 30
     assert "backward_train" in _modes_of(report)
     assert all(k.binary_bytes > 0 for k in report.kernels)
 
 
 # Benchmark shapes (benchmarks/roofline.py) where each domain runs single-pass: groups of 64 x 49 and
-# 32 x 196 (forward; the backward loops), one plane of 3,136, rows of 2,048 channels, a transformer row
-# of 4,096. Every kernel the launchers run there is checked, looping and combine kernels included.
+# 32 x 196 (both ways: 196 positions declared in runs of 4, the backward at 32 warps), one plane of
+# 3,136, rows of 2,048 channels, a transformer row of 4,096. Every kernel the launchers run there is
+# checked, looping and combine kernels included.
 SINGLE_PASS_SHAPES = [
     ("gn_relu", (64, 2048, 7, 7)),
     ("gn_relu", (64, 1024, 14, 14)),
@@ -90,6 +91,15 @@ def test_the_chosen_tiles_compile_for_hopper_without_spills(name, shape, dtype):
     assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
     assert all(0 < k.registers <= 255 for k in report.kernels)
     assert all(k.blocks is not None for k in singles)
+
+
+@pytest.mark.parametrize("name", ["gn_relu", "evonorm_s0"])
+def test_the_16bit_forward_budget_holds_a_resnet_group_without_spills(name):
+    # 8 channels x 3,136 positions: 32,768 elements a program, within the budget of 16-bit inputs only.
+    report = compile_ahead(name, dtype=torch.bfloat16, shape=(64, 256, 56, 56), groups=32, resources=True)
+    (single,) = [k for k in report.kernels if "_w" in k.kernel]
+    assert single.mode == "forward_train" and single.blocks == (8, 4096) and single.num_warps == 32
+    assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
 
 
 def test_registers_and_spills_are_read_only_when_asked():

@@ -48,14 +48,21 @@ def test_a_stage_runs_single_pass_exactly_when_its_extent_fits_the_budget(name, 
     assert split["bytes_per_element"] == 12 and split["fraction_of_minimum"] == pytest.approx(2 / 3)
 
 
-def test_the_backward_budget_is_smaller_and_float64_holds_half():
+def test_the_budget_depends_on_the_direction_and_the_input_width():
     # 16 x 1,024 = 16,384 elements: within the forward budget, above the backward's.
     assert _runs("gn_relu", (64, 512, 32, 32), "forward") == ["single"]
     assert _runs("gn_relu", (64, 512, 32, 32), "backward") != ["single"]
-    assert _runs("gn_relu", (64, 2048, 7, 7), "backward") == ["single"]  # 64 x 64 = 4,096
-    assert _runs("gn_relu", (64, 2048, 7, 7), "backward", "float64") != ["single"]
-    backward = plan_cost(es.library.get("gn_relu"), shape=(64, 2048, 7, 7))["backward"]["chosen"]
+    assert _runs("gn_relu", (64, 1024, 14, 14), "backward") == ["single"]  # 32 x 256 = 8,192
+    assert _runs("gn_relu", (64, 1024, 14, 14), "backward", "float64") != ["single"]  # float64 holds half
+    backward = plan_cost(es.library.get("gn_relu"), shape=(64, 1024, 14, 14))["backward"]["chosen"]
     assert backward["bytes_per_element"] == 12  # read x and dy once, write dx; parameter sums as partials
+    assert backward["stages"][0]["warps"] == 32  # 8 elements a thread: the backward's values fit registers
+    # 8 x 4,096 = 32,768: above the forward budget of 32-bit inputs, within that of 16-bit ones.
+    assert _runs("gn_relu", (64, 256, 56, 56), "forward", "bfloat16") == ["single"]
+    assert _runs("gn_relu", (64, 256, 56, 56), "forward", "float32") != ["single"]
+    assert _runs("gn_relu", (64, 256, 56, 56), "backward", "bfloat16") != ["single"]
+    with tuning(single_pass=(16384, 8192)):  # a budget given alone holds for every width
+        assert _runs("gn_relu", (64, 256, 56, 56), "forward", "bfloat16") != ["single"]
 
 
 def test_the_plan_reports_blocks_warps_and_the_step_of_the_chosen_plan():
@@ -186,6 +193,30 @@ def test_shapes_beyond_the_budget_fall_back_and_still_match(name, shape):
     case = Case(es.library.get(name), shape, torch.float64, True, "auto", groups=2, seed=3)
     kernels = _kernels_run(case)
     assert not any("_w" in k for k in kernels), kernels
+
+
+def test_positions_run_in_fours_only_where_every_tile_starts_on_a_multiple_of_four():
+    def geometry(shape, last=False):
+        x = torch.empty(shape)
+        return runtime.Geometry(x.movedim(1, -1).contiguous().movedim(-1, 1) if last else x, 2, 1e-5, 0.1)
+
+    assert geometry((2, 4, 14, 14)).vec == 4 and runtime.layout_class(torch.empty(2, 4, 14, 14)).endswith("S:4")
+    assert geometry((2, 4, 7, 7)).vec == 1  # S = 49
+    assert geometry((2, 4, 28, 28)).vec == 1  # 16 divides S: Triton's specialisation already says so
+    assert geometry((2, 4, 14, 14), last=True).vec == 1  # channels run contiguously, not positions
+    g = geometry((2, 4, 14, 14))
+    assert g.vec_for(block_s=256, chunk=196) == 4
+    assert g.vec_for(block_s=8, chunk=196) == 1  # a channel program's narrow tile
+    assert g.vec_for(block_s=32, chunk=18) == 1  # a chunk that starts off a multiple of 4
+
+
+@pytest.mark.parametrize("name", ["gn_relu", "evonorm_s0", "in_relu", "layernorm_channel", "layernorm"])
+@pytest.mark.parametrize("fusion", ["single", "always", "never"])
+def test_positions_declared_in_runs_of_four_keep_values_and_gradients(name, fusion):
+    case = Case(es.library.get(name), (2, 4, 3, 12), torch.float64, True, fusion, groups=2, seed=7)  # S = 36
+    assert runtime.vector_width(torch.empty(case.shape)) == 4
+    with tuning(block_s=32):  # looping tiles as wide as the runs need (the single-pass one is 64)
+        assert check(case) == [], case.label()
 
 
 @pytest.mark.parametrize("name", ["gn_relu", "evonorm_s2", "in_relu", "layernorm_channel", "layernorm"])

@@ -23,6 +23,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -50,6 +51,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_3 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_4 = (a0_2 * a0_3)
         a0_5 = accurate_tanh(a0_4)
@@ -84,6 +87,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -114,6 +118,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_3 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_4 = (a0_2 * a0_3)
         a0_5 = accurate_tanh(a0_4)

@@ -21,6 +21,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -47,6 +48,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -121,6 +124,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -148,6 +152,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -195,6 +201,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -227,6 +234,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_0 + a0_2)
         a0_5 = (a0_3 * a0_4)
@@ -336,6 +345,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -366,6 +376,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -423,6 +435,7 @@ def fwd_eval_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -446,6 +459,8 @@ def fwd_eval_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 1, add_combine, keep_dims=True)
     pidx = (n * NSC + k) * C + c
@@ -497,6 +512,7 @@ def fwd_eval_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -524,6 +540,8 @@ def fwd_eval_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -552,6 +570,7 @@ def fwd_eval_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -575,6 +594,8 @@ def fwd_eval_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 1, add_combine, keep_dims=True)
     q0_sqmean = r0_sum / S
@@ -593,6 +614,8 @@ def fwd_eval_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -621,6 +644,7 @@ def fwd_eval_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -639,6 +663,8 @@ def fwd_eval_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_sum = tl.reduce(tl.where(inside, a_0 * a_0, 0.0), 1, add_combine, keep_dims=True)
@@ -694,6 +720,7 @@ def bwd_eval_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -723,6 +750,8 @@ def bwd_eval_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_0 + a0_2)
         a0_5 = (a0_3 * a0_4)
@@ -807,6 +836,7 @@ def bwd_eval_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -834,6 +864,8 @@ def bwd_eval_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -875,6 +907,7 @@ def bwd_eval_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -904,6 +937,8 @@ def bwd_eval_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_0 + a0_2)
         a0_5 = (a0_3 * a0_4)
@@ -939,6 +974,8 @@ def bwd_eval_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_0 + a1_2)
         a1_5 = (a1_3 * a1_4)
@@ -1015,6 +1052,7 @@ def bwd_eval_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -1033,6 +1071,8 @@ def bwd_eval_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     a_1 = tl.sqrt(tl.load(running_var_0_ptr + (c), mask=c_in, other=0.0).to(COMPUTE) + eps)

@@ -20,6 +20,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -43,6 +44,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 1, add_combine, keep_dims=True)
     pidx = (n * NSC + k) * C + c
@@ -94,6 +97,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -119,6 +123,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = (1.0 / (1.0 + tl.exp(-a1_0)))
         a1_2 = (a1_0 * a1_1)
@@ -145,6 +151,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -169,6 +176,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 1, add_combine, keep_dims=True)
     q0_sqmean = tl.reduce(tl.where(c_in, r0_sum, 0.0), 0, add_combine, keep_dims=True) / (CG * S)
@@ -185,6 +194,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = (1.0 / (1.0 + tl.exp(-a1_0)))
         a1_2 = (a1_0 * a1_1)
@@ -211,6 +222,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -230,6 +242,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_sum = tl.reduce(tl.reduce(tl.where(inside, a_0 * a_0, 0.0), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
@@ -281,6 +295,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -308,6 +323,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_1 = (1.0 / (1.0 + tl.exp(-a0_0)))
         a0_2 = (a0_0 * a0_1)
@@ -389,6 +406,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -415,6 +433,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = (1.0 / (1.0 + tl.exp(-a1_0)))
         a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -452,6 +472,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -480,6 +501,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_1 = (1.0 / (1.0 + tl.exp(-a0_0)))
         a0_2 = (a0_0 * a0_1)
@@ -511,6 +534,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = (1.0 / (1.0 + tl.exp(-a1_0)))
         a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -583,6 +608,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -602,6 +628,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     a_1 = (1.0 / (1.0 + tl.exp(-a_0)))

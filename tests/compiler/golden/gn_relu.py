@@ -20,6 +20,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -45,6 +46,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_1, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -110,6 +113,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -138,6 +142,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -169,6 +175,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -195,6 +202,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_1, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -225,6 +234,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -256,6 +267,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -275,6 +287,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_n = tl.reduce(tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
@@ -344,6 +358,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -378,6 +393,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_1 - a0_2)
         a0_4 = (a0_0 * a0_3)
@@ -513,6 +530,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -543,6 +561,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -588,6 +608,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -623,6 +644,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_1 - a0_2)
         a0_4 = (a0_0 * a0_3)
@@ -675,6 +698,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -771,6 +796,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -790,6 +816,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
     a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)

@@ -20,6 +20,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -45,6 +46,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_1, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -109,6 +112,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -137,6 +141,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -168,6 +174,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -193,6 +200,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_1, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -222,6 +231,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -253,6 +264,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -271,6 +283,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_n = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
@@ -340,6 +354,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -374,6 +389,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_1 - a0_2)
         a0_4 = (a0_0 * a0_3)
@@ -506,6 +523,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -536,6 +554,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -581,6 +601,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -615,6 +636,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_3 = (a0_1 - a0_2)
         a0_4 = (a0_0 * a0_3)
@@ -667,6 +690,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = (a1_1 - a1_2)
         a1_4 = (a1_0 * a1_3)
@@ -763,6 +788,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -781,6 +807,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(v1_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
     a_1 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)

@@ -20,6 +20,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -45,6 +46,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -108,6 +111,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -134,6 +138,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_4 = (a1_2 / a1_3)
@@ -160,6 +166,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -185,6 +192,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 1, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -213,6 +222,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_4 = (a1_2 / a1_3)
@@ -239,6 +250,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -257,6 +269,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_n = tl.reduce(tl.reduce(inside.to(COMPUTE), 1, add_combine, keep_dims=True), 0, add_combine, keep_dims=True)
@@ -317,6 +331,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -347,6 +362,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 - a0_1)
         a0_4 = (a0_2 / a0_3)
@@ -454,6 +471,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -482,6 +500,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -518,6 +538,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -548,6 +569,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 - a0_1)
         a0_4 = (a0_2 / a0_3)
@@ -588,6 +611,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_9 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -659,6 +684,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -677,6 +703,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     a_1 = tl.load(sv0_mean_ptr + (n + zero)).to(COMPUTE)

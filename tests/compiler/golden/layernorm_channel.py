@@ -21,6 +21,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -44,6 +45,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 0, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 0, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -78,6 +81,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -102,6 +106,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = tl.load(st0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
@@ -130,6 +136,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -153,6 +160,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_tn = tl.reduce(inside.to(COMPUTE), 0, add_combine, keep_dims=True)
         r0_tm = tl.reduce(tl.where(inside, a0_0, 0.0), 0, add_combine, keep_dims=True) / tl.maximum(r0_tn, 1.0)
@@ -178,6 +187,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_4 = (a1_2 / a1_3)
@@ -206,6 +217,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -224,6 +236,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_n = tl.reduce(inside.to(COMPUTE), 0, add_combine, keep_dims=True)
@@ -282,6 +296,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -307,6 +322,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 - a0_1)
         a0_4 = (a0_2 / a0_3)
@@ -390,6 +407,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -413,6 +431,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = tl.load(sv0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
@@ -454,6 +474,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -479,6 +500,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 - a0_1)
         a0_4 = (a0_2 / a0_3)
@@ -518,6 +541,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 - a1_1)
         a1_5 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
@@ -590,6 +615,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -608,6 +634,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     a_1 = tl.load(sv0_mean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE)

@@ -22,6 +22,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -46,6 +47,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_1 = tl.maximum(a0_0, 0.0, tl.PropagateNan.ALL)
         a0_3 = (a0_1 * a0_2)
@@ -77,6 +80,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -102,6 +106,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_1 = tl.maximum(a0_0, 0.0, tl.PropagateNan.ALL)
         a0_6 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)

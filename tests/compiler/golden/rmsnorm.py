@@ -20,6 +20,7 @@ def fwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -41,6 +42,8 @@ def fwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 0, add_combine, keep_dims=True)
     q0_sqmean = r0_sum / C
@@ -64,6 +67,7 @@ def fwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -88,6 +92,8 @@ def fwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = tl.sqrt(tl.load(st0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
         a1_2 = (a1_0 / a1_1)
@@ -113,6 +119,7 @@ def fwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -134,6 +141,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         r0_sum += tl.reduce(tl.where(inside, a0_0 * a0_0, 0.0), 0, add_combine, keep_dims=True)
     q0_sqmean = r0_sum / C
@@ -148,6 +157,8 @@ def fwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_2 = (a1_0 / a1_1)
         a1_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
@@ -174,6 +185,7 @@ def fwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -192,6 +204,8 @@ def fwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     r0_sum = tl.reduce(tl.where(inside, a_0 * a_0, 0.0), 0, add_combine, keep_dims=True)
@@ -239,6 +253,7 @@ def bwd_train_p0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -261,6 +276,8 @@ def bwd_train_p0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 / a0_1)
         a0_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
@@ -332,6 +349,7 @@ def bwd_train_p1(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -355,6 +373,8 @@ def bwd_train_p1(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_1 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
         a1_7 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -387,6 +407,7 @@ def bwd_train_f0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -409,6 +430,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a0_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a0_2 = (a0_0 / a0_1)
         a0_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
@@ -436,6 +459,8 @@ def bwd_train_f0(
             offs = row + s * C + c
         else:
             offs = row + c * S + s
+            if VEC > 1:
+                offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
         a1_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
         a1_3 = tl.load(weight_ptr + c, mask=c_in, other=0.0).to(COMPUTE)
         a1_7 = tl.load(grad_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
@@ -502,6 +527,7 @@ def bwd_train_w0(
     EPS: tl.constexpr,
     COMPUTE: tl.constexpr,
     CHANNELS_LAST: tl.constexpr,
+    VEC: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_S: tl.constexpr,
 ):
@@ -520,6 +546,8 @@ def bwd_train_w0(
         offs = row + s * C + c
     else:
         offs = row + c * S + s
+        if VEC > 1:
+            offs = tl.max_contiguous(tl.multiple_of(offs, [1, VEC]), [1, VEC])
     # pass 0
     a_0 = tl.load(x_ptr + offs, mask=inside, other=0.0).to(COMPUTE)
     a_1 = tl.sqrt(tl.load(sv0_sqmean_ptr + (n * S + s), mask=s_in, other=0.0).to(COMPUTE) + eps)
