@@ -146,6 +146,22 @@ TRANSFORMER_VARIANTS: dict[str, dict] = {
 }  # fmt: skip
 
 
+# Target settings tried (transformers): overrides of the validation section, scored on the baselines and
+# the controls only. A target on which no baseline beats the controls cannot rank normalization layers,
+# whatever the proxies do; on the default one the identity leads. Deeper, faster-learning, longer-trained
+# and image targets, each one step from the default.
+_TARGET_ADAMW = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 50,
+                 "steps": 500, "batch_size": 64, "device": "cpu", "threads": 1}  # fmt: skip
+TARGET_VARIANTS: dict[str, dict] = {
+    "depth 12": {"architectures": _encoders(depth=12, width=64)},
+    "depth 12, lr 0.01, pre-norm": {"architectures": _encoders(depth=12, width=64)[:1],
+                                    "training": {**_TARGET_ADAMW, "lr": 0.01}},
+    "2,000 steps": {"training": {**_TARGET_ADAMW, "steps": 2000, "warmup_steps": 100}},
+    "ViT on digits": {"architectures": [{**a, "kind": "vit", "patch_size": 2} for a in _encoders(depth=6, width=64)],
+                      "data": {"name": "digits"}},
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Family:
     """What a kind of network is measured with: its proxy settings, the one the layer table sets beside
@@ -153,6 +169,7 @@ class Family:
     baseline a search's best layer must come within one std of."""
 
     variants: dict[str, dict]
+    target_variants: dict[str, dict]
     former: str | None
     result: str
     title: str
@@ -167,13 +184,14 @@ class Family:
 
 
 CONVOLUTIONAL = Family(
-    VARIANTS, FORMER, "fidelity", "Proxy fidelity: proxy scores against the target task", "search", "gn_relu",
+    VARIANTS, {}, FORMER, "fidelity", "Proxy fidelity: proxy scores against the target task", "search", "gn_relu",
     min_slots=3, min_examples=5, needs_control_rule=True,
     rule="A proxy setting qualifies when the target keeps at least 3x its norm-activation slots and 5x its "
     "training examples and every control stays below every baseline (the table above)",
 )  # fmt: skip
 TRANSFORMER = Family(
     TRANSFORMER_VARIANTS,
+    TARGET_VARIANTS,
     None,
     "fidelity-transformer",
     "Proxy fidelity for transformers: proxy scores against the target task, and placement",
@@ -461,10 +479,112 @@ def run(args: argparse.Namespace) -> Path:
             chosen_layers = placement_layers(config, layers)
             by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
             placement = (chosen_layers, by_placement)
+        targets = None
+        available = SMOKE_TARGET_VARIANTS if args.smoke and family.target_variants else family.target_variants
+        names = list(available) if args.target_variants is None else args.target_variants
+        if names:
+            targets = target_variant_scores(config, layers, target, seeds, evaluator, args.reuse_target,
+                                            {name: available[name] for name in names})  # fmt: skip
     finally:
         evaluator.close()
-    report = Report(config, family, layers, seeds, target, cached, target_seconds, variants, results, placement)
+    report = Report(config, family, layers, seeds, target, cached, target_seconds, variants, results, placement,
+                    targets)  # fmt: skip
     return write_report(args, report)
+
+
+# --------------------------------------------------------------------------------------------------
+# Target settings: does a normalization layer beat the controls on the target at all?
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One target setting: its configuration, the scores of the baselines and controls (in `layers`
+    order), the seconds the layers trained in this run took, and how many the cache served."""
+
+    config: SearchConfig
+    layers: list[LayerToScore]
+    scores: list[dict]
+    seconds: float
+    cached: int
+
+
+def target_variant_config(config: SearchConfig, overrides: dict) -> SearchConfig:
+    """The configuration with its validation section changed by `overrides` (training merged key by key)."""
+    validation = config.validation.model_dump(mode="json")
+    merged = {**validation, **overrides}
+    if "training" in overrides:
+        merged["training"] = {**validation["training"], **overrides["training"]}
+    return variant_config(config, {"validation": merged})
+
+
+def target_variant_scores(
+    config, layers, target, seeds, evaluator, reuse: bool, variants: dict[str, dict]
+) -> dict[str, TargetRun]:
+    """The baselines and the controls on the default target (its own scores) and on each setting."""
+    wanted = [layer for layer in layers if layer.label in {*config.baselines, *CONTROLS}]
+    by_dsl = {layer.dsl: score for layer, score in zip(layers, target, strict=True)}
+    found = {"default": TargetRun(config, wanted, [by_dsl[layer.dsl] for layer in wanted], 0.0, len(wanted))}
+    for name, overrides in variants.items():
+        variant = target_variant_config(config, overrides)
+        specs = [variant.target_spec(s) for s in seeds]
+        started = time.perf_counter()
+        scores, cached = cached_scores(target_key(variant, seeds), wanted, specs, evaluator, reuse,
+                                       on_run=_progress(f"target {name}"))  # fmt: skip
+        found[name] = TargetRun(variant, wanted, scores, time.perf_counter() - started, cached)
+        means = {layer.label: s["mean"] or 0.0 for layer, s in zip(wanted, scores, strict=True)}
+        ok, _ = control_rule(means, config.baselines)
+        print(f"target {name}: controls below every baseline: {'yes' if ok else 'no'}", flush=True)
+    return found
+
+
+def describe_target(config: SearchConfig) -> str:
+    v, t = config.validation, config.validation.training
+    return (
+        f"{v.data.name}; " + ", ".join(describe_architecture(a) for a in v.architectures)
+        + f"; {t.optimizer} lr {t.lr}, {t.steps} steps"
+    )  # fmt: skip
+
+
+def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
+    """Per target setting: its settings, the best baseline and the best control, the control rule, the
+    cost; then each baseline and control under every setting (mean ± std over the target seeds)."""
+    summary, names = [], list(runs)
+    for name, run in runs.items():
+        means = {layer.label: s["mean"] or 0.0 for layer, s in zip(run.layers, run.scores, strict=True)}
+        ok, bad = control_rule(means, config.baselines)
+        best_baseline = max(config.baselines, key=lambda b: means[b])
+        best_control = max(CONTROLS, key=lambda c: means[c])
+        summary.append([
+            name, describe_target(run.config), f"{best_baseline} {means[best_baseline]:.3f}",
+            f"{best_control} {means[best_control]:.3f}", "yes" if ok else f"no ({len(bad)} pairs)",
+            f"{run.seconds:.0f}", f"{run.cached} of {len(run.layers)}",
+        ])  # fmt: skip
+    layers = next(iter(runs.values())).layers
+    rows = []
+    for i, layer in enumerate(layers):
+        cells = [f"{fmt(runs[n].scores[i]['mean'])} ± {fmt(runs[n].scores[i]['std'])}" for n in names]
+        rows.append([layer.label, "control" if layer.label in CONTROLS else "baseline", *cells])
+    return (
+        "## Target settings tried\n\nWhether a normalization layer beats the controls on the target at all: "
+        "a target where no baseline does cannot rank normalization layers, whatever the proxies do. Each "
+        "setting changes the default target in one respect; the baselines and controls train with the "
+        "target's seeds. `default` repeats the target's own scores.\n\n"
+        + markdown_table(
+            [
+                "setting",
+                "target",
+                "best baseline",
+                "best control",
+                "controls below baselines",
+                "seconds (trained in this run)",
+                "served from the cache",
+            ],
+            summary,
+        )
+        + "\n\n"
+        + markdown_table(["layer", "kind", *names], rows)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -565,6 +685,13 @@ def smoke_config(config: SearchConfig) -> SearchConfig:
     return SearchConfig.from_mapping(mapping)
 
 
+# The smoke run's one target setting: the smoke target one block deeper.
+SMOKE_TARGET_VARIANTS: dict[str, dict] = {
+    "depth 2": {"architectures": [{"kind": "transformer", "name": p, "placement": p, "width": 8, "heads": 2,
+                                   "depth": 2, "mlp_ratio": 2, "patch_size": 4} for p in ("pre", "post")]},
+}  # fmt: skip
+
+
 def _slots(config: SearchConfig, architectures) -> dict[str, int]:
     from evonorm_search.proxies import build_model, count_slots
 
@@ -592,6 +719,7 @@ class Report:
     variants: dict[str, SearchConfig]
     results: dict[str, ProxyRun]
     placement: tuple[list[LayerToScore], dict[str, list[dict]]] | None = None  # (layers, scores per placement)
+    targets: dict[str, TargetRun] | None = None  # per target setting, `default` first
 
 
 def write_report(args, r: Report) -> Path:
@@ -635,6 +763,8 @@ def write_report(args, r: Report) -> Path:
     sections.append(layer_section(labels, r.results["default"], r.target, former))
     if r.placement:
         sections.append(placement_section(config, *r.placement))
+    if r.targets:
+        sections.append(target_section(config, r.targets))
     proxy = r.results["default"].means
     tau, low, high = kendall_tau(proxy, target_mean, args.seed)
     ok_p, bad_p = control_rule(dict(zip(labels, proxy, strict=True)), baselines)
@@ -798,11 +928,22 @@ def main(argv: list[str] | None = None) -> Path:
         help="semicolon-separated proxy settings to score (default: all of the configuration's family: "
         f"{', '.join(VARIANTS)} for convolutional networks, {', '.join(TRANSFORMER_VARIANTS)} for transformers)",
     )  # fmt: skip
+    parser.add_argument(
+        "--target-variants", type=lambda text: [t for t in text.split(";") if t], default=None,
+        help="semicolon-separated target settings to score the baselines and controls on ('' for none; "
+        f"default: all of the family's: {', '.join(TARGET_VARIANTS)} for transformers, none for "
+        "convolutional networks)",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
-    known = family_of(SearchConfig.from_yaml(Path(args.config))).variants
+    family = family_of(SearchConfig.from_yaml(Path(args.config)))
+    known = family.variants
     if args.variants and not set(args.variants) <= set(known):
         parser.error(f"unknown variants {sorted(set(args.variants) - set(known))}; known: {', '.join(known)}")
+    targets = SMOKE_TARGET_VARIANTS if args.smoke and family.target_variants else family.target_variants
+    if args.target_variants and not set(args.target_variants) <= set(targets):
+        unknown = sorted(set(args.target_variants) - set(targets))
+        parser.error(f"unknown target variants {unknown}; known: {', '.join(targets) or 'none for this family'}")
     if args.variants and "default" not in args.variants:
         args.variants.insert(0, "default")  # the layer table and the verdict are the default's
     if args.smoke:

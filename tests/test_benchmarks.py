@@ -216,6 +216,29 @@ def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_p
     assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 4, report
     for placement in ("pre", "post", "peri", "mix"):
         assert re.search(rf"^- {placement}: \S+ > ", report, re.MULTILINE)
+    # The baselines and controls on the default target and on each target setting (the smoke run has one).
+    assert "## Target settings tried" in report and "| layer | kind | default | depth 2 |" in report
+    setting = re.search(r"^\| depth 2 \| (.*) \|$", report, re.MULTILINE)
+    assert (
+        setting is not None and "depth 2" in setting.group(1) and re.search(r"(yes|no \(\d+ pairs\))", setting.group(1))
+    )
+    targets = report[report.index("## Target settings tried") :]
+    row = re.search(r"^\| identity \| control \|(.*)\|$", targets, re.MULTILINE)
+    assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 2, targets
+
+
+def test_the_fidelity_benchmark_rejects_an_unknown_target_setting(tmp_path):
+    config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "fidelity.py"), "--smoke", "--config", config,
+         "--target-variants", "depth 99"],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 2 and "unknown target variants ['depth 99']" in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.glob("fidelity-*"))
 
 
 def test_the_abuse_probe_writes_its_table(tmp_path):
