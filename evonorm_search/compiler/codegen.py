@@ -199,10 +199,10 @@ class PassKernelWriter:
 
     def _offsets(self, depth: int) -> None:
         """Element offsets of the tile. In (N, C, S) storage, runs of VEC positions start at multiples of
-        VEC (the launcher's `vector_width`: 4 where 4 divides S and 16 does not, which Triton's own
-        specialisation of S would say). Saying so lets Triton give each thread VEC neighbours of a row,
-        not one position of VEC rows: at S = 196 that took a group's single-pass backward from 484
-        spilled bytes on sm_90 to none (benchmarks/results/roofline-cpu2.md)."""
+        VEC (the launcher's `vector_width`: 4 where 4 divides S and 16 does not; where 16 does, Triton's
+        own specialisation of S already says so). Saying so lets Triton give each thread VEC neighbours
+        in one row rather than one position in each of several rows: at S = 196 that took a group's
+        single-pass backward from 484 spilled bytes on sm_90 to none (benchmarks/results/roofline-cpu2.md)."""
         e = self.w.emit
         e(depth, "if CHANNELS_LAST:")
         e(depth + 1, "offs = row + s * C + c")
