@@ -480,7 +480,7 @@ def run(args: argparse.Namespace) -> Path:
             by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
             placement = (chosen_layers, by_placement)
         targets = None
-        available = SMOKE_TARGET_VARIANTS if args.smoke and family.target_variants else family.target_variants
+        available = target_settings(family, args.smoke)
         names = list(available) if args.target_variants is None else args.target_variants
         if names:
             targets = target_variant_scores(config, layers, target, seeds, evaluator, args.reuse_target,
@@ -508,6 +508,15 @@ class TargetRun:
     seconds: float
     cached: int
 
+    @property
+    def means(self) -> dict[str, float]:
+        return {layer.label: s["mean"] or 0.0 for layer, s in zip(self.layers, self.scores, strict=True)}
+
+
+def target_settings(family: Family, smoke: bool) -> dict[str, dict]:
+    """The family's target settings; the smoke run's tiny one where the family has any."""
+    return SMOKE_TARGET_VARIANTS if smoke and family.target_variants else family.target_variants
+
 
 def target_variant_config(config: SearchConfig, overrides: dict) -> SearchConfig:
     """The configuration with its validation section changed by `overrides` (training merged key by key)."""
@@ -532,8 +541,7 @@ def target_variant_scores(
         scores, cached = cached_scores(target_key(variant, seeds), wanted, specs, evaluator, reuse,
                                        on_run=_progress(f"target {name}"))  # fmt: skip
         found[name] = TargetRun(variant, wanted, scores, time.perf_counter() - started, cached)
-        means = {layer.label: s["mean"] or 0.0 for layer, s in zip(wanted, scores, strict=True)}
-        ok, _ = control_rule(means, config.baselines)
+        ok, _ = control_rule(found[name].means, config.baselines)
         print(f"target {name}: controls below every baseline: {'yes' if ok else 'no'}", flush=True)
     return found
 
@@ -551,7 +559,7 @@ def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
     cost; then each baseline and control under every setting (mean ± std over the target seeds)."""
     summary, names = [], list(runs)
     for name, run in runs.items():
-        means = {layer.label: s["mean"] or 0.0 for layer, s in zip(run.layers, run.scores, strict=True)}
+        means = run.means
         ok, bad = control_rule(means, config.baselines)
         best_baseline = max(config.baselines, key=lambda b: means[b])
         best_control = max(CONTROLS, key=lambda c: means[c])
@@ -601,11 +609,7 @@ def placement_layers(config: SearchConfig, layers: list[LayerToScore]) -> list[L
 def placement_config(config: SearchConfig, placement: str) -> SearchConfig:
     """The target task with its first encoder under one placement (its name is the placement)."""
     arch = config.validation.architectures[0].model_dump(mode="json")
-    validation = {
-        **config.validation.model_dump(mode="json"),
-        "architectures": [{**arch, "name": placement, "placement": placement}],
-    }
-    return variant_config(config, {"validation": validation})
+    return target_variant_config(config, {"architectures": [{**arch, "name": placement, "placement": placement}]})
 
 
 def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict[str, list[dict]]:
@@ -940,7 +944,7 @@ def main(argv: list[str] | None = None) -> Path:
     known = family.variants
     if args.variants and not set(args.variants) <= set(known):
         parser.error(f"unknown variants {sorted(set(args.variants) - set(known))}; known: {', '.join(known)}")
-    targets = SMOKE_TARGET_VARIANTS if args.smoke and family.target_variants else family.target_variants
+    targets = target_settings(family, args.smoke)
     if args.target_variants and not set(args.target_variants) <= set(targets):
         unknown = sorted(set(args.target_variants) - set(targets))
         parser.error(f"unknown target variants {unknown}; known: {', '.join(targets) or 'none for this family'}")

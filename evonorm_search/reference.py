@@ -12,7 +12,6 @@ import hashlib
 import inspect
 import linecache
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Optional
 
 import torch
@@ -180,7 +179,7 @@ def compile_forward(graph: Graph) -> Callable[..., torch.Tensor]:
     The source is registered with linecache so tracebacks, `inspect` and torch.compile can read it; it
     leaves linecache when its forward leaves the cache.
     """
-    source = _source_of(graph)
+    source = forward_source(graph)
     filename = f"<evonorm-layer-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
     cached = _FORWARDS.get(filename)
     if cached is not None:
@@ -191,8 +190,3 @@ def compile_forward(graph: Graph) -> Callable[..., torch.Tensor]:
     forward: Callable[..., torch.Tensor] = ns[FORWARD_NAME]  # type: ignore[assignment]  # exec defined it
     _FORWARDS[filename] = forward
     return forward
-
-
-@lru_cache(maxsize=256)
-def _source_of(graph: Graph) -> str:
-    return forward_source(graph)

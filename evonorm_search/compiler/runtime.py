@@ -129,15 +129,16 @@ def tuning(**changes):
 FUSION_POLICIES = ("auto", "single", "always", "never")
 
 
-def tile_warps(block_c: int, block_s: int) -> int:
+def tile_warps(block_c: int, block_s: int, single_backward: bool = False) -> int:
     """Warps of a program with a [block_c, block_s] tile: 16 elements per thread up to 8 warps (a thread
     may then use up to 255 registers) and 32 at 8,192 elements; 16 warps beyond that, and for tiles of
     up to 4,096 elements with many rows and columns, whose per-row values (statistics, accumulators,
     parameters, masks) each thread would otherwise hold for many rows; 32 warps (a CUDA block's most)
-    above 16,384 elements, which only a larger single-pass budget than the default gives. Each rule is
-    where ptxas spilled on sm_90 otherwise (at 16 warps a thread has at most 128 registers, at 32 64)."""
+    above 16,384 elements, and for a single-pass backward above 4,096 (it holds x, dy and the
+    recomputed forward per element: 16 elements a thread spilled, 8 do not). Each rule is where ptxas
+    spilled on sm_90 otherwise (at 16 warps a thread has at most 128 registers, at 32 64)."""
     elements = block_c * block_s
-    if elements > 16384:
+    if elements > 16384 or (single_backward and elements > 4096):
         return 32
     if elements > 8192 or (elements <= 4096 and block_c >= 16 and block_s >= 32):
         return 16
@@ -157,12 +158,8 @@ def channels_last(x: torch.Tensor) -> bool | None:
     return None
 
 
-def _divisibility(n: int, quarters: bool = False) -> str:
-    if n == 1:
-        return "1"
-    if n % 16 == 0:
-        return "16"
-    return "4" if quarters and n % 4 == 0 else "any"
+def _divisibility(n: int) -> str:
+    return "1" if n == 1 else ("16" if n % 16 == 0 else "any")
 
 
 def vector_width(x: torch.Tensor) -> int:
@@ -180,9 +177,9 @@ def layout_class(x: torch.Tensor) -> str:
     in (N, C, S) storage, whether 4 divides S: `vector_width`)."""
     n, c = x.shape[0], x.shape[1]
     s = x.numel() // max(1, n * c)
-    last = bool(channels_last(x))
-    order = "channels_last" if last else "contiguous"
-    return f"{order}/C:{_divisibility(c)}/S:{_divisibility(s, quarters=not last)}"
+    order = "channels_last" if channels_last(x) else "contiguous"
+    positions = "4" if vector_width(x) == 4 else _divisibility(s)
+    return f"{order}/C:{_divisibility(c)}/S:{positions}"
 
 
 def _sm_count(device: torch.device) -> int:
@@ -295,11 +292,7 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        if self.backward and block_c * block_s > 4096:
-            # The backward holds x, dy and the recomputed forward per element: at 16 elements a thread
-            # (16 warps) it spilled on sm_90, at 8 (32 warps, 64 registers each) it does not.
-            return block_c, block_s, 32
-        return block_c, block_s, tile_warps(block_c, block_s)
+        return block_c, block_s, tile_warps(block_c, block_s, single_backward=self.backward)
 
     def budget(self, backward: bool) -> int:
         """Elements a single-pass program may hold: the tuning's budget for the input's width, halved for
