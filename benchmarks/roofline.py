@@ -11,13 +11,16 @@ at ResNet-50 stage shapes (N=64; C 256/512/1024/2048; HW 56/28/14/7) and transfo
 - bytes per element moved and the fraction of the minimum (every input read once, every output
   written once);
 - the most registers per thread and the spilled bytes over the kernels that run, from Triton's real
-  compiler for the target (`compile_ahead(..., resources=True)`; no GPU needed).
+  compiler for the target (`compile_ahead(..., resources=True)`; no GPU needed), and the CTAs of each
+  single-pass program (a tile past one CTA's budget spans a thread block cluster of 2 or 4 where the
+  target has them and the installed Triton compiles them).
 
 With a CUDA device (and without --no-time) it also times forward and forward + backward against eager
 PyTorch and `torch.compile` of the reference module, and reports our forward's bandwidth in TB/s.
 
     python benchmarks/roofline.py [--layers a,b] [--dtypes float32,bfloat16] [--shapes 64x256x56x56,...]
                                   [--target cuda:90] [--no-time] [--output DIR]
+                                  [--budgets 16384:8192,...] [--clusters 1,2,4]
 
 Writes benchmarks/results/roofline-<machine>.md.
 """
@@ -36,6 +39,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
+import triton
 from _common import markdown_table, write_result
 
 from evonorm_search import NormAct, library
@@ -47,7 +51,7 @@ DTYPES = ("float32", "bfloat16")
 GROUPS = 32
 DIRECTIONS = ("forward", "backward", "inference")
 SWEEP_LAYERS = ("gn_relu", "evonorm_s0")  # group statistics: the ResNet shapes where single-pass stops
-SWEEP_HEADERS = ["budget", "layer", "shape", "dtype", "plan fwd / bwd / inf", "bytes/elem", "spill bytes",
+SWEEP_HEADERS = ["setting", "layer", "shape", "dtype", "plan fwd / bwd / inf", "bytes/elem", "spill bytes",
                  "single-pass kernels (blocks/warps regs spills)"]  # fmt: skip
 
 
@@ -74,6 +78,11 @@ def parse_arguments() -> argparse.Namespace:
         help="single-pass budgets to compare, FORWARD:BACKWARD elements per program, comma-separated "
         f"(e.g. 16384:4096,32768:16384): a section of registers and spills for {', '.join(SWEEP_LAYERS)}",
     )  # fmt: skip
+    p.add_argument(
+        "--clusters", default=None,
+        help="most CTAs per single-pass program to compare, comma-separated (e.g. 1,2,4): a section of plans, "
+        f"registers and spills for {', '.join(SWEEP_LAYERS)} at the default budgets",
+    )  # fmt: skip
     args = p.parse_args()
     args.layers = args.layers.split(",")
     unknown = sorted(set(args.layers) - set(library.names()))
@@ -88,6 +97,7 @@ def parse_arguments() -> argparse.Namespace:
         p.error(str(e))
     try:
         args.budgets = None if args.budgets is None else [parse_budget(b) for b in args.budgets.split(",")]
+        args.clusters = None if args.clusters is None else [parse_cluster(c) for c in args.clusters.split(",")]
     except argparse.ArgumentTypeError as e:
         p.error(str(e))
     if args.output is not None:
@@ -107,6 +117,16 @@ def parse_budget(text: str) -> tuple[int, int]:
     if min(forward, backward) < 1 or forward & (forward - 1) or backward & (backward - 1):
         raise argparse.ArgumentTypeError(f"budgets are positive powers of two (tiles are); got {text!r}")
     return forward, backward
+
+
+def parse_cluster(text: str) -> int:
+    try:
+        ctas = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a cluster is a number of CTAs, like 2; got {text!r}") from None
+    if ctas not in (1, 2, 4, 8):
+        raise argparse.ArgumentTypeError(f"clusters of 1, 2, 4 or 8 CTAs (portable sizes); got {text!r}")
+    return ctas
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -130,8 +150,14 @@ def resource_columns(name: str, shape: tuple[int, ...], dtype: str, target: str)
     registers = max(k.registers for k in report.kernels)
     spills = sum(k.spill_bytes for k in report.kernels)
     singles = [k for k in passes if "_w" in k.kernel]
-    detail = ", ".join(f"{k.kernel} {k.blocks[0]}x{k.blocks[1]}/{k.num_warps}w {k.registers}r" for k in singles)
+    detail = ", ".join(f"{single_kernel(k)} {k.registers}r" for k in singles)
     return [registers, spills, detail or "-"]
+
+
+def single_kernel(kernel) -> str:
+    """`bwd_train_w0 8x4096/32w x4 CTAs`: a single-pass kernel's tile, warps per CTA, and cluster."""
+    cluster = f" x{kernel.ctas} CTAs" if kernel.ctas > 1 else ""
+    return f"{kernel.kernel} {kernel.blocks[0]}x{kernel.blocks[1]}/{kernel.num_warps}w{cluster}"
 
 
 def timed(fn, device: torch.device) -> float:
@@ -162,42 +188,71 @@ def time_columns(name: str, shape: tuple[int, ...], dtype: str, chosen: dict) ->
     return [*cells, f"{bandwidth:.2f}", f"{speedup_eager:.2f}x", f"{speedup_compile:.2f}x"]
 
 
+def sweep_rows(args: argparse.Namespace, label: str, changes: dict, clean: dict) -> list[list[object]]:
+    """Rows of a sweep under one tuning: the plans and spills of the group-statistic layers at the ResNet
+    shapes. `clean[label, dtype]` records whether nothing spilled."""
+    rows = []
+    with runtime.tuning(**changes):
+        for name in SWEEP_LAYERS:
+            for shape in [s for s in args.shapes if len(s) == 4]:
+                for dtype in args.dtypes:
+                    plan, _ = plan_columns(name, shape, dtype)
+                    report = compile_ahead(name, target=args.target, shape=shape, dtype=getattr(torch, dtype),
+                                           groups=GROUPS, resources=True)  # fmt: skip
+                    spills = sum(k.spill_bytes for k in report.kernels)
+                    clean[label, dtype] = clean.get((label, dtype), True) and spills == 0
+                    singles = [k for k in report.kernels if k.blocks is not None and "_w" in k.kernel]
+                    detail = ", ".join(f"{single_kernel(k)} {k.registers}r {k.spill_bytes}B" for k in singles)
+                    rows.append([label, name, shape_text(shape), dtype, plan[0], plan[2], spills, detail or "-"])
+                    print(f"{label}: {name} {shape_text(shape)} {dtype}: {plan[0]}, spills {spills}", flush=True)
+    return rows
+
+
+def verdict(clean: dict) -> str:
+    return "; ".join(f"{label} {dtype} {'no spills' if ok else 'spills'}" for (label, dtype), ok in clean.items())
+
+
 def budget_section(args: argparse.Namespace) -> str:
-    """The single-pass budget, chosen by measurement: for each candidate (elements one program holds,
-    forward and backward), the plans and spills of the group-statistic layers at the ResNet shapes. A
-    budget is usable only where nothing spills; the largest usable one is what `Tuning.single_pass` keeps."""
+    """The single-pass budget, chosen by measurement: for each candidate (elements one CTA holds, forward
+    and backward), the plans and spills of the group-statistic layers at the ResNet shapes, on one CTA
+    per program. A budget is usable only where nothing spills; the largest usable one is what
+    `Tuning.single_pass` keeps."""
     rows, clean = [], {}
-    for budget in args.budgets:
-        with runtime.tuning(single_pass=budget):  # for every input width
-            for name in SWEEP_LAYERS:
-                for shape in [s for s in args.shapes if len(s) == 4]:
-                    for dtype in args.dtypes:
-                        plan, _ = plan_columns(name, shape, dtype)
-                        report = compile_ahead(name, target=args.target, shape=shape, dtype=getattr(torch, dtype),
-                                               groups=GROUPS, resources=True)  # fmt: skip
-                        spills = sum(k.spill_bytes for k in report.kernels)
-                        clean[budget, dtype] = clean.get((budget, dtype), True) and spills == 0
-                        singles = [k for k in report.kernels if k.blocks is not None and "_w" in k.kernel]
-                        detail = ", ".join(f"{k.kernel} {k.blocks[0]}x{k.blocks[1]}/{k.num_warps}w {k.registers}r "
-                                           f"{k.spill_bytes}B" for k in singles)  # fmt: skip
-                        rows.append([f"{budget[0]}:{budget[1]}", name, shape_text(shape), dtype, plan[0], plan[2],
-                                     spills, detail or "-"])  # fmt: skip
-                        print(
-                            f"budget {budget}: {name} {shape_text(shape)} {dtype}: {plan[0]}, spills {spills}",
-                            flush=True,
-                        )
-    verdict = "; ".join(f"{f}:{b} {dtype} {'no spills' if ok else 'spills'}" for ((f, b), dtype), ok in clean.items())
+    for budget in args.budgets:  # for every input width, without clusters
+        rows += sweep_rows(args, f"{budget[0]}:{budget[1]}", {"single_pass": budget, "cluster": 1}, clean)
     tuned = runtime.Tuning()
     wide, narrow = tuned.single_pass, tuned.single_pass_16bit or tuned.single_pass
     return (
         "\n## Single-pass budgets compared\n\n"
-        f"Elements one single-pass program may hold (forward:backward), applied here to every input width; "
-        f"`Tuning.single_pass` keeps {wide[0]}:{wide[1]} for 32-bit inputs and `Tuning.single_pass_16bit` "
-        f"{narrow[0]}:{narrow[1]} for 16-bit ones. Forward tiles above 16,384 elements and backward tiles "
-        "above 4,096 run 32 warps (a thread then has at most 64 registers). Spill bytes per layer and shape "
-        "from ptxas for the target, over all its kernels.\n\n"
+        f"Elements one single-pass program may hold (forward:backward), applied here to every input width "
+        f"and on one CTA per program; `Tuning.single_pass` keeps {wide[0]}:{wide[1]} for 32-bit inputs and "
+        f"`Tuning.single_pass_16bit` {narrow[0]}:{narrow[1]} for 16-bit ones, per CTA. Forward tiles above "
+        "16,384 elements and backward tiles above 4,096 run 32 warps (a thread then has at most 64 "
+        "registers). Spill bytes per layer and shape from ptxas for the target, over all its kernels.\n\n"
         + markdown_table(SWEEP_HEADERS, rows)
-        + f"\n\nVerdict per budget and dtype: {verdict}.\n"
+        + f"\n\nVerdict per budget and dtype: {verdict(clean)}.\n"
+    )
+
+
+def cluster_section(args: argparse.Namespace) -> str:
+    """Thread block clusters, chosen by measurement: for each limit on the CTAs of one single-pass program,
+    at the default per-CTA budgets, the plans and spills of the group-statistic layers at the ResNet
+    shapes. `Tuning.cluster` keeps the smallest limit under which every stage runs single-pass unspilled."""
+    rows, clean = [], {}
+    for ctas in args.clusters:
+        rows += sweep_rows(args, f"{ctas} CTA{'s' if ctas > 1 else ''}", {"cluster": ctas}, clean)
+    arch = int(args.target.split(":")[1])
+    support = "compiles" if runtime.clusters_compile(arch) else "does not compile"
+    return (
+        "\n## Thread block clusters compared\n\n"
+        f"The most CTAs one single-pass program may span (`Tuning.cluster`, default {runtime.Tuning().cluster}), "
+        "at the default budgets per CTA: a tile past one CTA's budget spans the fewest CTAs (2 or 4) that "
+        "hold it within the budget, as one thread block cluster; Triton splits the tile across them and "
+        "reduces through distributed shared memory. Where the target has no clusters, or the installed "
+        f"Triton cannot split a tile across them, such a stage runs fused. Triton {triton.__version__} "
+        f"{support} a tile split across a cluster for {args.target} (`runtime.clusters_compile`).\n\n"
+        + markdown_table(SWEEP_HEADERS, rows)
+        + f"\n\nVerdict per cluster limit and dtype: {verdict(clean)}.\n"
     )
 
 
@@ -226,12 +281,13 @@ def main() -> None:
     body = (
         f"Groups {GROUPS} (EvoNorm-S, GroupNorm). Columns of three are forward (training) / backward / "
         "inference. Plans: `single` reads every input once (the statistic's extent fits one program's "
-        "registers), `fused` runs two loops over each program's slice (the second read mostly from L2), "
+        "registers; `xN CTAs`: those of a thread block cluster), `fused` runs two loops over each program's slice (the second read mostly from L2), "
         "`split` runs kernels per pass with partials and combines (batch and large layer statistics). "
         "Bytes per element are what the chosen kernels move to and from memory (statistics and partials, "
         "O(N x C), left out); the minimum reads every input once and writes every output once. Registers "
         "and spills come from ptxas for the target, on the kernels the launchers run at that shape "
-        f"(Triton's on-disk cache may serve the compiles; ptxas re-reads each kernel's PTX). "
+        f"(Triton {triton.__version__}; its on-disk cache may serve the compiles; ptxas re-reads each kernel's "
+        "PTX). "
         f"{len(rows)} rows in {elapsed:.0f} s.\n\n"
         + markdown_table(headers, rows)
         + "\n\n"
@@ -244,6 +300,8 @@ def main() -> None:
         body += "\nNo CUDA device here (or --no-time): no times; the bytes above are the plan's.\n"
     if args.budgets:
         body += budget_section(args)
+    if args.clusters:
+        body += cluster_section(args)
     path = write_result("roofline", "Memory roofline of the library layers", body)
     print(path)
 

@@ -68,6 +68,7 @@ class AheadKernel:
     registers: int | None = None  # per thread, as ptxas allocated them (with `resources=True`)
     spill_bytes: int | None = None  # spill stores + spill loads per thread (with `resources=True`)
     blocks: tuple[int, int] | None = None  # (BLOCK_C, BLOCK_S) of a pass kernel
+    ctas: int = 1  # CTAs one program spans: 2 or 4 for a single-pass tile held by a thread block cluster
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def compile_ahead(
         # in the in-memory caches of the kernels that real launches use.
         launchers = _execute(layer.source, layer.key, interpret=False)["LAUNCHERS"]
         generate_seconds = time.perf_counter() - start
-        recorder = _Recorder(sms or SM_COUNTS.get(named.arch, 132))
+        recorder = _Recorder(sms or SM_COUNTS.get(named.arch, 132), named.arch)
         start = time.perf_counter()
         try:
             with _ahead(runtime, recorder), _parallel(workers):
@@ -306,8 +307,9 @@ class _Submitted:
 class _Recorder:
     """Compiles instead of launching (`runtime.ahead_of_time()` in its thread); keeps each specialisation once."""
 
-    def __init__(self, sms: int) -> None:
+    def __init__(self, sms: int, arch: int) -> None:
         self.sms = sms
+        self.arch = arch  # the target's compute capability: planning asks it whether clusters exist
         self.mode = ""
         self._submitted: dict[tuple, _Submitted] = {}
 
@@ -349,6 +351,7 @@ class _Recorder:
                     registers=registers,
                     spill_bytes=spills,
                     blocks=entry.blocks,
+                    ctas=getattr(metadata, "num_ctas", 1),
                 )
             )
         return tuple(kernels)

@@ -9,8 +9,10 @@ statistics and partials (O(N x C) values) are left out.
 Without a shape the report is the split plan's (every pass a read; the conservative figure the search
 has always used) plus the bytes the plan moves when every fused stage runs single-pass. With a shape
 (and a target's SM count) it follows `runtime.Geometry`, as the launchers do: each fused stage runs
-single-pass, fused or split, and the report says which, with the blocks and warps of the single-pass
-kernels, and the bytes of the plan actually chosen.
+single-pass, fused or split, and the report says which, with the blocks, warps and CTAs of the
+single-pass kernels (a tile past one CTA's budget spans a thread block cluster where the target has
+them and the installed Triton compiles them: `runtime.clusters_compile`, the one compile this module
+may trigger), and the bytes of the plan actually chosen.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def _chosen_stage(stage: Stage, geo: Any, backward: bool) -> tuple[dict[str, Any
     described: dict[str, Any] = {"passes": list(stage.passes), "domain": str(stage.fused_domain), "run": run}
     if run == "single":
         block_c, block_s, warps = geo.single_blocks(stage.fused_domain)
-        described.update(blocks=[block_c, block_s], warps=warps)
+        described.update(blocks=[block_c, block_s], warps=warps, ctas=geo.single_ctas(stage.fused_domain, backward))
     return described, {"single": stage.single, "fused": stage.fused, "split": stage.split}[run]
 
 
@@ -150,7 +152,10 @@ def _geometry(shape: Sequence[int], dtype: str, groups: int, channels_last: bool
         x = x.movedim(1, -1).contiguous().movedim(-1, 1)
     g = effective_groups(shape[1], groups)
     backward = direction == "backward"
-    return runtime.Geometry(x, g, 1e-5, 0.1, sms=TARGET_SMS[target], tuning=runtime.TUNING, backward=backward)
+    arch = int(target.split(":")[1])
+    return runtime.Geometry(
+        x, g, 1e-5, 0.1, sms=TARGET_SMS[target], tuning=runtime.TUNING, backward=backward, arch=arch
+    )
 
 
 def plan_cost(

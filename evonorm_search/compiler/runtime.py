@@ -11,7 +11,9 @@ and size class on CUDA and keeps the fastest.
 
 A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`):
 `single` when one tile per program holds the whole reduced extent within the register budget
-(`Tuning.single_pass`, elements per program; every input element is read once), else `fused` when
+(`Tuning.single_pass`, elements per CTA; every input element is read once), on one CTA or, past one
+CTA's budget, on a thread block cluster of 2 or 4 that shares the tile (`Tuning.cluster`; sm_90 and
+newer, where the installed Triton compiles it: `clusters_compile`), else `fused` when
 the domain gives enough programs to fill the GPU (two loops over the same program's slice: the second
 read mostly hits L2), else `split` (kernels per pass, partials and combines).
 """
@@ -63,6 +65,10 @@ class Tuning:
     # checked with zero spills on sm_90 in tests/compiler/test_ahead.py.
     single_pass: tuple[int, int] = (16384, 8192)
     single_pass_16bit: tuple[int, int] | None = (32768, 8192)
+    # Most CTAs one single-pass program may span, as a thread block cluster (sm_90 and newer, where
+    # this Triton compiles it: `clusters_compile`); the budget above is per CTA. 1 turns clusters off.
+    # At 4, every GroupNorm and EvoNorm-S stage of a ResNet-50 runs single-pass without spills.
+    cluster: int = 4
 
 
 TUNING = Tuning()
@@ -75,6 +81,7 @@ INTERPRET_TUNING = Tuning(
     combine_block=16,
     single_pass=(256, 256),
     single_pass_16bit=None,
+    cluster=1,  # so the tests' mid-sized shapes keep exercising fused and split plans; tests turn it on
 )
 # One dict per first launch of a kernel specialisation (the latest EVONORM_COMPILE_LOG_SIZE kept), the
 # specialisations launched and the tuning chosen for each: all bounded, as a worker lives for many layers.
@@ -82,9 +89,13 @@ COMPILE_LOG: deque = deque(maxlen=limit("EVONORM_COMPILE_LOG_SIZE"))
 _SEEN: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))
 _TUNED: Bounded = Bounded(limit("EVONORM_KERNEL_RECORD_SIZE"))
 _SM_COUNT: dict = {}
+_CAPABILITY: dict = {}
 # Single-pass choices whose kernel spilled registers on this GPU: (layer, domain, backward, dtype,
-# layout, blocks). Later calls run the stage fused or split instead.
+# layout, blocks, CTAs). Later calls run the stage fused or split instead.
 _SPILLED: set = set()
+# Compute capabilities (90 for sm_90) -> whether this Triton compiles a tile split across a cluster.
+_CLUSTERS: dict[int, bool] = {}
+_CLUSTERS_LOCK = threading.Lock()
 # compiler/ahead.py sets `recorder` in the thread where it compiles a layer's kernels ahead of time:
 # launches there compile and return, and blocking assumes the target's SM count. Per thread, because
 # other threads of the process may be launching kernels for real meanwhile.
@@ -145,6 +156,61 @@ def tile_warps(block_c: int, block_s: int, single_backward: bool = False) -> int
     return max(4, min(8, elements // 512))
 
 
+def _cluster_probe(x_ptr, y_ptr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """A statistic reduced as the single-pass kernels reduce a group's (rows, then the column of row
+    sums), over a tile that a cluster of CTAs shares: the pattern a Triton must split across CTAs."""
+    c = tl.arange(0, BLOCK_C)[:, None]
+    s = tl.arange(0, BLOCK_S)[None, :]
+    x = tl.load(x_ptr + c * BLOCK_S + s)
+    total = tl.sum(tl.sum(x, 1, keep_dims=True), 0, keep_dims=True)
+    tl.store(y_ptr + c * BLOCK_S + s, x - total)
+
+
+def clusters_compile(arch: int) -> bool:
+    """Whether this Triton compiles one program's tile spread over a thread block cluster of 2 CTAs for
+    compute capability `arch` (90: sm_90), reductions crossing CTAs through distributed shared memory.
+    Clusters need sm_90; Triton 3.9 splits the tile, 3.6 to 3.8 reject the layout at compile time.
+    Found once per process by compiling a small kernel (no GPU needed), not from version numbers."""
+    if arch < 90:
+        return False
+    with _CLUSTERS_LOCK:
+        if arch not in _CLUSTERS:
+            _CLUSTERS[arch] = _compiles_split_across_cluster(arch)
+        return _CLUSTERS[arch]
+
+
+def _compiles_split_across_cluster(arch: int) -> bool:
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    # A JITFunction of its own: `@triton.jit` would build an interpreter function under TRITON_INTERPRET.
+    source = ASTSource(
+        fn=JITFunction(_cluster_probe),
+        signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "BLOCK_C": "constexpr", "BLOCK_S": "constexpr"},
+        constexprs={"BLOCK_C": 8, "BLOCK_S": 256},
+    )
+    try:
+        with _stderr_discarded():  # a rejecting Triton prints its MLIR pipeline and reproducer there
+            triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4, "num_ctas": 2})
+    except Exception:  # any failure to compile it (the layout rejected, no assembler) means: no clusters
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _stderr_discarded():
+    """File descriptor 2 to /dev/null for a moment: Triton's C++ passes write their diagnostics there."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
@@ -191,6 +257,13 @@ def _sm_count(device: torch.device) -> int:
     return _SM_COUNT[device]
 
 
+def _capability(device: torch.device) -> int:
+    if device not in _CAPABILITY:
+        major, minor = torch.cuda.get_device_capability(device)
+        _CAPABILITY[device] = 10 * major + minor
+    return _CAPABILITY[device]
+
+
 class Geometry:
     """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
 
@@ -204,6 +277,7 @@ class Geometry:
         sms: int | None = None,
         tuning: Tuning | None = None,
         backward: bool = False,
+        arch: int | None = None,
     ):
         self.x = x
         self.N, self.C = x.shape[0], x.shape[1]
@@ -221,12 +295,36 @@ class Geometry:
         self.vec = vector_width(x)
         # The target's SM count when planning for a GPU that is not this one (the cost model).
         self.sms = sms
+        self.arch = arch  # and its compute capability (90: sm_90), which decides thread block clusters
         self.backward = backward  # a backward's launches: smaller looping tiles
         t = self.tuning
         self.tile = t.backward_tile if backward and t.backward_tile else t.tile
 
     def _sms(self) -> int:
         return self.sms if self.sms is not None else _sm_count(self.x.device)
+
+    def _arch(self) -> int | None:
+        """The compute capability kernels are planned for: the ahead-of-time target's, the one given (the
+        cost model's target), this GPU's; None when no GPU is targeted."""
+        ahead = ahead_of_time()
+        if ahead is not None:
+            return ahead.arch
+        if self.arch is not None:
+            return self.arch
+        if self.x.is_cuda:
+            return _capability(self.x.device)
+        return None
+
+    def cluster_limit(self) -> int:
+        """Most CTAs a single-pass program may span here: `Tuning.cluster` where the target has thread
+        block clusters and this Triton splits a tile across them, else 1. The interpreter runs each
+        program whole, whatever CTAs it would span, so it follows the tuning (and tests the plan)."""
+        if self.tuning.cluster <= 1:
+            return 1
+        arch = self._arch()
+        if arch is None:
+            return self.tuning.cluster if interpreting() else 1
+        return self.tuning.cluster if clusters_compile(arch) else 1
 
     # -- allocation -----------------------------------------------------------------------------------
 
@@ -281,7 +379,8 @@ class Geometry:
 
     def single_blocks(self, domain: str) -> tuple[int, int, int]:
         """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
-        (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`."""
+        (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`.
+        The warps are per CTA, for its share of the tile when a cluster of CTAs holds it."""
         if domain in ("group", "sample"):
             block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
         elif domain == "channel":
@@ -292,7 +391,21 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        return block_c, block_s, tile_warps(block_c, block_s, single_backward=self.backward)
+        ctas = max(1, self._ctas(block_c * block_s, self.backward))
+        return block_c, block_s, tile_warps(block_c, max(1, block_s // ctas), single_backward=self.backward)
+
+    def single_ctas(self, domain: str, backward: bool) -> int:
+        """CTAs of a single-pass program over `domain`: 1 where its tile fits one CTA's budget, 2 or 4
+        (a thread block cluster) where it fits that many, 0 where it does not fit."""
+        block_c, block_s, _ = self.single_blocks(domain)
+        return self._ctas(block_c * block_s, backward)
+
+    def _ctas(self, elements: int, backward: bool) -> int:
+        budget = self.budget(backward)
+        if budget <= 0:
+            return 0
+        ctas = next_pow2(triton.cdiv(elements, budget))
+        return ctas if ctas == 1 or ctas <= self.cluster_limit() else 0
 
     def budget(self, backward: bool) -> int:
         """Elements a single-pass program may hold: the tuning's budget for the input's width, halved for
@@ -310,9 +423,10 @@ class Geometry:
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
         block_c, block_s, _ = self.single_blocks(domain)
-        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s)
+        ctas = self.single_ctas(domain, backward)
+        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s, ctas)
         self._single_key = key  # the launch that follows checks its kernel's spills under this key
-        return block_c * block_s <= self.budget(backward) and key not in _SPILLED
+        return ctas > 0 and key not in _SPILLED
 
     def plan_of(self, domain: str, backward: bool) -> str:
         """How a fused stage over `domain` runs at this shape: "single", "fused" or "split"."""
@@ -371,12 +485,15 @@ class Geometry:
 
     def launch(self, kernel, domain: str, *tensors: torch.Tensor, single: bool = False) -> None:
         if single:  # the blocks are the domain's extent: nothing to tune
-            self._run(kernel, domain, tensors, *self.single_blocks(domain), single=True)
+            ctas = self.single_ctas(domain, self.backward)
+            self._run(kernel, domain, tensors, *self.single_blocks(domain), single=True, ctas=ctas)
             return
         block_c, block_s, warps = self._tuned(kernel, domain, tensors)
         self._run(kernel, domain, tensors, block_c, block_s, warps)
 
-    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False) -> None:
+    def _run(
+        self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False, ctas: int = 1
+    ) -> None:
         sizes = self.sizes(domain, single)
         constants = {
             "EPS": self.eps,
@@ -387,8 +504,9 @@ class Geometry:
             "BLOCK_S": block_s,
         }
         grid = self.grid(domain, block_c, block_s)
-        key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps)
-        compiled = self._start(kernel, grid, (*tensors, *sizes), {**constants, "num_warps": warps}, key)
+        key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps, ctas)
+        launch = {"num_warps": warps, "num_ctas": ctas} if ctas > 1 else {"num_warps": warps}
+        compiled = self._start(kernel, grid, (*tensors, *sizes), {**constants, **launch}, key)
         if single:
             self._check_spills(kernel, compiled)
 
@@ -401,7 +519,8 @@ class Geometry:
             _SPILLED.add(key)
             warnings.warn(
                 f"single-pass kernel {kernel_name(kernel)} of layer {self.layer!r} spills {spills} registers at "
-                f"blocks {key[-2:]} ({self.x.dtype}, {self.layout}); this stage runs fused or split from now on",
+                f"blocks {key[-3:-1]} on {key[-1]} CTA(s) ({self.x.dtype}, {self.layout}); this stage runs fused or "
+                "split from now on",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -23,6 +23,7 @@ import triton.language as tl
 
 from evonorm_search import library
 from evonorm_search.compiler import CompilerError, tuning
+from evonorm_search.compiler import ahead as ahead_module
 from evonorm_search.compiler import runtime as kernel_runtime
 from evonorm_search.compiler.ahead import (
     _one_parse_at_a_time,
@@ -97,9 +98,33 @@ def test_the_chosen_tiles_compile_for_hopper_without_spills(name, shape, dtype):
 def test_the_16bit_forward_budget_holds_a_resnet_group_without_spills(name):
     # 8 channels x 3,136 positions: 32,768 elements a program, within the budget of 16-bit inputs only.
     report = compile_ahead(name, dtype=torch.bfloat16, shape=(64, 256, 56, 56), groups=32, resources=True)
-    (single,) = [k for k in report.kernels if "_w" in k.kernel]
+    (single,) = [k for k in report.kernels if k.kernel == "fwd_train_w0"]
     assert single.mode == "forward_train" and single.blocks == (8, 4096) and single.num_warps == 32
+    assert single.ctas == 1  # one CTA: no cluster needed
     assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
+
+
+@pytest.mark.skipif(not kernel_runtime.clusters_compile(90), reason="this Triton cannot split a tile across a cluster")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize(("name", "shape"), [("gn_relu", (64, 256, 56, 56)), ("evonorm_s0", (64, 512, 28, 28))])
+def test_tiles_past_one_ctas_budget_compile_for_a_cluster_without_spills(name, shape, dtype, monkeypatch):
+    ptx: dict[str, str] = {}
+
+    def resources(text: str, kernel: str):
+        ptx[kernel] = text
+        return ptxas_resources(text, kernel)
+
+    monkeypatch.setattr(ahead_module, "ptxas_resources", resources)
+    report = compile_ahead(name, dtype=dtype, shape=shape, groups=32, resources=True)
+    singles = {k.kernel: k for k in report.kernels if "_w" in k.kernel}
+    assert set(singles) == {"fwd_train_w0", "bwd_train_w0"}  # every stage single-pass, both ways
+    assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
+    clustered = [k for k in singles.values() if k.ctas > 1]
+    assert clustered, singles  # 8 x 4,096 or 16 x 1,024 exceeds one CTA's budget in some direction
+    for kernel in clustered:
+        # The statistic crosses CTAs: a cluster barrier and loads from another CTA's shared memory.
+        assert f".reqnctapercluster {kernel.ctas}" in ptx[kernel.kernel]
+        assert "barrier.cluster" in ptx[kernel.kernel] and "ld.shared::cluster" in ptx[kernel.kernel]
 
 
 def test_registers_and_spills_are_read_only_when_asked():
@@ -171,7 +196,7 @@ def _badly_typed_kernel(monkeypatch: pytest.MonkeyPatch):
 
 def test_a_kernel_that_triton_rejects_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch):
     kernel = _badly_typed_kernel(monkeypatch)
-    recorder = _Recorder(sms=132)
+    recorder = _Recorder(sms=132, arch=90)
     recorder.mode = "forward_train"
     with (
         _target_driver(parse_target("cuda:90")),
@@ -183,7 +208,7 @@ def test_a_kernel_that_triton_rejects_is_named_in_the_error(monkeypatch: pytest.
 
 def test_a_kernel_rejected_in_a_parallel_compile_is_named_too(monkeypatch: pytest.MonkeyPatch):
     kernel = _badly_typed_kernel(monkeypatch)
-    recorder = _Recorder(sms=132)
+    recorder = _Recorder(sms=132, arch=90)
     recorder.mode = "backward_eval"
     with _target_driver(parse_target("cuda:90")), pytest.raises(Exception) as raised, _parallel(2):
         recorder.compile(kernel, (1,), (torch.zeros(16),), {"BLOCK": 32})
@@ -220,7 +245,7 @@ def test_compiling_ahead_in_one_thread_leaves_launches_in_other_threads_alone():
     entered, release = threading.Event(), threading.Event()
 
     def compiling_thread():
-        kernel_runtime._AHEAD.recorder = _Recorder(sms=132)
+        kernel_runtime._AHEAD.recorder = _Recorder(sms=132, arch=90)
         seen["there"] = kernel_runtime.ahead_of_time()
         entered.set()
         release.wait(10)

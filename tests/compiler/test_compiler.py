@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import evonorm_search as es
-from evonorm_search.compiler import CompilerError, compile_log, generation_log, plan_cost, tuning
+from evonorm_search.compiler import CompilerError, compile_log, generation_log, plan_cost, runtime, tuning
 from evonorm_search.compiler.autodiff import backward_program, forward_program
 from evonorm_search.compiler.cache import compiled_layer
 from evonorm_search.compiler.lower import plan
@@ -264,3 +264,33 @@ def test_library_layers_on_cuda(name, monkeypatch):
         tol = 1e-4 if dtype == torch.float32 else 2e-2
         torch.testing.assert_close(y2, y, rtol=tol, atol=tol)
         torch.testing.assert_close(x2.grad, x.grad, rtol=tol, atol=tol)
+
+
+def _clusters_on_this_gpu() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    major, minor = torch.cuda.get_device_capability()
+    return runtime.clusters_compile(10 * major + minor)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _clusters_on_this_gpu(), reason="needs a GPU with thread block clusters that Triton splits")
+@pytest.mark.parametrize("name", ["gn_relu", "evonorm_s0"])
+def test_groups_past_one_ctas_budget_run_on_a_cluster_and_match_the_reference(name, monkeypatch):
+    # ResNet-50's first stage: a group of 8 x 3,136 spans 2 CTAs forward and 4 backward in float32.
+    monkeypatch.delenv("TRITON_INTERPRET")
+    x = torch.randn(4, 256, 56, 56, device="cuda", requires_grad=True)
+    geo = runtime.Geometry(x, 32, 1e-5, 0.1, backward=True)
+    assert geo.single_ctas("group", True) == 4
+    reference = es.NormAct(name, 256, backend="torch").cuda()
+    ours = es.NormAct(name, 256, backend="triton").cuda()
+    x2 = x.detach().clone().requires_grad_()
+    runtime._SEEN.clear()  # the compile log records first launches only
+    before = len(compile_log())
+    y, y2 = reference(x), ours(x2)
+    y.sum().backward()
+    y2.sum().backward()
+    torch.testing.assert_close(y2, y, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x2.grad, x.grad, rtol=1e-4, atol=1e-4)
+    kernels = {r["kernel"] for r in compile_log()[before:]}
+    assert {"fwd_train_w0", "bwd_train_w0"} <= kernels, sorted(kernels)  # single-pass both ways

@@ -1,13 +1,17 @@
-"""Single-pass kernels: the choice between single-pass, fused and split stages at a shape, the kernels'
-one read of every input, and their values and gradients against the reference under the interpreter
-(fitting and non-fitting shapes, channels-last, parameter gradients through partials)."""
+"""Single-pass kernels: the choice between single-pass, fused and split stages at a shape (on one CTA
+or a thread block cluster), the kernels' one read of every input, and their values and gradients
+against the reference under the interpreter (fitting and non-fitting shapes, clusters, channels-last,
+parameter gradients through partials)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 
 import pytest
 import torch
+import triton
 
 import evonorm_search as es
 from evonorm_search.compiler import compile_log, plan_cost, runtime, tuning
@@ -19,6 +23,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 # Layers whose statistics are over group, instance, channel or (2-D rows) layer axes.
 SINGLE_PASS_LAYERS = ["gn_relu", "gn_silu", "evonorm_s0", "evonorm_s2", "in_relu", "rmsnorm", "layernorm_channel"]
+
+
+@contextlib.contextmanager
+def gpu_tuning(**changes):
+    """The default (GPU) tuning with `changes`: `tuning()` would start from the interpreter's small one
+    under TRITON_INTERPRET, and the plans here are a GPU's."""
+    saved = runtime.TUNING
+    runtime.TUNING = dataclasses.replace(runtime.Tuning(), **changes)
+    try:
+        yield
+    finally:
+        runtime.TUNING = saved
 
 
 def _runs(name: str, shape: tuple[int, ...], direction: str, dtype: str = "float32") -> list[str]:
@@ -38,17 +54,72 @@ def _runs(name: str, shape: tuple[int, ...], direction: str, dtype: str = "float
         ("layernorm", (16384, 4096), (64, 256, 56, 56)),  # a row of 4,096 fits; a ResNet sample does not
     ],
 )
-def test_a_stage_runs_single_pass_exactly_when_its_extent_fits_the_budget(name, fits, too_big):
-    assert _runs(name, fits, "forward") == ["single"]
-    assert _runs(name, too_big, "forward") != ["single"]
-    fitting = plan_cost(es.library.get(name), shape=fits)["forward"]["chosen"]
-    assert fitting["bytes_per_element"] == fitting["minimum_bytes_per_element"] == 8  # read x, write y
-    assert fitting["fraction_of_minimum"] == 1.0 and fitting["kernels"] == 1
-    split = plan_cost(es.library.get(name), shape=too_big)["forward"]["chosen"]
-    assert split["bytes_per_element"] == 12 and split["fraction_of_minimum"] == pytest.approx(2 / 3)
+def test_a_stage_runs_single_pass_on_one_cta_exactly_when_its_extent_fits_the_budget(name, fits, too_big):
+    with gpu_tuning(cluster=1):
+        assert _runs(name, fits, "forward") == ["single"]
+        assert _runs(name, too_big, "forward") != ["single"]
+        fitting = plan_cost(es.library.get(name), shape=fits)["forward"]["chosen"]
+        assert fitting["bytes_per_element"] == fitting["minimum_bytes_per_element"] == 8  # read x, write y
+        assert fitting["fraction_of_minimum"] == 1.0 and fitting["kernels"] == 1
+        assert fitting["stages"][0]["ctas"] == 1
+        split = plan_cost(es.library.get(name), shape=too_big)["forward"]["chosen"]
+        assert split["bytes_per_element"] == 12 and split["fraction_of_minimum"] == pytest.approx(2 / 3)
+
+
+clusters = pytest.mark.skipif(
+    not runtime.clusters_compile(90), reason=f"Triton {triton.__version__} cannot split a tile across a cluster"
+)
+
+
+def _stages(name: str, shape: tuple[int, ...], direction: str, dtype: str = "float32", target: str = "cuda:90"):
+    cost = plan_cost(es.library.get(name), shape=shape, dtype=dtype, target=target)
+    return [(st["run"], st.get("ctas"), st.get("warps")) for st in cost[direction]["chosen"]["stages"]]
+
+
+@clusters
+def test_a_tile_past_one_ctas_budget_spans_the_fewest_ctas_of_a_cluster_that_hold_it():
+    # 8 x 4,096 = 32,768 elements: 2 CTAs of 16,384 forward (16 warps each), 4 of 8,192 backward.
+    assert _stages("gn_relu", (64, 256, 56, 56), "forward") == [("single", 2, 16)]
+    assert _stages("gn_relu", (64, 256, 56, 56), "backward") == [("single", 4, 32)]
+    assert _stages("gn_relu", (64, 256, 56, 56), "forward", "bfloat16") == [("single", 1, 32)]  # its budget holds it
+    assert _stages("evonorm_s0", (64, 512, 28, 28), "backward") == [("single", 2, 32)]  # 16 x 1,024
+    assert _stages("in_relu", (8, 64, 128, 160), "forward") == [("single", 2, 16)]  # a plane of 20,480
+    cost = plan_cost(es.library.get("evonorm_s0"), shape=(64, 256, 56, 56))
+    assert cost["step_bytes_per_element"] == 8 + 12  # the minimum both ways: every input read once
+    # Past 4 CTAs' budget, or where clusters are not to be had, the stage loops as before.
+    assert _stages("in_relu", (8, 64, 256, 320), "forward")[0][0] != "single"  # 131,072: 8 CTAs
+    assert _stages("gn_relu", (64, 256, 56, 56), "backward", target="cuda:80")[0][0] != "single"  # no clusters
+    with gpu_tuning(cluster=2):
+        assert _stages("gn_relu", (64, 256, 56, 56), "backward")[0][0] == "fused"
+        assert _stages("gn_relu", (64, 256, 56, 56), "forward") == [("single", 2, 16)]
+
+
+def test_clusters_are_planned_only_where_this_triton_compiles_them(monkeypatch):
+    def rejected(*args, **kwargs):
+        raise RuntimeError("PassManager::run failed")
+
+    monkeypatch.setattr(runtime, "_CLUSTERS", {})
+    monkeypatch.setattr(triton, "compile", rejected)
+    assert not runtime.clusters_compile(90) and runtime._CLUSTERS == {90: False}  # found once, kept
+    assert not runtime.clusters_compile(80) and 80 not in runtime._CLUSTERS  # sm_80 has no clusters at all
+    geo = _geometry((64, 256, 56, 56), "float32", 32, False, "cuda:90", "backward")
+    assert geo.cluster_limit() == 1 and geo.plan_of("group", True) == "fused"
+
+
+@pytest.mark.skipif(
+    tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9), reason="Triton 3.6-3.8 reject the split"
+)
+def test_this_triton_compiles_a_tile_split_across_a_cluster_for_hopper_and_newer(monkeypatch):
+    monkeypatch.setattr(runtime, "_CLUSTERS", {})
+    assert runtime.clusters_compile(90) and runtime.clusters_compile(100)
 
 
 def test_the_budget_depends_on_the_direction_and_the_input_width():
+    with gpu_tuning(cluster=1):  # the budget of one CTA
+        _budget_depends_on_the_direction_and_the_input_width()
+
+
+def _budget_depends_on_the_direction_and_the_input_width():
     # 16 x 1,024 = 16,384 elements: within the forward budget, above the backward's.
     assert _runs("gn_relu", (64, 512, 32, 32), "forward") == ["single"]
     assert _runs("gn_relu", (64, 512, 32, 32), "backward") != ["single"]
@@ -68,7 +139,7 @@ def test_the_budget_depends_on_the_direction_and_the_input_width():
 def test_the_plan_reports_blocks_warps_and_the_step_of_the_chosen_plan():
     cost = plan_cost(es.library.get("layernorm"), shape=(16384, 4096), dtype="bfloat16")
     (stage,) = cost["forward"]["chosen"]["stages"]
-    assert stage == {"passes": [0, 1], "domain": "sample", "run": "single", "blocks": [4096, 1], "warps": 8}
+    assert stage == {"passes": [0, 1], "domain": "sample", "run": "single", "blocks": [4096, 1], "warps": 8, "ctas": 1}
     assert cost["step_bytes_per_element"] == 4 + 6
     # Without a shape: the split plan, as the search's cost objective always was, and the single-pass bound.
     plain = plan_cost(es.library.get("layernorm"))
@@ -193,6 +264,31 @@ def test_shapes_beyond_the_budget_fall_back_and_still_match(name, shape):
     case = Case(es.library.get(name), shape, torch.float64, True, "auto", groups=2, seed=3)
     kernels = _kernels_run(case)
     assert not any("_w" in k for k in kernels), kernels
+
+
+# With clusters of up to 4 CTAs (the GPU's default; the interpreter's tuning has none), the interpreter
+# runs single-pass up to 4 x 256 elements a program: (2, 4, 16, 20) in groups of 2 holds 2 x 512 (4 CTAs); 300 channels 512 (2); a ResNet-like
+# (2, 4, 32, 40) holds 2 x 2,048 and loops. The interpreter runs each program whole, so this checks the
+# single-pass program at the sizes a cluster shares; tests/compiler/test_ahead.py checks the split.
+@pytest.mark.parametrize(
+    ("name", "shape", "ctas"),
+    [
+        ("gn_relu", (2, 4, 16, 20), 4),
+        ("evonorm_s0", (2, 4, 16, 20), 4),
+        ("in_relu", (2, 4, 16, 20), 2),
+        ("rmsnorm", (2, 300, 3), 2),
+        ("gn_relu", (2, 4, 32, 40), 0),
+    ],
+)
+def test_tiles_a_cluster_shares_match_the_reference(name, shape, ctas):
+    case = Case(es.library.get(name), shape, torch.float32, True, "auto", groups=2, seed=4)
+    x = torch.empty(shape)  # float32: float64 programs hold half as many elements
+    domain = {"gn_relu": "group", "evonorm_s0": "group", "in_relu": "instance", "rmsnorm": "channel"}[name]
+    groups = 1 if domain == "instance" else 2
+    with tuning(cluster=4):
+        assert runtime.Geometry(x, groups, 1e-5, 0.1, backward=True).single_ctas(domain, True) == ctas
+        kernels = _kernels_run(case)
+    assert ("bwd_train_w0" in kernels) == (ctas > 0), kernels
 
 
 def test_positions_run_in_fours_only_where_every_tile_starts_on_a_multiple_of_four():
