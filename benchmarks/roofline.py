@@ -234,6 +234,11 @@ def budget_section(args: argparse.Namespace) -> str:
     )
 
 
+def clusters_state(target: str) -> str:
+    refusal = runtime.cluster_refusal(int(target.split(":")[1]))
+    return "this Triton compiles them" if refusal is None else f"none ({refusal})"
+
+
 def cluster_section(args: argparse.Namespace) -> str:
     """Thread block clusters, chosen by measurement: for each limit on the CTAs of one single-pass program,
     at the default per-CTA budgets, the plans and spills of the group-statistic layers at the ResNet
@@ -241,16 +246,14 @@ def cluster_section(args: argparse.Namespace) -> str:
     rows, clean = [], {}
     for ctas in args.clusters:
         rows += sweep_rows(args, f"{ctas} CTA{'s' if ctas > 1 else ''}", {"cluster": ctas}, clean)
-    arch = int(args.target.split(":")[1])
-    support = "compiles" if runtime.clusters_compile(arch) else "does not compile"
     return (
         "\n## Thread block clusters compared\n\n"
         f"The most CTAs one single-pass program may span (`Tuning.cluster`, default {runtime.Tuning().cluster}), "
         "at the default budgets per CTA: a tile past one CTA's budget spans the fewest CTAs (2 or 4) that "
         "hold it within the budget, as one thread block cluster; Triton splits the tile across them and "
         "reduces through distributed shared memory. Where the target has no clusters, or the installed "
-        f"Triton cannot split a tile across them, such a stage runs fused. Triton {triton.__version__} "
-        f"{support} a tile split across a cluster for {args.target} (`runtime.clusters_compile`).\n\n"
+        "Triton cannot split a tile across them, such a stage runs fused or split. Clusters for "
+        f"{args.target} with Triton {triton.__version__}: {clusters_state(args.target)}.\n\n"
         + markdown_table(SWEEP_HEADERS, rows)
         + f"\n\nVerdict per cluster limit and dtype: {verdict(clean)}.\n"
     )
@@ -287,7 +290,7 @@ def main() -> None:
         "O(N x C), left out); the minimum reads every input once and writes every output once. Registers "
         "and spills come from ptxas for the target, on the kernels the launchers run at that shape "
         f"(Triton {triton.__version__}; its on-disk cache may serve the compiles; ptxas re-reads each kernel's "
-        "PTX). "
+        f"PTX). Thread block clusters for {args.target}: {clusters_state(args.target)}. "
         f"{len(rows)} rows in {elapsed:.0f} s.\n\n"
         + markdown_table(headers, rows)
         + "\n\n"

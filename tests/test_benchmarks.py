@@ -133,7 +133,7 @@ def test_the_roofline_benchmark_compares_cluster_limits(tmp_path):
     # A group of 4 x 4,096 = 16,384 values: past one CTA's backward budget (8,192), within two CTAs'.
     assert "| 1 CTA | gn_relu | 2x128x64x64 | float32 | single / split / single |" in report
     assert "| 2 CTAs | gn_relu | 2x128x64x64 | float32 | single / single / single |" in report
-    assert "bwd_train_w0 4x4096/32w x2 CTAs" in report and "compiles a tile split across a cluster" in report
+    assert "bwd_train_w0 4x4096/32w x2 CTAs" in report and "Triton compiles them" in report
     assert "Verdict per cluster limit and dtype: 1 CTA float32 no spills; 2 CTAs float32 no spills." in report
 
 

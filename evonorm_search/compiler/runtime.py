@@ -93,8 +93,9 @@ _CAPABILITY: dict = {}
 # Single-pass choices whose kernel spilled registers on this GPU: (layer, domain, backward, dtype,
 # layout, blocks, CTAs). Later calls run the stage fused or split instead.
 _SPILLED: set = set()
-# Compute capabilities (90 for sm_90) -> whether this Triton compiles a tile split across a cluster.
-_CLUSTERS: dict[int, bool] = {}
+# Compute capabilities (90 for sm_90) -> why this Triton cannot compile a tile split across a cluster
+# for it (None: it can).
+_CLUSTERS: dict[int, str | None] = {}
 _CLUSTERS_LOCK = threading.Lock()
 # compiler/ahead.py sets `recorder` in the thread where it compiles a layer's kernels ahead of time:
 # launches there compile and return, and blocking assumes the target's SM count. Per thread, because
@@ -171,15 +172,20 @@ def clusters_compile(arch: int) -> bool:
     compute capability `arch` (90: sm_90), reductions crossing CTAs through distributed shared memory.
     Clusters need sm_90; Triton 3.9 splits the tile, 3.6 to 3.8 reject the layout at compile time.
     Found once per process by compiling a small kernel (no GPU needed), not from version numbers."""
+    return cluster_refusal(arch) is None
+
+
+def cluster_refusal(arch: int) -> str | None:
+    """Why one program cannot span a cluster on compute capability `arch` (None: it can)."""
     if arch < 90:
-        return False
+        return f"sm_{arch} has no thread block clusters"
     with _CLUSTERS_LOCK:
         if arch not in _CLUSTERS:
-            _CLUSTERS[arch] = _compiles_split_across_cluster(arch)
+            _CLUSTERS[arch] = _cluster_compile_error(arch)
         return _CLUSTERS[arch]
 
 
-def _compiles_split_across_cluster(arch: int) -> bool:
+def _cluster_compile_error(arch: int) -> str | None:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
@@ -193,9 +199,10 @@ def _compiles_split_across_cluster(arch: int) -> bool:
     try:
         with _stderr_discarded():  # a rejecting Triton prints its MLIR pipeline and reproducer there
             triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4, "num_ctas": 2})
-    except Exception:  # any failure to compile it (the layout rejected, no assembler) means: no clusters
-        return False
-    return True
+    except Exception as e:  # any failure to compile it (the layout rejected, no assembler) means: no clusters
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        return f"Triton {triton.__version__} did not compile a tile split across 2 CTAs: {type(e).__name__}: {reason}"
+    return None
 
 
 @contextlib.contextmanager
@@ -391,21 +398,28 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        ctas = max(1, self._ctas(block_c * block_s, self.backward))
+        ctas = max(1, self._ctas(domain, block_c * block_s, self.backward))
         return block_c, block_s, tile_warps(block_c, max(1, block_s // ctas), single_backward=self.backward)
 
     def single_ctas(self, domain: str, backward: bool) -> int:
         """CTAs of a single-pass program over `domain`: 1 where its tile fits one CTA's budget, 2 or 4
         (a thread block cluster) where it fits that many, 0 where it does not fit."""
         block_c, block_s, _ = self.single_blocks(domain)
-        return self._ctas(block_c * block_s, backward)
+        return self._ctas(domain, block_c * block_s, backward)
 
-    def _ctas(self, elements: int, backward: bool) -> int:
+    def _ctas(self, domain: str, elements: int, backward: bool) -> int:
         budget = self.budget(backward)
         if budget <= 0:
             return 0
         ctas = next_pow2(triton.cdiv(elements, budget))
-        return ctas if ctas == 1 or ctas <= self.cluster_limit() else 0
+        if ctas == 1:
+            return 1
+        # A `sample` program over (N, C, S) storage holds a layer statistic's thousands of channels, each
+        # row with its parameters: LayerNorm's bfloat16 forward over 2,048 x 49 spilled 1,104 bytes on 4
+        # CTAs. Its rows of a transformer (S = 1) share a cluster without spills, as groups do.
+        if domain == "sample" and self.S > 1:
+            return 0
+        return ctas if ctas <= self.cluster_limit() else 0
 
     def budget(self, backward: bool) -> int:
         """Elements a single-pass program may hold: the tuning's budget for the input's width, halved for

@@ -84,6 +84,10 @@ def test_a_tile_past_one_ctas_budget_spans_the_fewest_ctas_of_a_cluster_that_hol
     assert _stages("gn_relu", (64, 256, 56, 56), "forward", "bfloat16") == [("single", 1, 32)]  # its budget holds it
     assert _stages("evonorm_s0", (64, 512, 28, 28), "backward") == [("single", 2, 32)]  # 16 x 1,024
     assert _stages("in_relu", (8, 64, 128, 160), "forward") == [("single", 2, 16)]  # a plane of 20,480
+    assert _stages("layernorm", (1024, 32768), "forward") == [("single", 2, 32)]  # a transformer row
+    assert _stages("layernorm", (1024, 32768), "backward") == [("single", 4, 32)]
+    # A ResNet sample's layer statistic holds thousands of channels' rows: no cluster (it spilled).
+    assert _stages("layernorm", (64, 2048, 7, 7), "forward", "bfloat16")[0][0] != "single"
     cost = plan_cost(es.library.get("evonorm_s0"), shape=(64, 256, 56, 56))
     assert cost["step_bytes_per_element"] == 8 + 12  # the minimum both ways: every input read once
     # Past 4 CTAs' budget, or where clusters are not to be had, the stage loops as before.
@@ -100,8 +104,12 @@ def test_clusters_are_planned_only_where_this_triton_compiles_them(monkeypatch):
 
     monkeypatch.setattr(runtime, "_CLUSTERS", {})
     monkeypatch.setattr(triton, "compile", rejected)
-    assert not runtime.clusters_compile(90) and runtime._CLUSTERS == {90: False}  # found once, kept
+    assert not runtime.clusters_compile(90)
+    refusal = runtime.cluster_refusal(90)
+    assert list(runtime._CLUSTERS.items()) == [(90, refusal)]  # found once, kept
+    assert "RuntimeError: PassManager::run failed" in refusal
     assert not runtime.clusters_compile(80) and 80 not in runtime._CLUSTERS  # sm_80 has no clusters at all
+    assert runtime.cluster_refusal(80) == "sm_80 has no thread block clusters"
     geo = _geometry((64, 256, 56, 56), "float32", 32, False, "cuda:90", "backward")
     assert geo.cluster_limit() == 1 and geo.plan_of("group", True) == "fused"
 
