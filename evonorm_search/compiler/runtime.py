@@ -186,20 +186,20 @@ def cluster_refusal(arch: int) -> str | None:
 
 
 def _cluster_compile_error(arch: int) -> str | None:
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    from triton.runtime.jit import JITFunction
-
-    # A JITFunction of its own: `@triton.jit` would build an interpreter function under TRITON_INTERPRET.
-    source = ASTSource(
-        fn=JITFunction(_cluster_probe),
-        signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "BLOCK_C": "constexpr", "BLOCK_S": "constexpr"},
-        constexprs={"BLOCK_C": 8, "BLOCK_S": 256},
-    )
     try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+        from triton.runtime.jit import JITFunction
+
+        # A JITFunction of its own: `@triton.jit` builds an interpreter function under TRITON_INTERPRET.
+        source = ASTSource(
+            fn=JITFunction(_cluster_probe),
+            signature={"x_ptr": "*fp32", "y_ptr": "*fp32", "BLOCK_C": "constexpr", "BLOCK_S": "constexpr"},
+            constexprs={"BLOCK_C": 8, "BLOCK_S": 256},
+        )
         with _stderr_discarded():  # a rejecting Triton prints its MLIR pipeline and reproducer there
             triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4, "num_ctas": 2})
-    except Exception as e:  # any failure to compile it (the layout rejected, no assembler) means: no clusters
+    except Exception as e:  # any failure (the layout rejected, no CUDA backend or assembler) means: no clusters
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         return f"Triton {triton.__version__} did not compile a tile split across 2 CTAs: {type(e).__name__}: {reason}"
     return None
