@@ -20,7 +20,7 @@ PyTorch and `torch.compile` of the reference module, and reports our forward's b
 
     python benchmarks/roofline.py [--layers a,b] [--dtypes float32,bfloat16] [--shapes 64x256x56x56,...]
                                   [--target cuda:90] [--no-time] [--output DIR]
-                                  [--budgets 16384:8192,...] [--clusters 1,2,4]
+                                  [--budgets 16384:8192,...] [--clusters 1,2,4] [--channels-last]
 
 Writes benchmarks/results/roofline-<machine>.md.
 """
@@ -79,6 +79,10 @@ def parse_arguments() -> argparse.Namespace:
         f"(e.g. 16384:4096,32768:16384): a section of registers and spills for {', '.join(SWEEP_LAYERS)}",
     )  # fmt: skip
     p.add_argument(
+        "--channels-last", action="store_true",
+        help=f"add a section of {', '.join(SWEEP_LAYERS)} on channels-last inputs, with and without its cap",
+    )  # fmt: skip
+    p.add_argument(
         "--clusters", default=None,
         help="most CTAs per single-pass program to compare, comma-separated (e.g. 1,2,4): a section of plans, "
         f"registers and spills for {', '.join(SWEEP_LAYERS)} at the default budgets",
@@ -133,8 +137,10 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def plan_columns(name: str, shape: tuple[int, ...], dtype: str) -> tuple[list[object], dict]:
-    cost = plan_cost(library.get(name), shape=shape, dtype=dtype, groups=GROUPS)
+def plan_columns(
+    name: str, shape: tuple[int, ...], dtype: str, channels_last: bool = False
+) -> tuple[list[object], dict]:
+    cost = plan_cost(library.get(name), shape=shape, dtype=dtype, groups=GROUPS, channels_last=channels_last)
     chosen = {d: cost[d]["chosen"] for d in DIRECTIONS}
     runs = " / ".join("+".join(stage["run"] for stage in chosen[d]["stages"]) or "-" for d in DIRECTIONS)
     kernels = " / ".join(str(chosen[d]["kernels"]) for d in DIRECTIONS)
@@ -188,7 +194,9 @@ def time_columns(name: str, shape: tuple[int, ...], dtype: str, chosen: dict) ->
     return [*cells, f"{bandwidth:.2f}", f"{speedup_eager:.2f}x", f"{speedup_compile:.2f}x"]
 
 
-def sweep_rows(args: argparse.Namespace, label: str, changes: dict, clean: dict) -> list[list[object]]:
+def sweep_rows(
+    args: argparse.Namespace, label: str, changes: dict, clean: dict, channels_last: bool = False
+) -> list[list[object]]:
     """Rows of a sweep under one tuning: the plans and spills of the group-statistic layers at the ResNet
     shapes. `clean[label, dtype]` records whether nothing spilled."""
     rows = []
@@ -196,9 +204,9 @@ def sweep_rows(args: argparse.Namespace, label: str, changes: dict, clean: dict)
         for name in SWEEP_LAYERS:
             for shape in [s for s in args.shapes if len(s) == 4]:
                 for dtype in args.dtypes:
-                    plan, _ = plan_columns(name, shape, dtype)
+                    plan, _ = plan_columns(name, shape, dtype, channels_last)
                     report = compile_ahead(name, target=args.target, shape=shape, dtype=getattr(torch, dtype),
-                                           groups=GROUPS, resources=True)  # fmt: skip
+                                           groups=GROUPS, resources=True, channels_last=channels_last)  # fmt: skip
                     spills = sum(k.spill_bytes for k in report.kernels)
                     clean[label, dtype] = clean.get((label, dtype), True) and spills == 0
                     singles = [k for k in report.kernels if k.blocks is not None and "_w" in k.kernel]
@@ -231,6 +239,25 @@ def budget_section(args: argparse.Namespace) -> str:
         "registers). Spill bytes per layer and shape from ptxas for the target, over all its kernels.\n\n"
         + markdown_table(SWEEP_HEADERS, rows)
         + f"\n\nVerdict per budget and dtype: {verdict(clean)}.\n"
+    )
+
+
+def channels_last_section(args: argparse.Namespace) -> str:
+    """The channels-last cap, chosen by measurement: the group-statistic layers on channels-last inputs
+    at the ResNet shapes, under the budgets of (N, C, S) storage and under the cap of
+    `Tuning.single_pass_channels_last_group` (at 32 warps from 4,096 elements a CTA)."""
+    cap = runtime.Tuning().single_pass_channels_last_group
+    rows, clean = [], {}
+    for label, changes in [("as (N, C, S)", {"single_pass_channels_last_group": None}), ("capped", {})]:
+        rows += sweep_rows(args, label, changes, clean, channels_last=True)
+    return (
+        "\n## Channels-last groups compared\n\n"
+        "A group's tile in channels-last storage strides its channels by C. Under the budgets and warps of "
+        f"(N, C, S) storage, and capped at {cap[0]}:{cap[1]} elements a CTA at 32 warps from 4,096 "
+        "(`Tuning.single_pass_channels_last_group`); past the cap a tile spans a cluster or loops. Plans and ptxas "
+        f"spills for the target; clusters for {args.target}: {clusters_state(args.target)}.\n\n"
+        + markdown_table(SWEEP_HEADERS, rows)
+        + f"\n\nVerdict per setting and dtype: {verdict(clean)}.\n"
     )
 
 
@@ -305,6 +332,8 @@ def main() -> None:
         body += budget_section(args)
     if args.clusters:
         body += cluster_section(args)
+    if args.channels_last:
+        body += channels_last_section(args)
     path = write_result("roofline", "Memory roofline of the library layers", body)
     print(path)
 

@@ -122,19 +122,24 @@ def test_the_roofline_benchmark_compares_single_pass_budgets(tmp_path):
     )
 
 
-def test_the_roofline_benchmark_compares_cluster_limits(tmp_path):
+def test_the_roofline_benchmark_compares_cluster_limits_and_channels_last_caps(tmp_path):
     pytest.importorskip("triton.backends.nvidia", reason="Triton's CUDA backend (Linux wheels) compiles here")
     from evonorm_search.compiler import runtime
 
     if not runtime.clusters_compile(90):
         pytest.skip("this Triton cannot split a tile across a cluster")
     args = ("--layers", "gn_relu", "--shapes", "2x128x64x64", "--dtypes", "float32", "--no-time")
-    report = run_script("roofline.py", *args, "--clusters", "1,2", results=tmp_path)
+    report = run_script("roofline.py", *args, "--clusters", "1,2", "--channels-last", results=tmp_path)
     # A group of 4 x 4,096 = 16,384 values: past one CTA's backward budget (8,192), within two CTAs'.
     assert "| 1 CTA | gn_relu | 2x128x64x64 | float32 | single / split / single |" in report
     assert "| 2 CTAs | gn_relu | 2x128x64x64 | float32 | single / single / single |" in report
     assert "bwd_train_w0 4x4096/32w x2 CTAs" in report and "Triton compiles them" in report
     assert "Verdict per cluster limit and dtype: 1 CTA float32 no spills; 2 CTAs float32 no spills." in report
+    # Channels-last: the cap of 8,192 / 4,096 a CTA puts that group on 2 CTAs forward and 4 backward.
+    assert "| capped | gn_relu | 2x128x64x64 | float32 | single / single / single |" in report
+    assert "fwd_train_w0 4x4096/32w x2 CTAs" in report and "bwd_train_w0 4x4096/32w x4 CTAs" in report
+    assert "| as (N, C, S) | gn_relu | 2x128x64x64 | float32 |" in report
+    assert "Verdict per setting and dtype: as (N, C, S) float32" in report
 
 
 def test_the_roofline_benchmark_rejects_bad_arguments(tmp_path):

@@ -69,6 +69,10 @@ class Tuning:
     # this Triton compiles it: `clusters_compile`); the budget above is per CTA. 1 turns clusters off.
     # At 4, every GroupNorm and EvoNorm-S stage of a ResNet-50 runs single-pass without spills.
     cluster: int = 4
+    # A group's tile in channels-last storage strides its channels by C: per CTA it holds at most these
+    # (forward, backward), at 32 warps from 4,096 elements (None: as in (N, C, S) storage, which
+    # spilled there on sm_90; the channels-last section of benchmarks/roofline.py).
+    single_pass_channels_last_group: tuple[int, int] | None = (8192, 4096)
 
 
 TUNING = Tuning()
@@ -399,7 +403,14 @@ class Geometry:
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
         ctas = max(1, self._ctas(domain, block_c * block_s, self.backward))
-        return block_c, block_s, tile_warps(block_c, max(1, block_s // ctas), single_backward=self.backward)
+        share = max(1, block_s // ctas)  # the positions of each CTA's part
+        if self._capped(domain) and block_c * share >= 4096:
+            return block_c, block_s, 32  # see Tuning.single_pass_channels_last_group
+        return block_c, block_s, tile_warps(block_c, share, single_backward=self.backward)
+
+    def _capped(self, domain: str) -> bool:
+        """Whether this is a group program over channels-last storage with its own per-CTA cap."""
+        return self.last and domain == "group" and self.tuning.single_pass_channels_last_group is not None
 
     def single_ctas(self, domain: str, backward: bool) -> int:
         """CTAs of a single-pass program over `domain`: 1 where its tile fits one CTA's budget, 2 or 4
@@ -409,6 +420,9 @@ class Geometry:
 
     def _ctas(self, domain: str, elements: int, backward: bool) -> int:
         budget = self.budget(backward)
+        cap = self.tuning.single_pass_channels_last_group
+        if self._capped(domain) and cap is not None:
+            budget = min(budget, cap[1 if backward else 0])
         if budget <= 0:
             return 0
         ctas = next_pow2(triton.cdiv(elements, budget))

@@ -129,6 +129,18 @@ def test_tiles_past_one_ctas_budget_compile_for_a_cluster_without_spills(name, s
         assert "barrier.cluster" in ptx[kernel.kernel] and "ld.shared::cluster" in ptx[kernel.kernel]
 
 
+@pytest.mark.skipif(not kernel_runtime.clusters_compile(90), reason="this Triton cannot split a tile across a cluster")
+@pytest.mark.parametrize(
+    ("name", "shape", "dtype"),
+    [("gn_relu", (64, 256, 56, 56), torch.bfloat16), ("evonorm_s0", (64, 1024, 14, 14), torch.float32)],
+)
+def test_channels_last_groups_compile_without_spills(name, shape, dtype):
+    # As in (N, C, S) storage these spilled 648 and 56 bytes (the channels-last section of roofline.py).
+    report = compile_ahead(name, dtype=dtype, shape=shape, groups=32, channels_last=True, resources=True)
+    assert "fwd_train_w0" in {k.kernel for k in report.kernels}
+    assert {k.kernel: k.spill_bytes for k in report.kernels if k.spill_bytes} == {}
+
+
 def test_registers_and_spills_are_read_only_when_asked():
     report = compile_ahead("relu", shape=(2, 8, 4, 4))
     assert all(k.registers is None and k.spill_bytes is None for k in report.kernels)

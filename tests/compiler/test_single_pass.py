@@ -71,8 +71,8 @@ clusters = pytest.mark.skipif(
 )
 
 
-def _stages(name: str, shape: tuple[int, ...], direction: str, dtype: str = "float32", target: str = "cuda:90"):
-    cost = plan_cost(es.library.get(name), shape=shape, dtype=dtype, target=target)
+def _stages(name, shape, direction, dtype="float32", target="cuda:90", channels_last=False):
+    cost = plan_cost(es.library.get(name), shape=shape, dtype=dtype, target=target, channels_last=channels_last)
     return [(st["run"], st.get("ctas"), st.get("warps")) for st in cost[direction]["chosen"]["stages"]]
 
 
@@ -96,6 +96,20 @@ def test_a_tile_past_one_ctas_budget_spans_the_fewest_ctas_of_a_cluster_that_hol
     with gpu_tuning(cluster=2):
         assert _stages("gn_relu", (64, 256, 56, 56), "backward")[0][0] == "fused"
         assert _stages("gn_relu", (64, 256, 56, 56), "forward") == [("single", 2, 16)]
+
+
+@clusters
+def test_a_channels_last_group_holds_less_per_cta_at_32_warps():
+    # Channels strided by C: at most 8,192 elements a CTA forward and 4,096 backward, 32 warps each.
+    assert _stages("gn_relu", (64, 256, 56, 56), "forward", channels_last=True) == [("single", 4, 32)]
+    assert _stages("gn_relu", (64, 256, 56, 56), "forward", "bfloat16", channels_last=True) == [("single", 4, 32)]
+    assert _stages("gn_relu", (64, 256, 56, 56), "backward", channels_last=True)[0][0] != "single"  # 8 CTAs
+    assert _stages("evonorm_s0", (64, 512, 28, 28), "backward", channels_last=True) == [("single", 4, 32)]
+    assert _stages("evonorm_s0", (64, 1024, 14, 14), "backward", channels_last=True) == [("single", 2, 32)]
+    assert _stages("gn_relu", (64, 2048, 7, 7), "forward", channels_last=True) == [("single", 1, 32)]
+    with gpu_tuning(single_pass_channels_last_group=None):  # as in (N, C, S) storage
+        assert _stages("gn_relu", (64, 256, 56, 56), "forward", channels_last=True) == [("single", 2, 16)]
+        assert _stages("gn_relu", (64, 2048, 7, 7), "forward", channels_last=True) == [("single", 1, 16)]
 
 
 def test_clusters_are_planned_only_where_this_triton_compiles_them(monkeypatch):
