@@ -167,8 +167,6 @@ def single_kernel(kernel) -> str:
 
 
 def timed(fn, device: torch.device) -> float:
-    import triton
-
     return triton.testing.do_bench(fn, warmup=10, rep=50) / 1e3  # seconds
 
 

@@ -145,16 +145,17 @@ def tuning(**changes):
 FUSION_POLICIES = ("auto", "single", "always", "never")
 
 
-def tile_warps(block_c: int, block_s: int, single_backward: bool = False) -> int:
+def tile_warps(block_c: int, block_s: int, single_backward: bool = False, strided_rows: bool = False) -> int:
     """Warps of a program with a [block_c, block_s] tile: 16 elements per thread up to 8 warps (a thread
     may then use up to 255 registers) and 32 at 8,192 elements; 16 warps beyond that, and for tiles of
     up to 4,096 elements with many rows and columns, whose per-row values (statistics, accumulators,
     parameters, masks) each thread would otherwise hold for many rows; 32 warps (a CUDA block's most)
     above 16,384 elements, and for a single-pass backward above 4,096 (it holds x, dy and the
-    recomputed forward per element: 16 elements a thread spilled, 8 do not). Each rule is where ptxas
-    spilled on sm_90 otherwise (at 16 warps a thread has at most 128 registers, at 32 64)."""
+    recomputed forward per element: 16 elements a thread spilled, 8 do not), and from 4,096 elements for
+    a group over channels-last storage (`strided_rows`: its channels strided by C). Each rule is where
+    ptxas spilled on sm_90 otherwise (at 16 warps a thread has at most 128 registers, at 32 64)."""
     elements = block_c * block_s
-    if elements > 16384 or (single_backward and elements > 4096):
+    if elements > 16384 or (single_backward and elements > 4096) or (strided_rows and elements >= 4096):
         return 32
     if elements > 8192 or (elements <= 4096 and block_c >= 16 and block_s >= 32):
         return 16
@@ -389,9 +390,26 @@ class Geometry:
         return block_c, block_s, tile_warps(block_c, block_s)
 
     def single_blocks(self, domain: str) -> tuple[int, int, int]:
-        """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel: the tile covers the reduced extent whole
-        (all of S for `group`/`instance`, all of C for `channel`), the other side fills `Tuning.tile`.
-        The warps are per CTA, for its share of the tile when a cluster of CTAs holds it."""
+        """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel (`single_plan`)."""
+        return self.single_plan(domain, self.backward)[:3]
+
+    def single_ctas(self, domain: str, backward: bool) -> int:
+        """CTAs of a single-pass program over `domain` (`single_plan`): 0 where its tile does not fit."""
+        return self.single_plan(domain, backward)[3]
+
+    def single_plan(self, domain: str, backward: bool) -> tuple[int, int, int, int]:
+        """(BLOCK_C, BLOCK_S, num_warps, CTAs) of a single-pass kernel. The tile covers the reduced extent
+        whole (all of S for `group`/`instance`, all of C for `channel`), the other side fills
+        `Tuning.tile`. CTAs: 1 where the tile fits one CTA's budget, 2 or 4 (a thread block cluster)
+        where it fits that many, 0 where it does not fit. The warps are per CTA, for its share."""
+        block_c, block_s = self._single_tile(domain)
+        ctas = self._ctas(domain, block_c * block_s, backward)
+        share = max(1, block_s // max(1, ctas))  # the positions of each CTA's part
+        strided = self._channels_last_cap(domain) is not None
+        warps = tile_warps(block_c, share, single_backward=backward, strided_rows=strided)
+        return block_c, block_s, warps, ctas
+
+    def _single_tile(self, domain: str) -> tuple[int, int]:
         if domain in ("group", "sample"):
             block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
         elif domain == "channel":
@@ -402,26 +420,16 @@ class Geometry:
             # Channels-last stores channels contiguously: take as many as the budget allows.
             width = self.budget(self.backward) if self.last else self.tile
             block_c = max(1, min(next_pow2(self.C), width // block_s))
-        ctas = max(1, self._ctas(domain, block_c * block_s, self.backward))
-        share = max(1, block_s // ctas)  # the positions of each CTA's part
-        if self._capped(domain) and block_c * share >= 4096:
-            return block_c, block_s, 32  # see Tuning.single_pass_channels_last_group
-        return block_c, block_s, tile_warps(block_c, share, single_backward=self.backward)
+        return block_c, block_s
 
-    def _capped(self, domain: str) -> bool:
-        """Whether this is a group program over channels-last storage with its own per-CTA cap."""
-        return self.last and domain == "group" and self.tuning.single_pass_channels_last_group is not None
-
-    def single_ctas(self, domain: str, backward: bool) -> int:
-        """CTAs of a single-pass program over `domain`: 1 where its tile fits one CTA's budget, 2 or 4
-        (a thread block cluster) where it fits that many, 0 where it does not fit."""
-        block_c, block_s, _ = self.single_blocks(domain)
-        return self._ctas(domain, block_c * block_s, backward)
+    def _channels_last_cap(self, domain: str) -> tuple[int, int] | None:
+        """`Tuning.single_pass_channels_last_group` for a group program over channels-last storage."""
+        return self.tuning.single_pass_channels_last_group if self.last and domain == "group" else None
 
     def _ctas(self, domain: str, elements: int, backward: bool) -> int:
         budget = self.budget(backward)
-        cap = self.tuning.single_pass_channels_last_group
-        if self._capped(domain) and cap is not None:
+        cap = self._channels_last_cap(domain)
+        if cap is not None:
             budget = min(budget, cap[1 if backward else 0])
         if budget <= 0:
             return 0
@@ -450,8 +458,7 @@ class Geometry:
             return False
         if domain == "group" and self.tuning.max_group_channels < self.CG:
             return False
-        block_c, block_s, _ = self.single_blocks(domain)
-        ctas = self.single_ctas(domain, backward)
+        block_c, block_s, _, ctas = self.single_plan(domain, backward)
         key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s, ctas)
         self._single_key = key  # the launch that follows checks its kernel's spills under this key
         return ctas > 0 and key not in _SPILLED
@@ -513,8 +520,8 @@ class Geometry:
 
     def launch(self, kernel, domain: str, *tensors: torch.Tensor, single: bool = False) -> None:
         if single:  # the blocks are the domain's extent: nothing to tune
-            ctas = self.single_ctas(domain, self.backward)
-            self._run(kernel, domain, tensors, *self.single_blocks(domain), single=True, ctas=ctas)
+            block_c, block_s, warps, ctas = self.single_plan(domain, self.backward)
+            self._run(kernel, domain, tensors, block_c, block_s, warps, single=True, ctas=ctas)
             return
         block_c, block_s, warps = self._tuned(kernel, domain, tensors)
         self._run(kernel, domain, tensors, block_c, block_s, warps)
