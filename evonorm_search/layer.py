@@ -11,7 +11,7 @@ import math
 from . import library
 from .ir import Graph, parse
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "eager", "triton")
 DEFAULT_GROUPS = 32  # GroupNorm's usual count; fewer when the channels are not divisible (effective_groups)
 
 

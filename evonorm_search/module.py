@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import compiler
+from . import compiler, eager
 from .ir import OPS, Graph
 from .layer import BACKENDS, DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
 from .reference import compile_forward
@@ -73,6 +73,7 @@ class NormAct(nn.Module):
         # The generated function is rebuilt on load: pickles stay portable across versions.
         state = self.__dict__.copy()
         state.pop("_reference_fn", None)
+        state.pop("_native", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -105,7 +106,7 @@ class NormAct(nn.Module):
     # -- forward ----------------------------------------------------------------------------------
 
     def use_triton(self, x: torch.Tensor) -> bool:
-        if self.backend == "torch":
+        if self.backend in ("torch", "eager"):
             return False
         if self.backend == "triton":
             return True
@@ -115,7 +116,26 @@ class NormAct(nn.Module):
         check_input(x, self.num_features)
         if self.use_triton(x):
             return compiler.normact_forward(self, x)
-        return self.reference_forward(x)
+        if self.backend == "torch" or torch.compiler.is_compiling():
+            # torch.compile traces the reference: its own fusion does what the eager backend does by hand.
+            return self.reference_forward(x)
+        return self.eager_forward(x)
+
+    def eager_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The eager backend (`eager.py`): the native fused normalization the layer is, else the reference."""
+        binding = self._native_binding()
+        if binding is None:
+            return self.reference_forward(x)
+        settings = eager.CallSettings(self.training, self.groups, self.eps, self.momentum)
+        params = {name: getattr(self, name) for name in self.graph.parameters}
+        buffers = [getattr(self, name) for name in binding.buffer_names]
+        return eager.run_native(binding, x, params, self.weight, self.bias, buffers, settings)
+
+    def _native_binding(self) -> eager.NativeBinding | None:
+        """Resolved on the first eager call and kept: a lookup per call would cost as much as an op."""
+        if "_native" not in self.__dict__:
+            self.__dict__["_native"] = eager.native_binding(self.graph)
+        return self.__dict__["_native"]
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._reference_fn(

@@ -29,7 +29,7 @@ def test_accepts_a_graph_dsl_text_or_library_name():
         ({"eps": -1.0}, "eps must be a finite number >= 0"),
         ({"eps": float("nan")}, "eps must be a finite number >= 0"),
         ({"momentum": 1.5}, "momentum must be a number in \\[0, 1\\]"),
-        ({"backend": "cuda"}, "backend must be one of auto, torch, triton"),
+        ({"backend": "cuda"}, "backend must be one of auto, torch, eager, triton"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, fragment):

@@ -245,7 +245,7 @@ class EvaluationSpec(StrictModel):
     seed: int
     groups: int
     eps: float
-    backend: Literal["auto", "torch", "triton"]
+    backend: Literal["auto", "torch", "eager", "triton"]
     architectures: list[ArchitectureConfig]
     data: DataConfig
     training: TrainingConfig
@@ -272,7 +272,7 @@ class SearchConfig(StrictModel):
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     groups: int = Field(default=4, ge=1, le=4096)
     eps: float = Field(default=1e-5, ge=0.0, le=1.0)
-    backend: Literal["auto", "torch", "triton"] = "auto"
+    backend: Literal["auto", "torch", "eager", "triton"] = "auto"
     architectures: list[ArchitectureConfig] = Field(
         default_factory=lambda: [ArchitectureConfig(kind=k) for k in ("resnet", "mobilenetv2", "efficientnet")],
         min_length=1,
