@@ -308,3 +308,29 @@ def test_the_gpu_check_dry_run_checks_its_plan_and_refuses_to_run_without_cuda(t
         )
         assert refused.returncode == 2 and "no CUDA device here" in refused.stderr
         assert not (tmp_path / "real").exists()
+
+
+def test_the_cpu_step_benchmark_writes_its_sections(tmp_path):
+    report = run_script(
+        "cpu_step.py",
+        *("--smoke", "--rounds", "2", "--steps", "2", "--random", "2", "--repeats", "3", "--no-compile"),
+        *("--layers", "bn_relu,evonorm_s0"),
+        results=tmp_path,
+        report="cpu-step",
+    )
+    for section in ("## Library layers against native modules", "## Random candidates", "## Memory held", "## Levers"):
+        assert section in report
+    assert "| bn_relu | BatchNorm + ReLU |" in report and "| evonorm_s0 | the formula in eager PyTorch |" in report
+    assert "analytic-backward Function" in report and "torch.var_mean" in report
+
+
+def test_the_cpu_step_benchmark_refuses_too_few_rounds_and_unknown_layers(tmp_path):
+    for args, message in ((["--rounds", "3"], "at least 7"), (["--smoke", "--layers", "dyt"], "no native counterpart")):
+        out = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "cpu_step.py"), *args],
+            env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode != 0 and message in out.stdout + out.stderr
