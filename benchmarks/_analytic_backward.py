@@ -44,7 +44,7 @@ VARIANCES = {axis: _variance(axis) for axis in AXES}
 
 def channel_sum(t: torch.Tensor, xc: torch.Tensor) -> torch.Tensor:
     """The per-channel sum over (N, *spatial) of a value broadcast to the input's shape."""
-    return full(t, xc).sum(dim=[0, *range(2, xc.dim())])
+    return full(t, xc).sum(dim=[0] + list(range(2, xc.dim())))  # noqa: RUF005 (TorchScript has no [*a])
 
 
 # --------------------------------------------------------------------------------------------------
