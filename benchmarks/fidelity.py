@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_slug, markdown_table, write_result
 
 from evonorm_search import library, parse
+from evonorm_search import statistics as decide
 from evonorm_search.proxies.config import TRANSFORMER_KINDS
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import build_checks
@@ -388,29 +388,15 @@ def variant_config(config: SearchConfig, overrides: dict) -> SearchConfig:
 
 
 def kendall_tau(proxy: list[float], target: list[float], seed: int) -> tuple[float, float, float]:
-    """Kendall's tau-b and a bootstrap 95% interval (percentile, layers resampled in pairs)."""
-    x, y = np.asarray(proxy), np.asarray(target)
-    tau = float(stats.kendalltau(x, y).statistic)
-
-    def statistic(i: np.ndarray) -> float:
-        return float(stats.kendalltau(x[i.astype(int)], y[i.astype(int)]).statistic)
-
-    result = stats.bootstrap(
-        (np.arange(len(x)),), statistic, n_resamples=2000, method="percentile", random_state=seed, vectorized=False
-    )
-    low, high = result.confidence_interval
-    return tau, float(low), float(high)
+    """Kendall's tau-b and a bootstrap 95% interval (`evonorm_search.statistics`)."""
+    tau = decide.kendall_tau(proxy, target, seed=seed)
+    assert tau.low is not None and tau.high is not None  # the bootstrap always gives kendall_tau an interval
+    return tau.value, tau.low, tau.high
 
 
 def control_rule(scores: dict[str, float], baselines: Iterable[str]) -> tuple[bool, list[str]]:
     """Every control below every baseline (the configuration's); the violations as text."""
-    bad = [
-        f"{c} ({scores[c]:.3f}) >= {b} ({scores[b]:.3f})"
-        for c in CONTROLS
-        for b in baselines
-        if not scores[c] < scores[b]
-    ]
-    return not bad, bad
+    return decide.control_rule(scores, CONTROLS, baselines)
 
 
 def summarize(config: SearchConfig, layers, run: ProxyRun, target: list[dict], seed: int) -> str:

@@ -44,13 +44,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
 import torch
 from _common import RESULTS, machine_slug, markdown_table, write_result
 from fidelity import CONTROLS, PoolEvaluator, describe_architecture, family_of, score_target, smoke_config
-from scipy import stats
 
 import evonorm_search as es
+from evonorm_search import statistics as decide
 from evonorm_search.search import DuplicateIndex, EvaluationTask, InProcessEvaluator, SearchConfig, evaluate_task
 from evonorm_search.search.controller import build_checks, create_search, run_search
 from evonorm_search.search.pareto import hypervolume
@@ -245,40 +244,19 @@ def run_searches(
     return runs
 
 
-def paired_comparison(runs, validated: dict, medians: dict, intervals: dict) -> str:
+def paired_comparison(runs, validated: dict) -> str:
     """Evolution against random search seed by seed (the same search seed draws both runs' first layers):
-    the differences, how many seeds evolution wins, and whether the spread exceeds the effect."""
+    the Wilcoxon signed-rank test and the bootstrap interval of the median difference decide."""
     by_seed: dict[int, dict[str, float]] = {}
     for i, r in enumerate(runs):
         if validated.get(i, {}).get("mean") is not None:
             by_seed.setdefault(r.seed, {})[r.mode] = validated[i]["mean"]
-    differences = [v["evolution"] - v["random"] for v in by_seed.values() if len(v) == 2]
-    if not differences:
+    pairs = [v for v in by_seed.values() if len(v) == 2]
+    if not pairs:
         return "No seed has both runs validated."
-    wins = sum(d > 0 for d in differences)
-    effect = medians["evolution"] - medians["random"]
-    overlap = (
-        intervals["evolution"][0] <= intervals["random"][1] and intervals["random"][0] <= intervals["evolution"][1]
-    )
-    spread = (
-        "the two intervals overlap: the spread is larger than the difference, which these runs do not establish"
-        if overlap
-        else "the intervals do not overlap"
-    )
-    return (
-        f"Paired by search seed, evolution minus random: {', '.join(f'{d:+.3f}' for d in differences)} "
-        f"(evolution ahead on {wins} of {len(differences)} seeds, median difference "
-        f"{statistics.median(differences):+.3f}); difference of the medians {effect:+.3f}, and {spread}."
-    )
-
-
-def bootstrap_median(values: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """The median and a percentile bootstrap 95% interval (the interval is the median itself for one value)."""
-    med = float(np.median(values))
-    if len(set(values)) < 2:
-        return med, med, med
-    result = stats.bootstrap((np.asarray(values),), np.median, n_resamples=2000, method="percentile", random_state=seed)
-    return med, float(result.confidence_interval.low), float(result.confidence_interval.high)
+    comparison = decide.paired_comparison([v["evolution"] for v in pairs], [v["random"] for v in pairs])
+    differences = ", ".join(f"{d:+.3f}" for d in comparison.differences)
+    return f"Paired by search seed, evolution minus random: {differences}. {comparison.text('evolution', 'random')}."
 
 
 def validate_best(
@@ -342,7 +320,7 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
          "proxy score", "target mean ± std", "top-10 that normalize", "seconds"],
         rows,
     )  # fmt: skip
-    summary, medians, intervals = [], {}, {}
+    summary, medians = [], {}
     for mode in ("evolution", "random"):
         scores = [
             validated[i]["mean"]
@@ -351,17 +329,14 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
         ]
         shares = [r.normalizing_share() for r in runs if r.mode == mode]
         if scores:
-            med, low, high = bootstrap_median(scores)
-            medians[mode], intervals[mode] = med, (low, high)
+            medians[mode] = decide.median_interval(scores)
             summary.append(
-                f"{mode}: median best validated score **{med:.4f}** (bootstrap 95% interval {low:.4f} to "
-                f"{high:.4f}, {len(scores)} runs); median share of the top-10 that normalize "
+                f"{mode}: median best validated score **{medians[mode].text(4)}** (bootstrap 95% interval of "
+                f"the median, {len(scores)} runs); median share of the top-10 that normalize "
                 f"{statistics.median(shares):.0%}"
             )
     if len(medians) == 2:
-        verdict = "above" if medians["evolution"] > medians["random"] else "not above"
-        summary.append(f"Evolution's median best validated score is **{verdict}** random search's.")
-        summary.append(paired_comparison(runs, validated, medians, intervals))
+        summary.append(paired_comparison(runs, validated))
     ref_rows = [
         [name, "baseline" if name in config.baselines else "control", fmt_score(score)]
         for name, score in references.items()
