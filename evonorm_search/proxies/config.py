@@ -136,6 +136,11 @@ class DataConfig(StrictModel):
     # split that only the target task reads (generated from a stream of its own).
     samples: int = Field(default=4000, ge=20, le=1_000_000)
     test_samples: int = Field(default=1000, ge=20, le=1_000_000)
+    # The confirmation split, which only a final confirmation reads (`proxies.data`): generated from a
+    # third stream for mnist1d, recall and synthetic; carved from the fixed test split of digits and
+    # cifar10 (that fraction of each class, the target task scoring on the rest; 0: no confirmation split).
+    confirm_samples: int = Field(default=1000, ge=20, le=1_000_000)
+    confirm_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.
     synthetic_shape: list[int] = Field(default_factory=lambda: [1, 8, 8], min_length=2, max_length=3)
     synthetic_classes: int = Field(default=4, ge=2, le=100)
@@ -153,6 +158,11 @@ class DataConfig(StrictModel):
             raise ValueError("cifar10 needs 'path': a directory holding data_batch_1..5 (cifar-10-batches-py)")
         if self.name != "cifar10" and self.path is not None:
             raise ValueError(f"'path' applies to cifar10 only; the {self.name} data set needs no files")
+        if self.confirm_fraction and self.name not in ("digits", "cifar10"):
+            raise ValueError(
+                f"'confirm_fraction' applies to data sets with a fixed test split (digits, cifar10); {self.name} "
+                "generates its confirmation split from a stream of its own ('confirm_samples')"
+            )
         return self
 
 

@@ -1,16 +1,20 @@
 """Proxy data sets, all available offline: digits, MNIST-1D, CIFAR-10 from a local directory, associative
 recall, synthetic.
 
-Every data set has two disjoint parts: the *search part*, which searches train on and score on (a
-held-out validation split drawn from it with a seeded, stratified shuffle), and the *test split*, which
-only the target task reads (`split="target"`: train on the whole search part, score on the test split),
-so a layer's validated score is measured on data that no search ever saw:
+Every data set has disjoint parts: the *search part*, which searches train on and score on (a held-out
+validation split drawn from it with a seeded, stratified shuffle), the *test split*, which only the
+target task reads (`split="target"`: train on the whole search part, score on the test split), so a
+layer's validated score is measured on data that no search ever saw, and the *confirmation split*
+(`split="confirm"`: train on the whole search part, score on it), which no search, no validation and no
+design choice reads: the project's defaults (proxies, thresholds, mutations) were chosen by looking at
+the test split, so only the confirmation split can confirm them (docs/splits.md says which split chose
+what):
 
-| data set | test split |
-| --- | --- |
-| digits | a fixed stratified fifth of scikit-learn's 1,797 images (the same for every `seed`) |
-| mnist1d, recall, synthetic | `test_samples` examples generated from a random stream that searches never draw |
-| cifar10 | the standard `test_batch` file |
+| data set | test split | confirmation split |
+| --- | --- | --- |
+| digits | a fixed stratified fifth of scikit-learn's 1,797 images (the same for every `seed`) | `confirm_fraction` of the test split, carved stratified with a fixed seed (none by default) |
+| mnist1d, recall, synthetic | `test_samples` examples generated from a random stream that searches never draw | `confirm_samples` examples from a third stream |
+| cifar10 | the standard `test_batch` file | `confirm_fraction` of it, as for digits |
 
 Inputs are float32 of shape (N, C, *spatial), labels int64, standardised per channel with statistics of
 the training data only. Loading is cached per process, keyed by the configuration and the split.
@@ -30,16 +34,21 @@ import torch
 
 from .config import DataConfig
 
-Split = Literal["search", "target"]
+Split = Literal["search", "target", "confirm"]
+SPLITS: tuple[Split, ...] = ("search", "target", "confirm")
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
 # The digits test split is drawn with this seed whatever the configuration's seed, so no search's
 # validation split can ever contain a test image.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 20_200_405
-# Random streams (numpy SeedSequence entropy [seed, stream]): searches draw stream 0, the test split stream 1.
-SEARCH_STREAM, TEST_STREAM = 0, 1
+# Random streams (numpy SeedSequence entropy [seed, stream]): searches draw stream 0, the test split stream 1,
+# the confirmation split stream 2.
+SEARCH_STREAM, TEST_STREAM, CONFIRM_STREAM = 0, 1, 2
+# A confirmation fraction carved from a fixed test split is drawn with this seed whatever the config's seed.
+CONFIRM_CARVE_SEED = 20_261_206
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
+FIXED_TEST_SPLITS = ("digits", "cifar10")  # data sets whose test split is a fixed set of examples
 CIFAR_URL_HINT = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
@@ -147,11 +156,13 @@ def _search_split(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -
     return _tensors(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), "validation")
 
 
-def _target_split(name: str, search: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> ProxyData:
-    """The whole search part for training, the test split for scoring."""
+def _target_split(
+    name: str, search: tuple[np.ndarray, np.ndarray], scored: tuple[np.ndarray, np.ndarray], scored_on: str = "test"
+) -> ProxyData:
+    """The whole search part for training, the test (or confirmation) split for scoring."""
     _check_arrays(name, *search)
-    _check_arrays(f"{name} test split", *test)
-    return _tensors(name, search, test, "test")
+    _check_arrays(f"{name} {scored_on} split", *scored)
+    return _tensors(name, search, scored, scored_on)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,17 +356,47 @@ def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
 
 
-def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _fixed_test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of a data set whose test split is fixed (digits, cifar10), before any carving."""
     if config.name == "digits":
         return digits_parts()[1]
+    return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
+
+
+def _carved(config: DataConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(test, confirmation) parts of a fixed test split: `confirm_fraction` of each class goes to the second."""
+    x, y = _fixed_test_arrays(config)
+    if config.confirm_fraction == 0:
+        return (x, y), (x[:0], y[:0])
+    test_idx, confirm_idx = stratified_split(y, config.confirm_fraction, CONFIRM_CARVE_SEED)
+    return (x[test_idx], y[test_idx]), (x[confirm_idx], y[confirm_idx])
+
+
+def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    if config.name in FIXED_TEST_SPLITS:
+        return _carved(config)[0]
     if config.name == "mnist1d":
         return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
-    if config.name == "cifar10":
-        return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
     if config.name == "recall":
         return generate_recall(config.test_samples, [config.seed, TEST_STREAM])
     shape, classes = config.synthetic_shape, config.synthetic_classes
     return generate_synthetic(shape, classes, config.test_samples, config.seed, stream=TEST_STREAM)
+
+
+def _confirm_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    if config.name in FIXED_TEST_SPLITS:
+        if config.confirm_fraction == 0:
+            raise DataError(
+                f"{config.name} has no confirmation split: its test split is fixed; set data.confirm_fraction "
+                "(e.g. 0.5) to carve one from it (the target task then scores on the rest)"
+            )
+        return _carved(config)[1]
+    if config.name == "mnist1d":
+        return generate_mnist1d(config.confirm_samples, [config.seed, CONFIRM_STREAM])
+    if config.name == "recall":
+        return generate_recall(config.confirm_samples, [config.seed, CONFIRM_STREAM])
+    shape, classes = config.synthetic_shape, config.synthetic_classes
+    return generate_synthetic(shape, classes, config.confirm_samples, config.seed, stream=CONFIRM_STREAM)
 
 
 @functools.lru_cache(maxsize=4)
@@ -363,6 +404,8 @@ def _load_cached(config_json: str, split: Split) -> ProxyData:
     config = DataConfig.model_validate_json(config_json)
     if split == "search":
         return _search_split(config.name, *_search_arrays(config), config)
+    if split == "confirm":
+        return _target_split(config.name, _search_arrays(config), _confirm_arrays(config), "confirm")
     return _target_split(config.name, _search_arrays(config), _test_arrays(config))
 
 
@@ -371,9 +414,10 @@ def load_data(config: DataConfig, split: Split = "search") -> ProxyData:
 
     `split="search"`: the search part's training split, scored on its validation split (what searches
     see). `split="target"`: the whole search part for training, scored on the test split (what the
-    target task sees; no search ever reads it)."""
-    if split not in ("search", "target"):
-        raise ValueError(f"split must be 'search' or 'target', got {split!r}")
+    target task sees; no search ever reads it). `split="confirm"`: the whole search part for training,
+    scored on the confirmation split (only a final confirmation reads it)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     return _load_cached(config.model_dump_json(), split)
 
 

@@ -15,6 +15,7 @@ from evonorm_search.proxies.data import (
     RECALL_KEYS,
     RECALL_PAIRS,
     RECALL_VALUES,
+    _load_cached,
     generate_mnist1d,
     generate_recall,
     input_spec,
@@ -226,8 +227,48 @@ def test_cifar10_target_reads_the_test_batch_and_says_when_it_is_missing(tmp_pat
 
 
 def test_unknown_split_is_refused():
-    with pytest.raises(ValueError, match="split must be 'search' or 'target'"):
+    with pytest.raises(ValueError, match="split must be one of search, target, confirm"):
         load_data(DataConfig(), split="test")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DataConfig(name="mnist1d", samples=200, test_samples=60, confirm_samples=50),
+        DataConfig(name="recall", samples=200, test_samples=60, confirm_samples=50),
+        DataConfig(name="synthetic", synthetic_shape=[2, 6], samples=120, test_samples=40, confirm_samples=30),
+    ],
+    ids=lambda c: c.name,
+)
+def test_the_confirmation_split_of_a_generated_data_set_is_a_stream_no_other_split_draws(config):
+    confirm = load_data(config, split="confirm")
+    target = load_data(config, split="target")
+    assert confirm.scored_on == "confirm" and len(confirm.val_y) == config.confirm_samples
+    assert torch.equal(confirm.train_x, target.train_x)  # trained like the target task, on the whole search part
+    confirm_rows = _rows(confirm.val_x)
+    assert confirm_rows.isdisjoint(_rows(target.val_x)), "confirmation and test examples overlap"
+    assert confirm_rows.isdisjoint(_rows(target.train_x)), "confirmation examples are in the search part"
+    # Drawn afresh (not from the process's cache), the same: a confirmation is reproducible.
+    _load_cached.cache_clear()
+    assert torch.equal(load_data(config, split="confirm").val_x, confirm.val_x)
+
+
+def test_a_fixed_test_split_has_a_confirmation_split_only_when_a_fraction_is_carved():
+    with pytest.raises(DataError, match=r"digits has no confirmation split.*confirm_fraction"):
+        load_data(DataConfig(name="digits"), split="confirm")
+    whole = load_data(DataConfig(name="digits"), split="target")
+    carved = DataConfig(name="digits", confirm_fraction=0.5)
+    test, confirm = load_data(carved, split="target"), load_data(carved, split="confirm")
+    assert len(test.val_y) + len(confirm.val_y) == len(whole.val_y) == 359
+    assert 170 <= len(confirm.val_y) <= 190 and sorted(set(confirm.val_y.tolist())) == list(range(10))
+    # The two parts are the fixed test split, divided: together they hold exactly its images.
+    assert sorted(_rows(test.val_x) | _rows(confirm.val_x)) == sorted(_rows(whole.val_x))
+    assert _rows(test.val_x).isdisjoint(_rows(confirm.val_x))
+
+
+def test_confirm_fraction_is_refused_where_the_confirmation_split_is_generated():
+    with pytest.raises(ValidationError, match="'confirm_fraction' applies to data sets with a fixed test split"):
+        DataConfig(name="mnist1d", confirm_fraction=0.3)
 
 
 def test_a_data_set_has_one_copy_per_device_however_many_trainers_ask():
