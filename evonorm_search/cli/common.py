@@ -25,6 +25,7 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
+from ..search.objectives import mean_accuracy
 from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_store
 from .app import console, err_console, fail
 
@@ -236,17 +237,12 @@ class ProgressView:
 
 def progress_line(p: SearchProgress) -> str:
     rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
-    best = mean_of(p.best)
+    best = mean_accuracy(p.best)
     best_text = f"{best:.3f}" if best is not None else "-"
     return (
         f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
         f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
     )
-
-
-def mean_of(best: dict[str, float]) -> float | None:
-    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
-    return sum(accuracies) / len(accuracies) if accuracies else None
 
 
 def progress_table(p: SearchProgress) -> Table:

@@ -21,10 +21,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..search.baselines import differences, mean_accuracy
+from ..search.baselines import differences
 from ..search.config import SearchConfig
 from ..search.controller import create_search
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
+from ..search.objectives import heading, mean_accuracy
 from ..store import (
     Search,
     SearchState,
@@ -51,7 +52,6 @@ from .common import (
     drive,
     load_config,
     make_evaluator,
-    mean_of,
     opened_store,
     progress_line,
     stored_config,
@@ -181,7 +181,7 @@ def show_searches(s: Any) -> None:
         table.add_column(column, no_wrap=column != "name", min_width=len(column))
     for search in searches:
         summary = search_summary(s, search.id)
-        best = mean_of({k: v.value for k, v in summary.best.items() if v is not None})
+        best = mean_accuracy({k: v.value for k, v in summary.best.items() if v is not None})
         table.add_row(
             str(search.id),
             search.name,
@@ -306,7 +306,7 @@ def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: 
     table.add_column("candidate")
     table.add_column("birth")
     for name in names:
-        table.add_column(name.removeprefix("accuracy_"), justify="right")
+        table.add_column(heading(name), justify="right")
     for b in baselines:
         table.add_column(f"vs {b.label}", justify="right")
     table.add_column("layer")

@@ -19,6 +19,7 @@ from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
 from ..proxies.data import input_spec
 from ..store import Objective
+from .objectives import objective_specs
 from .space import DEFAULT_CONSTANTS, DEFAULT_LEAVES, SearchSpace, SpaceError
 
 DEFAULT_BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
@@ -149,7 +150,8 @@ class RejectionConfig(StrictModel):
 
 
 class ObjectivesConfig(StrictModel):
-    """Accuracy on every architecture is always an objective; `cost: plan` adds the compiled plan's cost
+    """Which objectives a search optimises (the rows of `search.objectives.OBJECTIVE_KINDS` read it).
+    Accuracy on every architecture always is one; `cost: plan` adds the compiled plan's cost
     (`float(evonorm_search.compiler.plan_cost(graph))`: bytes moved per element by one training step,
     forward and backward; lower is better)."""
 
@@ -250,7 +252,7 @@ class EvaluationSpec(StrictModel):
     data: DataConfig
     training: TrainingConfig
     quality: QualityConfig
-    cost: Literal["none", "plan"]
+    objectives: ObjectivesConfig  # which objectives the worker computes
     split: Literal["search", "target"] = "search"
 
 
@@ -335,12 +337,9 @@ class SearchConfig(StrictModel):
         return self.space.build()
 
     def objectives_spec(self) -> list[Objective]:
-        """The objectives in order: accuracy per architecture (maximised, reference 0), then the cost
-        (minimised) when asked for."""
-        spec = [Objective(f"accuracy_{a.label}", "max", 0.0) for a in self.architectures]
-        if self.objectives.cost == "plan":
-            spec.append(Objective("cost", "min", self.objectives.cost_reference))
-        return spec
+        """The objectives in order (`search.objectives`): accuracy per architecture (maximised,
+        reference 0), then the cost (minimised) when asked for."""
+        return objective_specs(self.objectives, [a.label for a in self.architectures])
 
     def evaluation_spec(self) -> EvaluationSpec:
         return EvaluationSpec(
@@ -352,7 +351,7 @@ class SearchConfig(StrictModel):
             data=self.data,
             training=self.training,
             quality=self.rejection.quality,
-            cost=self.objectives.cost,
+            objectives=self.objectives,
         )
 
     def proxy_spec(self, seed: int | None = None) -> EvaluationSpec:
@@ -375,7 +374,7 @@ class SearchConfig(StrictModel):
             data=target.data,
             training=target.training,
             quality=QualityConfig(enabled=False, steps=1),
-            cost="none",
+            objectives=ObjectivesConfig(),  # the target task scores accuracy only
             split="target",
         )
 

@@ -19,6 +19,7 @@ from ..enums import EvaluationPhase
 from ..ir import Graph
 from .config import EvaluationSpec
 from .evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask, Evaluator
+from .objectives import accuracies
 
 SCORING_SEARCH_ID = 0  # tasks outside any search carry this search id
 
@@ -105,21 +106,13 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _accuracies(outcome: EvaluationOutcome) -> dict[str, float]:
-    return {
-        name.removeprefix("accuracy_"): value
-        for name, value in (outcome.objectives or {}).items()
-        if name.startswith("accuracy_")
-    }
-
-
 def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
     if outcome.error is not None:
         return SeedRun(seed, error=outcome.error, seconds=outcome.duration)
     if outcome.rejection is not None:  # scoring turns the quality rejection off; say so if it ever happens
         return SeedRun(seed, error=f"rejected: {outcome.rejection.reason}", seconds=outcome.duration)
     records = tuple(r for r in outcome.records if r.phase is EvaluationPhase.PROXY)
-    return SeedRun(seed, _accuracies(outcome), seconds=outcome.duration, records=records)
+    return SeedRun(seed, accuracies(outcome.objectives), seconds=outcome.duration, records=records)
 
 
 def score_layers(

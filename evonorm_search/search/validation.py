@@ -16,9 +16,9 @@ from typing import Any
 
 from .. import store as db
 from ..ir import Graph
-from .baselines import mean_accuracy
 from .config import ConfigError, SearchConfig
 from .evaluator import Evaluator
+from .objectives import mean_accuracy
 from .scoring import LayerScore, LayerToScore, SeedRun, run_jobs
 
 LAYER, BASELINE = "layer", "baseline"

@@ -21,9 +21,9 @@ def test_defaults_describe_the_papers_three_architectures_on_digits():
     assert config.rejection.stability.threshold == 1e8
     assert config.rejection.quality.threshold == 0.2
     assert config.objectives_spec() == [
-        Objective("accuracy_resnet", "max", 0.0),
-        Objective("accuracy_mobilenetv2", "max", 0.0),
-        Objective("accuracy_efficientnet", "max", 0.0),
+        Objective("accuracy_resnet", "max", 0.0, "accuracy"),
+        Objective("accuracy_mobilenetv2", "max", 0.0, "accuracy"),
+        Objective("accuracy_efficientnet", "max", 0.0, "accuracy"),
     ]
     assert config.input_shape() == (1, 2, 10)
 
@@ -160,6 +160,6 @@ def test_malformed_yaml_is_a_config_error_with_a_position(text, fragment):
 
 def test_a_plan_cost_objective_is_minimised_against_its_reference():
     config = SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 32}")
-    assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0)
+    assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0, "cost")
     with pytest.raises(ConfigError, match="cost_reference"):
         SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 0}")
