@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -79,7 +79,7 @@ def search_brief(search: repo.Search) -> SearchBrief:
 
 
 def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> SearchStatus:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     search = summary.search
     finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED)
     rate = _finish_rate(finished, summary.first_finished_at, summary.last_finished_at)
