@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from evonorm_search.enums import UNFINISHED_STATUSES
 from evonorm_search.search.objectives import describe, mean_accuracy
 from evonorm_search.store import Objective
 
@@ -29,7 +30,6 @@ from .schemas.pareto import ParetoFront, ParetoPoint
 from .schemas.searches import BaselineOut, BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
 
 API_PREFIX = "/api/v1"
-UNFINISHED = (repo.CandidateStatus.PENDING, repo.CandidateStatus.QUEUED, repo.CandidateStatus.RUNNING)
 LIVE_STATES = (repo.SearchState.RUNNING, repo.SearchState.STOPPING)
 
 
@@ -81,7 +81,7 @@ def search_brief(search: repo.Search) -> SearchBrief:
 def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> SearchStatus:
     now = now or datetime.now(UTC)
     search = summary.search
-    finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED)
+    finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED_STATUSES)
     rate = _finish_rate(finished, summary.first_finished_at, summary.last_finished_at)
     return SearchStatus(
         **search_brief(search).model_dump(),

@@ -21,7 +21,14 @@ from rich.table import Table
 from ..search.config import SearchConfig, resolve_layer
 from ..search.evaluator import Evaluator
 from ..search.scoring import LayerToScore, SeedRun
-from ..search.validation import BASELINE, ValidationError, difference, score_given, search_targets, validate_search
+from ..search.validation import (
+    BASELINE,
+    TargetValidationError,
+    difference,
+    score_given,
+    search_targets,
+    validate_search,
+)
 from ..store import NotFoundError, Store, StoreError
 from .app import app, console, err_console, fail
 from .common import (
@@ -167,7 +174,7 @@ def _validate_search(
     with opened_store(db) as store:
         try:
             config, _ = search_targets(store, search_id, top)  # errors before any cluster starts
-        except (ValidationError, NotFoundError) as e:
+        except (TargetValidationError, NotFoundError) as e:
             raise fail(str(e)) from None
         except StoreError as e:
             raise fail(str(e), EXIT_FAILED) from None

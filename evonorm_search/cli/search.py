@@ -57,7 +57,14 @@ from .common import (
     stored_config,
 )
 
-UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.FAILED)
+# Every state but completed: a search `run` may take up again when its name and config match.
+NOT_COMPLETED_STATES = (
+    SearchState.CREATED,
+    SearchState.RUNNING,
+    SearchState.STOPPING,
+    SearchState.STOPPED,
+    SearchState.FAILED,
+)
 
 
 # -- run ----------------------------------------------------------------------------------------------
@@ -69,7 +76,7 @@ def find_resumable(store: Store, config: SearchConfig) -> int | None:
     with store.session(readonly=True) as s:
         cursor = None
         while True:
-            page = list_searches(s, states=UNFINISHED, limit=200, cursor=cursor)
+            page = list_searches(s, states=NOT_COMPLETED_STATES, limit=200, cursor=cursor)
             for search in page.items:
                 if search.name == config.name and search.config == wanted:
                     return search.id

@@ -94,15 +94,15 @@ class LayerScore:
         return {
             "layer": self.layer,
             "label": self.label,
-            "mean": _finite_or_none(self.mean),
-            "std": _finite_or_none(self.std),
+            "mean": finite_or_none(self.mean),
+            "std": finite_or_none(self.std),
             "per_architecture": self.per_architecture,
             "seeds": [r.seed for r in self.runs],
             "runs": [{"seed": r.seed, "accuracies": r.accuracies, "error": r.error} for r in self.runs],
         }
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 import evonorm_search as es
 from evonorm_search.cli import app
 from evonorm_search.store import CandidateStatus, evaluations_of, list_candidates, open_store
+from tests.conftest import wait_until
 
 from .conftest import tiny_yaml
 
@@ -151,19 +151,20 @@ def start_run(config, db) -> subprocess.Popen:
     )
 
 
-def wait_for_work_in_flight(url: str, process: subprocess.Popen, deadline: float) -> dict:
+def wait_for_work_in_flight(url: str, process: subprocess.Popen) -> dict:
     """Wait until a few candidates are finished and one is training; then the kill hits mid-evaluation."""
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def work_in_flight() -> dict | None:
+        assert process.poll() is None, f"the search exited before it had work in flight: {process.poll()=}"
         try:
             state = snapshot(url)
         except Exception:  # the database may not exist yet
-            state = {}
+            return None
         finished = [c for c, _ in state.values() if c.status in (CandidateStatus.EVALUATED, CandidateStatus.REJECTED)]
         running = [c for c, _ in state.values() if c.status is CandidateStatus.RUNNING]
-        if len(finished) >= 4 and running:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the search never had work in flight: {process.poll()=}")
+        return state if len(finished) >= 4 and running else None
+
+    return wait_until(work_in_flight, what="work in flight")
 
 
 def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating_evaluations(tmp_path):
@@ -173,7 +174,7 @@ def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating
     db = f"sqlite:///{tmp_path / 'kill.db'}"
     process = start_run(config, db)
     try:
-        wait_for_work_in_flight(db, process, time.monotonic() + 120)
+        wait_for_work_in_flight(db, process)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -208,7 +209,7 @@ def test_ctrl_c_leaves_the_search_stopped_and_resume_finishes_it(tmp_path):
     db = f"sqlite:///{tmp_path / 'interrupt.db'}"
     process = start_run(config, db)
     try:
-        wait_for_work_in_flight(db, process, time.monotonic() + 120)
+        wait_for_work_in_flight(db, process)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
