@@ -41,13 +41,8 @@ from .app import app, console, fail
 from .common import (
     EXIT_FAILED,
     EXIT_STORE,
-    CpusOption,
     DbOption,
-    GpusOption,
-    InProcessOption,
-    RayAddressOption,
-    RetriesOption,
-    TimeoutOption,
+    EvaluationOptions,
     db_flag,
     drive,
     load_config,
@@ -55,6 +50,7 @@ from .common import (
     opened_store,
     progress_line,
     stored_config,
+    with_evaluation_options,
 )
 
 # Every state but completed: a search `run` may take up again when its name and config match.
@@ -85,15 +81,8 @@ def find_resumable(store: Store, config: SearchConfig) -> int | None:
             cursor = page.next_cursor
 
 
-def choose_search(store: Store, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
-    """(search id, what is happening): the search to resume, or a new one."""
-    if resume is not None:
-        with store.session(readonly=True) as s:
-            search = get_search(s, resume)
-            if config is not None and search.config != config.model_dump(mode="json"):
-                raise fail(f"search {resume} was started with a different configuration; drop CONFIG or use a new name")
-            return resume, f"resuming search {resume} ({search.name})"
-    assert config is not None
+def choose_search(store: Store, config: SearchConfig) -> tuple[int, str]:
+    """(search id, what is happening): the newest unfinished search of this config, or a new one."""
     found = find_resumable(store, config)
     if found is not None:
         return found, f"resuming unfinished search {found} ({config.name}) with the same configuration"
@@ -101,43 +90,38 @@ def choose_search(store: Store, config: SearchConfig | None, resume: int | None)
 
 
 @app.command("run")
+@with_evaluation_options
 def run_command(
+    evaluation: EvaluationOptions,
     config_path: Annotated[
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="search configuration (see examples/)")
     ] = None,
     db: DbOption = None,
-    resume: Annotated[int | None, typer.Option("--resume", metavar="ID", help="resume search ID")] = None,
+    resume: Annotated[
+        int | None, typer.Option("--resume", metavar="ID", help="resume search ID (the same as `resume ID`)")
+    ] = None,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
-    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md).
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    evaluation_timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
+    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md): the
+    # evaluation options, added by with_evaluation_options.
 ) -> None:
     """Run a search from a YAML configuration, or resume one; results go to the database."""
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
     config = load_config(config_path) if config_path is not None else None
+    if resume is not None:  # `resume ID` under another name; CONFIG, if given, must be the search's
+        with opened_store(db) as store:
+            resume_search(store, resume, evaluation, live, config=config)
+        return
+    assert config is not None
     with opened_store(db) as store:
         try:
-            search_id, what = choose_search(store, config, resume)
+            search_id, what = choose_search(store, config)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
         console.print(what.format(id=search_id) + f" in {store.url}", highlight=False, markup=False)
-        evaluator = make_evaluator(
-            store,
-            config or stored_config(store, search_id),
-            ray_address=ray_address,
-            in_process=in_process,
-            cpus=cpus,
-            gpus=gpus,
-            timeout=evaluation_timeout,
-            retries=retries,
-        )
+        evaluator = make_evaluator(store, config, evaluation)
         final = drive(store, search_id, evaluator, live)
         console.print(progress_line(final), highlight=False, markup=False)
         console.print(
@@ -341,15 +325,11 @@ def format_value(value: float | None) -> str:
 
 
 @app.command("resume")
+@with_evaluation_options
 def resume_command(
+    evaluation: EvaluationOptions,
     search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to resume")],
     db: DbOption = None,
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
@@ -359,21 +339,36 @@ def resume_command(
     Completed evaluations are kept; candidates that were in flight are evaluated again.
     """
     with opened_store(db) as store:
-        search = _resumable(store, search_id)
-        config = stored_config(store, search_id)
-        evaluator = make_evaluator(
-            store,
-            config,
-            ray_address=ray_address,
-            in_process=in_process,
-            cpus=cpus,
-            gpus=gpus,
-            timeout=timeout,
-            retries=retries,
-        )
-        console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
-        final = drive(store, search_id, evaluator, live)
-        console.print(progress_line(final), highlight=False, markup=False)
+        resume_search(store, search_id, evaluation, live)
+
+
+def resume_search(
+    store: Store,
+    search_id: int,
+    evaluation: EvaluationOptions,
+    live: bool | None,
+    *,
+    config: SearchConfig | None = None,
+) -> None:
+    """Drive a resumable search to its budget (`resume ID` and `run --resume ID`); with `config`, only
+    when it is the configuration the search was started with."""
+    if config is not None:
+        _refuse_another_config(store, search_id, config)
+    search = _resumable(store, search_id)
+    evaluator = make_evaluator(store, stored_config(store, search_id), evaluation)
+    console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
+    final = drive(store, search_id, evaluator, live)
+    console.print(progress_line(final), highlight=False, markup=False)
+
+
+def _refuse_another_config(store: Store, search_id: int, config: SearchConfig) -> None:
+    try:
+        with store.session(readonly=True) as s:
+            started_with = get_search(s, search_id).config
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    if started_with != config.model_dump(mode="json"):
+        raise fail(f"search {search_id} was started with a different configuration; drop CONFIG or use a new name")
 
 
 def _resumable(store: Store, search_id: int) -> Search:

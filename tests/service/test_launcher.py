@@ -107,7 +107,7 @@ def test_a_server_that_launches_nothing_stores_searches_for_others_to_drive(url:
         search_id = created.json()["id"]
         refused = client.post(f"{API}/searches/{search_id}/resume", headers=AUTH)
         assert refused.status_code == 409
-        assert f"evonorm-search run --resume {search_id}" in refused.json()["message"]
+        assert f"evonorm-search resume {search_id}" in refused.json()["message"]
         assert client.post(f"{API}/searches/{search_id}/stop", headers=AUTH).json()["state"] == "stopped"
 
 
