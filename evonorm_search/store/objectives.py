@@ -32,6 +32,11 @@ class Objective:
     # only when set, so rows without it read as before and need no migration.
     kind: str | None = None
 
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> Objective:
+        """An objective as a search stores it (`to_json`; checked when the search was created)."""
+        return cls(stored["name"], stored["direction"], stored.get("reference"), stored.get("kind"))
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "direction": self.direction, "reference": self.reference}
         if self.kind is not None:
