@@ -39,6 +39,6 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
 def write_result(name: str, title: str, body: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{machine_slug()}.md"
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(f"# {title}\n\nMachine: {machine_description()}. Written {stamp}.\n\n{body}\n", encoding="utf-8")
     return path

@@ -10,14 +10,7 @@ from __future__ import annotations
 import enum
 
 
-class _StrEnum(str, enum.Enum):
-    """A str-valued enum whose str() is its value (Python 3.10 has no enum.StrEnum)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class SearchState(_StrEnum):
+class SearchState(enum.StrEnum):
     CREATED = "created"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -26,7 +19,7 @@ class SearchState(_StrEnum):
     FAILED = "failed"
 
 
-class CandidateStatus(_StrEnum):
+class CandidateStatus(enum.StrEnum):
     PENDING = "pending"
     QUEUED = "queued"
     RUNNING = "running"
@@ -35,7 +28,7 @@ class CandidateStatus(_StrEnum):
     FAILED = "failed"
 
 
-class RejectionStage(_StrEnum):
+class RejectionStage(enum.StrEnum):
     """The rejection protocols, cheapest first."""
 
     STATIC = "static"
@@ -45,18 +38,18 @@ class RejectionStage(_StrEnum):
     QUALITY = "quality"
 
 
-class CandidateRole(_StrEnum):
+class CandidateRole(enum.StrEnum):
     CANDIDATE = "candidate"  # proposed by the search: counts toward its budget, population and fronts
     BASELINE = "baseline"  # a reference layer evaluated beside the search, outside all of those
 
 
-class EvaluationPhase(_StrEnum):
+class EvaluationPhase(enum.StrEnum):
     QUALITY = "quality"  # the short training of the quality rejection
     PROXY = "proxy"  # the full proxy training that yields the objectives
     VALIDATION = "validation"  # the target task (`evonorm-search validate`); `attempt` holds the seed
 
 
-class EvaluationStatus(_StrEnum):
+class EvaluationStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     REJECTED = "rejected"  # ran to the end but fell below the quality threshold
     FAILED = "failed"  # raised, ran out of memory, or its worker died

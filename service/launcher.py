@@ -58,7 +58,7 @@ class ThreadLauncher(BackgroundLauncher):
 
 
 class NoLauncher:
-    """For a service that only reads and stops: searches it creates wait for `evonorm-search run --resume ID`."""
+    """For a service that only reads and stops: searches it creates wait for `evonorm-search resume ID`."""
 
     name = "none"
     launches = False
@@ -69,7 +69,7 @@ class NoLauncher:
     def start(self, search_id: int) -> None:
         raise repo.ConflictError(
             f"this server launches no searches (EVONORM_LAUNCHER=none); drive search {search_id} with "
-            f"`evonorm-search run --resume {search_id}`"
+            f"`evonorm-search resume {search_id}`"
         )
 
     resume = start

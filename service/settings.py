@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     launcher: LauncherName = Field(
         default="auto",
         description="How searches run: 'thread' (in this process), 'ray' (workers.cluster), 'none' (never "
-        "launch: searches are created and driven elsewhere, e.g. `evonorm-search run --resume ID`), "
+        "launch: searches are created and driven elsewhere, e.g. `evonorm-search resume ID`), "
         "'auto' (Ray when workers.cluster is installed, else a thread).",
     )
     events_interval: float = Field(default=1.0, gt=0.0, le=60.0, description="Seconds between progress checks (SSE).")

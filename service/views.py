@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+
+from evonorm_search.enums import UNFINISHED_STATUSES
+from evonorm_search.search.objectives import describe, mean_accuracy
+from evonorm_search.store import Objective
 
 from . import repository as repo
 from .formulas import StoredGraph, Symbolic
@@ -26,7 +30,6 @@ from .schemas.pareto import ParetoFront, ParetoPoint
 from .schemas.searches import BaselineOut, BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
 
 API_PREFIX = "/api/v1"
-UNFINISHED = (repo.CandidateStatus.PENDING, repo.CandidateStatus.QUEUED, repo.CandidateStatus.RUNNING)
 LIVE_STATES = (repo.SearchState.RUNNING, repo.SearchState.STOPPING)
 
 
@@ -45,7 +48,19 @@ def search_links(search_id: int) -> SearchLinks:
 
 
 def objectives_of(search: repo.Search) -> list[ObjectiveOut]:
-    return [ObjectiveOut(name=o.name, direction=o.direction, reference=o.reference) for o in search.objective_specs]
+    return [objective_out(o) for o in search.objective_specs]
+
+
+def objective_out(objective: Objective) -> ObjectiveOut:
+    info = describe(objective)
+    return ObjectiveOut(
+        name=objective.name,
+        direction=objective.direction,
+        reference=objective.reference,
+        kind=info.kind,
+        architecture=info.architecture,
+        label=info.label,
+    )
 
 
 def search_brief(search: repo.Search) -> SearchBrief:
@@ -64,9 +79,9 @@ def search_brief(search: repo.Search) -> SearchBrief:
 
 
 def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> SearchStatus:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     search = summary.search
-    finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED)
+    finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED_STATUSES)
     rate = _finish_rate(finished, summary.first_finished_at, summary.last_finished_at)
     return SearchStatus(
         **search_brief(search).model_dump(),
@@ -172,6 +187,7 @@ def candidate_detail(detail: repo.CandidateDetail, symbolic: Symbolic) -> Candid
         error=c.error,
         check_seconds=c.check_seconds or {},
         metrics_by_architecture=metrics_by_architecture(detail.evaluations),
+        mean_accuracy=mean_accuracy(c.objectives),
         evaluations=[EvaluationOut.model_validate(e) for e in detail.evaluations],
         validation=validation_of(detail.evaluations),
         lineage=[
@@ -232,10 +248,9 @@ def _stdev(values: Sequence[float]) -> float:
 
 
 def baseline_out(candidate: repo.Candidate) -> BaselineOut:
-    values = [v for k, v in (candidate.objectives or {}).items() if k.startswith("accuracy_")]
     return BaselineOut(
         **candidate_brief(candidate).model_dump(),
-        mean_accuracy=statistics.fmean(values) if values else None,
+        mean_accuracy=mean_accuracy(candidate.objectives),
         error=candidate.error,
     )
 

@@ -10,12 +10,16 @@ skipped with the reason, except under CI (the CI variable set), where they fail:
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
 
 POSTGRES_URL_VARIABLE = "EVONORM_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -92,3 +96,18 @@ def store(store_url: str):
 
     with open_store(store_url) as opened:
         yield opened
+
+
+def wait_until(
+    condition: Callable[[], T | None], *, limit: float = 120.0, interval: float = 0.05, what: str = "the awaited state"
+) -> T:
+    """Call `condition` until it returns something truthy, and return that. The limit only guards
+    against a hang (it never decides a test): past it, AssertionError naming `what`. A condition may
+    raise AssertionError itself to give up early (a process it waits on has exited)."""
+    deadline = time.monotonic() + limit
+    while True:
+        if value := condition():
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} never came within {limit:g} s")
+        time.sleep(interval)

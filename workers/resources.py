@@ -23,9 +23,9 @@ class WorkerResources:
 
     def __post_init__(self) -> None:
         problems = []
-        if not _finite(self.cpus) or self.cpus < 0:
+        if not _is_finite_number(self.cpus) or self.cpus < 0:
             problems.append(f"cpus must be a finite number >= 0, got {self.cpus!r}")
-        if not _finite(self.gpus) or self.gpus < 0:
+        if not _is_finite_number(self.gpus) or self.gpus < 0:
             problems.append(f"gpus must be a finite number >= 0, got {self.gpus!r}")
         elif self.gpus > 1 and self.gpus != int(self.gpus):
             problems.append(f"gpus above 1 must be a whole number (Ray's rule), got {self.gpus!r}")
@@ -71,5 +71,5 @@ def _fits(available: float, need: float) -> int:
     return math.floor(round(available / need, 4))
 
 
-def _finite(value: object) -> bool:
+def _is_finite_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

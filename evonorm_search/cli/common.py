@@ -8,12 +8,15 @@ The command modules import this one rather than each other (only `demo`, which r
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -25,6 +28,7 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
+from ..search.objectives import mean_accuracy
 from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_store
 from .app import console, err_console, fail
 
@@ -86,22 +90,64 @@ RetriesOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """Where and how a command's evaluations run: the options above, as `with_evaluation_options` hands
+    them to a command (field names are the commands' parameter names)."""
+
+    ray_address: str | None = None
+    in_process: bool = False
+    cpus: float | None = None
+    gpus: float | None = None
+    evaluation_timeout: float | None = None
+    retries: int = 2
+
+
+# Declared once: every command that evaluates takes these, under these names (`with_evaluation_options`).
+_EVALUATION_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(EvaluationOptions(), name), annotation=kind)
+    for name, kind in (
+        ("ray_address", RayAddressOption),
+        ("in_process", InProcessOption),
+        ("cpus", CpusOption),
+        ("gpus", GpusOption),
+        ("evaluation_timeout", TimeoutOption),
+        ("retries", RetriesOption),
+    )
+]
+
+
+def with_evaluation_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the evaluation options: Typer sees them as its parameters (after the command's
+    own), and the command receives them as one `evaluation: EvaluationOptions`."""
+    own = inspect.signature(command, eval_str=True)
+    kept = [p for p in own.parameters.values() if p.name != "evaluation"]
+    names = [p.name for p in _EVALUATION_PARAMETERS]
+
+    @functools.wraps(command)
+    def with_options(*args: Any, **kwargs: Any) -> None:
+        options = EvaluationOptions(**{name: kwargs.pop(name) for name in names if name in kwargs})
+        command(*args, evaluation=options, **kwargs)
+
+    # Typer reads the parameters from the signature and the annotations.
+    with_options.__signature__ = own.replace(parameters=[*kept, *_EVALUATION_PARAMETERS])  # type: ignore[attr-defined]  # inspect reads it
+    with_options.__annotations__ = {p.name: p.annotation for p in [*kept, *_EVALUATION_PARAMETERS]}
+    return with_options
+
+
 def make_evaluator(
     store: Store | None,
     config: SearchConfig,
+    options: EvaluationOptions | None = None,
     *,
-    ray_address: str | None = None,
-    in_process: bool = False,
-    cpus: float | None = None,
-    gpus: float | None = None,
-    timeout: float | None = None,
-    retries: int = 2,
     report: Console = console,
 ) -> Evaluator:
     """The evaluator for a run of `config`: on Ray (connecting now, and saying where on `report`), or in
     this process."""
-    if in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
+    options = options or EvaluationOptions()
+    if options.in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
         return InProcessEvaluator()
+    cpus, gpus, timeout, retries = options.cpus, options.gpus, options.evaluation_timeout, options.retries
     # Ray loads only when a command evaluates on it (`workers` imports ray at import time).
     from workers import ClusterError, RayEvaluator, RaySettings, capacity_problem, check_settings, connect
 
@@ -112,7 +158,7 @@ def make_evaluator(
     except ValueError as e:
         raise fail(str(e)) from None
     try:
-        connection = connect(ray_address, store=store)
+        connection = connect(options.ray_address, store=store)
     except ClusterError as e:
         raise fail(str(e), EXIT_FAILED) from None
     resources = settings.resources_for(config, cluster_gpus=connection.total("GPU"))
@@ -178,7 +224,7 @@ def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None)
             return run_search(store, search_id, evaluator, progress=view)
     except KeyboardInterrupt:
         err_console.print(
-            f"interrupted: search {search_id} is stopped; `evonorm-search run --resume {search_id}` continues it",
+            f"interrupted: search {search_id} is stopped; `evonorm-search resume {search_id}` continues it",
             highlight=False,
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -236,17 +282,12 @@ class ProgressView:
 
 def progress_line(p: SearchProgress) -> str:
     rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
-    best = mean_of(p.best)
+    best = mean_accuracy(p.best)
     best_text = f"{best:.3f}" if best is not None else "-"
     return (
         f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
         f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
     )
-
-
-def mean_of(best: dict[str, float]) -> float | None:
-    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
-    return sum(accuracies) / len(accuracies) if accuracies else None
 
 
 def progress_table(p: SearchProgress) -> Table:

@@ -34,7 +34,7 @@ def demo_command(
     config = load_config(config_path)
     with opened_store(db) as store:
         try:
-            search_id, what = choose_search(store, config, None)
+            search_id, what = choose_search(store, config)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
         console.print(f"{what.format(id=search_id)} in {store.url}", highlight=False, markup=False)

@@ -21,21 +21,24 @@ from rich.table import Table
 from ..search.config import SearchConfig, resolve_layer
 from ..search.evaluator import Evaluator
 from ..search.scoring import LayerToScore, SeedRun
-from ..search.validation import BASELINE, ValidationError, difference, score_given, search_targets, validate_search
+from ..search.validation import (
+    BASELINE,
+    TargetValidationError,
+    difference,
+    score_given,
+    search_targets,
+    validate_search,
+)
 from ..store import NotFoundError, Store, StoreError
 from .app import app, console, err_console, fail
 from .common import (
     EXIT_FAILED,
-    CpusOption,
     DbOption,
-    GpusOption,
-    InProcessOption,
-    RayAddressOption,
-    RetriesOption,
-    TimeoutOption,
+    EvaluationOptions,
     load_config,
     make_evaluator,
     opened_store,
+    with_evaluation_options,
 )
 
 LayerOption = Annotated[
@@ -74,40 +77,28 @@ def _progress(as_json: bool):
     return report
 
 
-def _evaluator(store: Store | None, config: SearchConfig, options: dict[str, Any]) -> Evaluator:
-    return make_evaluator(store, config, **options, report=err_console)  # stdout may be --json's alone
+def _evaluator(store: Store | None, config: SearchConfig, options: EvaluationOptions) -> Evaluator:
+    return make_evaluator(store, config, options, report=err_console)  # stdout may be --json's alone
 
 
 # -- evaluate -----------------------------------------------------------------------------------------
 
 
 @app.command("evaluate")
+@with_evaluation_options
 def evaluate_command(
+    evaluation: EvaluationOptions,
     layer: LayerOption = None,
     config_path: ConfigOption = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=100, help="Seeds: config.seed, config.seed+1, ...")] = 1,
     as_json: JsonOption = False,
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    evaluation_timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
 ) -> None:
     """The proxy score a search would record for each layer (mean accuracy over its architectures)."""
     if not layer:
         raise fail("give at least one --layer NAME|FILE")
     layers = _layers(layer)
     config = _config(config_path, "evaluate")
-    options = dict(
-        ray_address=ray_address,
-        in_process=in_process,
-        cpus=cpus,
-        gpus=gpus,
-        timeout=evaluation_timeout,
-        retries=retries,
-    )
-    evaluator = _evaluator(None, config, options)
+    evaluator = _evaluator(None, config, evaluation)
     try:
         results = score_given(config, layers, [], evaluator, target=False, seeds=seeds, on_run=_progress(as_json))
     finally:
@@ -119,7 +110,9 @@ def evaluate_command(
 
 
 @app.command("validate")
+@with_evaluation_options
 def validate_command(
+    evaluation: EvaluationOptions,
     search_id: Annotated[int | None, typer.Argument(metavar="[SEARCH_ID]", help="the search to validate")] = None,
     layer: LayerOption = None,
     config_path: ConfigOption = None,
@@ -132,42 +125,28 @@ def validate_command(
     ] = True,
     as_json: JsonOption = False,
     db: DbOption = None,
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    evaluation_timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
 ) -> None:
     """Re-train layers on the target task with fresh seeds: a search's best layers and baselines
     (stored, phase `validation`; seeds already stored are reused), or given layers (nothing stored)."""
-    options = dict(
-        ray_address=ray_address,
-        in_process=in_process,
-        cpus=cpus,
-        gpus=gpus,
-        timeout=evaluation_timeout,
-        retries=retries,
-    )
     if (search_id is None) == (not layer):
         raise fail("give SEARCH_ID, or --layer NAME|FILE (one or more) with --config CONFIG.yaml, not both")
     if search_id is not None:
         if config_path is not None:
             raise fail("SEARCH_ID validates under the search's stored configuration; drop --config")
-        _validate_search(search_id, db, top, seeds, as_json, options)
+        _validate_search(search_id, db, top, seeds, as_json, evaluation)
     else:
         if db is not None:
             raise fail("--db applies to SEARCH_ID: results of --layer are printed, not stored")
-        _validate_layers(layer or [], config_path, seeds, baselines, as_json, options)
+        _validate_layers(layer or [], config_path, seeds, baselines, as_json, evaluation)
 
 
 def _validate_search(
-    search_id: int, db: str | None, top: int, seeds: int | None, as_json: bool, options: dict[str, Any]
+    search_id: int, db: str | None, top: int, seeds: int | None, as_json: bool, options: EvaluationOptions
 ) -> None:
     with opened_store(db) as store:
         try:
             config, _ = search_targets(store, search_id, top)  # errors before any cluster starts
-        except (ValidationError, NotFoundError) as e:
+        except (TargetValidationError, NotFoundError) as e:
             raise fail(str(e)) from None
         except StoreError as e:
             raise fail(str(e), EXIT_FAILED) from None
@@ -188,7 +167,7 @@ def _validate_layers(
     seeds: int | None,
     with_baselines: bool,
     as_json: bool,
-    options: dict[str, Any],
+    options: EvaluationOptions,
 ) -> None:
     layers = _layers(names)
     config = _config(config_path, "validate")

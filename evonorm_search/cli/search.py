@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..search.baselines import differences, mean_accuracy
+from ..search.baselines import differences
 from ..search.config import SearchConfig
 from ..search.controller import create_search
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
+from ..search.objectives import heading, mean_accuracy
 from ..store import (
     Search,
     SearchState,
@@ -40,24 +41,26 @@ from .app import app, console, fail
 from .common import (
     EXIT_FAILED,
     EXIT_STORE,
-    CpusOption,
     DbOption,
-    GpusOption,
-    InProcessOption,
-    RayAddressOption,
-    RetriesOption,
-    TimeoutOption,
+    EvaluationOptions,
     db_flag,
     drive,
     load_config,
     make_evaluator,
-    mean_of,
     opened_store,
     progress_line,
     stored_config,
+    with_evaluation_options,
 )
 
-UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.FAILED)
+# Every state but completed: a search `run` may take up again when its name and config match.
+NOT_COMPLETED_STATES = (
+    SearchState.CREATED,
+    SearchState.RUNNING,
+    SearchState.STOPPING,
+    SearchState.STOPPED,
+    SearchState.FAILED,
+)
 
 
 # -- run ----------------------------------------------------------------------------------------------
@@ -69,7 +72,7 @@ def find_resumable(store: Store, config: SearchConfig) -> int | None:
     with store.session(readonly=True) as s:
         cursor = None
         while True:
-            page = list_searches(s, states=UNFINISHED, limit=200, cursor=cursor)
+            page = list_searches(s, states=NOT_COMPLETED_STATES, limit=200, cursor=cursor)
             for search in page.items:
                 if search.name == config.name and search.config == wanted:
                     return search.id
@@ -78,15 +81,8 @@ def find_resumable(store: Store, config: SearchConfig) -> int | None:
             cursor = page.next_cursor
 
 
-def choose_search(store: Store, config: SearchConfig | None, resume: int | None) -> tuple[int, str]:
-    """(search id, what is happening): the search to resume, or a new one."""
-    if resume is not None:
-        with store.session(readonly=True) as s:
-            search = get_search(s, resume)
-            if config is not None and search.config != config.model_dump(mode="json"):
-                raise fail(f"search {resume} was started with a different configuration; drop CONFIG or use a new name")
-            return resume, f"resuming search {resume} ({search.name})"
-    assert config is not None
+def choose_search(store: Store, config: SearchConfig) -> tuple[int, str]:
+    """(search id, what is happening): the newest unfinished search of this config, or a new one."""
     found = find_resumable(store, config)
     if found is not None:
         return found, f"resuming unfinished search {found} ({config.name}) with the same configuration"
@@ -94,43 +90,38 @@ def choose_search(store: Store, config: SearchConfig | None, resume: int | None)
 
 
 @app.command("run")
+@with_evaluation_options
 def run_command(
+    evaluation: EvaluationOptions,
     config_path: Annotated[
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="search configuration (see examples/)")
     ] = None,
     db: DbOption = None,
-    resume: Annotated[int | None, typer.Option("--resume", metavar="ID", help="resume search ID")] = None,
+    resume: Annotated[
+        int | None, typer.Option("--resume", metavar="ID", help="resume search ID (the same as `resume ID`)")
+    ] = None,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
-    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md).
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    evaluation_timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
+    # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md): the
+    # evaluation options, added by with_evaluation_options.
 ) -> None:
     """Run a search from a YAML configuration, or resume one; results go to the database."""
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
     config = load_config(config_path) if config_path is not None else None
+    if resume is not None:  # `resume ID` under another name; CONFIG, if given, must be the search's
+        with opened_store(db) as store:
+            resume_search(store, resume, evaluation, live, config=config)
+        return
+    assert config is not None
     with opened_store(db) as store:
         try:
-            search_id, what = choose_search(store, config, resume)
+            search_id, what = choose_search(store, config)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
         console.print(what.format(id=search_id) + f" in {store.url}", highlight=False, markup=False)
-        evaluator = make_evaluator(
-            store,
-            config or stored_config(store, search_id),
-            ray_address=ray_address,
-            in_process=in_process,
-            cpus=cpus,
-            gpus=gpus,
-            timeout=evaluation_timeout,
-            retries=retries,
-        )
+        evaluator = make_evaluator(store, config, evaluation)
         final = drive(store, search_id, evaluator, live)
         console.print(progress_line(final), highlight=False, markup=False)
         console.print(
@@ -149,7 +140,7 @@ def run_command(
 def age(moment: datetime | None) -> str:
     if moment is None:
         return "-"
-    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    seconds = (datetime.now(UTC) - moment).total_seconds()
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
@@ -181,7 +172,7 @@ def show_searches(s: Any) -> None:
         table.add_column(column, no_wrap=column != "name", min_width=len(column))
     for search in searches:
         summary = search_summary(s, search.id)
-        best = mean_of({k: v.value for k, v in summary.best.items() if v is not None})
+        best = mean_accuracy({k: v.value for k, v in summary.best.items() if v is not None})
         table.add_row(
             str(search.id),
             search.name,
@@ -306,7 +297,7 @@ def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: 
     table.add_column("candidate")
     table.add_column("birth")
     for name in names:
-        table.add_column(name.removeprefix("accuracy_"), justify="right")
+        table.add_column(heading(name), justify="right")
     for b in baselines:
         table.add_column(f"vs {b.label}", justify="right")
     table.add_column("layer")
@@ -334,15 +325,11 @@ def format_value(value: float | None) -> str:
 
 
 @app.command("resume")
+@with_evaluation_options
 def resume_command(
+    evaluation: EvaluationOptions,
     search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to resume")],
     db: DbOption = None,
-    ray_address: RayAddressOption = None,
-    in_process: InProcessOption = False,
-    cpus: CpusOption = None,
-    gpus: GpusOption = None,
-    timeout: TimeoutOption = None,
-    retries: RetriesOption = 2,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
@@ -352,21 +339,36 @@ def resume_command(
     Completed evaluations are kept; candidates that were in flight are evaluated again.
     """
     with opened_store(db) as store:
-        search = _resumable(store, search_id)
-        config = stored_config(store, search_id)
-        evaluator = make_evaluator(
-            store,
-            config,
-            ray_address=ray_address,
-            in_process=in_process,
-            cpus=cpus,
-            gpus=gpus,
-            timeout=timeout,
-            retries=retries,
-        )
-        console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
-        final = drive(store, search_id, evaluator, live)
-        console.print(progress_line(final), highlight=False, markup=False)
+        resume_search(store, search_id, evaluation, live)
+
+
+def resume_search(
+    store: Store,
+    search_id: int,
+    evaluation: EvaluationOptions,
+    live: bool | None,
+    *,
+    config: SearchConfig | None = None,
+) -> None:
+    """Drive a resumable search to its budget (`resume ID` and `run --resume ID`); with `config`, only
+    when it is the configuration the search was started with."""
+    if config is not None:
+        _refuse_another_config(store, search_id, config)
+    search = _resumable(store, search_id)
+    evaluator = make_evaluator(store, stored_config(store, search_id), evaluation)
+    console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
+    final = drive(store, search_id, evaluator, live)
+    console.print(progress_line(final), highlight=False, markup=False)
+
+
+def _refuse_another_config(store: Store, search_id: int, config: SearchConfig) -> None:
+    try:
+        with store.session(readonly=True) as s:
+            started_with = get_search(s, search_id).config
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    if started_with != config.model_dump(mode="json"):
+        raise fail(f"search {search_id} was started with a different configuration; drop CONFIG or use a new name")
 
 
 def _resumable(store: Store, search_id: int) -> Search:

@@ -10,7 +10,6 @@ evaluated baselines done and re-queues unfinished ones with their next attempt: 
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from .. import store as db
 from ..store import CandidateStatus
 from ..symbolic import canonical_hash
 from .config import SearchConfig, resolve_layer
+from .objectives import mean_accuracy
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,6 @@ def prepare_baselines(s: Session, search_id: int, config: SearchConfig) -> list[
 
 
 # -- comparisons -----------------------------------------------------------------------------------
-
-
-def mean_accuracy(objectives: Mapping[str, float] | None) -> float | None:
-    """The mean over a layer's `accuracy_*` objectives (None when it has none)."""
-    values = [v for k, v in (objectives or {}).items() if k.startswith("accuracy_")]
-    return statistics.fmean(values) if values else None
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,24 @@ Strict pydantic v2 models: unknown keys, wrong types ("5" for 5) and out-of-rang
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
 from ..proxies.data import input_spec
 from ..store import Objective
+from .mutation import DEFAULT_MUTATIONS, MUTATIONS
+from .objectives import objective_specs
 from .space import DEFAULT_CONSTANTS, DEFAULT_LEAVES, SearchSpace, SpaceError
+from .strategies import STRATEGIES, StrategyKind
 
 DEFAULT_BASELINES = ("bn_relu", "gn_relu", "evonorm_b0", "evonorm_s0")
 
@@ -41,10 +46,17 @@ def resolve_layer(name: str) -> Graph:
     raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
 
 
-MutationName = Literal["replace_op", "rewire_input", "insert_node", "delete_node", "normalize_node"]
-MUTATION_NAMES: tuple[MutationName, ...] = get_args(MutationName)
-# The paper's edits, one node at a time (mutation.DEFAULT_MUTATIONS); `normalize_node` is opt-in.
-DEFAULT_MUTATIONS: tuple[MutationName, ...] = ("replace_op", "rewire_input", "insert_node", "delete_node")
+def registered(what: str, name: str, registry: Collection[str]) -> str:
+    """`name` when it is a key of `registry`; else ValueError listing the keys, with the closest as a hint."""
+    if name in registry:
+        return name
+    close = difflib.get_close_matches(name, list(registry), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown {what} {name!r}{hint}; known: {', '.join(registry)}")
+
+
+# A key of mutation.MUTATIONS, checked item by item so an error names its position (`mutations.2`).
+MutationName = Annotated[str, AfterValidator(lambda name: registered("mutation", name, MUTATIONS))]
 
 
 class ConfigError(ValueError):
@@ -149,7 +161,8 @@ class RejectionConfig(StrictModel):
 
 
 class ObjectivesConfig(StrictModel):
-    """Accuracy on every architecture is always an objective; `cost: plan` adds the compiled plan's cost
+    """Which objectives a search optimises (the rows of `search.objectives.OBJECTIVE_KINDS` read it).
+    Accuracy on every architecture always is one; `cost: plan` adds the compiled plan's cost
     (`float(evonorm_search.compiler.plan_cost(graph))`: bytes moved per element by one training step,
     forward and backward; lower is better)."""
 
@@ -250,7 +263,7 @@ class EvaluationSpec(StrictModel):
     data: DataConfig
     training: TrainingConfig
     quality: QualityConfig
-    cost: Literal["none", "plan"]
+    objectives: ObjectivesConfig  # which objectives the worker computes
     split: Literal["search", "target"] = "search"
 
 
@@ -264,10 +277,11 @@ class SearchConfig(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    mode: Literal["evolution", "random"] = "evolution"
+    mode: str = "evolution"  # a key of strategies.STRATEGIES
     budget: int = Field(default=100, ge=1, le=100_000_000)
     population: int = Field(default=32, ge=2, le=1_000_000)
     tournament: int = Field(default=8, ge=1)
+    # Keys of mutation.MUTATIONS; the default is the paper's edits (`normalize_node` is opt-in).
     mutations: list[MutationName] = Field(default_factory=lambda: list(DEFAULT_MUTATIONS), min_length=1)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     groups: int = Field(default=4, ge=1, le=4096)
@@ -303,6 +317,11 @@ class SearchConfig(StrictModel):
             resolve_layer(name)  # raises ValueError naming the problem
         return names
 
+    @field_validator("mode")
+    @classmethod
+    def _known_strategy(cls, mode: str) -> str:
+        return registered("strategy (mode)", mode, STRATEGIES)
+
     @field_validator("mutations")
     @classmethod
     def _unique_mutations(cls, names: list[str]) -> list[str]:
@@ -334,13 +353,14 @@ class SearchConfig(StrictModel):
     def build_space(self) -> SearchSpace:
         return self.space.build()
 
+    def strategy(self) -> StrategyKind:
+        """The strategy `mode` names: what it needs and how it proposes."""
+        return STRATEGIES[self.mode]
+
     def objectives_spec(self) -> list[Objective]:
-        """The objectives in order: accuracy per architecture (maximised, reference 0), then the cost
-        (minimised) when asked for."""
-        spec = [Objective(f"accuracy_{a.label}", "max", 0.0) for a in self.architectures]
-        if self.objectives.cost == "plan":
-            spec.append(Objective("cost", "min", self.objectives.cost_reference))
-        return spec
+        """The objectives in order (`search.objectives`): accuracy per architecture (maximised,
+        reference 0), then the cost (minimised) when asked for."""
+        return objective_specs(self.objectives, [a.label for a in self.architectures])
 
     def evaluation_spec(self) -> EvaluationSpec:
         return EvaluationSpec(
@@ -352,7 +372,7 @@ class SearchConfig(StrictModel):
             data=self.data,
             training=self.training,
             quality=self.rejection.quality,
-            cost=self.objectives.cost,
+            objectives=self.objectives,
         )
 
     def proxy_spec(self, seed: int | None = None) -> EvaluationSpec:
@@ -375,7 +395,7 @@ class SearchConfig(StrictModel):
             data=target.data,
             training=target.training,
             quality=QualityConfig(enabled=False, steps=1),
-            cost="none",
+            objectives=ObjectivesConfig(),  # the target task scores accuracy only
             split="target",
         )
 

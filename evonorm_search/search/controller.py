@@ -37,10 +37,9 @@ from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
-from .mutation import Mutator, make_mutations
 from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
-from .selection import AgingEvolution, Member, ParetoTournament, Proposal, RandomSearch, Strategy, aging_population
+from .selection import Member, Proposal, Strategy, aging_population
 
 FINISHED = (SearchState.COMPLETED,)
 _PAGE = 1000
@@ -76,15 +75,10 @@ ProgressCallback = Callable[[SearchProgress], None]
 def build_strategy(
     config: SearchConfig, objectives: Sequence[Objective], index: DuplicateIndex | None = None
 ) -> Strategy:
-    """Aging evolution with a Pareto tournament, or random search, as the config says. With `index` (and
-    duplicate rejection on), mutation tries again for a child the search does not have yet."""
-    space = config.build_space()
-    if config.mode == "random":
-        return RandomSearch(space, config.space.seed_layers)
-    mutator = Mutator(space, make_mutations(config.mutations))
-    tournament = ParetoTournament(config.tournament, objectives)
+    """The proposer of the config's strategy (`strategies.py`). With `index` (and duplicate rejection
+    on), a strategy that mutates tries again for a child the search does not have yet."""
     known = index.knows if index is not None and config.rejection.duplicates else None
-    return AgingEvolution(space, config.population, tournament, mutator, config.space.seed_layers, known)
+    return config.strategy().build(config, objectives, known)
 
 
 def build_checks(config: SearchConfig, index: DuplicateIndex) -> CheapRejections:
@@ -226,8 +220,8 @@ class Controller:
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-        size = self.config.population if self.config.mode == "evolution" else 0
-        self.members = [self._member(c) for c in db.population(s, self.search_id, size)] if size else []
+        if self.config.strategy().needs_population:
+            self.members = [self._member(c) for c in db.population(s, self.search_id, self.config.population)]
 
     def _requeue_unfinished(self, s: Session) -> None:
         """Candidates left queued or running by a previous controller run again, as their next attempt."""
@@ -377,7 +371,8 @@ class Controller:
             candidate = self._settle_outcome(s, outcome)
         del self.in_flight[outcome.candidate_id]
         baseline = outcome.candidate_id in self.baseline_ids
-        if candidate.status is CandidateStatus.EVALUATED and self.config.mode == "evolution" and not baseline:
+        joins = self.config.strategy().needs_population and not baseline
+        if candidate.status is CandidateStatus.EVALUATED and joins:
             self._admit(self._member(candidate))
         self._watch_failures(outcome)
         self._report(f"{_name(candidate)}: {_outcome_text(outcome)}")

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..compiler import plan_cost
 from ..enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage
 from ..ir import Graph
 from ..proxies import ProxyTrainer, TrainingCancelled, build_model, load_data
 from ..proxies.data import ProxyData
 from .config import EvaluationSpec
+from .objectives import Evaluated, objective_values
 from .rejection import Rejection
 
 
@@ -166,10 +166,8 @@ def _quality_rejection(runs: list[_Run], spec: EvaluationSpec, task: EvaluationT
 
 
 def _objectives(runs: list[_Run], graph: Graph, spec: EvaluationSpec) -> dict[str, float]:
-    values = {f"accuracy_{run.label}": float(run.records[-1].metrics["accuracy"]) for run in runs}
-    if spec.cost == "plan":
-        values["cost"] = float(plan_cost(graph))
-    return values
+    final_metrics = {run.label: run.records[-1].metrics for run in runs}
+    return objective_values(spec.objectives, Evaluated(graph, final_metrics))
 
 
 def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | None = None) -> EvaluationOutcome:

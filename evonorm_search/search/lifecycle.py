@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..enums import RESUMABLE_STATES
 from ..store import ConflictError, Search, SearchState, Store, get_search, set_search_state
@@ -33,7 +33,7 @@ def controller_alive(search: Search, *, stale_after: timedelta = STALE_AFTER, no
             return False
         except PermissionError:
             pass  # alive, owned by another user
-    return (now or datetime.now(timezone.utc)) - beat < stale_after
+    return (now or datetime.now(UTC)) - beat < stale_after
 
 
 def request_stop(store: Store, search_id: int) -> SearchState:

@@ -200,7 +200,11 @@ class NormalizeNode:
         return e.build()
 
 
-MUTATIONS: dict[str, type] = {m.name: m for m in (ReplaceOp, RewireInput, InsertNode, DeleteNode, NormalizeNode)}
+# The registry a search config's `mutations` names are checked against: adding a mutation is a class
+# with `name` and `apply` and its entry here.
+MUTATIONS: dict[str, type[Mutation]] = {
+    m.name: m for m in (ReplaceOp, RewireInput, InsertNode, DeleteNode, NormalizeNode)
+}
 # The paper's edits, one node at a time; `normalize_node` is opt-in (a search config's `mutations`).
 DEFAULT_MUTATIONS = ("replace_op", "rewire_input", "insert_node", "delete_node")
 
@@ -258,6 +262,6 @@ class Mutator:
         for _ in range(self.max_attempts):
             mutation = rng.choice(self.mutations)
             child = mutation.apply(parent, self.space, rng)
-            if self.acceptable(child, parent):
-                return child, mutation.name  # type: ignore[return-value]  # every mutation class names itself with a MutationName
+            if child is not None and self.acceptable(child, parent):
+                return child, mutation.name
         return random_graph(self.space, rng), RANDOM_RESTART

@@ -19,6 +19,7 @@ from ..enums import EvaluationPhase
 from ..ir import Graph
 from .config import EvaluationSpec
 from .evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask, Evaluator
+from .objectives import accuracies
 
 SCORING_SEARCH_ID = 0  # tasks outside any search carry this search id
 
@@ -93,24 +94,16 @@ class LayerScore:
         return {
             "layer": self.layer,
             "label": self.label,
-            "mean": _finite_or_none(self.mean),
-            "std": _finite_or_none(self.std),
+            "mean": finite_or_none(self.mean),
+            "std": finite_or_none(self.std),
             "per_architecture": self.per_architecture,
             "seeds": [r.seed for r in self.runs],
             "runs": [{"seed": r.seed, "accuracies": r.accuracies, "error": r.error} for r in self.runs],
         }
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _accuracies(outcome: EvaluationOutcome) -> dict[str, float]:
-    return {
-        name.removeprefix("accuracy_"): value
-        for name, value in (outcome.objectives or {}).items()
-        if name.startswith("accuracy_")
-    }
 
 
 def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
@@ -119,7 +112,7 @@ def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
     if outcome.rejection is not None:  # scoring turns the quality rejection off; say so if it ever happens
         return SeedRun(seed, error=f"rejected: {outcome.rejection.reason}", seconds=outcome.duration)
     records = tuple(r for r in outcome.records if r.phase is EvaluationPhase.PROXY)
-    return SeedRun(seed, _accuracies(outcome), seconds=outcome.duration, records=records)
+    return SeedRun(seed, accuracies(outcome.objectives), seconds=outcome.duration, records=records)
 
 
 def score_layers(

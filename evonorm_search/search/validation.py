@@ -9,23 +9,22 @@ layers named on the command line, storing nothing. Both run through any `Evaluat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import store as db
 from ..ir import Graph
-from .baselines import mean_accuracy
 from .config import ConfigError, SearchConfig
 from .evaluator import Evaluator
-from .scoring import LayerScore, LayerToScore, SeedRun, run_jobs
+from .objectives import mean_accuracy
+from .scoring import LayerScore, LayerToScore, SeedRun, finite_or_none, run_jobs
 
 LAYER, BASELINE = "layer", "baseline"
 
 
-class ValidationError(ValueError):
-    """Nothing can be validated: no such search, no evaluated candidates, or an unusable stored config."""
+class TargetValidationError(ValueError):
+    """Nothing can be validated on the target task: no such search, no evaluated candidates, or an unusable stored config."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +51,13 @@ class Validated:
             "candidate_id": self.candidate_id,
             "proxy_mean": self.proxy_mean,
             "reused_seeds": list(self.reused_seeds),
-            "vs_baselines": {b.name: _finite(difference(self, b)) for b in baselines if b is not self},
+            "vs_baselines": {b.name: finite_or_none(difference(self, b)) for b in baselines if b is not self},
         }
 
 
 def difference(layer: Validated, baseline: Validated) -> float:
     """Target mean of the layer minus the baseline's (NaN when either has no successful seed)."""
     return layer.score.mean - baseline.score.mean
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 # -- a search's layers ------------------------------------------------------------------------------
@@ -86,9 +81,9 @@ def search_targets(store: db.Store, search_id: int, top: int) -> tuple[SearchCon
     try:
         config = SearchConfig.from_mapping(stored_config, origin=f"stored configuration of search {search_id}")
     except ConfigError as e:
-        raise ValidationError(str(e)) from None
+        raise TargetValidationError(str(e)) from None
     if not front:
-        raise ValidationError(f"search {search_id} has no evaluated candidates yet: nothing to validate")
+        raise TargetValidationError(f"search {search_id} has no evaluated candidates yet: nothing to validate")
     ranked = sorted(front, key=lambda c: (-(mean_accuracy(c.objectives) or 0.0), c.birth))[:top]
     targets = [
         _Target(c.id, LayerToScore(Graph.from_dict(c.graph), None), LAYER, mean_accuracy(c.objectives)) for c in ranked

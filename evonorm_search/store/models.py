@@ -72,7 +72,7 @@ class Search(Base):
 
     @property
     def objective_specs(self) -> list[Objective]:
-        return [Objective(o["name"], o["direction"], o.get("reference")) for o in self.objectives]
+        return [Objective.from_json(o) for o in self.objectives]
 
     @property
     def objective_names(self) -> list[str]:

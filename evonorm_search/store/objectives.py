@@ -27,13 +27,25 @@ class Objective:
     name: str
     direction: Direction
     reference: float | None = None  # hypervolume reference value; defaults to 0.0 for "max"
+    # The row of `search.objectives.OBJECTIVE_KINDS` it comes from; None for objectives named by hand
+    # (the API's bare names, searches stored before kinds were recorded). Stored in the search's JSON
+    # only when set, so rows without it read as before and need no migration.
+    kind: str | None = None
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> Objective:
+        """An objective as a search stores it (`to_json`; checked when the search was created)."""
+        return cls(stored["name"], stored["direction"], stored.get("reference"), stored.get("kind"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "direction": self.direction, "reference": self.reference}
+        out: dict[str, Any] = {"name": self.name, "direction": self.direction, "reference": self.reference}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        return out
 
 
 def parse_objectives(specs: Sequence[Mapping[str, Any] | Objective]) -> list[Objective]:
-    """Validate a search's objectives; each a mapping `{"name", "direction", "reference"?}` or an Objective."""
+    """Validate a search's objectives; each a mapping `{"name", "direction", "reference"?, "kind"?}` or an Objective."""
     if isinstance(specs, (str, bytes, Mapping)) or not isinstance(specs, Sequence) or not specs:
         raise InvalidInputError('objectives must be a non-empty list of {"name": ..., "direction": "max"|"min"}')
     objectives = [_parse_one(spec, i) for i, spec in enumerate(specs)]
@@ -48,8 +60,10 @@ def _parse_one(spec: Mapping[str, Any] | Objective, index: int) -> Objective:
         spec = spec.to_json()
     if not isinstance(spec, Mapping):
         raise InvalidInputError(f"objective {index} must be a mapping with 'name' and 'direction', got {spec!r}")
-    if unknown := sorted(set(spec) - {"name", "direction", "reference"}):
-        raise InvalidInputError(f"objective {index} has unknown keys {unknown}; allowed: name, direction, reference")
+    if unknown := sorted(set(spec) - {"name", "direction", "reference", "kind"}):
+        raise InvalidInputError(
+            f"objective {index} has unknown keys {unknown}; allowed: name, direction, reference, kind"
+        )
     name, direction = spec.get("name"), spec.get("direction")
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInputError(
@@ -65,7 +79,10 @@ def _parse_one(spec: Mapping[str, Any] | Objective, index: int) -> Objective:
         if isinstance(reference, bool) or not isinstance(reference, (int, float)) or not math.isfinite(reference):
             raise InvalidInputError(f"objective {name!r} has reference {reference!r}; give a finite number")
         reference = float(reference)
-    return Objective(name, direction, reference)
+    kind = spec.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise InvalidInputError(f"objective {name!r} has kind {kind!r}; give a string or leave it out")
+    return Objective(name, direction, reference, kind)
 
 
 def objective_values(objectives: Sequence[Objective], values: Mapping[str, Any]) -> dict[str, float]:

@@ -188,7 +188,7 @@ def search_objectives(session: Session, search_id: int) -> list[Objective]:
     found = session.execute(_objectives_query(), {"search_id": search_id}).scalar_one_or_none()
     if found is None:
         raise NotFoundError(f"no search with id {search_id}")
-    return [Objective(o["name"], o["direction"], o.get("reference")) for o in found]
+    return [Objective.from_json(o) for o in found]
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ JSONValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "post
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def moment(now: datetime | None) -> datetime:
@@ -30,7 +30,7 @@ def moment(now: datetime | None) -> datetime:
         return utcnow()
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise InvalidInputError(f"timestamp {now!r} has no time zone; pass an aware datetime (UTC)")
-    return now.astimezone(timezone.utc)
+    return now.astimezone(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -49,15 +49,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise InvalidInputError(f"timestamp {value.isoformat()} has no time zone; pass an aware datetime (UTC)")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def str_enum(enum_class: type[enum.Enum], name: str) -> Enum:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from evonorm_search.search.objectives import accuracy_name
+
 from .. import repository as repo
 from .. import views
 from ..deps import MAX_ID, ContextDep, FormulasDep, ReadAccess, StoreDep
@@ -15,8 +17,6 @@ from ..schemas.pareto import ParetoFront
 from ..views import API_PREFIX
 
 router = APIRouter(prefix=f"{API_PREFIX}/pareto", tags=["pareto"], dependencies=[ReadAccess])
-
-ACCURACY_PREFIX = "accuracy_"  # SearchConfig names the objective of architecture A `accuracy_A`
 
 
 @router.get("", responses=error_responses(401, 404, 422, 503), summary="The Pareto front across searches")
@@ -37,7 +37,7 @@ async def pareto_across(
     ] = None,
 ) -> ParetoFront:
     """The layers no other layer beats on every chosen objective, pooled over searches."""
-    names = list(objective or []) + [ACCURACY_PREFIX + a for a in architecture or []]
+    names = list(objective or []) + [accuracy_name(a) for a in architecture or []]
     if not names:
         raise ApiError(422, "invalid_request", "choose objectives (objective=...) or architectures (architecture=...)")
 

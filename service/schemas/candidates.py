@@ -100,6 +100,7 @@ class CandidateDetailOut(CandidateBrief):
     metrics_by_architecture: dict[str, dict[str, dict[str, Any]]] = Field(
         description="Per architecture, per phase: the metrics of its latest attempt."
     )
+    mean_accuracy: float | None = Field(description="Mean of its accuracy objectives, once evaluated.")
     evaluations: list[EvaluationOut] = Field(description="Every evaluation, every attempt.")
     validation: ValidationOut | None = Field(
         description="Target-task results over seeds (null until `evonorm-search validate` has run on it)."

@@ -29,6 +29,14 @@ class ErrorBody(Schema):
 
 
 class ObjectiveOut(Schema):
+    """An objective and what it is (the rows of `evonorm_search.search.objectives`), so that clients
+    read its kind and label here instead of parsing its name."""
+
     name: str
     direction: Literal["max", "min"]
     reference: float | None = Field(default=None, description="The hypervolume reference value.")
+    kind: str | None = Field(
+        default=None, description="accuracy, cost, ...; null for an objective no registered kind claims."
+    )
+    architecture: str | None = Field(default=None, description="The proxy architecture it is measured on, if any.")
+    label: str | None = Field(default=None, description="How to show it, e.g. `accuracy (resnet)`.")

@@ -241,7 +241,7 @@ function renderBest(status) {
       el(
         "tr",
         {},
-        el("td", {}, `${objective.name} ${arrow}`),
+        el("td", {}, `${objective.label ?? objective.name} ${arrow}`),
         el("td", { class: "num" }, best ? fmtNumber(best.value) : "–"),
         el("td", {}, best ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); openLayer(best.candidate_id); } }, `#${best.candidate_id}`) : "–"),
       ),
@@ -515,7 +515,7 @@ function renderLayer(layer) {
     ...(layer.formula.note ? [["note", layer.formula.note]] : []),
   ]);
   renderLayerMetrics(layer.metrics_by_architecture);
-  renderValidation(layer.validation, layer.objectives);
+  renderValidation(layer.validation, layer.mean_accuracy);
   renderLineage(layer.lineage, layer.lineage_truncated);
   renderEvaluations(layer.evaluations);
   $("layer-view").scrollIntoView({ behavior: "instant", block: "start" });
@@ -542,8 +542,9 @@ function renderLayerMetrics(byArchitecture) {
   $("layer-metrics").replaceChildren(...rows);
 }
 
-// The target task beside the proxies: validation mean ± std over seeds, the search's proxy accuracy.
-function renderValidation(validation, objectives) {
+// The target task beside the proxies: validation mean ± std over seeds, the search's proxy accuracy
+// (the API's mean over the layer's accuracy objectives).
+function renderValidation(validation, proxyMean) {
   const rows = [el("tr", {}, el("th", {}, "architecture"), el("th", {}, "target accuracy (mean ± std)"), el("th", {}, "seeds"))];
   if (validation) {
     const spread = (v) => `${fmtNumber(v.mean)} ± ${fmtNumber(v.std)}`;
@@ -554,9 +555,7 @@ function renderValidation(validation, objectives) {
   } else {
     rows.push(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "Not validated: run evonorm-search validate SEARCH_ID.")));
   }
-  const proxy = Object.entries(objectives || {}).filter(([name]) => name.startsWith("accuracy_")).map(([, v]) => v);
-  const proxyMean = proxy.length ? proxy.reduce((a, b) => a + b, 0) / proxy.length : null;
-  rows.push(el("tr", {}, el("th", {}, "proxy mean"), el("td", { class: "num" }, proxyMean === null ? "–" : fmtNumber(proxyMean)), el("td", {}, "")));
+  rows.push(el("tr", {}, el("th", {}, "proxy mean"), el("td", { class: "num" }, proxyMean == null ? "–" : fmtNumber(proxyMean)), el("td", {}, "")));
   $("layer-validation").replaceChildren(...rows);
 }
 

@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
+from tests.conftest import wait_until
 from tests.search.conftest import tiny_yaml
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -39,15 +39,15 @@ def test_demo_runs_a_search_then_serves_its_results(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 240
-        status = None
-        while time.monotonic() < deadline and proc.poll() is None:
+
+        def dashboard_answer() -> httpx.Response | None:
+            assert proc.poll() is None, f"the demo exited with {proc.poll()} before the dashboard came up"
             try:
-                status = httpx.get(f"http://127.0.0.1:{port}/api/v1/searches", timeout=2)
-                break
+                return httpx.get(f"http://127.0.0.1:{port}/api/v1/searches", timeout=2)
             except httpx.HTTPError:
-                time.sleep(1)
-        assert status is not None, f"the dashboard never came up; exit {proc.poll()}"
+                return None
+
+        status = wait_until(dashboard_answer, limit=240, interval=1, what="the dashboard")
         assert status.status_code == 200
         searches = status.json()["items"]
         assert len(searches) == 1 and searches[0]["state"] == "completed"

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 import evonorm_search as es
 from evonorm_search.cli import app
 from evonorm_search.store import CandidateStatus, evaluations_of, list_candidates, open_store
+from tests.conftest import wait_until
 
 from .conftest import tiny_yaml
 
@@ -76,7 +76,7 @@ def test_running_the_same_config_again_resumes_only_unfinished_searches(workspac
     again = invoke("run", str(config), "--db", db, "--no-live", "--in-process")
     assert again.exit_code == 0 and "started search 2 (tiny)" in again.output  # the first one is completed
     resumed = invoke("run", "--resume", "2", "--db", db, "--no-live", "--in-process")
-    assert resumed.exit_code == 1 and "already completed" in resumed.output
+    assert resumed.exit_code == 1 and "search 2 is completed: its budget is spent" in resumed.output  # as `resume 2`
 
 
 @pytest.mark.parametrize(
@@ -119,6 +119,51 @@ def test_resume_with_a_different_config_is_refused(workspace, tmp_path):
     assert result.exit_code == 2 and "different configuration" in result.output
 
 
+EVALUATION_FLAGS = ["--in-process", "--cpus-per-evaluation", "3", "--gpus", "0.5", "--evaluation-timeout", "7"]
+EVALUATION_FLAGS += ["--retries", "4", "--ray-address", "head:6379"]
+
+
+@pytest.mark.parametrize(
+    ("module", "command"),
+    [
+        ("search", ["run", "CONFIG"]),
+        ("search", ["resume", "1"]),
+        ("search", ["run", "--resume", "1"]),
+        ("scoring", ["evaluate", "--layer", "relu", "--config", "CONFIG"]),
+        ("scoring", ["validate", "--layer", "relu", "--config", "CONFIG", "--no-baselines"]),
+    ],
+)
+def test_every_evaluating_command_takes_the_one_evaluation_option_set(workspace, monkeypatch, module, command):
+    import importlib
+
+    import typer
+
+    from evonorm_search.cli.common import EvaluationOptions
+
+    config, db = workspace
+    with open_store(db) as store:  # a search for `resume 1` (created: resumable)
+        from evonorm_search.search import SearchConfig
+        from evonorm_search.search.controller import create_search
+
+        create_search(store, SearchConfig.from_yaml(config))
+    received = []
+
+    def record(store, config, options, **kwargs):
+        received.append(options)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(importlib.import_module(f"evonorm_search.cli.{module}"), "make_evaluator", record)
+    args = [str(config) if a == "CONFIG" else a for a in command]
+    needs_db = command[0] in ("run", "resume")
+    result = invoke(*args, *EVALUATION_FLAGS, *(["--db", db] if needs_db else []))
+    assert result.exit_code == 0, result.output
+    assert received == [
+        EvaluationOptions(
+            ray_address="head:6379", in_process=True, cpus=3.0, gpus=0.5, evaluation_timeout=7.0, retries=4
+        )
+    ]
+
+
 def test_status_of_an_empty_database_says_how_to_start(workspace):
     _, db = workspace
     result = invoke("status", "--db", db)
@@ -151,19 +196,20 @@ def start_run(config, db) -> subprocess.Popen:
     )
 
 
-def wait_for_work_in_flight(url: str, process: subprocess.Popen, deadline: float) -> dict:
+def wait_for_work_in_flight(url: str, process: subprocess.Popen) -> dict:
     """Wait until a few candidates are finished and one is training; then the kill hits mid-evaluation."""
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def work_in_flight() -> dict | None:
+        assert process.poll() is None, f"the search exited before it had work in flight: {process.poll()=}"
         try:
             state = snapshot(url)
         except Exception:  # the database may not exist yet
-            state = {}
+            return None
         finished = [c for c, _ in state.values() if c.status in (CandidateStatus.EVALUATED, CandidateStatus.REJECTED)]
         running = [c for c, _ in state.values() if c.status is CandidateStatus.RUNNING]
-        if len(finished) >= 4 and running:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the search never had work in flight: {process.poll()=}")
+        return state if len(finished) >= 4 and running else None
+
+    return wait_until(work_in_flight, what="work in flight")
 
 
 def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating_evaluations(tmp_path):
@@ -173,7 +219,7 @@ def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating
     db = f"sqlite:///{tmp_path / 'kill.db'}"
     process = start_run(config, db)
     try:
-        wait_for_work_in_flight(db, process, time.monotonic() + 120)
+        wait_for_work_in_flight(db, process)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -208,14 +254,14 @@ def test_ctrl_c_leaves_the_search_stopped_and_resume_finishes_it(tmp_path):
     db = f"sqlite:///{tmp_path / 'interrupt.db'}"
     process = start_run(config, db)
     try:
-        wait_for_work_in_flight(db, process, time.monotonic() + 120)
+        wait_for_work_in_flight(db, process)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, output.decode()
-    assert b"interrupted: search 1 is stopped; `evonorm-search run --resume 1` continues it" in output
+    assert b"interrupted: search 1 is stopped; `evonorm-search resume 1` continues it" in output
     store = open_store(db)
     try:
         with store.session(readonly=True) as s:

@@ -21,9 +21,9 @@ def test_defaults_describe_the_papers_three_architectures_on_digits():
     assert config.rejection.stability.threshold == 1e8
     assert config.rejection.quality.threshold == 0.2
     assert config.objectives_spec() == [
-        Objective("accuracy_resnet", "max", 0.0),
-        Objective("accuracy_mobilenetv2", "max", 0.0),
-        Objective("accuracy_efficientnet", "max", 0.0),
+        Objective("accuracy_resnet", "max", 0.0, "accuracy"),
+        Objective("accuracy_mobilenetv2", "max", 0.0, "accuracy"),
+        Objective("accuracy_efficientnet", "max", 0.0, "accuracy"),
     ]
     assert config.input_shape() == (1, 2, 10)
 
@@ -95,10 +95,10 @@ def test_the_shipped_examples_are_valid(name, architectures):
         ("name: x\nbudgett: 5", "budgett", "Extra inputs are not permitted"),
         ("name: x\nbudget: '5'", "budget", "valid integer"),
         ("name: x\nbudget: 0", "budget", "greater than or equal to 1"),
-        ("name: x\nmode: grid", "mode", "'evolution' or 'random'"),
+        ("name: x\nmode: grid", "mode", "unknown strategy (mode) 'grid'; known: evolution, random"),
         ("name: 'bad name!'", "name", "should match pattern"),
         ("name: x\npopulation: 4\ntournament: 5", "<root>", "tournament (5) cannot exceed population (4)"),
-        ("name: x\nmutations: [swap]", "mutations.0", "Input should be 'replace_op'"),
+        ("name: x\nmutations: [swap]", "mutations.0", "unknown mutation 'swap'; known: replace_op"),
         ("name: x\nmutations: [insert_node, insert_node]", "mutations", "listed once"),
         ("name: x\nspace: {ops: [add, conv]}", "space.ops", "unknown op(s) ['conv']"),
         ("name: x\nspace: {axes: [time]}", "space.axes", "unknown axis/axes ['time']"),
@@ -160,6 +160,6 @@ def test_malformed_yaml_is_a_config_error_with_a_position(text, fragment):
 
 def test_a_plan_cost_objective_is_minimised_against_its_reference():
     config = SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 32}")
-    assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0)
+    assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0, "cost")
     with pytest.raises(ConfigError, match="cost_reference"):
         SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 0}")

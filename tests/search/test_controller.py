@@ -337,7 +337,12 @@ def test_the_plan_cost_objective_comes_from_the_compiler(store):
     for c in evaluated:
         assert c.objectives["cost"] == float(plan_cost(es.Graph.from_dict(c.graph)))
     with store.session(readonly=True) as s:
-        assert get_search(s, search_id).objectives[-1] == {"name": "cost", "direction": "min", "reference": 64.0}
+        assert get_search(s, search_id).objectives[-1] == {
+            "name": "cost",
+            "direction": "min",
+            "reference": 64.0,
+            "kind": "cost",
+        }
         assert search_summary(s, search_id).hypervolume is not None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import uvicorn
 
 from evonorm_search import store as st
 from service import create_app
+from tests.conftest import wait_until
 
 from .conftest import settings_for
 from .factories import populate
@@ -49,10 +49,12 @@ def server(tmp_path) -> Iterator[tuple[str, st.Store, int]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited before it started"
+        return server.started
+
+    wait_until(started, limit=30, interval=0.02, what="uvicorn's start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", search.id

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 from typer.testing import CliRunner
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from evonorm_search import store as st
 from evonorm_search.cli import app
 from evonorm_search.cli.serve import database_url
+from tests.conftest import wait_until
 
 from .factories import populate
 
@@ -41,16 +41,15 @@ def test_serve_answers_over_http_on_the_given_port_and_database(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
+
+        def ready() -> bool:
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+                return False
+
+        wait_until(ready, limit=60, interval=0.2, what="the server's readiness")
         listed = httpx.get(f"{base}/api/v1/searches").json()["items"]
         assert [s["id"] for s in listed] == [search.id]
         assert httpx.get(f"{base}/").headers["content-type"].startswith("text/html")

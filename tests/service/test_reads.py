@@ -30,7 +30,23 @@ def test_search_list_is_newest_first_and_pages_with_cursors(populated: Populated
     assert second["next_cursor"] is None
     stopped = client.get(f"{API}/searches", params={"state": "stopped"}).json()["items"]
     assert [s["id"] for s in stopped] == [populated.stopped.id]
-    assert stopped[0]["objectives"][2] == {"name": "cost", "direction": "min", "reference": 10.0}
+    # Stored without kinds (bare names), the objectives are still described by the registry's rows.
+    assert stopped[0]["objectives"][0] == {
+        "name": "accuracy_resnet",
+        "direction": "max",
+        "reference": 0.0,
+        "kind": "accuracy",
+        "architecture": "resnet",
+        "label": "accuracy (resnet)",
+    }
+    assert stopped[0]["objectives"][2] == {
+        "name": "cost",
+        "direction": "min",
+        "reference": 10.0,
+        "kind": "cost",
+        "architecture": None,
+        "label": "cost (bytes per element)",
+    }
 
 
 def test_status_counts_every_candidate_by_status_and_reason(populated: Populated):

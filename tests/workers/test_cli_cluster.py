@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from evonorm_search.store import (
     search_summary,
     set_search_state,
 )
+from tests.conftest import wait_until
 
 from .accounting import assert_fully_accounted
 from .conftest import TINY_SEARCH, tiny_config
@@ -57,16 +57,15 @@ def start_run(tmp_path: Path, config: Path, db: str, address: str) -> subprocess
 
 def wait_for(store, predicate, process: subprocess.Popen, limit: float = 240.0):
     """Poll the store until `predicate(summary)` holds (the limit only guards against a hang)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+
+    def reached():
         assert process.poll() is None, f"the controller exited early with {process.returncode}"
         with store.session(readonly=True) as s:
             searches = list_searches(s).items
             summary = search_summary(s, searches[0].id) if searches else None
-        if summary is not None and predicate(summary):
-            return summary
-        time.sleep(0.2)
-    raise AssertionError("the search never reached the awaited point")
+        return summary if summary is not None and predicate(summary) else None
+
+    return wait_until(reached, limit=limit, interval=0.2, what="the awaited point of the search")
 
 
 def snapshot_evaluations(store, search_id: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -220,7 +220,7 @@ def test_stopping_each_kind_of_search(sqlite_store):
 
 
 def test_a_controller_on_this_machine_whose_process_is_gone_is_not_alive():
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     dead_pid = _dead_pid()
     here = SimpleNamespace(controller_host=socket.gethostname(), controller_pid=dead_pid, controller_heartbeat_at=now)
     assert not controller_alive(here)

@@ -13,6 +13,7 @@ import pytest
 
 import evonorm_search as es
 from evonorm_search.search import EvaluationOutcome, EvaluationTask, evaluate_task
+from tests.conftest import wait_until
 
 from . import bodies
 from .conftest import tiny_config
@@ -44,13 +45,11 @@ def poll_until(ev, count: int, limit: float = 240.0) -> list[EvaluationOutcome]:
 
 
 def wait_started(ev, candidate_id: int, limit: float = 240.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        ev.poll(timeout=0.2)
-        seen = ev.in_flight().get(candidate_id)
-        if seen is not None:
-            return seen
-    raise AssertionError(f"candidate {candidate_id} never started")
+    def started():
+        ev.poll(timeout=0.2)  # the poll itself waits: no sleep between tries
+        return ev.in_flight().get(candidate_id)
+
+    return wait_until(started, limit=limit, interval=0.0, what=f"candidate {candidate_id} starting")
 
 
 def test_capacity_counts_the_worker_nodes_slots(cluster):

@@ -4,11 +4,11 @@ worker node removed in the middle of an evaluation loses nothing. Also: a SQLite
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from evonorm_search.search.controller import create_search, run_search
+from tests.conftest import wait_until
 
 from .accounting import assert_fully_accounted
 from .conftest import TINY_SEARCH, tiny_config
@@ -81,13 +81,14 @@ def test_a_sqlite_store_is_refused_on_a_multi_node_cluster(cluster, tmp_path):
 
 def _node_running_an_evaluation(cluster, ev, limit: float = 120.0):
     """The worker node of an evaluation that has just started (so removing it interrupts the evaluation)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+
+    def node_just_started():
         for seen in ev.in_flight().values():
             if seen is not None and seen.running_for < 1.0:
                 return cluster.worker_with_id_prefix(seen.node.split("/")[1])
-        time.sleep(0.05)
-    raise AssertionError("no evaluation started on a worker node")
+        return None
+
+    return wait_until(node_just_started, limit=limit, what="an evaluation starting on a worker node")
 
 
 def test_the_api_services_ray_launcher_drives_and_stops_a_search_on_the_cluster(cluster, pg_store):
@@ -106,9 +107,9 @@ def test_the_api_services_ray_launcher_drives_and_stops_a_search_on_the_cluster(
         launcher.start(search_id)
         with pytest.raises(ConflictError, match="already running in this server"):
             launcher.resume(search_id)
-        _wait(lambda: _summary(pg_store, search_id, search_summary).evaluated >= 2)
+        wait_until(lambda: _summary(pg_store, search_id, search_summary).evaluated >= 2)
         launcher.stop(search_id)
-        _wait(lambda: _summary(pg_store, search_id, search_summary).search.state is SearchState.STOPPED)
+        wait_until(lambda: _summary(pg_store, search_id, search_summary).search.state is SearchState.STOPPED)
     finally:
         launcher.close()
     assert launcher.running() == []
@@ -122,10 +123,3 @@ def test_the_api_services_ray_launcher_drives_and_stops_a_search_on_the_cluster(
 def _summary(store, search_id, search_summary):
     with store.session(readonly=True) as s:
         return search_summary(s, search_id)
-
-
-def _wait(condition, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "the awaited state never came"
-        time.sleep(0.2)
