@@ -320,7 +320,9 @@ def test_the_cpu_step_benchmark_writes_its_sections(tmp_path):
     )
     for section in ("## Library layers against native modules", "## Random candidates", "## Memory held", "## Levers"):
         assert section in report
-    assert "| bn_relu | BatchNorm, ReLU, affine |" in report and "| evonorm_s0 | the formula in eager PyTorch |" in report
+    assert (
+        "| bn_relu | BatchNorm, ReLU, affine |" in report and "| evonorm_s0 | the formula in eager PyTorch |" in report
+    )
     assert "analytic-backward Function" in report and "torch.var_mean" in report
 
 
