@@ -228,6 +228,19 @@ def _unique_architecture_labels(archs: list[ArchitectureConfig]) -> list[Archite
     return archs
 
 
+class FidelityConfig(StrictModel):
+    """The fidelity ladder (`search/ladder.py`): rung 0 is the proxies, the last rung the target task of
+    `validation:`. Each time a proxy result arrives, the candidates in the top `1/eta` of rung 0 (by
+    non-dominated rank) that were not promoted yet train on the target task for `seeds` seeds (default:
+    the validation section's), until `max_promotions` have been; the first promotion waits for
+    `min_results` proxy results. The baselines train on the target task too, once."""
+
+    eta: int = Field(default=3, ge=2, le=100)
+    max_promotions: int = Field(default=3, ge=1, le=100_000)
+    min_results: int = Field(default=3, ge=1, le=100_000)
+    seeds: int | None = Field(default=None, ge=1, le=100)
+
+
 class WorkersConfig(StrictModel):
     """How evaluations use the cluster: GPUs each one reserves, and how long a worker process lives.
 
@@ -300,6 +313,8 @@ class SearchConfig(StrictModel):
     # population): library names or paths of .dsl files.
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES), max_length=64)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    # The fidelity ladder: promote the best candidates to the target task during the search (None: off).
+    fidelities: FidelityConfig | None = None
 
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
@@ -381,6 +396,11 @@ class SearchConfig(StrictModel):
         spec = self.evaluation_spec()
         quality = spec.quality.model_copy(update={"enabled": False})
         return spec.model_copy(update={"quality": quality, "seed": self.seed if seed is None else seed})
+
+    def ladder_seeds(self) -> list[int]:
+        """The target seeds a promoted candidate (and each baseline) trains on."""
+        assert self.fidelities is not None, "ladder_seeds of a search without a ladder"
+        return self.validation.seed_list(self.fidelities.seeds)
 
     def target_spec(self, seed: int) -> EvaluationSpec:
         """The target task with one validation seed (`validate`): the validation section's networks,

@@ -37,9 +37,12 @@ from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
+from .ladder import Ladder
 from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
+from .scoring import seed_run
 from .selection import Member, Proposal, Strategy, aging_population
+from .validation import store_run
 
 FINISHED = (SearchState.COMPLETED,)
 _PAGE = 1000
@@ -109,6 +112,14 @@ class _InFlight:
     attempt: int
 
 
+@dataclass(frozen=True)
+class _TargetRun:
+    """One seed of the target task for a promoted candidate or a baseline (the ladder's last rung)."""
+
+    candidate_id: int
+    seed: int
+
+
 @dataclass
 class Controller:
     """One run of the loop for one search. Use `run_search` rather than this class directly."""
@@ -134,6 +145,13 @@ class Controller:
         self.last_event = ""
         self.worked = False  # some evaluation of this run succeeded (or was rejected on its merits)
         self.failures_in_a_row = 0
+        self.ladder: Ladder | None = None
+        self.target_backlog: deque[_TargetRun] = deque()
+        # Target runs in flight by task id. Evaluators know a task by its candidate id, one at a time, and a
+        # promoted candidate trains several seeds: its tasks take ids of their own, negative so they never
+        # meet a candidate's.
+        self.target_tasks: dict[int, _TargetRun] = {}
+        self.next_task_id = -1
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -157,7 +175,8 @@ class Controller:
                 self.evaluator.cancel(list(self.in_flight))
                 return SearchState.STOPPED
             self._fill()
-            if not self.in_flight and not self.backlog and self.births >= self.config.budget:
+            idle = not self.in_flight and not self.backlog and not self.target_backlog
+            if idle and self.births >= self.config.budget:
                 return SearchState.COMPLETED
             for outcome in self.evaluator.poll(timeout=self.poll_interval):
                 self._record_outcome(outcome)
@@ -186,6 +205,7 @@ class Controller:
             self._load_history(s)
             self._requeue_unfinished(s)
             self._queue_baselines(s)
+            self._load_ladder(s)
         self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
         self.spec = self.config.evaluation_spec()
@@ -237,6 +257,26 @@ class Controller:
         self.baseline_ids = {b.candidate_id for b in pending}
         self.backlog.extendleft(_InFlight(b.candidate_id, b.attempt) for b in reversed(pending))
 
+    def _load_ladder(self, s: Session) -> None:
+        """The ladder's promotions replayed from the stored results (ladder.py), and every target seed of the
+        evaluated baselines and the promoted candidates that is not stored yet, queued (baselines first)."""
+        if self.config.fidelities is None:
+            return
+        self.ladder = Ladder(self.config.fidelities, self.objectives)
+        self.ladder.replay(
+            (cid, as_vector(values, self.objectives)) for cid, values in db.results_in_commit_order(s, self.search_id)
+        )
+        baselines = [b.id for b in db.baselines_of(s, self.search_id) if b.status is CandidateStatus.EVALUATED]
+        self._queue_target_runs(s, baselines + self.ladder.promoted)
+
+    def _queue_target_runs(self, s: Session, candidate_ids: Sequence[int]) -> None:
+        seeds = self.config.ladder_seeds()
+        stored = db.validation_runs(s, list(candidate_ids))
+        architectures = {a.label for a in self.config.validation.architectures}
+        for cid in candidate_ids:
+            done = {r.seed for r in stored.get(cid, []) if architectures <= set(r.accuracies)}
+            self.target_backlog.extend(_TargetRun(cid, seed) for seed in seeds if seed not in done)
+
     def _finish(self, state: SearchState, *, error: str | None = None) -> SearchProgress:
         with self.store.session() as s:
             current = db.get_search(s, self.search_id)
@@ -252,6 +292,8 @@ class Controller:
         while len(self.in_flight) < self.evaluator.capacity():
             if self.backlog:
                 self._submit(self.backlog.popleft())
+            elif self.target_backlog:  # promotions before new proposals, as ASHA gives them
+                self._submit_target(self.target_backlog.popleft())
             elif self.births < self.config.budget:
                 self._propose_one()
             else:
@@ -350,8 +392,44 @@ class Controller:
         self.evaluator.submit(task)
         self._report(f"{_name(candidate)}: training")
 
+    def _submit_target(self, run: _TargetRun) -> None:
+        with self.store.session(readonly=True) as s:
+            candidate = db.get_candidate(s, run.candidate_id)
+        task_id = self.next_task_id
+        self.next_task_id -= 1
+        task = EvaluationTask(self.search_id, task_id, candidate.graph, self.config.target_spec(run.seed))
+        self.in_flight[task_id] = _InFlight(task_id, task.attempt)
+        self.target_tasks[task_id] = run
+        self.evaluator.submit(task)
+        self._report(f"{_name(candidate)}: target task, seed {run.seed}")
+
+    def _record_target_outcome(self, outcome: EvaluationOutcome) -> None:
+        """Store a target run (every architecture of its seed in one transaction). A failed one is not
+        stored, so a later run of the controller trains that seed again."""
+        run = self.target_tasks.pop(outcome.candidate_id)
+        del self.in_flight[outcome.candidate_id]
+        scores = seed_run(outcome, run.seed)
+        if scores.error is None:
+            store_run(self.store, run.candidate_id, scores)
+            event = f"target seed {run.seed}: mean {scores.score:.3f}"
+        else:
+            event = f"target seed {run.seed} failed: {scores.error}"
+        self._report(f"candidate id {run.candidate_id}: {event}")
+
+    def _promote(self, candidate: Candidate) -> None:
+        """Hand a new rung-0 result to the ladder; queue the target runs of whom it promotes."""
+        if self.ladder is None or candidate.duplicate_of is not None or candidate.objectives is None:
+            return
+        promoted = self.ladder.add_result(candidate.id, as_vector(candidate.objectives, self.objectives))
+        if promoted:
+            with self.store.session(readonly=True) as s:
+                self._queue_target_runs(s, promoted)
+
     def _record_outcome(self, outcome: EvaluationOutcome) -> None:
         """Commit an outcome; only then may selection see it. Outcomes of stale attempts are ignored."""
+        if outcome.candidate_id in self.target_tasks:
+            self._record_target_outcome(outcome)
+            return
         item = self.in_flight.get(outcome.candidate_id)
         if item is None or item.attempt != outcome.attempt:
             return
@@ -374,6 +452,11 @@ class Controller:
         joins = self.config.strategy().needs_population and not baseline
         if candidate.status is CandidateStatus.EVALUATED and joins:
             self._admit(self._member(candidate))
+        if candidate.status is CandidateStatus.EVALUATED and not baseline:
+            self._promote(candidate)
+        elif candidate.status is CandidateStatus.EVALUATED and self.ladder is not None:
+            with self.store.session(readonly=True) as s:
+                self._queue_target_runs(s, [candidate.id])  # a baseline goes through the last rung too
         self._watch_failures(outcome)
         self._report(f"{_name(candidate)}: {_outcome_text(outcome)}")
 
@@ -420,8 +503,9 @@ class Controller:
             return
         with self.store.session() as s:
             db.heartbeat_controller(s, self.search_id, host=self.host, pid=self.pid)
-            if self.in_flight:
-                db.heartbeat_candidates(s, list(self.in_flight))
+            candidates = [cid for cid in self.in_flight if cid not in self.target_tasks]
+            if candidates:
+                db.heartbeat_candidates(s, candidates)
         self.last_heartbeat = time.monotonic()
 
     def _stop_requested(self) -> bool:

@@ -106,7 +106,8 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _run_of(outcome: EvaluationOutcome, seed: int) -> SeedRun:
+def seed_run(outcome: EvaluationOutcome, seed: int) -> SeedRun:
+    """The scores of one (layer, seed) task from its outcome, or the error that stopped it."""
     if outcome.error is not None:
         return SeedRun(seed, error=outcome.error, seconds=outcome.duration)
     if outcome.rejection is not None:  # scoring turns the quality rejection off; say so if it ever happens
@@ -160,7 +161,7 @@ def run_jobs(
             if k in runs or k not in tasks:
                 continue
             in_flight -= 1
-            runs[k] = _run_of(outcome, tasks[k].spec.seed)
+            runs[k] = seed_run(outcome, tasks[k].spec.seed)
             if on_run is not None:
                 on_run(layers[k], runs[k])
     return [runs[k] for k in range(len(jobs))]

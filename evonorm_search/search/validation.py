@@ -120,7 +120,7 @@ def validate_search(
 
     def keep(layer: LayerToScore, run: SeedRun) -> None:
         if run.error is None:
-            _store_run(store, by_layer[id(layer)].candidate_id, run)
+            store_run(store, by_layer[id(layer)].candidate_id, run)
         if on_run is not None:
             on_run(layer, run)
 
@@ -144,7 +144,7 @@ def _stored_run(run: db.ValidationRun, architectures: Sequence[str]) -> SeedRun:
     return SeedRun(run.seed, {a: run.accuracies[a] for a in architectures}, seconds=run.seconds)
 
 
-def _store_run(store: db.Store, candidate_id: int, run: SeedRun) -> None:
+def store_run(store: db.Store, candidate_id: int, run: SeedRun) -> None:
     """All architectures of one seed in one transaction: a run is stored whole or not at all."""
     metrics = {r.architecture: dict(r.metrics) for r in run.records}
     durations = {r.architecture: r.duration for r in run.records}

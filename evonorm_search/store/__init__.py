@@ -50,6 +50,7 @@ from .queries import (
     list_candidates,
     pareto_front,
     pareto_front_across,
+    results_in_commit_order,
     search_summary,
 )
 from .searches import (
@@ -124,6 +125,7 @@ __all__ = [
     "record_validation",
     "release_controller",
     "requeue_candidate",
+    "results_in_commit_order",
     "schema_status",
     "search_summary",
     "set_search_state",

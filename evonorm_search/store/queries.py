@@ -291,6 +291,23 @@ def _by_objective(
     return query, ordering, lambda c: [float(c.objectives[name]), c.birth]
 
 
+def results_in_commit_order(session: Session, search_id: int) -> list[tuple[int, dict[str, float]]]:
+    """(id, objectives) of a search's evaluated candidates, in the order their results were committed
+    (finish time, then id); duplicates, which reuse another's result, and baselines are left out. The
+    fidelity ladder replays its promotions from this order."""
+    rows = session.execute(
+        select(Candidate.id, Candidate.objectives)
+        .where(
+            Candidate.search_id == search_id,
+            Candidate.role == CandidateRole.CANDIDATE,
+            Candidate.status == CandidateStatus.EVALUATED,
+            Candidate.duplicate_of.is_(None),
+        )
+        .order_by(Candidate.finished_at, Candidate.id)
+    ).all()
+    return [(row.id, row.objectives or {}) for row in rows]
+
+
 def candidate_graphs(session: Session, candidate_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """{id: stored graph} of these candidates (ids that do not exist are left out): what lean reads leave
     out, read for the few rows that need it."""

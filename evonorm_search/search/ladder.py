@@ -1,0 +1,120 @@
+"""The fidelity ladder: a search promotes its best candidates from the proxies to the target task.
+
+Rung 0 is the proxies every candidate trains on; the last rung is the target task (`validation:`:
+larger networks, longer training, the test split, seeds the search never uses). Promotion is
+asynchronous and multi-objective, as MOASHA does it: each time a candidate's proxy result arrives, the
+candidates of rung 0 are ranked by non-dominated sorting (moocore's Pareto rank; ties by crowding
+distance, then birth), and every candidate in the top `1/eta` not promoted yet is promoted, until
+`max_promotions` have been. A promoted candidate trains on the target task for each seed; each seed is
+stored as the `validation` evaluations `evonorm-search validate` stores, so `validate` reuses them.
+
+Promotions are not stored as such: they are a deterministic function of the order in which rung-0
+results were committed (candidate `finished_at`, then id), so a controller that resumes replays that
+order, finds the same promotions, and trains only the seeds that are not stored yet: a crash between a
+promotion and its results loses nothing and repeats nothing.
+
+Compute is counted in one unit: training examples processed (steps x batch size x architectures, per
+seed), the same on any machine and for any backend, so rungs of different shapes add up and a budget in
+it means the same thing on a laptop and a cluster (seconds would not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import moocore
+import numpy as np
+
+from ..store import Objective
+from .config import FidelityConfig, SearchConfig
+from .pareto import maximise_flags
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of each point within its set (boundary points: infinity)."""
+    n, m = points.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(m):
+        order = np.argsort(points[:, j], kind="stable")
+        span = points[order[-1], j] - points[order[0], j]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    return distance
+
+
+def promotion_ranking(points: Sequence[Sequence[float]], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of `points` best first: Pareto rank, then crowding distance within the rank, then index."""
+    if not points:
+        return []
+    data = np.asarray(points, dtype=float).reshape(len(points), len(objectives))
+    ranks = moocore.pareto_rank(data, maximise=maximise_flags(objectives))
+    crowding = np.zeros(len(points))
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        crowding[members] = crowding_distance(data[members])
+    return sorted(range(len(points)), key=lambda i: (int(ranks[i]), -crowding[i], i))
+
+
+@dataclass
+class Ladder:
+    """The promotion state of one search: rung-0 results in commit order, and who was promoted."""
+
+    config: FidelityConfig
+    objectives: Sequence[Objective]
+    results: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # (candidate id, objectives)
+    promoted: list[int] = field(default_factory=list)
+
+    def add_result(self, candidate_id: int, vector: tuple[float, ...]) -> list[int]:
+        """Record a rung-0 result; the candidates it promotes now (best first)."""
+        self.results.append((candidate_id, vector))
+        quota = len(self.results) // self.config.eta  # the top 1/eta of the rung
+        room = self.config.max_promotions - len(self.promoted)
+        if len(self.results) < self.config.min_results or quota == 0 or room <= 0:
+            return []
+        ranking = promotion_ranking([v for _, v in self.results], self.objectives)
+        top = [self.results[i][0] for i in ranking[:quota]]
+        # As ASHA: whoever is in the top now and was not promoted goes up, even if one promoted earlier fell out.
+        fresh = [cid for cid in top if cid not in self.promoted][:room]
+        self.promoted.extend(fresh)
+        return fresh
+
+    def replay(self, results: Iterable[tuple[int, tuple[float, ...]]]) -> None:
+        """Rebuild the promotions from stored results in commit order (a resumed controller)."""
+        for candidate_id, vector in results:
+            self.add_result(candidate_id, vector)
+
+
+# -- compute accounting -------------------------------------------------------------------------------
+
+
+def examples_per_run(architectures: int, steps: int, batch_size: int) -> int:
+    """Training examples one run processes: the unit every rung's compute is counted in."""
+    return architectures * steps * batch_size
+
+
+def proxy_examples(config: SearchConfig) -> int:
+    """A candidate's rung-0 training: every proxy, the full budget of steps (the quality prefix is part of it)."""
+    training = config.training
+    return examples_per_run(len(config.architectures), training.steps, training.batch_size)
+
+
+def target_examples(config: SearchConfig) -> int:
+    """One seed of the target task: every target architecture for the target's steps."""
+    training = config.validation.training
+    return examples_per_run(len(config.validation.architectures), training.steps, training.batch_size)
+
+
+@dataclass(frozen=True)
+class RungStatus:
+    """One rung as `status` shows it."""
+
+    rung: int
+    name: str
+    evaluated: int  # candidates with a complete result at this rung
+    promoted: int  # candidates sent on to the next rung (or, for the last rung, sent here)
+    pending: int  # candidates at this rung whose result is not complete yet
+    examples: int  # training examples processed at this rung (compute)
