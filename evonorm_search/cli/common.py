@@ -25,12 +25,13 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_store
+from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_readonly_store, open_store
 from .app import console, err_console, fail
 
 EXIT_FAILED = 1  # the database or the cluster could not be used, or the search cannot be driven
 EXIT_STORE = EXIT_FAILED  # the database could not be reached, or the search cannot be driven
 EXIT_INTERRUPTED = 130  # Ctrl-C: the search is stopped and can be resumed
+EXIT_STOPPED = 3  # `evonorm-search stop` stopped the search before its budget was spent; it can be resumed
 
 # -- options ------------------------------------------------------------------------------------------
 
@@ -155,6 +156,20 @@ def opened_store(url: str | None) -> Iterator[Store]:
         store.close()
 
 
+@contextmanager
+def opened_readonly_store(url: str | None) -> Iterator[Store]:
+    """The existing store, opened only to read (nothing created, migrated or written), or a clean exit
+    with the store's message ("no database at ...") when it cannot be opened."""
+    try:
+        store = open_readonly_store(url)
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def load_config(path: Path) -> SearchConfig:
     try:
         return SearchConfig.from_yaml(path)
@@ -171,15 +186,18 @@ def stored_config(store: Store, search_id: int) -> SearchConfig:
         raise fail(str(e), EXIT_STORE) from None
 
 
-def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None) -> SearchProgress:
+def drive(
+    store: Store, search_id: int, evaluator: Evaluator, live: bool | None, *, db: str | None = None
+) -> SearchProgress:
+    """Run the search to its end with a progress display; `db` is the --db the command was given, for
+    the hint printed when Ctrl-C stops it."""
     view = ProgressView(console.is_terminal if live is None else live)
     try:
         with view:
             return run_search(store, search_id, evaluator, progress=view)
     except KeyboardInterrupt:
         err_console.print(
-            f"interrupted: search {search_id} is stopped; `evonorm-search run --resume {search_id}` continues it",
-            highlight=False,
+            f"interrupted: search {search_id} is stopped; {resume_hint(search_id, db)}", highlight=False, markup=False
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (ControllerError, ConflictError, StoreError) as e:
@@ -190,6 +208,19 @@ def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None)
 
 def db_flag(db: str | None) -> str:
     return f" --db {db}" if db else ""
+
+
+def resume_hint(search_id: int, db: str | None) -> str:
+    return f"`evonorm-search resume {search_id}{db_flag(db)}` continues it"
+
+
+def exit_if_stopped(final: SearchProgress, db: str | None) -> None:
+    """A search that `stop` ended before its budget was spent exits EXIT_STOPPED, saying how to go on."""
+    if final.state == "stopped":
+        err_console.print(
+            f"search {final.search_id} was stopped; {resume_hint(final.search_id, db)}", highlight=False, markup=False
+        )
+        raise typer.Exit(EXIT_STOPPED)
 
 
 # -- progress -------------------------------------------------------------------------------------------
@@ -270,7 +301,7 @@ def progress_table(p: SearchProgress) -> Table:
 
 def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
     """The graph of a stored candidate and a class name for its export."""
-    with opened_store(db) as store:
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 candidate = get_candidate(s, candidate_id)

@@ -49,11 +49,14 @@ from .common import (
     TimeoutOption,
     db_flag,
     drive,
+    exit_if_stopped,
     load_config,
     make_evaluator,
     mean_of,
+    opened_readonly_store,
     opened_store,
     progress_line,
+    resume_hint,
     stored_config,
 )
 
@@ -111,7 +114,12 @@ def run_command(
     evaluation_timeout: TimeoutOption = None,
     retries: RetriesOption = 2,
 ) -> None:
-    """Run a search from a YAML configuration, or resume one; results go to the database."""
+    """Run a search from a YAML configuration, or resume one; results go to the database.
+
+    Exit status: 0 when the budget is spent, 3 when `evonorm-search stop` stopped the search (resume it
+    with `evonorm-search resume ID`), 130 after Ctrl-C (also resumable), 2 for a bad configuration or
+    argument, 1 when the database or the cluster cannot be used.
+    """
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
     config = load_config(config_path) if config_path is not None else None
@@ -131,8 +139,9 @@ def run_command(
             timeout=evaluation_timeout,
             retries=retries,
         )
-        final = drive(store, search_id, evaluator, live)
+        final = drive(store, search_id, evaluator, live, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
+        exit_if_stopped(final, db)
         console.print(
             f"results: search {search_id} in {store.url}\n"
             f"  evonorm-search pareto {search_id}{db_flag(db)}      the Pareto front\n"
@@ -159,21 +168,25 @@ def status_command(
     db: DbOption = None,
 ) -> None:
     """List searches, or show one search's progress, rejection funnel and best values."""
-    with opened_store(db) as store:
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 if search_id is None:
-                    show_searches(s)
+                    show_searches(s, db)
                 else:
                     show_search(s, search_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
 
 
-def show_searches(s: Any) -> None:
+def show_searches(s: Any, db: str | None) -> None:
     searches = list_searches(s, limit=100).items
     if not searches:
-        console.print("no searches yet; start one with `evonorm-search run examples/quick.yaml`", highlight=False)
+        console.print(
+            f"no searches yet; start one with `evonorm-search run examples/quick.yaml{db_flag(db)}`",
+            highlight=False,
+            markup=False,
+        )
         return
     table = Table(title="searches")
     # Short headers: the table must fit an 80-column terminal without cutting the values.
@@ -213,7 +226,8 @@ def show_search(s: Any, search_id: int) -> None:
         )
     table.add_row("controller", controller)
     for status, count in summary.by_status.items():
-        table.add_row(f"  {status}", str(count))
+        if count:  # a stopped search lists no `running 0`: only what it holds
+            table.add_row(f"  {status}", str(count))
     for stage, count in summary.rejected_by_stage.items():
         table.add_row(f"  rejected ({stage})", str(count))
     table.add_row("duplicate hits", str(summary.duplicate_hits))
@@ -253,7 +267,7 @@ def pareto_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """The Pareto front of a search over all its objectives, best first on the first objective."""
-    with opened_store(db) as store:
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 search = get_search(s, search_id)
@@ -349,7 +363,8 @@ def resume_command(
 ) -> None:
     """Resume a stopped, failed or interrupted search until its budget is spent.
 
-    Completed evaluations are kept; candidates that were in flight are evaluated again.
+    Completed evaluations are kept; candidates that were in flight are evaluated again. Exit status: as
+    `run`'s (0 when the budget is spent, 3 when `evonorm-search stop` stopped it again, 130 after Ctrl-C).
     """
     with opened_store(db) as store:
         search = _resumable(store, search_id)
@@ -365,8 +380,9 @@ def resume_command(
             retries=retries,
         )
         console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
-        final = drive(store, search_id, evaluator, live)
+        final = drive(store, search_id, evaluator, live, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
+        exit_if_stopped(final, db)
 
 
 def _resumable(store: Store, search_id: int) -> Search:
@@ -401,4 +417,5 @@ def stop_command(
             "(it checks between evaluations); run this again to keep waiting",
             EXIT_FAILED,
         )
-    console.print(f"search {search_id}: {state}", highlight=False, markup=False)
+    hint = f"; {resume_hint(search_id, db)}" if state is SearchState.STOPPED else ""
+    console.print(f"search {search_id}: {state}{hint}", highlight=False, markup=False)

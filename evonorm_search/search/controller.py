@@ -248,8 +248,24 @@ class Controller:
             current = db.get_search(s, self.search_id)
             if current.state is not state and state in _allowed_after(current.state):
                 db.set_search_state(s, self.search_id, state, error=error)
+            if state is SearchState.STOPPED:
+                self._park_unfinished(s)
             db.release_controller(s, self.search_id, host=self.host, pid=self.pid)
         return self._report(f"search {state}")
+
+    def _park_unfinished(self, s: Session) -> None:
+        """A stopped search has nothing queued or running: what was in flight goes back to pending with
+        its next attempt (a cancelled evaluation's late result must not count), the backlog to pending as
+        it is. Resuming queues them again (`_requeue_unfinished`, `prepare_baselines`)."""
+        in_flight = set(self.in_flight)
+        for candidate_id in [*in_flight, *(item.candidate_id for item in self.backlog)]:
+            status = db.get_candidate(s, candidate_id).status
+            if status not in (CandidateStatus.QUEUED, CandidateStatus.RUNNING):
+                continue
+            if candidate_id in in_flight:
+                db.requeue_candidate(s, candidate_id)
+            else:
+                db.mark_status(s, candidate_id, CandidateStatus.PENDING)
 
     # -- proposing and checking -------------------------------------------------------------------
 
