@@ -25,7 +25,17 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_readonly_store, open_store
+from ..store import (
+    Candidate,
+    CandidateStatus,
+    ConflictError,
+    Store,
+    StoreError,
+    get_candidate,
+    get_search,
+    open_readonly_store,
+    open_store,
+)
 from .app import console, err_console, fail
 
 EXIT_FAILED = 1  # the database or the cluster could not be used, or the search cannot be driven
@@ -267,17 +277,17 @@ class ProgressView:
 
 def progress_line(p: SearchProgress) -> str:
     rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
-    best = mean_of(p.best)
-    best_text = f"{best:.3f}" if best is not None else "-"
     return (
         f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
-        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
+        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, {best_values_text(p.best)} | {p.last_event}"
     )
 
 
-def mean_of(best: dict[str, float]) -> float | None:
-    accuracies = [v for k, v in best.items() if k.startswith("accuracy_")]
-    return sum(accuracies) / len(accuracies) if accuracies else None
+def best_values_text(best: dict[str, float]) -> str:
+    """Each objective's best value on its own: they may come from different layers, so they are never
+    averaged into a score no layer has (`status` names the best single layer)."""
+    values = ", ".join(f"{name.removeprefix('accuracy_')} {value:.3f}" for name, value in best.items())
+    return f"best per objective: {values or '-'}"
 
 
 def progress_table(p: SearchProgress) -> Table:
@@ -312,4 +322,17 @@ def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
         graph = Graph.from_dict(stored)
     except GraphError as e:
         raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
+    warn_unless_evaluated(candidate)
     return graph, f"EvoNormCandidate{candidate_id}"
+
+
+def warn_unless_evaluated(candidate: Candidate) -> None:
+    """A rejected (or never evaluated) candidate can still be exported, but not without a word: a reader
+    of the file would take it for a layer the search found."""
+    if candidate.status is CandidateStatus.EVALUATED:
+        return
+    if candidate.status is CandidateStatus.REJECTED:
+        why = f"was rejected ({candidate.rejection_stage}: {candidate.rejection_reason})"
+    else:
+        why = f"was never evaluated (it is {candidate.status})"
+    err_console.print(f"warning: candidate {candidate.id} {why}; exporting it anyway", highlight=False, markup=False)

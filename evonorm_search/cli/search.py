@@ -52,7 +52,6 @@ from .common import (
     exit_if_stopped,
     load_config,
     make_evaluator,
-    mean_of,
     opened_readonly_store,
     opened_store,
     progress_line,
@@ -190,22 +189,34 @@ def show_searches(s: Any, db: str | None) -> None:
         return
     table = Table(title="searches")
     # Short headers: the table must fit an 80-column terminal without cutting the values.
-    for column in ("id", "name", "state", "candidates", "evaluated", "best acc", "HV", "updated"):
-        table.add_column(column, no_wrap=column != "name", min_width=len(column))
+    for column in ("id", "name", "state", "candidates", "evaluated", "best (id)", "HV", "updated"):
+        table.add_column(column, no_wrap=column != "name", overflow="fold", min_width=len(column))
     for search in searches:
         summary = search_summary(s, search.id)
-        best = mean_of({k: v.value for k, v in summary.best.items() if v is not None})
         table.add_row(
             str(search.id),
             search.name,
             str(search.state),
             f"{summary.total}/{search.budget or '-'}",
             str(summary.evaluated),
-            "-" if best is None else f"{best:.4f}",
+            best_layer_text(best_layer(s, search.id)),
             "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}",
             age(search.updated_at),
         )
     console.print(table)
+    console.print("best (id): the mean accuracy of the search's best layer, and that layer's id", highlight=False)
+
+
+def best_layer(s: Any, search_id: int) -> Any | None:
+    """The evaluated layer with the highest mean accuracy: one real layer, never a mix of the best value
+    of each objective taken from different layers. It lies on the front over all objectives (a layer
+    dominating it has a mean at least as high), so the front is all there is to read."""
+    scored = [c for c in pareto_front(s, search_id) if mean_accuracy(c.objectives) is not None]
+    return max(scored, key=lambda c: (mean_accuracy(c.objectives), -c.birth), default=None)
+
+
+def best_layer_text(best: Any | None) -> str:
+    return "-" if best is None else f"{mean_accuracy(best.objectives):.4f} ({best.id})"
 
 
 def show_search(s: Any, search_id: int) -> None:
@@ -231,23 +242,57 @@ def show_search(s: Any, search_id: int) -> None:
     for stage, count in summary.rejected_by_stage.items():
         table.add_row(f"  rejected ({stage})", str(count))
     table.add_row("duplicate hits", str(summary.duplicate_hits))
-    for name, best in summary.best.items():
-        table.add_row(f"best {name}", "-" if best is None else f"{best.value:.4f} (candidate {best.candidate_id})")
     table.add_row("front size", str(summary.front_size))
     table.add_row("hypervolume", "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}")
     throughput = candidates_per_minute(summary)
     table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
-    for baseline in baselines_of(s, search_id):
-        table.add_row(f"baseline {baseline.label}", baseline_text(baseline))
     console.print(table)
+    show_best_beside_baselines(search, best_layer(s, search_id), baselines_of(s, search_id))
 
 
-def baseline_text(baseline: Any) -> str:
-    """A baseline's standing: its mean proxy accuracy once evaluated, else its status (and error)."""
-    mean = mean_accuracy(baseline.objectives)
-    if mean is not None:
-        return f"mean accuracy {mean:.4f} (candidate {baseline.id})"
-    return str(baseline.status) + (f": {baseline.error}" if baseline.error else "")
+def show_best_beside_baselines(search: Search, best: Any | None, baselines: list[Any]) -> None:
+    """The best single layer and the baselines, one row each (id, mean accuracy, every objective), then
+    the best layer's formula whole and what keeps a baseline from having scores."""
+    names = search.objective_names
+    table = Table(title="best layer and baselines")
+    table.add_column("layer", no_wrap=True)
+    table.add_column("id", justify="right")
+    table.add_column("mean", justify="right")
+    for name in names:
+        table.add_column(name.removeprefix("accuracy_"), justify="right")
+    if best is not None:
+        table.add_row("best layer", str(best.id), *objective_cells(best, names))
+    for baseline in baselines:
+        table.add_row(f"baseline {baseline.label}", str(baseline.id), *objective_cells(baseline, names), style="dim")
+    console.print(table)
+    console.print("mean: the mean proxy accuracy over the architectures", highlight=False)
+    if best is not None:
+        print_formulas([(f"{best.id} (birth {best.birth})", best.dsl)], "formula of the best layer")
+    for baseline in baselines:
+        if baseline.objectives is None:
+            why = f": {baseline.error}" if baseline.error else ""
+            console.print(
+                f"baseline {baseline.label} has no scores: {baseline.status}{why}", highlight=False, markup=False
+            )
+
+
+def objective_cells(layer: Any, names: list[str]) -> list[str]:
+    """Mean accuracy then each objective's value; a layer not evaluated shows its status instead."""
+    if layer.objectives is None:
+        return [str(layer.status), *["-"] * len(names)]
+    mean = mean_accuracy(layer.objectives)
+    return [format_value(mean), *[format_value(layer.objectives.get(n)) for n in names]]
+
+
+def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
+    """Formulas whole, never cut to a column: `KEY: line` with the next lines of a program aligned
+    under the first."""
+    console.print(f"{title}:", highlight=False)
+    for key, dsl in keyed:
+        lines = dsl.strip().splitlines() or [""]
+        console.print(f"  {key}: {lines[0]}", highlight=False, markup=False)
+        for line in lines[1:]:
+            console.print(" " * (len(key) + 4) + line, highlight=False, markup=False)
 
 
 def candidates_per_minute(summary: Any) -> float | None:

@@ -197,7 +197,7 @@ class Controller:
         self.spec = self.config.evaluation_spec()
         self.baseline_spec = self.config.proxy_spec()  # a reference is scored, never rejected
         self.last_heartbeat = time.monotonic()
-        self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
+        self._report("started" if self.births == 0 else f"resumed at birth {self.births} of {self.config.budget}")
 
     def _claim_window(self, search: Search) -> timedelta:
         """A previous controller on this machine whose process is gone has no claim left: take over at once."""
@@ -301,7 +301,7 @@ class Controller:
         if queued:
             self._submit(_InFlight(candidate.id, candidate.attempt))
         else:
-            self._report(f"candidate {birth}: {_verdict_text(verdict)}")
+            self._report(f"{_name(candidate)}: {_verdict_text(verdict)}")
 
     def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Candidate:
         """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
@@ -480,7 +480,11 @@ def _allowed_after(state: SearchState) -> frozenset[SearchState]:
 
 
 def _name(candidate: Candidate) -> str:
-    return f"baseline {candidate.label}" if db.is_baseline(candidate) else f"candidate {candidate.birth}"
+    """How the progress log names a candidate: by its database id, the number `status`, `pareto` and
+    `export --candidate` use, with its birth (its position in the search) beside it."""
+    if db.is_baseline(candidate):
+        return f"baseline {candidate.label}"
+    return f"candidate {candidate.id} (birth {candidate.birth})"
 
 
 def _verdict_text(verdict: Verdict) -> str:

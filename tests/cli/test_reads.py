@@ -21,9 +21,10 @@ from evonorm_search.cli import app
 from evonorm_search.store import CandidateStatus, list_candidates, open_store
 from tests.search.conftest import tiny_yaml
 
+from .conftest import StoredSearch, evaluated_candidates
+
 runner = CliRunner()
 REPOSITORY = Path(__file__).resolve().parents[2]
-TINY_TRAINING = {"steps": 5, "batch_size": 16, "device": "cpu", "threads": 1}
 SLOW_TRAINING = {"steps": 80, "batch_size": 32, "device": "cpu", "threads": 1}
 EXIT_STOPPED = 3  # `run --help` documents it
 
@@ -37,21 +38,6 @@ def read_commands(db: str, candidate_id: int) -> list[list[str]]:
         ["db", "current", "--db", db],
         ["export", "--candidate", str(candidate_id), "--db", db],
     ]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, str, int]:
-    """A completed tiny search with a baseline: its database file, URL and one evaluated candidate's id."""
-    folder = tmp_path_factory.mktemp("finished")
-    config = folder / "tiny.yaml"
-    config.write_text(tiny_yaml(budget=4, training=TINY_TRAINING, baselines=["relu"]))
-    path = folder / "db" / "evonorm.db"
-    db = f"sqlite:///{path}"
-    result = runner.invoke(app, ["run", str(config), "--db", db, "--no-live", "--in-process"])
-    assert result.exit_code == 0, result.output
-    with open_store(db) as store, store.session(readonly=True) as s:
-        evaluated = [c for c in list_candidates(s, 1, limit=100).items if c.status is CandidateStatus.EVALUATED]
-    return path, db, evaluated[0].id
 
 
 @pytest.mark.parametrize("command", ["status", "status 1", "pareto 1", "db current", "export --candidate 1"])
@@ -70,13 +56,12 @@ def test_status_without_db_does_not_create_the_default_database(tmp_path, monkey
     assert not (tmp_path / "home").exists()
 
 
-def test_reads_leave_the_database_byte_for_byte_unchanged(finished):
-    path, db, candidate_id = finished
-    before = path.read_bytes()
-    for args in read_commands(db, candidate_id):
+def test_reads_leave_the_database_byte_for_byte_unchanged(finished: StoredSearch):
+    before = finished.path.read_bytes()
+    for args in read_commands(finished.db, evaluated_candidates(finished.db)[0].id):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
-    assert path.read_bytes() == before
+    assert finished.path.read_bytes() == before
 
 
 def _without_write_permission() -> list[str]:
@@ -90,12 +75,12 @@ def _without_write_permission() -> list[str]:
     return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
 
 
-def test_reads_work_in_a_read_only_directory(finished, tmp_path):
-    path, _, candidate_id = finished
+def test_reads_work_in_a_read_only_directory(finished: StoredSearch, tmp_path):
+    candidate_id = evaluated_candidates(finished.db)[0].id
     folder = tmp_path / "locked"
     folder.mkdir()
     copy = folder / "evonorm.db"
-    shutil.copyfile(path, copy)
+    shutil.copyfile(finished.path, copy)
     db = f"sqlite:///{copy}"
     script = (
         "import json, sys\n"
@@ -125,10 +110,10 @@ def test_reads_work_in_a_read_only_directory(finished, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["evonorm.db"]
 
 
-def test_the_missing_database_hint_carries_the_db_it_was_given(finished):
-    _, db, _ = finished
-    result = runner.invoke(app, ["status", "--db", db.replace("evonorm.db", "other.db")])
-    assert f"--db {db.replace('evonorm.db', 'other.db')}" in result.output
+def test_the_missing_database_hint_carries_the_db_it_was_given(finished: StoredSearch):
+    other = finished.db.replace("evonorm.db", "other.db")
+    result = runner.invoke(app, ["status", "--db", other])
+    assert f"--db {other}" in result.output
 
 
 # -- a stopped run ---------------------------------------------------------------------------------------
