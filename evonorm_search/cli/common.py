@@ -306,6 +306,21 @@ def progress_table(p: SearchProgress) -> Table:
     return table
 
 
+# -- formulas -------------------------------------------------------------------------------------------
+
+
+def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
+    """Formulas whole, never cut to a column: `KEY: line`, every line of every program starting in the
+    same column."""
+    console.print(f"{title}:", highlight=False)
+    indent = max((len(key) for key, _ in keyed), default=0) + 4
+    for key, dsl in keyed:
+        lines = dsl.strip().splitlines() or [""]
+        console.print(f"  {key}:".ljust(indent) + lines[0], highlight=False, markup=False)
+        for line in lines[1:]:
+            console.print(" " * indent + line, highlight=False, markup=False)
+
+
 # -- a stored candidate ---------------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ from .common import (
     make_evaluator,
     opened_readonly_store,
     opened_store,
+    print_formulas,
     progress_line,
     resume_hint,
     stored_config,
@@ -284,17 +285,6 @@ def objective_cells(layer: Any, names: list[str]) -> list[str]:
     return [format_value(mean), *[format_value(layer.objectives.get(n)) for n in names]]
 
 
-def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
-    """Formulas whole, never cut to a column: `KEY: line` with the next lines of a program aligned
-    under the first."""
-    console.print(f"{title}:", highlight=False)
-    for key, dsl in keyed:
-        lines = dsl.strip().splitlines() or [""]
-        console.print(f"  {key}: {lines[0]}", highlight=False, markup=False)
-        for line in lines[1:]:
-            console.print(" " * (len(key) + 4) + line, highlight=False, markup=False)
-
-
 def candidates_per_minute(summary: Any) -> float | None:
     first, last = summary.first_finished_at, summary.last_finished_at
     if first is None or last is None or last <= first:
@@ -330,7 +320,17 @@ def pareto_command(
     if not front:
         console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
         return
-    console.print(pareto_table(search_id, names, front, baselines))
+    for table in pareto_tables(search_id, names, front, baselines):
+        console.print(table)
+    if baselines:
+        console.print(VERSUS_NOTE, highlight=False)
+    keyed = [(str(c.id), c.dsl) for c in front] + [(f"{b.id} ({b.label})", b.dsl) for b in baselines]
+    print_formulas(keyed, "formulas (id: layer)")
+
+
+VERSUS_NOTE = (
+    "vs X: the layer's mean accuracy over the architectures minus baseline X's (positive: the layer is better)"
+)
 
 
 def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> dict[str, Any]:
@@ -359,24 +359,27 @@ def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: l
     return {"search": search_id, "objectives": names, "front": rows, "baselines": references}
 
 
-def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> Table:
-    """The front, then the baselines (dimmed); `vs X`: mean accuracy minus baseline X's."""
+def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[Table]:
+    """Numbers only, so they fit any width (the formulas follow, keyed by id): the front, then the
+    baselines in a table of their own, where a label, not a birth, names each row."""
     table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
-    table.add_column("candidate")
-    table.add_column("birth")
-    for name in names:
-        table.add_column(name.removeprefix("accuracy_"), justify="right")
+    for column in ("id", "birth", *(n.removeprefix("accuracy_") for n in names), "mean"):
+        table.add_column(column, justify="right", overflow="fold")
     for b in baselines:
-        table.add_column(f"vs {b.label}", justify="right")
-    table.add_column("layer")
+        table.add_column(f"vs {b.label}", justify="right", overflow="fold")
     for c in front:
         values = [format_value(c.objectives.get(n)) for n in names]
         versus = [signed(d.mean) for d in differences(c.objectives, baselines)]
-        table.add_row(str(c.id), str(c.birth), *values, *versus, c.dsl.replace("\n", "; "))
+        table.add_row(str(c.id), str(c.birth), *values, format_value(mean_accuracy(c.objectives)), *versus)
+    if not baselines:
+        return [table]
+    reference = Table(title="baselines")
+    for column in ("baseline", "id", *(n.removeprefix("accuracy_") for n in names), "mean"):
+        reference.add_column(column, justify="left" if column == "baseline" else "right", overflow="fold")
     for b in baselines:
         values = [format_value(b.objectives.get(n)) for n in names]
-        table.add_row(str(b.id), b.label, *values, *[""] * len(baselines), b.dsl, style="dim")
-    return table
+        reference.add_row(b.label, str(b.id), *values, format_value(mean_accuracy(b.objectives)))
+    return [table, reference]
 
 
 def signed(value: float | None) -> str:
