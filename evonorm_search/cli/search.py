@@ -166,17 +166,68 @@ def age(moment: datetime | None) -> str:
 def status_command(
     search_id: Annotated[int | None, typer.Argument(metavar="[ID]", help="one search in detail")] = None,
     db: DbOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: the search's status as the API serves it (GET /api/v1/searches/ID) "
+            'with its best layer and baselines; without ID, {"items": [...]} of those.',
+        ),
+    ] = False,
 ) -> None:
-    """List searches, or show one search's progress, rejection funnel and best values."""
+    """List searches, or show one search's progress, rejection funnel, best layer and baselines."""
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
-                if search_id is None:
+                if as_json:
+                    typer.echo(json.dumps(status_json(s, search_id), indent=2))
+                elif search_id is None:
                     show_searches(s, db)
                 else:
                     show_search(s, search_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
+
+
+def status_json(s: Any, search_id: int | None) -> dict[str, Any]:
+    """One search's status, or `{"items": [...]}` of every search's (newest 100)."""
+    if search_id is not None:
+        return search_status_json(s, search_id)
+    return {"items": [search_status_json(s, search.id) for search in list_searches(s, limit=100).items]}
+
+
+def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
+    """The API's status of the search (one shape for the same thing), plus the best single layer and
+    the baselines in `pareto --json`'s shapes."""
+    from service.views import search_status  # FastAPI loads only for --json
+
+    status = search_status(search_summary(s, search_id)).model_dump(mode="json")
+    best = best_layer(s, search_id)
+    status["best_layer"] = None if best is None else layer_json(best)
+    status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
+    return status
+
+
+def layer_json(c: Any) -> dict[str, Any]:
+    return {
+        "candidate": c.id,
+        "birth": c.birth,
+        "dsl": c.dsl,
+        "objectives": c.objectives,
+        "mean_accuracy": mean_accuracy(c.objectives),
+    }
+
+
+def baseline_json(b: Any) -> dict[str, Any]:
+    return {
+        "candidate": b.id,
+        "label": b.label,
+        "dsl": b.dsl,
+        "objectives": b.objectives,
+        "mean_accuracy": mean_accuracy(b.objectives),
+        "status": str(b.status),
+        "error": b.error,
+    }
 
 
 def show_searches(s: Any, db: str | None) -> None:
