@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.table import Table
 
 from ..search.baselines import differences, mean_accuracy
-from ..search.config import SearchConfig
+from ..search.config import ConfigError, SearchConfig
 from ..search.controller import create_search
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..store import (
@@ -102,6 +104,15 @@ def run_command(
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="search configuration (see examples/)")
     ] = None,
     db: DbOption = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a setting of CONFIG.yaml, validated like the file: dotted keys for nested ones "
+            "(training.steps=10), YAML values (seed=3, baselines=[bn_relu]); repeat for several.",
+        ),
+    ] = None,
     resume: Annotated[int | None, typer.Option("--resume", metavar="ID", help="resume search ID")] = None,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
@@ -122,7 +133,11 @@ def run_command(
     """
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
+    if settings and config_path is None:
+        raise fail("--set applies to CONFIG.yaml; a resumed search keeps its stored configuration")
     config = load_config(config_path) if config_path is not None else None
+    if config is not None and settings:
+        config = overridden(config, settings, origin=f"{config_path} with --set")
     with opened_store(db) as store:
         try:
             search_id, what = choose_search(store, config, resume)
@@ -150,6 +165,50 @@ def run_command(
             highlight=False,
             markup=False,
         )
+
+
+def overridden(config: SearchConfig, settings: list[str], *, origin: str) -> SearchConfig:
+    """`config` with each KEY=VALUE of `--set` applied, validated again as a whole (so a misspelt key
+    or a bad value is reported like one in the file)."""
+    data = config.model_dump(mode="json")
+    for setting in settings:
+        key, value = parse_setting(setting)
+        place_setting(data, key, value, setting)
+    try:
+        return SearchConfig.from_mapping(data, origin=origin)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def parse_setting(setting: str) -> tuple[list[str], Any]:
+    """`training.steps=10` -> (["training", "steps"], 10): the value is read as YAML, a number as a number."""
+    key, equals, text = setting.partition("=")
+    parts = key.strip().split(".")
+    if not equals or not all(parts):
+        raise fail(f"--set takes KEY=VALUE with a dotted KEY (training.steps=10), got {setting!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise fail(f"--set {setting}: the value is not YAML ({e})") from None
+    if isinstance(value, str) and NUMBER.fullmatch(value):  # YAML 1.1 reads 1e-3 as text, the config file not
+        value = float(value)
+    return parts, value
+
+
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def place_setting(data: dict[str, Any], key: list[str], value: Any, setting: str) -> None:
+    """Set `data[k1][k2]... = value`, making the mappings a section left out (null) needs."""
+    node = data
+    for depth, part in enumerate(key[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise fail(f"--set {setting}: {'.'.join(key[: depth + 1])} is not a mapping")
+        node = child
+    node[key[-1]] = value
 
 
 # -- status -------------------------------------------------------------------------------------------
