@@ -364,6 +364,9 @@ def show_search(s: Any, search_id: int) -> None:
 def show_best_beside_baselines(search: Search, best: Any | None, baselines: list[Any]) -> None:
     """The best single layer and the baselines, one row each (id, mean accuracy, every objective), then
     the best layer's formula whole and what keeps a baseline from having scores."""
+    if best is None and not baselines:
+        console.print("no layer evaluated yet", highlight=False)
+        return
     names = search.objective_names
     table = Table(title="best layer and baselines")
     table.add_column("layer", no_wrap=True)

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from typer.testing import CliRunner
 
 from evonorm_search.cli import app
-from evonorm_search.store import CandidateStatus, list_candidates, open_store
+from evonorm_search.store import CandidateStatus, list_candidates, open_store, schema_status
+from evonorm_search.store.migrate import alembic_config, head_revision
 from tests.search.conftest import tiny_yaml
 
 from .conftest import StoredSearch, evaluated_candidates
@@ -62,6 +64,20 @@ def test_reads_leave_the_database_byte_for_byte_unchanged(finished: StoredSearch
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     assert finished.path.read_bytes() == before
+
+
+def test_a_read_neither_creates_nor_migrates_a_schema_on_either_backend(store_url):
+    with open_store(store_url) as store:
+        with store.engine.connect() as connection, connection.begin():
+            command.downgrade(alembic_config(connection), "-1")
+        behind = store.schema_revision()
+    assert behind != head_revision()
+    result = runner.invoke(app, ["status", "--db", store_url])
+    assert result.exit_code == 1 and "db upgrade" in result.output, result.output
+    assert schema_status(store_url).current == behind  # refused, not migrated
+    assert runner.invoke(app, ["db", "upgrade", "--db", store_url]).exit_code == 0
+    ready = runner.invoke(app, ["status", "--db", store_url])
+    assert ready.exit_code == 0 and "no searches yet" in ready.output, ready.output
 
 
 def _without_write_permission() -> list[str]:
