@@ -8,6 +8,7 @@ The command modules import this one rather than each other (only `demo`, which r
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -218,6 +219,17 @@ def drive(
 
 def db_flag(db: str | None) -> str:
     return f" --db {db}" if db else ""
+
+
+def with_db(message: str, db: str | None) -> str:
+    """`message` with the --db the command was given added to each `evonorm-search ...` command it
+    suggests (the layers below the CLI do not know it), so the hint works as written."""
+    if not db:
+        return message
+    return _SUGGESTED_COMMAND.sub(lambda m: m[0] if "--db" in m[1] else f"`{m[1]}{db_flag(db)}`", message)
+
+
+_SUGGESTED_COMMAND = re.compile(r"`(evonorm-search [^`]*)`")
 
 
 def resume_hint(search_id: int, db: str | None) -> str:

@@ -60,6 +60,7 @@ from .common import (
     progress_line,
     resume_hint,
     stored_config,
+    with_db,
 )
 
 UNFINISHED = (SearchState.CREATED, SearchState.RUNNING, SearchState.STOPPING, SearchState.STOPPED, SearchState.FAILED)
@@ -528,7 +529,7 @@ def resume_command(
     `run`'s (0 when the budget is spent, 3 when `evonorm-search stop` stopped it again, 130 after Ctrl-C).
     """
     with opened_store(db) as store:
-        search = _resumable(store, search_id)
+        search = _resumable(store, search_id, db)
         config = stored_config(store, search_id)
         evaluator = make_evaluator(
             store,
@@ -546,12 +547,12 @@ def resume_command(
         exit_if_stopped(final, db)
 
 
-def _resumable(store: Store, search_id: int) -> Search:
+def _resumable(store: Store, search_id: int, db: str | None) -> Search:
     """The search, or a clean exit saying why it cannot be resumed now."""
     try:
         return check_resumable(store, search_id)
     except StoreError as e:
-        raise fail(str(e), EXIT_FAILED) from None
+        raise fail(with_db(str(e), db), EXIT_FAILED) from None
 
 
 @app.command("stop")

@@ -19,9 +19,10 @@ from alembic import command
 from typer.testing import CliRunner
 
 from evonorm_search.cli import app
-from evonorm_search.store import CandidateStatus, list_candidates, open_store, schema_status
+from evonorm_search.store import CandidateStatus, SearchState, list_candidates, open_store, schema_status
 from evonorm_search.store.migrate import alembic_config, head_revision
 from tests.search.conftest import tiny_yaml
+from tests.service.factories import populate
 
 from .conftest import StoredSearch, evaluated_candidates
 
@@ -181,3 +182,12 @@ def test_a_stopped_run_exits_with_its_own_status_and_a_resume_hint(tmp_path):
     resumed = runner.invoke(app, ["resume", "1", "--db", db, "--no-live", "--in-process"])
     assert resumed.exit_code == 0, resumed.output
     assert "12/12 candidates" in resumed.output
+
+
+def test_a_hint_in_an_error_carries_the_db(tmp_path):
+    db = f"sqlite:///{tmp_path / 'driven.db'}"
+    with open_store(db) as store:
+        populate(store, candidates=3, final_state=SearchState.RUNNING)  # this process holds the controller
+    result = runner.invoke(app, ["resume", "1", "--db", db, "--in-process"])
+    assert result.exit_code == 1, result.output
+    assert f"`evonorm-search stop 1 --db {db}`" in result.output
