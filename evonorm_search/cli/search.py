@@ -128,9 +128,12 @@ def run_command(
 ) -> None:
     """Run a search from a YAML configuration, or resume one; results go to the database.
 
-    Exit status: 0 when the budget is spent, 3 when `evonorm-search stop` stopped the search (resume it
-    with `evonorm-search resume ID`), 130 after Ctrl-C (also resumable), 2 for a bad configuration or
-    argument, 1 when the database or the cluster cannot be used.
+    Exit status:
+    0: the budget is spent;
+    3: `evonorm-search stop` stopped the search (`evonorm-search resume ID` continues it);
+    130: Ctrl-C stopped it (resumable too);
+    2: a bad configuration or argument;
+    1: the database or the cluster cannot be used.
     """
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
@@ -525,8 +528,9 @@ def resume_command(
 ) -> None:
     """Resume a stopped, failed or interrupted search until its budget is spent.
 
-    Completed evaluations are kept; candidates that were in flight are evaluated again. Exit status: as
-    `run`'s (0 when the budget is spent, 3 when `evonorm-search stop` stopped it again, 130 after Ctrl-C).
+    Completed evaluations are kept; candidates that were in flight are evaluated again.
+
+    Exit status as `run`'s: 0 when the budget is spent, 3 when `stop` stops it again, 130 after Ctrl-C.
     """
     with opened_store(db) as store:
         search = _resumable(store, search_id, db)
