@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
+
+from .._version import __version__
 
 app = typer.Typer(
     name="evonorm-search",
@@ -11,10 +15,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits -h
 )
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"evonorm-search {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Search for normalization-activation layers: the layer language, searches, the database and the service."""
+
 
 EXIT_USAGE = 2  # bad input: a malformed layer, config or argument
 

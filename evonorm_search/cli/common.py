@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,13 +29,24 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..search.objectives import mean_accuracy
-from ..store import ConflictError, Store, StoreError, get_candidate, get_search, open_store
+from ..search.objectives import heading
+from ..store import (
+    Candidate,
+    CandidateStatus,
+    ConflictError,
+    Store,
+    StoreError,
+    get_candidate,
+    get_search,
+    open_readonly_store,
+    open_store,
+)
 from .app import console, err_console, fail
 
 EXIT_FAILED = 1  # the database or the cluster could not be used, or the search cannot be driven
 EXIT_STORE = EXIT_FAILED  # the database could not be reached, or the search cannot be driven
 EXIT_INTERRUPTED = 130  # Ctrl-C: the search is stopped and can be resumed
+EXIT_STOPPED = 3  # `evonorm-search stop` stopped the search before its budget was spent; it can be resumed
 
 # -- options ------------------------------------------------------------------------------------------
 
@@ -201,6 +213,20 @@ def opened_store(url: str | None) -> Iterator[Store]:
         store.close()
 
 
+@contextmanager
+def opened_readonly_store(url: str | None) -> Iterator[Store]:
+    """The existing store, opened only to read (nothing created, migrated or written), or a clean exit
+    with the store's message ("no database at ...") when it cannot be opened."""
+    try:
+        store = open_readonly_store(url)
+    except StoreError as e:
+        raise fail(str(e), EXIT_STORE) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def load_config(path: Path) -> SearchConfig:
     try:
         return SearchConfig.from_yaml(path)
@@ -217,15 +243,18 @@ def stored_config(store: Store, search_id: int) -> SearchConfig:
         raise fail(str(e), EXIT_STORE) from None
 
 
-def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None) -> SearchProgress:
+def drive(
+    store: Store, search_id: int, evaluator: Evaluator, live: bool | None, *, db: str | None = None
+) -> SearchProgress:
+    """Run the search to its end with a progress display; `db` is the --db the command was given, for
+    the hint printed when Ctrl-C stops it."""
     view = ProgressView(console.is_terminal if live is None else live)
     try:
         with view:
             return run_search(store, search_id, evaluator, progress=view)
     except KeyboardInterrupt:
         err_console.print(
-            f"interrupted: search {search_id} is stopped; `evonorm-search resume {search_id}` continues it",
-            highlight=False,
+            f"interrupted: search {search_id} is stopped; {resume_hint(search_id, db)}", highlight=False, markup=False
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (ControllerError, ConflictError, StoreError) as e:
@@ -236,6 +265,30 @@ def drive(store: Store, search_id: int, evaluator: Evaluator, live: bool | None)
 
 def db_flag(db: str | None) -> str:
     return f" --db {db}" if db else ""
+
+
+def with_db(message: str, db: str | None) -> str:
+    """`message` with the --db the command was given added to each `evonorm-search ...` command it
+    suggests (the layers below the CLI do not know it), so the hint works as written."""
+    if not db:
+        return message
+    return _SUGGESTED_COMMAND.sub(lambda m: m[0] if "--db" in m[1] else f"`{m[1]}{db_flag(db)}`", message)
+
+
+_SUGGESTED_COMMAND = re.compile(r"`(evonorm-search [^`]*)`")
+
+
+def resume_hint(search_id: int, db: str | None) -> str:
+    return f"`evonorm-search resume {search_id}{db_flag(db)}` continues it"
+
+
+def exit_if_stopped(final: SearchProgress, db: str | None) -> None:
+    """A search that `stop` ended before its budget was spent exits EXIT_STOPPED, saying how to go on."""
+    if final.state == "stopped":
+        err_console.print(
+            f"search {final.search_id} was stopped; {resume_hint(final.search_id, db)}", highlight=False, markup=False
+        )
+        raise typer.Exit(EXIT_STOPPED)
 
 
 # -- progress -------------------------------------------------------------------------------------------
@@ -282,12 +335,17 @@ class ProgressView:
 
 def progress_line(p: SearchProgress) -> str:
     rejected = ", ".join(f"{k} {v}" for k, v in p.rejected.items()) or "none"
-    best = mean_accuracy(p.best)
-    best_text = f"{best:.3f}" if best is not None else "-"
     return (
         f"[{p.elapsed:7.1f}s] {p.proposed}/{p.budget} candidates, {p.evaluated} evaluated, rejected: {rejected}, "
-        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, best mean accuracy {best_text} | {p.last_event}"
+        f"duplicate hits {p.duplicate_hits}, failed {p.failed}, {best_values_text(p.best)} | {p.last_event}"
     )
+
+
+def best_values_text(best: dict[str, float]) -> str:
+    """Each objective's best value on its own: they may come from different layers, so they are never
+    averaged into a score no layer has (`status` names the best single layer)."""
+    values = ", ".join(f"{heading(name)} {value:.3f}" for name, value in best.items())
+    return f"best per objective: {values or '-'}"
 
 
 def progress_table(p: SearchProgress) -> Table:
@@ -306,12 +364,27 @@ def progress_table(p: SearchProgress) -> Table:
     return table
 
 
+# -- formulas -------------------------------------------------------------------------------------------
+
+
+def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
+    """Formulas whole, never cut to a column: `KEY: line`, every line of every program starting in the
+    same column."""
+    console.print(f"{title}:", highlight=False)
+    indent = max((len(key) for key, _ in keyed), default=0) + 4
+    for key, dsl in keyed:
+        lines = dsl.strip().splitlines() or [""]
+        console.print(f"  {key}:".ljust(indent) + lines[0], highlight=False, markup=False)
+        for line in lines[1:]:
+            console.print(" " * indent + line, highlight=False, markup=False)
+
+
 # -- a stored candidate ---------------------------------------------------------------------------------
 
 
 def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
     """The graph of a stored candidate and a class name for its export."""
-    with opened_store(db) as store:
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 candidate = get_candidate(s, candidate_id)
@@ -322,4 +395,17 @@ def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
         graph = Graph.from_dict(stored)
     except GraphError as e:
         raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
+    warn_unless_evaluated(candidate)
     return graph, f"EvoNormCandidate{candidate_id}"
+
+
+def warn_unless_evaluated(candidate: Candidate) -> None:
+    """A rejected (or never evaluated) candidate can still be exported, but not without a word: a reader
+    of the file would take it for a layer the search found."""
+    if candidate.status is CandidateStatus.EVALUATED:
+        return
+    if candidate.status is CandidateStatus.REJECTED:
+        why = f"was rejected ({candidate.rejection_stage}: {candidate.rejection_reason})"
+    else:
+        why = f"was never evaluated (it is {candidate.status})"
+    err_console.print(f"warning: candidate {candidate.id} {why}; exporting it anyway", highlight=False, markup=False)

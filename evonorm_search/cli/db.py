@@ -6,7 +6,7 @@ import typer
 
 from ..store import StoreError, open_store, schema_status
 from .app import app, console, fail
-from .common import DbOption
+from .common import DbOption, db_flag
 
 EXIT_STORE = 1  # the database could not be reached, read or upgraded
 
@@ -32,20 +32,22 @@ def upgrade_command(db: DbOption = None) -> None:
 
 @db_app.command("current")
 def current_command(db: DbOption = None) -> None:
-    """Show the database's schema revision and whether it is the newest; changes nothing."""
+    """Show the database's schema revision and whether it is the newest; changes nothing (a missing
+    database is an error, exit status 1)."""
     try:
         status = schema_status(db)
     except StoreError as e:
         raise fail(str(e), EXIT_STORE) from None
-    console.print(f"database: {status.url}", highlight=False, markup=False)
+    upgrade = f"`evonorm-search db upgrade{db_flag(db)}`"
     if not status.exists:
-        verdict = "does not exist yet; `evonorm-search db upgrade` creates it"
-    elif status.current is None:
-        verdict = "no evonorm-search schema yet; run `evonorm-search db upgrade`"
+        raise fail(f"no database at {status.url.removeprefix('sqlite:///')}; {upgrade} creates it", EXIT_STORE)
+    console.print(f"database: {status.url}", highlight=False, markup=False)
+    if status.current is None:
+        verdict = f"no evonorm-search schema yet; run {upgrade}"
     elif not status.known:
         verdict = f"revision {status.current}, unknown to this evonorm-search (written by a newer version?)"
     elif status.up_to_date:
         verdict = f"revision {status.current} (the newest)"
     else:
-        verdict = f"revision {status.current}; the newest is {status.head}: run `evonorm-search db upgrade`"
+        verdict = f"revision {status.current}; the newest is {status.head}: run {upgrade}"
     console.print(f"schema:   {verdict}", highlight=False, markup=False)

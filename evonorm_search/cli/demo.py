@@ -39,7 +39,7 @@ def demo_command(
             raise fail(str(e), EXIT_STORE) from None
         console.print(f"{what.format(id=search_id)} in {store.url}", highlight=False, markup=False)
         evaluator = make_evaluator(store, config)
-        final = drive(store, search_id, evaluator, None)
+        final = drive(store, search_id, evaluator, None, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
         url = store.url
     pareto_command(search_id, db=db, as_json=False)

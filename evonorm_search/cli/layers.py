@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from rich.table import Table
 
 from .. import library
 from ..compiler import CompilerError, compile_ahead
+from ..compiler.ahead import parse_target, ptxas_path
 from ..export import export_module
 from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
@@ -62,6 +66,8 @@ def check_command(
     ),
 ) -> None:
     """Validate a layer; print its canonical text, canonical form, LaTeX and hash."""
+    if target is not None:
+        check_target(target)  # a bad target is a usage error before anything is read or compiled
     graph = parse_or_fail(read_program(source), "<stdin>" if source == "-" else source)
     _describe(graph)
     if target is not None:
@@ -82,6 +88,46 @@ def _describe(graph: Graph) -> None:
         formula = f"(none: {e})"
     console.print(f"latex:      {formula}", highlight=False, markup=False)
     console.print(f"hash:       {canonical_hash(graph)}", highlight=False)
+
+
+def check_target(target: str) -> None:
+    """Refuse (exit 2) a target Triton's CUDA backend cannot compile for: not of the form cuda:CC, or a
+    compute capability its assembler (ptxas) does not know, which would abort the compiler mid-way."""
+    try:
+        capability = int(parse_target(target).arch)
+    except CompilerError as e:
+        undotted = target.replace(".", "", 1)  # cuda:9.0, written as the CUDA documentation writes it
+        suggestion = f" (did you mean {undotted}?)" if undotted.startswith("cuda:") and undotted[5:].isdigit() else ""
+        raise fail(f"does not compile for {target}: {e}{suggestion}") from None
+    known = ptxas_capabilities(capability)
+    if known is None or capability in known:  # without the CUDA backend, compile_ahead says what is missing
+        return
+    names = [f"cuda:{c}" for c in sorted(known)]
+    raise fail(
+        f"no compute capability {capability} for Triton's CUDA backend{_closest_target(target, names)}; "
+        f"it compiles for {', '.join(names)}"
+    )
+
+
+def _closest_target(target: str, names: list[str]) -> str:
+    """` (did you mean cuda:CC?)`: cuda:12 most likely means 12.0 (cuda:120), so a capability that starts
+    with the digits given comes first, then the closest spelling."""
+    close = [n for n in names if n.startswith(target)] or difflib.get_close_matches(target, names, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def ptxas_capabilities(capability: int) -> set[int] | None:
+    """The compute capabilities the ptxas Triton would use for `capability` accepts (`--gpu-name`
+    values its help lists), or None when Triton's CUDA backend or its ptxas is missing."""
+    try:
+        path = ptxas_path(capability)
+        # Triton's own ptxas (or the one TRITON_PTXAS_PATH names), never text from the user.
+        listed = subprocess.run(  # noqa: S603
+            [path, "--help"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (ImportError, OSError, RuntimeError, subprocess.SubprocessError):
+        return None
+    return {int(number) for number in re.findall(r"'sm_(\d+)[a-z]?'", listed)} or None
 
 
 def _compile_for(graph: Graph, target: str) -> None:
@@ -120,7 +166,9 @@ def resolve_layer(layer: str) -> Graph:
         return library.get(layer)
     if Path(layer).is_file() or layer == "-":
         return parse_or_fail(read_program(layer), layer)
-    raise fail(f"{layer!r} is neither a library layer ({', '.join(library.names())}) nor a file")
+    close = difflib.get_close_matches(layer, library.names(), n=1)
+    suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+    raise fail(f"{layer!r} is neither a library layer ({', '.join(library.names())}) nor a file{suggestion}")
 
 
 def write_output(source: str, out: Path | None) -> None:

@@ -38,6 +38,7 @@ from .common import (
     load_config,
     make_evaluator,
     opened_store,
+    print_formulas,
     with_evaluation_options,
 )
 
@@ -192,24 +193,38 @@ def _print(results: Sequence[Any], as_json: bool, title: str) -> None:
     if as_json:
         typer.echo(json.dumps([r.to_json(references) for r in results], indent=2))
     else:
-        console.print(_table(results, references, title))
+        keys = _keys(results)
+        console.print(_table(results, references, title, keys))
+        if references:
+            console.print(VERSUS_NOTE, highlight=False)
+        print_formulas([(key, r.score.layer) for key, r in zip(keys, results, strict=True)], "formulas")
     failed = [f"{r.name}: {e}" for r in results for e in r.score.errors]
     for line in failed:
         err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
 
 
-def _table(results: Sequence[Any], references: Sequence[Any], title: str) -> Table:
+VERSUS_NOTE = "vs X: the layer's mean score minus baseline X's (positive: the layer is better)"
+
+
+def _keys(results: Sequence[Any]) -> list[str]:
+    """What names each layer in the table and in the formulas below it: its label or candidate id, or
+    `layer N` for one given only as a formula."""
+    return [r.name if r.name != r.score.layer else f"layer {i}" for i, r in enumerate(results, 1)]
+
+
+def _table(results: Sequence[Any], references: Sequence[Any], title: str, keys: Sequence[str]) -> Table:
+    """Numbers only, so the table fits any width; the formulas are printed whole below it."""
     architectures = list(dict.fromkeys(a for r in results for a in r.score.per_architecture))
     table = Table(title=title)
     table.add_column("layer", overflow="fold")
     for name in architectures:
-        table.add_column(name, justify="right")
-    table.add_column("mean ± std", justify="right")
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("mean ± std", justify="right", overflow="fold")
     for b in references:
-        table.add_column(f"vs {b.name}", justify="right")
-    for r in results:
+        table.add_column(f"vs {b.name}", justify="right", overflow="fold")
+    for key, r in zip(keys, results, strict=True):
         per_arch = _per_architecture_spread(r.score)
-        row = [f"{r.name}\n{r.score.layer}" if r.score.label or r.candidate_id is not None else r.score.layer]
+        row = [key]
         row += [per_arch.get(name, "-") for name in architectures]
         row.append(_mean_std(r.score.mean, r.score.std))
         row += ["" if b is r else _signed(difference(r, b)) for b in references]

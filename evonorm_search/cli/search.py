@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.table import Table
 
 from ..search.baselines import differences
-from ..search.config import SearchConfig
+from ..search.config import ConfigError, SearchConfig
 from ..search.controller import create_search
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..search.objectives import heading, mean_accuracy
@@ -45,11 +47,16 @@ from .common import (
     EvaluationOptions,
     db_flag,
     drive,
+    exit_if_stopped,
     load_config,
     make_evaluator,
+    opened_readonly_store,
     opened_store,
+    print_formulas,
     progress_line,
+    resume_hint,
     stored_config,
+    with_db,
     with_evaluation_options,
 )
 
@@ -97,6 +104,15 @@ def run_command(
         Path | None, typer.Argument(metavar="CONFIG.yaml", help="search configuration (see examples/)")
     ] = None,
     db: DbOption = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a setting of CONFIG.yaml, validated like the file: dotted keys for nested ones "
+            "(training.steps=10), YAML values (seed=3, baselines=[bn_relu]); repeat for several.",
+        ),
+    ] = None,
     resume: Annotated[
         int | None, typer.Option("--resume", metavar="ID", help="resume search ID (the same as `resume ID`)")
     ] = None,
@@ -106,15 +122,27 @@ def run_command(
     # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md): the
     # evaluation options, added by with_evaluation_options.
 ) -> None:
-    """Run a search from a YAML configuration, or resume one; results go to the database."""
+    """Run a search from a YAML configuration, or resume one; results go to the database.
+
+    Exit status:
+    0: the budget is spent;
+    3: `evonorm-search stop` stopped the search (`evonorm-search resume ID` continues it);
+    130: Ctrl-C stopped it (resumable too);
+    2: a bad configuration or argument;
+    1: the database or the cluster cannot be used.
+    """
     if config_path is None and resume is None:
         raise fail("give CONFIG.yaml, or --resume ID")
+    if settings and config_path is None:
+        raise fail("--set applies to CONFIG.yaml; a resumed search keeps its stored configuration")
     config = load_config(config_path) if config_path is not None else None
     if resume is not None:  # `resume ID` under another name; CONFIG, if given, must be the search's
         with opened_store(db) as store:
-            resume_search(store, resume, evaluation, live, config=config)
+            resume_search(store, resume, evaluation, live, db, config=config)
         return
     assert config is not None
+    if settings:
+        config = overridden(config, settings, origin=f"{config_path} with --set")
     with opened_store(db) as store:
         try:
             search_id, what = choose_search(store, config)
@@ -122,8 +150,9 @@ def run_command(
             raise fail(str(e), EXIT_STORE) from None
         console.print(what.format(id=search_id) + f" in {store.url}", highlight=False, markup=False)
         evaluator = make_evaluator(store, config, evaluation)
-        final = drive(store, search_id, evaluator, live)
+        final = drive(store, search_id, evaluator, live, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
+        exit_if_stopped(final, db)
         console.print(
             f"results: search {search_id} in {store.url}\n"
             f"  evonorm-search pareto {search_id}{db_flag(db)}      the Pareto front\n"
@@ -132,6 +161,50 @@ def run_command(
             highlight=False,
             markup=False,
         )
+
+
+def overridden(config: SearchConfig, settings: list[str], *, origin: str) -> SearchConfig:
+    """`config` with each KEY=VALUE of `--set` applied, validated again as a whole (so a misspelt key
+    or a bad value is reported like one in the file)."""
+    data = config.model_dump(mode="json")
+    for setting in settings:
+        key, value = parse_setting(setting)
+        place_setting(data, key, value, setting)
+    try:
+        return SearchConfig.from_mapping(data, origin=origin)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def parse_setting(setting: str) -> tuple[list[str], Any]:
+    """`training.steps=10` -> (["training", "steps"], 10): the value is read as YAML, a number as a number."""
+    key, equals, text = setting.partition("=")
+    parts = key.strip().split(".")
+    if not equals or not all(parts):
+        raise fail(f"--set takes KEY=VALUE with a dotted KEY (training.steps=10), got {setting!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise fail(f"--set {setting}: the value is not YAML ({e})") from None
+    if isinstance(value, str) and NUMBER.fullmatch(value):  # YAML 1.1 reads 1e-3 as text, the config file not
+        value = float(value)
+    return parts, value
+
+
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def place_setting(data: dict[str, Any], key: list[str], value: Any, setting: str) -> None:
+    """Set `data[k1][k2]... = value`, making the mappings a section left out (null) needs."""
+    node = data
+    for depth, part in enumerate(key[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise fail(f"--set {setting}: {'.'.join(key[: depth + 1])} is not a mapping")
+        node = child
+    node[key[-1]] = value
 
 
 # -- status -------------------------------------------------------------------------------------------
@@ -148,42 +221,109 @@ def age(moment: datetime | None) -> str:
 def status_command(
     search_id: Annotated[int | None, typer.Argument(metavar="[ID]", help="one search in detail")] = None,
     db: DbOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object: the search's status as the API serves it (GET /api/v1/searches/ID) "
+            'with its best layer and baselines; without ID, {"items": [...]} of those.',
+        ),
+    ] = False,
 ) -> None:
-    """List searches, or show one search's progress, rejection funnel and best values."""
-    with opened_store(db) as store:
+    """List searches, or show one search's progress, rejection funnel, best layer and baselines."""
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
-                if search_id is None:
-                    show_searches(s)
+                if as_json:
+                    typer.echo(json.dumps(status_json(s, search_id), indent=2))
+                elif search_id is None:
+                    show_searches(s, db)
                 else:
                     show_search(s, search_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
 
 
-def show_searches(s: Any) -> None:
+def status_json(s: Any, search_id: int | None) -> dict[str, Any]:
+    """One search's status, or `{"items": [...]}` of every search's (newest 100)."""
+    if search_id is not None:
+        return search_status_json(s, search_id)
+    return {"items": [search_status_json(s, search.id) for search in list_searches(s, limit=100).items]}
+
+
+def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
+    """The API's status of the search (one shape for the same thing), plus the best single layer and
+    the baselines in `pareto --json`'s shapes."""
+    from service.views import search_status  # FastAPI loads only for --json
+
+    status = search_status(search_summary(s, search_id)).model_dump(mode="json")
+    best = best_layer(s, search_id)
+    status["best_layer"] = None if best is None else layer_json(best)
+    status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
+    return status
+
+
+def layer_json(c: Any) -> dict[str, Any]:
+    return {
+        "candidate": c.id,
+        "birth": c.birth,
+        "dsl": c.dsl,
+        "objectives": c.objectives,
+        "mean_accuracy": mean_accuracy(c.objectives),
+    }
+
+
+def baseline_json(b: Any) -> dict[str, Any]:
+    return {
+        "candidate": b.id,
+        "label": b.label,
+        "dsl": b.dsl,
+        "objectives": b.objectives,
+        "mean_accuracy": mean_accuracy(b.objectives),
+        "status": str(b.status),
+        "error": b.error,
+    }
+
+
+def show_searches(s: Any, db: str | None) -> None:
     searches = list_searches(s, limit=100).items
     if not searches:
-        console.print("no searches yet; start one with `evonorm-search run examples/quick.yaml`", highlight=False)
+        console.print(
+            f"no searches yet; start one with `evonorm-search run examples/quick.yaml{db_flag(db)}`",
+            highlight=False,
+            markup=False,
+        )
         return
     table = Table(title="searches")
     # Short headers: the table must fit an 80-column terminal without cutting the values.
-    for column in ("id", "name", "state", "candidates", "evaluated", "best acc", "HV", "updated"):
-        table.add_column(column, no_wrap=column != "name", min_width=len(column))
+    for column in ("id", "name", "state", "candidates", "evaluated", "best (id)", "HV", "updated"):
+        table.add_column(column, no_wrap=column != "name", overflow="fold", min_width=len(column))
     for search in searches:
         summary = search_summary(s, search.id)
-        best = mean_accuracy({k: v.value for k, v in summary.best.items() if v is not None})
         table.add_row(
             str(search.id),
             search.name,
             str(search.state),
             f"{summary.total}/{search.budget or '-'}",
             str(summary.evaluated),
-            "-" if best is None else f"{best:.4f}",
+            best_layer_text(best_layer(s, search.id)),
             "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}",
             age(search.updated_at),
         )
     console.print(table)
+    console.print("best (id): the mean accuracy of the search's best layer, and that layer's id", highlight=False)
+
+
+def best_layer(s: Any, search_id: int) -> Any | None:
+    """The evaluated layer with the highest mean accuracy: one real layer, never a mix of the best value
+    of each objective taken from different layers. It lies on the front over all objectives (a layer
+    dominating it has a mean at least as high), so the front is all there is to read."""
+    scored = [c for c in pareto_front(s, search_id) if mean_accuracy(c.objectives) is not None]
+    return max(scored, key=lambda c: (mean_accuracy(c.objectives), -c.birth), default=None)
+
+
+def best_layer_text(best: Any | None) -> str:
+    return "-" if best is None else f"{mean_accuracy(best.objectives):.4f} ({best.id})"
 
 
 def show_search(s: Any, search_id: int) -> None:
@@ -204,27 +344,54 @@ def show_search(s: Any, search_id: int) -> None:
         )
     table.add_row("controller", controller)
     for status, count in summary.by_status.items():
-        table.add_row(f"  {status}", str(count))
+        if count:  # a stopped search lists no `running 0`: only what it holds
+            table.add_row(f"  {status}", str(count))
     for stage, count in summary.rejected_by_stage.items():
         table.add_row(f"  rejected ({stage})", str(count))
     table.add_row("duplicate hits", str(summary.duplicate_hits))
-    for name, best in summary.best.items():
-        table.add_row(f"best {name}", "-" if best is None else f"{best.value:.4f} (candidate {best.candidate_id})")
     table.add_row("front size", str(summary.front_size))
     table.add_row("hypervolume", "-" if summary.hypervolume is None else f"{summary.hypervolume:.4f}")
     throughput = candidates_per_minute(summary)
     table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
-    for baseline in baselines_of(s, search_id):
-        table.add_row(f"baseline {baseline.label}", baseline_text(baseline))
     console.print(table)
+    show_best_beside_baselines(search, best_layer(s, search_id), baselines_of(s, search_id))
 
 
-def baseline_text(baseline: Any) -> str:
-    """A baseline's standing: its mean proxy accuracy once evaluated, else its status (and error)."""
-    mean = mean_accuracy(baseline.objectives)
-    if mean is not None:
-        return f"mean accuracy {mean:.4f} (candidate {baseline.id})"
-    return str(baseline.status) + (f": {baseline.error}" if baseline.error else "")
+def show_best_beside_baselines(search: Search, best: Any | None, baselines: list[Any]) -> None:
+    """The best single layer and the baselines, one row each (id, mean accuracy, every objective), then
+    the best layer's formula whole and what keeps a baseline from having scores."""
+    if best is None and not baselines:
+        console.print("no layer evaluated yet", highlight=False)
+        return
+    names = search.objective_names
+    table = Table(title="best layer and baselines")
+    table.add_column("layer", no_wrap=True)
+    table.add_column("id", justify="right")
+    table.add_column("mean", justify="right")
+    for name in names:
+        table.add_column(heading(name), justify="right")
+    if best is not None:
+        table.add_row("best layer", str(best.id), *objective_cells(best, names))
+    for baseline in baselines:
+        table.add_row(f"baseline {baseline.label}", str(baseline.id), *objective_cells(baseline, names), style="dim")
+    console.print(table)
+    console.print("mean: the mean proxy accuracy over the architectures", highlight=False)
+    if best is not None:
+        print_formulas([(f"{best.id} (birth {best.birth})", best.dsl)], "formula of the best layer")
+    for baseline in baselines:
+        if baseline.objectives is None:
+            why = f": {baseline.error}" if baseline.error else ""
+            console.print(
+                f"baseline {baseline.label} has no scores: {baseline.status}{why}", highlight=False, markup=False
+            )
+
+
+def objective_cells(layer: Any, names: list[str]) -> list[str]:
+    """Mean accuracy then each objective's value; a layer not evaluated shows its status instead."""
+    if layer.objectives is None:
+        return [str(layer.status), *["-"] * len(names)]
+    mean = mean_accuracy(layer.objectives)
+    return [format_value(mean), *[format_value(layer.objectives.get(n)) for n in names]]
 
 
 def candidates_per_minute(summary: Any) -> float | None:
@@ -244,7 +411,7 @@ def pareto_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """The Pareto front of a search over all its objectives, best first on the first objective."""
-    with opened_store(db) as store:
+    with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 search = get_search(s, search_id)
@@ -262,7 +429,17 @@ def pareto_command(
     if not front:
         console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
         return
-    console.print(pareto_table(search_id, names, front, baselines))
+    for table in pareto_tables(search_id, names, front, baselines):
+        console.print(table)
+    if baselines:
+        console.print(VERSUS_NOTE, highlight=False)
+    keyed = [(str(c.id), c.dsl) for c in front] + [(f"{b.id} ({b.label})", b.dsl) for b in baselines]
+    print_formulas(keyed, "formulas (id: layer)")
+
+
+VERSUS_NOTE = (
+    "vs X: the layer's mean accuracy over the architectures minus baseline X's (positive: the layer is better)"
+)
 
 
 def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> dict[str, Any]:
@@ -291,24 +468,27 @@ def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: l
     return {"search": search_id, "objectives": names, "front": rows, "baselines": references}
 
 
-def pareto_table(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> Table:
-    """The front, then the baselines (dimmed); `vs X`: mean accuracy minus baseline X's."""
+def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[Table]:
+    """Numbers only, so they fit any width (the formulas follow, keyed by id): the front, then the
+    baselines in a table of their own, where a label, not a birth, names each row."""
     table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
-    table.add_column("candidate")
-    table.add_column("birth")
-    for name in names:
-        table.add_column(heading(name), justify="right")
+    for column in ("id", "birth", *(heading(n) for n in names), "mean"):
+        table.add_column(column, justify="right", overflow="fold")
     for b in baselines:
-        table.add_column(f"vs {b.label}", justify="right")
-    table.add_column("layer")
+        table.add_column(f"vs {b.label}", justify="right", overflow="fold")
     for c in front:
         values = [format_value(c.objectives.get(n)) for n in names]
         versus = [signed(d.mean) for d in differences(c.objectives, baselines)]
-        table.add_row(str(c.id), str(c.birth), *values, *versus, c.dsl.replace("\n", "; "))
+        table.add_row(str(c.id), str(c.birth), *values, format_value(mean_accuracy(c.objectives)), *versus)
+    if not baselines:
+        return [table]
+    reference = Table(title="baselines")
+    for column in ("baseline", "id", *(heading(n) for n in names), "mean"):
+        reference.add_column(column, justify="left" if column == "baseline" else "right", overflow="fold")
     for b in baselines:
         values = [format_value(b.objectives.get(n)) for n in names]
-        table.add_row(str(b.id), b.label, *values, *[""] * len(baselines), b.dsl, style="dim")
-    return table
+        reference.add_row(b.label, str(b.id), *values, format_value(mean_accuracy(b.objectives)))
+    return [table, reference]
 
 
 def signed(value: float | None) -> str:
@@ -337,9 +517,11 @@ def resume_command(
     """Resume a stopped, failed or interrupted search until its budget is spent.
 
     Completed evaluations are kept; candidates that were in flight are evaluated again.
+
+    Exit status as `run`'s: 0 when the budget is spent, 3 when `stop` stops it again, 130 after Ctrl-C.
     """
     with opened_store(db) as store:
-        resume_search(store, search_id, evaluation, live)
+        resume_search(store, search_id, evaluation, live, db)
 
 
 def resume_search(
@@ -347,6 +529,7 @@ def resume_search(
     search_id: int,
     evaluation: EvaluationOptions,
     live: bool | None,
+    db: str | None,
     *,
     config: SearchConfig | None = None,
 ) -> None:
@@ -354,11 +537,12 @@ def resume_search(
     when it is the configuration the search was started with."""
     if config is not None:
         _refuse_another_config(store, search_id, config)
-    search = _resumable(store, search_id)
+    search = _resumable(store, search_id, db)
     evaluator = make_evaluator(store, stored_config(store, search_id), evaluation)
     console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
-    final = drive(store, search_id, evaluator, live)
+    final = drive(store, search_id, evaluator, live, db=db)
     console.print(progress_line(final), highlight=False, markup=False)
+    exit_if_stopped(final, db)
 
 
 def _refuse_another_config(store: Store, search_id: int, config: SearchConfig) -> None:
@@ -371,12 +555,12 @@ def _refuse_another_config(store: Store, search_id: int, config: SearchConfig) -
         raise fail(f"search {search_id} was started with a different configuration; drop CONFIG or use a new name")
 
 
-def _resumable(store: Store, search_id: int) -> Search:
+def _resumable(store: Store, search_id: int, db: str | None) -> Search:
     """The search, or a clean exit saying why it cannot be resumed now."""
     try:
         return check_resumable(store, search_id)
     except StoreError as e:
-        raise fail(str(e), EXIT_FAILED) from None
+        raise fail(with_db(str(e), db), EXIT_FAILED) from None
 
 
 @app.command("stop")
@@ -403,4 +587,5 @@ def stop_command(
             "(it checks between evaluations); run this again to keep waiting",
             EXIT_FAILED,
         )
-    console.print(f"search {search_id}: {state}", highlight=False, markup=False)
+    hint = f"; {resume_hint(search_id, db)}" if state is SearchState.STOPPED else ""
+    console.print(f"search {search_id}: {state}{hint}", highlight=False, markup=False)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
@@ -43,7 +43,16 @@ def resolve_layer(name: str) -> Graph:
             raise ValueError(f"layer {name!r}: cannot read it: {e}") from None
         except DSLError as e:
             raise ValueError(f"layer {name!r}: {e}") from None
-    raise ValueError(f"unknown layer {name!r}: neither a library layer ({', '.join(library.names())}) nor a .dsl file")
+    raise ValueError(
+        f"unknown layer {name!r}{did_you_mean(name, library.names())}: neither a library layer "
+        f"({', '.join(library.names())}) nor a .dsl file"
+    )
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'CLOSEST'?)` for a misspelt name, or nothing when no choice is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def registered(what: str, name: str, registry: Collection[str]) -> str:
@@ -444,19 +453,40 @@ class SearchConfig(StrictModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(_problems(e), origin) from None
+            raise ConfigError(_problems(e, cls), origin) from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _problems(error: ValidationError) -> list[tuple[str, str]]:
+def _problems(error: ValidationError, model: type[BaseModel]) -> list[tuple[str, str]]:
     out = []
     for item in error.errors(include_url=False):
         field = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":  # a misspelt field: name the one it most likely meant
+            name = str(item["loc"][-1])
+            message += did_you_mean(name, _fields_at(model, item["loc"][:-1]))
         out.append((field, message))
     return out
+
+
+def _fields_at(model: type[BaseModel], path: Sequence[int | str]) -> set[str]:
+    """The field names a mapping at `path` (a pydantic error location) may hold: list indices and the
+    tags of tagged unions are skipped; where the path leaves the models, none."""
+    models = {model}
+    for part in path:
+        fields = [m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields]
+        if fields:
+            models = {inner for f in fields for inner in _models_in(f.annotation)}
+    return {name for m in models for name in m.model_fields}
+
+
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    """The pydantic models inside a type annotation (`X | None`, `list[X]`, `Annotated[A | B, ...]`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    return {inner for arg in get_args(annotation) for inner in _models_in(arg)}
 
 
 def _read_source(source: str | Path) -> tuple[str, str]:

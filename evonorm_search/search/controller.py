@@ -211,7 +211,7 @@ class Controller:
         self.spec = self.config.evaluation_spec()
         self.baseline_spec = self.config.proxy_spec()  # a reference is scored, never rejected
         self.last_heartbeat = time.monotonic()
-        self._report("started" if self.births == 0 else f"resumed at candidate {self.births} of {self.config.budget}")
+        self._report("started" if self.births == 0 else f"resumed at birth {self.births} of {self.config.budget}")
 
     def _claim_window(self, search: Search) -> timedelta:
         """A previous controller on this machine whose process is gone has no claim left: take over at once."""
@@ -282,8 +282,24 @@ class Controller:
             current = db.get_search(s, self.search_id)
             if current.state is not state and state in _allowed_after(current.state):
                 db.set_search_state(s, self.search_id, state, error=error)
+            if state is SearchState.STOPPED:
+                self._park_unfinished(s)
             db.release_controller(s, self.search_id, host=self.host, pid=self.pid)
         return self._report(f"search {state}")
+
+    def _park_unfinished(self, s: Session) -> None:
+        """A stopped search has nothing queued or running: what was in flight goes back to pending with
+        its next attempt (a cancelled evaluation's late result must not count), the backlog to pending as
+        it is. Resuming queues them again (`_requeue_unfinished`, `prepare_baselines`)."""
+        in_flight = set(self.in_flight)
+        for candidate_id in [*in_flight, *(item.candidate_id for item in self.backlog)]:
+            status = db.get_candidate(s, candidate_id).status
+            if status not in (CandidateStatus.QUEUED, CandidateStatus.RUNNING):
+                continue
+            if candidate_id in in_flight:
+                db.requeue_candidate(s, candidate_id)
+            else:
+                db.mark_status(s, candidate_id, CandidateStatus.PENDING)
 
     # -- proposing and checking -------------------------------------------------------------------
 
@@ -321,7 +337,7 @@ class Controller:
         if queued:
             self._submit(_InFlight(candidate.id, candidate.attempt))
         else:
-            self._report(f"candidate {birth}: {_verdict_text(verdict)}")
+            self._report(f"{_name(candidate)}: {_verdict_text(verdict)}")
 
     def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Candidate:
         """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
@@ -543,7 +559,11 @@ def _allowed_after(state: SearchState) -> frozenset[SearchState]:
 
 
 def _name(candidate: Candidate) -> str:
-    return f"baseline {candidate.label}" if db.is_baseline(candidate) else f"candidate {candidate.birth}"
+    """How the progress log names a candidate: by its database id, the number `status`, `pareto` and
+    `export --candidate` use, with its birth (its position in the search) beside it."""
+    if db.is_baseline(candidate):
+        return f"baseline {candidate.label}"
+    return f"candidate {candidate.id} (birth {candidate.birth})"
 
 
 def _verdict_text(verdict: Verdict) -> str:

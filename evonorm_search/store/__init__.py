@@ -64,7 +64,7 @@ from .searches import (
     set_search_state,
     stale_searches,
 )
-from .store import SchemaStatus, Store, open_store, schema_status
+from .store import SchemaStatus, Store, open_readonly_store, open_store, schema_status
 from .urls import default_url
 
 __all__ = [
@@ -114,6 +114,7 @@ __all__ = [
     "list_searches",
     "mark_status",
     "next_birth",
+    "open_readonly_store",
     "open_store",
     "pareto_front",
     "pareto_front_across",

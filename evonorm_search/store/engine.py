@@ -5,16 +5,23 @@ foreign keys on, `synchronous=FULL` (a committed transaction survives power loss
 transactions that take the write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and
 then writes fails with SQLITE_BUSY when another process wrote in between, without waiting. Read-only
 sessions begin deferred under `PRAGMA query_only`, so they never block writers.
+A read-only SQLite engine (`readonly=True`, for commands that only read) opens the file with `mode=ro`, so
+it can neither write nor create anything: every transaction is a deferred, `query_only` one, and the
+journal mode is left as the file has it. In a directory it may not write, it opens the file `immutable`
+unless a write-ahead log is there to read (SQLite needs to create the shared-memory file otherwise, and
+no writer can exist where nobody may create that log).
 PostgreSQL: psycopg 3, pre-ping (stale pooled connections after a server restart are replaced), a connect
 timeout, read-only sessions as READ ONLY transactions.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from .urls import ResolvedURL
@@ -29,19 +36,21 @@ POOL_SIZE = 16
 POOL_OVERFLOW = 24
 
 
-def create_store_engine(resolved: ResolvedURL, *, busy_timeout: float) -> Engine:
+def create_store_engine(resolved: ResolvedURL, *, busy_timeout: float, readonly: bool = False) -> Engine:
+    """The engine for `resolved`; `readonly` opens a SQLite file read-only (PostgreSQL ignores it: its
+    read-only sessions are READ ONLY transactions already)."""
     if resolved.backend == "sqlite":
-        return _sqlite_engine(resolved, busy_timeout)
+        return _sqlite_engine(resolved, busy_timeout, readonly=readonly and not resolved.in_memory)
     return _postgres_engine(resolved)
 
 
-def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float) -> Engine:
+def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float, *, readonly: bool = False) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
     if resolved.in_memory:
         kwargs["poolclass"] = StaticPool  # one connection, or every connection would see its own empty database
     else:
         kwargs |= {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-    engine = create_engine(resolved.url, **kwargs)
+    engine = create_engine(_readonly_uri(resolved) if readonly else resolved.url, **kwargs)
     timeout_ms = int(busy_timeout * 1000)
     in_memory = resolved.in_memory
 
@@ -53,7 +62,7 @@ def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            if not in_memory:
+            if not in_memory and not readonly:  # setting the journal mode writes the file
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = FULL")
         finally:
@@ -61,11 +70,21 @@ def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
-        connection.exec_driver_sql(f"PRAGMA query_only = {int(readonly)}")
-        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        read_only = readonly or connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _readonly_uri(resolved: ResolvedURL) -> URL:
+    """`file:PATH?mode=ro` (immutable where nothing can be writing it), as a URL SQLAlchemy passes on."""
+    path = resolved.sqlite_path
+    assert path is not None
+    query = {"mode": "ro", "uri": "true"}
+    if not os.access(path.parent, os.W_OK) and not path.with_name(path.name + "-wal").exists():
+        query["immutable"] = "1"
+    return URL.create("sqlite", database=f"file:{quote(str(path))}", query=query)
 
 
 def _postgres_engine(resolved: ResolvedURL) -> Engine:

@@ -118,13 +118,43 @@ def open_store(url: str | None = None, *, create: bool = True, busy_timeout: flo
     return Store(resolved, engine)
 
 
+def open_readonly_store(url: str | None = None, *, busy_timeout: float = 30.0) -> Store:
+    """Open an existing Pareto database only to read it: nothing is created, migrated or written (a
+    SQLite file opens with `mode=ro`, so this works in a directory the process may not write).
+
+    A missing SQLite file, or a schema that is not the newest, is a StoreError saying what to do.
+    """
+    resolved = resolve_url(url)
+    if resolved.sqlite_path is not None:
+        _require_sqlite_file(resolved)
+    engine = create_store_engine(resolved, busy_timeout=busy_timeout, readonly=True)
+    try:
+        _ensure_schema(engine, resolved, create=False)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(resolved, engine)
+
+
+def _require_sqlite_file(resolved: ResolvedURL) -> None:
+    path = resolved.sqlite_path
+    assert path is not None
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory; give the database file's path, e.g. sqlite:///{path / 'evonorm.db'}")
+    if not path.exists():
+        raise StoreError(
+            f"no database at {path}; give the --db a search was run with (`evonorm-search run CONFIG.yaml "
+            f"--db {resolved.display}` starts one there)"
+        )
+
+
 def schema_status(url: str | None = None) -> SchemaStatus:
     """The schema revision at `url`, without creating or changing anything."""
     resolved = resolve_url(url)
     head = migrate.head_revision()
     if resolved.sqlite_path is not None and not resolved.sqlite_path.exists():
         return SchemaStatus(resolved.display, None, head, exists=False)
-    engine = create_store_engine(resolved, busy_timeout=5.0)
+    engine = create_store_engine(resolved, busy_timeout=5.0, readonly=True)
     try:
         with _translated(resolved), engine.connect() as connection:
             current = migrate.current_revision(connection)

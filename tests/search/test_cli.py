@@ -94,6 +94,7 @@ def test_running_the_same_config_again_resumes_only_unfinished_searches(workspac
 )
 def test_bad_requests_are_clear_errors(workspace, args, fragment, code):
     _, db = workspace
+    open_store(db).close()  # an empty database: reads refuse a missing one
     needs_db = args[0] in ("run", "status", "pareto") or "--candidate" in args
     result = invoke(*args, *(["--db", db] if needs_db and "--db" not in args else []))
     assert result.exit_code == code, result.output
@@ -166,8 +167,10 @@ def test_every_evaluating_command_takes_the_one_evaluation_option_set(workspace,
 
 def test_status_of_an_empty_database_says_how_to_start(workspace):
     _, db = workspace
+    assert invoke("db", "upgrade", "--db", db).exit_code == 0
     result = invoke("status", "--db", db)
     assert result.exit_code == 0 and "no searches yet" in result.output
+    assert f"evonorm-search run examples/quick.yaml --db {db}" in result.output
 
 
 # -- SIGKILL of a real controller process ----------------------------------------------------------------
@@ -261,7 +264,7 @@ def test_ctrl_c_leaves_the_search_stopped_and_resume_finishes_it(tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, output.decode()
-    assert b"interrupted: search 1 is stopped; `evonorm-search resume 1` continues it" in output
+    assert f"interrupted: search 1 is stopped; `evonorm-search resume 1 --db {db}` continues it".encode() in output
     store = open_store(db)
     try:
         with store.session(readonly=True) as s:
