@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,8 +27,11 @@ from rich.table import Table
 from ..search.baselines import differences
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import create_search
+from ..search.ladder import RungStatus, ladder_status
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
-from ..search.objectives import heading, mean_accuracy
+from ..search.objectives import accuracies, heading, mean_accuracy
+from ..search.scoring import finite_or_none
+from ..search.validation import BASELINE, LAYER, Validated, difference, stored_validation
 from ..store import (
     Search,
     SearchState,
@@ -260,6 +264,7 @@ def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
     best = best_layer(s, search_id)
     status["best_layer"] = None if best is None else layer_json(best)
     status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
+    status["ladder"] = [asdict(r) for r in ladder_rows(s, get_search(s, search_id))]
     return status
 
 
@@ -354,7 +359,35 @@ def show_search(s: Any, search_id: int) -> None:
     throughput = candidates_per_minute(summary)
     table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
     console.print(table)
+    show_ladder(s, search)
     show_best_beside_baselines(search, best_layer(s, search_id), baselines_of(s, search_id))
+
+
+def ladder_rows(s: Any, search: Search) -> list[RungStatus]:
+    """The fidelity ladder's rungs of a search that has one (search/ladder.py), else none."""
+    config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search.id}")
+    if config.fidelities is None:
+        return []
+    return ladder_status(s, search.id, config, search.objective_specs)
+
+
+def show_ladder(s: Any, search: Search) -> None:
+    rungs = ladder_rows(s, search)
+    if not rungs:
+        return
+    table = Table(title="fidelity ladder")
+    for column in ("rung", "", "complete", "promoted", "pending", "examples"):
+        table.add_column(column, justify="left" if column == "" else "right", overflow="fold")
+    for r in rungs:
+        table.add_row(str(r.rung), r.name, str(r.evaluated), str(r.promoted), str(r.pending), f"{r.examples:,}")
+    console.print(table)
+    spent = sum(r.examples for r in rungs)
+    console.print(
+        f"compute: {spent:,} training examples in all; the target rung {sum(r.examples for r in rungs[1:]) / max(spent, 1):.0%}"
+        " of it (examples = steps x batch size x networks, per seed)",
+        highlight=False,
+        markup=False,
+    )
 
 
 def show_best_beside_baselines(search: Search, best: Any | None, baselines: list[Any]) -> None:
@@ -410,7 +443,9 @@ def pareto_command(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """The Pareto front of a search over all its objectives, best first on the first objective."""
+    """The search's answer: its validated front (layers trained on the target task, by the fidelity ladder
+    or `validate`, best mean first, beside the validated baselines), then the Pareto front over the proxy
+    objectives, best first on the first objective."""
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
@@ -419,13 +454,16 @@ def pareto_command(
                 first = search.objective_specs[0]
                 front = pareto_front(s, search_id)
                 baselines = [b for b in baselines_of(s, search_id) if b.objectives is not None]
+                config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search_id}")
+                validated = stored_validation(s, search_id, config)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     sign = -1.0 if first.direction == "max" else 1.0
     front = sorted(front, key=lambda c: (sign * c.objective_values[first.name], c.birth))
     if as_json:
-        typer.echo(json.dumps(pareto_json(search_id, names, front, baselines), indent=2))
+        typer.echo(json.dumps(pareto_json(search_id, names, front, baselines, validated), indent=2))
         return
+    show_validated(search_id, validated, config.validation.seed_list())
     if not front:
         console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
         return
@@ -437,35 +475,96 @@ def pareto_command(
     print_formulas(keyed, "formulas (id: layer)")
 
 
+def show_validated(search_id: int, validated: list[Validated], seeds: list[int]) -> None:
+    """The validated front: mean ± std over the target seeds, each target network's mean, the difference
+    to each validated baseline; then the layers' formulas."""
+    layers = [v for v in validated if v.role == LAYER]
+    references = [v for v in validated if v.role == BASELINE]
+    if not validated:
+        console.print(
+            f"validated front: none yet (no layer of search {search_id} has target-task runs; a search with a "
+            f"`fidelities:` ladder trains its best on the target task, `evonorm-search validate {search_id}` does it by hand)",
+            highlight=False,
+            markup=False,
+        )
+        return
+    architectures = sorted({a for v in validated for a in v.score.per_architecture})
+    table = Table(title=f"validated front of search {search_id}: the target task, seeds {seeds[0]}-{seeds[-1]}")
+    for column in ("layer", "id", "seeds", "mean ± std", *architectures, *(f"vs {b.name}" for b in references)):
+        table.add_column(column, justify="left" if column == "layer" else "right", overflow="fold")
+    for v in layers + references:
+        name = "candidate" if v.role == LAYER else v.name
+        per = [format_value(v.score.per_architecture.get(a)) for a in architectures]
+        versus = [signed(difference(v, b)) if v is not b else "" for b in references]
+        spread = f"{v.score.mean:.4f} ± {v.score.std:.4f}" if math.isfinite(v.score.mean) else "-"
+        table.add_row(name, str(v.candidate_id), str(len(v.score.runs)), spread, *per, *versus)
+    console.print(table)
+    console.print(
+        "vs X: mean target accuracy minus baseline X's over the same seeds (a difference, not a test: "
+        "benchmarks/search.py decides with a paired test over seeds)",
+        highlight=False,
+    )
+    print_formulas([(str(v.candidate_id), v.score.layer) for v in layers], "validated layers (id: layer)")
+
+
 VERSUS_NOTE = (
     "vs X: the layer's mean accuracy over the architectures minus baseline X's (positive: the layer is better)"
 )
 
 
-def pareto_json(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> dict[str, Any]:
-    rows = [
+def pareto_json(
+    search_id: int, names: list[str], front: list[Any], baselines: list[Any], validated: list[Validated]
+) -> dict[str, Any]:
+    """`validated` (rung 1, the target task) and `proxy` (rung 0) fronts, each row with `candidate`, `layer`
+    (its DSL text), `rung`, `mean`, `std` and `per_architecture`; the baselines at both rungs."""
+    references = [v for v in validated if v.role == BASELINE]
+    proxy = [
         {
             "candidate": c.id,
             "birth": c.birth,
-            "dsl": c.dsl,
+            "layer": c.dsl,
+            "rung": 0,
+            "mean": mean_accuracy(c.objectives),
+            "std": None,  # one proxy run per architecture: no spread over seeds
+            "per_architecture": accuracies(c.objectives),
             "objectives": c.objectives,
             "mutation": c.mutation,
-            "mean_accuracy": mean_accuracy(c.objectives),
             "vs_baselines": {d.label: d.to_json() for d in differences(c.objectives, baselines)},
         }
         for c in front
     ]
-    references = [
-        {
-            "candidate": b.id,
-            "label": b.label,
-            "dsl": b.dsl,
-            "objectives": b.objectives,
-            "mean_accuracy": mean_accuracy(b.objectives),
-        }
-        for b in baselines
-    ]
-    return {"search": search_id, "objectives": names, "front": rows, "baselines": references}
+    return {
+        "search": search_id,
+        "objectives": names,
+        "validated": [validated_json(v, references) for v in validated if v.role == LAYER],
+        "proxy": proxy,
+        "baselines": [
+            {
+                "candidate": b.id,
+                "label": b.label,
+                "layer": b.dsl,
+                "objectives": b.objectives,
+                "mean": mean_accuracy(b.objectives),
+                "per_architecture": accuracies(b.objectives),
+            }
+            for b in baselines
+        ],
+        "validated_baselines": [validated_json(v, references) for v in references],
+    }
+
+
+def validated_json(v: Validated, references: list[Validated]) -> dict[str, Any]:
+    return {
+        "candidate": v.candidate_id,
+        "label": v.score.label,
+        "layer": v.score.layer,
+        "rung": 1,
+        "mean": finite_or_none(v.score.mean),
+        "std": finite_or_none(v.score.std),
+        "per_architecture": v.score.per_architecture,
+        "seeds": list(v.reused_seeds),
+        "vs_baselines": {b.name: finite_or_none(difference(v, b)) for b in references if b is not v},
+    }
 
 
 def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[Table]:

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 
 import moocore
 import numpy as np
+from sqlalchemy.orm import Session
 
-from ..store import Objective
+from .. import store as db
+from ..store import CandidateStatus, Objective, RejectionStage
 from .config import FidelityConfig, SearchConfig
-from .pareto import maximise_flags
+from .pareto import as_vector, maximise_flags
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
@@ -51,7 +53,11 @@ def promotion_ranking(points: Sequence[Sequence[float]], objectives: Sequence[Ob
     if not points:
         return []
     data = np.asarray(points, dtype=float).reshape(len(points), len(objectives))
-    ranks = moocore.pareto_rank(data, maximise=maximise_flags(objectives))
+    # Every objective as one to maximise: moocore 0.3's pareto_rank ranks two points of one minimised
+    # objective the wrong way round (tests/search/test_ladder.py), and a sign flip ranks the same.
+    signs = np.where(maximise_flags(objectives), 1.0, -1.0)
+    data = data * signs
+    ranks = moocore.pareto_rank(data, maximise=True)
     crowding = np.zeros(len(points))
     for rank in np.unique(ranks):
         members = np.flatnonzero(ranks == rank)
@@ -118,3 +124,55 @@ class RungStatus:
     promoted: int  # candidates sent on to the next rung (or, for the last rung, sent here)
     pending: int  # candidates at this rung whose result is not complete yet
     examples: int  # training examples processed at this rung (compute)
+
+
+def ladder_status(
+    session: Session, search_id: int, config: SearchConfig, objectives: Sequence[Objective]
+) -> list[RungStatus]:
+    """Per rung: candidates with a complete result, promoted on, pending, and the training examples spent;
+    then the baselines' target runs, the ladder's fixed overhead (once per search)."""
+    assert config.fidelities is not None, "ladder_status of a search without a ladder"
+    results = db.results_in_commit_order(session, search_id)
+    ladder = Ladder(config.fidelities, objectives)
+    ladder.replay((cid, as_vector(values, objectives)) for cid, values in results)
+    baselines = [b.id for b in db.baselines_of(session, search_id)]
+    seeds = set(config.ladder_seeds())
+    architectures = {a.label for a in config.validation.architectures}
+    stored = db.validation_runs(session, ladder.promoted + baselines)
+
+    def seeds_done(cid: int) -> int:
+        return len({r.seed for r in stored.get(cid, []) if architectures <= set(r.accuracies)} & seeds)
+
+    summary = db.search_summary(session, search_id)
+    quality_rejected = summary.rejected_by_stage.get(RejectionStage.QUALITY, 0)
+    quality = config.rejection.quality
+    quality_examples = quality_rejected * examples_per_run(
+        len(config.architectures), quality.steps, config.training.batch_size
+    )
+    complete = [cid for cid in ladder.promoted if seeds_done(cid) == len(seeds)]
+    return [
+        RungStatus(
+            0,
+            "proxies",
+            len(results),
+            len(ladder.promoted),
+            sum(summary.by_status.get(status, 0) for status in (CandidateStatus.QUEUED, CandidateStatus.RUNNING)),
+            len(results) * proxy_examples(config) + quality_examples,
+        ),
+        RungStatus(
+            1,
+            "target task",
+            len(complete),
+            0,
+            len(ladder.promoted) - len(complete),
+            sum(seeds_done(cid) for cid in ladder.promoted) * target_examples(config),
+        ),
+        RungStatus(
+            1,
+            "baselines on the target task",
+            sum(seeds_done(b) == len(seeds) for b in baselines),
+            0,
+            sum(seeds_done(b) < len(seeds) for b in baselines),
+            sum(seeds_done(b) for b in baselines) * target_examples(config),
+        ),
+    ]

@@ -9,9 +9,12 @@ layers named on the command line, storing nothing. Both run through any `Evaluat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from .. import store as db
 from ..ir import Graph
@@ -181,3 +184,28 @@ def score_given(
         mine = tuple(runs[index * len(specs) : (index + 1) * len(specs)])
         out.append(Validated(LayerScore(layer.dsl, layer.label, mine), role))
     return out
+
+
+# -- the validated front: what the target task has said, from the store ---------------------------------
+
+
+def stored_validation(session: Session, search_id: int, config: SearchConfig) -> list[Validated]:
+    """Every layer of a search with stored target runs (promoted by the ladder or validated by hand) and
+    every baseline with them, best mean first, from the store alone: a `Validated` per layer whose runs
+    are the seeds stored so far (`score.runs`), scored on the config's target architectures."""
+    ids = db.validated_candidates(session, search_id)
+    runs = db.validation_runs(session, ids)
+    architectures = [a.label for a in config.validation.architectures]
+    out = []
+    for cid in ids:
+        candidate = db.get_candidate(session, cid)
+        complete = [r for r in runs[cid] if set(architectures) <= set(r.accuracies)]
+        if not complete:
+            continue
+        baseline = db.is_baseline(candidate)
+        score = LayerScore(
+            candidate.dsl, candidate.label if baseline else None, tuple(_stored_run(r, architectures) for r in complete)
+        )
+        role = BASELINE if baseline else LAYER
+        out.append(Validated(score, role, cid, mean_accuracy(candidate.objectives), tuple(r.seed for r in complete)))
+    return sorted(out, key=lambda v: (-v.score.mean if math.isfinite(v.score.mean) else math.inf, v.candidate_id or 0))

@@ -14,6 +14,7 @@ from .baselines import (
     baselines_of,
     is_baseline,
     record_validation,
+    validated_candidates,
     validation_runs,
 )
 from .candidates import (
@@ -133,5 +134,6 @@ __all__ = [
     "stale_searches",
     "stuck_candidates",
     "unfinished_candidates",
+    "validated_candidates",
     "validation_runs",
 ]

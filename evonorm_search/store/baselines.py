@@ -145,6 +145,22 @@ def record_validation(
     return rows
 
 
+def validated_candidates(session: Session, search_id: int) -> list[int]:
+    """Ids of a search's candidates and baselines with at least one stored target-task (validation) run."""
+    query = (
+        select(Evaluation.candidate_id)
+        .join(Candidate, Candidate.id == Evaluation.candidate_id)
+        .where(
+            Candidate.search_id == search_id,
+            Evaluation.phase == EvaluationPhase.VALIDATION,
+            Evaluation.status == EvaluationStatus.SUCCEEDED,
+        )
+        .distinct()
+        .order_by(Evaluation.candidate_id)
+    )
+    return list(session.execute(query).scalars())
+
+
 def validation_runs(session: Session, candidate_ids: Sequence[int]) -> dict[int, list[ValidationRun]]:
     """The stored validation seeds of each candidate, by seed (candidates without any map to [])."""
     found: dict[int, dict[int, ValidationRun]] = {cid: {} for cid in candidate_ids}

@@ -147,9 +147,9 @@ def test_status_and_pareto_show_the_baselines(tmp_path):
     front = json.loads(shown.stdout)
     assert [b["label"] for b in front["baselines"]] == ["gn_relu", "relu"]
     relu = front["baselines"][1]
-    for row in front["front"]:
+    for row in front["proxy"]:
         versus = row["vs_baselines"]["relu"]
-        assert math.isclose(versus["mean"], row["mean_accuracy"] - relu["mean_accuracy"])
+        assert math.isclose(versus["mean"], row["mean"] - relu["mean"])
         assert math.isclose(
             versus["per_objective"]["accuracy_resnet"],
             row["objectives"]["accuracy_resnet"] - relu["objectives"]["accuracy_resnet"],

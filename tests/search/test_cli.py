@@ -50,8 +50,8 @@ def test_run_then_status_pareto_and_export(workspace, tmp_path):
     front = invoke("pareto", "1", "--db", db, "--json")
     assert front.exit_code == 0, front.output
     data = json.loads(front.output)
-    assert data["objectives"] == ["accuracy_resnet", "accuracy_mobilenetv2"] and data["front"]
-    best = data["front"][0]
+    assert data["objectives"] == ["accuracy_resnet", "accuracy_mobilenetv2"] and data["proxy"]
+    best = data["proxy"][0]
     table = invoke("pareto", "1", "--db", db)
     assert table.exit_code == 0 and "Pareto front of search 1" in table.output
 
@@ -63,7 +63,7 @@ def test_run_then_status_pareto_and_export(workspace, tmp_path):
     namespace: dict = {}
     exec(compile(source, str(out), "exec"), namespace)
     layer = namespace[f"EvoNormCandidate{best['candidate']}"](8, groups=2)
-    reference = es.NormAct(es.parse(best["dsl"]), 8, groups=2, backend="torch")
+    reference = es.NormAct(es.parse(best["layer"]), 8, groups=2, backend="torch")
     import torch
 
     x = torch.randn(4, 8, 3, 3)

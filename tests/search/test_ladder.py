@@ -1,0 +1,201 @@
+"""The fidelity ladder: promotion order by non-dominated rank, ASHA's quota and cap, target runs stored as
+validation evaluations during the search (baselines included), and a crash between a promotion and its
+results that loses and repeats nothing."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from evonorm_search.search import InProcessEvaluator
+from evonorm_search.search.config import FidelityConfig
+from evonorm_search.search.controller import create_search, run_search
+from evonorm_search.search.ladder import Ladder, crowding_distance, promotion_ranking, proxy_examples, target_examples
+from evonorm_search.search.validation import validate_search
+from evonorm_search.store import Objective, baselines_of, results_in_commit_order, validation_runs
+
+from .test_baselines import small_config
+
+MAX2 = [Objective("a", "max"), Objective("b", "max")]
+
+
+def test_the_ranking_puts_the_first_front_first_and_its_extremes_before_its_middle():
+    points = [(0.5, 0.5), (1.0, 0.0), (0.0, 1.0), (0.4, 0.4), (0.6, 0.45), (0.1, 0.1)]
+    order = promotion_ranking(points, MAX2)
+    # Front 1: (1, 0), (0, 1) at its ends (infinite crowding), then (0.5, 0.5) and (0.6, 0.45) inside it.
+    assert set(order[:2]) == {1, 2} and set(order[2:4]) == {0, 4}
+    assert order[4:] == [3, 5]  # then the second front, then the third
+
+
+def test_crowding_distance_is_infinite_at_the_ends_and_sums_normalised_gaps_inside():
+    distance = crowding_distance(np.array([[0.0, 1.0], [0.25, 0.5], [1.0, 0.0]]))
+    assert math.isinf(distance[0]) and math.isinf(distance[2])
+    assert distance[1] == pytest.approx((1.0 - 0.0) / 1.0 + (1.0 - 0.0) / 1.0)
+
+
+def test_the_ladder_promotes_the_top_third_as_results_arrive_up_to_its_cap():
+    ladder = Ladder(FidelityConfig(eta=3, max_promotions=2, min_results=3), [Objective("a", "max")])
+    assert ladder.add_result(10, (0.2,)) == [] and ladder.add_result(11, (0.9,)) == []
+    assert ladder.add_result(12, (0.5,)) == [11]  # three results: the top one
+    assert ladder.add_result(13, (0.1,)) == [] and ladder.add_result(14, (0.3,)) == []
+    assert ladder.add_result(15, (0.95,)) == [15]  # six results: the top two, 11 already up
+    assert ladder.add_result(16, (0.99,)) == [] and ladder.promoted == [11, 15]  # the cap holds
+
+
+def test_a_minimised_objective_ranks_low_values_first():
+    ladder = Ladder(FidelityConfig(eta=2, max_promotions=5, min_results=2), [Objective("cost", "min")])
+    ladder.add_result(1, (5.0,))
+    assert ladder.add_result(2, (1.0,)) == [2]
+
+
+def ladder_config(**overrides):
+    settings = {"budget": 9, "fidelities": {"eta": 3, "max_promotions": 2, "min_results": 3}}
+    settings.update(overrides)
+    return small_config(**settings)
+
+
+def target_seeds(store, candidate_ids):
+    with store.session(readonly=True) as s:
+        return {cid: sorted(r.seed for r in runs) for cid, runs in validation_runs(s, candidate_ids).items()}
+
+
+def test_a_search_with_a_ladder_trains_its_promoted_candidates_and_baselines_on_the_target(store):
+    config = ladder_config()
+    search_id = create_search(store, config)
+    evaluator = InProcessEvaluator()
+    try:
+        final = run_search(store, search_id, evaluator, poll_interval=0.01)
+    finally:
+        evaluator.close()
+    assert final.state == "completed"
+    with store.session(readonly=True) as s:
+        results = results_in_commit_order(s, search_id)
+        baselines = [b.id for b in baselines_of(s, search_id)]
+    replayed = Ladder(config.fidelities, [Objective(n, "max") for n in results[0][1]])
+    replayed.replay((cid, tuple(v.values())) for cid, v in results)
+    assert 1 <= len(replayed.promoted) <= 2
+    seeds = config.ladder_seeds()
+    stored = target_seeds(store, replayed.promoted + baselines)
+    assert all(stored[cid] == seeds for cid in replayed.promoted + baselines), stored
+    others = [cid for cid, _ in results if cid not in replayed.promoted]
+    assert all(not runs for runs in target_seeds(store, others).values())  # nobody else reached the last rung
+
+    # `validate` finds the promoted candidates' and baselines' target runs in the store: nothing to train.
+    class Refuses(InProcessEvaluator):
+        def submit(self, task):
+            raise AssertionError(f"validate trained task {task.candidate_id} again")
+
+    refusing = Refuses()
+    try:
+        validated = validate_search(store, search_id, refusing, top=1, poll_interval=0.01)
+    finally:
+        refusing.close()
+    assert all(len(v.reused_seeds) == len(seeds) for v in validated if v.candidate_id in replayed.promoted)
+
+
+class CrashesOnTargetResult(InProcessEvaluator):
+    """Dies (an exception nothing handles) when the first target-task result comes back: after its
+    candidate was promoted and its task sent, before anything of it was stored."""
+
+    class Death(BaseException):
+        pass
+
+    def poll(self, timeout):
+        found = super().poll(timeout)
+        if any(o.candidate_id < 0 for o in found):
+            raise self.Death()
+        return found
+
+
+class CountsTargetTasks(InProcessEvaluator):
+    def __init__(self):
+        super().__init__()
+        self.target_tasks = []
+
+    def submit(self, task):
+        if task.candidate_id < 0:
+            self.target_tasks.append(task.spec.seed)
+        super().submit(task)
+
+
+def test_a_crash_between_a_promotion_and_its_results_loses_and_repeats_nothing(store):
+    config = ladder_config(baselines=[])
+    search_id = create_search(store, config)
+    crashing = CrashesOnTargetResult()
+    with pytest.raises(CrashesOnTargetResult.Death):
+        run_search(store, search_id, crashing, poll_interval=0.01)
+    crashing.close()
+    with store.session(readonly=True) as s:
+        before = results_in_commit_order(s, search_id)
+    assert len(before) >= 3  # a promotion happened: its target task was running
+
+    counting = CountsTargetTasks()
+    try:
+        final = run_search(store, search_id, counting, poll_interval=0.01, stale_after=timedelta(0))
+    finally:
+        counting.close()
+    assert final.state == "completed"
+    with store.session(readonly=True) as s:
+        results = results_in_commit_order(s, search_id)
+    objectives = [Objective(n, "max") for n in results[0][1]]
+    ladder = Ladder(config.fidelities, objectives)
+    ladder.replay((cid, tuple(v.values())) for cid, v in results)
+    seeds = config.ladder_seeds()
+    stored = target_seeds(store, ladder.promoted)
+    assert all(stored[cid] == seeds for cid in ladder.promoted), stored
+    # Every target seed trained once: the resumed run trained exactly what the crash left unstored.
+    assert len(counting.target_tasks) == len(ladder.promoted) * len(seeds)
+
+
+def test_compute_is_counted_in_training_examples():
+    config = ladder_config()
+    assert proxy_examples(config) == len(config.architectures) * config.training.steps * config.training.batch_size
+    target = config.validation
+    assert target_examples(config) == len(target.architectures) * target.training.steps * target.training.batch_size
+
+
+def test_the_validated_front_leads_pareto_in_text_and_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from evonorm_search.cli import app
+    from evonorm_search.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'ladder.db'}"
+    store = open_store(url)
+    try:
+        search_id = create_search(store, ladder_config())
+        evaluator = InProcessEvaluator()
+        try:
+            run_search(store, search_id, evaluator, poll_interval=0.01)
+        finally:
+            evaluator.close()
+    finally:
+        store.close()
+    runner = CliRunner()
+    shown = runner.invoke(app, ["pareto", str(search_id), "--db", url, "--json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert (
+        data["validated"] and data["proxy"] and {b["label"] for b in data["validated_baselines"]} == {"gn_relu", "relu"}
+    )
+    for row in data["validated"]:
+        assert row["rung"] == 1 and set(row) >= {"candidate", "layer", "mean", "std", "per_architecture"}
+        assert row["seeds"] == [1000, 1001]
+        relu = next(b for b in data["validated_baselines"] if b["label"] == "relu")
+        assert row["vs_baselines"]["relu"] == pytest.approx(row["mean"] - relu["mean"])
+    assert all(row["rung"] == 0 for row in data["proxy"])
+    means = [row["mean"] for row in data["validated"]]
+    assert means == sorted(means, reverse=True)
+    text = runner.invoke(app, ["pareto", str(search_id), "--db", url], env={"COLUMNS": "80"})
+    assert text.exit_code == 0, text.output
+    assert text.output.index("validated front of search") < text.output.index("Pareto front of search")
+    status = runner.invoke(app, ["status", str(search_id), "--db", url, "--json"])
+    rungs = json.loads(status.stdout)["ladder"]
+    assert [r["name"] for r in rungs] == ["proxies", "target task", "baselines on the target task"]
+    assert rungs[0]["promoted"] == len(data["validated"]) == rungs[1]["evaluated"] and rungs[1]["pending"] == 0
+    assert rungs[2]["evaluated"] == 2 and all(r["examples"] > 0 for r in rungs)
