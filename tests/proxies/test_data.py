@@ -303,3 +303,29 @@ def test_a_data_set_has_one_copy_per_device_however_many_trainers_ask():
     meta = data.to("meta")  # another device: copied once, then shared
     assert meta is data.to(torch.device("meta")) and meta.train_x.device.type == "meta"
     assert meta.train_x.shape == data.train_x.shape and meta.num_classes == data.num_classes
+
+
+def test_a_confirmation_spec_trains_like_the_target_and_scores_on_the_confirmation_split():
+    from evonorm_search import library
+    from evonorm_search.search import InProcessEvaluator  # noqa: F401 (the spec runs through any evaluator)
+    from evonorm_search.search.config import SearchConfig
+    from evonorm_search.search.evaluator import EvaluationTask, evaluate_task
+
+    config = SearchConfig.from_mapping(
+        {
+            "name": "confirm",
+            "architectures": [{"kind": "resnet", "width": 4, "blocks": [1]}],
+            "data": {"name": "synthetic", "synthetic_shape": [1, 6, 6], "synthetic_classes": 3, "samples": 60},
+            "validation": {
+                "architectures": [{"kind": "resnet", "width": 4, "blocks": [1]}],
+                "data": {"name": "synthetic", "synthetic_shape": [1, 6, 6], "synthetic_classes": 3,
+                         "samples": 60, "test_samples": 30, "confirm_samples": 21},
+                "training": {"steps": 3, "batch_size": 16, "device": "cpu", "threads": 1},
+            },
+        }
+    )  # fmt: skip
+    spec = config.confirmation_spec(1000)
+    assert spec.split == "confirm" and spec.model_copy(update={"split": "target"}) == config.target_spec(1000)
+    outcome = evaluate_task(EvaluationTask(0, 1, library.get("gn_relu").to_dict(), spec))
+    accuracy = next(iter(outcome.objectives.values()))
+    assert outcome.error is None and round(accuracy * 21) == accuracy * 21  # scored on the 21 confirmation examples
