@@ -104,24 +104,25 @@ def _imported_names(node: ast.Import | ast.ImportFrom, package: str) -> list[str
     return [f"{module}.{alias.name}" for alias in node.names]
 
 
-def _is_type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+def _guards_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
 
 
 def _import_statements(tree: ast.AST, type_only: bool = False) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
     """Every import statement at any depth, and whether it stands under `if TYPE_CHECKING:` (its `else`
     branch runs)."""
     for child in ast.iter_child_nodes(tree):
-        if _is_type_checking_block(child):
-            assert isinstance(child, ast.If)
-            for statement in child.body:
-                yield from _import_statements(ast.Module([statement], []), type_only=True)
-            for statement in child.orelse:
-                yield from _import_statements(ast.Module([statement], []), type_only)
+        if isinstance(child, ast.If) and _guards_type_checking(child):
+            yield from _imports_in(child.body, type_only=True)
+            yield from _imports_in(child.orelse, type_only)
         elif isinstance(child, ast.Import | ast.ImportFrom):
             yield child, type_only
         else:
             yield from _import_statements(child, type_only)
+
+
+def _imports_in(statements: list[ast.stmt], type_only: bool) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    return _import_statements(ast.Module(statements, []), type_only)
 
 
 def project_imports(modules: Mapping[str, Module]) -> list[Import]:
@@ -203,7 +204,7 @@ def _with_lines_added(module: Module, lines: str) -> Module:
 def test_a_planted_import_against_the_order_is_reported_with_its_file_line_and_layers():
     # The real modules and table, with imports planted in copies of three sources: a function-local
     # relative import of a submodule, a module-level absolute import, a type-only import of a peer.
-    modules = dict(read_modules(ROOT, PACKAGES))
+    modules = read_modules(ROOT, PACKAGES)
     graph = modules["evonorm_search.ir.graph"]
     planted_line = graph.source.count("\n") + 3
     modules["evonorm_search.ir.graph"] = _with_lines_added(
