@@ -383,6 +383,26 @@ def breakdown_row(run: Run) -> list[object]:
     return [run.backend, f"{run.workers:,}", *cells, f"{rest / run.seconds:.0%}"]
 
 
+def ceiling_row(run: Run) -> list[object]:
+    """What the controller could sustain if it never waited: its busy time per candidate stored (the run's
+    wall time less its time blocked in `poll`) caps candidates/s; the share of candidates sent to training
+    turns that into results/s, and results/s x 90 s is how many 90 s workers one controller keeps busy."""
+    busy = run.seconds - sum(run.timings.of("poll"))
+    per_candidate = busy / max(run.proposed, 1)
+    trained = run.cluster.submitted / max(run.proposed, 1)
+    candidates_per_second = 1 / per_candidate
+    results = candidates_per_second * trained
+    return [
+        run.backend,
+        f"{run.workers:,}",
+        ms(per_candidate),
+        f"{trained:.0%}",
+        f"{candidates_per_second:.0f}",
+        f"{results:.0f}",
+        f"{results * MEDIAN_SECONDS:,.0f}",
+    ]
+
+
 def window_rows(run: Run) -> list[list[object]]:
     rows = []
     previous = Window(0.0, 0, 0, {}, run.rss_start)
@@ -434,6 +454,23 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
         + markdown_table(["backend", "workers", *PARTS, "other"], [breakdown_row(r) for r in runs]),
+        "## What one controller can drive\n\n"
+        "The controller's busy time per candidate stored (wall time less its time blocked in `poll`) caps how "
+        "many candidates it stores a second; the share sent to training (the rest were rejected by the cheap "
+        f"checks) turns that into results a second, and results/s x {MEDIAN_SECONDS:.0f} s is how many workers "
+        f"with {MEDIAN_SECONDS:.0f} s evaluations one controller keeps busy (the paper: {PAPER_WORKERS:,}).\n\n"
+        + markdown_table(
+            [
+                "backend",
+                "workers",
+                "controller ms per candidate",
+                "sent to training",
+                "candidates/s ceiling",
+                "results/s ceiling",
+                f"{MEDIAN_SECONDS:.0f} s workers kept busy",
+            ],
+            [ceiling_row(r) for r in runs],
+        ),
         "## Growth with the candidates stored\n\n"
         + markdown_table(
             ["backend", "workers", "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
