@@ -331,6 +331,11 @@ def results_per_second(run: Run) -> float:
     return run.collected / (run.seconds - run.first_result_at)
 
 
+def cluster_busy(run: Run) -> float:
+    """The share of all the cluster's worker time (workers x the run's wall time) spent evaluating."""
+    return run.cluster.busy_seconds / (run.workers * run.seconds)
+
+
 def summary_row(run: Run) -> list[object]:
     t = run.timings
     writes = t.of("write transaction")
@@ -346,7 +351,9 @@ def summary_row(run: Run) -> list[object]:
         f"{run.seconds:.0f}",
         f"{results_per_second(run):.1f}",
         f"{run.proposed / run.proposing_seconds:.1f}",
+        f"{run.first_result_at:.0f}" if run.first_result_at is not None else "none",
         f"{run.cluster.idle_share:.0%}",
+        f"{cluster_busy(run):.0%}",
         full,
         f"{ms(percentile(writes, 0.5))} / {ms(percentile(writes, 0.99))}",
         f"{len(writes) / max(run.proposed, 1):.1f}",
@@ -363,7 +370,9 @@ SUMMARY_HEADERS = [
     "wall s",
     "results/s sustained",
     "proposals/s",
+    "first result committed at s",
     "worker time idle",
+    "cluster busy",
     "cluster full",
     "write txn p50 / p99 ms",
     "write txns per candidate",
@@ -449,7 +458,9 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         "## Throughput\n\n" + markdown_table(SUMMARY_HEADERS, [summary_row(r) for r in runs]),
         "Results/s sustained: outcomes committed from the first one to the end of the run. Proposals/s: candidates "
         "stored until the budget was spent. Worker time idle: the share of worker time a slot sat free between "
-        "its evaluation finishing and its next task (the initial fill and the final drain not counted). Write "
+        "its evaluation finishing and its next task (the initial fill and the final drain not counted: where the "
+        "controller never filled the cluster, no slot was ever refilled and this share says nothing). Cluster "
+        "busy: evaluation time over workers x the run's wall time (fill and drain included). Write "
         "transaction: one `Store.session()` scope, timed from entry through commit. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
