@@ -160,7 +160,8 @@ def test_bad_settings_are_refused_with_every_problem_named():
 # -- with the real controller ----------------------------------------------------------------------
 
 
-def test_a_controller_run_on_the_simulated_cluster_spends_its_budget(store):
+def test_a_controller_run_on_the_simulated_cluster_spends_its_budget(any_store):
+    store = any_store
     config = tiny_config(budget=30, population=5)
     search_id = create_search(store, config)
     simulated, _ = cluster(workers=8, time_factor=0.01, seed=2)
