@@ -23,6 +23,7 @@ population of 2,500 evaluated members, and of 5,000, the most the controller hol
 
     python benchmarks/paper_scale.py                        # writes benchmarks/results/paper-scale-<machine>.md
     python benchmarks/paper_scale.py --budget 300 --workers 10,50 --skip-postgres
+    python benchmarks/paper_scale.py --backends postgresql --workers 100 --postgres URL   # one backend, one size
 """
 
 from __future__ import annotations
@@ -536,15 +537,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
-    return parser.parse_args()
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    args = parser.parse_args()
+    args.backends = [b for b in args.backends.split(",") if not (args.skip_postgres and b == "postgresql")]
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends {sorted(unknown)}; choose from {sorted(BACKENDS)}")
+    return args
 
 
 def main() -> None:
     args = parse_args()
-    backends = ["sqlite"] if args.skip_postgres else ["sqlite", "postgresql"]
     runs, loads = [], []
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
-        for backend in backends:
+        for backend in args.backends:
             for workers in args.workers:
                 loads.append(f"{BACKENDS[backend]} {workers:,}: {machine_load()} at start")
                 with fresh_store(backend, workers, args, directory) as url:
