@@ -414,6 +414,19 @@ function rungBadge(rung) {
 // must be readable without hovering. A label that would leave the chart area goes to the point's other
 // side, and stays between its top and bottom; where each was drawn is kept in chart.$labelBoxes.
 const LABEL_FONT_PX = 12;
+// Layers of equal scores (common early in a search) sit on one point: their labels are stacked one line
+// apart instead of printed over each other, downwards while the chart area has room, else upwards.
+function freeBaseline(boxes, left, right, wanted, area) {
+  const line = LABEL_FONT_PX + 2;
+  const overlaps = (y) => boxes.some((b) => left < b.right && right > b.left && y - LABEL_FONT_PX < b.bottom && y > b.top);
+  for (const step of [line, -line]) {
+    for (let y = wanted; y <= area.bottom - 2 && y >= area.top + LABEL_FONT_PX; y += step) {
+      if (!overlaps(y)) return y;
+    }
+  }
+  return wanted; // no free line: overlap rather than leave the chart
+}
+
 const pointLabels = {
   id: "pointLabels",
   afterDatasetsDraw(chart) {
@@ -429,7 +442,8 @@ const pointLabels = {
         const width = ctx.measureText(text).width;
         const fitsRight = element.x + 8 + width <= area.right;
         const left = fitsRight ? element.x + 8 : Math.max(area.left, element.x - 8 - width);
-        const baseline = Math.min(area.bottom - 2, Math.max(area.top + LABEL_FONT_PX, element.y - 6));
+        const wanted = Math.min(area.bottom - 2, Math.max(area.top + LABEL_FONT_PX, element.y - 6));
+        const baseline = freeBaseline(boxes, left, left + width, wanted, area);
         ctx.fillText(text, left, baseline);
         ctx.restore();
         boxes.push({ text, left, right: left + width, top: baseline - LABEL_FONT_PX, bottom: baseline });

@@ -191,6 +191,7 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
             labels = {box["text"] for box in drawn["labelBoxes"]}
             assert labels == {f"#{cid}" for cid in validated} | {b["label"] for b in fronts["validated_baselines"]}
             assert drawn["labelsInside"], drawn["labelBoxes"]
+            assert not drawn["labelsOverlap"], drawn["labelBoxes"]  # layers of equal scores share a point
             listed = [int(r.get_attribute("data-candidate-id")) for r in page.locator("#front-table tr.validated-row").all()]
             assert listed == [row["candidate"] for row in fronts["validated"] + fronts["validated_baselines"]]
             page.screenshot(path=str(ARTIFACTS / "dashboard-validated.png"), full_page=True)
@@ -206,7 +207,7 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
 
 
 # What the chart holds and where it drew it: per dataset the ids and label tags of its points, whether
-# every point and every label lies inside the chart area, the axis titles.
+# every point and every label lies inside the chart area, whether two labels overlap, the axis titles.
 CHART_CONTENTS = """() => {
     const chart = Chart.getChart('pareto-plot');
     const area = chart.chartArea;
@@ -219,5 +220,7 @@ CHART_CONTENTS = """() => {
         pointsInside: metas.every(points => points.every(p => inside(p.x, p.y))),
         labelBoxes: chart.$labelBoxes,
         labelsInside: chart.$labelBoxes.every(b => inside(b.left, b.top) && inside(b.right, b.bottom)),
+        labelsOverlap: chart.$labelBoxes.some((b, i) => chart.$labelBoxes.slice(0, i).some(
+            c => b.left < c.right && b.right > c.left && b.top < c.bottom && b.bottom > c.top)),
     };
 }"""
