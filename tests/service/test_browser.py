@@ -157,13 +157,16 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            # The network beyond this server is blocked: a request elsewhere fails, and is recorded.
-            page.route(
-                "**/*",
-                lambda route: route.continue_()
-                if route.request.url.startswith((base, "blob:", "data:"))
-                else (foreign.append(route.request.url), route.abort()),
-            )
+
+            def only_this_server(route) -> None:
+                """The network beyond this server is blocked: a request elsewhere fails, and is recorded."""
+                if route.request.url.startswith((base, "blob:", "data:")):
+                    route.continue_()
+                else:
+                    foreign.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_this_server)
             page.goto(f"{base}/#search={search_id}")
             fronts = page.request.get(f"{base}/api/v1/searches/{search_id}/fronts").json()
             validated = {row["candidate"] for row in fronts["validated"]}
@@ -192,7 +195,9 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
             assert labels == {f"#{cid}" for cid in validated} | {b["label"] for b in fronts["validated_baselines"]}
             assert drawn["labelsInside"], drawn["labelBoxes"]
             assert not drawn["labelsOverlap"], drawn["labelBoxes"]  # layers of equal scores share a point
-            listed = [int(r.get_attribute("data-candidate-id")) for r in page.locator("#front-table tr.validated-row").all()]
+            listed = [
+                int(r.get_attribute("data-candidate-id")) for r in page.locator("#front-table tr.validated-row").all()
+            ]
             assert listed == [row["candidate"] for row in fronts["validated"] + fronts["validated_baselines"]]
             page.screenshot(path=str(ARTIFACTS / "dashboard-validated.png"), full_page=True)
 
