@@ -1,7 +1,7 @@
 // The evonorm-search dashboard: searches, live progress, the Pareto front (proxy or validated), the best
 // layers with their rung of the fidelity ladder, exports.
 // Talks only to this server's /api/v1; every asset is served by the app (no external network).
-// State lives in the URL hash (#search=3&layer=17), so views can be linked and reloaded.
+// State lives in the URL hash (#search=3&layer=17&front=validated), so views can be linked and reloaded.
 "use strict";
 
 const API = "/api/v1";
@@ -131,13 +131,14 @@ function facts(target, rows) {
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const number = (name) => (params.has(name) && /^\d+$/.test(params.get(name)) ? Number(params.get(name)) : null);
-  return { search: number("search"), layer: number("layer") };
+  return { search: number("search"), layer: number("layer"), front: params.get("front") === "validated" ? "validated" : "proxy" };
 }
 
 function writeHash() {
   const params = new URLSearchParams();
   if (state.searchId !== null) params.set("search", state.searchId);
   if (state.layerId !== null) params.set("layer", state.layerId);
+  if (state.rung !== "proxy") params.set("front", state.rung); // the proxy front is the default view
   const hash = `#${params.toString()}`;
   if (location.hash !== hash) history.replaceState(null, "", hash);
 }
@@ -821,6 +822,7 @@ function wire() {
   $("y-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
   $("front-rung").addEventListener("change", () => {
     state.rung = $("front-rung").value;
+    writeHash();
     loadFront().catch((e) => showMessage(e.message, true));
   });
   $("close-layer").addEventListener("click", closeLayer);
@@ -838,6 +840,8 @@ async function start() {
     return;
   }
   const wanted = readHash();
+  state.rung = wanted.front;
+  $("front-rung").value = wanted.front;
   const first = $("search-list").firstElementChild;
   const searchId = wanted.search ?? (first ? Number(first.dataset.searchId) : null);
   if (searchId !== null) await selectSearch(searchId);

@@ -201,6 +201,13 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
             assert listed == [row["candidate"] for row in fronts["validated"] + fronts["validated_baselines"]]
             page.screenshot(path=str(ARTIFACTS / "dashboard-validated.png"), full_page=True)
 
+            # The choice is in the URL: a reload (or a shared link) opens the validated front again.
+            assert "front=validated" in page.url
+            page.reload()
+            page.wait_for_selector("#pareto-plot[data-rung='validated']")
+            assert page.input_value("#front-rung") == "validated"
+            page.wait_for_selector("#front-table tr.validated-row")
+
             # A validated layer opens with its highest rung.
             page.locator("#front-table tr.validated-row").first.click()
             page.wait_for_selector("#layer-view:not([hidden]) #layer-formula .katex")
