@@ -698,6 +698,7 @@ function renderLayer(layer) {
     ...(layer.formula.note ? [["note", layer.formula.note]] : []),
   ]);
   renderLayerMetrics(layer.metrics_by_architecture);
+  renderRungs(layer.rungs);
   renderValidation(layer.validation, layer.mean_accuracy);
   renderLineage(layer.lineage, layer.lineage_truncated);
   renderEvaluations(layer.evaluations);
@@ -723,6 +724,24 @@ function renderLayerMetrics(byArchitecture) {
   }
   if (rows.length === 1) rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not evaluated.")));
   $("layer-metrics").replaceChildren(...rows);
+}
+
+// One row per rung the layer has a result at: the proxies (one run per network, no spread) and the target
+// task (mean ± std over the target seeds stored with every target network).
+function renderRungs(rungs) {
+  const header = el("tr", {}, ...["rung", "mean ± std", "per architecture", "seeds"].map((h) => el("th", {}, h)));
+  const rows = rungs.map((r) =>
+    el(
+      "tr",
+      { class: "rung-row" },
+      el("td", {}, rungBadge(r.rung)),
+      el("td", { class: "num" }, r.std === null ? fmtNumber(r.mean) : `${fmtNumber(r.mean)} ± ${fmtNumber(r.std)}`),
+      el("td", {}, Object.entries(r.per_architecture).map(([a, v]) => `${a} ${fmtNumber(v)}`).join(", ")),
+      el("td", { class: "num" }, r.seeds.length ? r.seeds.join(", ") : "–"),
+    ),
+  );
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No result at any rung yet.")));
+  $("layer-rungs").replaceChildren(header, ...rows);
 }
 
 // The target task beside the proxies: validation mean ± std over seeds, the search's proxy accuracy

@@ -212,6 +212,8 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
             page.locator("#front-table tr.validated-row").first.click()
             page.wait_for_selector("#layer-view:not([hidden]) #layer-formula .katex")
             assert "1 (target task)" in page.inner_text("#layer-facts")
+            shown = [row.locator(".rung").inner_text() for row in page.locator("#layer-rungs tr.rung-row").all()]
+            assert shown == ["0 proxies", "1 target task"]
         finally:
             browser.close()
     assert problems == []
