@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 
+from evonorm_search.search.ladder import RungStatus
+
 from . import repository as repo
 from . import views
 from .context import ServiceContext
@@ -29,19 +31,22 @@ _CLOCK_FIELDS = {"elapsed_seconds", "estimated_seconds_to_finish"}
 
 def read_status(context: ServiceContext, store: repo.Store, search_id: int) -> SearchStatus:
     """A search's status; its database part may come from the context's short-lived cache."""
-    return views.search_status(context.reads.get(("summary", search_id), _summary_reader(store, search_id)))
+    return views.search_status(*context.reads.get(("summary", search_id), _summary_reader(store, search_id)))
 
 
 async def current_status(context: ServiceContext, store: repo.Store, search_id: int) -> SearchStatus:
     """`read_status` for the event loop: the database is read on its threads, only when the cache misses."""
     read = _summary_reader(store, search_id)
-    return views.search_status(await context.reads.aget(("summary", search_id), lambda: context.database.run(read)))
+    return views.search_status(*await context.reads.aget(("summary", search_id), lambda: context.database.run(read)))
 
 
-def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], repo.SearchSummary]:
-    def read() -> repo.SearchSummary:
+def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], tuple[repo.SearchSummary, list[RungStatus]]]:
+    """The summary and the fidelity ladder's rungs, read in one session (one snapshot of the search)."""
+
+    def read() -> tuple[repo.SearchSummary, list[RungStatus]]:
         with store.session(readonly=True) as s:
-            return repo.search_summary(s, search_id)
+            summary = repo.search_summary(s, search_id)
+            return summary, repo.search_ladder(s, summary.search)
 
     return read
 

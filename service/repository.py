@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session
 from evonorm_search.search.config import SearchConfig
 from evonorm_search.search.controller import ControllerError, SearchProgress, run_search
 from evonorm_search.search.controller import create_search as _create_search
+from evonorm_search.search.fronts import SearchFronts, read_fronts
+from evonorm_search.search.ladder import search_ladder
 from evonorm_search.search.lifecycle import STALE_AFTER, check_resumable, request_stop
+from evonorm_search.search.validation import candidate_validation
 from evonorm_search.store import (
     Candidate,
     CandidateDetail,
@@ -71,6 +74,7 @@ __all__ = [
     "Page",
     "RejectionStage",
     "Search",
+    "SearchFronts",
     "SearchProgress",
     "SearchState",
     "SearchSummary",
@@ -79,6 +83,7 @@ __all__ = [
     "baselines_of",
     "candidate_detail",
     "candidate_graphs",
+    "candidate_validation",
     "check_resumable",
     "count_searches_by_state",
     "create_search",
@@ -92,8 +97,10 @@ __all__ = [
     "pareto_front",
     "pareto_front_across",
     "ping",
+    "read_fronts",
     "request_stop",
     "run_search",
+    "search_ladder",
     "search_summary",
 ]
 

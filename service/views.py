@@ -10,7 +10,10 @@ from functools import partial
 from typing import Any
 
 from evonorm_search.enums import UNFINISHED_STATUSES
+from evonorm_search.search.fronts import highest_rung, rung_scores
+from evonorm_search.search.ladder import RungStatus
 from evonorm_search.search.objectives import describe, mean_accuracy
+from evonorm_search.search.validation import Validated
 from evonorm_search.store import Objective
 
 from . import repository as repo
@@ -22,12 +25,22 @@ from .schemas.candidates import (
     CandidateLinks,
     EvaluationOut,
     Formula,
+    RungScore,
     ValidationArchitecture,
     ValidationOut,
 )
 from .schemas.common import ObjectiveOut
 from .schemas.pareto import ParetoFront, ParetoPoint
-from .schemas.searches import BaselineOut, BestOut, Controller, Counts, SearchBrief, SearchLinks, SearchStatus
+from .schemas.searches import (
+    BaselineOut,
+    BestOut,
+    Controller,
+    Counts,
+    RungOut,
+    SearchBrief,
+    SearchLinks,
+    SearchStatus,
+)
 
 API_PREFIX = "/api/v1"
 LIVE_STATES = (repo.SearchState.RUNNING, repo.SearchState.STOPPING)
@@ -43,6 +56,7 @@ def search_links(search_id: int) -> SearchLinks:
         events=f"{base}/events",
         candidates=f"{base}/candidates",
         pareto=f"{base}/pareto",
+        fronts=f"{base}/fronts",
         baselines=f"{base}/baselines",
     )
 
@@ -78,7 +92,10 @@ def search_brief(search: repo.Search) -> SearchBrief:
     )
 
 
-def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> SearchStatus:
+def search_status(
+    summary: repo.SearchSummary, ladder: Sequence[RungStatus] = (), now: datetime | None = None
+) -> SearchStatus:
+    """`ladder`: the search's fidelity ladder (`search_ladder`), none for a search without one."""
     now = now or datetime.now(UTC)
     search = summary.search
     finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED_STATUSES)
@@ -105,6 +122,7 @@ def search_status(summary: repo.SearchSummary, now: datetime | None = None) -> S
         progress=None if not search.budget else min(1.0, finished / search.budget),
         controller=_controller(search),
         config=search.config,
+        ladder=[RungOut.model_validate(r) for r in ladder],
         links=search_links(search.id),
     )
 
@@ -174,9 +192,13 @@ def formula_of(candidate: repo.Candidate, symbolic: Symbolic) -> Formula:
     return Formula(text=candidate.dsl, canonical=symbolic.canonical, latex=symbolic.latex, note=symbolic.note)
 
 
-def candidate_detail(detail: repo.CandidateDetail, symbolic: Symbolic) -> CandidateDetailOut:
-    """`symbolic`: the candidate's symbolic form (FormulaCache.of_stored)."""
+def candidate_detail(
+    detail: repo.CandidateDetail, symbolic: Symbolic, target: Validated | None = None
+) -> CandidateDetailOut:
+    """`symbolic`: the candidate's symbolic form (FormulaCache.of_stored); `target`: its stored target-task
+    score (`candidate_validation`), for its rungs."""
     c = detail.candidate
+    rungs = rung_scores(c.objectives, target)
     return CandidateDetailOut(
         **candidate_brief(c).model_dump(),
         fingerprint=c.fingerprint,
@@ -190,6 +212,8 @@ def candidate_detail(detail: repo.CandidateDetail, symbolic: Symbolic) -> Candid
         mean_accuracy=mean_accuracy(c.objectives),
         evaluations=[EvaluationOut.model_validate(e) for e in detail.evaluations],
         validation=validation_of(detail.evaluations),
+        rung=highest_rung(rungs),
+        rungs=[RungScore.model_validate(r) for r in rungs],
         lineage=[
             Ancestor(
                 id=a.id, birth=a.birth, status=str(a.status), dsl=a.dsl, objectives=a.objectives, mutation=a.mutation

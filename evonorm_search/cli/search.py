@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,11 +26,11 @@ from rich.table import Table
 from ..search.baselines import differences
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import create_search
-from ..search.ladder import RungStatus, ladder_status
+from ..search.fronts import read_fronts
+from ..search.ladder import search_ladder
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
-from ..search.objectives import accuracies, heading, mean_accuracy
-from ..search.scoring import finite_or_none
-from ..search.validation import BASELINE, LAYER, Validated, difference, stored_validation
+from ..search.objectives import heading, mean_accuracy
+from ..search.validation import BASELINE, LAYER, Validated, difference
 from ..store import (
     Search,
     SearchState,
@@ -260,11 +259,11 @@ def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
     the baselines in `pareto --json`'s shapes."""
     from service.views import search_status  # FastAPI loads only for --json
 
-    status = search_status(search_summary(s, search_id)).model_dump(mode="json")
+    summary = search_summary(s, search_id)
+    status = search_status(summary, search_ladder(s, summary.search)).model_dump(mode="json")
     best = best_layer(s, search_id)
     status["best_layer"] = None if best is None else layer_json(best)
     status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
-    status["ladder"] = [asdict(r) for r in ladder_rows(s, get_search(s, search_id))]
     return status
 
 
@@ -363,16 +362,8 @@ def show_search(s: Any, search_id: int) -> None:
     show_best_beside_baselines(search, best_layer(s, search_id), baselines_of(s, search_id))
 
 
-def ladder_rows(s: Any, search: Search) -> list[RungStatus]:
-    """The fidelity ladder's rungs of a search that has one (search/ladder.py), else none."""
-    config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search.id}")
-    if config.fidelities is None:
-        return []
-    return ladder_status(s, search.id, config, search.objective_specs)
-
-
 def show_ladder(s: Any, search: Search) -> None:
-    rungs = ladder_rows(s, search)
+    rungs = search_ladder(s, search)
     if not rungs:
         return
     table = Table(title="fidelity ladder")
@@ -449,21 +440,16 @@ def pareto_command(
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
-                search = get_search(s, search_id)
-                names = search.objective_names
-                first = search.objective_specs[0]
-                front = pareto_front(s, search_id)
-                baselines = [b for b in baselines_of(s, search_id) if b.objectives is not None]
-                config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search_id}")
-                validated = stored_validation(s, search_id, config)
+                fronts = read_fronts(s, search_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
-    sign = -1.0 if first.direction == "max" else 1.0
-    front = sorted(front, key=lambda c: (sign * c.objective_values[first.name], c.birth))
+        except ConfigError as e:
+            raise fail(str(e), EXIT_FAILED) from None
     if as_json:
-        typer.echo(json.dumps(pareto_json(search_id, names, front, baselines, validated), indent=2))
+        typer.echo(json.dumps(fronts.to_json(), indent=2))
         return
-    show_validated(search_id, validated, config.validation.seed_list())
+    names, front, baselines = fronts.objective_names, fronts.front, fronts.baselines
+    show_validated(search_id, fronts.validated, fronts.config.validation.seed_list())
     if not front:
         console.print(f"search {search_id} has no evaluated candidates yet", highlight=False)
         return
@@ -510,61 +496,6 @@ def show_validated(search_id: int, validated: list[Validated], seeds: list[int])
 VERSUS_NOTE = (
     "vs X: the layer's mean accuracy over the architectures minus baseline X's (positive: the layer is better)"
 )
-
-
-def pareto_json(
-    search_id: int, names: list[str], front: list[Any], baselines: list[Any], validated: list[Validated]
-) -> dict[str, Any]:
-    """`validated` (rung 1, the target task) and `proxy` (rung 0) fronts, each row with `candidate`, `layer`
-    (its DSL text), `rung`, `mean`, `std` and `per_architecture`; the baselines at both rungs."""
-    references = [v for v in validated if v.role == BASELINE]
-    proxy = [
-        {
-            "candidate": c.id,
-            "birth": c.birth,
-            "layer": c.dsl,
-            "rung": 0,
-            "mean": mean_accuracy(c.objectives),
-            "std": None,  # one proxy run per architecture: no spread over seeds
-            "per_architecture": accuracies(c.objectives),
-            "objectives": c.objectives,
-            "mutation": c.mutation,
-            "vs_baselines": {d.label: d.to_json() for d in differences(c.objectives, baselines)},
-        }
-        for c in front
-    ]
-    return {
-        "search": search_id,
-        "objectives": names,
-        "validated": [validated_json(v, references) for v in validated if v.role == LAYER],
-        "proxy": proxy,
-        "baselines": [
-            {
-                "candidate": b.id,
-                "label": b.label,
-                "layer": b.dsl,
-                "objectives": b.objectives,
-                "mean": mean_accuracy(b.objectives),
-                "per_architecture": accuracies(b.objectives),
-            }
-            for b in baselines
-        ],
-        "validated_baselines": [validated_json(v, references) for v in references],
-    }
-
-
-def validated_json(v: Validated, references: list[Validated]) -> dict[str, Any]:
-    return {
-        "candidate": v.candidate_id,
-        "label": v.score.label,
-        "layer": v.score.layer,
-        "rung": 1,
-        "mean": finite_or_none(v.score.mean),
-        "std": finite_or_none(v.score.std),
-        "per_architecture": v.score.per_architecture,
-        "seeds": list(v.reused_seeds),
-        "vs_baselines": {b.name: finite_or_none(difference(v, b)) for b in references if b is not v},
-    }
 
 
 def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[Table]:

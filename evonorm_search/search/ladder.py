@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from .. import store as db
 from ..store import CandidateStatus, Objective, RejectionStage
-from .config import FidelityConfig, SearchConfig
+from .config import ConfigError, FidelityConfig, SearchConfig
 from .pareto import as_vector, maximise_flags
 
 
@@ -176,3 +176,17 @@ def ladder_status(
             sum(seeds_done(b) for b in baselines) * target_examples(config),
         ),
     ]
+
+
+def search_ladder(session: Session, search: db.Search) -> list[RungStatus]:
+    """The fidelity ladder's rungs of a search that has one, else none (as for a stored configuration
+    this version cannot read: it has no ladder this version could have run)."""
+    if not search.config.get("fidelities"):
+        return []  # most searches have no ladder: no need to validate their whole configuration
+    try:
+        config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search.id}")
+    except ConfigError:
+        return []
+    if config.fidelities is None:
+        return []
+    return ladder_status(session, search.id, config, search.objective_specs)

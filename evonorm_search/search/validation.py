@@ -196,16 +196,35 @@ def stored_validation(session: Session, search_id: int, config: SearchConfig) ->
     ids = db.validated_candidates(session, search_id)
     runs = db.validation_runs(session, ids)
     architectures = [a.label for a in config.validation.architectures]
-    out = []
-    for cid in ids:
-        candidate = db.get_candidate(session, cid)
-        complete = [r for r in runs[cid] if set(architectures) <= set(r.accuracies)]
-        if not complete:
-            continue
-        baseline = db.is_baseline(candidate)
-        score = LayerScore(
-            candidate.dsl, candidate.label if baseline else None, tuple(_stored_run(r, architectures) for r in complete)
-        )
-        role = BASELINE if baseline else LAYER
-        out.append(Validated(score, role, cid, mean_accuracy(candidate.objectives), tuple(r.seed for r in complete)))
+    found = (stored_validated(db.get_candidate(session, cid), runs[cid], architectures) for cid in ids)
+    out = [v for v in found if v is not None]
     return sorted(out, key=lambda v: (-v.score.mean if math.isfinite(v.score.mean) else math.inf, v.candidate_id or 0))
+
+
+def candidate_validation(session: Session, candidate: db.Candidate) -> Validated | None:
+    """One candidate's stored target-task score (None before any complete seed), on its search's target
+    architectures; a stored configuration this version cannot read counts every stored run whole."""
+    runs = db.validation_runs(session, [candidate.id])[candidate.id]
+    stored = db.get_search(session, candidate.search_id).config
+    try:
+        config = SearchConfig.from_mapping(stored, origin=f"stored configuration of search {candidate.search_id}")
+        architectures = [a.label for a in config.validation.architectures]
+    except ConfigError:
+        architectures = sorted({a for r in runs for a in r.accuracies})
+    return stored_validated(candidate, runs, architectures)
+
+
+def stored_validated(
+    candidate: db.Candidate, runs: Sequence[db.ValidationRun], architectures: Sequence[str]
+) -> Validated | None:
+    """A candidate's `Validated` from its stored runs: only seeds with every target architecture count
+    (a seed stored half-way is not a score); None when there is none."""
+    complete = [r for r in runs if set(architectures) <= set(r.accuracies)]
+    if not complete:
+        return None
+    baseline = db.is_baseline(candidate)
+    score = LayerScore(
+        candidate.dsl, candidate.label if baseline else None, tuple(_stored_run(r, architectures) for r in complete)
+    )
+    role = BASELINE if baseline else LAYER
+    return Validated(score, role, candidate.id, mean_accuracy(candidate.objectives), tuple(r.seed for r in complete))

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 import evonorm_search as es
 from evonorm_search.ir import Graph, GraphError
+from evonorm_search.search.validation import Validated
 
 from .. import repository as repo
 from .. import views
@@ -44,16 +45,18 @@ async def candidate(
         ),
     ] = 20,
 ) -> CandidateDetailOut:
-    """The DSL, canonical form and LaTeX, metrics per architecture, parent lineage and evaluation history."""
+    """The DSL, canonical form and LaTeX, metrics per architecture, parent lineage, evaluation history, and
+    its scores at every rung of the fidelity ladder (proxies, target task) with the highest it reached."""
 
-    def read() -> repo.CandidateDetail:
+    def read() -> tuple[repo.CandidateDetail, Validated | None]:
         with store.session(readonly=True) as s:
-            return repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
+            detail = repo.candidate_detail(s, candidate_id, lineage_limit=lineage_limit)
+            return detail, repo.candidate_validation(s, detail.candidate)
 
-    detail = await database.run(read)
+    detail, target = await database.run(read)
     c = detail.candidate
     symbolic = await formulas.of_stored_many({c.canonical_hash: c.graph})
-    return views.candidate_detail(detail, symbolic[c.canonical_hash])
+    return views.candidate_detail(detail, symbolic[c.canonical_hash], target)
 
 
 def _graph(store: repo.Store, candidate_id: int) -> Graph:

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from evonorm_search.search.config import ConfigError
+
 from .. import bodies, events, views
 from .. import repository as repo
 from ..context import ServiceContext
@@ -26,7 +28,7 @@ from ..deps import (
 )
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidatePage
-from ..schemas.pareto import ParetoFront
+from ..schemas.pareto import ParetoFront, SearchFronts
 from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchStatus
 from ..views import API_PREFIX
 
@@ -248,6 +250,30 @@ async def search_pareto(
         return views.pareto_front(points, chosen, [search_id], symbolic)
 
     return await context.reads.aget(("pareto", search_id, None if objective is None else tuple(objective)), load)
+
+
+@router.get(
+    "/{search_id}/fronts",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404, 409, 422, 503),
+    summary="A search's fronts at each rung of the fidelity ladder",
+)
+async def search_fronts(context: ContextDep, store: StoreDep, search_id: SearchId) -> SearchFronts:
+    """The search's answer, as `evonorm-search pareto ID --json` prints it: the validated front (rung 1:
+    layers trained on the target task by the fidelity ladder or `evonorm-search validate`, best mean first,
+    with mean ± std over the stored target seeds, each target network's mean and the difference to each
+    validated baseline), the proxy front (rung 0, best first on the first objective), and the baselines at
+    both rungs. 409 when the search's stored configuration cannot be read by this version."""
+
+    def read() -> SearchFronts:
+        with store.session(readonly=True) as s:
+            try:
+                fronts = repo.read_fronts(s, search_id)
+            except ConfigError as e:
+                raise ApiError(409, "conflict", f"search {search_id}'s fronts cannot be read: {e}") from None
+            return SearchFronts.model_validate(fronts.to_json())
+
+    return await context.reads.aget(("fronts", search_id), lambda: context.database.run(read))
 
 
 @router.get(

@@ -72,6 +72,18 @@ class ValidationOut(Schema):
     runs: list[dict[str, Any]] = Field(description="Per seed: {seed, accuracies: {architecture: accuracy}}.")
 
 
+class RungScore(Schema):
+    """The candidate's scores at one rung of the fidelity ladder."""
+
+    rung: int = Field(description="0: the proxies; 1: the target task.")
+    name: str = Field(description="proxies or target task")
+    mean: float | None = Field(description="Mean accuracy over the rung's architectures (over seeds at rung 1).")
+    std: float | None = Field(description="Over target seeds at rung 1; null at rung 0 (one run per architecture).")
+    per_architecture: dict[str, float] = Field(description="Accuracy per architecture of the rung.")
+    seeds: list[int] = Field(description="The target seeds stored whole (rung 1); empty at rung 0.")
+    objectives: dict[str, float] | None = Field(description="Every proxy objective at rung 0; null at rung 1.")
+
+
 class Ancestor(Schema):
     id: int
     birth: int
@@ -105,6 +117,11 @@ class CandidateDetailOut(CandidateBrief):
     validation: ValidationOut | None = Field(
         description="Target-task results over seeds (null until `evonorm-search validate` has run on it)."
     )
+    rung: int | None = Field(
+        description="The highest rung of the fidelity ladder it has a result at: 0 (the proxies) once evaluated, "
+        "1 (the target task) once a target seed is stored whole; null before any result."
+    )
+    rungs: list[RungScore] = Field(description="Its scores at every rung it has a result at, lowest first.")
     lineage: list[Ancestor] = Field(description="Parent, grandparent, ... towards the root.")
     lineage_truncated: bool
     links: CandidateLinks

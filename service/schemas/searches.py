@@ -18,6 +18,7 @@ class SearchLinks(Schema):
     events: str
     candidates: str
     pareto: str
+    fronts: str
     baselines: str
 
 
@@ -68,6 +69,17 @@ class BaselineOut(CandidateBrief):
     error: str | None
 
 
+class RungOut(Schema):
+    """One rung of the search's fidelity ladder (`evonorm-search status --json`'s `ladder` rows)."""
+
+    rung: int = Field(description="0: the proxies; 1: the target task.")
+    name: str = Field(description="proxies, target task, or baselines on the target task")
+    evaluated: int = Field(description="Candidates with a complete result at this rung.")
+    promoted: int = Field(description="Candidates sent on to the next rung.")
+    pending: int = Field(description="Candidates at this rung whose result is not complete yet.")
+    examples: int = Field(description="Training examples processed at this rung (steps x batch size x networks).")
+
+
 class Controller(Schema):
     host: str | None
     pid: int | None
@@ -91,4 +103,8 @@ class SearchStatus(SearchBrief):
     progress: float | None = Field(description="Finished candidates over the budget, 0 to 1.")
     controller: Controller | None
     config: dict[str, Any] = Field(description="The search's configuration (SearchConfig).")
+    ladder: list[RungOut] = Field(
+        default_factory=list,
+        description="The fidelity ladder's rungs (config `fidelities`); empty for a search without one.",
+    )
     links: SearchLinks

@@ -1,12 +1,15 @@
-// The evonorm-search dashboard: searches, live progress, the Pareto front, the best layers, exports.
+// The evonorm-search dashboard: searches, live progress, the Pareto front (proxy or validated), the best
+// layers with their rung of the fidelity ladder, exports.
 // Talks only to this server's /api/v1; every asset is served by the app (no external network).
-// State lives in the URL hash (#search=3&layer=17), so views can be linked and reloaded.
+// State lives in the URL hash (#search=3&layer=17&front=validated), so views can be linked and reloaded.
 "use strict";
 
 const API = "/api/v1";
 const KEY_STORAGE = "evonorm-api-key";
 const FRONT_ROWS = 25; // best layers listed
 const CLOUD_POINTS = 500; // evaluated candidates drawn behind the front
+const MEAN_AXIS = "mean"; // the validated front's axis of the mean over the target networks
+const RUNG_NAMES = { 0: "proxies", 1: "target task" };
 
 const state = {
   searchId: null,
@@ -16,6 +19,8 @@ const state = {
   chart: null,
   nextSearchCursor: null,
   frontRefresh: null, // pending timer for a throttled reload of the front
+  rung: "proxy", // the front the chart shows: "proxy" (rung 0) or "validated" (rung 1, the target task)
+  objectiveNames: [], // the search's objectives: the proxy front's axes
 };
 
 const $ = (id) => document.getElementById(id);
@@ -126,13 +131,14 @@ function facts(target, rows) {
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   const number = (name) => (params.has(name) && /^\d+$/.test(params.get(name)) ? Number(params.get(name)) : null);
-  return { search: number("search"), layer: number("layer") };
+  return { search: number("search"), layer: number("layer"), front: params.get("front") === "validated" ? "validated" : "proxy" };
 }
 
 function writeHash() {
   const params = new URLSearchParams();
   if (state.searchId !== null) params.set("search", state.searchId);
   if (state.layerId !== null) params.set("layer", state.layerId);
+  if (state.rung !== "proxy") params.set("front", state.rung); // the proxy front is the default view
   const hash = `#${params.toString()}`;
   if (location.hash !== hash) history.replaceState(null, "", hash);
 }
@@ -212,6 +218,7 @@ function renderStatus(status) {
   error.hidden = !status.error;
   renderFunnel(counts);
   renderBest(status);
+  renderLadder(status.ladder || []);
   if (previous && previous.id === status.id && previous.front_size !== status.front_size) scheduleFrontReload();
   if (previous && previous.id === status.id && previous.counts.evaluated !== status.counts.evaluated) {
     scheduleFrontReload();
@@ -230,6 +237,25 @@ function renderFunnel(counts) {
   }
   rows.push(el("tr", {}, el("td", {}, "duplicate hits"), el("td", { class: "num" }, counts.duplicate_hits)));
   $("funnel").replaceChildren(...rows);
+}
+
+// The ladder's rungs as `evonorm-search status` shows them; hidden for a search without a ladder.
+function renderLadder(rungs) {
+  $("ladder-panel").hidden = rungs.length === 0;
+  const header = el("tr", {}, ...["rung", "", "complete", "promoted", "pending", "training examples"].map((h) => el("th", {}, h)));
+  const rows = rungs.map((r) =>
+    el(
+      "tr",
+      {},
+      el("td", { class: "num" }, r.rung),
+      el("td", {}, r.name),
+      el("td", { class: "num" }, r.evaluated),
+      el("td", { class: "num" }, r.promoted),
+      el("td", { class: "num" }, r.pending),
+      el("td", { class: "num" }, r.examples.toLocaleString()),
+    ),
+  );
+  $("ladder").replaceChildren(header, ...rows);
 }
 
 function renderBest(status) {
@@ -313,13 +339,19 @@ async function consumeStream(response, onEvent) {
 // -- the Pareto front ---------------------------------------------------------------------------------
 
 function fillObjectiveChoices(objectives) {
-  const names = objectives.map((o) => o.name);
+  state.objectiveNames = objectives.map((o) => o.name);
+}
+
+// The x and y choices: the search's objectives on the proxy front, the target networks (and their mean)
+// on the validated one. A choice survives a reload of the same search and front.
+function fillAxisChoices(names) {
+  const owner = `${state.searchId}/${state.rung}`;
   for (const [id, fallback] of [["x-objective", 0], ["y-objective", Math.min(1, names.length - 1)]]) {
     const select = $(id);
-    const keep = names.includes(select.value) && select.dataset.searchId === String(state.searchId) ? select.value : names[fallback];
+    const keep = names.includes(select.value) && select.dataset.owner === owner ? select.value : names[fallback];
     select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
     select.value = keep;
-    select.dataset.searchId = String(state.searchId);
+    select.dataset.owner = owner;
   }
 }
 
@@ -333,6 +365,13 @@ function scheduleFrontReload(delay = 2000) {
 
 async function loadFront() {
   const searchId = state.searchId;
+  const fronts = await loadFronts(searchId);
+  if (searchId !== state.searchId) return; // another search was chosen meanwhile
+  if (state.rung === "validated") {
+    showValidatedFront(fronts);
+    return;
+  }
+  fillAxisChoices(state.objectiveNames);
   const x = $("x-objective").value;
   const y = $("y-objective").value;
   const base = `${API}/searches/${searchId}`;
@@ -342,27 +381,76 @@ async function loadFront() {
     getJson(`${base}/candidates${query({ sort: x, limit: CLOUD_POINTS })}`),
     getJson(`${base}/baselines`),
   ]);
-  if (searchId !== state.searchId) return; // another search was chosen meanwhile
+  if (searchId !== state.searchId || state.rung !== "proxy") return; // the view changed meanwhile
   const evaluatedBaselines = baselines.filter((b) => b.objectives);
   drawPlot(x, y, pair.points, cloud.items, evaluatedBaselines);
-  renderFrontTable(all, evaluatedBaselines);
+  renderFrontTable(all, evaluatedBaselines, validatedIds(fronts));
 }
 
-// Writes each baseline's label beside its point: reference points must be readable without hovering.
-const baselineLabels = {
-  id: "baselineLabels",
+// The fronts at each rung (GET .../fronts, `pareto --json`'s JSON). A search whose stored configuration
+// this version cannot read (409) has only its proxy front: an empty validated one stands in.
+async function loadFronts(searchId) {
+  try {
+    return await getJson(`${API}/searches/${searchId}/fronts`);
+  } catch (error) {
+    if (error.status !== 409) throw error;
+    return { validated: [], validated_baselines: [], proxy: [], baselines: [] };
+  }
+}
+
+// Layers and baselines trained on the target task: rung 1 of the ladder, every other front layer rung 0.
+function validatedIds(fronts) {
+  return new Set(fronts.validated.concat(fronts.validated_baselines).map((row) => row.candidate));
+}
+
+function rungOf(candidateId, validated) {
+  return rungBadge(validated.has(candidateId) ? 1 : 0);
+}
+
+function rungBadge(rung) {
+  return el("span", { class: `rung rung-${rung}`, title: RUNG_NAMES[rung] }, `${rung} ${RUNG_NAMES[rung]}`);
+}
+
+// Writes the label (`tag`) of each point of a labelled dataset beside it: baselines and validated layers
+// must be readable without hovering. A label that would leave the chart area goes to the point's other
+// side, and stays between its top and bottom; where each was drawn is kept in chart.$labelBoxes.
+const LABEL_FONT_PX = 12;
+// Layers of equal scores (common early in a search) sit on one point: their labels are stacked one line
+// apart instead of printed over each other, downwards while the chart area has room, else upwards.
+function freeBaseline(boxes, left, right, wanted, area) {
+  const line = LABEL_FONT_PX + 2;
+  const overlaps = (y) => boxes.some((b) => left < b.right && right > b.left && y - LABEL_FONT_PX < b.bottom && y > b.top);
+  for (const step of [line, -line]) {
+    for (let y = wanted; y <= area.bottom - 2 && y >= area.top + LABEL_FONT_PX; y += step) {
+      if (!overlaps(y)) return y;
+    }
+  }
+  return wanted; // no free line: overlap rather than leave the chart
+}
+
+const pointLabels = {
+  id: "pointLabels",
   afterDatasetsDraw(chart) {
-    const { ctx } = chart;
+    const { ctx, chartArea: area } = chart;
+    const boxes = [];
     chart.data.datasets.forEach((dataset, index) => {
-      if (!dataset.baselines) return;
+      if (!dataset.labelled) return;
       chart.getDatasetMeta(index).data.forEach((element, i) => {
+        const text = dataset.data[i].tag;
         ctx.save();
-        ctx.fillStyle = "#1864ab";
-        ctx.font = "12px sans-serif";
-        ctx.fillText(dataset.data[i].label, element.x + 8, element.y - 6);
+        ctx.fillStyle = dataset.borderColor;
+        ctx.font = `${LABEL_FONT_PX}px sans-serif`;
+        const width = ctx.measureText(text).width;
+        const fitsRight = element.x + 8 + width <= area.right;
+        const left = fitsRight ? element.x + 8 : Math.max(area.left, element.x - 8 - width);
+        const wanted = Math.min(area.bottom - 2, Math.max(area.top + LABEL_FONT_PX, element.y - 6));
+        const baseline = freeBaseline(boxes, left, left + width, wanted, area);
+        ctx.fillText(text, left, baseline);
         ctx.restore();
+        boxes.push({ text, left, right: left + width, top: baseline - LABEL_FONT_PX, bottom: baseline });
       });
     });
+    chart.$labelBoxes = boxes;
   },
 };
 
@@ -388,17 +476,31 @@ function drawPlot(x, y, front, cloud, baselines) {
       backgroundColor: "rgba(90, 100, 120, 0.35)",
       pointRadius: 3,
     },
-    {
-      label: `baselines (${baselines.length})`,
-      data: baselines.map((b) => ({ ...point(b), label: b.label })),
-      baselines: true,
-      backgroundColor: "#1864ab",
-      borderColor: "#1864ab",
-      pointStyle: "triangle",
-      pointRadius: 7,
-      pointHoverRadius: 9,
-    },
+    baselineDataset(`baselines (${baselines.length})`, baselines.map((b) => ({ ...point(b), tag: b.label }))),
   ];
+  renderChart(datasets, x, y, "proxy");
+  $("pareto-plot").dataset.frontPoints = String(frontPoints.length);
+  $("pareto-plot").dataset.baselinePoints = String(baselines.length);
+  $("plot-note").textContent = frontPoints.length
+    ? "Click a point to open its layer."
+    : "No evaluated candidates yet.";
+}
+
+function baselineDataset(label, data) {
+  return {
+    label,
+    data: data.map((p) => ({ ...p, baseline: true })),
+    labelled: true,
+    backgroundColor: "#1864ab",
+    borderColor: "#1864ab",
+    pointStyle: "triangle",
+    pointRadius: 7,
+    pointHoverRadius: 9,
+  };
+}
+
+// One chart for both fronts: the datasets and axis titles change, the canvas stays.
+function renderChart(datasets, x, y, rung) {
   if (state.chart) {
     state.chart.data.datasets = datasets;
     state.chart.options.scales.x.title.text = x;
@@ -408,7 +510,7 @@ function drawPlot(x, y, front, cloud, baselines) {
     state.chart = new window.Chart($("pareto-plot"), {
       type: "scatter",
       data: { datasets },
-      plugins: [baselineLabels],
+      plugins: [pointLabels],
       options: {
         animation: false,
         maintainAspectRatio: false,
@@ -417,30 +519,30 @@ function drawPlot(x, y, front, cloud, baselines) {
           tooltip: {
             callbacks: {
               label: (item) =>
-                `${item.raw.label ? `baseline ${item.raw.label}` : `#${item.raw.id}`}: ` +
+                `${item.raw.baseline ? `baseline ${item.raw.tag}` : `#${item.raw.id}`}: ` +
                 `${fmtNumber(item.raw.x)}, ${fmtNumber(item.raw.y)}`,
             },
           },
         },
+        // Room on the right for the labels of the points at the edge (they are moved inside, see pointLabels).
+        layout: { padding: { right: 12, top: 8 } },
         onClick: (_event, elements) => {
           if (elements.length) openLayer(elements[0].element.$context.raw.id);
         },
       },
     });
   }
-  $("pareto-plot").dataset.frontPoints = String(frontPoints.length);
-  $("pareto-plot").dataset.baselinePoints = String(baselines.length);
-  $("plot-note").textContent = frontPoints.length
-    ? "Click a point to open its layer."
-    : "No evaluated candidates yet.";
+  $("pareto-plot").dataset.rung = rung;
 }
 
-function renderFrontTable(front, baselines) {
+function renderFrontTable(front, baselines, validated) {
+  $("front-table-note").textContent = "(the front over all objectives, then the baselines; rung 1: also trained on the target task)";
   const objectives = front.objectives;
   const header = el(
     "tr",
     {},
     el("th", {}, "#"),
+    el("th", {}, "rung"),
     el("th", {}, "formula"),
     ...objectives.map((o) => el("th", {}, `${o.name} ${o.direction === "max" ? "\u2191" : "\u2193"}`)),
     el("th", {}, "export"),
@@ -457,6 +559,7 @@ function renderFrontTable(front, baselines) {
       "tr",
       { class: "layer-row", "data-candidate-id": point.candidate_id, onclick: () => openLayer(point.candidate_id) },
       el("td", {}, `#${point.candidate_id}`),
+      el("td", {}, rungOf(point.candidate_id, validated)),
       formula,
       ...objectives.map((o) => el("td", { class: "num" }, fmtNumber(point.objectives[o.name]))),
       el("td", {}, download),
@@ -467,13 +570,92 @@ function renderFrontTable(front, baselines) {
       "tr",
       { class: "layer-row baseline-row", "data-candidate-id": b.id, onclick: () => openLayer(b.id) },
       el("td", {}, el("span", { class: "badge" }, "baseline")),
+      el("td", {}, rungOf(b.id, validated)),
       el("td", { class: "formula-cell" }, `${b.label}: ${b.dsl}`),
       ...objectives.map((o) => el("td", { class: "num" }, fmtNumber(b.objectives[o.name]))),
       el("td", {}, ""),
     ),
   );
   $("front-table").replaceChildren(header, ...rows, ...references);
-  if (!rows.length) $("front-table").append(el("tr", {}, el("td", { colspan: 3, class: "muted" }, "No evaluated candidates yet.")));
+  if (!rows.length) $("front-table").append(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No evaluated candidates yet.")));
+}
+
+// -- the validated front (rung 1: the target task) ------------------------------------------------------
+
+function targetAxes(fronts) {
+  const rows = fronts.validated.concat(fronts.validated_baselines);
+  const architectures = [...new Set(rows.flatMap((row) => Object.keys(row.per_architecture)))].sort();
+  return [...architectures, MEAN_AXIS];
+}
+
+function targetValue(row, axis) {
+  return axis === MEAN_AXIS ? row.mean : row.per_architecture[axis];
+}
+
+function showValidatedFront(fronts) {
+  fillAxisChoices(targetAxes(fronts));
+  const x = $("x-objective").value;
+  const y = $("y-objective").value;
+  drawValidatedPlot(x, y, fronts);
+  renderValidatedTable(fronts);
+}
+
+// Target mean accuracy per target network: each validated layer labelled with its id, each validated
+// baseline with its name, so the layers read against the baselines without hovering.
+function drawValidatedPlot(x, y, fronts) {
+  const point = (row) => ({ x: targetValue(row, x), y: targetValue(row, y), id: row.candidate });
+  const layers = fronts.validated.map((row) => ({ ...point(row), tag: `#${row.candidate}` }));
+  const baselines = fronts.validated_baselines.map((row) => ({ ...point(row), tag: row.label }));
+  const datasets = [
+    {
+      label: `validated layers (${layers.length})`,
+      data: layers,
+      labelled: true,
+      backgroundColor: "#d9480f",
+      borderColor: "#d9480f",
+      pointRadius: 6,
+      pointHoverRadius: 8,
+    },
+    baselineDataset(`validated baselines (${baselines.length})`, baselines),
+  ];
+  renderChart(datasets, `target accuracy: ${x}`, `target accuracy: ${y}`, "validated");
+  $("pareto-plot").dataset.frontPoints = String(layers.length);
+  $("pareto-plot").dataset.baselinePoints = String(baselines.length);
+  $("plot-note").textContent = layers.length
+    ? "Mean target accuracy over the stored target seeds. Click a point to open its layer."
+    : "No layer trained on the target task yet: a search with a `fidelities:` ladder promotes its best there; " +
+      "`evonorm-search validate SEARCH_ID` does it by hand.";
+}
+
+function renderValidatedTable(fronts) {
+  $("front-table-note").textContent = "(trained on the target task, best mean first, then the validated baselines)";
+  const architectures = targetAxes(fronts).filter((axis) => axis !== MEAN_AXIS);
+  const references = fronts.validated_baselines.map((b) => b.label);
+  const header = el(
+    "tr",
+    {},
+    ...["#", "rung", "layer", "mean ± std", ...architectures, "seeds", ...references.map((r) => `vs ${r}`)].map((h) => el("th", {}, h)),
+  );
+  const row = (r, isBaseline) =>
+    el(
+      "tr",
+      { class: `layer-row validated-row${isBaseline ? " baseline-row" : ""}`, "data-candidate-id": r.candidate, onclick: () => openLayer(r.candidate) },
+      el("td", {}, isBaseline ? el("span", { class: "badge" }, "baseline") : `#${r.candidate}`),
+      el("td", {}, rungBadge(r.rung)),
+      el("td", { class: "formula-cell" }, el("code", {}, isBaseline ? `${r.label}: ${r.layer}` : r.layer)),
+      el("td", { class: "num" }, r.mean === null ? "–" : `${fmtNumber(r.mean)} ± ${fmtNumber(r.std)}`),
+      ...architectures.map((a) => el("td", { class: "num" }, fmtNumber(r.per_architecture[a]))),
+      el("td", { class: "num" }, r.seeds.join(", ")),
+      ...references.map((ref) => el("td", { class: "num" }, ref in r.vs_baselines ? fmtSigned(r.vs_baselines[ref]) : "")),
+    );
+  const rows = fronts.validated.map((r) => row(r, false)).concat(fronts.validated_baselines.map((r) => row(r, true)));
+  $("front-table").replaceChildren(header, ...rows);
+  if (!rows.length) $("front-table").append(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No layer trained on the target task yet.")));
+}
+
+function fmtSigned(value) {
+  if (value === null || value === undefined) return "–";
+  return `${value >= 0 ? "+" : ""}${fmtNumber(value)}`;
 }
 
 // -- one layer ------------------------------------------------------------------------------------
@@ -506,6 +688,7 @@ function renderLayer(layer) {
   const objectives = Object.entries(layer.objectives || {}).map(([name, value]) => [name, fmtNumber(value)]);
   facts($("layer-facts"), [
     ["status", layer.rejection_stage ? `${layer.status} (${layer.rejection_stage})` : layer.status],
+    ["highest rung", layer.rung === null ? "–" : `${layer.rung} (${RUNG_NAMES[layer.rung]})`],
     ...objectives,
     ["canonical hash", layer.canonical_hash.slice(0, 16)],
     ["parent", layer.parent_id === null ? "–" : `#${layer.parent_id}`],
@@ -515,6 +698,7 @@ function renderLayer(layer) {
     ...(layer.formula.note ? [["note", layer.formula.note]] : []),
   ]);
   renderLayerMetrics(layer.metrics_by_architecture);
+  renderRungs(layer.rungs);
   renderValidation(layer.validation, layer.mean_accuracy);
   renderLineage(layer.lineage, layer.lineage_truncated);
   renderEvaluations(layer.evaluations);
@@ -540,6 +724,24 @@ function renderLayerMetrics(byArchitecture) {
   }
   if (rows.length === 1) rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "Not evaluated.")));
   $("layer-metrics").replaceChildren(...rows);
+}
+
+// One row per rung the layer has a result at: the proxies (one run per network, no spread) and the target
+// task (mean ± std over the target seeds stored with every target network).
+function renderRungs(rungs) {
+  const header = el("tr", {}, ...["rung", "mean ± std", "per architecture", "seeds"].map((h) => el("th", {}, h)));
+  const rows = rungs.map((r) =>
+    el(
+      "tr",
+      { class: "rung-row" },
+      el("td", {}, rungBadge(r.rung)),
+      el("td", { class: "num" }, r.std === null ? fmtNumber(r.mean) : `${fmtNumber(r.mean)} ± ${fmtNumber(r.std)}`),
+      el("td", {}, Object.entries(r.per_architecture).map(([a, v]) => `${a} ${fmtNumber(v)}`).join(", ")),
+      el("td", { class: "num" }, r.seeds.length ? r.seeds.join(", ") : "–"),
+    ),
+  );
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No result at any rung yet.")));
+  $("layer-rungs").replaceChildren(header, ...rows);
 }
 
 // The target task beside the proxies: validation mean ± std over seeds, the search's proxy accuracy
@@ -637,6 +839,11 @@ function wire() {
   $("more-searches").addEventListener("click", () => loadSearches(true));
   $("x-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
   $("y-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
+  $("front-rung").addEventListener("change", () => {
+    state.rung = $("front-rung").value;
+    writeHash();
+    loadFront().catch((e) => showMessage(e.message, true));
+  });
   $("close-layer").addEventListener("click", closeLayer);
   $("download-module").addEventListener("click", () => downloadExport(state.layerId, "module.py"));
   $("download-kernels").addEventListener("click", () => downloadExport(state.layerId, "kernels.py"));
@@ -652,6 +859,8 @@ async function start() {
     return;
   }
   const wanted = readHash();
+  state.rung = wanted.front;
+  $("front-rung").value = wanted.front;
   const first = $("search-list").firstElementChild;
   const searchId = wanted.search ?? (first ? Number(first.dataset.searchId) : null);
   if (searchId !== null) await selectSearch(searchId);

@@ -144,3 +144,35 @@ def _add_one(s, out: PopulatedSearch, rng: random.Random, space: SearchSpace, bi
         stage = REJECTION_STAGES[birth % len(REJECTION_STAGES)]
         st.record_rejection(s, candidate.id, stage=stage, reason=f"{stage} check failed", seconds=0.01)
         out.rejected.setdefault(stage, []).append(candidate.id)
+
+
+# Two target networks, so the validated front has an axis per target architecture to be plotted on.
+TWO_TARGET_NETWORKS = [
+    {"kind": "resnet", "width": 4, "blocks": [1]},
+    {"kind": "mobilenetv2", "width": 4, "blocks": [1], "expansion": 2},
+]
+
+
+def ladder_search_config() -> SearchConfig:
+    """tests/search/test_ladder.py's tiny search with a fidelity ladder (2 promotions, baselines gn_relu
+    and relu), its target task on two networks: it really runs, in seconds on one CPU."""
+    from tests.search.test_baselines import TINY_TARGET
+    from tests.search.test_ladder import ladder_config
+
+    return ladder_config(validation={**TINY_TARGET, "architectures": TWO_TARGET_NETWORKS})
+
+
+def run_ladder_search(store: st.Store) -> int:
+    """Run the ladder search to its end in this process; its id. Its best candidates and its baselines
+    hold target runs (validation evaluations), as a real search leaves them."""
+    from evonorm_search.search import InProcessEvaluator
+    from evonorm_search.search.controller import create_search, run_search
+
+    search_id = create_search(store, ladder_search_config())
+    evaluator = InProcessEvaluator()
+    try:
+        final = run_search(store, search_id, evaluator, poll_interval=0.01)
+    finally:
+        evaluator.close()
+    assert final.state == "completed", final
+    return search_id

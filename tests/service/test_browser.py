@@ -1,11 +1,13 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): a finished search's Pareto plot is
-drawn, a layer opens with its formula, its export downloads; a screenshot is saved as a test artifact."""
+drawn, a layer opens with its formula, its export downloads; a search with a fidelity ladder shows each
+front layer's rung and plots its validated front; screenshots are saved as test artifacts."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from service import create_app
 from tests.conftest import wait_until
 
 from .conftest import settings_for
-from .factories import populate
+from .factories import populate, run_ladder_search
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -40,11 +42,28 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright's
 
 
 @pytest.fixture
-def server(tmp_path) -> Iterator[tuple[str, st.Store, int]]:
+def server(tmp_path) -> Iterator[tuple[str, int]]:
     """The app served by uvicorn on a free loopback port, over a database with one finished search."""
     url = f"sqlite:///{tmp_path / 'evonorm.db'}"
     with st.open_store(url) as store:
         search = populate(store, candidates=30)
+    with serving(url) as base:
+        yield base, search.id
+
+
+@pytest.fixture
+def ladder_server(tmp_path) -> Iterator[tuple[str, int]]:
+    """The app over a database with one search that ran with a fidelity ladder (target runs stored)."""
+    url = f"sqlite:///{tmp_path / 'evonorm.db'}"
+    with st.open_store(url) as store:
+        search_id = run_ladder_search(store)
+    with serving(url) as base:
+        yield base, search_id
+
+
+@contextmanager
+def serving(url: str) -> Iterator[str]:
+    """The app over the database at `url`, served by uvicorn on a free loopback port; its base URL."""
     config = uvicorn.Config(create_app(settings_for(url)), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -57,7 +76,7 @@ def server(tmp_path) -> Iterator[tuple[str, st.Store, int]]:
     wait_until(started, limit=30, interval=0.02, what="uvicorn's start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}", search.id
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
@@ -125,3 +144,97 @@ def test_dashboard_plots_the_front_opens_a_layer_and_downloads_its_export(server
             browser.close()
     assert problems == []
     assert foreign == [], "the dashboard must not reach other hosts"
+
+
+def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(ladder_server):
+    base, search_id = ladder_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    foreign: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+
+            def only_this_server(route) -> None:
+                """The network beyond this server is blocked: a request elsewhere fails, and is recorded."""
+                if route.request.url.startswith((base, "blob:", "data:")):
+                    route.continue_()
+                else:
+                    foreign.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_this_server)
+            page.goto(f"{base}/#search={search_id}")
+            fronts = page.request.get(f"{base}/api/v1/searches/{search_id}/fronts").json()
+            validated = {row["candidate"] for row in fronts["validated"]}
+            assert validated and fronts["validated_baselines"]
+
+            # The proxy front: each layer's rung, 1 for those trained on the target task.
+            page.wait_for_selector("#pareto-plot[data-rung='proxy']")
+            page.wait_for_selector("#front-table tr.layer-row")
+            assert not page.locator("#ladder-panel").is_hidden()
+            assert page.locator("#ladder tr").count() == 4  # the header and three rungs
+            rungs = {
+                int(row.get_attribute("data-candidate-id")): row.locator(".rung").inner_text()
+                for row in page.locator("#front-table tr.layer-row:not(.baseline-row)").all()
+            }
+            assert rungs and all(rung.startswith("1" if cid in validated else "0") for cid, rung in rungs.items())
+
+            # The validated front: target accuracy per target network, the baselines as labelled points.
+            page.select_option("#front-rung", "validated")
+            page.wait_for_selector("#pareto-plot[data-rung='validated']")
+            drawn = page.evaluate(CHART_CONTENTS)
+            assert drawn["xTitle"] == "target accuracy: mobilenetv2" and drawn["yTitle"] == "target accuracy: resnet"
+            assert sorted(drawn["datasets"][0]["ids"]) == sorted(validated)
+            assert sorted(drawn["datasets"][1]["tags"]) == sorted(b["label"] for b in fronts["validated_baselines"])
+            assert drawn["pointsInside"], "every point inside the chart area"
+            labels = {box["text"] for box in drawn["labelBoxes"]}
+            assert labels == {f"#{cid}" for cid in validated} | {b["label"] for b in fronts["validated_baselines"]}
+            assert drawn["labelsInside"], drawn["labelBoxes"]
+            assert not drawn["labelsOverlap"], drawn["labelBoxes"]  # layers of equal scores share a point
+            listed = [
+                int(r.get_attribute("data-candidate-id")) for r in page.locator("#front-table tr.validated-row").all()
+            ]
+            assert listed == [row["candidate"] for row in fronts["validated"] + fronts["validated_baselines"]]
+            page.screenshot(path=str(ARTIFACTS / "dashboard-validated.png"), full_page=True)
+
+            # The choice is in the URL: a reload (or a shared link) opens the validated front again.
+            assert "front=validated" in page.url
+            page.reload()
+            page.wait_for_selector("#pareto-plot[data-rung='validated']")
+            assert page.input_value("#front-rung") == "validated"
+            page.wait_for_selector("#front-table tr.validated-row")
+
+            # A validated layer opens with its highest rung.
+            page.locator("#front-table tr.validated-row").first.click()
+            page.wait_for_selector("#layer-view:not([hidden]) #layer-formula .katex")
+            assert "1 (target task)" in page.inner_text("#layer-facts")
+            shown = [row.locator(".rung").inner_text() for row in page.locator("#layer-rungs tr.rung-row").all()]
+            assert shown == ["0 proxies", "1 target task"]
+        finally:
+            browser.close()
+    assert problems == []
+    assert foreign == [], "the dashboard must not reach other hosts"
+
+
+# What the chart holds and where it drew it: per dataset the ids and label tags of its points, whether
+# every point and every label lies inside the chart area, whether two labels overlap, the axis titles.
+CHART_CONTENTS = """() => {
+    const chart = Chart.getChart('pareto-plot');
+    const area = chart.chartArea;
+    const inside = (x, y) => x >= area.left && x <= area.right && y >= area.top && y <= area.bottom;
+    const metas = chart.data.datasets.map((_, i) => chart.getDatasetMeta(i).data);
+    return {
+        xTitle: chart.options.scales.x.title.text,
+        yTitle: chart.options.scales.y.title.text,
+        datasets: chart.data.datasets.map(d => ({ids: d.data.map(p => p.id), tags: d.data.map(p => p.tag)})),
+        pointsInside: metas.every(points => points.every(p => inside(p.x, p.y))),
+        labelBoxes: chart.$labelBoxes,
+        labelsInside: chart.$labelBoxes.every(b => inside(b.left, b.top) && inside(b.right, b.bottom)),
+        labelsOverlap: chart.$labelBoxes.some((b, i) => chart.$labelBoxes.slice(0, i).some(
+            c => b.left < c.right && b.right > c.left && b.top < c.bottom && b.bottom > c.top)),
+    };
+}"""
