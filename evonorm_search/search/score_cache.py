@@ -274,7 +274,9 @@ def cached_scores(
 ) -> CachedScores:
     """Scores of `layers` under `specs` (one per seed), trained only for layers the cache lacks (all of
     them without `reuse`); fresh scores join the cache either way."""
-    found = cache.lookup(specs, layers) if reuse else {}
+    # Read even without `reuse`: a file that cannot be read is refused before anything trains.
+    stored = cache.lookup(specs, layers)
+    found = stored if reuse else {}
     missing = list({layer.dsl: layer for layer in layers if layer.dsl not in found}.values())
     started = time.perf_counter()
     fresh = [s.to_json() for s in score_layers(missing, specs, evaluator, on_run=on_run)] if missing else []

@@ -119,6 +119,29 @@ def test_a_corrupt_file_is_a_clear_error(cache, content):
     assert cache.path.read_text(encoding="utf-8") == content  # never saved over
 
 
+class RecordingEvaluator(InProcessEvaluator):
+    """Trains in process and remembers what it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.submitted: list[int] = []
+
+    def submit(self, task):
+        self.submitted.append(task.candidate_id)
+        super().submit(task)
+
+
+def test_a_corrupt_file_is_refused_before_anything_trains(cache):
+    cache.path.write_text("not json", encoding="utf-8")
+    evaluator = RecordingEvaluator()
+    try:
+        with pytest.raises(ScoreCacheError, match="it is not JSON"):
+            cached_scores(cache, [GN_RELU], specs(), evaluator, reuse=False)
+    finally:
+        evaluator.close()
+    assert evaluator.submitted == [] and cache.path.read_text(encoding="utf-8") == "not json"
+
+
 def test_no_file_is_an_empty_cache(cache):
     assert cache.load() == {}
     assert cache.lookup(specs(), [GN_RELU]) == {}
