@@ -390,7 +390,7 @@ def compare_section(config, runs, validated, picks: CachedScores, target: Cached
         "best of them on the target is the run's best validated layer (the paper re-ranked its top "
         "candidates the same way; `evonorm-search validate ID --top K` does it for any search). "
         "A layer normalizes when it contains an aggregation (mean, var, std, rms over some axis). Target "
-        f"scores of the {len(picks.scores)} layers re-trained: {picks.trained} trained in this run, "
+        f"scores of the {len(picks.scores)} layers re-trained: {picks.trained} distinct layers trained in this run, "
         + served_from_cache(picks)
         + "\n\n"
         f"{table}\n\n" + "\n".join(f"- {line}" for line in summary) + "\n\n"

@@ -250,17 +250,15 @@ class ScoreCache:
 
 @dataclass(frozen=True)
 class CachedScores:
-    """Scores per layer (LayerScore.to_json, in the layers' order), how many the cache served, the
-    machines that computed the served ones, and the seconds spent training the others."""
+    """Scores per layer (LayerScore.to_json, in the layers' order), how many of them the cache served
+    and the machines that computed those, how many distinct layers trained in this run (a layer listed
+    twice trains once) and the seconds they took."""
 
     scores: list[dict[str, Any]]
     served: int
     served_by: list[dict[str, Any]]
+    trained: int
     seconds: float
-
-    @property
-    def trained(self) -> int:
-        return len(self.scores) - self.served
 
 
 def cached_scores(
@@ -287,4 +285,5 @@ def cached_scores(
     # A served score keeps the layer's label in this run, not the one of the run that computed it.
     scores = [{**by_dsl[layer.dsl], "label": layer.label} for layer in layers]
     served = [layer for layer in layers if layer.dsl in found]
-    return CachedScores(scores, len(served), [found[layer.dsl]["computed_by"] for layer in served], seconds)
+    machines = [found[layer.dsl]["computed_by"] for layer in served]
+    return CachedScores(scores, len(served), machines, len(missing), seconds)

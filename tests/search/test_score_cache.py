@@ -44,6 +44,12 @@ def test_the_same_settings_are_served_from_the_cache(cache, evaluator):
     assert [s["label"] for s in again.scores] == ["gn_relu", "relu"]
 
 
+def test_a_layer_listed_twice_trains_once(cache, evaluator):
+    found = cached_scores(cache, [GN_RELU, GN_RELU], specs(), evaluator)
+    assert (found.served, found.trained, len(found.scores)) == (0, 1, 2)
+    assert found.scores[0] == found.scores[1]
+
+
 def test_without_reuse_every_layer_trains_and_joins_the_cache(cache, evaluator):
     cached_scores(cache, [GN_RELU], specs(), evaluator)
     fresh = cached_scores(cache, [GN_RELU], specs(), evaluator, reuse=False)
