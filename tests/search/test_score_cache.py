@@ -8,6 +8,7 @@ import json
 import pytest
 
 from evonorm_search import _version, library
+from evonorm_search.proxies.config import DataConfig
 from evonorm_search.search import InProcessEvaluator, score_cache
 from evonorm_search.search.score_cache import ScoreCache, ScoreCacheError, cached_scores
 from evonorm_search.search.scoring import LayerToScore
@@ -157,3 +158,13 @@ def fake_score(layer: LayerToScore) -> dict:
     """A score as LayerScore.to_json writes it, without training (the key tests need no figures)."""
     return {"layer": layer.dsl, "label": layer.label, "mean": 0.5, "std": 0.0, "per_architecture": {},
             "seeds": [0], "runs": []}  # fmt: skip
+
+
+def test_a_changed_data_folder_changes_the_data_identity(tmp_path):
+    """A CIFAR-10 folder is known by its files: another copy of a batch gives another identity."""
+    (tmp_path / "data_batch_1").write_bytes(b"a" * 10)
+    data = DataConfig(name="cifar10", path=str(tmp_path))
+    before = score_cache.data_identity(data)
+    (tmp_path / "data_batch_1").write_bytes(b"a" * 11)
+    assert score_cache.data_identity(data) != before
+    assert before["source"]["files"] == {"data_batch_1": 10}
