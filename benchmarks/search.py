@@ -90,10 +90,12 @@ class LoadSampler(threading.Thread):
 
 
 def quick_config(smoke: bool = False, path: Path = QUICK, **updates) -> SearchConfig:
+    """The configuration's search without its fidelity ladder (these arms validate their best afterwards);
+    `updates` replace top-level settings."""
     base = SearchConfig.from_yaml(path)
     if smoke:
         base = smoke_config(base)
-    return SearchConfig.from_mapping({**base.model_dump(mode="json"), **updates})
+    return SearchConfig.from_mapping({**base.model_dump(mode="json"), "fidelities": None, **updates})
 
 
 # --------------------------------------------------------------------------------------------------

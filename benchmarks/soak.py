@@ -50,7 +50,7 @@ def cache_sizes() -> dict[str, int]:
 
 def caps() -> str:
     """The per-process caches' caps this run uses, and whether each is its default."""
-    from evonorm_search.compiler.bounded import LIMITS, limit
+    from evonorm_search.bounded import LIMITS, limit
 
     caps = {name: limit(name) for name in LIMITS}
     return ", ".join(f"{name}={cap:,}{' (default)' if cap == LIMITS[name] else ''}" for name, cap in caps.items())

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .compiler.bounded import Bounded, limit
+from .bounded import Bounded, limit
 from .ir import AXES, Graph, Kind
 from .ir.ops import TORCH_HELPERS
 

@@ -363,3 +363,14 @@ def test_the_cpu_step_benchmark_refuses_too_few_rounds_and_unknown_layers(tmp_pa
             timeout=300,
         )
         assert out.returncode != 0 and message in out.stdout + out.stderr
+
+
+@pytest.mark.postgres
+def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database_url):
+    server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
+    args = ["--budget", "30", "--workers", "4,12", "--window", "15", "--time-factor", "0.002"]
+    args += ["--selection-population", "20", "--selection-proposals", "3", "--postgres", server]
+    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
+    assert "## Throughput" in report and "## Where the controller's time goes" in report
+    assert "| SQLite (WAL) | 4 | 30 |" in report and "| PostgreSQL | 12 | 30 |" in report
+    assert "## Growth with the candidates stored" in report and "| 20 |" in report

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bounded import Bounded, limit
 from ..ir import Graph
 from ..layer import DEFAULT_GROUPS, as_graph, check_arguments, effective_groups
-from .bounded import Bounded, limit
 from .cache import MODES, _execute, compiled_layer
 from .program import CompilerError
 

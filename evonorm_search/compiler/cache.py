@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bounded import Bounded, limit
 from ..ir import Graph
 from .autodiff import backward_program, forward_program
-from .bounded import Bounded, limit
 from .codegen import Mode, mode_source, statistic_names
 from .lower import plan
 from .program import CompilerError
@@ -103,7 +103,9 @@ def library_source() -> str:
 
 
 # The runtime's one import from this package, which a standalone module replaces by that module's text.
-_RUNTIME_PACKAGE_IMPORT = "from .bounded import Bounded, limit\n"
+_RUNTIME_PACKAGE_IMPORT = "from ..bounded import Bounded, limit\n"
+# The general bounded cache (`evonorm_search/bounded.py`) the runtime imports, inlined into standalone modules.
+BOUNDED_PATH = Path(__file__).parent.parent / "bounded.py"
 _FUTURE_IMPORT = "from __future__ import annotations\n"
 
 
@@ -111,7 +113,7 @@ def standalone_source(graph: Graph) -> str:
     """Runtime (with the bounded caches it uses inlined ahead of it), kernel library and the layer's
     kernels (affine) as one self-contained module text: an export carries no import of this package."""
     runtime_text = Path(__file__).with_name("runtime.py").read_text()
-    bounded_text = Path(__file__).with_name("bounded.py").read_text()
+    bounded_text = BOUNDED_PATH.read_text()
     if _RUNTIME_PACKAGE_IMPORT not in runtime_text:
         raise RuntimeError("runtime.py's imports changed: update standalone_source")
     # One `from __future__` at the top (bounded.py's); the runtime's own would be a syntax error below it.

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .bounded import Bounded, limit
+from ..bounded import Bounded, limit
 
 
 @dataclasses.dataclass

@@ -141,6 +141,11 @@ class DataConfig(StrictModel):
     # cifar10 (that fraction of each class, the target task scoring on the rest; 0: no confirmation split).
     confirm_samples: int = Field(default=1000, ge=20, le=1_000_000)
     confirm_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # recall only: the (key, value) pairs an example stores (its sequence is pairs + 1 tokens long), and
+    # how many keys and values there are. More pairs make the task harder (room at the top for a target).
+    recall_pairs: int = Field(default=6, ge=1, le=256)
+    recall_keys: int = Field(default=16, ge=1, le=1024)
+    recall_values: int = Field(default=8, ge=2, le=1024)
     # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.
     synthetic_shape: list[int] = Field(default_factory=lambda: [1, 8, 8], min_length=2, max_length=3)
     synthetic_classes: int = Field(default=4, ge=2, le=100)
@@ -158,6 +163,11 @@ class DataConfig(StrictModel):
             raise ValueError("cifar10 needs 'path': a directory holding data_batch_1..5 (cifar-10-batches-py)")
         if self.name != "cifar10" and self.path is not None:
             raise ValueError(f"'path' applies to cifar10 only; the {self.name} data set needs no files")
+        if self.recall_pairs > self.recall_keys:
+            raise ValueError(
+                f"recall_pairs ({self.recall_pairs}) must not exceed recall_keys ({self.recall_keys}): "
+                "the keys of an example are distinct"
+            )
         if self.confirm_fraction and self.name not in ("digits", "cifar10"):
             raise ValueError(
                 f"'confirm_fraction' applies to data sets with a fixed test split (digits, cifar10); {self.name} "

@@ -251,20 +251,38 @@ RECALL_VALUES = 8
 RECALL_PAIRS = 6
 
 
-def generate_recall(samples: int, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Associative recall: inputs (N, RECALL_KEYS + RECALL_VALUES + 1, RECALL_PAIRS + 1), labels (N,)."""
+def generate_recall(
+    samples: int,
+    seed: int | Sequence[int],
+    *,
+    pairs: int = RECALL_PAIRS,
+    keys: int = RECALL_KEYS,
+    values: int = RECALL_VALUES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Associative recall: `pairs` (key, value) tokens, then a query token holding one of the keys; the
+    label is the value stored under it. Inputs (N, keys + values + 1, pairs + 1) one-hot (the last
+    channel flags the query), labels (N,). Keys are distinct within an example."""
+    if not 1 <= pairs <= keys:
+        raise ValueError(
+            f"recall needs 1 <= pairs <= keys (keys are distinct within an example), got {pairs} and {keys}"
+        )
     rng = np.random.default_rng(seed)
-    keys = np.argsort(rng.random((samples, RECALL_KEYS)), axis=1)[:, :RECALL_PAIRS]  # distinct per row
-    values = rng.integers(0, RECALL_VALUES, size=(samples, RECALL_PAIRS))
-    asked = rng.integers(0, RECALL_PAIRS, size=samples)
+    stored_keys = np.argsort(rng.random((samples, keys)), axis=1)[:, :pairs]  # distinct per row
+    stored_values = rng.integers(0, values, size=(samples, pairs))
+    asked = rng.integers(0, pairs, size=samples)
     rows = np.arange(samples)
-    x = np.zeros((samples, RECALL_KEYS + RECALL_VALUES + 1, RECALL_PAIRS + 1), dtype=np.float32)
-    positions = np.arange(RECALL_PAIRS)
-    x[rows[:, None], keys, positions] = 1.0
-    x[rows[:, None], RECALL_KEYS + values, positions] = 1.0
-    x[rows, keys[rows, asked], RECALL_PAIRS] = 1.0
-    x[rows, RECALL_KEYS + RECALL_VALUES, RECALL_PAIRS] = 1.0
-    return x, values[rows, asked].astype(np.int64)
+    x = np.zeros((samples, keys + values + 1, pairs + 1), dtype=np.float32)
+    positions = np.arange(pairs)
+    x[rows[:, None], stored_keys, positions] = 1.0
+    x[rows[:, None], keys + stored_values, positions] = 1.0
+    x[rows, stored_keys[rows, asked], pairs] = 1.0
+    x[rows, keys + values, pairs] = 1.0
+    return x, stored_values[rows, asked].astype(np.int64)
+
+
+def _recall(config: DataConfig, samples: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    shape = {"pairs": config.recall_pairs, "keys": config.recall_keys, "values": config.recall_values}
+    return generate_recall(samples, [config.seed, stream], **shape)
 
 
 def generate_synthetic(
@@ -352,7 +370,7 @@ def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "cifar10":
         return load_cifar10_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
     if config.name == "recall":
-        return generate_recall(config.samples, [config.seed, SEARCH_STREAM])
+        return _recall(config, config.samples, SEARCH_STREAM)
     return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
 
 
@@ -378,7 +396,7 @@ def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "mnist1d":
         return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
     if config.name == "recall":
-        return generate_recall(config.test_samples, [config.seed, TEST_STREAM])
+        return _recall(config, config.test_samples, TEST_STREAM)
     shape, classes = config.synthetic_shape, config.synthetic_classes
     return generate_synthetic(shape, classes, config.test_samples, config.seed, stream=TEST_STREAM)
 
@@ -394,7 +412,7 @@ def _confirm_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "mnist1d":
         return generate_mnist1d(config.confirm_samples, [config.seed, CONFIRM_STREAM])
     if config.name == "recall":
-        return generate_recall(config.confirm_samples, [config.seed, CONFIRM_STREAM])
+        return _recall(config, config.confirm_samples, CONFIRM_STREAM)
     shape, classes = config.synthetic_shape, config.synthetic_classes
     return generate_synthetic(shape, classes, config.confirm_samples, config.seed, stream=CONFIRM_STREAM)
 
@@ -430,5 +448,5 @@ def input_spec(config: DataConfig) -> tuple[int, int, int]:
     if config.name == "cifar10":
         return 3, 2, 10
     if config.name == "recall":
-        return RECALL_KEYS + RECALL_VALUES + 1, 1, RECALL_VALUES
+        return config.recall_keys + config.recall_values + 1, 1, config.recall_values
     return config.synthetic_shape[0], len(config.synthetic_shape) - 1, config.synthetic_classes

@@ -13,11 +13,13 @@ from .evaluator import (
 from .mutation import DeleteNode, InsertNode, Mutator, ReplaceOp, RewireInput
 from .rejection import CheapRejections, DuplicateIndex, Rejection, cheap_rejections
 from .selection import AgingEvolution, Member, ParetoTournament, Proposal, RandomSearch
+from .simulated import ClusterStats, LognormalDelay, ManualClock, SimulatedCluster, WallClock
 from .space import SearchSpace, SpaceError, random_graph
 
 __all__ = [
     "AgingEvolution",
     "CheapRejections",
+    "ClusterStats",
     "ConfigError",
     "DeleteNode",
     "DuplicateIndex",
@@ -28,6 +30,8 @@ __all__ = [
     "Evaluator",
     "InProcessEvaluator",
     "InsertNode",
+    "LognormalDelay",
+    "ManualClock",
     "Member",
     "Mutator",
     "ParetoTournament",
@@ -38,7 +42,9 @@ __all__ = [
     "RewireInput",
     "SearchConfig",
     "SearchSpace",
+    "SimulatedCluster",
     "SpaceError",
+    "WallClock",
     "cheap_rejections",
     "evaluate_task",
     "random_graph",

@@ -274,8 +274,9 @@ class EvaluationSpec(StrictModel):
     """The part of the configuration a worker needs to evaluate one candidate (picklable, small).
 
     `split` says which data the run sees: `search` (the proxies: train on the search's training split,
-    score on its validation split) or `target` (the target task: the whole search part for training,
-    the test split for scoring)."""
+    score on its validation split), `target` (the target task: the whole search part for training,
+    the test split for scoring) or `confirm` (the target task scored on the confirmation split, which
+    only a final confirmation reads: docs/splits.md)."""
 
     seed: int
     groups: int
@@ -286,7 +287,7 @@ class EvaluationSpec(StrictModel):
     training: TrainingConfig
     quality: QualityConfig
     objectives: ObjectivesConfig  # which objectives the worker computes
-    split: Literal["search", "target"] = "search"
+    split: Literal["search", "target", "confirm"] = "search"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,6 +428,10 @@ class SearchConfig(StrictModel):
             objectives=ObjectivesConfig(),  # the target task scores accuracy only
             split="target",
         )
+
+    def confirmation_spec(self, seed: int) -> EvaluationSpec:
+        """The target task scored on the confirmation split: the figure no choice has read."""
+        return self.target_spec(seed).model_copy(update={"split": "confirm"})
 
     def input_shape(self) -> tuple[int, int, int]:
         """(channels, spatial dims, classes) of the configured data."""

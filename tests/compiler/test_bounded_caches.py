@@ -14,8 +14,8 @@ import torch
 
 import evonorm_search as es
 from evonorm_search import reference
+from evonorm_search.bounded import LIMITS, Bounded, limit
 from evonorm_search.compiler import ahead, cache, runtime
-from evonorm_search.compiler.bounded import LIMITS, Bounded, limit
 
 
 def test_bounded_keeps_the_most_recently_used_and_reports_what_it_drops():

@@ -103,6 +103,30 @@ def test_recall_is_generated_locally_deterministically_and_its_label_is_the_reca
     assert input_spec(DataConfig(name="recall")) == (RECALL_KEYS + RECALL_VALUES + 1, 1, RECALL_VALUES)
 
 
+def test_a_larger_recall_task_is_configured_generated_deterministically_and_answerable():
+    config = DataConfig(name="recall", samples=240, test_samples=60, confirm_samples=40,
+                        recall_pairs=12, recall_keys=24, recall_values=10)  # fmt: skip
+    data = load_data(config)
+    assert data.train_x.shape[1:] == (24 + 10 + 1, 13) and input_spec(config) == (35, 1, 10)
+    x, y = generate_recall(200, [0, 0], pairs=12, keys=24, values=10)
+    query_keys = x[:, :24, -1].argmax(axis=1)
+    # The label is the value stored at the pair whose key the query asks for.
+    stored = [int(np.flatnonzero(x[i, :24, :12][query_keys[i]])[0]) for i in range(len(x))]
+    assert np.array_equal(y, x[np.arange(len(x)), 24:34, stored].argmax(axis=1))
+    assert np.array_equal(generate_recall(200, [0, 0], pairs=12, keys=24, values=10)[0], x)
+    # The streams stay disjoint: no test or confirmation example is a search example.
+    target, confirm = load_data(config, split="target"), load_data(config, split="confirm")
+    assert _rows(target.val_x).isdisjoint(_rows(target.train_x))
+    assert _rows(confirm.val_x).isdisjoint(_rows(target.train_x) | _rows(target.val_x))
+
+
+def test_recall_settings_are_validated():
+    with pytest.raises(ValidationError, match="recall_pairs \\(20\\) must not exceed recall_keys \\(16\\)"):
+        DataConfig(name="recall", recall_pairs=20)
+    with pytest.raises(ValidationError, match="recall_values"):
+        DataConfig(name="recall", recall_values=1)
+
+
 def test_synthetic_data_has_the_configured_shape_and_classes():
     data = load_data(DataConfig(name="synthetic", synthetic_shape=[3, 16], synthetic_classes=5, samples=200))
     assert data.train_x.shape[1:] == (3, 16) and data.num_classes == 5
@@ -279,3 +303,29 @@ def test_a_data_set_has_one_copy_per_device_however_many_trainers_ask():
     meta = data.to("meta")  # another device: copied once, then shared
     assert meta is data.to(torch.device("meta")) and meta.train_x.device.type == "meta"
     assert meta.train_x.shape == data.train_x.shape and meta.num_classes == data.num_classes
+
+
+def test_a_confirmation_spec_trains_like_the_target_and_scores_on_the_confirmation_split():
+    from evonorm_search import library
+    from evonorm_search.search import InProcessEvaluator  # noqa: F401 (the spec runs through any evaluator)
+    from evonorm_search.search.config import SearchConfig
+    from evonorm_search.search.evaluator import EvaluationTask, evaluate_task
+
+    config = SearchConfig.from_mapping(
+        {
+            "name": "confirm",
+            "architectures": [{"kind": "resnet", "width": 4, "blocks": [1]}],
+            "data": {"name": "synthetic", "synthetic_shape": [1, 6, 6], "synthetic_classes": 3, "samples": 60},
+            "validation": {
+                "architectures": [{"kind": "resnet", "width": 4, "blocks": [1]}],
+                "data": {"name": "synthetic", "synthetic_shape": [1, 6, 6], "synthetic_classes": 3,
+                         "samples": 60, "test_samples": 30, "confirm_samples": 21},
+                "training": {"steps": 3, "batch_size": 16, "device": "cpu", "threads": 1},
+            },
+        }
+    )  # fmt: skip
+    spec = config.confirmation_spec(1000)
+    assert spec.split == "confirm" and spec.model_copy(update={"split": "target"}) == config.target_spec(1000)
+    outcome = evaluate_task(EvaluationTask(0, 1, library.get("gn_relu").to_dict(), spec))
+    accuracy = next(iter(outcome.objectives.values()))
+    assert outcome.error is None and round(accuracy * 21) == accuracy * 21  # scored on the 21 confirmation examples

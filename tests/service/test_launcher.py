@@ -3,6 +3,8 @@ choice of launcher from the settings."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from evonorm_search import store as st
@@ -95,7 +97,7 @@ def test_launcher_choice_follows_the_settings(url: str, monkeypatch):
         assert isinstance(make_launcher(Settings(launcher="none"), store), NoLauncher)
         monkeypatch.setattr("service.launcher.ray_launcher_available", lambda: False)
         assert isinstance(make_launcher(Settings(launcher="auto"), store), ThreadLauncher)
-        monkeypatch.setattr("service.launcher.RAY_LAUNCHER_MODULE", "workers.no_such_launcher")
+        monkeypatch.setitem(sys.modules, "workers.cluster", None)  # as if the workers package were not installed
         with pytest.raises(RuntimeError, match="EVONORM_LAUNCHER=thread"):
             make_launcher(Settings(launcher="ray"), store)
 

@@ -4,6 +4,11 @@
 (the compiled-layer cache uses it to drop the layer's source from `linecache` with it). Caps come from
 EVONORM_* environment variables, read when a cache is first built (a worker process inherits its node's
 environment), else the defaults below.
+
+A general utility at the bottom of the import order: the compiler and the reference both cache with it,
+and neither may import the other. It imports only the standard library, because the compiler's runtime
+carries its text into standalone exports (`compiler.cache.standalone_source`). The caps of all users
+stay in one table (`LIMITS`), so one place lists what a process may hold.
 """
 
 from __future__ import annotations

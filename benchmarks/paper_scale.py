@@ -1,0 +1,567 @@
+"""Paper scale: can one controller keep thousands of workers busy? The real controller and the real store
+against a simulated cluster, on SQLite and PostgreSQL.
+
+The controller (`run_search`) runs examples/paper.yaml's search (population 2,500, tournament 25, its
+mutations, rejections and three architectures; the budget overridden) against a `SimulatedCluster` of
+100, 1,000 and 5,000 workers whose evaluations take a lognormal delay around 90 s times `--time-factor`,
+fail at `--failure-rate` and lose their worker at `--loss-rate`. Only the evaluations are simulated:
+proposals, cheap checks (sympy hash, fingerprint, numeric and stability probes), transactions and
+selection are the controller's own, measured in its process:
+
+- results per second (outcomes committed) and proposals per second, over the whole run and per window
+  of `--window` candidates stored (how they grow with the candidates stored);
+- the share of worker time idle waiting for the controller (`ClusterStats.idle_share`: the time a slot
+  sat free between its evaluation finishing and its next task, over that plus the busy time), and
+  whether the cluster was ever full;
+- write-transaction latency p50/p99 (a store wrapper times each `session()` scope from entry to commit:
+  every write the controller makes goes through one), read sessions (progress reports, stop checks);
+- where the controller's wall time goes: cheap checks, proposing (selection and mutation), write
+  transactions, read sessions, waiting in `poll`;
+- controller memory (resident set size) at every window.
+Selection at the paper's population is also timed on its own (`--selection-proposals` proposals from a
+population of 2,500 evaluated members, and of 5,000, the most the controller holds before it trims).
+
+    python benchmarks/paper_scale.py                        # writes benchmarks/results/paper-scale-<machine>.md
+    python benchmarks/paper_scale.py --budget 300 --workers 10,50 --skip-postgres
+    python benchmarks/paper_scale.py --backends postgresql --workers 100 --postgres URL   # one backend, one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import markdown_table, write_result
+from store import temporary_postgres_database
+
+from evonorm_search import store as st
+from evonorm_search.search import controller as controller_module
+from evonorm_search.search import rejection, selection
+from evonorm_search.search.config import SearchConfig
+from evonorm_search.search.controller import build_strategy, create_search, run_search
+from evonorm_search.search.pareto import as_vector
+from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
+from evonorm_search.search.space import random_graph
+
+PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper.yaml"
+MEDIAN_SECONDS = 90.0  # a proxy run of the paper's setup: one to two minutes
+PAPER_WORKERS = 5000
+
+
+# -- timing what the controller does ---------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    """Seconds per call of each timed part of the controller, in call order."""
+
+    calls: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.calls.setdefault(name, []).append(seconds)
+
+    def of(self, name: str, start: int = 0) -> list[float]:
+        return self.calls.get(name, [])[start:]
+
+    def marks(self) -> dict[str, int]:
+        return {name: len(samples) for name, samples in self.calls.items()}
+
+
+class TimedStore:
+    """The store the controller receives: every `session()` scope timed from entry to commit (or to the
+    end of a read), writes and reads apart. Everything else passes through."""
+
+    def __init__(self, inner: st.Store, timings: Timings):
+        self._inner = inner
+        self._timings = timings
+
+    @contextlib.contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Any]:
+        started = time.perf_counter()
+        with self._inner.session(readonly=readonly) as s:
+            yield s
+        self._timings.add("read session" if readonly else "write transaction", time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class TimedEvaluator:
+    """The simulated cluster, with the controller's time blocked in `poll` measured."""
+
+    def __init__(self, inner: SimulatedCluster, timings: Timings):
+        self.inner = inner
+        self._timings = timings
+
+    def capacity(self) -> int:
+        return self.inner.capacity()
+
+    def submit(self, task) -> None:
+        self.inner.submit(task)
+
+    def poll(self, timeout: float):
+        started = time.perf_counter()
+        found = self.inner.poll(timeout)
+        self._timings.add("poll", time.perf_counter() - started)
+        return found
+
+    def cancel(self, candidate_ids) -> None:
+        self.inner.cancel(candidate_ids)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@contextlib.contextmanager
+def timed_parts(timings: Timings) -> Iterator[None]:
+    """Time the controller's cheap checks, proposals, tournaments and population trims where they are
+    defined (the controller's code is not touched); put everything back afterwards."""
+    patches = [
+        (rejection.CheapRejections, "run", "cheap checks"),
+        (selection.AgingEvolution, "propose", "propose"),
+        (selection.ParetoTournament, "select", "tournament"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, label in patches:
+        setattr(owner, name, _timed(getattr(owner, name), timings, label))
+    aging = controller_module.aging_population
+    controller_module.aging_population = _timed(aging, timings, "population trim")
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+        controller_module.aging_population = aging
+
+
+def _timed(function: Callable, timings: Timings, label: str) -> Callable:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timings.add(label, time.perf_counter() - started)
+
+    return wrapper
+
+
+def rss_mb() -> float:
+    """This process's resident set size (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- one configuration -----------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """The state of the run when the candidates stored reached a multiple of the window."""
+
+    at: float
+    proposed: int
+    collected: int
+    marks: dict[str, int]
+    rss: float
+
+
+@dataclass
+class Run:
+    backend: str
+    workers: int
+    budget: int
+    proposed: int
+    collected: int
+    state: str
+    seconds: float
+    proposing_seconds: float
+    first_result_at: float | None
+    windows: list[Window]
+    timings: Timings
+    cluster: Any  # ClusterStats
+    rss_start: float
+    rss_end: float
+
+
+def paper_config(budget: int) -> SearchConfig:
+    data = SearchConfig.from_yaml(PAPER).model_dump(mode="json")
+    return SearchConfig.from_mapping(data | {"budget": budget})
+
+
+def run_configuration(backend: str, url: str, workers: int, args: argparse.Namespace) -> Run:
+    inner = st.open_store(url)
+    timings = Timings()
+    simulated = SimulatedCluster(
+        workers,
+        delay=LognormalDelay(MEDIAN_SECONDS, args.sigma),
+        time_factor=args.time_factor,
+        failure_rate=args.failure_rate,
+        loss_rate=args.loss_rate,
+        seed=args.seed,
+    )
+    search_id = create_search(inner, paper_config(args.budget))
+    windows: list[Window] = []
+    state = {"stop_sent": False, "budget_at": None, "first_result_at": None}
+    started = time.perf_counter()
+
+    def watch(progress) -> None:
+        now = time.perf_counter() - started
+        stats = simulated.stats()
+        if state["first_result_at"] is None and stats.collected:
+            state["first_result_at"] = now
+        if state["budget_at"] is None and progress.proposed >= args.budget:
+            state["budget_at"] = now
+        if progress.proposed >= (len(windows) + 1) * args.window:
+            windows.append(Window(now, progress.proposed, stats.collected, timings.marks(), rss_mb()))
+        if now > args.max_seconds and not state["stop_sent"]:
+            state["stop_sent"] = True  # as the API stops a search: the controller cancels what is in flight
+            with inner.session() as s:
+                st.set_search_state(s, search_id, st.SearchState.STOPPING)
+
+    rss_start = rss_mb()
+    with timed_parts(timings):
+        final = run_search(
+            TimedStore(inner, timings),
+            search_id,
+            TimedEvaluator(simulated, timings),
+            progress=watch,
+            poll_interval=args.poll_interval,
+        )
+    seconds = time.perf_counter() - started
+    simulated.close()
+    inner.close()
+    return Run(
+        backend=backend,
+        workers=workers,
+        budget=args.budget,
+        proposed=final.proposed,
+        collected=simulated.stats().collected,
+        state=final.state,
+        seconds=seconds,
+        proposing_seconds=state["budget_at"] or seconds,
+        first_result_at=state["first_result_at"],
+        windows=windows,
+        timings=timings,
+        cluster=simulated.stats(),
+        rss_start=rss_start,
+        rss_end=rss_mb(),
+    )
+
+
+# -- selection at the paper's population -----------------------------------------------------------
+
+
+def time_selection(population: int, proposals: int, seed: int) -> list[list[object]]:
+    """Propose from `population` evaluated members (and from twice as many, the most the controller
+    keeps before trimming) as the controller does: trim to the newest `population`, tournament, mutate."""
+    config = paper_config(1000)
+    objectives = config.objectives_spec()
+    spec = config.evaluation_spec()
+    space = config.build_space()
+    rng = random.Random(seed)
+    members = []
+    for birth in range(2 * population):
+        graph = random_graph(space, rng)
+        values = as_vector(layer_scores(graph.to_dict(), spec, seed), objectives)
+        members.append(selection.Member(birth + 1, birth, graph, values))
+    strategy = build_strategy(config, objectives)
+    rows = []
+    for held in (population, 2 * population):
+        trim, tournament, propose = [], [], []
+        for birth in range(proposals):
+            proposal_rng = controller_module.candidate_rng(seed, 10**6 + birth)
+            t0 = time.perf_counter()
+            current = selection.aging_population(members[:held], population)
+            t1 = time.perf_counter()
+            strategy.selection.select(current, random.Random(birth))
+            t2 = time.perf_counter()
+            strategy.propose(current, 10**6 + birth, proposal_rng)
+            t3 = time.perf_counter()
+            trim.append(t1 - t0)
+            tournament.append(t2 - t1)
+            propose.append(t3 - t2)
+        rows.append(
+            [
+                f"{held:,}",
+                ms(statistics.median(trim)),
+                ms(statistics.median(tournament)),
+                ms(statistics.median(propose)),
+                ms(statistics.median([a + b for a, b in zip(trim, propose, strict=True)])),
+            ]
+        )
+    return rows
+
+
+# -- reporting -------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def mean_or_nan(samples: list[float]) -> float:
+    return statistics.fmean(samples) if samples else float("nan")
+
+
+def results_per_second(run: Run) -> float:
+    """Outcomes committed per second from the first one to the end of the run (the sustained rate: the
+    cluster's first wave, before any result can exist, is left out)."""
+    if run.first_result_at is None or run.seconds <= run.first_result_at:
+        return float("nan")
+    return run.collected / (run.seconds - run.first_result_at)
+
+
+def cluster_busy(run: Run) -> float:
+    """The share of all the cluster's worker time (workers x the run's wall time) spent evaluating."""
+    return run.cluster.busy_seconds / (run.workers * run.seconds)
+
+
+def summary_row(run: Run) -> list[object]:
+    t = run.timings
+    writes = t.of("write transaction")
+    tournaments = t.of("tournament")
+    full = (
+        "never" if run.cluster.full_at is None else f"after {run.cluster.full_at - run.cluster.first_submit_at:.0f} s"
+    )
+    return [
+        run.backend,
+        f"{run.workers:,}",
+        f"{run.proposed:,}" + ("" if run.state == "completed" else f" ({run.state})"),
+        f"{run.collected:,}",
+        f"{run.seconds:.0f}",
+        f"{results_per_second(run):.1f}",
+        f"{run.proposed / run.proposing_seconds:.1f}",
+        f"{run.first_result_at:.0f}" if run.first_result_at is not None else "none",
+        f"{run.cluster.idle_share:.0%}",
+        f"{cluster_busy(run):.0%}",
+        full,
+        f"{ms(percentile(writes, 0.5))} / {ms(percentile(writes, 0.99))}",
+        f"{len(writes) / max(run.proposed, 1):.1f}",
+        f"{ms(mean_or_nan(tournaments))} ({len(tournaments):,})" if tournaments else "not reached",
+        f"{run.rss_start:.0f} → {run.rss_end:.0f}",
+    ]
+
+
+SUMMARY_HEADERS = [
+    "backend",
+    "workers",
+    "candidates stored",
+    "results",
+    "wall s",
+    "results/s sustained",
+    "proposals/s",
+    "first result committed at s",
+    "worker time idle",
+    "cluster busy",
+    "cluster full",
+    "write txn p50 / p99 ms",
+    "write txns per candidate",
+    "tournament ms (calls)",
+    "RSS MiB start → end",
+]
+
+PARTS = ["cheap checks", "propose", "write transaction", "read session", "poll"]
+
+
+def breakdown_row(run: Run) -> list[object]:
+    """Where the controller's wall time went, as shares of the run."""
+    totals = {part: sum(run.timings.of(part)) for part in PARTS}
+    rest = run.seconds - sum(totals.values())
+    per_candidate = {part: totals[part] / max(run.proposed, 1) for part in PARTS}
+    cells = [f"{totals[p] / run.seconds:.0%} ({ms(per_candidate[p])})" for p in PARTS]
+    return [run.backend, f"{run.workers:,}", *cells, f"{rest / run.seconds:.0%}"]
+
+
+def ceiling_row(run: Run) -> list[object]:
+    """What the controller could sustain if it never waited: its busy time per candidate stored (the run's
+    wall time less its time blocked in `poll`) caps candidates/s; the share of candidates sent to training
+    turns that into results/s, and results/s x 90 s is how many 90 s workers one controller keeps busy."""
+    busy = run.seconds - sum(run.timings.of("poll"))
+    per_candidate = busy / max(run.proposed, 1)
+    trained = run.cluster.submitted / max(run.proposed, 1)
+    candidates_per_second = 1 / per_candidate
+    results = candidates_per_second * trained
+    return [
+        run.backend,
+        f"{run.workers:,}",
+        ms(per_candidate),
+        f"{trained:.0%}",
+        f"{candidates_per_second:.0f}",
+        f"{results:.0f}",
+        f"{results * MEDIAN_SECONDS:,.0f}",
+    ]
+
+
+def window_rows(run: Run) -> list[list[object]]:
+    rows = []
+    previous = Window(0.0, 0, 0, {}, run.rss_start)
+    for w in run.windows:
+        span = max(w.at - previous.at, 1e-9)
+        writes = run.timings.of("write transaction")[
+            previous.marks.get("write transaction", 0) : w.marks.get("write transaction", 0)
+        ]
+        rows.append(
+            [
+                run.backend,
+                f"{run.workers:,}",
+                f"{previous.proposed:,} to {w.proposed:,}",
+                f"{(w.proposed - previous.proposed) / span:.1f}",
+                f"{(w.collected - previous.collected) / span:.1f}",
+                f"{ms(percentile(writes, 0.5))} / {ms(percentile(writes, 0.99))}",
+                f"{w.rss:.0f}",
+            ]
+        )
+        previous = w
+    return rows
+
+
+def machine_load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.Namespace, loads: list[str]) -> str:
+    demand = {w: w / (MEDIAN_SECONDS * args.time_factor) for w in args.workers}
+    parts = [
+        f"examples/paper.yaml (population 2,500, tournament 25, its mutations and rejections, 3 architectures), "
+        f"budget {args.budget:,} candidates per configuration (stopped after {args.max_seconds:.0f} s if not "
+        f"spent). Simulated evaluations: lognormal, median {MEDIAN_SECONDS:.0f} s, sigma {args.sigma}, times "
+        f"a time factor of {args.time_factor} (median {MEDIAN_SECONDS * args.time_factor:.2f} s of wall time); "
+        f"failure rate {args.failure_rate}, worker-loss rate {args.loss_rate} (2 retries). With that factor the "
+        "workers ask for "
+        + ", ".join(f"{demand[w]:,.0f} results/s at {w:,} workers" for w in args.workers)
+        + f"; the paper's cluster ({PAPER_WORKERS:,} workers, {MEDIAN_SECONDS:.0f} s) asks for "
+        f"{PAPER_WORKERS / MEDIAN_SECONDS:.0f}. The scale reached is {max(r.proposed for r in runs):,} candidates "
+        "stored per search; 10k, 100k and 1M candidates were not run here (the store's write path at 100k "
+        "candidates is in store-cpu2.md).",
+        "Loads while running: " + "; ".join(loads) + ".",
+        "## Throughput\n\n" + markdown_table(SUMMARY_HEADERS, [summary_row(r) for r in runs]),
+        "Results/s sustained: outcomes committed from the first one to the end of the run. Proposals/s: candidates "
+        "stored until the budget was spent. Worker time idle: the share of worker time a slot sat free between "
+        "its evaluation finishing and its next task (the initial fill and the final drain not counted: where the "
+        "controller never filled the cluster, no slot was ever refilled and this share says nothing). Cluster "
+        "busy: evaluation time over workers x the run's wall time (fill and drain included). Write "
+        "transaction: one `Store.session()` scope, timed from entry through commit. Tournament: "
+        "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
+        "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
+        + markdown_table(["backend", "workers", *PARTS, "other"], [breakdown_row(r) for r in runs]),
+        "## What one controller can drive\n\n"
+        "The controller's busy time per candidate stored (wall time less its time blocked in `poll`) caps how "
+        "many candidates it stores a second; the share sent to training (the rest were rejected by the cheap "
+        f"checks) turns that into results a second, and results/s x {MEDIAN_SECONDS:.0f} s is how many workers "
+        f"with {MEDIAN_SECONDS:.0f} s evaluations one controller keeps busy (the paper: {PAPER_WORKERS:,}).\n\n"
+        + markdown_table(
+            [
+                "backend",
+                "workers",
+                "controller ms per candidate",
+                "sent to training",
+                "candidates/s ceiling",
+                "results/s ceiling",
+                f"{MEDIAN_SECONDS:.0f} s workers kept busy",
+            ],
+            [ceiling_row(r) for r in runs],
+        ),
+        "## Growth with the candidates stored\n\n"
+        + markdown_table(
+            ["backend", "workers", "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
+            [row for r in runs for row in window_rows(r)],
+        ),
+        f"## Selection at the paper's population\n\n{args.selection_proposals} proposals each, median ms; "
+        f"members held = what the controller keeps before trimming to the newest {args.selection_population:,} "
+        "(it trims when it holds twice that).\n\n"
+        + markdown_table(
+            [
+                "members held",
+                "trim (sort) ms",
+                "tournament ms",
+                "propose (tournament + mutation) ms",
+                "trim + propose ms",
+            ],
+            selection_rows,
+        ),
+    ]
+    return "\n\n".join(parts)
+
+
+@contextlib.contextmanager
+def fresh_store(backend: str, workers: int, args: argparse.Namespace, directory: str) -> Iterator[str]:
+    """An empty database per configuration, so no run reads tables another run filled."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory}/scale-{workers}.db"
+        return
+    url, drop = temporary_postgres_database(args.postgres)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+BACKENDS = {"sqlite": "SQLite (WAL)", "postgresql": "PostgreSQL"}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[100, 1000, 5000])
+    parser.add_argument("--time-factor", type=float, default=0.02)
+    parser.add_argument("--sigma", type=float, default=0.5)
+    parser.add_argument("--failure-rate", type=float, default=0.01)
+    parser.add_argument("--loss-rate", type=float, default=0.01)
+    parser.add_argument("--window", type=int, default=500)
+    parser.add_argument("--max-seconds", type=float, default=240.0)
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--selection-proposals", type=int, default=200)
+    parser.add_argument("--selection-population", type=int, default=2500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    args = parser.parse_args()
+    args.backends = [b for b in args.backends.split(",") if not (args.skip_postgres and b == "postgresql")]
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends {sorted(unknown)}; choose from {sorted(BACKENDS)}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    runs, loads = [], []
+    with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
+        for backend in args.backends:
+            for workers in args.workers:
+                loads.append(f"{BACKENDS[backend]} {workers:,}: {machine_load()} at start")
+                with fresh_store(backend, workers, args, directory) as url:
+                    run = run_configuration(BACKENDS[backend], url, workers, args)
+                print(summary_row(run), flush=True)
+                runs.append(run)
+    selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
+    body = report(runs, selection_rows, args, loads)
+    path = write_result("paper-scale", "Paper scale: one controller against a simulated cluster", body)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
