@@ -104,6 +104,8 @@ def generator_parameters(data: DataConfig) -> dict[str, Any]:
     sizes = {"samples": data.samples, "test_samples": data.test_samples, "confirm_samples": data.confirm_samples}
     if data.name == "synthetic":
         return {**sizes, "shape": data.synthetic_shape, "classes": data.synthetic_classes}
+    if data.name == "recall":
+        return {**sizes, "pairs": data.recall_pairs, "keys": data.recall_keys, "values": data.recall_values}
     return sizes
 
 

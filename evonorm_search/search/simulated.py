@@ -127,7 +127,7 @@ def layer_scores(graph: dict[str, Any], spec: EvaluationSpec, seed: int) -> dict
     for arch in spec.architectures:
         accuracy = skill + 0.08 * (_unit(canonical, seed, arch.label) - 0.5)
         scores[f"accuracy_{arch.label}"] = round(min(0.95, max(0.05, accuracy)), 4)
-    if spec.cost == "plan":
+    if spec.objectives.cost == "plan":
         scores["cost"] = float(len(ops))
     return scores
 

@@ -168,3 +168,14 @@ def test_a_changed_data_folder_changes_the_data_identity(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"a" * 11)
     assert score_cache.data_identity(data) != before
     assert before["source"]["files"] == {"data_batch_1": 10}
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [("mnist1d", "seed", 3), ("mnist1d", "test_samples", 500), ("recall", "recall_pairs", 4),
+     ("synthetic", "synthetic_classes", 3)],
+)  # fmt: skip
+def test_a_changed_generator_parameter_changes_the_data_identity(name, field, value):
+    data = DataConfig(name=name)
+    changed = data.model_copy(update={field: value})
+    assert score_cache.data_identity(changed)["source"] != score_cache.data_identity(data)["source"]
