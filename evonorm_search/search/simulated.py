@@ -31,6 +31,7 @@ from ..enums import EvaluationPhase, EvaluationStatus, RejectionStage
 from ..ir import AGGREGATIONS
 from .config import EvaluationSpec
 from .evaluator import EvaluationOutcome, EvaluationRecord, EvaluationTask
+from .objectives import COST, accuracy_name
 from .rejection import Rejection
 
 # -- time ------------------------------------------------------------------------------------------
@@ -126,9 +127,9 @@ def layer_scores(graph: dict[str, Any], spec: EvaluationSpec, seed: int) -> dict
     scores = {}
     for arch in spec.architectures:
         accuracy = skill + 0.08 * (_unit(canonical, seed, arch.label) - 0.5)
-        scores[f"accuracy_{arch.label}"] = round(min(0.95, max(0.05, accuracy)), 4)
-    if spec.objectives.cost == "plan":
-        scores["cost"] = float(len(ops))
+        scores[accuracy_name(arch.label)] = round(min(0.95, max(0.05, accuracy)), 4)
+    if COST.wanted(spec.objectives):
+        scores[COST.name] = float(len(ops))
     return scores
 
 
@@ -356,7 +357,7 @@ class SimulatedCluster:
         records = []
         for phase in phases:
             for arch in spec.architectures:
-                accuracy = scores[f"accuracy_{arch.label}"]
+                accuracy = scores[accuracy_name(arch.label)]
                 status = EvaluationStatus.SUCCEEDED
                 if phase is EvaluationPhase.QUALITY and accuracy < spec.quality.threshold:
                     status = EvaluationStatus.REJECTED
@@ -369,7 +370,7 @@ def _quality_rejection(spec: EvaluationSpec, scores: dict[str, float]) -> Reject
     if not spec.quality.enabled:
         return None
     for arch in spec.architectures:
-        accuracy = scores[f"accuracy_{arch.label}"]
+        accuracy = scores[accuracy_name(arch.label)]
         if accuracy < spec.quality.threshold:
             return Rejection(
                 RejectionStage.QUALITY,
