@@ -4,8 +4,10 @@ For a search configuration (default `examples/quick.yaml`), every layer of a fix
 by the proxies (what the search records: `config.proxy_spec()`, the search's seed, no rejection) and by
 the target task (`config.target_spec(seed)` over the validation seeds: deeper and wider networks,
 longer SGD training, the test split no search reads). The layer set is the library, the controls that
-do not normalize (identity, relu, x * exp(v1), x + relu(x), tanh(x)) and random candidates of the
-search space that pass the cheap rejections (static, duplicate, numeric, stability).
+do not normalize (identity, relu, x * exp(v1), x + relu(x), tanh(x), and the baselines without their
+statistic: relu(v1 * x + v0), x * sigmoid(v1 * x)) and random candidates of the search space that pass
+the cheap rejections (static, duplicate, numeric, stability). The tables mark every layer that
+aggregates over no axis ("no statistic": the controls, dyt, derf) apart from the normalizers.
 
 Reported: per layer the proxy score and the target mean and std; Kendall's tau between the two over all
 layers with a bootstrap 95% interval (layers resampled); the control rule (every control below each
@@ -13,10 +15,13 @@ of bn_relu, gn_relu, evonorm_b0 and evonorm_s0, on the proxies and on the target
 (`VARIANTS`: other depths, optimizers, steps, data) are scored against the same target, so the table
 shows the settings tried and which one predicts the target best at what cost.
 
-Target and proxy scores are saved beside the table (`fidelity-<machine>.json`) keyed by the settings
-(target, or one proxy variant) and the layer; `--reuse-target` and `--reuse-proxies` serve them from
-that file instead of training again (the tables say how many). "The choice" table states the rule that
-picks the default among the variants and checks each against it.
+Target and proxy scores are saved beside the table in the score cache (`scores-<machine>.json`,
+`evonorm_search.search.score_cache`: keyed on every setting with its defaults, the data, the seeds, the
+package version and the training code, each entry with the machine that computed it);
+`--reuse-target` and `--reuse-proxies` serve them from that file instead of training again (the tables
+say how many, and which machines computed them). `fidelity-<machine>.json` is the record of the runs
+before that cache, left as they wrote it and never read. "The choice" table states the rule that picks
+the default among the variants and checks each against it.
 
     python benchmarks/fidelity.py                  # the full run (tens of minutes on 2 cores)
     python benchmarks/fidelity.py --reuse-target --reuse-proxies --search-winners   # with the searches' best
@@ -26,12 +31,9 @@ picks the default among the variants and checks each against it.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
-import hashlib
 import json
 import math
 import os
-import queue
 import random
 import sys
 import time
@@ -49,9 +51,12 @@ from evonorm_search import statistics as decide
 from evonorm_search.proxies.config import TRANSFORMER_KINDS
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import build_checks
-from evonorm_search.search.evaluator import EvaluationOutcome, EvaluationTask, evaluate_task
+from evonorm_search.search.evaluator import EvaluationTask, evaluate_task
+from evonorm_search.search.pool import ProcessPoolEvaluator
 from evonorm_search.search.rejection import DuplicateIndex
-from evonorm_search.search.scoring import LayerToScore, score_layers
+from evonorm_search.search.score_cache import CachedScores, ScoreCache, ScoreCacheError, cached_scores
+from evonorm_search.search.score_cache import describe_machine as describe_machine_record
+from evonorm_search.search.scoring import LayerToScore
 from evonorm_search.search.space import random_graph
 
 QUICK = Path(__file__).resolve().parent.parent / "examples" / "quick.yaml"
@@ -62,7 +67,12 @@ CONTROLS = {
     "scale": "x * exp(v1)",
     "x_plus_relu": "x + relu(x)",
     "tanh": "tanh(x)",
+    # The baselines without their statistic, so a baseline that beats the controls is seen to do it by
+    # normalizing and not by its affine parameters or its gate: bn_relu and gn_relu, and evonorm_s0.
+    "affine_relu": "relu(v1 * x + v0)",
+    "swish": "x * sigmoid(v1 * x)",
 }
+NO_STATISTIC = "no statistic"
 
 # Proxy settings tried against the same target: name -> overrides of the search configuration.
 # `default` is the configuration as given (examples/quick.yaml: blocks [1, 1], 200 SGD steps of 64).
@@ -211,51 +221,6 @@ def family_of(config: SearchConfig) -> Family:
 
 
 # --------------------------------------------------------------------------------------------------
-# A process pool behind the Evaluator protocol (the benchmark's own: no Ray, no store)
-# --------------------------------------------------------------------------------------------------
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-class PoolEvaluator:
-    """Runs `evaluate_task` in `workers` processes; the Evaluator protocol that `score_layers` needs."""
-
-    def __init__(self, workers: int):
-        self._pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
-        self._workers = workers
-        self._done: queue.Queue[EvaluationOutcome] = queue.Queue()
-        self._in_flight = 0
-
-    def capacity(self) -> int:
-        return self._workers
-
-    def submit(self, task: EvaluationTask) -> None:
-        self._in_flight += 1
-        self._pool.submit(evaluate_task, task).add_done_callback(lambda f: self._done.put(f.result()))
-
-    def poll(self, timeout: float) -> list[EvaluationOutcome]:
-        found = []
-        try:
-            found.append(self._done.get(timeout=timeout))
-            while True:
-                found.append(self._done.get_nowait())
-        except queue.Empty:
-            pass
-        self._in_flight -= len(found)
-        return found
-
-    def cancel(self, candidate_ids: Iterable[int]) -> None:  # scoring never cancels
-        raise NotImplementedError("the fidelity benchmark never cancels a task")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-# --------------------------------------------------------------------------------------------------
 # The layer set
 # --------------------------------------------------------------------------------------------------
 
@@ -315,57 +280,24 @@ def search_winners(known: list[LayerToScore], name: str = "search") -> list[Laye
 # --------------------------------------------------------------------------------------------------
 
 
-def spec_digest(spec) -> str:
-    """Settings as a key; fields left at their defaults are left out, so a setting added to the
-    configuration later (with a default) does not invalidate the scores already measured."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+def score_cache() -> ScoreCache:
+    """The scores this machine's runs of the benchmarks trained (benchmarks/search.py reads it too)."""
+    return ScoreCache(RESULTS / f"scores-{machine_slug()}.json")
 
 
-def target_key(config: SearchConfig, seeds: list[int]) -> str:
-    return spec_digest([config.target_spec(s).model_dump(mode="json", exclude_defaults=True) for s in seeds])
-
-
-def cache_path() -> Path:
-    return RESULTS / f"fidelity-{machine_slug()}.json"
-
-
-def load_cache() -> dict:
-    """The cache, or {} when there is none yet. A file that does not parse is an error, never an empty
-    cache: saving over it would lose hours of training."""
+def scores_through_cache(layers, specs, evaluator, reuse: bool, on_run=None) -> CachedScores:
+    """Scores of `layers` under `specs`, served from the cache where it holds them (with `reuse`); a cache
+    file that cannot be read stops the script with what to do, before anything trains."""
     try:
-        text = cache_path().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    return json.loads(text)
+        return cached_scores(score_cache(), layers, specs, evaluator, reuse=reuse, on_run=on_run)
+    except ScoreCacheError as e:
+        raise SystemExit(str(e)) from None
 
 
-def save_cache(cache: dict) -> None:
-    """Write whole or not at all (a temporary file renamed over the cache): benchmarks/search.py and this
-    script may share the cache while both run."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    temporary = cache_path().with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, cache_path())
-
-
-def cached_scores(key: str, layers, specs, evaluator, reuse: bool, on_run=None) -> tuple[list[dict], int]:
-    """Scores (LayerScore.to_json) per layer under `specs`, trained only for layers the cache lacks under
-    `key` (all of them without `reuse`); fresh scores join the cache. Also how many the cache served."""
-    stored = load_cache().get(key, {}) if reuse else {}
-    missing = [layer for layer in layers if layer.dsl not in stored]
-    fresh = [s.to_json() for s in score_layers(missing, specs, evaluator, on_run=on_run)] if missing else []
-    if fresh:
-        cache = load_cache()
-        cache.setdefault(key, {}).update({s["layer"]: s for s in fresh})
-        save_cache(cache)
-        stored = {**stored, **{s["layer"]: s for s in fresh}}
-    return [stored[layer.dsl] for layer in layers], len(layers) - len(missing)
-
-
-def score_target(config, layers, seeds, evaluator, reuse: bool) -> tuple[list[dict], int]:
-    """Target scores per layer, and how many came from the cache."""
+def score_target(config, layers, seeds, evaluator, reuse: bool, what: str = "target") -> CachedScores:
+    """Target scores per layer, with how many came from the cache."""
     specs = [config.target_spec(s) for s in seeds]
-    return cached_scores(target_key(config, seeds), layers, specs, evaluator, reuse, on_run=_progress("target"))
+    return scores_through_cache(layers, specs, evaluator, reuse, on_run=_progress(what))
 
 
 def _progress(what: str):
@@ -429,16 +361,10 @@ class ProxyRun:
         return [s["mean"] if s["mean"] is not None else 0.0 for s in self.scores]
 
 
-def proxy_key(config: SearchConfig) -> str:
-    """A proxy setting as a key (prefixed: the cache holds target keys too)."""
-    return "proxy:" + spec_digest(config.proxy_spec().model_dump(mode="json", exclude_defaults=True))
-
-
 def proxy_scores(config: SearchConfig, layers, evaluator, reuse: bool) -> ProxyRun:
     """Proxy scores under one setting; with `reuse`, layers already scored under it come from the cache."""
-    started = time.perf_counter()
-    scores, cached = cached_scores(proxy_key(config), layers, [config.proxy_spec()], evaluator, reuse)
-    return ProxyRun(scores, time.perf_counter() - started, cached)
+    found = scores_through_cache(layers, [config.proxy_spec()], evaluator, reuse)
+    return ProxyRun(found.scores, found.seconds, found.served)
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -449,32 +375,30 @@ def run(args: argparse.Namespace) -> Path:
     seeds = config.validation.seed_list(args.seeds)
     layers = layer_set(config, args.random, args.seed, family.search if args.search_winners else None)
     print(f"{len(layers)} layers; target seeds {seeds}", flush=True)
-    evaluator = PoolEvaluator(args.workers)
+    evaluator = ProcessPoolEvaluator(args.workers)
     try:
-        started = time.perf_counter()
-        target, cached = score_target(config, layers, seeds, evaluator, args.reuse_target)
-        target_seconds = time.perf_counter() - started
+        target = score_target(config, layers, seeds, evaluator, args.reuse_target)
         chosen = ["default"] if args.smoke else (args.variants or list(family.variants))
         variants = {name: variant_config(config, family.variants[name]) for name in chosen}
         results = {}
         for name, variant in variants.items():
             results[name] = proxy_scores(variant, layers, evaluator, args.reuse_proxies)
-            print(f"{name}: {summarize(config, layers, results[name], target, args.seed)}", flush=True)
+            print(f"{name}: {summarize(config, layers, results[name], target.scores, args.seed)}", flush=True)
         placement = None
         if family is TRANSFORMER:
             chosen_layers = placement_layers(config, layers)
-            by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers, target)
+            by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers,
+                                            target.scores)  # fmt: skip
             placement = (chosen_layers, by_placement)
         targets = None
         available = target_settings(family, args.smoke)
         names = list(available) if args.target_variants is None else args.target_variants
         if names:
-            targets = target_variant_scores(config, layers, target, seeds, evaluator, args.reuse_target,
+            targets = target_variant_scores(config, layers, target.scores, seeds, evaluator, args.reuse_target,
                                             {name: available[name] for name in names})  # fmt: skip
     finally:
         evaluator.close()
-    report = Report(config, family, layers, seeds, target, cached, target_seconds, variants, results, placement,
-                    targets)  # fmt: skip
+    report = Report(config, family, layers, seeds, target, variants, results, placement, targets)
     return write_report(args, report)
 
 
@@ -522,11 +446,8 @@ def target_variant_scores(
     found = {"default": TargetRun(config, wanted, [by_dsl[layer.dsl] for layer in wanted], 0.0, len(wanted))}
     for name, overrides in variants.items():
         variant = target_variant_config(config, overrides)
-        specs = [variant.target_spec(s) for s in seeds]
-        started = time.perf_counter()
-        scores, cached = cached_scores(target_key(variant, seeds), wanted, specs, evaluator, reuse,
-                                       on_run=_progress(f"target {name}"))  # fmt: skip
-        found[name] = TargetRun(variant, wanted, scores, time.perf_counter() - started, cached)
+        scores = score_target(variant, wanted, seeds, evaluator, reuse, what=f"target {name}")
+        found[name] = TargetRun(variant, wanted, scores.scores, scores.seconds, scores.served)
         ok, _ = control_rule(found[name].means, config.baselines)
         print(f"target {name}: controls below every baseline: {'yes' if ok else 'no'}", flush=True)
     return found
@@ -558,7 +479,7 @@ def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
     rows = []
     for i, layer in enumerate(layers):
         cells = [f"{fmt(runs[n].scores[i]['mean'])} ± {fmt(runs[n].scores[i]['std'])}" for n in names]
-        rows.append([layer.label, "control" if layer.label in CONTROLS else "baseline", *cells])
+        rows.append([layer.label, "control" if layer.label in CONTROLS else "baseline", statistic(layer), *cells])
     return (
         "## Target settings tried\n\nWhether a normalization layer beats the controls on the target at all: "
         "a target where no baseline does cannot rank normalization layers, whatever the proxies do. Each "
@@ -577,7 +498,7 @@ def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
             summary,
         )
         + "\n\n"
-        + markdown_table(["layer", "kind", *names], rows)
+        + markdown_table(["layer", "kind", "statistic", *names], rows)
     )
 
 
@@ -609,10 +530,7 @@ def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layer
             found[placement] = [architecture_score(target_by_dsl[layer.dsl], label) for layer in layers]
             continue
         variant = placement_config(config, placement)
-        specs = [variant.target_spec(s) for s in seeds]
-        scores, _ = cached_scores(target_key(variant, seeds), layers, specs, evaluator, reuse,
-                                  on_run=_progress(f"placement {placement}"))  # fmt: skip
-        found[placement] = scores
+        found[placement] = score_target(variant, layers, seeds, evaluator, reuse, what=f"placement {placement}").scores
     return found
 
 
@@ -640,7 +558,7 @@ def placement_section(config: SearchConfig, layers: list[LayerToScore], placemen
     rows = []
     for i, layer in enumerate(layers):
         cells = [f"{fmt(placement[p][i]['mean'])} ± {fmt(placement[p][i]['std'])}" for p in PLACEMENTS]
-        rows.append([layer.label, "control" if layer.label in CONTROLS else "layer", *cells])
+        rows.append([layer.label, "control" if layer.label in CONTROLS else "layer", statistic(layer), *cells])
     orders = []
     for p in PLACEMENTS:
         ranked = sorted(range(len(layers)), key=lambda i, p=p: -(placement[p][i]["mean"] or 0.0))
@@ -651,7 +569,7 @@ def placement_section(config: SearchConfig, layers: list[LayerToScore], placemen
         f"{arch.heads} heads) with the norms at each placement: pre (before each sublayer), post (after each "
         "residual add), peri (before each sublayer and on its output before the add), mix (post-norm in the first "
         "quarter of the blocks, pre-norm after). Test accuracy, mean ± std over the target seeds.\n\n"
-        + markdown_table(["layer", "kind", *PLACEMENTS], rows)
+        + markdown_table(["layer", "kind", "statistic", *PLACEMENTS], rows)
         + "\n\nOrder by mean under each placement:\n\n"
         + "\n".join(orders)
     )
@@ -703,9 +621,7 @@ class Report:
     family: Family
     layers: list[LayerToScore]
     seeds: list[int]
-    target: list[dict]
-    cached: int
-    target_seconds: float
+    target: CachedScores
     variants: dict[str, SearchConfig]
     results: dict[str, ProxyRun]
     placement: tuple[list[LayerToScore], dict[str, list[dict]]] | None = None  # (layers, scores per placement)
@@ -714,9 +630,9 @@ class Report:
 
 def write_report(args, r: Report) -> Path:
     config, baselines = r.config, r.config.baselines
-    target_mean = [t["mean"] if t["mean"] is not None else 0.0 for t in r.target]
+    target_mean = [t["mean"] if t["mean"] is not None else 0.0 for t in r.target.scores]
     labels = [layer.label for layer in r.layers]
-    sections = [settings_section(config, r.seeds, r.cached, len(r.layers), r.target_seconds)]
+    sections = [settings_section(config, r.seeds, r.target, args.workers)]
     variant_rows = []
     for name, proxy_run in r.results.items():
         proxy = proxy_run.means
@@ -750,7 +666,7 @@ def write_report(args, r: Report) -> Path:
         interval = kendall_tau(r.results["default"].means, target_mean, args.seed)[1:]
         sections.append(choice_section(config, r.variants, taus, rules, interval))
     former = r.results.get(r.family.former) if r.family.former else None
-    sections.append(layer_section(labels, r.results["default"], r.target, former))
+    sections.append(layer_section(r.layers, r.results["default"], r.target.scores, former))
     if r.placement:
         sections.append(placement_section(config, *r.placement))
     if r.targets:
@@ -851,7 +767,7 @@ def describe_variant(config: SearchConfig) -> str:
     return f"{config.data.name}; {archs}; {t.optimizer} lr {t.lr}, {t.steps} steps, batch {t.batch_size}"
 
 
-def settings_section(config: SearchConfig, seeds, cached: int, n_layers: int, seconds: float) -> str:
+def settings_section(config: SearchConfig, seeds, target: CachedScores, workers: int) -> str:
     v = config.validation
     proxy_slots, target_slots = _slots(config, config.architectures), _slots(config, v.architectures)
     t = v.training
@@ -872,31 +788,52 @@ def settings_section(config: SearchConfig, seeds, cached: int, n_layers: int, se
         )
         + f"; training examples (steps x batch) target / proxy {examples_ratio(config, config):.1f}x "
         f"({t.steps} x {t.batch_size} against {config.training.steps} x {config.training.batch_size}).",
-        f"Target scores: {n_layers - cached} of {n_layers} layers trained in this run "
-        f"({seconds / 60:.1f} minutes, 2 worker processes, 1 thread each); {cached} served from "
-        f"`{cache_path().name}` (a cache of this script's earlier runs with the same target settings).",
+        f"Target scores: {target.trained} of {len(target.scores)} layers trained in this run "
+        f"({target.seconds / 60:.1f} minutes, {workers} worker process{'es' if workers != 1 else ''}, 1 thread each); "
+        + served_from_cache(target),
         f"Load average during the run (1 min) at the end: {os.getloadavg()[0]:.2f}.",
     ]
     return "## Settings\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
-def layer_section(labels, proxy: ProxyRun, target: list[dict], former: ProxyRun | None) -> str:
+def served_from_cache(scores: CachedScores) -> str:
+    """How many scores the cache served and which machines computed them (scores differ across machines)."""
+    text = f"{scores.served} served from `{score_cache().path.name}` (scores this machine's benchmark runs trained "
+    text += "under the same settings, data, seeds, package version and training code)"
+    machines = sorted({describe_machine_record(m) for m in scores.served_by})
+    return text + (f", computed on {'; '.join(machines)}." if machines else ".")
+
+
+def layer_kind(label: str) -> str:
+    if label in CONTROLS:
+        return "control"
+    if label.startswith("random_"):
+        return "random"
+    return "search" if label.startswith("search_") else "library"
+
+
+def statistic(layer: LayerToScore) -> str:
+    """The axes a layer aggregates over, or "no statistic": dyt and derf are neither normalizers nor controls."""
+    return ", ".join(sorted(layer.graph.axes)) or NO_STATISTIC
+
+
+def layer_section(layers: list[LayerToScore], proxy: ProxyRun, target: list[dict], former: ProxyRun | None) -> str:
     """Per layer: the default proxies' score (and the former proxies', where that variant ran) and the target."""
     rows = []
-    order = sorted(range(len(labels)), key=lambda i: -(target[i]["mean"] or 0.0))
+    order = sorted(range(len(layers)), key=lambda i: -(target[i]["mean"] or 0.0))
     for rank, i in enumerate(order, 1):
-        kind = (
-            "control" if labels[i] in CONTROLS
-            else "random" if labels[i].startswith("random_")
-            else "search" if labels[i].startswith("search_")
-            else "library"
-        )  # fmt: skip
         score = proxy.scores[i]
-        rows.append([rank, labels[i], kind, f"`{score['layer'].replace(chr(10), '; ')}`", fmt(score["mean"]),
+        rows.append([rank, layers[i].label, layer_kind(layers[i].label), statistic(layers[i]),
+                     f"`{score['layer'].replace(chr(10), '; ')}`", fmt(score["mean"]),
                      *([fmt(former.scores[i]["mean"])] if former else []),
                      f"{fmt(target[i]['mean'])} ± {fmt(target[i]['std'])}"])  # fmt: skip
-    header = ["rank", "layer", "kind", "DSL", "proxy score", *([f"({FORMER})"] if former else []), "target mean ± std"]
-    return "## Layers (default proxies), by target mean\n\n" + markdown_table(header, rows)
+    header = ["rank", "layer", "kind", "statistic", "DSL", "proxy score", *([f"({FORMER})"] if former else []),
+              "target mean ± std"]  # fmt: skip
+    return (
+        "## Layers (default proxies), by target mean\n\n"
+        f"The statistic column names the axes a layer aggregates over; `{NO_STATISTIC}` marks the layers that "
+        "normalize nothing (the controls, and library layers such as dyt and derf).\n\n" + markdown_table(header, rows)
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:

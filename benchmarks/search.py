@@ -12,8 +12,9 @@ for `--config examples/transformer.yaml`) and a PNG plot beside it.
    proxy accuracy) is re-trained on the target task with the validation seeds (which no search uses)
    and reported as mean and std; medians per mode with a bootstrap 95% interval; the share of each
    run's top-10 layers that normalize (contain an aggregation).
-3. The baselines and the controls on the target task (the same seeds), served from the fidelity
-   benchmark's cache when it holds them for these target settings (the table says which), and the
+3. The baselines and the controls on the target task (the same seeds), served from the score cache
+   this script shares with the fidelity benchmark (`scores-<machine>.json`) when it holds them for the
+   same settings, data, seeds, package version and training code (the section says how many), and the
    verdicts: evolution's median best validated score above random search's; the configuration's own
    search's best validated layer above every control and within one std of the reference baseline
    (gn_relu; rmsnorm for transformers) or better.
@@ -46,14 +47,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 from _common import RESULTS, machine_slug, markdown_table, write_result
-from fidelity import CONTROLS, PoolEvaluator, describe_architecture, family_of, score_target, smoke_config
+from fidelity import (
+    CONTROLS,
+    describe_architecture,
+    family_of,
+    score_target,
+    served_from_cache,
+    smoke_config,
+    statistic,
+)
 
 import evonorm_search as es
 from evonorm_search import statistics as decide
 from evonorm_search.search import DuplicateIndex, EvaluationTask, InProcessEvaluator, SearchConfig, evaluate_task
 from evonorm_search.search.controller import build_checks, create_search, run_search
 from evonorm_search.search.pareto import hypervolume
+from evonorm_search.search.pool import ProcessPoolEvaluator
 from evonorm_search.search.rejection import STAGES
+from evonorm_search.search.score_cache import CachedScores
 from evonorm_search.search.scoring import LayerToScore
 from evonorm_search.search.space import random_graph
 from evonorm_search.store import CandidateStatus, Objective, list_candidates, list_searches, open_store
@@ -263,21 +274,21 @@ def paired_comparison(runs, validated: dict) -> str:
 
 def validate_best(
     config: SearchConfig, runs: list[RunResult], seeds: list[int], workers: int, top: int
-) -> dict[int, dict]:
+) -> tuple[dict[int, dict], CachedScores]:
     """Each run's top `top` layers by mean proxy accuracy re-trained on the target (the paper re-ranked its
     top candidates the same way); per run, the target scores (LayerScore JSON) of the best validated one,
-    with its proxy rank and DSL added."""
+    with its proxy rank and DSL added; and the scores of every pick, with how many the cache served."""
     picks = [(i, rank, c) for i, r in enumerate(runs) for rank, c in enumerate(r.ranked()[:top], 1)]
     layers = [
         LayerToScore(es.Graph.from_dict(c.graph), f"{runs[i].mode}-{runs[i].seed}#{rank}") for i, rank, c in picks
     ]
-    evaluator = PoolEvaluator(workers)
+    evaluator = ProcessPoolEvaluator(workers)
     try:
-        scores, _ = score_target(config, layers, seeds, evaluator, reuse=True)
+        target = score_target(config, layers, seeds, evaluator, reuse=True)
     finally:
         evaluator.close()
     best: dict[int, dict] = {}
-    for (i, rank, c), score in zip(picks, scores, strict=True):
+    for (i, rank, c), score in zip(picks, target.scores, strict=True):
         if score.get("mean") is not None and (i not in best or score["mean"] > best[i]["mean"]):
             best[i] = {
                 **score,
@@ -285,19 +296,22 @@ def validate_best(
                 "dsl": c.dsl,
                 "proxy_score": statistics.fmean(c.objectives.values()),
             }
-    return best
+    return best, target
 
 
-def reference_scores(config: SearchConfig, seeds: list[int], workers: int) -> tuple[dict[str, dict], int]:
-    names = list(config.baselines) + list(CONTROLS)
-    graphs = [es.library.get(n) for n in config.baselines] + [es.parse(t) for t in CONTROLS.values()]
-    evaluator = PoolEvaluator(workers)
+def reference_layers(config: SearchConfig) -> list[LayerToScore]:
+    """The configuration's baselines, then the controls of the fidelity benchmark."""
+    baselines = [LayerToScore(es.library.get(name), name) for name in config.baselines]
+    return baselines + [LayerToScore(es.parse(text), name) for name, text in CONTROLS.items()]
+
+
+def reference_scores(config: SearchConfig, seeds: list[int], workers: int) -> CachedScores:
+    """The baselines' and the controls' target scores (in `reference_layers` order)."""
+    evaluator = ProcessPoolEvaluator(workers)
     try:
-        scores, cached = score_target(config, [LayerToScore(g, n) for g, n in zip(graphs, names, strict=True)],
-                                      seeds, evaluator, reuse=True)  # fmt: skip
+        return score_target(config, reference_layers(config), seeds, evaluator, reuse=True)
     finally:
         evaluator.close()
-    return dict(zip(names, scores, strict=True)), cached
 
 
 def fmt_score(score: dict | None) -> str:
@@ -306,7 +320,11 @@ def fmt_score(score: dict | None) -> str:
     return f"{score['mean']:.4f} ± {score['std']:.4f}"
 
 
-def compare_section(config, runs, validated, references, cached, seeds, budget, top) -> str:
+def compare_section(config, runs, validated, picks: CachedScores, target: CachedScores, seeds, budget, top) -> str:
+    """Sections 2 and 3: `picks` holds the target scores of every run's top layers, `target` those of
+    the baselines and controls (`reference_layers` order)."""
+    layers = reference_layers(config)
+    references = {layer.label: score for layer, score in zip(layers, target.scores, strict=True)}
     rows = []
     for i, r in enumerate(runs):
         status = [c.status for c in r.candidates]
@@ -340,8 +358,8 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
     if len(medians) == 2:
         summary.append(paired_comparison(runs, validated))
     ref_rows = [
-        [name, "baseline" if name in config.baselines else "control", fmt_score(score)]
-        for name, score in references.items()
+        [layer.label, "baseline" if layer.label in config.baselines else "control", statistic(layer), fmt_score(score)]
+        for layer, score in zip(layers, target.scores, strict=True)
     ]
     quick = next(
         (
@@ -373,13 +391,17 @@ def compare_section(config, runs, validated, references, cached, seeds, budget, 
         + f"; {t.training.steps} steps) with the validation seeds {seeds}, which no search uses, and the "
         "best of them on the target is the run's best validated layer (the paper re-ranked its top "
         "candidates the same way; `evonorm-search validate ID --top K` does it for any search). "
-        "A layer normalizes when it contains an aggregation (mean, var, std, rms over some axis).\n\n"
+        "A layer normalizes when it contains an aggregation (mean, var, std, rms over some axis). Target "
+        f"scores of the {len(picks.scores)} layers re-trained: {picks.trained} distinct layers trained in this run, "
+        + served_from_cache(picks)
+        + "\n\n"
         f"{table}\n\n" + "\n".join(f"- {line}" for line in summary) + "\n\n"
         f"![best mean proxy accuracy and hypervolume against candidates]({family_of(config).search}-{machine_slug()}.png)\n\n"
         f"## 3. Baselines and controls on the target task\n\n"
-        f"Seeds {seeds}; {cached} of {len(references)} served from the fidelity benchmark's cache "
-        "(`fidelity-<machine>.json`, the same target settings), the rest trained in this run.\n\n"
-        + markdown_table(["layer", "kind", "target mean ± std"], ref_rows)
+        f"Seeds {seeds}; of {len(target.scores)} layers, {target.trained} trained in this run, "
+        + served_from_cache(target)
+        + "\n\n"
+        + markdown_table(["layer", "kind", "statistic", "target mean ± std"], ref_rows)
         + "\n\n"
         + "\n".join(f"- {line}" for line in checks)
         + "\n"
@@ -490,9 +512,9 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         runs = run_searches(args.config, budget, list(range(args.seeds)), workdir, args.smoke, args.workers)
     print("validating each run's best layer ...", flush=True)
-    validated = validate_best(config, runs, seeds, args.workers, args.top)
-    references, cached = reference_scores(config, seeds, args.workers)
-    sections.append(compare_section(config, runs, validated, references, cached, seeds, budget, args.top))
+    validated, picks = validate_best(config, runs, seeds, args.workers, args.top)
+    references = reference_scores(config, seeds, args.workers)
+    sections.append(compare_section(config, runs, validated, picks, references, seeds, budget, args.top))
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(runs, budget, RESULTS / f"{family.search}-{machine_slug()}.png")
     if not args.skip_quick_run:
@@ -512,8 +534,9 @@ def main() -> None:
         )
         + ".\n"
     )
+    by_name = {layer.label: score for layer, score in zip(reference_layers(config), references.scores, strict=True)}
     raw = {"runs": [{"mode": r.mode, "seed": r.seed, "validated": validated.get(i)} for i, r in enumerate(runs)],
-           "references": references}  # fmt: skip
+           "references": by_name}  # fmt: skip
     (RESULTS / f"{family.search}-{machine_slug()}.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
     path = write_result(
         family.search,

@@ -172,7 +172,11 @@ def test_the_search_benchmark_writes_its_sections(tmp_path):
     ):
         assert section in report
     assert "median best validated score" in report and "top-10 that normalize" in report
-    assert "| x_plus_relu | control |" in report and "| gn_relu | baseline |" in report
+    assert "| x_plus_relu | control | no statistic |" in report and "| gn_relu | baseline | group |" in report
+    assert "| affine_relu | control | no statistic |" in report and "| swish | control | no statistic |" in report
+    assert re.search(
+        r"Target scores of the \d+ layers re-trained: \d+ distinct layers trained in this run, \d+ served from", report
+    )
     assert (tmp_path / "search-smoke.png").stat().st_size > 0
 
 
@@ -217,13 +221,34 @@ def test_the_fidelity_benchmark_writes_its_tables(tmp_path):
     report = run_script("fidelity.py", "--smoke", results=tmp_path)
     assert "## Proxy settings tried against the target" in report
     assert re.search(r"Kendall tau \(proxy score against target mean, (\d+) layers\)", report)
-    for control in ("identity", "x_plus_relu", "tanh"):
-        assert f"| {control} | control |" in report
-    assert (tmp_path / "fidelity-smoke.json").is_file()
-    # A second run with --reuse-target trains no target layer again.
+    # The controls, the baselines without their statistic among them, and dyt and derf are marked apart
+    # from the normalizers.
+    for control in ("identity", "x_plus_relu", "tanh", "affine_relu", "swish"):
+        assert f"| {control} | control | no statistic |" in report
+    for layer in ("dyt", "derf"):
+        assert f"| {layer} | library | no statistic |" in report
+    assert "| gn_relu | library | group |" in report and "| evonorm_b0 | library | batch, instance |" in report
+    assert "0 served from `scores-smoke.json`" in report
+    # A second run with --reuse-target trains no target layer again, and says which machine trained them.
     again = run_script("fidelity.py", "--smoke", "--reuse-target", results=tmp_path)
     layers = int(re.search(r"against target mean, (\d+) layers", again).group(1))
-    assert f"0 of {layers} layers trained in this run" in again and f"{layers} served from" in again
+    assert f"0 of {layers} layers trained in this run" in again
+    assert re.search(rf"{layers} served from `scores-smoke.json` .*, computed on .+ cores, Python", again)
+
+
+def test_the_fidelity_benchmark_refuses_a_corrupt_score_cache(tmp_path):
+    (tmp_path / "scores-smoke.json").write_text('{"format": 1, "entr', encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "fidelity.py"), "--smoke"],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "scores-smoke.json cannot be read: it is not JSON" in out.stderr
+    assert (tmp_path / "scores-smoke.json").read_text(encoding="utf-8") == '{"format": 1, "entr'
+    assert not list(tmp_path.glob("fidelity-*"))
 
 
 def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_path):
@@ -233,19 +258,21 @@ def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_p
     )
     assert "Baselines: layernorm_channel, rmsnorm, dyt" in report
     assert "| batch" not in report and "bn_relu" not in report  # a batch-free space leaves BatchNorm out
-    assert "## Placement on the target task" in report and "| layer | kind | pre | post | peri | mix |" in report
-    row = re.search(r"\| rmsnorm \| layer \|(.*)\|\n", report)
+    assert "## Placement on the target task" in report
+    assert "| layer | kind | statistic | pre | post | peri | mix |" in report
+    assert re.search(r"^\| derf \| layer \| no statistic \|", report, re.MULTILINE)
+    row = re.search(r"\| rmsnorm \| layer \| channel \|(.*)\|\n", report)
     assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 4, report
     for placement in ("pre", "post", "peri", "mix"):
         assert re.search(rf"^- {placement}: \S+ > ", report, re.MULTILINE)
     # The baselines and controls on the default target and on each target setting (the smoke run has one).
-    assert "## Target settings tried" in report and "| layer | kind | default | depth 2 |" in report
+    assert "## Target settings tried" in report and "| layer | kind | statistic | default | depth 2 |" in report
     setting = re.search(r"^\| depth 2 \| (.*) \|$", report, re.MULTILINE)
     assert (
         setting is not None and "depth 2" in setting.group(1) and re.search(r"(yes|no \(\d+ pairs\))", setting.group(1))
     )
     targets = report[report.index("## Target settings tried") :]
-    row = re.search(r"^\| identity \| control \|(.*)\|$", targets, re.MULTILINE)
+    row = re.search(r"^\| identity \| control \| no statistic \|(.*)\|$", targets, re.MULTILINE)
     assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 2, targets
 
 
