@@ -29,7 +29,7 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..search.objectives import heading
+from ..search.objectives import heading, mean_accuracy
 from ..store import (
     Candidate,
     CandidateStatus,
@@ -40,6 +40,7 @@ from ..store import (
     get_search,
     open_readonly_store,
     open_store,
+    validation_runs,
 )
 from .app import console, err_console, fail
 
@@ -382,13 +383,23 @@ def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
 # -- a stored candidate ---------------------------------------------------------------------------------
 
 
-def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
-    """The graph of a stored candidate and a class name for its export."""
+@dataclass(frozen=True)
+class StoredLayer:
+    """A stored candidate's layer as `export` writes it: the graph, a class name, and where it comes from."""
+
+    graph: Graph
+    class_name: str
+    provenance: dict[str, Any]
+
+
+def candidate_layer(candidate_id: int, db: str | None) -> StoredLayer:
+    """The graph of a stored candidate, a class name for its export and its provenance."""
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 candidate = get_candidate(s, candidate_id)
                 stored = candidate.graph
+                provenance = candidate_provenance(candidate, get_search(s, candidate.search_id).name, s)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     try:
@@ -396,7 +407,31 @@ def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
     except GraphError as e:
         raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
     warn_unless_evaluated(candidate)
-    return graph, f"EvoNormCandidate{candidate_id}"
+    return StoredLayer(graph, f"EvoNormCandidate{candidate_id}", provenance)
+
+
+def candidate_provenance(candidate: Candidate, search_name: str, s: Any) -> dict[str, Any]:
+    """What an export records of a stored candidate: its search, id, status (with the rejection, if
+    any), proxy scores, and its target-task runs where the store holds some."""
+    record: dict[str, Any] = {
+        "source": "candidate",
+        "search": candidate.search_id,
+        "search_name": search_name,
+        "candidate": candidate.id,
+        "birth": candidate.birth,
+    }
+    if candidate.label:
+        record["baseline"] = candidate.label
+    record["status"] = str(candidate.status)
+    if candidate.rejection_stage is not None:
+        record["rejection_stage"] = str(candidate.rejection_stage)
+        record["rejection_reason"] = candidate.rejection_reason
+    record["objectives"] = candidate.objectives
+    record["mean_accuracy"] = mean_accuracy(candidate.objectives)
+    runs = validation_runs(s, [candidate.id])[candidate.id]
+    if runs:
+        record["target_runs"] = [{"seed": r.seed, "accuracies": r.accuracies} for r in runs]
+    return record
 
 
 def warn_unless_evaluated(candidate: Candidate) -> None:
