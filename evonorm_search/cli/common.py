@@ -29,7 +29,8 @@ from ..ir import Graph, GraphError
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
-from ..search.objectives import heading, mean_accuracy
+from ..search.objectives import heading
+from ..search.provenance import candidate_provenance
 from ..store import (
     Candidate,
     CandidateStatus,
@@ -40,7 +41,6 @@ from ..store import (
     get_search,
     open_readonly_store,
     open_store,
-    validation_runs,
 )
 from .app import console, err_console, fail
 
@@ -399,7 +399,7 @@ def candidate_layer(candidate_id: int, db: str | None) -> StoredLayer:
             with store.session(readonly=True) as s:
                 candidate = get_candidate(s, candidate_id)
                 stored = candidate.graph
-                provenance = candidate_provenance(candidate, get_search(s, candidate.search_id).name, s)
+                provenance = candidate_provenance(s, candidate_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     try:
@@ -408,30 +408,6 @@ def candidate_layer(candidate_id: int, db: str | None) -> StoredLayer:
         raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
     warn_unless_evaluated(candidate)
     return StoredLayer(graph, f"EvoNormCandidate{candidate_id}", provenance)
-
-
-def candidate_provenance(candidate: Candidate, search_name: str, s: Any) -> dict[str, Any]:
-    """What an export records of a stored candidate: its search, id, status (with the rejection, if
-    any), proxy scores, and its target-task runs where the store holds some."""
-    record: dict[str, Any] = {
-        "source": "candidate",
-        "search": candidate.search_id,
-        "search_name": search_name,
-        "candidate": candidate.id,
-        "birth": candidate.birth,
-    }
-    if candidate.label:
-        record["baseline"] = candidate.label
-    record["status"] = str(candidate.status)
-    if candidate.rejection_stage is not None:
-        record["rejection_stage"] = str(candidate.rejection_stage)
-        record["rejection_reason"] = candidate.rejection_reason
-    record["objectives"] = candidate.objectives
-    record["mean_accuracy"] = mean_accuracy(candidate.objectives)
-    runs = validation_runs(s, [candidate.id])[candidate.id]
-    if runs:
-        record["target_runs"] = [{"seed": r.seed, "accuracies": r.accuracies} for r in runs]
-    return record
 
 
 def warn_unless_evaluated(candidate: Candidate) -> None:
