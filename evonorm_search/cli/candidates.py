@@ -19,17 +19,20 @@ import typer
 from rich.table import Table
 
 from ..ir import Graph, GraphError
+from ..search.config import did_you_mean
 from ..search.objectives import heading, mean_accuracy
 from ..store import (
     CandidateDetail,
     CandidateStatus,
     EvaluationPhase,
     InvalidInputError,
+    Objective,
     RejectionStage,
     StoreError,
     ValidationRun,
     candidate_detail,
     get_search,
+    is_baseline,
     list_candidates,
     validation_runs,
 )
@@ -87,8 +90,11 @@ def candidates_command(
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
-                objectives = get_search(s, search_id).objective_names
-                rows = read_candidates(s, search_id, status, stage, sort, reverse, limit)
+                specs = get_search(s, search_id).objective_specs
+                objectives = [o.name for o in specs]
+                check_sort(sort, objectives)
+                descending = sort_descending(sort, reverse, specs)
+                rows = read_candidates(s, search_id, status, stage, sort, descending, limit)
         except InvalidInputError as e:
             raise fail(str(e)) from None
         except StoreError as e:
@@ -101,19 +107,22 @@ def candidates_command(
         show_candidates(search_id, rows, objectives)
 
 
+def check_sort(sort: str, objectives: list[str]) -> None:
+    if sort != "birth" and sort not in objectives:
+        choices = ["birth", *objectives]
+        raise fail(f"cannot sort by {sort!r}{did_you_mean(sort, choices)}: sort by {', '.join(choices)}")
+
+
 def read_candidates(
     s: Any,
     search_id: int,
     statuses: Sequence[CandidateStatus] | None,
     stages: Sequence[RejectionStage] | None,
     sort: str,
-    reverse: bool,
+    descending: bool | None,
     limit: int,
 ) -> list[Any]:
     """Up to `limit` lean rows, page after page: a page holds at most MAX_PAGE rows."""
-    descending: bool | None = reverse
-    if sort != "birth":  # None lets the store put an objective's best first; --reverse puts it last
-        descending = not best_first_descending(s, search_id, sort) if reverse else None
     rows: list[Any] = []
     cursor = None
     while len(rows) < limit:
@@ -135,10 +144,14 @@ def read_candidates(
     return rows
 
 
-def best_first_descending(s: Any, search_id: int, objective: str) -> bool:
-    """Whether best first means highest first for this objective (an unknown name: the store says so)."""
-    spec = next((o for o in get_search(s, search_id).objective_specs if o.name == objective), None)
-    return spec is None or spec.direction == "max"
+def sort_descending(sort: str, reverse: bool, specs: Sequence[Objective]) -> bool | None:
+    """The store's `descending`: by birth, oldest first unless reversed; by an objective, None (the store
+    puts the best first), or with --reverse the worst first."""
+    if sort == "birth":
+        return reverse
+    if not reverse:
+        return None
+    return next(o.direction != "max" for o in specs if o.name == sort)
 
 
 def show_candidates(search_id: int, rows: list[Any], objectives: list[str]) -> None:
@@ -153,7 +166,9 @@ def show_candidates(search_id: int, rows: list[Any], objectives: list[str]) -> N
         stage = "" if r.rejection_stage is None else str(r.rejection_stage)
         table.add_row(str(r.id), str(r.birth), str(r.status), stage, *values, format_value(mean_accuracy(r.objectives)))
     console.print(table)
-    console.print("mean: the mean proxy accuracy over the architectures; stage: where a rejection happened")
+    console.print(
+        "mean: the mean proxy accuracy over the architectures; stage: where a rejection happened", highlight=False
+    )
     reasons = [(str(r.id), f"{r.rejection_stage}: {r.rejection_reason}") for r in rows if r.rejection_reason]
     if reasons:
         print_formulas(reasons, "rejection reasons (id: stage: reason)")
@@ -248,7 +263,7 @@ def show_candidate(
     detail: CandidateDetail, search_name: str, runs: list[ValidationRun], forms: dict[str, str | None]
 ) -> None:
     c = detail.candidate
-    console.print(f"candidate {c.id} (birth {c.birth}) of search {c.search_id} ({search_name})", highlight=False)
+    console.print(f"candidate {c.id} ({birth_or_label(c)}) of search {c.search_id} ({search_name})", highlight=False)
     for label, value in candidate_facts(c):
         console.print(f"  {label}: {value}", highlight=False, markup=False)
     written = [(kind, text) for kind, text in forms.items() if text]
@@ -263,8 +278,14 @@ def show_candidate(
     show_lineage(detail)
 
 
+def birth_or_label(c: Any) -> str:
+    """`birth N` for the search's own candidates; a baseline's stored birth only places it outside
+    theirs, so its label names it instead."""
+    return f"baseline {c.label}" if is_baseline(c) else f"birth {c.birth}"
+
+
 def candidate_facts(c: Any) -> list[tuple[str, str]]:
-    """Status, and whatever explains it: rejection, error, duplicate, parent, mutation, baseline label."""
+    """Status, and whatever explains it: rejection, error, duplicate, parent, mutation."""
     facts = [("status", str(c.status))]
     if c.rejection_stage is not None:
         facts.append(("rejected", f"{c.rejection_stage}: {c.rejection_reason}"))
@@ -272,8 +293,6 @@ def candidate_facts(c: Any) -> list[tuple[str, str]]:
         facts.append(("error", c.error))
     if c.duplicate_of is not None:
         facts.append(("duplicate of", str(c.duplicate_of)))
-    if c.label:
-        facts.append(("baseline", c.label))
     if c.parent_id is not None:
         facts.append(("parent", str(c.parent_id)))
     if c.mutation is not None:
@@ -341,7 +360,7 @@ def candidate_json(detail: CandidateDetail, runs: list[ValidationRun], forms: di
     return {
         "id": c.id,
         "search": c.search_id,
-        "birth": c.birth,
+        "birth": None if is_baseline(c) else c.birth,
         "role": str(c.role),
         "label": c.label,
         "status": str(c.status),

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..store import get_candidate, get_search, validation_runs
+from ..store import get_candidate, get_search, is_baseline, validation_runs
 from .objectives import mean_accuracy
 
 
@@ -20,10 +20,11 @@ def candidate_provenance(session: Session, candidate_id: int) -> dict[str, Any]:
         "search": candidate.search_id,
         "search_name": get_search(session, candidate.search_id).name,
         "candidate": candidate.id,
-        "birth": candidate.birth,
     }
-    if candidate.label:
+    if is_baseline(candidate):  # its stored birth only places it outside the search's births
         record["baseline"] = candidate.label
+    else:
+        record["birth"] = candidate.birth
     record["status"] = str(candidate.status)
     if candidate.rejection_stage is not None:
         record["rejection_stage"] = str(candidate.rejection_stage)

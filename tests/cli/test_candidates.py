@@ -84,6 +84,8 @@ def test_candidates_sorts_by_an_objective_best_first_or_by_birth_newest_first(po
     by_cost = json.loads(runner.invoke(app, [*args, "--sort", "cost"]).stdout)
     costs = [row["objectives"]["cost"] for row in by_cost]
     assert costs == sorted(costs)  # minimised: the cheapest first
+    dearest = json.loads(runner.invoke(app, [*args, "--sort", "cost", "--reverse"]).stdout)
+    assert [row["objectives"]["cost"] for row in dearest] == sorted(costs, reverse=True)
 
     newest = json.loads(runner.invoke(app, [*args, "--reverse"]).stdout)
     births = [row["birth"] for row in newest]
@@ -92,7 +94,7 @@ def test_candidates_sorts_by_an_objective_best_first_or_by_birth_newest_first(po
 
 def test_candidates_refuses_an_unknown_sort_status_or_search(populated: StoredSearch):
     sort = runner.invoke(app, ["candidates", "1", "--db", populated.db, "--sort", "acuracy_resnet"])
-    assert sort.exit_code == 2 and "accuracy_resnet" in sort.stderr
+    assert sort.exit_code == 2 and "did you mean 'accuracy_resnet'?" in sort.stderr
     status = runner.invoke(app, ["candidates", "1", "--db", populated.db, "--status", "rejcted"])
     assert status.exit_code == 2 and "rejected" in status.output
     missing = runner.invoke(app, ["candidates", "99", "--db", populated.db])
@@ -212,6 +214,17 @@ def test_candidate_json_and_target_task_runs(populated: StoredSearch, tmp_path):
 
     table = runner.invoke(app, ["candidate", str(c.id), "--db", db])
     assert "1000" in table.stdout and "0.6100" in table.stdout and "0.6300" in table.stdout  # runs and their mean
+
+
+def test_a_baseline_is_named_by_its_label_not_by_a_birth(populated: StoredSearch):
+    with st.open_store(populated.db) as store, store.session(readonly=True) as s:
+        baseline = st.baselines_of(s, 1)[0]
+    result = runner.invoke(app, ["candidate", str(baseline.id), "--db", populated.db])
+    assert result.exit_code == 0, result.output
+    assert f"candidate {baseline.id} (baseline {baseline.label}) of search 1" in result.stdout
+    assert str(baseline.birth) not in result.stdout  # a baseline's stored birth is internal
+    shown = json.loads(runner.invoke(app, ["candidate", str(baseline.id), "--db", populated.db, "--json"]).stdout)
+    assert (shown["role"], shown["label"], shown["birth"]) == ("baseline", baseline.label, None)
 
 
 def test_candidate_refuses_an_unknown_id(populated: StoredSearch):

@@ -62,6 +62,14 @@ def test_a_candidate_with_target_runs_records_them(populated: StoredSearch, tmp_
     assert provenance["target_runs"] == [{"seed": 1000, "accuracies": {"resnet": 0.625}}]
 
 
+def test_a_baseline_export_records_its_label_and_no_birth(populated: StoredSearch):
+    with st.open_store(populated.db) as store, store.session(readonly=True) as s:
+        baseline = st.baselines_of(s, 1)[0]
+    provenance = exported(["--candidate", str(baseline.id), "--db", populated.db])["PROVENANCE"]
+    assert (provenance["candidate"], provenance["baseline"]) == (baseline.id, baseline.label)
+    assert "birth" not in provenance
+
+
 def test_library_and_file_exports_name_their_source_and_no_search(tmp_path):
     library = exported(["--layer", "evonorm_b0"])["PROVENANCE"]
     assert (library["source"], library["layer"]) == ("library", "evonorm_b0")
