@@ -270,7 +270,8 @@ def show_candidate(
     print_formulas([("DSL", c.dsl), *written, ("hash", c.canonical_hash)], "formula")
     if c.objectives:
         objectives = ", ".join(f"{heading(n)} {format_value(v)}" for n, v in c.objectives.items())
-        console.print(f"proxy objectives: {objectives}; mean {format_value(mean_accuracy(c.objectives))}")
+        mean = format_value(mean_accuracy(c.objectives))
+        console.print(f"proxy objectives: {objectives}; mean {mean}", highlight=False, markup=False)
     if evaluations := proxy_evaluations(detail):
         console.print(evaluations_table(evaluations))
     if runs:
@@ -301,8 +302,11 @@ def candidate_facts(c: Any) -> list[tuple[str, str]]:
 
 
 def proxy_evaluations(detail: CandidateDetail) -> list[Any]:
-    """The evaluations of the search's own phases; target-task runs are shown per seed on their own."""
-    return [e for e in detail.evaluations if e.phase is not EvaluationPhase.VALIDATION]
+    """The evaluations of the search's own phases in the order they run (quality, then proxy); target-task
+    runs are shown per seed on their own."""
+    order = list(EvaluationPhase)
+    chosen = [e for e in detail.evaluations if e.phase is not EvaluationPhase.VALIDATION]
+    return sorted(chosen, key=lambda e: order.index(e.phase))  # stable: architecture and attempt stay sorted
 
 
 def evaluations_table(evaluations: list[Any]) -> Table:

@@ -203,7 +203,8 @@ def test_candidate_json_and_target_task_runs(populated: StoredSearch, tmp_path):
     assert (shown["id"], shown["search"], shown["birth"], shown["status"]) == (c.id, 1, c.birth, "evaluated")
     assert shown["dsl"] == c.dsl and shown["canonical_hash"] == c.canonical_hash
     assert shown["objectives"] == c.objectives
-    assert {e["phase"] for e in shown["evaluations"]} == {"quality", "proxy"}
+    phases = [e["phase"] for e in shown["evaluations"]]
+    assert set(phases) == {"quality", "proxy"} and phases == sorted(phases, key=["quality", "proxy"].index)
     assert shown["target_runs"] == [
         {"seed": 1000, "accuracies": {"resnet": 0.61}, "seconds": 2.0},
         {"seed": 1001, "accuracies": {"resnet": 0.65}, "seconds": 2.0},
