@@ -266,3 +266,7 @@ def test_evaluate_refuses_db_without_candidate_and_an_unknown_candidate(finished
     assert alone.exit_code == 2 and "--db" in alone.stderr
     missing = runner.invoke(app, ["evaluate", "--candidate", "9999", "--db", finished.db, "--in-process"])
     assert missing.exit_code == 1 and "9999" in missing.stderr
+
+
+def test_run_ends_with_the_candidates_command_and_its_db(finished: StoredSearch):
+    assert f"evonorm-search candidates 1 --db {finished.db}" in finished.output
