@@ -2,8 +2,8 @@
 
 `evaluate --layer NAME|FILE ... --config CONFIG` prints the proxy score a search would record for each
 layer (rejections off); `evaluate --candidate ID` scores a stored candidate again, under its search's
-stored configuration unless `--config` is given. `validate SEARCH_ID` re-trains the top layers of a search's Pareto front and its
-baselines on the target task and stores the results (phase `validation`); `validate --layer ...
+stored configuration unless `--config` is given. `validate SEARCH_ID` re-trains the top layers of a
+search's Pareto front and its baselines on the target task and stores the results (phase `validation`); `validate --layer ...
 --config CONFIG` does the same for given layers, beside the config's baselines, storing nothing.
 `--json` prints one JSON list on stdout and nothing else there (progress goes to stderr).
 """
@@ -110,7 +110,8 @@ def evaluate_command(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """The proxy score a search would record for each layer (mean accuracy over its architectures)."""
+    """The proxy score a search would record for each layer (mean accuracy over its architectures): given
+    layers, or stored candidates scored again (under their search's configuration by default)."""
     if not layer and not candidate:
         raise fail("give at least one --layer NAME|FILE or --candidate ID")
     if db is not None and not candidate:
