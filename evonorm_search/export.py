@@ -33,7 +33,7 @@ Formula (before the per-channel affine ``y * weight + bias``):
     {latex}
 
 Canonical form:
-    {canonical}
+{canonical}
 
 Canonical hash: {hash}
 
@@ -249,7 +249,7 @@ def export_module(
         version=__version__,
         dsl=textwrap.indent(graph.to_text(), "    "),
         latex=_latex_or_note(graph),
-        canonical=record["canonical_form"],
+        canonical=textwrap.indent(record["canonical_form"], "    "),  # a structural form has several lines
         hash=record["canonical_hash"],
         provenance=_provenance_text(record),
         provenance_literal=_dict_literal(record),
