@@ -12,13 +12,14 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..ir import Graph, GraphError
+from ..ir import GraphError
 from ..search.config import did_you_mean
 from ..search.objectives import heading, mean_accuracy
 from ..store import (
@@ -37,7 +38,7 @@ from ..store import (
     validation_runs,
 )
 from ..store.pages import MAX_PAGE
-from ..symbolic import FormulaTooLarge, canonical_form, latex
+from ..symbolic import FormulaTooLarge, symbolic_forms
 from .app import app, console, fail
 from .common import EXIT_STORE, DbOption, opened_readonly_store, print_formulas
 
@@ -102,7 +103,7 @@ def candidates_command(
     if as_csv:
         write_text(candidates_csv(rows, objectives), out)
     elif as_json:
-        write_text(json.dumps([candidate_row_json(r) for r in rows], indent=2) + "\n", out)
+        write_text(json.dumps(candidates_json(rows), indent=2) + "\n", out)
     else:
         show_candidates(search_id, rows, objectives)
 
@@ -175,20 +176,12 @@ def show_candidates(search_id: int, rows: list[Any], objectives: list[str]) -> N
     print_formulas([(str(r.id), r.dsl) for r in rows], "formulas (id: layer)")
 
 
-def candidate_row_json(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "search": r.search_id,
-        "birth": r.birth,
-        "status": str(r.status),
-        "rejection_stage": None if r.rejection_stage is None else str(r.rejection_stage),
-        "rejection_reason": r.rejection_reason,
-        "objectives": r.objectives,
-        "mean_accuracy": mean_accuracy(r.objectives),
-        "parent": r.parent_id,
-        "duplicate_of": r.duplicate_of,
-        "dsl": r.dsl,
-    }
+def candidates_json(rows: list[Any]) -> list[dict[str, Any]]:
+    """Each row as the API's page of candidates lists it (one shape for the same thing), with its mean
+    accuracy."""
+    from service.views import candidate_brief  # FastAPI's schemas load only for --json
+
+    return [{**candidate_brief(r).model_dump(mode="json"), "mean_accuracy": mean_accuracy(r.objectives)} for r in rows]
 
 
 def candidates_csv(rows: list[Any], objectives: list[str]) -> str:
@@ -239,34 +232,40 @@ def candidate_command(
                 runs = validation_runs(s, [candidate_id])[candidate_id]
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
-    forms = symbolic_text(detail.candidate.graph, detail.candidate.dsl)
+    forms = symbolic_forms_of(detail.candidate.graph)
     if as_json:
-        typer.echo(json.dumps(candidate_json(detail, runs, forms), indent=2))
+        typer.echo(json.dumps(candidate_json(detail, forms), indent=2))
     else:
         show_candidate(detail, search_name, runs, forms)
 
 
-def symbolic_text(stored_graph: dict[str, Any], dsl: str) -> dict[str, str | None]:
-    """The canonical form and LaTeX of a stored layer; None where the formula is too large to write out."""
-    try:
-        graph = Graph.from_dict(stored_graph)
-    except GraphError:
-        return {"canonical": None, "latex": None}
-    try:
-        formula: str | None = latex(graph)
-    except FormulaTooLarge:
-        formula = None
-    return {"canonical": canonical_form(graph), "latex": formula}
+@dataclass(frozen=True)
+class Forms:
+    """A stored layer's canonical form and LaTeX, or why there are none (as the API's `formula` says)."""
+
+    canonical: str | None
+    latex: str | None
+    note: str | None = None
 
 
-def show_candidate(
-    detail: CandidateDetail, search_name: str, runs: list[ValidationRun], forms: dict[str, str | None]
-) -> None:
+def symbolic_forms_of(stored_graph: dict[str, Any]) -> Forms:
+    try:
+        canonical, formula, _ = symbolic_forms(stored_graph)
+    except FormulaTooLarge as e:
+        return Forms(None, None, str(e))
+    except (GraphError, ValueError, TypeError, KeyError) as e:
+        return Forms(None, None, f"the stored graph cannot be read by this version: {e}")
+    return Forms(canonical, formula)
+
+
+def show_candidate(detail: CandidateDetail, search_name: str, runs: list[ValidationRun], forms: Forms) -> None:
     c = detail.candidate
     console.print(f"candidate {c.id} ({birth_or_label(c)}) of search {c.search_id} ({search_name})", highlight=False)
     for label, value in candidate_facts(c):
         console.print(f"  {label}: {value}", highlight=False, markup=False)
-    written = [(kind, text) for kind, text in forms.items() if text]
+    written = [(kind, text) for kind, text in (("canonical", forms.canonical), ("latex", forms.latex)) if text]
+    if forms.note:
+        written.append(("note", forms.note))
     print_formulas([("DSL", c.dsl), *written, ("hash", c.canonical_hash)], "formula")
     if c.objectives:
         objectives = ", ".join(f"{heading(n)} {format_value(v)}" for n, v in c.objectives.items())
@@ -359,50 +358,10 @@ def show_lineage(detail: CandidateDetail) -> None:
     print_formulas([(str(a.id), a.dsl) for a in detail.lineage], "formulas of the lineage (id: layer)")
 
 
-def candidate_json(detail: CandidateDetail, runs: list[ValidationRun], forms: dict[str, str | None]) -> dict[str, Any]:
-    c = detail.candidate
-    return {
-        "id": c.id,
-        "search": c.search_id,
-        "birth": None if is_baseline(c) else c.birth,
-        "role": str(c.role),
-        "label": c.label,
-        "status": str(c.status),
-        "rejection_stage": None if c.rejection_stage is None else str(c.rejection_stage),
-        "rejection_reason": c.rejection_reason,
-        "error": c.error,
-        "duplicate_of": c.duplicate_of,
-        "parent": c.parent_id,
-        "mutation": c.mutation,
-        "dsl": c.dsl,
-        **forms,
-        "canonical_hash": c.canonical_hash,
-        "objectives": c.objectives,
-        "mean_accuracy": mean_accuracy(c.objectives),
-        "evaluations": [evaluation_json(e) for e in proxy_evaluations(detail)],
-        "target_runs": [{"seed": r.seed, "accuracies": r.accuracies, "seconds": r.seconds} for r in runs],
-        "lineage": [ancestor_json(a) for a in detail.lineage],
-        "lineage_truncated": detail.lineage_truncated,
-    }
+def candidate_json(detail: CandidateDetail, forms: Forms) -> dict[str, Any]:
+    """The API's answer for the candidate (GET /api/v1/candidates/ID): one shape for the same thing."""
+    from service.formulas import Symbolic  # FastAPI's schemas load only for --json
+    from service.views import candidate_detail as api_candidate_detail
 
-
-def evaluation_json(e: Any) -> dict[str, Any]:
-    return {
-        "phase": str(e.phase),
-        "architecture": e.architecture,
-        "attempt": e.attempt,
-        "status": str(e.status),
-        "metrics": e.metrics,
-        "seconds": e.duration_seconds,
-    }
-
-
-def ancestor_json(a: Any) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "birth": a.birth,
-        "status": str(a.status),
-        "objectives": a.objectives,
-        "mutation": a.mutation,
-        "dsl": a.dsl,
-    }
+    symbolic = Symbolic(forms.canonical, forms.latex, forms.note)
+    return api_candidate_detail(detail, symbolic).model_dump(mode="json")

@@ -109,7 +109,31 @@ def test_candidates_json_rows_carry_what_the_table_shows(populated: StoredSearch
         assert (row["birth"], row["status"], row["dsl"]) == (c.birth, str(c.status), c.dsl)
         assert row["rejection_stage"] == (None if c.rejection_stage is None else str(c.rejection_stage))
         assert row["rejection_reason"] == c.rejection_reason
-        assert row["objectives"] == c.objectives and row["parent"] == c.parent_id
+        assert row["objectives"] == c.objectives and row["parent_id"] == c.parent_id
+
+
+def api_json(db: str, path: str) -> object:
+    """What the service answers at `path` over the same database."""
+    from tests.service.conftest import AUTH, client_for, settings_for
+
+    with client_for(settings_for(db)) as client:
+        response = client.get(f"/api/v1{path}", headers=AUTH)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_candidates_json_is_the_apis_page_of_candidates(populated: StoredSearch):
+    """One JSON shape for the same thing: each row as the API's page lists it, plus its mean accuracy."""
+    shown = json.loads(runner.invoke(app, ["candidates", "1", "--db", populated.db, "--json", "--sort", "cost"]).stdout)
+    api = api_json(populated.db, "/searches/1/candidates?sort=cost")
+    assert [{k: row[k] for k in row if k != "mean_accuracy"} for row in shown] == api["items"]  # type: ignore[index]
+    assert all("mean_accuracy" in row for row in shown)
+
+
+def test_candidate_json_is_the_apis_candidate(populated: StoredSearch):
+    child = a_child(populated.db).candidate
+    shown = json.loads(runner.invoke(app, ["candidate", str(child.id), "--db", populated.db, "--json"]).stdout)
+    assert shown == api_json(populated.db, f"/candidates/{child.id}?lineage_limit=100")
 
 
 def test_candidates_csv_to_stdout_and_to_a_file(populated: StoredSearch, tmp_path):
@@ -200,15 +224,16 @@ def test_candidate_json_and_target_task_runs(populated: StoredSearch, tmp_path):
     result = runner.invoke(app, ["candidate", str(c.id), "--db", db, "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    assert (shown["id"], shown["search"], shown["birth"], shown["status"]) == (c.id, 1, c.birth, "evaluated")
-    assert shown["dsl"] == c.dsl and shown["canonical_hash"] == c.canonical_hash
+    assert (shown["id"], shown["search_id"], shown["birth"], shown["status"]) == (c.id, 1, c.birth, "evaluated")
+    assert shown["formula"]["text"] == c.dsl and shown["canonical_hash"] == c.canonical_hash
+    assert shown["formula"]["canonical"] and shown["formula"]["latex"]
     assert shown["objectives"] == c.objectives
-    phases = [e["phase"] for e in shown["evaluations"]]
-    assert set(phases) == {"quality", "proxy"} and phases == sorted(phases, key=["quality", "proxy"].index)
-    assert shown["target_runs"] == [
-        {"seed": 1000, "accuracies": {"resnet": 0.61}, "seconds": 2.0},
-        {"seed": 1001, "accuracies": {"resnet": 0.65}, "seconds": 2.0},
+    assert {e["phase"] for e in shown["evaluations"]} == {"quality", "proxy", "validation"}
+    assert shown["validation"]["runs"] == [
+        {"seed": 1000, "accuracies": {"resnet": 0.61}},
+        {"seed": 1001, "accuracies": {"resnet": 0.65}},
     ]
+    assert shown["validation"]["mean"] == pytest.approx(0.63)
     assert shown["lineage"][0]["id"] == c.parent_id
     assert "mutation" in shown["lineage"][0]
     assert shown["mutation"] == {"kind": "replace_op"}
@@ -225,7 +250,7 @@ def test_a_baseline_is_named_by_its_label_not_by_a_birth(populated: StoredSearch
     assert f"candidate {baseline.id} (baseline {baseline.label}) of search 1" in result.stdout
     assert str(baseline.birth) not in result.stdout  # a baseline's stored birth is internal
     shown = json.loads(runner.invoke(app, ["candidate", str(baseline.id), "--db", populated.db, "--json"]).stdout)
-    assert (shown["role"], shown["label"], shown["birth"]) == ("baseline", baseline.label, None)
+    assert (shown["role"], shown["label"]) == ("baseline", baseline.label)  # the API's shape: role tells
 
 
 def test_candidate_refuses_an_unknown_id(populated: StoredSearch):
