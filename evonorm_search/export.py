@@ -8,15 +8,20 @@ has the same constructor and `state_dict` keys, and can be scripted with `torch.
 from __future__ import annotations
 
 import inspect
+import json
 import keyword
+import math
 import textwrap
+from collections.abc import Mapping
+from typing import Any
 
+from . import library
 from ._version import __version__
 from .compiler.cache import standalone_source
 from .ir import OPS, Graph
 from .layer import as_graph, effective_groups
 from .reference import FORWARD_NAME, forward_source, helper_sources
-from .symbolic import FormulaTooLarge, canonical_hash, latex
+from .symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
 
 _HEADER = '''\
 r"""{class_name}: a normalization-activation layer exported by evonorm-search {version}.
@@ -27,7 +32,13 @@ DSL:
 Formula (before the per-channel affine ``y * weight + bias``):
     {latex}
 
+Canonical form:
+{canonical}
+
 Canonical hash: {hash}
+
+Provenance (also in ``PROVENANCE``):
+{provenance}
 
 ``{class_name}(num_features, *, groups=32, eps=1e-5, momentum=0.1, affine=True)`` has the same
 parameters, buffers and ``state_dict`` keys as ``evonorm_search.NormAct`` for this layer, so weights
@@ -38,6 +49,9 @@ from typing import List, Optional
 
 import torch
 from torch import nn
+
+# Where this layer comes from and what it scored, as data (the docstring above says the same).
+PROVENANCE = {provenance_literal}
 '''
 
 _CHECK_INPUT = """
@@ -131,7 +145,10 @@ def _class_source(graph: Graph, class_name: str, kernels: bool = False) -> str:
     return "\n".join(
         [
             f"class {class_name}(nn.Module):",
-            f'    """{graph.to_text().splitlines()[-1]}"""',
+            '    r"""The layer (before the per-channel affine ``y * weight + bias``):',
+            "",
+            *(f"        {line}" for line in graph.to_text().splitlines()),
+            '    """',
             "",
             "    def __init__(",
             "        self, num_features: int, *, groups: int = 32, eps: float = 1e-5, momentum: float = 0.1,",
@@ -141,8 +158,55 @@ def _class_source(graph: Graph, class_name: str, kernels: bool = False) -> str:
             "",
             "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
             *(f"        {line}" for line in forward),
+            "",
+            "    def extra_repr(self) -> str:",
+            '        settings = f"groups={self.groups}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"',
+            '        return f"{self.num_features}, {settings}"',
         ]
     )
+
+
+def _provenance(layer: Graph | str, graph: Graph, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the export records: the version, the source (given, or a library name), the formula."""
+    if given is None:
+        given = {"source": "library", "layer": layer} if isinstance(layer, str) and layer in library.names() else {}
+    return {
+        "exported_by": f"evonorm-search {__version__}",
+        **_literal_values(given),
+        "dsl": graph.to_text(),
+        "canonical_form": canonical_form(graph),
+        "canonical_hash": canonical_hash(graph),
+    }
+
+
+def _literal_values(value: Any) -> Any:
+    """`value` as a Python literal can hold it: a non-finite score (no literal) becomes None, tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _literal_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_literal_values(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)  # an enum or a path: its text
+
+
+def _provenance_text(record: Mapping[str, Any]) -> str:
+    """The provenance fields the docstring does not show already, one `key: value` line each."""
+    shown_above = {"dsl", "canonical_form", "canonical_hash"}
+    lines = [f"{key}: {_as_text(value)}" for key, value in record.items() if key not in shown_above]
+    return textwrap.indent("\n".join(lines), "    ")
+
+
+def _as_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace('"""', "'''")  # would end the docstring; PROVENANCE keeps the exact text
+
+
+def _dict_literal(record: Mapping[str, Any]) -> str:
+    """A dict literal, one key a line (values of `_literal_values`: their repr is a literal)."""
+    return "\n".join(["{", *(f"    {key!r}: {value!r}," for key, value in record.items()), "}"])
 
 
 def check_class_name(class_name: str) -> None:
@@ -157,8 +221,19 @@ def _latex_or_note(graph: Graph) -> str:
         return f"(not printed: {e})"
 
 
-def export_module(layer: Graph | str, class_name: str = "EvoNormLayer", *, kernels: bool = False) -> str:
+def export_module(
+    layer: Graph | str,
+    class_name: str = "EvoNormLayer",
+    *,
+    kernels: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+) -> str:
     """Standalone Python source of a module class that computes `layer`.
+
+    `provenance`: where the layer comes from (e.g. `{"source": "candidate", "search": 1, "candidate":
+    42, "objectives": {...}}`), recorded in the module's docstring and its `PROVENANCE` dict with the
+    layer's DSL, canonical form and hash. Without it, a library name given as `layer` is recorded as
+    its source; a graph's source is not known, and none is claimed.
 
     With `kernels=True` the module also carries the layer's fused Triton kernels (forward and
     backward) and uses them on CUDA tensors, falling back to the plain-torch forward elsewhere or
@@ -168,12 +243,16 @@ def export_module(layer: Graph | str, class_name: str = "EvoNormLayer", *, kerne
     if not isinstance(kernels, bool):
         raise TypeError(f"kernels must be True or False, got {kernels!r}")
     graph = as_graph(layer)
+    record = _provenance(layer, graph, provenance)
     header = _HEADER.format(
         class_name=class_name,
         version=__version__,
         dsl=textwrap.indent(graph.to_text(), "    "),
         latex=_latex_or_note(graph),
-        hash=canonical_hash(graph),
+        canonical=textwrap.indent(record["canonical_form"], "    "),  # a structural form has several lines
+        hash=record["canonical_hash"],
+        provenance=_provenance_text(record),
+        provenance_literal=_dict_literal(record),
     )
     parts = [
         header,

@@ -34,7 +34,8 @@ RUNNER = textwrap.dedent(
         spec.loader.exec_module(mod)
         cls = getattr(mod, case["class_name"])
         data = torch.load(case["inputs"])
-        results = {"doc": mod.__doc__}
+        results = {"doc": mod.__doc__, "class_doc": cls.__doc__, "provenance": mod.PROVENANCE}
+        results["repr"] = repr(cls(case["channels"], groups=case["groups"]))
         for variant in ("eager", "script"):
             layer = cls(case["channels"], groups=case["groups"], eps=case["eps"], momentum=case["momentum"]).double()
             layer.load_state_dict(data["state"])
@@ -128,6 +129,11 @@ def test_exported_modules_reproduce_normact_without_the_project(tmp_path):
         got = torch.load(case["output"], weights_only=False)
         assert graph.to_text().splitlines()[-1] in got["doc"]
         assert es.latex(graph) in got["doc"]
+        for line in graph.to_text().splitlines():
+            assert line in got["class_doc"], (name, line)  # the whole program, never a `t1` left undefined
+        assert got["provenance"]["dsl"] == graph.to_text()
+        assert got["provenance"]["canonical_hash"] == es.canonical_hash(graph)
+        assert f"{CHANNELS}, groups={GROUPS}" in got["repr"], got["repr"]
         for variant in ("eager", "script"):
             # Eager export runs the reference's own code: bit-identical. TorchScript may fuse and
             # reorder float operations, so it gets a few ulps.
@@ -162,3 +168,50 @@ def test_exported_source_is_readable_and_self_describing():
     assert r"\sigma\left(v_{1} x\right)" in src
     assert "class EvoNormS0(nn.Module):" in src
     assert es.canonical_hash(es.library.get("evonorm_s0")) in src
+
+
+def exported_namespace(source: str) -> dict:
+    namespace: dict = {}
+    exec(compile(source, "exported.py", "exec"), namespace)  # the project's own output
+    return namespace
+
+
+def test_the_docstrings_define_every_intermediate_they_name():
+    src = es.export_module("gn_silu", class_name="GnSilu")
+    namespace = exported_namespace(src)
+    for doc in (namespace["__doc__"], namespace["GnSilu"].__doc__):
+        assert "t1 = v1 * (x - mean(x, group)) / std(x, group) + v0" in doc
+        assert "y = t1 * sigmoid(t1)" in doc
+
+
+def test_a_library_export_records_what_is_known_and_nothing_invented():
+    graph = es.library.get("evonorm_s0")
+    namespace = exported_namespace(es.export_module("evonorm_s0", class_name="EvoNormS0"))
+    provenance = namespace["PROVENANCE"]
+    assert provenance == {
+        "exported_by": f"evonorm-search {es.__version__}",
+        "source": "library",
+        "layer": "evonorm_s0",
+        "dsl": graph.to_text(),
+        "canonical_form": es.canonical_form(graph),
+        "canonical_hash": es.canonical_hash(graph),
+    }
+    assert "source: library" in namespace["__doc__"] and "layer: evonorm_s0" in namespace["__doc__"]
+
+    # A graph handed over alone: where it came from is not known, so no source is claimed.
+    bare = exported_namespace(es.export_module(graph, class_name="Layer"))["PROVENANCE"]
+    assert "source" not in bare and bare["dsl"] == graph.to_text()
+
+
+def test_the_provenance_given_is_recorded_in_the_constant_and_the_docstring():
+    given = {"source": "candidate", "search": 3, "candidate": 42, "objectives": {"accuracy_resnet": 0.8125}}
+    namespace = exported_namespace(es.export_module("relu", class_name="Found", provenance=given))
+    assert {k: namespace["PROVENANCE"][k] for k in given} == given
+    doc = namespace["__doc__"]
+    assert "search: 3" in doc and "candidate: 42" in doc and "0.8125" in doc
+
+
+def test_the_repr_shows_channels_groups_and_settings():
+    namespace = exported_namespace(es.export_module("gn_relu", class_name="GnRelu"))
+    layer = namespace["GnRelu"](64, groups=8, eps=1e-3)
+    assert repr(layer) == "GnRelu(64, groups=8, eps=0.001, momentum=0.1, affine=True)"

@@ -147,5 +147,10 @@ def test_formulas_too_large_to_write_out_are_refused_quickly(tmp_path):
     assert es.canonical_form(g).startswith("structural[FormulaTooLarge]")
     assert es.canonical_hash(g) == es.canonical_hash(es.parse(g.to_text()))
     assert es.canonical_hash(g) != es.canonical_hash(_doubling_chain(41))
-    assert "(not printed: the formula has more than" in es.export_module(g, class_name="Big")
+    exported = es.export_module(g, class_name="Big")
+    assert "(not printed: the formula has more than" in exported
+    namespace: dict = {}
+    exec(compile(exported, "big.py", "exec"), namespace)  # the structural form, several lines, stays in place
+    assert namespace["PROVENANCE"]["canonical_form"] == es.canonical_form(g)
+    assert "\n".join("    " + line for line in es.canonical_form(g).splitlines()) in namespace["__doc__"]
     assert es.latex(_doubling_chain(8)).startswith(r"x \sigma\left(x + 1\right)")  # small enough: printed

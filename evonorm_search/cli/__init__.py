@@ -7,6 +7,7 @@ Each command group lives in its own module and registers on `app`; modules that 
 from __future__ import annotations
 
 from . import (
+    candidates,  # noqa: F401  (registers commands)
     data,  # noqa: F401  (registers commands)
     db,  # noqa: F401  (registers commands)
     demo,  # noqa: F401  (registers commands)

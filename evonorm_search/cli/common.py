@@ -30,6 +30,7 @@ from ..search.config import ConfigError, SearchConfig
 from ..search.controller import ControllerError, SearchProgress, run_search
 from ..search.evaluator import Evaluator, InProcessEvaluator
 from ..search.objectives import heading
+from ..search.provenance import candidate_provenance
 from ..store import (
     Candidate,
     CandidateStatus,
@@ -382,13 +383,23 @@ def print_formulas(keyed: list[tuple[str, str]], title: str) -> None:
 # -- a stored candidate ---------------------------------------------------------------------------------
 
 
-def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
-    """The graph of a stored candidate and a class name for its export."""
+@dataclass(frozen=True)
+class StoredLayer:
+    """A stored candidate's layer as `export` writes it: the graph, a class name, and where it comes from."""
+
+    graph: Graph
+    class_name: str
+    provenance: dict[str, Any]
+
+
+def candidate_layer(candidate_id: int, db: str | None) -> StoredLayer:
+    """The graph of a stored candidate, a class name for its export and its provenance."""
     with opened_readonly_store(db) as store:
         try:
             with store.session(readonly=True) as s:
                 candidate = get_candidate(s, candidate_id)
                 stored = candidate.graph
+                provenance = candidate_provenance(s, candidate_id)
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
     try:
@@ -396,7 +407,7 @@ def candidate_layer(candidate_id: int, db: str | None) -> tuple[Graph, str]:
     except GraphError as e:
         raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_STORE) from None
     warn_unless_evaluated(candidate)
-    return graph, f"EvoNormCandidate{candidate_id}"
+    return StoredLayer(graph, f"EvoNormCandidate{candidate_id}", provenance)
 
 
 def warn_unless_evaluated(candidate: Candidate) -> None:

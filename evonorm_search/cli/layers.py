@@ -171,6 +171,15 @@ def resolve_layer(layer: str) -> Graph:
     raise fail(f"{layer!r} is neither a library layer ({', '.join(library.names())}) nor a file{suggestion}")
 
 
+def layer_provenance(layer: str) -> dict[str, str]:
+    """Where `--layer` comes from, as far as it is known: a library layer, a file, or standard input."""
+    if layer in library.names():
+        return {"source": "library", "layer": layer}
+    if layer == "-":
+        return {"source": "stdin"}
+    return {"source": "file", "file": layer}
+
+
 def write_output(source: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(source)
@@ -198,14 +207,15 @@ def export_command(
     if (layer is None) == (candidate is None):
         raise fail("give one of --layer NAME|FILE or --candidate ID")
     if candidate is not None:
-        graph, default_name = candidate_layer(candidate, db)
+        stored = candidate_layer(candidate, db)
+        graph, default_name, provenance = stored.graph, stored.class_name, stored.provenance
     elif db is not None:
         raise fail("--db applies to --candidate only")
     else:
-        graph, default_name = resolve_layer(layer), class_name_for(layer)
+        graph, default_name, provenance = resolve_layer(layer), class_name_for(layer), layer_provenance(layer)
     name = class_name or default_name
     try:
-        source = export_module(graph, class_name=name)
+        source = export_module(graph, class_name=name, provenance=provenance)
     except ValueError as e:
         raise fail(str(e)) from None
     write_output(source, out)

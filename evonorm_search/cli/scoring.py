@@ -1,8 +1,9 @@
 """`evaluate` and `validate`: score layers on the proxies, or re-train them on the target task.
 
 `evaluate --layer NAME|FILE ... --config CONFIG` prints the proxy score a search would record for each
-layer (rejections off). `validate SEARCH_ID` re-trains the top layers of a search's Pareto front and its
-baselines on the target task and stores the results (phase `validation`); `validate --layer ...
+layer (rejections off); `evaluate --candidate ID` scores a stored candidate again, under its search's
+stored configuration unless `--config` is given. `validate SEARCH_ID` re-trains the top layers of a
+search's Pareto front and its baselines on the target task and stores the results (phase `validation`); `validate --layer ...
 --config CONFIG` does the same for given layers, beside the config's baselines, storing nothing.
 `--json` prints one JSON list on stdout and nothing else there (progress goes to stderr).
 """
@@ -12,24 +13,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from ..ir import Graph, GraphError
 from ..search.config import SearchConfig, resolve_layer
 from ..search.evaluator import Evaluator
 from ..search.scoring import LayerToScore, SeedRun
 from ..search.validation import (
     BASELINE,
     TargetValidationError,
+    Validated,
     difference,
     score_given,
     search_targets,
     validate_search,
 )
-from ..store import NotFoundError, Store, StoreError
+from ..store import NotFoundError, Store, StoreError, get_candidate
 from .app import app, console, err_console, fail
 from .common import (
     EXIT_FAILED,
@@ -37,8 +41,10 @@ from .common import (
     EvaluationOptions,
     load_config,
     make_evaluator,
+    opened_readonly_store,
     opened_store,
     print_formulas,
+    stored_config,
     with_evaluation_options,
 )
 
@@ -90,21 +96,77 @@ def _evaluator(store: Store | None, config: SearchConfig, options: EvaluationOpt
 def evaluate_command(
     evaluation: EvaluationOptions,
     layer: LayerOption = None,
+    candidate: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--candidate",
+            metavar="ID",
+            help="A stored candidate (from --db); repeat for several. Scored under its search's stored "
+            "configuration unless --config is given.",
+        ),
+    ] = None,
     config_path: ConfigOption = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=100, help="Seeds: config.seed, config.seed+1, ...")] = 1,
     as_json: JsonOption = False,
+    db: DbOption = None,
 ) -> None:
-    """The proxy score a search would record for each layer (mean accuracy over its architectures)."""
-    if not layer:
-        raise fail("give at least one --layer NAME|FILE")
-    layers = _layers(layer)
-    config = _config(config_path, "evaluate")
+    """The proxy score a search would record for each layer (mean accuracy over its architectures): given
+    layers, or stored candidates scored again (under their search's configuration by default)."""
+    if not layer and not candidate:
+        raise fail("give at least one --layer NAME|FILE or --candidate ID")
+    if db is not None and not candidate:
+        raise fail("--db applies to --candidate: the database to read the candidates from")
+    stored, stored_under = _stored_candidates(candidate or [], db, needs_config=config_path is None)
+    layers = [*stored, *_layers(layer or [])]
+    config = stored_under if config_path is None and stored_under is not None else _config(config_path, "evaluate")
     evaluator = _evaluator(None, config, evaluation)
     try:
         results = score_given(config, layers, [], evaluator, target=False, seeds=seeds, on_run=_progress(as_json))
     finally:
         evaluator.close()
+    ids: list[int | None] = [*(candidate or []), *[None] * len(layer or [])]  # in the order of `layers`
+    results = [_with_candidate_id(r, i) for r, i in zip(results, ids, strict=True)]
     _print(results, as_json, f"proxy scores under {config.name} ({seeds} seed(s))")
+
+
+def _stored_candidates(
+    ids: Sequence[int], db: str | None, *, needs_config: bool
+) -> tuple[list[LayerToScore], SearchConfig | None]:
+    """The layers of stored candidates, each labelled `candidate ID`, and (when `needs_config`) the
+    stored configuration of their search, which must then be one search."""
+    if not ids:
+        return [], None
+    with opened_readonly_store(db) as store:
+        try:
+            with store.session(readonly=True) as s:
+                found = [get_candidate(s, i) for i in ids]
+                stored = [(c.id, c.search_id, c.graph) for c in found]
+        except StoreError as e:
+            raise fail(str(e), EXIT_FAILED) from None
+        searches = sorted({search_id for _, search_id, _ in stored})
+        if needs_config and len(searches) > 1:
+            raise fail(f"the candidates come from searches {searches}; give --config CONFIG.yaml to score them under")
+        config = _stored_search_config(store, searches[0]) if needs_config else None
+    return [LayerToScore(_stored_graph(i, graph), f"candidate {i}") for i, _, graph in stored], config
+
+
+def _stored_search_config(store: Store, search_id: int) -> SearchConfig:
+    try:
+        return stored_config(store, search_id)
+    except StoreError as e:
+        raise fail(str(e), EXIT_FAILED) from None
+
+
+def _stored_graph(candidate_id: int, stored: dict[str, Any]) -> Graph:
+    try:
+        return Graph.from_dict(stored)
+    except GraphError as e:
+        raise fail(f"candidate {candidate_id} holds an invalid graph: {e}", EXIT_FAILED) from None
+
+
+def _with_candidate_id(result: Validated, candidate_id: int | None) -> Validated:
+    """The result of a stored candidate names it by id (its `candidate_id` in --json)."""
+    return result if candidate_id is None else replace(result, candidate_id=candidate_id)
 
 
 # -- validate -----------------------------------------------------------------------------------------

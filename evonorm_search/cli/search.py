@@ -160,6 +160,7 @@ def run_command(
             f"results: search {search_id} in {store.url}\n"
             f"  evonorm-search pareto {search_id}{db_flag(db)}      the Pareto front\n"
             f"  evonorm-search status {search_id}{db_flag(db)}      the funnel and best values\n"
+            f"  evonorm-search candidates {search_id}{db_flag(db)}  every candidate, filtered and sorted (--csv)\n"
             f"  evonorm-search export --candidate CANDIDATE_ID{db_flag(db)} -o layer.py",
             highlight=False,
             markup=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 import evonorm_search as es
 from evonorm_search.ir import Graph, GraphError
+from evonorm_search.search.provenance import candidate_provenance
 from evonorm_search.search.validation import Validated
 
 from .. import repository as repo
@@ -62,8 +63,20 @@ async def candidate(
 def _graph(store: repo.Store, candidate_id: int) -> Graph:
     with store.session(readonly=True) as s:
         stored = repo.get_candidate(s, candidate_id)
+    return _readable_graph(stored.graph, candidate_id)
+
+
+def _graph_and_provenance(store: repo.Store, candidate_id: int) -> tuple[Graph, dict[str, Any]]:
+    """The layer and what its export records of it (search, candidate, scores), read in one session."""
+    with store.session(readonly=True) as s:
+        stored = repo.get_candidate(s, candidate_id).graph
+        provenance = candidate_provenance(s, candidate_id)
+    return _readable_graph(stored, candidate_id), provenance
+
+
+def _readable_graph(stored: dict[str, Any], candidate_id: int) -> Graph:
     try:
-        return Graph.from_dict(stored.graph)
+        return Graph.from_dict(stored)
     except (GraphError, ValueError, TypeError, KeyError) as e:
         raise ApiError(
             409, "conflict", f"candidate {candidate_id}'s stored graph cannot be read by this version: {e}"
@@ -100,11 +113,11 @@ async def module_source(
     """A Python file that needs only torch: the layer as an nn.Module with NormAct's constructor and
     state_dict keys, so trained weights load across."""
     name = class_name or f"EvoNormCandidate{candidate_id}"
-    graph = await database.run(partial(_graph, store, candidate_id))
+    graph, provenance = await database.run(partial(_graph_and_provenance, store, candidate_id))
 
     def export() -> str:
         try:
-            return es.export_module(graph, class_name=name)
+            return es.export_module(graph, class_name=name, provenance=provenance)
         except ValueError as e:  # a keyword as class name
             raise ApiError(422, "invalid_request", str(e)) from None
 

@@ -251,6 +251,20 @@ def test_module_export_is_a_standalone_module_that_computes_the_layer(populated:
     torch.testing.assert_close(exported(x), reference(x))
 
 
+def test_module_export_records_the_candidates_search_and_scores(populated: Populated):
+    candidate_id = populated.finished.evaluated[2]
+    source = populated.client.get(f"{API}/candidates/{candidate_id}/module.py").text
+    namespace: dict = {}
+    exec(compile(source, "exported.py", "exec"), namespace)
+    provenance = namespace["PROVENANCE"]
+    with st.open_store(populated.url) as store, store.session(readonly=True) as s:
+        stored = st.get_candidate(s, candidate_id)
+        assert (provenance["source"], provenance["search"]) == ("candidate", populated.finished.id)
+        assert (provenance["candidate"], provenance["status"]) == (candidate_id, "evaluated")
+        assert provenance["objectives"] == stored.objectives and provenance["dsl"] == stored.dsl
+    assert f"candidate: {candidate_id}" in namespace["__doc__"]
+
+
 def test_module_export_default_class_name_and_bad_class_names(populated: Populated):
     candidate_id = populated.finished.evaluated[1]
     default = populated.client.get(f"{API}/candidates/{candidate_id}/module.py")
