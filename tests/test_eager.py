@@ -101,7 +101,7 @@ REWRITTEN = {
     "bn_relu": "t1 = std(x, batch)\nt2 = x - mean(x, batch)\ny = relu(v0 + t2 * v1 / t1)",
     "gn_relu": "relu(v0 + (x - mean(x, group)) / std(x, group) * v1)",
     "layernorm": "t1 = x - mean(x, layer)\ny = t1 / std(x, layer)",
-    "rmsnorm": "x * (1 / rms(x, channel))",
+    "layernorm_channel": "t1 = x - mean(x, channel)\ny = t1 * (1 / std(x, channel))",
 }
 
 
