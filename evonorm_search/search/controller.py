@@ -180,9 +180,15 @@ class Controller:
             idle = not self.in_flight and not self.backlog and not self.target_backlog
             if idle and self.births >= self.config.budget:
                 return SearchState.COMPLETED
-            for outcome in self.evaluator.poll(timeout=self.poll_interval):
+            # A fill cut short by its deadline left free workers and work to give them: collect what is
+            # done without waiting, and go back to filling.
+            unfilled = len(self.in_flight) < self.evaluator.capacity() and self._has_work()
+            for outcome in self.evaluator.poll(timeout=0.0 if unfilled else self.poll_interval):
                 self._record_outcome(outcome)
             self._report()
+
+    def _has_work(self) -> bool:
+        return bool(self.backlog or self.target_backlog) or self.births < self.config.budget
 
     # -- start and finish -------------------------------------------------------------------------
 
