@@ -5,13 +5,14 @@ intermediate. Where a layer is exactly one of PyTorch's fused normalizations, th
 instead (`NATIVE`: BN-ReLU, GN-ReLU, IN-ReLU, LayerNorm over (C, *spatial) and over C, as
 `F.batch_norm`, `F.group_norm`, `F.layer_norm`, with their fused backward passes), whatever DSL text wrote it: the match is on the canonical form. Running estimates use the
 module's buffers under BatchNorm's convention, which is the layer's own (momentum, unbiased running
-variance). Every other layer runs the reference, whose code generator keeps the op count low
-(`reference.py`).
+variance). Every other layer runs the reference (`reference.py`).
 
 Why these two tiers and not others: `benchmarks/cpu_step.py` measured the levers on the proxies'
 shapes (`benchmarks/results/cpu-step-cpu2.md`, "Levers"). On tensors of ~20k elements each PyTorch op
 costs a few microseconds of dispatch whatever it computes, so only fewer ops pay: one fused native op
-in place of a dozen wins 2-4x; `torch.var_mean` is 5-10x slower than a two-pass mean there; and an
+in place of a dozen is what brings a layer to its native module's step time; `torch.var_mean` is 4-10x
+slower than a two-pass mean there; a fused `addcmul` affine is slower than a product and a sum under
+autograd; RMSNorm's reference beats `F.rms_norm` over C (so RMSNorm has no row); and an
 `autograd.Function` running the compiler's analytic backward program as PyTorch ops was slower than
 autograd on most random candidates, its backward having as many ops as autograd's plus the cost of a
 Python-level Function.
