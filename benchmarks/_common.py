@@ -7,18 +7,14 @@ import os
 import platform
 from pathlib import Path
 
+from evonorm_search.search.score_cache import cpu_model
+
 # EVONORM_RESULTS_DIR redirects the tables (the smoke tests write theirs to a temporary folder).
 RESULTS = Path(os.environ.get("EVONORM_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return cpu_model()  # one reading of the CPU model for the results files and the score cache
 
 
 def machine_description() -> str:

@@ -204,22 +204,22 @@ def make_evaluator(
 @contextmanager
 def opened_store(url: str | None) -> Iterator[Store]:
     """The store, or a clean exit with the store's message when it cannot be opened."""
-    try:
-        store = open_store(url)
-    except StoreError as e:
-        raise fail(str(e), EXIT_STORE) from None
-    try:
+    with _opened(open_store, url) as store:
         yield store
-    finally:
-        store.close()
 
 
 @contextmanager
 def opened_readonly_store(url: str | None) -> Iterator[Store]:
     """The existing store, opened only to read (nothing created, migrated or written), or a clean exit
     with the store's message ("no database at ...") when it cannot be opened."""
+    with _opened(open_readonly_store, url) as store:
+        yield store
+
+
+@contextmanager
+def _opened(opener: Callable[[str | None], Store], url: str | None) -> Iterator[Store]:
     try:
-        store = open_readonly_store(url)
+        store = opener(url)
     except StoreError as e:
         raise fail(str(e), EXIT_STORE) from None
     try:
