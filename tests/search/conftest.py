@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from evonorm_search.search import SearchConfig
+from evonorm_search.search import InProcessEvaluator, SearchConfig
+from evonorm_search.search.controller import SearchProgress, create_search, run_search
 from evonorm_search.store import open_store
 
 # Two tiny proxies on a 3-class synthetic task: a candidate trains in a fraction of a second. No
@@ -34,6 +35,16 @@ def tiny_config(**overrides: Any) -> SearchConfig:
     data = yaml.safe_load(TINY_SEARCH)
     data.update(overrides)
     return SearchConfig.from_mapping(data)
+
+
+def run_to_end(store, config: SearchConfig, evaluator=None) -> tuple[int, SearchProgress]:
+    """A new search of `config` in `store`, driven to its end in this process: (its id, the final progress)."""
+    search_id = create_search(store, config)
+    evaluator = evaluator or InProcessEvaluator()
+    try:
+        return search_id, run_search(store, search_id, evaluator, poll_interval=0.01)
+    finally:
+        evaluator.close()
 
 
 def tiny_yaml(**overrides: Any) -> str:

@@ -15,7 +15,7 @@ from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.search.evaluator import InProcessEvaluator
 from evonorm_search.store import CandidateRole, CandidateStatus, EvaluationPhase
 
-from .conftest import tiny_config
+from .conftest import run_to_end, tiny_config
 
 runner = CliRunner()
 
@@ -52,16 +52,6 @@ def small_config(**overrides):
     }
     settings.update(overrides)
     return tiny_config(**settings)
-
-
-def run_to_end(store, config):
-    search_id = create_search(store, config)
-    evaluator = InProcessEvaluator()
-    try:
-        final = run_search(store, search_id, evaluator, poll_interval=0.01)
-    finally:
-        evaluator.close()
-    return search_id, final
 
 
 def test_baselines_are_evaluated_outside_the_budget_population_counters_and_front(any_store):

@@ -17,6 +17,7 @@ from evonorm_search.search.ladder import Ladder, crowding_distance, promotion_ra
 from evonorm_search.search.validation import validate_search
 from evonorm_search.store import Objective, baselines_of, results_in_commit_order, validation_runs
 
+from .conftest import run_to_end
 from .test_baselines import small_config
 
 MAX2 = [Objective("a", "max"), Objective("b", "max")]
@@ -64,12 +65,7 @@ def target_seeds(store, candidate_ids):
 
 def test_a_search_with_a_ladder_trains_its_promoted_candidates_and_baselines_on_the_target(store):
     config = ladder_config()
-    search_id = create_search(store, config)
-    evaluator = InProcessEvaluator()
-    try:
-        final = run_search(store, search_id, evaluator, poll_interval=0.01)
-    finally:
-        evaluator.close()
+    search_id, final = run_to_end(store, config)
     assert final.state == "completed"
     with store.session(readonly=True) as s:
         results = results_in_commit_order(s, search_id)
@@ -168,12 +164,7 @@ def test_the_validated_front_leads_pareto_in_text_and_json(tmp_path):
     url = f"sqlite:///{tmp_path / 'ladder.db'}"
     store = open_store(url)
     try:
-        search_id = create_search(store, ladder_config())
-        evaluator = InProcessEvaluator()
-        try:
-            run_search(store, search_id, evaluator, poll_interval=0.01)
-        finally:
-            evaluator.close()
+        search_id, _ = run_to_end(store, ladder_config())
     finally:
         store.close()
     runner = CliRunner()

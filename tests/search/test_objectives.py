@@ -7,7 +7,6 @@ import pytest
 
 from evonorm_search.ir import Graph, parse
 from evonorm_search.search import InProcessEvaluator
-from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.search.objectives import (
     OBJECTIVE_KINDS,
     Evaluated,
@@ -21,7 +20,7 @@ from evonorm_search.search.scoring import LayerToScore, score_layers
 from evonorm_search.store import CandidateStatus, Objective, get_search, list_candidates, pareto_front
 from service.views import objective_out
 
-from .conftest import tiny_config
+from .conftest import run_to_end, tiny_config
 
 
 def _node_count(evaluated: Evaluated, architecture: str | None) -> float:
@@ -57,12 +56,7 @@ def test_a_registered_kind_joins_every_search_config(nodes_kind):
 
 
 def test_a_registered_kind_is_computed_stored_and_selected_on(store, nodes_kind):
-    search_id = create_search(store, tiny_config(budget=4, population=2, tournament=1))
-    evaluator = InProcessEvaluator()
-    try:
-        run_search(store, search_id, evaluator, poll_interval=0.01)
-    finally:
-        evaluator.close()
+    search_id, _ = run_to_end(store, tiny_config(budget=4, population=2, tournament=1))
     with store.session(readonly=True) as s:
         stored = get_search(s, search_id).objective_specs
         candidates = list_candidates(s, search_id, limit=100).items

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from evonorm_search.search import InProcessEvaluator
-from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.store import list_candidates
 
-from .conftest import tiny_config
+from .conftest import run_to_end, tiny_config
 
 EVERY_MUTATION = ["replace_op", "rewire_input", "insert_node", "delete_node", "normalize_node"]
 
@@ -90,12 +88,7 @@ RANDOM = [
 
 
 def _recorded_run(store, **overrides):
-    search_id = create_search(store, tiny_config(**overrides))
-    evaluator = InProcessEvaluator()
-    try:
-        run_search(store, search_id, evaluator, poll_interval=0.01)
-    finally:
-        evaluator.close()
+    search_id, _ = run_to_end(store, tiny_config(**overrides))
     with store.session(readonly=True) as s:
         candidates = sorted(list_candidates(s, search_id, limit=1000).items, key=lambda c: c.birth)
     return [

@@ -11,15 +11,14 @@ import pytest
 
 from evonorm_search import library
 from evonorm_search.ir import Graph, Node
-from evonorm_search.search import ConfigError, InProcessEvaluator
-from evonorm_search.search.controller import create_search, run_search
+from evonorm_search.search import ConfigError
 from evonorm_search.search.mutation import MUTATIONS, Editable
 from evonorm_search.search.selection import Member, Proposal
 from evonorm_search.search.space import SearchSpace
 from evonorm_search.search.strategies import STRATEGIES
 from evonorm_search.store import list_candidates
 
-from .conftest import tiny_config
+from .conftest import run_to_end, tiny_config
 
 
 class NegateOutput:
@@ -62,12 +61,7 @@ def library_walk(monkeypatch):
 
 
 def _candidates(store, config):
-    search_id = create_search(store, config)
-    evaluator = InProcessEvaluator()
-    try:
-        run_search(store, search_id, evaluator, poll_interval=0.01)
-    finally:
-        evaluator.close()
+    search_id, _ = run_to_end(store, config)
     with store.session(readonly=True) as s:
         return sorted(list_candidates(s, search_id, limit=1000).items, key=lambda c: c.birth)
 
