@@ -507,6 +507,7 @@ def compile_lever(shape: tuple[int, ...], config: SearchConfig, repeats: int, ro
     per input shape), and the compiled layer's step against the reference."""
     x0, g = torch.randn(shape), torch.randn(shape)
     rows = []
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # no kernel of an earlier run can be served
         for order, name in enumerate(("evonorm_s0", "evonorm_b0")):
@@ -528,6 +529,10 @@ def compile_lever(shape: tuple[int, ...], config: SearchConfig, repeats: int, ro
                     f"{statistics.median(t['reference']):.0f}",
                 ]
             )
+    if previous is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
     return "A new temporary kernel cache: nothing is served from an earlier compile.\n\n" + markdown_table(
         ["layer", "compile", "compile forward and backward (s)", "compiled step (us)", "reference step (us)"], rows
     )

@@ -365,13 +365,18 @@ def load_cifar10_test_arrays(directory: str | Path) -> tuple[np.ndarray, np.ndar
 def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name == "digits":
         return digits_parts()[0]
-    if config.name == "mnist1d":
-        return generate_mnist1d(config.samples, [config.seed, SEARCH_STREAM])
     if config.name == "cifar10":
         return load_cifar10_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
+    return _generated(config, config.samples, SEARCH_STREAM)
+
+
+def _generated(config: DataConfig, samples: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """`samples` examples of a generated data set (mnist1d, recall, synthetic) from the stream [seed, stream]."""
+    if config.name == "mnist1d":
+        return generate_mnist1d(samples, [config.seed, stream])
     if config.name == "recall":
-        return _recall(config, config.samples, SEARCH_STREAM)
-    return generate_synthetic(config.synthetic_shape, config.synthetic_classes, config.samples, config.seed)
+        return _recall(config, samples, stream)
+    return generate_synthetic(config.synthetic_shape, config.synthetic_classes, samples, config.seed, stream=stream)
 
 
 def _fixed_test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -393,12 +398,7 @@ def _carved(config: DataConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np
 def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     if config.name in FIXED_TEST_SPLITS:
         return _carved(config)[0]
-    if config.name == "mnist1d":
-        return generate_mnist1d(config.test_samples, [config.seed, TEST_STREAM])
-    if config.name == "recall":
-        return _recall(config, config.test_samples, TEST_STREAM)
-    shape, classes = config.synthetic_shape, config.synthetic_classes
-    return generate_synthetic(shape, classes, config.test_samples, config.seed, stream=TEST_STREAM)
+    return _generated(config, config.test_samples, TEST_STREAM)
 
 
 def _confirm_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -409,12 +409,7 @@ def _confirm_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
                 "(e.g. 0.5) to carve one from it (the target task then scores on the rest)"
             )
         return _carved(config)[1]
-    if config.name == "mnist1d":
-        return generate_mnist1d(config.confirm_samples, [config.seed, CONFIRM_STREAM])
-    if config.name == "recall":
-        return _recall(config, config.confirm_samples, CONFIRM_STREAM)
-    shape, classes = config.synthetic_shape, config.synthetic_classes
-    return generate_synthetic(shape, classes, config.confirm_samples, config.seed, stream=CONFIRM_STREAM)
+    return _generated(config, config.confirm_samples, CONFIRM_STREAM)
 
 
 @functools.lru_cache(maxsize=4)
