@@ -46,7 +46,7 @@ def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], tuple[rep
     def read() -> tuple[repo.SearchSummary, list[RungStatus]]:
         with store.session(readonly=True) as s:
             summary = repo.search_summary(s, search_id)
-            return summary, repo.search_ladder(s, summary.search)
+            return summary, repo.search_ladder(s, summary)
 
     return read
 

@@ -261,7 +261,7 @@ def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
     from service.views import search_status  # FastAPI loads only for --json
 
     summary = search_summary(s, search_id)
-    status = search_status(summary, search_ladder(s, summary.search)).model_dump(mode="json")
+    status = search_status(summary, search_ladder(s, summary)).model_dump(mode="json")
     best = best_layer(s, search_id)
     status["best_layer"] = None if best is None else layer_json(best)
     status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
@@ -359,12 +359,12 @@ def show_search(s: Any, search_id: int) -> None:
     throughput = candidates_per_minute(summary)
     table.add_row("throughput", "-" if throughput is None else f"{throughput:.1f} candidates/min")
     console.print(table)
-    show_ladder(s, search)
+    show_ladder(s, summary)
     show_best_beside_baselines(search, best_layer(s, search_id), baselines_of(s, search_id))
 
 
-def show_ladder(s: Any, search: Search) -> None:
-    rungs = search_ladder(s, search)
+def show_ladder(s: Any, summary: Any) -> None:
+    rungs = search_ladder(s, summary)
     if not rungs:
         return
     table = Table(title="fidelity ladder")

@@ -127,15 +127,15 @@ class RungStatus:
 
 
 def ladder_status(
-    session: Session, search_id: int, config: SearchConfig, objectives: Sequence[Objective]
+    session: Session, summary: db.SearchSummary, config: SearchConfig, objectives: Sequence[Objective]
 ) -> list[RungStatus]:
-    """Per rung: candidates with a complete result, promoted on, pending, and the training examples spent;
+    """`summary`: the search's (its caller has read it). Per rung: candidates with a complete result, promoted on, pending, and the training examples spent;
     then the baselines' target runs, the ladder's fixed overhead (once per search)."""
     assert config.fidelities is not None, "ladder_status of a search without a ladder"
-    results = db.results_in_commit_order(session, search_id)
+    results = db.results_in_commit_order(session, summary.search.id)
     ladder = Ladder(config.fidelities, objectives)
     ladder.replay((cid, as_vector(values, objectives)) for cid, values in results)
-    baselines = [b.id for b in db.baselines_of(session, search_id)]
+    baselines = [b.id for b in db.baselines_of(session, summary.search.id)]
     seeds = set(config.ladder_seeds())
     architectures = {a.label for a in config.validation.architectures}
     stored = db.validation_runs(session, ladder.promoted + baselines)
@@ -143,7 +143,6 @@ def ladder_status(
     def seeds_done(cid: int) -> int:
         return len({r.seed for r in stored.get(cid, []) if architectures <= set(r.accuracies)} & seeds)
 
-    summary = db.search_summary(session, search_id)
     quality_rejected = summary.rejected_by_stage.get(RejectionStage.QUALITY, 0)
     quality = config.rejection.quality
     quality_examples = quality_rejected * examples_per_run(
@@ -178,9 +177,10 @@ def ladder_status(
     ]
 
 
-def search_ladder(session: Session, search: db.Search) -> list[RungStatus]:
+def search_ladder(session: Session, summary: db.SearchSummary) -> list[RungStatus]:
     """The fidelity ladder's rungs of a search that has one, else none (as for a stored configuration
     this version cannot read: it has no ladder this version could have run)."""
+    search = summary.search
     if not search.config.get("fidelities"):
         return []  # most searches have no ladder: no need to validate their whole configuration
     try:
@@ -189,4 +189,4 @@ def search_ladder(session: Session, search: db.Search) -> list[RungStatus]:
         return []
     if config.fidelities is None:
         return []
-    return ladder_status(session, search.id, config, search.objective_specs)
+    return ladder_status(session, summary, config, search.objective_specs)
