@@ -153,13 +153,14 @@ def test_a_stop_request_stops_the_search_and_a_second_run_finishes_it(store):
 
 
 class DiesAfter:
-    """An evaluator whose process 'dies' (an exception nothing handles) after `n` outcomes."""
+    """An evaluator (by default in-process) whose process 'dies' (an exception nothing handles) after
+    `n` outcomes."""
 
     class Death(BaseException):
         pass
 
-    def __init__(self, n):
-        self.inner = InProcessEvaluator()
+    def __init__(self, n, inner=None):
+        self.inner = inner if inner is not None else InProcessEvaluator()
         self.left = n
 
     def capacity(self):
@@ -169,7 +170,7 @@ class DiesAfter:
         self.inner.submit(task)
 
     def poll(self, timeout):
-        if self.left == 0:
+        if self.left <= 0:
             raise self.Death()
         found = self.inner.poll(timeout)
         self.left -= len(found)

@@ -22,6 +22,7 @@ from evonorm_search.search.simulated import layer_scores
 from evonorm_search.store import CandidateStatus, evaluations_of, list_candidates
 
 from .conftest import tiny_config
+from .test_controller import DiesAfter
 
 LAYERS = ["evonorm_s0", "bn_relu", "gn_relu", "layernorm", "rmsnorm", "evonorm_b0"]
 
@@ -191,39 +192,10 @@ def test_failures_and_lost_workers_reach_the_controller_and_are_recorded(store):
     }
 
 
-class CrashesAfter:
-    """A simulated cluster whose controller 'dies' (an exception nothing handles) after `n` outcomes."""
-
-    class Death(BaseException):
-        pass
-
-    def __init__(self, inner: SimulatedCluster, n: int):
-        self.inner, self.left = inner, n
-
-    def capacity(self):
-        return self.inner.capacity()
-
-    def submit(self, task):
-        self.inner.submit(task)
-
-    def poll(self, timeout):
-        if self.left <= 0:
-            raise self.Death()
-        found = self.inner.poll(timeout)
-        self.left -= len(found)
-        return found
-
-    def cancel(self, ids):
-        self.inner.cancel(ids)
-
-    def close(self):
-        self.inner.close()
-
-
 def test_a_crash_under_simulated_load_resumes_with_the_next_attempt_and_nothing_repeated(store):
     search_id = create_search(store, tiny_config(budget=30, population=5))
-    dying = CrashesAfter(cluster(workers=6, time_factor=0.01, seed=7)[0], n=8)
-    with pytest.raises(CrashesAfter.Death):
+    dying = DiesAfter(8, cluster(workers=6, time_factor=0.01, seed=7)[0])
+    with pytest.raises(DiesAfter.Death):
         run_search(store, search_id, dying, poll_interval=0.5)
     before = {c.id: c for c in all_candidates(store, search_id)}
     interrupted = [c.id for c in before.values() if c.status is CandidateStatus.RUNNING]
