@@ -46,7 +46,9 @@ def request_stop(store: Store, search_id: int) -> SearchState:
     search is a ConflictError.
     """
     with store.session() as s:
-        search = get_search(s, search_id)
+        # The row is locked from the first read: the API's stop and a launcher re-applying that stop from
+        # the controller's thread may ask at once, and both must see the state the other one left.
+        search = get_search(s, search_id, for_update=True)
         state = search.state
         if state in (SearchState.STOPPING, SearchState.STOPPED):
             return state

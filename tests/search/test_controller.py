@@ -358,3 +358,42 @@ def test_a_launch_requiring_a_new_search_leaves_a_stopped_one_stopped(store):
     with store.session(readonly=True) as s:
         search = get_search(s, search_id)
         assert search.state is SearchState.STOPPED and search.next_birth == 0
+
+
+def test_stop_requests_that_arrive_together_all_see_the_search_stopping(any_store):
+    """The API's stop and a launcher re-applying it from the controller's thread can ask at the same moment;
+    neither may fail because the other got there first."""
+    import os
+    import socket
+    import threading
+    from datetime import timedelta
+
+    from evonorm_search.store import SearchState, claim_controller, set_search_state
+
+    store = any_store
+    for attempt in range(4):
+        search_id = create_search(store, tiny_config(name=f"stopped-together-{attempt}"))
+        with store.session() as s:
+            claim_controller(
+                s, search_id, host=socket.gethostname(), pid=os.getpid(), stale_after=timedelta(seconds=60)
+            )
+            set_search_state(s, search_id, SearchState.RUNNING)
+        start = threading.Barrier(6)
+        outcomes: list[object] = []
+        threads = [threading.Thread(target=_stop_at, args=(store, search_id, start, outcomes)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert outcomes == [SearchState.STOPPING] * 6
+
+
+def _stop_at(store, search_id: int, start, outcomes: list[object]) -> None:
+    """Ask search `search_id` to stop once every thread is at `start`; the state or the error goes to `outcomes`."""
+    from evonorm_search.search.lifecycle import request_stop
+
+    start.wait()
+    try:
+        outcomes.append(request_stop(store, search_id))
+    except Exception as e:  # the failure the test looks for, recorded rather than lost in the thread
+        outcomes.append(e)
