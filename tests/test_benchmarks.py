@@ -180,6 +180,25 @@ def test_the_search_benchmark_writes_its_sections(tmp_path):
     assert (tmp_path / "search-smoke.png").stat().st_size > 0
 
 
+def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_path):
+    report = run_script("ladder.py", "--smoke", results=tmp_path, report="search-ladder")
+    for section in (
+        "## Arms on the confirmation split",
+        "## Baselines on the confirmation split",
+        "## Paired comparisons over search seeds",
+        "## Fidelity among the layers the searches selected",
+        "## Every answer",
+    ):
+        assert section in report
+    arms = re.findall(r"^\| (evolution|random)(?: \+ ladder|, no ladder) \| 2 \|", report, flags=re.MULTILINE)
+    assert len(arms) == 4  # every arm answered on both search seeds
+    # Equal compute: every arm's examples per search are the same number.
+    compute = re.findall(r"^\| (?:evolution|random)[^|]*\|(?:[^|]*\|){4} ([\d,]+) \|$", report, flags=re.MULTILINE)
+    assert len(compute) == 4 and len(set(compute)) == 1
+    assert "confirmed mean" in report and "| gn_relu |" in report
+    assert "fewer than 8" in report.lower() or "too few values" in report
+
+
 @pytest.mark.xdist_group("ray")
 def test_the_scaling_benchmark_writes_its_tables(tmp_path):
     config = tmp_path / "tiny.yaml"

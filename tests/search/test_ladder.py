@@ -190,3 +190,23 @@ def test_the_validated_front_leads_pareto_in_text_and_json(tmp_path):
     assert [r["name"] for r in rungs] == ["proxies", "target task", "baselines on the target task"]
     assert rungs[0]["promoted"] == len(data["validated"]) == rungs[1]["evaluated"] and rungs[1]["pending"] == 0
     assert rungs[2]["evaluated"] == 2 and all(r["examples"] > 0 for r in rungs)
+
+
+def test_the_ladder_does_not_change_what_the_search_proposes(tmp_path):
+    """Parent selection reads rung 0 only: with one evaluator slot, a search proposes the same layers in the
+    same order with and without its ladder (benchmarks/ladder.py reads its arms without the ladder from the
+    searches with it on this ground)."""
+    from evonorm_search.store import list_candidates, open_store
+
+    proposed = {}
+    for label, config in {
+        "with": ladder_config(budget=12),
+        "without": ladder_config(budget=12, fidelities=None),
+    }.items():
+        with open_store(f"sqlite:///{tmp_path / f'{label}.db'}") as store:
+            search_id, _ = run_to_end(store, config)
+            with store.session(readonly=True) as s:
+                rows = list_candidates(s, search_id, limit=100).items
+            proposed[label] = sorted((c.birth, c.dsl, c.status.value) for c in rows)
+    assert len(proposed["with"]) == 12
+    assert proposed["with"] == proposed["without"]

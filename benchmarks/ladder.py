@@ -1,0 +1,354 @@
+"""The fidelity ladder measured: four arms at equal compute, their answers scored on the confirmation split.
+
+Arms (per search seed, all from `--config`, default `examples/quick.yaml`):
+- evolution with the ladder: the search promotes its best candidates to the target task while it runs
+  (`fidelities:`); its answer is the promoted layer with the best target mean;
+- evolution without it: the same search's proxy results, and afterwards its final top `--promotions`
+  layers by the same ranking (Pareto rank, then crowding) trained on the target with the same seeds; its
+  answer is the best of those;
+- random search with and without the ladder, alike.
+
+Equal compute holds by construction: each arm trains the same rung-0 candidates (`budget`) and
+`promotions x ladder seeds` target runs, counted in training examples (`search/ladder.py`). The search
+runs once per mode and seed with the ladder on: the ladder never changes what the search proposes (parent
+selection reads rung 0 only; tests/search/test_ladder.py checks that a search proposes the same layers
+with and without it), so the arm without the ladder is read from the same run, and only its
+afterwards-picks that the ladder did not promote train here. Baselines stay out of the searches: they
+train once, through the score cache, on the target and on the confirmation split.
+
+Every arm's answer is then scored on the confirmation split (`split: confirm`, seeds from
+`--confirm-first-seed`), which no search, rung or design choice reads. Reported: per arm the median
+confirmed answer and its spread, the share of seeds whose answer is at or above gn_relu's confirmed mean,
+and paired comparisons between arms (Wilcoxon signed-rank and a bootstrap interval of the median
+difference; fewer than 8 pairs decide nothing). Also Kendall's tau between the proxy score and the target
+score among the layers the searches selected (promoted or picked), where the search operates.
+
+    python benchmarks/ladder.py                       # 8 seeds, the configuration's budget (hours on 2 cores)
+    python benchmarks/ladder.py --budget 60 --seeds 8 # a reduced run
+    python benchmarks/ladder.py --smoke               # a minute, to check the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import markdown_table, write_result
+from fidelity import scores_through_cache, smoke_config
+from search import QUICK, LoadSampler, search_run
+
+import evonorm_search as es
+from evonorm_search import statistics as decide
+from evonorm_search.search import SearchConfig
+from evonorm_search.search.ladder import Ladder, promotion_ranking, proxy_examples, target_examples
+from evonorm_search.search.pareto import as_vector
+from evonorm_search.search.pool import ProcessPoolEvaluator
+from evonorm_search.search.scoring import LayerToScore
+from evonorm_search.store import open_store, results_in_commit_order, validation_runs
+
+ARMS = ("evolution + ladder", "evolution, no ladder", "random + ladder", "random, no ladder")
+COMPARISONS = (
+    ("evolution + ladder", "random + ladder"),
+    ("evolution + ladder", "evolution, no ladder"),
+    ("random + ladder", "random, no ladder"),
+    ("evolution, no ladder", "random, no ladder"),
+)
+REFERENCE = "gn_relu"
+
+
+@dataclass
+class Pick:
+    """A layer one search selected for the target task: by the ladder, afterwards, or both."""
+
+    label: str  # "<mode>-<search seed>#<candidate id>": ids repeat across the searches' databases
+    candidate_id: int
+    dsl: str
+    proxy: float  # mean proxy accuracy (rung 0)
+    promoted: bool
+    picked_after: bool
+    target: dict[str, float] = field(default_factory=dict)  # seed -> mean over target architectures
+
+
+@dataclass
+class LadderRun:
+    mode: str
+    seed: int
+    seconds: float
+    evaluated: int
+    rung0_examples: int
+    picks: list[Pick]
+
+    def answer(self, ladder: bool) -> Pick | None:
+        """The arm's answer: its target-validated layer with the best mean over the ladder seeds."""
+        chosen = [p for p in self.picks if (p.promoted if ladder else p.picked_after) and p.target]
+        return max(chosen, key=lambda p: (statistics.fmean(p.target.values()), -p.candidate_id), default=None)
+
+
+def ladder_config(
+    base: SearchConfig, *, mode: str, seed: int, budget: int, promotions: int, seeds: int
+) -> SearchConfig:
+    fidelities = {
+        "eta": 3,
+        "max_promotions": promotions,
+        "min_results": max(3 * promotions, (3 * budget) // 10),  # 60 of 200, as quick.yaml suggests
+        "seeds": seeds,
+    }
+    mapping = base.model_dump(mode="json")
+    mapping |= {"name": f"ladder-{mode}-{seed}", "mode": mode, "seed": seed, "budget": budget}
+    mapping |= {"fidelities": fidelities, "baselines": []}
+    return SearchConfig.from_mapping(mapping)
+
+
+def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
+    """One search with its ladder, and what each arm selected from it (target scores of the ladder's picks
+    read from the store; the afterwards-picks the ladder did not promote are trained later)."""
+    run = search_run(config, workdir)
+    assert config.fidelities is not None
+    objectives = run.objectives
+    architectures = {a.label for a in config.validation.architectures}
+    by_id = {c.id: c for c in run.candidates}
+    url = f"sqlite:///{Path(workdir) / f'{config.mode}-{config.seed}.db'}"
+    with open_store(url, create=False) as store, store.session(readonly=True) as s:
+        search_id = next(iter(by_id.values())).search_id if by_id else None
+        results = results_in_commit_order(s, search_id) if search_id is not None else []
+        vectors = [(cid, as_vector(values, objectives)) for cid, values in results]
+        ladder = Ladder(config.fidelities, objectives)
+        ladder.replay(vectors)
+        ranking = promotion_ranking([v for _, v in vectors], objectives)
+        after = [vectors[i][0] for i in ranking[: config.fidelities.max_promotions]]
+        stored = validation_runs(s, ladder.promoted)
+    picks = []
+    for cid in dict.fromkeys([*ladder.promoted, *after]):
+        c = by_id[cid]
+        target = {
+            r.seed: statistics.fmean(r.accuracies[a] for a in architectures)
+            for r in stored.get(cid, [])
+            if architectures <= set(r.accuracies)
+        }
+        picks.append(
+            Pick(
+                f"{config.mode}-{config.seed}#{cid}",
+                cid,
+                c.dsl,
+                statistics.fmean(c.objectives.values()),
+                cid in ladder.promoted,
+                cid in after,
+                target,
+            )
+        )
+    return LadderRun(config.mode, config.seed, run.seconds, len(results), len(results) * proxy_examples(config), picks)
+
+
+def run_searches(configs: list[SearchConfig], workdir: Path, workers: int) -> list[LadderRun]:
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(ladder_run, c, str(workdir)) for c in configs]
+        runs = []
+        for f in futures:
+            runs.append(f.result())
+            r = runs[-1]
+            promoted = sum(p.promoted for p in r.picks)
+            print(f"  {r.mode} seed {r.seed}: {r.seconds:.0f}s, {r.evaluated} trained, {promoted} promoted", flush=True)
+    return runs
+
+
+def train_afterwards_picks(config: SearchConfig, runs: list[LadderRun], workers: int) -> tuple[int, int]:
+    """Target scores for the afterwards-picks the ladder did not promote (same seeds as the ladder's);
+    returns (layers scored, served from the cache)."""
+    missing = [p for r in runs for p in r.picks if not p.target]
+    if not missing:
+        return 0, 0
+    layers = [LayerToScore(es.parse(p.dsl), p.label) for p in missing]
+    specs = [config.target_spec(seed) for seed in config.ladder_seeds()]
+    scores = score(layers, specs, workers)
+    for pick, result in zip(missing, scores.scores, strict=True):
+        pick.target = {r["seed"]: _mean(r["accuracies"]) for r in result["runs"] if r["error"] is None}
+    return len(missing), scores.served
+
+
+def _mean(accuracies: dict[str, float]) -> float:
+    return statistics.fmean(accuracies.values())
+
+
+def score(layers: list[LayerToScore], specs, workers: int):
+    evaluator = ProcessPoolEvaluator(workers)
+    try:
+        return scores_through_cache(layers, specs, evaluator, reuse=True)
+    finally:
+        evaluator.close()
+
+
+def confirm(config: SearchConfig, answers: dict[str, str], seeds: list[int], workers: int):
+    """Confirmation-split scores of each distinct answer (label -> DSL) and of the configuration's baselines."""
+    baselines = list(dict.fromkeys([*config.baselines, REFERENCE]))
+    layers = [LayerToScore(es.library.get(name), name) for name in baselines]
+    layers += [LayerToScore(es.parse(dsl), label) for label, dsl in answers.items()]
+    specs = [config.confirmation_spec(seed) for seed in seeds]
+    scored = score(layers, specs, workers)
+    return {layer.label: result for layer, result in zip(layers, scored.scores, strict=True)}, scored
+
+
+def arm_answers(runs: list[LadderRun]) -> dict[str, dict[int, Pick]]:
+    """Per arm, per search seed, the arm's answer (seeds without one are left out)."""
+    answers: dict[str, dict[int, Pick]] = {arm: {} for arm in ARMS}
+    for r in runs:
+        for ladder in (True, False):
+            arm = f"{r.mode} + ladder" if ladder else f"{r.mode}, no ladder"
+            if (pick := r.answer(ladder)) is not None:
+                answers[arm][r.seed] = pick
+    return answers
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def arms_table(answers, confirmed: dict[str, dict], reference: float, compute: dict[str, int]) -> str:
+    rows = []
+    for arm in ARMS:
+        scores = [confirmed[p.label]["mean"] for p in answers[arm].values()]
+        scores = [s for s in scores if s is not None]
+        if not scores:
+            rows.append([arm, 0, "n/a", "n/a", "n/a", f"{compute[arm]:,}"])
+            continue
+        spread = f"{min(scores):.3f} to {max(scores):.3f}"
+        share = decide.share_at_least(scores, reference)
+        rows.append([arm, len(scores), f"{statistics.median(scores):.3f}", spread, f"{share:.0%}", f"{compute[arm]:,}"])
+    headers = ["arm", "seeds", "median confirmed answer", "range", f"share >= {REFERENCE}", "examples per search"]
+    return markdown_table(headers, rows)
+
+
+def comparisons(answers, confirmed: dict[str, dict]) -> str:
+    lines = []
+    for a, b in COMPARISONS:
+        seeds = sorted(set(answers[a]) & set(answers[b]))
+        pairs = [
+            (
+                confirmed[answers[a][s].label]["mean"],
+                confirmed[answers[b][s].label]["mean"],
+            )
+            for s in seeds
+        ]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        if not pairs:
+            lines.append(f"- {a} against {b}: no seed has both answers confirmed.")
+            continue
+        result = decide.paired_comparison([x for x, _ in pairs], [y for _, y in pairs])
+        differences = ", ".join(f"{d:+.3f}" for d in result.differences)
+        lines.append(f"- **{a}** against **{b}** ({len(pairs)} seeds; differences {differences}): {result.text(a, b)}.")
+    return "\n".join(lines)
+
+
+def selected_tau(runs: list[LadderRun]) -> str:
+    """Kendall tau between rung 0 (proxy) and the target among the layers the searches selected."""
+    picks = {p.label: p for r in runs for p in r.picks if p.target}
+    if len(picks) < 3:
+        return "Fewer than 3 selected layers have a target score: no tau."
+    proxy = [p.proxy for p in picks.values()]
+    target = [statistics.fmean(p.target.values()) for p in picks.values()]
+    tau = decide.kendall_tau(proxy, target, seed=0)
+    return (
+        f"Kendall tau between the proxy score (rung 0) and the target score (rung 1, test split) among the "
+        f"{len(picks)} layers the searches selected (promoted or picked afterwards): {tau.value:.2f} "
+        f"(bootstrap 95% interval {fmt(tau.low, 2)} to {fmt(tau.high, 2)})."
+    )
+
+
+def answers_table(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:
+    rows = []
+    for r in sorted(runs, key=lambda r: (r.mode, r.seed)):
+        for ladder in (True, False):
+            pick = r.answer(ladder)
+            if pick is None:
+                continue
+            arm = f"{r.mode} + ladder" if ladder else f"{r.mode}, no ladder"
+            c = confirmed[pick.label]
+            rows.append(
+                [arm, r.seed, pick.candidate_id, f"{pick.proxy:.3f}", f"{statistics.fmean(pick.target.values()):.3f}",
+                 f"{fmt(c['mean'])} ± {fmt(c['std'])}", f"`{pick.dsl.strip().replace(chr(10), '; ')}`"]
+            )  # fmt: skip
+    headers = ["arm", "seed", "candidate", "proxy", "target (test)", "confirmed", "layer"]
+    return markdown_table(headers, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=QUICK)
+    parser.add_argument("--seeds", type=int, default=8, help="search seeds per mode (paired tests need 8)")
+    parser.add_argument("--budget", type=int, default=None, help="candidates per search (default: the config's)")
+    parser.add_argument("--promotions", type=int, default=2, help="layers each arm trains on the target")
+    parser.add_argument("--ladder-seeds", type=int, default=2, help="target seeds per promoted layer")
+    parser.add_argument("--confirm-seeds", type=int, default=3)
+    parser.add_argument("--confirm-first-seed", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the searches' SQLite files here (re-runs reuse them)"
+    )
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    if args.seeds < 1 or args.promotions < 1 or args.ladder_seeds < 1 or args.confirm_seeds < 1:
+        parser.error("--seeds, --promotions, --ladder-seeds and --confirm-seeds must be at least 1")
+    base = SearchConfig.from_yaml(args.config)
+    if args.smoke:
+        base = smoke_config(base)
+        args.seeds, args.confirm_seeds, args.ladder_seeds = min(args.seeds, 2), 1, 1
+    budget = args.budget or (12 if args.smoke else base.budget)
+    seeds = list(range(args.seeds))
+    configs = [
+        ladder_config(base, mode=mode, seed=seed, budget=budget, promotions=args.promotions, seeds=args.ladder_seeds)
+        for seed in seeds
+        for mode in ("evolution", "random")
+    ]
+    sampler = LoadSampler()
+    sampler.start()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = args.workdir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"{len(configs)} searches of {budget} candidates", flush=True)
+        runs = run_searches(configs, workdir, args.workers)
+    trained_after, served_after = train_afterwards_picks(configs[0], runs, args.workers)
+    answers = arm_answers(runs)
+    distinct = {p.label: p.dsl for arm in answers.values() for p in arm.values()}
+    confirm_seeds = list(range(args.confirm_first_seed, args.confirm_first_seed + args.confirm_seeds))
+    confirmed, confirm_scores = confirm(configs[0], distinct, confirm_seeds, args.workers)
+    reference = confirmed[REFERENCE]["mean"]
+    per_search = max((r.rung0_examples for r in runs), default=0)
+    target_runs = args.promotions * args.ladder_seeds * target_examples(configs[0])
+    compute = {arm: per_search + target_runs for arm in ARMS}
+    baseline_rows = [[name, f"{fmt(confirmed[name]['mean'])} ± {fmt(confirmed[name]['std'])}"] for name in
+                     dict.fromkeys([*configs[0].baselines, REFERENCE])]  # fmt: skip
+    body = "\n\n".join(
+        [
+            f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
+            f"mode, {budget} candidates per search, {args.promotions} layers per arm on the target task with "
+            f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}), answers confirmed on the "
+            f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
+            f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
+            f"Compute per arm and search seed, in training examples: rung 0 at most {per_search:,} (the largest "
+            f"search; each search trains its own evaluated candidates), target {target_runs:,} "
+            f"({args.promotions} x {args.ladder_seeds} runs of {target_examples(configs[0]):,}). The arms without "
+            f"the ladder trained {trained_after} afterwards-picks the ladder had not promoted "
+            f"({served_after} served from the score cache); confirmation: {confirm_scores.served} of "
+            f"{len(confirmed)} layers served from the cache.",
+            "## Arms on the confirmation split\n\n" + arms_table(answers, confirmed, reference, compute),
+            "## Baselines on the confirmation split\n\n"
+            + markdown_table(["baseline", "confirmed mean ± std"], baseline_rows),
+            "## Paired comparisons over search seeds\n\n" + comparisons(answers, confirmed),
+            "## Fidelity among the layers the searches selected\n\n" + selected_tau(runs),
+            "## Every answer\n\n" + answers_table(runs, confirmed),
+        ]
+    )
+    path = write_result("search-ladder", "The fidelity ladder: four arms at equal compute", body)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
