@@ -93,14 +93,9 @@ class LadderRun:
 
 
 def ladder_config(
-    base: SearchConfig, *, mode: str, seed: int, budget: int, promotions: int, seeds: int
+    base: SearchConfig, *, mode: str, seed: int, budget: int, promotions: int, seeds: int, min_results: int
 ) -> SearchConfig:
-    fidelities = {
-        "eta": 3,
-        "max_promotions": promotions,
-        "min_results": max(3 * promotions, (3 * budget) // 10),  # 60 of 200, as quick.yaml suggests
-        "seeds": seeds,
-    }
+    fidelities = {"eta": 3, "max_promotions": promotions, "min_results": min_results, "seeds": seeds}
     mapping = base.model_dump(mode="json")
     mapping |= {"name": f"ladder-{mode}-{seed}", "mode": mode, "seed": seed, "budget": budget}
     mapping |= {"fidelities": fidelities, "baselines": []}
@@ -285,6 +280,12 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None, help="candidates per search (default: the config's)")
     parser.add_argument("--promotions", type=int, default=2, help="layers each arm trains on the target")
     parser.add_argument("--ladder-seeds", type=int, default=2, help="target seeds per promoted layer")
+    parser.add_argument(
+        "--min-results",
+        type=int,
+        default=6,
+        help="rung-0 results before the ladder promotes (about 15%% of the proposed candidates train to the end)",
+    )
     parser.add_argument("--confirm-seeds", type=int, default=3)
     parser.add_argument("--confirm-first-seed", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
@@ -302,7 +303,15 @@ def main() -> None:
     budget = args.budget or (12 if args.smoke else base.budget)
     seeds = list(range(args.seeds))
     configs = [
-        ladder_config(base, mode=mode, seed=seed, budget=budget, promotions=args.promotions, seeds=args.ladder_seeds)
+        ladder_config(
+            base,
+            mode=mode,
+            seed=seed,
+            budget=budget,
+            promotions=args.promotions,
+            seeds=args.ladder_seeds,
+            min_results=3 if args.smoke else args.min_results,
+        )
         for seed in seeds
         for mode in ("evolution", "random")
     ]
@@ -329,7 +338,8 @@ def main() -> None:
         [
             f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
             f"mode, {budget} candidates per search, {args.promotions} layers per arm on the target task with "
-            f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}), answers confirmed on the "
+            f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}; the ladder promotes from "
+            f"{args.min_results if not args.smoke else 3} rung-0 results on, eta 3), answers confirmed on the "
             f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
             f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
             f"Compute per arm and search seed, in training examples: rung 0 at most {per_search:,} (the largest "

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi.sse import ServerSentEvent
 
-from evonorm_search.search.ladder import RungStatus
+from evonorm_search.search.ladder import ComputeStatus, RungStatus
 
 from . import repository as repo
 from . import views
@@ -40,13 +40,17 @@ async def current_status(context: ServiceContext, store: repo.Store, search_id: 
     return views.search_status(*await context.reads.aget(("summary", search_id), lambda: context.database.run(read)))
 
 
-def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], tuple[repo.SearchSummary, list[RungStatus]]]:
-    """The summary and the fidelity ladder's rungs, read in one session (one snapshot of the search)."""
+StatusReads = tuple[repo.SearchSummary, list[RungStatus], ComputeStatus | None]
 
-    def read() -> tuple[repo.SearchSummary, list[RungStatus]]:
+
+def _summary_reader(store: repo.Store, search_id: int) -> Callable[[], StatusReads]:
+    """The summary, the fidelity ladder's rungs and the compute spent, read in one session (one snapshot
+    of the search)."""
+
+    def read() -> StatusReads:
         with store.session(readonly=True) as s:
             summary = repo.search_summary(s, search_id)
-            return summary, repo.search_ladder(s, summary)
+            return summary, repo.search_ladder(s, summary), repo.search_compute(s, summary)
 
     return read
 

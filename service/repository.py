@@ -17,7 +17,7 @@ from evonorm_search.search.config import SearchConfig
 from evonorm_search.search.controller import ControllerError, SearchProgress, run_search
 from evonorm_search.search.controller import create_search as _create_search
 from evonorm_search.search.fronts import SearchFronts, read_fronts
-from evonorm_search.search.ladder import search_ladder
+from evonorm_search.search.ladder import search_compute, search_ladder
 from evonorm_search.search.lifecycle import STALE_AFTER, check_resumable, request_stop
 from evonorm_search.search.validation import candidate_validation
 from evonorm_search.store import (
@@ -100,6 +100,7 @@ __all__ = [
     "read_fronts",
     "request_stop",
     "run_search",
+    "search_compute",
     "search_ladder",
     "search_summary",
 ]

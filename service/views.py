@@ -11,7 +11,7 @@ from typing import Any
 
 from evonorm_search.enums import UNFINISHED_STATUSES
 from evonorm_search.search.fronts import highest_rung, rung_scores
-from evonorm_search.search.ladder import RungStatus
+from evonorm_search.search.ladder import ComputeStatus, RungStatus
 from evonorm_search.search.objectives import describe, mean_accuracy
 from evonorm_search.search.validation import Validated
 from evonorm_search.store import Objective
@@ -34,6 +34,7 @@ from .schemas.pareto import ParetoFront, ParetoPoint
 from .schemas.searches import (
     BaselineOut,
     BestOut,
+    ComputeOut,
     Controller,
     Counts,
     RungOut,
@@ -93,9 +94,13 @@ def search_brief(search: repo.Search) -> SearchBrief:
 
 
 def search_status(
-    summary: repo.SearchSummary, ladder: Sequence[RungStatus] = (), now: datetime | None = None
+    summary: repo.SearchSummary,
+    ladder: Sequence[RungStatus] = (),
+    compute: ComputeStatus | None = None,
+    now: datetime | None = None,
 ) -> SearchStatus:
-    """`ladder`: the search's fidelity ladder (`search_ladder`), none for a search without one."""
+    """`ladder`: the search's fidelity ladder (`search_ladder`), none for a search without one; `compute`:
+    its spent compute (`search_compute`), None without a compute budget."""
     now = now or datetime.now(UTC)
     search = summary.search
     finished = summary.total - sum(summary.by_status.get(s, 0) for s in UNFINISHED_STATUSES)
@@ -123,6 +128,7 @@ def search_status(
         controller=_controller(search),
         config=search.config,
         ladder=[RungOut.model_validate(r) for r in ladder],
+        compute=None if compute is None else ComputeOut(spent_examples=compute.spent, budget_examples=compute.budget),
         links=search_links(search.id),
     )
 

@@ -27,7 +27,7 @@ from ..search.baselines import differences
 from ..search.config import ConfigError, SearchConfig
 from ..search.controller import create_search
 from ..search.fronts import read_fronts
-from ..search.ladder import search_ladder
+from ..search.ladder import search_compute, search_ladder
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..search.objectives import heading, mean_accuracy
 from ..search.validation import BASELINE, LAYER, Validated, difference
@@ -261,7 +261,7 @@ def search_status_json(s: Any, search_id: int) -> dict[str, Any]:
     from service.views import search_status  # FastAPI loads only for --json
 
     summary = search_summary(s, search_id)
-    status = search_status(summary, search_ladder(s, summary)).model_dump(mode="json")
+    status = search_status(summary, search_ladder(s, summary), search_compute(s, summary)).model_dump(mode="json")
     best = best_layer(s, search_id)
     status["best_layer"] = None if best is None else layer_json(best)
     status["baselines"] = [baseline_json(b) for b in baselines_of(s, search_id)]
@@ -342,6 +342,8 @@ def show_search(s: Any, search_id: int) -> None:
     mode = search.config.get("mode", "?")
     table.add_row("mode", str(mode))
     table.add_row("candidates", f"{summary.total} of {search.budget or '-'}")
+    if (compute := search_compute(s, summary)) is not None:
+        table.add_row("compute", f"{compute.spent:,} of {compute.budget:,} training examples")
     controller = "-"
     if search.controller_pid is not None:
         controller = (

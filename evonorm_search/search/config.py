@@ -296,12 +296,18 @@ class EvaluationSpec(StrictModel):
 
 
 class SearchConfig(StrictModel):
-    """Everything a search needs. `budget` counts candidates proposed, rejected ones included."""
+    """Everything a search needs. `budget` counts candidates proposed, rejected ones included;
+    `compute_budget`, when set, bounds the search by training examples as well (whichever ends first)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     mode: str = "evolution"  # a key of strategies.STRATEGIES
     budget: int = Field(default=100, ge=1, le=100_000_000)
+    # Training examples (ladder.py's unit) the search's own candidates may use: rung 0 and the ladder's
+    # target runs together. The baselines' runs are the ladder's fixed overhead, counted apart. The search
+    # proposes no new candidate once the spent and the in-flight examples reach it; work already queued
+    # (the target runs of promoted candidates) finishes, so it may end above it by that much.
+    compute_budget: int | None = Field(default=None, ge=1, le=10**15)
     population: int = Field(default=32, ge=2, le=1_000_000)
     tournament: int = Field(default=8, ge=1)
     # Keys of mutation.MUTATIONS; the default is the paper's edits (`normalize_node` is opt-in).

@@ -38,7 +38,7 @@ from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
-from .ladder import Ladder
+from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples
 from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
 from .scoring import seed_run
@@ -154,6 +154,7 @@ class Controller:
         self.target_tasks: dict[int, _TargetRun] = {}
         self.next_task_id = -1
         self.stop_checked_at = -math.inf  # the last read of a stop request (time.monotonic)
+        self.examples_spent = 0  # training examples of the search's own candidates (`compute_budget`)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -178,7 +179,7 @@ class Controller:
                 return SearchState.STOPPED
             self._fill()
             idle = not self.in_flight and not self.backlog and not self.target_backlog
-            if idle and self.births >= self.config.budget:
+            if idle and not self._may_propose():
                 return SearchState.COMPLETED
             # A fill cut short by its deadline left free workers and work to give them: collect what is
             # done without waiting, and go back to filling.
@@ -188,7 +189,21 @@ class Controller:
             self._report()
 
     def _has_work(self) -> bool:
-        return bool(self.backlog or self.target_backlog) or self.births < self.config.budget
+        return bool(self.backlog or self.target_backlog) or self._may_propose()
+
+    def _may_propose(self) -> bool:
+        """Budget left for a new candidate: births, and the compute budget counting what is promised as
+        spent (a candidate in training will use a rung-0 run's examples, a promoted candidate's queued or
+        running target seeds a target run's each), so promotions keep the compute they were given."""
+        if self.births >= self.config.budget:
+            return False
+        if self.config.compute_budget is None:
+            return True
+        targets = [*self.target_backlog, *self.target_tasks.values()]
+        own_targets = sum(run.candidate_id not in self.baseline_ids for run in targets)
+        training = len(self.in_flight) - len(self.target_tasks)
+        promised = training * proxy_examples(self.config) + own_targets * target_examples(self.config)
+        return self.examples_spent + promised < self.config.compute_budget
 
     # -- start and finish -------------------------------------------------------------------------
 
@@ -214,6 +229,8 @@ class Controller:
             self._requeue_unfinished(s)
             self._queue_baselines(s)
             self._load_ladder(s)
+            if self.config.compute_budget is not None:
+                self.examples_spent = own_examples(s, db.search_summary(s, self.search_id), self.config)
         self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
         self.spec = self.config.evaluation_spec()
@@ -274,7 +291,9 @@ class Controller:
         self.ladder.replay(
             (cid, as_vector(values, self.objectives)) for cid, values in db.results_in_commit_order(s, self.search_id)
         )
-        baselines = [b.id for b in db.baselines_of(s, self.search_id) if b.status is CandidateStatus.EVALUATED]
+        all_baselines = db.baselines_of(s, self.search_id)
+        self.baseline_ids |= {b.id for b in all_baselines}  # their target runs are overhead, not own compute
+        baselines = [b.id for b in all_baselines if b.status is CandidateStatus.EVALUATED]
         self._queue_target_runs(s, baselines + self.ladder.promoted)
 
     def _queue_target_runs(self, s: Session, candidate_ids: Sequence[int]) -> None:
@@ -323,7 +342,7 @@ class Controller:
                 self._submit(self.backlog.popleft())
             elif self.target_backlog:  # promotions before new proposals, as ASHA gives them
                 self._submit_target(self.target_backlog.popleft())
-            elif self.births < self.config.budget:
+            elif self._may_propose():
                 self._propose_one()
             else:
                 return
@@ -440,6 +459,8 @@ class Controller:
         scores = seed_run(outcome, run.seed)
         if scores.error is None:
             store_run(self.store, run.candidate_id, scores)
+            if run.candidate_id not in self.baseline_ids:
+                self.examples_spent += target_examples(self.config)
             event = f"target seed {run.seed}: mean {scores.score:.3f}"
         else:
             event = f"target seed {run.seed} failed: {scores.error}"
@@ -478,6 +499,8 @@ class Controller:
             candidate = self._settle_outcome(s, outcome)
         del self.in_flight[outcome.candidate_id]
         baseline = outcome.candidate_id in self.baseline_ids
+        if not baseline:
+            self.examples_spent += self._examples_of(candidate)
         joins = self.config.strategy().needs_population and not baseline
         if candidate.status is CandidateStatus.EVALUATED and joins:
             self._admit(self._member(candidate))
@@ -510,6 +533,14 @@ class Controller:
                 s, outcome.candidate_id, stage=RejectionStage.QUALITY, reason=outcome.rejection.reason
             )
         return db.complete_candidate(s, outcome.candidate_id, outcome.objectives or {})
+
+    def _examples_of(self, candidate: Candidate) -> int:
+        """A settled candidate's rung-0 examples, as `ladder.own_examples` counts them from the store."""
+        if candidate.status is CandidateStatus.EVALUATED and candidate.duplicate_of is None:
+            return proxy_examples(self.config)
+        if candidate.status is CandidateStatus.REJECTED and candidate.rejection_stage is RejectionStage.QUALITY:
+            return quality_examples(self.config)
+        return 0
 
     def _admit(self, member: Member) -> None:
         """A newly evaluated candidate joins the population; the oldest age out (trimmed in batches)."""

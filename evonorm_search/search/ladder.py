@@ -108,6 +108,11 @@ def proxy_examples(config: SearchConfig) -> int:
     return examples_per_run(len(config.architectures), training.steps, training.batch_size)
 
 
+def quality_examples(config: SearchConfig) -> int:
+    """A candidate the quality check rejects: every proxy up to the check's step."""
+    return examples_per_run(len(config.architectures), config.rejection.quality.steps, config.training.batch_size)
+
+
 def target_examples(config: SearchConfig) -> int:
     """One seed of the target task: every target architecture for the target's steps."""
     training = config.validation.training
@@ -144,10 +149,6 @@ def ladder_status(
         return len({r.seed for r in stored.get(cid, []) if architectures <= set(r.accuracies)} & seeds)
 
     quality_rejected = summary.rejected_by_stage.get(RejectionStage.QUALITY, 0)
-    quality = config.rejection.quality
-    quality_examples = quality_rejected * examples_per_run(
-        len(config.architectures), quality.steps, config.training.batch_size
-    )
     complete = [cid for cid in ladder.promoted if seeds_done(cid) == len(seeds)]
     return [
         RungStatus(
@@ -156,7 +157,7 @@ def ladder_status(
             len(results),
             len(ladder.promoted),
             sum(summary.by_status.get(status, 0) for status in (CandidateStatus.QUEUED, CandidateStatus.RUNNING)),
-            len(results) * proxy_examples(config) + quality_examples,
+            len(results) * proxy_examples(config) + quality_rejected * quality_examples(config),
         ),
         RungStatus(
             1,
@@ -177,6 +178,27 @@ def ladder_status(
     ]
 
 
+@dataclass(frozen=True)
+class ComputeStatus:
+    """A compute-bounded search's training examples: spent by its own candidates, and its budget."""
+
+    spent: int
+    budget: int
+
+
+def search_compute(session: Session, summary: db.SearchSummary) -> ComputeStatus | None:
+    """The compute spent against `compute_budget`, for a search that has one (None otherwise)."""
+    search = summary.search
+    if not search.config.get("compute_budget"):
+        return None
+    try:
+        config = SearchConfig.from_mapping(search.config, origin=f"stored configuration of search {search.id}")
+    except ConfigError:
+        return None
+    assert config.compute_budget is not None
+    return ComputeStatus(own_examples(session, summary, config), config.compute_budget)
+
+
 def search_ladder(session: Session, summary: db.SearchSummary) -> list[RungStatus]:
     """The fidelity ladder's rungs of a search that has one, else none (as for a stored configuration
     this version cannot read: it has no ladder this version could have run)."""
@@ -190,3 +212,21 @@ def search_ladder(session: Session, summary: db.SearchSummary) -> list[RungStatu
     if config.fidelities is None:
         return []
     return ladder_status(session, summary, config, search.objective_specs)
+
+
+def own_examples(session: Session, summary: db.SearchSummary, config: SearchConfig) -> int:
+    """Training examples the search's own candidates have used (what `compute_budget` bounds): rung 0
+    (evaluated originals and quality rejections) and every complete target seed of a candidate that is
+    not a baseline (`ladder_status`'s accounting without the baselines' overhead)."""
+    search_id = summary.search.id
+    evaluated = len(db.results_in_commit_order(session, search_id))
+    quality_rejected = summary.rejected_by_stage.get(RejectionStage.QUALITY, 0)
+    spent = evaluated * proxy_examples(config) + quality_rejected * quality_examples(config)
+    if config.fidelities is None:
+        return spent
+    architectures = {a.label for a in config.validation.architectures}
+    own = db.validated_candidates(session, search_id)
+    baselines = {b.id for b in db.baselines_of(session, search_id)}
+    runs = db.validation_runs(session, [cid for cid in own if cid not in baselines])
+    seeds = sum(architectures <= set(r.accuracies) for found in runs.values() for r in found)
+    return spent + seeds * target_examples(config)

@@ -80,6 +80,13 @@ class RungOut(Schema):
     examples: int = Field(description="Training examples processed at this rung (steps x batch size x networks).")
 
 
+class ComputeOut(Schema):
+    """A compute-bounded search's training examples (config `compute_budget`)."""
+
+    spent_examples: int = Field(description="Used by the search's own candidates: rung 0 and their target runs.")
+    budget_examples: int = Field(description="The search's compute budget; it proposes nothing new once reached.")
+
+
 class Controller(Schema):
     host: str | None
     pid: int | None
@@ -106,5 +113,8 @@ class SearchStatus(SearchBrief):
     ladder: list[RungOut] = Field(
         default_factory=list,
         description="The fidelity ladder's rungs (config `fidelities`); empty for a search without one.",
+    )
+    compute: ComputeOut | None = Field(
+        default=None, description="Compute spent against `compute_budget`; null for a search without one."
     )
     links: SearchLinks

@@ -210,3 +210,96 @@ def test_the_ladder_does_not_change_what_the_search_proposes(tmp_path):
             proposed[label] = sorted((c.birth, c.dsl, c.status.value) for c in rows)
     assert len(proposed["with"]) == 12
     assert proposed["with"] == proposed["without"]
+
+
+def test_a_compute_budget_ends_the_search_once_its_examples_are_spent(store):
+    """Rung 0 and the promoted candidates' target runs count; the baselines' target runs are overhead. With
+    one evaluator slot the search ends past its compute budget by at most one candidate's run and the
+    target seeds of what that last result promoted."""
+    from evonorm_search.search.ladder import ladder_status, own_examples
+    from evonorm_search.store import get_search, search_summary
+
+    probe = ladder_config(budget=1000)
+    limit = 6 * proxy_examples(probe) + target_examples(probe)
+    config = ladder_config(budget=1000, compute_budget=limit)
+    search_id, final = run_to_end(store, config)
+    assert final.state == "completed" and final.proposed < 1000
+    with store.session(readonly=True) as s:
+        summary = search_summary(s, search_id)
+        spent = own_examples(s, summary, config)
+        rungs = ladder_status(s, summary, config, get_search(s, search_id).objective_specs)
+    seeds = len(config.ladder_seeds())
+    assert limit <= spent <= limit + proxy_examples(config) + seeds * target_examples(config)
+    candidates, target, baselines = rungs
+    assert spent == candidates.examples + target.examples  # the baselines' rung is not the search's compute
+    assert baselines.examples > 0
+
+
+def test_a_resumed_search_counts_the_compute_it_spent_before(store):
+    config = ladder_config(
+        budget=1000, compute_budget=8 * proxy_examples(ladder_config()), fidelities=None, baselines=[]
+    )
+    search_id = create_search(store, config)
+
+    class DiesAfterThree(InProcessEvaluator):
+        """The controller's process dies (an exception nothing handles) at its fifth result: four are stored."""
+
+        class Death(BaseException):
+            pass
+
+        def __init__(self):
+            super().__init__()
+            self.results = 0
+
+        def poll(self, timeout):
+            found = super().poll(timeout)
+            self.results += len(found)
+            if self.results >= 5:
+                raise self.Death()
+            return found
+
+    first = DiesAfterThree()
+    with pytest.raises(DiesAfterThree.Death):
+        run_search(store, search_id, first, poll_interval=0.01)
+    first.close()
+    counting = CountsTargetTasks()
+    try:
+        final = run_search(store, search_id, counting, poll_interval=0.01, stale_after=timedelta(0))
+    finally:
+        counting.close()
+    assert final.state == "completed"
+    from evonorm_search.search.ladder import own_examples
+    from evonorm_search.store import search_summary
+
+    with store.session(readonly=True) as s:
+        spent = own_examples(s, search_summary(s, search_id), config)
+        evaluated = len(results_in_commit_order(s, search_id))
+    assert first.results == 5 and evaluated >= 4
+    # A resume that forgot the first run's compute would have spent the whole budget again on top of it.
+    assert config.compute_budget <= spent <= config.compute_budget + proxy_examples(config)
+
+
+def test_status_shows_the_compute_spent_against_the_compute_budget(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from evonorm_search.cli import app
+    from evonorm_search.search.ladder import own_examples
+    from evonorm_search.store import open_store, search_summary
+
+    db = f"sqlite:///{tmp_path / 'compute.db'}"
+    config = ladder_config(budget=1000, compute_budget=3 * proxy_examples(ladder_config()), fidelities=None)
+    with open_store(db) as store:
+        search_id, _ = run_to_end(store, config)
+        with store.session(readonly=True) as s:
+            spent = own_examples(s, search_summary(s, search_id), config)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["status", str(search_id), "--db", db, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["compute"] == {"spent_examples": spent, "budget_examples": config.compute_budget}
+    text = runner.invoke(app, ["status", str(search_id), "--db", db], env={"COLUMNS": "120"})
+    assert f"{spent:,} of {config.compute_budget:,} training examples" in text.output
+
+    without = runner.invoke(app, ["status", "--db", db, "--json"])  # the list shows it too, per search
+    assert json.loads(without.stdout)["items"][0]["compute"]["spent_examples"] == spent
