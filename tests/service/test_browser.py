@@ -1,6 +1,8 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): a finished search's Pareto plot is
 drawn, a layer opens with its formula, its export downloads; a search with a fidelity ladder shows each
-front layer's rung and plots its validated front; screenshots are saved as test artifacts."""
+front layer's rung and plots its validated front; screenshots are saved as test artifacts. The report of
+`evonorm-search report` opens from its file with the network blocked and shows every section, formula
+and picture."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
 from evonorm_search import store as st
+from evonorm_search.cli import app
+from evonorm_search.search.report import BEST_LAYERS, SECTION_TITLES
 from service import create_app
 from tests.conftest import wait_until
 
 from .conftest import settings_for
-from .factories import populate, run_ladder_search
+from .factories import ladder_search_database, populate, run_ladder_search
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -238,3 +243,51 @@ CHART_CONTENTS = """() => {
             c => b.left < c.right && b.right > c.left && b.top < c.bottom && b.bottom > c.top)),
     };
 }"""
+
+
+def test_the_report_file_shows_every_section_formula_and_picture_with_the_network_blocked(tmp_path):
+    url, search_id = ladder_search_database(tmp_path)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(search_id), "-o", str(out), "--db", url])
+    assert result.exit_code == 0, result.output
+    with st.open_store(url) as store, store.session(readonly=True) as s:
+        dsl = {c.id: c.dsl.strip() for c in st.list_candidates(s, search_id, limit=100).items}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    attempted: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+
+            def blocked(route) -> None:
+                """Every request but the file itself fails, and is recorded: the report must need none."""
+                if route.request.url == out.as_uri():
+                    route.continue_()
+                else:
+                    attempted.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", blocked)
+            page.goto(out.as_uri())
+            page.wait_for_load_state("load")
+            headings = [h.inner_text() for h in page.locator("section > h2").all()]
+            assert headings == list(SECTION_TITLES)
+            best = page.locator("#best-layers")
+            named = [int(h.inner_text().split()[1]) for h in best.locator("h3").all()]  # "Candidate ID (...)"
+            assert 0 < len(named) <= BEST_LAYERS
+            assert all(dsl[cid] in best.inner_text() for cid in named)  # each best layer's formula, as text
+            formulas = best.locator("img")
+            assert formulas.count() == best.locator("h3").count()  # each best layer's typeset formula
+            pictures = page.evaluate(
+                "() => [...document.images].map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
+            )
+            assert len(pictures) >= 3 + formulas.count()  # two objectives' progress, the front, the formulas
+            assert all(p["complete"] and p["width"] > 0 for p in pictures), pictures
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert attempted == [], "the report must load nothing beyond its own file"
