@@ -241,7 +241,10 @@ def progress_section(fronts: SearchFronts, results: Sequence[tuple[int, dict[str
         png = plots.progress_png(objective.name, running, references)
         if png is not None:
             blocks.append(Image(f"progress-{objective.name}", png, f"best {objective.name} so far"))
-        rows += improvement_rows(objective.name, scored, running)
+        rows += [
+            [objective.name, str(i.evaluated), str(i.candidate_id), _value(i.value)]
+            for i in improvements(results, objective)
+        ]
     blocks.append(Heading("Improvements"))
     blocks.append(Table(["objective", "evaluated", "candidate", "best so far"], rows))
     if references:
@@ -251,13 +254,25 @@ def progress_section(fronts: SearchFronts, results: Sequence[tuple[int, dict[str
     return Section("Best value so far", blocks)
 
 
-def improvement_rows(objective: str, scored: Sequence[tuple[int, float]], running: Sequence[float]) -> list[list[str]]:
-    """A row each time the best value changed: after how many evaluations, and which candidate set it."""
-    rows = []
-    for index, ((cid, value), best) in enumerate(zip(scored, running, strict=True)):
-        if index == 0 or best != running[index - 1]:
-            rows.append([objective, str(index + 1), str(cid), _value(value)])
-    return rows
+@dataclass(frozen=True)
+class Improvement:
+    """The best value of an objective changed: after `evaluated` evaluated candidates, to `value`, set by
+    candidate `candidate_id`. The steps of a best-so-far curve, which the dashboard draws too."""
+
+    evaluated: int
+    candidate_id: int
+    value: float
+
+
+def improvements(results: Sequence[tuple[int, dict[str, float]]], objective: db.Objective) -> list[Improvement]:
+    """Each change of the objective's best value over `results` (evaluated candidates in commit order)."""
+    scored = [(cid, values[objective.name]) for cid, values in results if objective.name in values]
+    running = best_so_far([value for _, value in scored], objective.direction == "max")
+    return [
+        Improvement(index + 1, cid, value)
+        for index, ((cid, value), best) in enumerate(zip(scored, running, strict=True))
+        if index == 0 or best != running[index - 1]
+    ]
 
 
 def front_section(fronts: SearchFronts) -> Section:

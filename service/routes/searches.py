@@ -31,7 +31,7 @@ from ..deps import (
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidatePage
 from ..schemas.pareto import ParetoFront, SearchFronts
-from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchStatus
+from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchProgressChart, SearchStatus
 from ..views import API_PREFIX
 
 log = logging.getLogger("evonorm_search.service")
@@ -292,6 +292,27 @@ async def search_baselines(store: StoreDep, database: DatabaseDep, search_id: Se
         with store.session(readonly=True) as s:
             repo.get_search(s, search_id)
             return [views.baseline_out(c) for c in repo.baselines_of(s, search_id)]
+
+    return await database.run(read)
+
+
+@router.get(
+    "/{search_id}/progress",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404, 422, 503),
+    summary="A search's best value so far",
+)
+async def search_progress(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> SearchProgressChart:
+    """Per objective, each change of the best value over the evaluated candidates (in the order their
+    results were stored), and the evaluated baselines' objectives: the dashboard's progress chart, which
+    reloads it as the search's events report new evaluations."""
+
+    def read() -> SearchProgressChart:
+        with store.session(readonly=True) as s:
+            search = repo.get_search(s, search_id)
+            results = repo.results_in_commit_order(s, search_id)
+            baselines = repo.baselines_of(s, search_id)
+        return views.progress_chart(search, results, baselines)
 
     return await database.run(read)
 

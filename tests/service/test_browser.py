@@ -225,6 +225,64 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
     assert foreign == [], "the dashboard must not reach other hosts"
 
 
+def test_the_progress_chart_draws_the_best_value_so_far_with_the_baselines_labelled_inside(ladder_server):
+    base, search_id = ladder_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/#search={search_id}")
+            progress = page.request.get(f"{base}/api/v1/searches/{search_id}/progress").json()
+            labels = {b["label"] for b in progress["baselines"]}
+            assert labels == {"gn_relu", "relu"} and progress["evaluated"] > 0
+
+            for objective in progress["objectives"]:  # each objective in turn, as the reader picks it
+                page.select_option("#progress-objective", objective["name"])
+                page.wait_for_selector(f"#progress-plot[data-objective='{objective['name']}']")
+                drawn = page.evaluate(PROGRESS_CONTENTS)
+                steps = [[s["evaluated"], s["value"]] for s in objective["steps"]]
+                assert drawn["steps"] == steps and drawn["lastX"] == progress["evaluated"]
+                assert drawn["yTitle"] == objective["label"] and drawn["xTitle"] == "evaluated candidates"
+                levels = {b["label"]: b["objectives"][objective["name"]] for b in progress["baselines"]}
+                assert drawn["lines"] == levels
+                assert {box["text"] for box in drawn["labelBoxes"]} == labels
+                assert drawn["labelsInside"], drawn
+
+            # Narrow: the chart shrinks, and the labels stay inside it.
+            wide = page.evaluate("() => Chart.getChart('progress-plot').chartArea.right")
+            page.set_viewport_size({"width": 480, "height": 900})
+            page.wait_for_function(f"() => Chart.getChart('progress-plot').chartArea.right < {wide} * 0.6")
+            narrow = page.evaluate(PROGRESS_CONTENTS)
+            assert {box["text"] for box in narrow["labelBoxes"]} == labels
+            assert narrow["labelsInside"], narrow
+            page.screenshot(path=str(ARTIFACTS / "dashboard-progress-narrow.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+
+
+# The progress chart: its best-value steps (the points that name a candidate), where the line ends, each
+# baseline line's level by label, the axis titles, and whether every label box lies inside the chart area.
+PROGRESS_CONTENTS = """() => {
+    const chart = Chart.getChart('progress-plot');
+    const area = chart.chartArea;
+    const [best, ...lines] = chart.data.datasets;
+    const boxes = chart.$labelBoxes;
+    return {
+        steps: best.data.filter(p => p.id !== null).map(p => [p.x, p.y]),
+        lastX: best.data[best.data.length - 1].x,
+        lines: Object.fromEntries(lines.map(d => [d.lineLabel, d.data[0].y])),
+        xTitle: chart.options.scales.x.title.text,
+        yTitle: chart.options.scales.y.title.text,
+        labelBoxes: boxes,
+        labelsInside: boxes.every(b => b.left >= area.left && b.right <= area.right && b.top >= area.top && b.bottom <= area.bottom),
+    };
+}"""
+
 # What the chart holds and where it drew it: per dataset the ids and label tags of its points, whether
 # every point and every label lies inside the chart area, whether two labels overlap, the axis titles.
 CHART_CONTENTS = """() => {
