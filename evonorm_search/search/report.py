@@ -171,7 +171,16 @@ def best_layers(session: Session, results: Sequence[tuple[int, dict[str, float]]
 
 
 def evaluated_baselines(fronts: SearchFronts) -> list[plots.Reference]:
-    return [plots.Reference(b.label or f"baseline {b.id}", dict(b.objectives)) for b in fronts.baselines]
+    return [plots.Reference(_label(b), _objectives(b)) for b in fronts.baselines]
+
+
+def _objectives(candidate: db.Candidate) -> dict[str, float]:
+    """An evaluated candidate's objectives (the front and the evaluated baselines always have them)."""
+    return candidate.objectives or {}
+
+
+def _label(baseline: db.Candidate) -> str:
+    return baseline.label or f"baseline {baseline.id}"
 
 
 # -- sections ---------------------------------------------------------------------------------------
@@ -282,7 +291,7 @@ def front_section(fronts: SearchFronts) -> Section:
     blocks: list[Block] = []
     if len(names) >= 2:
         png = plots.front_png(
-            names[0], names[1], [(c.id, c.objectives) for c in fronts.front], evaluated_baselines(fronts)
+            names[0], names[1], [(c.id, _objectives(c)) for c in fronts.front], evaluated_baselines(fronts)
         )
         if png is not None:
             blocks.append(Image("pareto-front", png, f"Pareto front on {names[0]} and {names[1]}"))
@@ -290,7 +299,7 @@ def front_section(fronts: SearchFronts) -> Section:
                 blocks.append(Text(f"The picture shows the first two of the {len(names)} objectives; the table all."))
         elif not plots.plots_available():
             blocks.append(Text(NO_PLOTS))
-    labels = [b.label for b in fronts.baselines]
+    labels = [_label(b) for b in fronts.baselines]
     headers = ["id", "birth", *names, "mean", *(f"vs {label}" for label in labels)]
     rows = []
     for c in fronts.front:
@@ -299,7 +308,7 @@ def front_section(fronts: SearchFronts) -> Section:
             [
                 str(c.id),
                 str(c.birth),
-                *(_value(c.objectives.get(n)) for n in names),
+                *(_value(_objectives(c).get(n)) for n in names),
                 _value(mean_accuracy(c.objectives)),
                 *versus,
             ]
@@ -308,7 +317,7 @@ def front_section(fronts: SearchFronts) -> Section:
     blocks.append(Text("mean: the mean proxy accuracy over the architectures; vs X: that mean minus baseline X's."))
     if fronts.baselines:
         cells = [
-            [b.label, str(b.id), *(_value(b.objectives.get(n)) for n in names), _value(mean_accuracy(b.objectives))]
+            [_label(b), str(b.id), *(_value(_objectives(b).get(n)) for n in names), _value(mean_accuracy(b.objectives))]
             for b in fronts.baselines
         ]
         blocks += [Heading("Baselines"), Table(["baseline", "id", *names, "mean"], cells)]
@@ -361,7 +370,7 @@ def scores_table(candidate: Any, fronts: SearchFronts) -> Table:
     versus = differences(candidate.objectives, fronts.baselines)
     headers = ["objective", "value", *(f"vs {d.label}" for d in versus)]
     rows = [
-        [name, _value(candidate.objectives.get(name)), *(_signed(d.per_objective.get(name)) for d in versus)]
+        [name, _value(_objectives(candidate).get(name)), *(_signed(d.per_objective.get(name)) for d in versus)]
         for name in fronts.objective_names
     ]
     rows.append(["mean accuracy", _value(mean_accuracy(candidate.objectives)), *(_signed(d.mean) for d in versus)])

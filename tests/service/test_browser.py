@@ -254,11 +254,18 @@ def test_the_progress_chart_draws_the_best_value_so_far_with_the_baselines_label
 
             # Narrow: the chart shrinks, and the labels stay inside it.
             wide = page.evaluate("() => Chart.getChart('progress-plot').chartArea.right")
+            page.wait_for_selector("#pareto-plot[data-front-points]")
+            wide_front = page.evaluate("() => Chart.getChart('pareto-plot').chartArea.right")
             page.set_viewport_size({"width": 480, "height": 900})
             page.wait_for_function(f"() => Chart.getChart('progress-plot').chartArea.right < {wide} * 0.6")
             narrow = page.evaluate(PROGRESS_CONTENTS)
             assert {box["text"] for box in narrow["labelBoxes"]} == labels
             assert narrow["labelsInside"], narrow
+            # The Pareto plot shrinks with it, its baselines' labels inside too.
+            page.wait_for_function(f"() => Chart.getChart('pareto-plot').chartArea.right < {wide_front} * 0.6")
+            front = page.evaluate(CHART_CONTENTS)
+            assert {box["text"] for box in front["labelBoxes"]} == labels
+            assert front["labelsInside"], front["labelBoxes"]
             page.screenshot(path=str(ARTIFACTS / "dashboard-progress-narrow.png"), full_page=True)
         finally:
             browser.close()
