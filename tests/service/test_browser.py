@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
+import evonorm_search as es
 from evonorm_search import store as st
 from evonorm_search.cli import app
 from evonorm_search.search.report import BEST_LAYERS, SECTION_TITLES
@@ -267,6 +268,40 @@ def test_the_progress_chart_draws_the_best_value_so_far_with_the_baselines_label
             assert {box["text"] for box in front["labelBoxes"]} == labels
             assert front["labelsInside"], front["labelBoxes"]
             page.screenshot(path=str(ARTIFACTS / "dashboard-progress-narrow.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+
+
+def test_the_progress_chart_follows_the_event_stream_while_a_search_runs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'evonorm.db'}"
+    with st.open_store(url) as store:
+        search = populate(store, candidates=8, final_state=st.SearchState.RUNNING)
+    problems: list[str] = []
+    with serving(url) as base, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.goto(f"{base}/#search={search.id}")
+            page.wait_for_selector("#progress-plot[data-objective='accuracy_resnet']")
+            page.wait_for_selector("#live:not([hidden])")  # the event stream is open
+            before = page.evaluate(PROGRESS_CONTENTS)
+
+            # A new best arrives while the page is open, as a controller would store it.
+            graph = es.library.get("gn_silu")
+            with st.open_store(url) as store, store.session() as s:
+                found = st.add_candidate(
+                    s, search.id, graph=graph, dsl=graph.to_text(), canonical_hash=es.canonical_hash(graph)
+                )
+                st.complete_candidate(s, found.id, {"accuracy_resnet": 0.999, "accuracy_mobilenetv2": 0.5, "cost": 3.0})
+            page.wait_for_function(
+                "() => { const d = Chart.getChart('progress-plot').data.datasets[0].data;"
+                " return d[d.length - 1].y === 0.999; }"
+            )
+            after = page.evaluate(PROGRESS_CONTENTS)
+            assert after["steps"] == [*before["steps"], [before["lastX"] + 1, 0.999]]
+            assert after["lastX"] == before["lastX"] + 1
         finally:
             browser.close()
     assert problems == []
