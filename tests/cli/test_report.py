@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 from evonorm_search import store as st
 from evonorm_search.cli import app
 from evonorm_search.ir import Graph
+from evonorm_search.search.controller import create_search
 from evonorm_search.search.objectives import mean_accuracy
 from evonorm_search.search.report import BEST_LAYERS, NO_PLOTS, SECTION_TITLES, best_so_far
 from evonorm_search.symbolic import to_sympy
-from tests.service.factories import ladder_search_database
+from tests.search.conftest import tiny_config
+from tests.service.factories import ladder_search_database, populate
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -148,3 +150,23 @@ def test_best_so_far_follows_each_objectives_direction():
     assert best_so_far([0.2, 0.1, 0.5, 0.4], maximise=True) == [0.2, 0.2, 0.5, 0.5]
     assert best_so_far([3.0, 4.0, 1.0, 2.0], maximise=False) == [3.0, 3.0, 1.0, 1.0]
     assert best_so_far([], maximise=True) == []
+
+
+def test_a_search_with_a_minimised_objective_and_one_with_no_candidates_yet(tmp_path):
+    url = f"sqlite:///{tmp_path / 'evonorm.db'}"
+    with st.open_store(url) as store:
+        populated = populate(store, candidates=30)  # accuracies (max) and cost (min): three objectives
+        empty = create_search(store, tiny_config())  # created, nothing proposed yet
+    report([str(populated.id), "-o", str(tmp_path / "populated.html"), "--db", url])
+    page = (tmp_path / "populated.html").read_text(encoding="utf-8")
+    parts = sections(page)
+    assert list(parts) == list(SECTION_TITLES)
+    assert "The picture shows the first two of the 3 objectives; the table all." in parts["Pareto front"]
+    costs = [float(v) for v in re.findall(r"<tr><td>cost</td><td>\d+</td><td>\d+</td><td>([0-9.]+)</td></tr>", page)]
+    assert costs and costs == sorted(costs, reverse=True)  # each improvement of a minimised cost is lower
+
+    report([str(empty), "-o", str(tmp_path / "empty.html"), "--db", url])
+    parts = sections((tmp_path / "empty.html").read_text(encoding="utf-8"))
+    assert list(parts) == list(SECTION_TITLES)
+    assert "No candidate has been evaluated yet." in parts["Best value so far"]
+    assert "<img" not in "".join(parts.values())
