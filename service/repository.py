@@ -48,6 +48,7 @@ from evonorm_search.store import (
     open_store,
     pareto_front,
     pareto_front_across,
+    results_in_commit_order,
     search_summary,
 )
 
@@ -99,6 +100,7 @@ __all__ = [
     "ping",
     "read_fronts",
     "request_stop",
+    "results_in_commit_order",
     "run_search",
     "search_compute",
     "search_ladder",

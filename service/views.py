@@ -13,6 +13,7 @@ from evonorm_search.enums import UNFINISHED_STATUSES
 from evonorm_search.search.fronts import highest_rung, rung_scores
 from evonorm_search.search.ladder import ComputeStatus, RungStatus
 from evonorm_search.search.objectives import describe, mean_accuracy
+from evonorm_search.search.report import improvements
 from evonorm_search.search.validation import Validated
 from evonorm_search.store import Objective
 
@@ -32,14 +33,18 @@ from .schemas.candidates import (
 from .schemas.common import ObjectiveOut
 from .schemas.pareto import ParetoFront, ParetoPoint
 from .schemas.searches import (
+    BaselineLevel,
     BaselineOut,
     BestOut,
     ComputeOut,
     Controller,
     Counts,
+    ObjectiveProgress,
+    ProgressStep,
     RungOut,
     SearchBrief,
     SearchLinks,
+    SearchProgressChart,
     SearchStatus,
 )
 
@@ -283,6 +288,29 @@ def baseline_out(candidate: repo.Candidate) -> BaselineOut:
         mean_accuracy=mean_accuracy(candidate.objectives),
         error=candidate.error,
     )
+
+
+def progress_chart(
+    search: repo.Search, results: Sequence[tuple[int, dict[str, float]]], baselines: Sequence[repo.Candidate]
+) -> SearchProgressChart:
+    """The best value so far per objective (its steps, as the report's table lists them) and the
+    evaluated baselines."""
+    objectives = [
+        ObjectiveProgress(
+            **objective_out(o).model_dump(),
+            steps=[
+                ProgressStep(evaluated=i.evaluated, candidate_id=i.candidate_id, value=i.value)
+                for i in improvements(results, o)
+            ],
+        )
+        for o in search.objective_specs
+    ]
+    levels = [
+        BaselineLevel(candidate_id=b.id, label=b.label or f"baseline {b.id}", objectives=b.objectives)
+        for b in baselines
+        if b.objectives is not None
+    ]
+    return SearchProgressChart(search=search.id, evaluated=len(results), objectives=objectives, baselines=levels)
 
 
 # -- Pareto fronts -------------------------------------------------------------------------------------

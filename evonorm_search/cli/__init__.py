@@ -12,6 +12,7 @@ from . import (
     db,  # noqa: F401  (registers commands)
     demo,  # noqa: F401  (registers commands)
     layers,  # noqa: F401  (registers commands)
+    report,  # noqa: F401  (registers commands)
     scoring,  # noqa: F401  (registers commands)
     search,  # noqa: F401  (registers commands)
     serve,  # noqa: F401  (registers commands)

@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from evonorm_search.search.config import ConfigError
+from evonorm_search.search.report import ReportInputs, build_report, read_report_inputs
 
 from .. import bodies, events, views
 from .. import repository as repo
@@ -29,7 +31,7 @@ from ..deps import (
 from ..errors import ApiError, error_responses
 from ..schemas.candidates import CandidatePage
 from ..schemas.pareto import ParetoFront, SearchFronts
-from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchStatus
+from ..schemas.searches import BaselineOut, SearchLaunched, SearchPage, SearchProgressChart, SearchStatus
 from ..views import API_PREFIX
 
 log = logging.getLogger("evonorm_search.service")
@@ -292,6 +294,55 @@ async def search_baselines(store: StoreDep, database: DatabaseDep, search_id: Se
             return [views.baseline_out(c) for c in repo.baselines_of(s, search_id)]
 
     return await database.run(read)
+
+
+@router.get(
+    "/{search_id}/progress",
+    dependencies=[ReadAccess],
+    responses=error_responses(401, 404, 422, 503),
+    summary="A search's best value so far",
+)
+async def search_progress(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> SearchProgressChart:
+    """Per objective, each change of the best value over the evaluated candidates (in the order their
+    results were stored), and the evaluated baselines' objectives: the dashboard's progress chart, which
+    reloads it as the search's events report new evaluations."""
+
+    def read() -> SearchProgressChart:
+        with store.session(readonly=True) as s:
+            search = repo.get_search(s, search_id)
+            results = repo.results_in_commit_order(s, search_id)
+            baselines = repo.baselines_of(s, search_id)
+        return views.progress_chart(search, results, baselines)
+
+    return await database.run(read)
+
+
+HTML_PAGE = {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "One self-contained HTML page."}
+
+
+@router.get(
+    "/{search_id}/report",
+    response_class=HTMLResponse,
+    dependencies=[ReadAccess],
+    responses={200: HTML_PAGE, **error_responses(401, 404, 409, 422, 503)},
+    summary="A search's report",
+)
+async def search_report_page(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> HTMLResponse:
+    """The report `evonorm-search report ID` writes, as one self-contained HTML page (pictures inline, no
+    network): configuration, funnel, best value so far with the baselines, Pareto front, best layers with
+    formulas and scores against each baseline, validated front, lineage, machine and versions. 409 when the
+    search's stored configuration cannot be read by this version."""
+
+    def read() -> ReportInputs:
+        with store.session(readonly=True) as s:
+            try:
+                return read_report_inputs(s, search_id)
+            except ConfigError as e:
+                raise ApiError(409, "conflict", f"search {search_id}'s report cannot be made: {e}") from None
+
+    inputs = await database.run(read)
+    # Formulas and pictures take a second or two: drawn off the database threads, which other reads share.
+    return HTMLResponse(await run_in_threadpool(lambda: build_report(inputs).to_html()))
 
 
 async def _existing_search(store: StoreDep, database: DatabaseDep, search_id: SearchId) -> int:

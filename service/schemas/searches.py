@@ -118,3 +118,33 @@ class SearchStatus(SearchBrief):
         default=None, description="Compute spent against `compute_budget`; null for a search without one."
     )
     links: SearchLinks
+
+
+class ProgressStep(Schema):
+    """The objective's best value changed: after `evaluated` evaluated candidates, to `value`."""
+
+    evaluated: int
+    candidate_id: int = Field(description="The candidate that set it.")
+    value: float
+
+
+class ObjectiveProgress(ObjectiveOut):
+    steps: list[ProgressStep] = Field(description="Each change of the best value so far, in evaluation order.")
+
+
+class BaselineLevel(Schema):
+    """An evaluated baseline's objectives: the reference lines of the progress chart."""
+
+    candidate_id: int
+    label: str
+    objectives: dict[str, float]
+
+
+class SearchProgressChart(Schema):
+    """The best value so far over the evaluated candidates (in the order their results were stored,
+    duplicates not counted again), per objective, and the evaluated baselines to read it against."""
+
+    search: int
+    evaluated: int = Field(description="Evaluated candidates so far: the chart's x range.")
+    objectives: list[ObjectiveProgress]
+    baselines: list[BaselineLevel]

@@ -1,5 +1,5 @@
-// The evonorm-search dashboard: searches, live progress, the Pareto front (proxy or validated), the best
-// layers with their rung of the fidelity ladder, exports.
+// The evonorm-search dashboard: searches, live progress, the best value so far against the baselines,
+// the Pareto front (proxy or validated), the best layers with their rung of the fidelity ladder, exports.
 // Talks only to this server's /api/v1; every asset is served by the app (no external network).
 // State lives in the URL hash (#search=3&layer=17&front=validated), so views can be linked and reloaded.
 "use strict";
@@ -17,6 +17,8 @@ const state = {
   layerId: null,
   stream: null, // AbortController of the open event stream
   chart: null,
+  progressChart: null, // the best value so far (Chart.js), redrawn in place
+  progress: null, // the latest GET .../progress answer
   nextSearchCursor: null,
   frontRefresh: null, // pending timer for a throttled reload of the front
   rung: "proxy", // the front the chart shows: "proxy" (rung 0) or "validated" (rung 1, the target task)
@@ -183,7 +185,7 @@ async function selectSearch(searchId) {
     const status = await getJson(`${API}/searches/${searchId}`);
     renderStatus(status);
     fillObjectiveChoices(status.objectives);
-    await loadFront();
+    await Promise.all([loadFront(), loadProgress()]);
     followEvents(searchId);
   } catch (error) {
     showMessage(`search ${searchId}: ${error.message}`, true);
@@ -221,7 +223,7 @@ function renderStatus(status) {
   renderLadder(status.ladder || []);
   if (previous && previous.id === status.id && previous.front_size !== status.front_size) scheduleFrontReload();
   if (previous && previous.id === status.id && previous.counts.evaluated !== status.counts.evaluated) {
-    scheduleFrontReload();
+    scheduleFrontReload(); // the front's reload brings the best value so far with it
   }
 }
 
@@ -336,6 +338,155 @@ async function consumeStream(response, onEvent) {
   }
 }
 
+// -- the best value so far -------------------------------------------------------------------------
+// One objective at a time (their scales differ): its best value over the evaluated candidates as a
+// stepped line, each evaluated baseline a dashed line labelled with its name. Reloaded whenever the event
+// stream reports new evaluations (with the front, see scheduleFrontReload).
+
+const PROGRESS_COLOUR = "#d9480f";
+const BASELINE_COLOURS = ["#1864ab", "#2b8a3e", "#862e9c", "#5c940d", "#a61e4d", "#495057"];
+
+async function loadProgress() {
+  const searchId = state.searchId;
+  const progress = await getJson(`${API}/searches/${searchId}/progress`);
+  if (searchId !== state.searchId) return; // another search was chosen meanwhile
+  state.progress = progress;
+  fillProgressChoices(progress.objectives);
+  drawProgress();
+}
+
+function fillProgressChoices(objectives) {
+  const select = $("progress-objective");
+  const names = objectives.map((o) => o.name);
+  const owner = String(state.searchId);
+  const keep = names.includes(select.value) && select.dataset.owner === owner ? select.value : names[0];
+  select.replaceChildren(...objectives.map((o) => el("option", { value: o.name }, o.label ?? o.name)));
+  select.value = keep;
+  select.dataset.owner = owner;
+}
+
+// The best value's steps, held to the last evaluated candidate (that last point sets no new best: no id).
+function progressPoints(objective, evaluated) {
+  const points = objective.steps.map((s) => ({ x: s.evaluated, y: s.value, id: s.candidate_id }));
+  const last = points[points.length - 1];
+  if (last && evaluated > last.x) points.push({ x: evaluated, y: last.y, id: null });
+  return points;
+}
+
+function drawProgress() {
+  const progress = state.progress;
+  const objective = progress && progress.objectives.find((o) => o.name === $("progress-objective").value);
+  if (!objective) return;
+  const name = objective.label ?? objective.name;
+  const right = Math.max(progress.evaluated, 1);
+  const lines = progress.baselines
+    .filter((b) => objective.name in b.objectives)
+    .map((b, i) => baselineLine(b, objective.name, right, BASELINE_COLOURS[i % BASELINE_COLOURS.length]));
+  const datasets = [
+    {
+      label: `best ${name} so far`,
+      data: progressPoints(objective, progress.evaluated),
+      showLine: true,
+      stepped: "after",
+      borderColor: PROGRESS_COLOUR,
+      backgroundColor: PROGRESS_COLOUR,
+      pointRadius: (context) => (context.raw && context.raw.id !== null ? 3 : 0),
+    },
+    ...lines,
+  ];
+  renderProgressChart(datasets, name);
+  const plot = $("progress-plot");
+  plot.dataset.objective = objective.name;
+  plot.dataset.baselineLines = String(lines.length);
+  $("progress-note").textContent = progress.evaluated
+    ? `${progress.evaluated} evaluated candidates; a point marks each new best (click it to open the layer).`
+    : "No evaluated candidates yet.";
+}
+
+function baselineLine(baseline, objectiveName, right, colour) {
+  const y = baseline.objectives[objectiveName];
+  return {
+    label: `baseline ${baseline.label}`,
+    data: [{ x: 1, y, tag: baseline.label }, { x: right, y, tag: baseline.label }],
+    lineLabel: baseline.label,
+    showLine: true,
+    borderDash: [6, 4],
+    borderWidth: 1.5,
+    borderColor: colour,
+    backgroundColor: colour,
+    pointRadius: 0,
+    pointHitRadius: 4,
+  };
+}
+
+// Writes each baseline's name on its line, right-aligned inside the chart area: never past its right
+// edge, whatever the width (a long name starts no further left than the area's left edge). Lines of
+// equal or close values get their labels stacked apart (freeBaseline); where each was drawn is kept in
+// chart.$labelBoxes.
+const lineLabels = {
+  id: "lineLabels",
+  afterDatasetsDraw(chart) {
+    const { ctx, chartArea: area } = chart;
+    const boxes = [];
+    chart.data.datasets.forEach((dataset, index) => {
+      if (!dataset.lineLabel) return;
+      const points = chart.getDatasetMeta(index).data;
+      if (!points.length) return;
+      ctx.save();
+      ctx.font = `${LABEL_FONT_PX}px sans-serif`;
+      ctx.fillStyle = dataset.borderColor;
+      const text = dataset.lineLabel;
+      const width = Math.min(ctx.measureText(text).width, area.right - area.left - 8);
+      const left = Math.max(area.left + 4, area.right - 4 - width);
+      const wanted = Math.min(area.bottom - 2, Math.max(area.top + LABEL_FONT_PX, points[0].y - 4));
+      const baseline = freeBaseline(boxes, left, left + width, wanted, area);
+      ctx.fillText(text, left, baseline, width); // squeezed to `width` rather than cut at the edge
+      ctx.restore();
+      boxes.push({ text, left, right: left + width, top: baseline - LABEL_FONT_PX, bottom: baseline });
+    });
+    chart.$labelBoxes = boxes;
+  },
+};
+
+function renderProgressChart(datasets, name) {
+  if (state.progressChart) {
+    state.progressChart.data.datasets = datasets;
+    state.progressChart.options.scales.y.title.text = name;
+    state.progressChart.update();
+    return;
+  }
+  state.progressChart = new window.Chart($("progress-plot"), {
+    type: "scatter",
+    data: { datasets },
+    plugins: [lineLabels],
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: {
+        x: { title: { display: true, text: "evaluated candidates" }, min: 1, ticks: { precision: 0 } },
+        y: { title: { display: true, text: name } },
+      },
+      plugins: {
+        // The baselines are named on their lines: the legend keeps only the best value's entry.
+        legend: { labels: { filter: (item, data) => !data.datasets[item.datasetIndex].lineLabel } },
+        tooltip: {
+          callbacks: {
+            label: (item) =>
+              item.dataset.lineLabel
+                ? `baseline ${item.dataset.lineLabel}: ${fmtNumber(item.raw.y)}`
+                : `after ${item.raw.x}: ${fmtNumber(item.raw.y)}${item.raw.id ? ` (#${item.raw.id})` : ""}`,
+          },
+        },
+      },
+      layout: { padding: { right: 8, top: 8 } },
+      onClick: (_event, elements) => {
+        const raw = elements.length ? elements[0].element.$context.raw : null;
+        if (raw && raw.id) openLayer(raw.id);
+      },
+    },
+  });
+}
+
 // -- the Pareto front ---------------------------------------------------------------------------------
 
 function fillObjectiveChoices(objectives) {
@@ -360,6 +511,7 @@ function scheduleFrontReload(delay = 2000) {
   state.frontRefresh = setTimeout(() => {
     state.frontRefresh = null;
     loadFront().catch((error) => showMessage(`Pareto front: ${error.message}`, true));
+    loadProgress().catch((error) => showMessage(`best value so far: ${error.message}`, true));
   }, delay);
 }
 
@@ -839,6 +991,7 @@ function wire() {
   $("more-searches").addEventListener("click", () => loadSearches(true));
   $("x-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
   $("y-objective").addEventListener("change", () => loadFront().catch((e) => showMessage(e.message, true)));
+  $("progress-objective").addEventListener("change", drawProgress);
   $("front-rung").addEventListener("change", () => {
     state.rung = $("front-rung").value;
     writeHash();

@@ -9,6 +9,7 @@ import random
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import evonorm_search as es
 from evonorm_search import store as st
@@ -176,3 +177,11 @@ def run_ladder_search(store: st.Store) -> int:
         evaluator.close()
     assert final.state == "completed", final
     return search_id
+
+
+def ladder_search_database(folder: Path) -> tuple[str, int]:
+    """A SQLite database in `folder` holding the finished ladder search (baselines, a validated front,
+    candidates with parents): its URL and the search's id."""
+    url = f"sqlite:///{folder / 'evonorm.db'}"
+    with st.open_store(url) as store:
+        return url, run_ladder_search(store)

@@ -1,6 +1,8 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): a finished search's Pareto plot is
 drawn, a layer opens with its formula, its export downloads; a search with a fidelity ladder shows each
-front layer's rung and plots its validated front; screenshots are saved as test artifacts."""
+front layer's rung and plots its validated front; screenshots are saved as test artifacts. The report of
+`evonorm-search report` opens from its file with the network blocked and shows every section, formula
+and picture."""
 
 from __future__ import annotations
 
@@ -12,13 +14,17 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
+import evonorm_search as es
 from evonorm_search import store as st
+from evonorm_search.cli import app
+from evonorm_search.search.report import BEST_LAYERS, SECTION_TITLES
 from service import create_app
 from tests.conftest import wait_until
 
 from .conftest import settings_for
-from .factories import populate, run_ladder_search
+from .factories import ladder_search_database, populate, run_ladder_search
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -220,6 +226,105 @@ def test_dashboard_shows_rungs_and_switches_the_chart_to_the_validated_front(lad
     assert foreign == [], "the dashboard must not reach other hosts"
 
 
+def test_the_progress_chart_draws_the_best_value_so_far_with_the_baselines_labelled_inside(ladder_server):
+    base, search_id = ladder_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.goto(f"{base}/#search={search_id}")
+            progress = page.request.get(f"{base}/api/v1/searches/{search_id}/progress").json()
+            labels = {b["label"] for b in progress["baselines"]}
+            assert labels == {"gn_relu", "relu"} and progress["evaluated"] > 0
+
+            for objective in progress["objectives"]:  # each objective in turn, as the reader picks it
+                page.select_option("#progress-objective", objective["name"])
+                page.wait_for_selector(f"#progress-plot[data-objective='{objective['name']}']")
+                drawn = page.evaluate(PROGRESS_CONTENTS)
+                steps = [[s["evaluated"], s["value"]] for s in objective["steps"]]
+                assert drawn["steps"] == steps and drawn["lastX"] == progress["evaluated"]
+                assert drawn["yTitle"] == objective["label"] and drawn["xTitle"] == "evaluated candidates"
+                levels = {b["label"]: b["objectives"][objective["name"]] for b in progress["baselines"]}
+                assert drawn["lines"] == levels
+                assert {box["text"] for box in drawn["labelBoxes"]} == labels
+                assert drawn["labelsInside"], drawn
+
+            # Narrow: the chart shrinks, and the labels stay inside it.
+            wide = page.evaluate("() => Chart.getChart('progress-plot').chartArea.right")
+            page.wait_for_selector("#pareto-plot[data-front-points]")
+            wide_front = page.evaluate("() => Chart.getChart('pareto-plot').chartArea.right")
+            page.set_viewport_size({"width": 480, "height": 900})
+            page.wait_for_function(f"() => Chart.getChart('progress-plot').chartArea.right < {wide} * 0.6")
+            narrow = page.evaluate(PROGRESS_CONTENTS)
+            assert {box["text"] for box in narrow["labelBoxes"]} == labels
+            assert narrow["labelsInside"], narrow
+            # The Pareto plot shrinks with it, its baselines' labels inside too.
+            page.wait_for_function(f"() => Chart.getChart('pareto-plot').chartArea.right < {wide_front} * 0.6")
+            front = page.evaluate(CHART_CONTENTS)
+            assert {box["text"] for box in front["labelBoxes"]} == labels
+            assert front["labelsInside"], front["labelBoxes"]
+            page.screenshot(path=str(ARTIFACTS / "dashboard-progress-narrow.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+
+
+def test_the_progress_chart_follows_the_event_stream_while_a_search_runs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'evonorm.db'}"
+    with st.open_store(url) as store:
+        search = populate(store, candidates=8, final_state=st.SearchState.RUNNING)
+    problems: list[str] = []
+    with serving(url) as base, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.goto(f"{base}/#search={search.id}")
+            page.wait_for_selector("#progress-plot[data-objective='accuracy_resnet']")
+            page.wait_for_selector("#live:not([hidden])")  # the event stream is open
+            before = page.evaluate(PROGRESS_CONTENTS)
+
+            # A new best arrives while the page is open, as a controller would store it.
+            graph = es.library.get("gn_silu")
+            with st.open_store(url) as store, store.session() as s:
+                found = st.add_candidate(
+                    s, search.id, graph=graph, dsl=graph.to_text(), canonical_hash=es.canonical_hash(graph)
+                )
+                st.complete_candidate(s, found.id, {"accuracy_resnet": 0.999, "accuracy_mobilenetv2": 0.5, "cost": 3.0})
+            page.wait_for_function(
+                "() => { const d = Chart.getChart('progress-plot').data.datasets[0].data;"
+                " return d[d.length - 1].y === 0.999; }"
+            )
+            after = page.evaluate(PROGRESS_CONTENTS)
+            assert after["steps"] == [*before["steps"], [before["lastX"] + 1, 0.999]]
+            assert after["lastX"] == before["lastX"] + 1
+        finally:
+            browser.close()
+    assert problems == []
+
+
+# The progress chart: its best-value steps (the points that name a candidate), where the line ends, each
+# baseline line's level by label, the axis titles, and whether every label box lies inside the chart area.
+PROGRESS_CONTENTS = """() => {
+    const chart = Chart.getChart('progress-plot');
+    const area = chart.chartArea;
+    const [best, ...lines] = chart.data.datasets;
+    const boxes = chart.$labelBoxes;
+    return {
+        steps: best.data.filter(p => p.id !== null).map(p => [p.x, p.y]),
+        lastX: best.data[best.data.length - 1].x,
+        lines: Object.fromEntries(lines.map(d => [d.lineLabel, d.data[0].y])),
+        xTitle: chart.options.scales.x.title.text,
+        yTitle: chart.options.scales.y.title.text,
+        labelBoxes: boxes,
+        labelsInside: boxes.every(b => b.left >= area.left && b.right <= area.right && b.top >= area.top && b.bottom <= area.bottom),
+    };
+}"""
+
 # What the chart holds and where it drew it: per dataset the ids and label tags of its points, whether
 # every point and every label lies inside the chart area, whether two labels overlap, the axis titles.
 CHART_CONTENTS = """() => {
@@ -238,3 +343,51 @@ CHART_CONTENTS = """() => {
             c => b.left < c.right && b.right > c.left && b.top < c.bottom && b.bottom > c.top)),
     };
 }"""
+
+
+def test_the_report_file_shows_every_section_formula_and_picture_with_the_network_blocked(tmp_path):
+    url, search_id = ladder_search_database(tmp_path)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(search_id), "-o", str(out), "--db", url])
+    assert result.exit_code == 0, result.output
+    with st.open_store(url) as store, store.session(readonly=True) as s:
+        dsl = {c.id: c.dsl.strip() for c in st.list_candidates(s, search_id, limit=100).items}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    attempted: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+
+            def blocked(route) -> None:
+                """Every request but the file itself fails, and is recorded: the report must need none."""
+                if route.request.url == out.as_uri():
+                    route.continue_()
+                else:
+                    attempted.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", blocked)
+            page.goto(out.as_uri())
+            page.wait_for_load_state("load")
+            headings = [h.inner_text() for h in page.locator("section > h2").all()]
+            assert headings == list(SECTION_TITLES)
+            best = page.locator("#best-layers")
+            named = [int(h.inner_text().split()[1]) for h in best.locator("h3").all()]  # "Candidate ID (...)"
+            assert 0 < len(named) <= BEST_LAYERS
+            assert all(dsl[cid] in best.inner_text() for cid in named)  # each best layer's formula, as text
+            formulas = best.locator("img")
+            assert formulas.count() == best.locator("h3").count()  # each best layer's typeset formula
+            pictures = page.evaluate(
+                "() => [...document.images].map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
+            )
+            assert len(pictures) >= 3 + formulas.count()  # two objectives' progress, the front, the formulas
+            assert all(p["complete"] and p["width"] > 0 for p in pictures), pictures
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert attempted == [], "the report must load nothing beyond its own file"

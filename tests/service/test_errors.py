@@ -32,6 +32,8 @@ def _is_error(response, status: int, code: str) -> dict:
         (f"{API}/searches/99/candidates", "not_found"),
         (f"{API}/searches/99/pareto", "not_found"),
         (f"{API}/searches/99/events", "not_found"),
+        (f"{API}/searches/99/report", "not_found"),
+        (f"{API}/searches/99/progress", "not_found"),
         (f"{API}/candidates/99", "not_found"),
         (f"{API}/candidates/99/module.py", "not_found"),
         (f"{API}/pareto?objective=a&search_id=99", "not_found"),
