@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import statistics
 import sys
 import tempfile
@@ -241,19 +242,65 @@ def comparisons(answers, confirmed: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def selected_tau(runs: list[LadderRun]) -> str:
-    """Kendall tau between rung 0 (proxy) and the target among the layers the searches selected."""
+def selected_tau(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:
+    """Kendall tau among the layers the searches selected: rung 0 (proxy) against rung 1 (the target on its
+    test split); then, among the answers, each rung against the confirmation split that neither read, so
+    the ladder's top rung is shown to rank the top better than rung 0 (or not)."""
     picks = {p.label: p for r in runs for p in r.picks if p.target}
     if len(picks) < 3:
         return "Fewer than 3 selected layers have a target score: no tau."
-    proxy = [p.proxy for p in picks.values()]
-    target = [statistics.fmean(p.target.values()) for p in picks.values()]
-    tau = decide.kendall_tau(proxy, target, seed=0)
+    lines = [_tau_line("the proxy score (rung 0) and the target score (rung 1, test split)", picks.values(), None)]
+    answers = [p for p in picks.values() if confirmed.get(p.label, {}).get("mean") is not None]
+    if len(answers) >= 3:
+        lines.append(_tau_line("rung 0 and the confirmation split", answers, confirmed, rung=0))
+        lines.append(_tau_line("rung 1 and the confirmation split", answers, confirmed, rung=1))
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def _tau_line(what: str, picks, confirmed: dict[str, dict] | None, rung: int = 0) -> str:
+    picks = list(picks)
+    proxy = [p.proxy for p in picks]
+    target = [statistics.fmean(p.target.values()) for p in picks]
+    if confirmed is None:
+        x, y, among = proxy, target, "layers the searches selected (promoted or picked afterwards)"
+    else:
+        x = proxy if rung == 0 else target
+        y = [confirmed[p.label]["mean"] for p in picks]
+        among = "answers (the best validated layer of each arm and seed)"
+    tau = decide.kendall_tau(x, y, seed=0)
     return (
-        f"Kendall tau between the proxy score (rung 0) and the target score (rung 1, test split) among the "
-        f"{len(picks)} layers the searches selected (promoted or picked afterwards): {tau.value:.2f} "
+        f"Kendall tau between {what} among the {len(picks)} {among}: **{tau.value:.2f}** "
         f"(bootstrap 95% interval {fmt(tau.low, 2)} to {fmt(tau.high, 2)})."
     )
+
+
+def raw_results(runs: list[LadderRun], confirmed: dict[str, dict], args) -> dict:
+    """Everything the tables come from, so a reader can recompute them (`search-ladder-<machine>.json`)."""
+    return {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "runs": [
+            {
+                "mode": r.mode,
+                "seed": r.seed,
+                "seconds": r.seconds,
+                "evaluated": r.evaluated,
+                "rung0_examples": r.rung0_examples,
+                "picks": [
+                    {
+                        "label": p.label,
+                        "dsl": p.dsl,
+                        "proxy": p.proxy,
+                        "promoted": p.promoted,
+                        "picked_after": p.picked_after,
+                        "target": {str(k): v for k, v in p.target.items()},
+                    }
+                    for p in r.picks
+                ],
+            }
+            for r in runs
+        ],
+        "confirmed": confirmed,
+    }
 
 
 def answers_table(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:
@@ -352,11 +399,12 @@ def main() -> None:
             "## Baselines on the confirmation split\n\n"
             + markdown_table(["baseline", "confirmed mean ± std"], baseline_rows),
             "## Paired comparisons over search seeds\n\n" + comparisons(answers, confirmed),
-            "## Fidelity among the layers the searches selected\n\n" + selected_tau(runs),
+            "## Fidelity among the layers the searches selected\n\n" + selected_tau(runs, confirmed),
             "## Every answer\n\n" + answers_table(runs, confirmed),
         ]
     )
     path = write_result("search-ladder", "The fidelity ladder: four arms at equal compute", body)
+    path.with_suffix(".json").write_text(json.dumps(raw_results(runs, confirmed, args), indent=1), encoding="utf-8")
     print(f"wrote {path}")
 
 

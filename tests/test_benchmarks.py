@@ -4,6 +4,7 @@ figure they print is checked against a target here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -197,6 +198,9 @@ def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_p
     assert len(compute) == 4 and len(set(compute)) == 1
     assert "confirmed mean" in report and "| gn_relu |" in report
     assert "fewer than 8" in report.lower() or "too few values" in report
+    assert "rung 1 and the confirmation split" in report
+    raw = json.loads((tmp_path / "search-ladder-smoke.json").read_text())
+    assert len(raw["runs"]) == 4 and all(run["picks"] for run in raw["runs"])
 
 
 @pytest.mark.xdist_group("ray")
