@@ -41,6 +41,7 @@ from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples
 from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
+from .score_cache import settings_key
 from .scoring import seed_run
 from .selection import Member, Proposal, Strategy, aging_population
 from .validation import store_run
@@ -443,6 +444,8 @@ class Controller:
     def _submit_target(self, run: _TargetRun) -> None:
         with self.store.session(readonly=True) as s:
             candidate = db.get_candidate(s, run.candidate_id)
+        if run.candidate_id in self.baseline_ids and self._reuse_baseline_run(candidate, run.seed):
+            return
         task_id = self.next_task_id
         self.next_task_id -= 1
         task = EvaluationTask(self.search_id, task_id, candidate.graph, self.config.target_spec(run.seed))
@@ -451,6 +454,32 @@ class Controller:
         self.evaluator.submit(task)
         self._report(f"{_name(candidate)}: target task, seed {run.seed}")
 
+    def _target_key(self, seed: int) -> str:
+        """The digest of every setting a target run of `seed` depends on (spec, data identity, package
+        version, training code): two searches whose runs share it would train the same thing."""
+        return settings_key([self.config.target_spec(seed)])
+
+    def _reuse_baseline_run(self, baseline: Candidate, seed: int) -> bool:
+        """Store another search's run of the same baseline under the same target settings as this
+        baseline's seed `seed` (marked `reused_from`, no seconds of its own); False when none is stored.
+        The baselines train once per configuration, not once per search."""
+        architectures = [a.label for a in self.config.validation.architectures]
+        with self.store.session() as s:
+            found = db.reusable_baseline_run(
+                s,
+                canonical_hash=baseline.canonical_hash,
+                seed=seed,
+                key=self._target_key(seed),
+                architectures=architectures,
+                exclude=baseline.id,
+            )
+            if found is None:
+                return False
+            metrics = {a: {**m, "reused_from": found.candidate_id} for a, m in found.metrics.items()}
+            db.record_validation(s, baseline.id, seed=seed, metrics=metrics, durations=dict.fromkeys(metrics, 0.0))
+        self._report(f"{_name(baseline)}: target seed {seed} reused from candidate id {found.candidate_id}")
+        return True
+
     def _record_target_outcome(self, outcome: EvaluationOutcome) -> None:
         """Store a target run (every architecture of its seed in one transaction). A failed one is not
         stored, so a later run of the controller trains that seed again."""
@@ -458,7 +487,7 @@ class Controller:
         del self.in_flight[outcome.candidate_id]
         scores = seed_run(outcome, run.seed)
         if scores.error is None:
-            store_run(self.store, run.candidate_id, scores)
+            store_run(self.store, run.candidate_id, scores, extra={"target_key": self._target_key(run.seed)})
             if run.candidate_id not in self.baseline_ids:
                 self.examples_spent += target_examples(self.config)
             event = f"target seed {run.seed}: mean {scores.score:.3f}"

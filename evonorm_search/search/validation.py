@@ -147,9 +147,10 @@ def _stored_run(run: db.ValidationRun, architectures: Sequence[str]) -> SeedRun:
     return SeedRun(run.seed, {a: run.accuracies[a] for a in architectures}, seconds=run.seconds)
 
 
-def store_run(store: db.Store, candidate_id: int, run: SeedRun) -> None:
-    """All architectures of one seed in one transaction: a run is stored whole or not at all."""
-    metrics = {r.architecture: dict(r.metrics) for r in run.records}
+def store_run(store: db.Store, candidate_id: int, run: SeedRun, *, extra: dict[str, Any] | None = None) -> None:
+    """All architectures of one seed in one transaction: a run is stored whole or not at all. `extra` goes
+    into every architecture's metrics (the ladder's `target_key`)."""
+    metrics = {r.architecture: {**r.metrics, **(extra or {})} for r in run.records}
     durations = {r.architecture: r.duration for r in run.records}
     node = run.records[0].node if run.records else None
     with store.session() as s:

@@ -14,6 +14,7 @@ from .baselines import (
     baselines_of,
     is_baseline,
     record_validation,
+    reusable_baseline_run,
     validated_candidates,
     validation_runs,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "release_controller",
     "requeue_candidate",
     "results_in_commit_order",
+    "reusable_baseline_run",
     "schema_status",
     "search_summary",
     "set_search_state",

@@ -181,3 +181,48 @@ def validation_runs(session: Session, candidate_ids: Sequence[int]) -> dict[int,
         run.accuracies[row.architecture] = float(row.metrics["accuracy"])
         runs[row.attempt] = ValidationRun(run.seed, run.accuracies, run.seconds + row.duration_seconds)
     return {cid: [runs[seed] for seed in sorted(runs)] for cid, runs in found.items()}
+
+
+@dataclass(frozen=True)
+class ReusableRun:
+    """One stored target-task seed of a baseline, for another search whose target run is the same."""
+
+    candidate_id: int  # the baseline whose run it is
+    metrics: dict[str, dict[str, Any]]  # per architecture, as `record_validation` takes them
+
+
+def reusable_baseline_run(
+    session: Session,
+    *,
+    canonical_hash: str,
+    seed: int,
+    key: str,
+    architectures: Sequence[str],
+    exclude: int,
+) -> ReusableRun | None:
+    """A stored target run of seed `seed` of a baseline with `canonical_hash` (any search but candidate
+    `exclude`'s own), complete over `architectures`, whose every row carries `target_key == key` (the
+    digest of every setting its score depends on: `search/score_cache.py`), or None. Reused runs are not
+    reused again (the original is found directly), so provenance stays one step."""
+    query = (
+        select(Evaluation)
+        .join(Candidate, Candidate.id == Evaluation.candidate_id)
+        .where(
+            Candidate.role == CandidateRole.BASELINE,
+            Candidate.canonical_hash == canonical_hash,
+            Candidate.id != exclude,
+            Evaluation.phase == EvaluationPhase.VALIDATION,
+            Evaluation.status == EvaluationStatus.SUCCEEDED,
+            Evaluation.attempt == seed,
+        )
+        .order_by(Evaluation.candidate_id, Evaluation.id)
+    )
+    found: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in session.execute(query).scalars():
+        metrics = dict(row.metrics)
+        if metrics.get("target_key") == key and "reused_from" not in metrics:
+            found.setdefault(row.candidate_id, {})[row.architecture] = metrics
+    for candidate_id, metrics in found.items():
+        if set(architectures) <= set(metrics):
+            return ReusableRun(candidate_id, {a: metrics[a] for a in architectures})
+    return None

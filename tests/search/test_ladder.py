@@ -10,12 +10,12 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from evonorm_search.search import InProcessEvaluator
+from evonorm_search.search import InProcessEvaluator, SearchConfig
 from evonorm_search.search.config import FidelityConfig
 from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.search.ladder import Ladder, crowding_distance, promotion_ranking, proxy_examples, target_examples
 from evonorm_search.search.validation import validate_search
-from evonorm_search.store import Objective, baselines_of, results_in_commit_order, validation_runs
+from evonorm_search.store import Objective, baselines_of, evaluations_of, results_in_commit_order, validation_runs
 
 from .conftest import run_to_end
 from .test_baselines import small_config
@@ -303,3 +303,64 @@ def test_status_shows_the_compute_spent_against_the_compute_budget(tmp_path):
 
     without = runner.invoke(app, ["status", "--db", db, "--json"])  # the list shows it too, per search
     assert json.loads(without.stdout)["items"][0]["compute"]["spent_examples"] == spent
+
+
+class RecordsTargetTasks(InProcessEvaluator):
+    """Keeps the layer of every target task it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = []
+
+    def submit(self, task):
+        if task.candidate_id < 0:
+            self.layers.append(task.graph)
+        super().submit(task)
+
+
+def _baseline_graphs(store, search_id):
+    with store.session(readonly=True) as s:
+        return {b.id: b.graph for b in baselines_of(s, search_id)}
+
+
+def test_baselines_train_on_the_target_once_per_configuration_and_are_reused_across_searches(store):
+    config = ladder_config()
+    first, _ = run_to_end(store, config)
+    again = RecordsTargetTasks()
+    second, final = run_to_end(store, config.model_copy(update={"name": "again"}), again)
+    assert final.state == "completed"
+    baselines = _baseline_graphs(store, second)
+    assert not [g for g in again.layers if g in baselines.values()]  # no baseline trained on the target again
+    assert again.layers  # the second search's own promotions did train
+    with store.session(readonly=True) as s:
+        runs = validation_runs(s, list(baselines) + list(_baseline_graphs(store, first)))
+        rows = [e for cid in baselines for e in evaluations_of(s, cid)]
+    seeds = config.ladder_seeds()
+    assert all(sorted(r.seed for r in runs[cid]) == seeds for cid in runs)
+    first_ids = set(_baseline_graphs(store, first))
+    reused = [e.metrics["reused_from"] for e in rows if e.phase == "validation"]
+    assert reused and set(reused) <= first_ids
+    # The same accuracies as the runs they came from.
+    with store.session(readonly=True) as s:
+        first_by_label = {b.label: b.id for b in baselines_of(s, first)}
+        pairs = [(b.id, first_by_label[b.label]) for b in baselines_of(s, second)]
+    for cid, original in pairs:
+        assert [r.accuracies for r in runs[cid]] == [r.accuracies for r in runs[original]]
+
+
+def test_a_changed_target_setting_trains_the_baselines_again(store):
+    config = ladder_config()
+    run_to_end(store, config)
+    changed = config.model_copy(
+        update={
+            "name": "changed",
+            "validation": config.validation.model_copy(
+                update={"training": config.validation.training.model_copy(update={"lr": 0.02})}
+            ),
+        }
+    )
+    again = RecordsTargetTasks()
+    second, _ = run_to_end(store, SearchConfig.from_mapping(changed.model_dump(mode="json")), again)
+    baselines = _baseline_graphs(store, second)
+    trained = [g for g in again.layers if g in baselines.values()]
+    assert len(trained) == len(baselines) * len(config.ladder_seeds())
