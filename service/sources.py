@@ -48,7 +48,8 @@ def _factories(node: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 def _data_paths(data: Any, where: str) -> Iterator[tuple[str, Any]]:
     """Every (dotted location, value) of a path field of the named data set."""
-    model = DATA_CONFIGS.get(data.get("name", "")) if isinstance(data, dict) else None
+    name = data.get("name") if isinstance(data, dict) else None
+    model = DATA_CONFIGS.get(name) if isinstance(name, str) else None  # anything else: validation refuses it
     for field in path_fields(model) if model is not None else ():
         if field in data:
             yield f"{where}.{field}", data[field]

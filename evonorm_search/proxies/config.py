@@ -247,7 +247,7 @@ def resolve_path(path: str, info: ValidationInfo) -> str:
     """An absolute path: `~` expanded, a relative one joined to the config file's folder (the validation
     context's `base_dir`) or else to the working directory, so another working directory or a Ray
     worker reads the same file."""
-    expanded = Path(path).expanduser()
+    expanded = Path(os.path.expanduser(path))  # an unknown ~user stays as written (pathlib would raise)
     if not expanded.is_absolute():
         base = (info.context or {}).get(BASE_DIR_CONTEXT)
         expanded = Path(base) / expanded if base is not None else Path.cwd() / expanded

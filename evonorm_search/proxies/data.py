@@ -44,6 +44,7 @@ from .config import (
     DigitsData,
     FileData,
     FixedTestData,
+    GeneratedData,
     ImageData,
     ImageFolderData,
     Mnist1dData,
@@ -435,6 +436,8 @@ def _search_and_test(parts: Parts, config: FileData) -> tuple[Arrays, Arrays]:
 # --------------------------------------------------------------------------------------------------
 
 C = TypeVar("C", bound=DataConfig)
+G = TypeVar("G", bound=GeneratedData)
+F = TypeVar("F", bound=FixedTestData)
 InputSpec = tuple[int, int, int]  # (channels, spatial dims, classes)
 
 
@@ -486,21 +489,21 @@ def path_fields(model: type[DataConfig]) -> list[str]:
 
 def _generated_row(
     name: str,
-    config: type[C],
-    generate: Callable[[C, int, int], Arrays],
-    spec: Callable[[C], InputSpec],
-    parameters: Callable[[C], dict[str, Any]],
-) -> DataSet[C]:
-    def identity(c: C) -> dict[str, Any]:
-        sizes = {"samples": c.samples, "test_samples": c.test_samples, "confirm_samples": c.confirm_samples}  # type: ignore[attr-defined]  # C is a GeneratedData
+    config: type[G],
+    generate: Callable[[G, int, int], Arrays],
+    spec: Callable[[G], InputSpec],
+    parameters: Callable[[G], dict[str, Any]],
+) -> DataSet[G]:
+    def identity(c: G) -> dict[str, Any]:
+        sizes = {"samples": c.samples, "test_samples": c.test_samples, "confirm_samples": c.confirm_samples}
         return {"generator": name, "seed": c.seed, **sizes, **parameters(c)}
 
     return DataSet(
         name=name,
         config=config,
-        search=lambda c: generate(c, c.samples, SEARCH_STREAM),  # type: ignore[attr-defined]
-        test=lambda c: generate(c, c.test_samples, TEST_STREAM),  # type: ignore[attr-defined]
-        confirm=lambda c: generate(c, c.confirm_samples, CONFIRM_STREAM),  # type: ignore[attr-defined]
+        search=lambda c: generate(c, c.samples, SEARCH_STREAM),
+        test=lambda c: generate(c, c.test_samples, TEST_STREAM),
+        confirm=lambda c: generate(c, c.confirm_samples, CONFIRM_STREAM),
         identity=identity,
         spec=spec,
     )
@@ -515,18 +518,18 @@ def _synthetic(config: SyntheticData, samples: int, stream: int) -> Arrays:
 
 def _fixed_test_row(
     name: str,
-    config: type[C],
-    search: Callable[[C], Arrays],
-    test: Callable[[C], Arrays],
-    identity: Callable[[C], dict[str, Any]],
+    config: type[F],
+    search: Callable[[F], Arrays],
+    test: Callable[[F], Arrays],
+    identity: Callable[[F], dict[str, Any]],
     **extra: Any,
-) -> DataSet[C]:
-    def carved(c: C) -> tuple[Arrays, Arrays]:
-        return carve_confirmation(test(c), c.confirm_fraction)  # type: ignore[attr-defined]  # C is a FixedTestData
+) -> DataSet[F]:
+    def carved(c: F) -> tuple[Arrays, Arrays]:
+        return carve_confirmation(test(c), c.confirm_fraction)
 
-    def confirm(c: C) -> Arrays:
-        if not c.confirm_fraction:  # type: ignore[attr-defined]
-            raise _no_confirmation(c)  # type: ignore[arg-type]
+    def confirm(c: F) -> Arrays:
+        if not c.confirm_fraction:
+            raise _no_confirmation(c)
         return carved(c)[1]
 
     return DataSet(name, config, search, lambda c: carved(c)[0], confirm, identity, **extra)
@@ -592,12 +595,12 @@ def _torchvision_parts(config: TorchvisionData) -> tuple[Arrays, Arrays]:
 
 def _user_row(
     name: str,
-    config: type[C],
-    parts: Callable[[C], tuple[Arrays, Arrays]],
-    identity: Callable[[C], dict[str, Any]],
+    config: type[F],
+    parts: Callable[[F], tuple[Arrays, Arrays]],
+    identity: Callable[[F], dict[str, Any]],
     needs: str,
     spatial_dims: int | None,
-) -> DataSet[C]:
+) -> DataSet[F]:
     return _fixed_test_row(
         name,
         config,

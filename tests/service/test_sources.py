@@ -124,3 +124,10 @@ def test_the_allow_lists_are_read_from_the_environment(monkeypatch, tmp_path):
         Settings(data_roots="relative/dir")
     with pytest.raises(ValidationError, match="dotted module names"):
         Settings(allowed_factories="my-lab")
+
+
+@pytest.mark.parametrize("data", [{"name": {}}, {"name": ["arrays"]}, [], "arrays"])
+def test_a_malformed_data_section_is_left_to_validation(default_client, data):
+    """The check reads the raw mapping: what it cannot read is not its to refuse (validation answers 422)."""
+    response = _launch(default_client, _config(data))
+    assert response.status_code == 422 and response.json()["code"] == "invalid_config", response.text
