@@ -252,3 +252,20 @@ def test_built_in_data_sets_load_bit_identical_arrays(key, split, tmp_path):
         write_fake_cifar(tmp_path)
         kwargs["path"] = str(tmp_path)
     assert _digest(load_data(DataConfig(**kwargs), split=split)) == BEFORE_THE_TABLE[key, split]
+
+
+# The flat DataConfig every data set shared before the table, as `model_dump(mode="json")` wrote it into
+# stored searches (the defaults of commit 2f155c9): a stored search must still resume.
+FLAT_DUMP = {
+    "validation_fraction": 0.25, "max_train_samples": None, "seed": 0, "path": None, "samples": 4000,
+    "test_samples": 1000, "confirm_samples": 1000, "confirm_fraction": 0.0, "recall_pairs": 6, "recall_keys": 16,
+    "recall_values": 8, "synthetic_shape": [1, 8, 8], "synthetic_classes": 4,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d", "recall", "synthetic", "cifar10"])
+def test_a_stored_flat_config_still_validates_to_its_data_sets_model(name, tmp_path):
+    stored = {**FLAT_DUMP, "name": name, "path": str(tmp_path) if name == "cifar10" else None}
+    config = SearchConfig.from_mapping({"name": "stored", "architectures": [{"kind": "resnet"}], "data": stored})
+    assert config.data == DataConfig(**{k: v for k, v in stored.items() if k in type(config.data).model_fields})
+    assert set(config.data.model_dump()) <= set(stored)
