@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evonorm_search.search.config import ConfigError, SearchConfig
+from evonorm_search.search.config import ConfigError, SearchConfig, parse_config_yaml
 
 from .errors import ApiError
+from .settings import Settings
+from .sources import check_sources
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml")
@@ -54,19 +56,24 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(422, "invalid_request", f"the body's JSON cannot be read: {e}") from None
 
 
-def search_config(body: bytes, content_type: str | None) -> SearchConfig:
-    """A SearchConfig from a JSON or YAML body. ConfigError (422, each field's problem) when invalid."""
+def search_config(body: bytes, content_type: str | None, settings: Settings) -> SearchConfig:
+    """A SearchConfig from a JSON or YAML body. ConfigError (422, each field's problem) when invalid; a
+    422 naming the rule when it names data or code the server's allow-lists refuse (`sources`), checked
+    before the config is validated, so nothing it names is read or imported first."""
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return SearchConfig.from_mapping(parse_json(body), origin="search configuration")
-    if kind in YAML_TYPES:
-        return _search_config_from_yaml(decode_text(body))
-    raise unsupported("a search configuration", JSON_TYPES + YAML_TYPES)
+        mapping = parse_json(body)
+    elif kind in YAML_TYPES:
+        mapping = _yaml_mapping(decode_text(body))
+    else:
+        raise unsupported("a search configuration", JSON_TYPES + YAML_TYPES)
+    check_sources(mapping, settings)
+    return SearchConfig.from_mapping(mapping, origin="search configuration")
 
 
-def _search_config_from_yaml(text: str) -> SearchConfig:
+def _yaml_mapping(text: str) -> Any:
     try:
-        return SearchConfig.from_yaml(text)  # a str is always YAML text, never a file on this server
+        return parse_config_yaml(text)  # a str is always YAML text, never a file on this server
     except ConfigError:
         raise
     except RecursionError:

@@ -6,6 +6,7 @@ when it is given none. API keys are `SecretStr`s, so they never appear in a repr
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_KEY_LENGTH = 16
 _KEY_SEPARATORS = re.compile(r"[,\s]+")
+_MODULE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 LauncherName = Literal["auto", "thread", "ray", "none"]
 
@@ -101,12 +103,53 @@ class Settings(BaseSettings):
         "server show at once; changes made elsewhere within the interval.",
     )
 
+    data_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Folders (absolute, separated by commas) under which a search launched through the API may "
+        "read data files (data.path, data.root); empty: no file-based data through the API (digits, mnist1d, "
+        "recall and synthetic need no files).",
+    )
+    allowed_factories: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Module prefixes (separated by commas or spaces) whose `module:function` factories a search "
+        "launched through the API may name (data or architecture `factory`); `mylab` allows mylab and "
+        "mylab.data, not mylabx. Empty: no factory runs through the API.",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(k for k in _KEY_SEPARATORS.split(value) if k)
         return value
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):  # commas only: a folder's name may hold spaces
+            return tuple(root.strip() for root in value.split(",") if root.strip())
+        return value
+
+    @field_validator("allowed_factories", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p for p in _KEY_SEPARATORS.split(value) if p)
+        return value
+
+    @field_validator("data_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: tuple[str, ...]) -> tuple[str, ...]:
+        if relative := [root for root in roots if not os.path.isabs(root)]:
+            raise ValueError(f"data roots must be absolute folders, got {relative}")
+        return roots
+
+    @field_validator("allowed_factories")
+    @classmethod
+    def _module_prefixes(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        if bad := [p for p in prefixes if not _MODULE_PREFIX.fullmatch(p)]:
+            raise ValueError(f"factory prefixes must be dotted module names (mylab, mylab.data), got {bad}")
+        return prefixes
 
     @field_validator("api_keys")
     @classmethod

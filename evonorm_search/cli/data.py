@@ -1,4 +1,5 @@
-"""`data download cifar10 DEST`: fetch a proxy data set on request (searches themselves never download)."""
+"""`data download cifar10 DEST`: fetch a proxy data set on request (searches themselves never download);
+`data make-folder DIR`: write a data set as PNG class folders (the `imagefolder` layout)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 
 from ..proxies.data import DataError
 from ..proxies.download import CIFAR10_URL, download_cifar10
+from ..proxies.folders import make_image_folder
 from .app import app, console, fail
 
-data_app = typer.Typer(help="Proxy data sets: digits and MNIST-1D need nothing; CIFAR-10 is downloaded on request.")
+data_app = typer.Typer(
+    help="Proxy data sets: digits and MNIST-1D need nothing; CIFAR-10 is downloaded on request; "
+    "make-folder writes an image folder."
+)
 app.add_typer(data_app, name="data")
 
 DATASETS = ("cifar10",)
@@ -37,3 +42,21 @@ def download_command(
         except DataError as e:
             raise fail(str(e)) from None
     console.print(f"{dataset}: {folder}\nuse it in a search configuration as  data: {{name: cifar10, path: {folder}}}")
+
+
+@data_app.command("make-folder")
+def make_folder_command(
+    directory: Annotated[Path, typer.Argument(help="new or empty folder to write train/ and test/ into")],
+    name: Annotated[str, typer.Option(help="built-in data set of 2-D images to write")] = "digits",
+) -> None:
+    """Write a data set as PNG files in train/ and test/ class folders; print the config that reads them."""
+    try:
+        folder = make_image_folder(directory, name)
+    except (DataError, ValueError) as e:  # ValueError: an unknown name (a pydantic ValidationError)
+        raise fail(str(e)) from None
+    console.print(
+        f"{name}: {folder}\nuse it in a search configuration as  data: {{name: imagefolder, path: {folder.resolve()}, "
+        "mode: grayscale}",
+        highlight=False,
+        markup=False,
+    )

@@ -7,12 +7,26 @@ that reads them, so `proxies` never imports `search`.
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SerializationInfo,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 ArchitectureKind = Literal["resnet", "mobilenetv2", "efficientnet", "transformer", "vit"]
-DataName = Literal["digits", "mnist1d", "cifar10", "synthetic", "recall"]
 # Where a transformer's norms sit: before each sublayer, after each residual add, around each
 # sublayer (Peri-LN), or after the add in the first quarter of the blocks and before later (Mix-LN).
 Placement = Literal["pre", "post", "peri", "mix"]
@@ -117,36 +131,176 @@ class ArchitectureConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Which proxy data set, and how to split it.
+    """Which proxy data set, and how to split it: the base of one config model per data set.
 
-    `digits` (scikit-learn's bundled 8x8 digits) needs nothing; `mnist1d` is generated locally;
-    `cifar10` reads the standard python-pickle batches from `path`; `synthetic` is a small learnable
-    task for tests; `recall` is associative recall generated locally (a sequence task that needs
-    attention: find the value stored under the queried key). `validation_fraction` of the search part is
-    held out and scored; every data set also has a test split that only the target task reads
-    (`proxies.data`). `max_train_samples` subsamples the search's training split for speed.
+    `name` picks the data set's row of `proxies.data.DATASETS` and with it the model that validates the
+    rest of the mapping, so each data set's fields are checked on their own. `DataConfig(name=..., ...)`
+    builds that model, and a field annotated `DataConfig` validates a mapping the same way (a
+    discriminated union on `name` that also takes rows registered later). `validation_fraction` of the
+    search part is held out and scored; every data set also has a test split that only the target task
+    reads (`proxies.data`). `max_train_samples` subsamples the search's training split for speed.
     """
 
-    name: DataName = "digits"
-    path: str | None = None
+    name: str = "digits"
     validation_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
     max_train_samples: int | None = Field(default=None, ge=10)
     seed: int = Field(default=0, ge=0)
-    # mnist1d, recall and synthetic only: how many examples to generate for searches, and for the test
-    # split that only the target task reads (generated from a stream of its own).
+
+    def __new__(cls, *args: Any, **data: Any) -> DataConfig:
+        # `DataConfig(name="digits", ...)` builds the named data set's own model, validated as a field
+        # annotated `DataConfig` would be (errors are ValidationErrors naming the field).
+        if cls is DataConfig:
+            return data_config_adapter().validate_python(data)
+        return super().__new__(cls)
+
+    def __init__(self, /, **data: Any) -> None:
+        # Python calls __init__ on what __new__ returned: a model built by `DataConfig(...)` is complete.
+        if not hasattr(self, "__pydantic_fields_set__"):
+            super().__init__(**data)
+
+    # Tells pydantic this __init__ only validates, as BaseModel's does, so validation builds models
+    # directly (keeping its context, which resolves relative paths) instead of calling it.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        # Each data set's model validates as itself, and so does the base while its own class is built;
+        # only a field annotated with the complete base dispatches on `name`.
+        if source is not globals().get("DataConfig") or not cls.__dict__.get("__pydantic_complete__"):
+            return handler(source)
+        # The JSON schema (the API's documentation) lists the data sets registered by now.
+        choices = {name: handler.generate_schema(model) for name, model in DATA_CONFIGS.items()}
+        documented = core_schema.tagged_union_schema(choices, discriminator="name") if choices else None
+        return core_schema.with_info_plain_validator_function(
+            _validate_data_config,
+            json_schema_input_schema=documented or core_schema.any_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(_dump_data_config, info_arg=True),
+        )
+
+    def given_statistics(self) -> tuple[list[float], list[float]] | None:
+        """Per-channel (mean, std) to normalise with; None: computed on the training part."""
+        return None
+
+
+# Data set name -> its config model; `proxies.data.register_dataset` adds a row's model here.
+DATA_CONFIGS: dict[str, type[DataConfig]] = {}
+DEFAULT_DATA_NAME = "digits"
+# Fields of the flat DataConfig every data set once shared, with their defaults. Stored and dumped
+# configurations carry them all; one left at its default is dropped where the data set has no such
+# field, one changed is an error naming it (it would have been ignored).
+_SHARED_FIELD_DEFAULTS: dict[str, Any] = {
+    "path": None,
+    "samples": 4000,
+    "test_samples": 1000,
+    "confirm_samples": 1000,
+    "confirm_fraction": 0.0,
+    "recall_pairs": 6,
+    "recall_keys": 16,
+    "recall_values": 8,
+    "synthetic_shape": [1, 8, 8],
+    "synthetic_classes": 4,
+}
+# The validation context's key for the folder relative data paths are resolved against (the config file's).
+BASE_DIR_CONTEXT = "base_dir"
+
+
+def data_config_model(name: object) -> type[DataConfig]:
+    """The config model of the data set `name`; a ValueError listing the known names otherwise."""
+    model = DATA_CONFIGS.get(name) if isinstance(name, str) else None
+    if model is None:
+        known = ", ".join(sorted(DATA_CONFIGS))
+        raise ValueError(f"unknown data set {name!r}; known: {known}")
+    return model
+
+
+@functools.cache
+def data_config_adapter() -> TypeAdapter[DataConfig]:
+    # Annotated: a TypeAdapter of a model class would use that class's own validator, not the dispatch.
+    return TypeAdapter(Annotated[DataConfig, Field(description="a data set's config, by its `name`")])
+
+
+def _without_unused_shared_fields(data: dict[str, Any], name: str, model: type[DataConfig]) -> dict[str, Any]:
+    """`data` less the once-shared fields its data set lacks; a ValueError naming one that was changed."""
+    foreign = [key for key in _SHARED_FIELD_DEFAULTS if key in data and key not in model.model_fields]
+    for key in foreign:
+        if data[key] != _SHARED_FIELD_DEFAULTS[key]:
+            takers = sorted(other_name for other_name, other in DATA_CONFIGS.items() if key in other.model_fields)
+            raise ValueError(f"'{key}' applies to the data sets {', '.join(takers)}, not to {name!r}")
+    return {k: v for k, v in data.items() if k not in foreign}
+
+
+def _validate_data_config(value: Any, info: ValidationInfo) -> DataConfig:
+    if isinstance(value, DataConfig) and type(value) is not DataConfig:
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping with a data set 'name', got {type(value).__name__}")
+    name = value.get("name", DEFAULT_DATA_NAME)
+    model = data_config_model(name)
+    return model.model_validate(_without_unused_shared_fields(value, name, model), context=info.context)
+
+
+def _dump_data_config(value: DataConfig, info: SerializationInfo) -> Any:
+    return value.model_dump(mode=info.mode, exclude_none=info.exclude_none, by_alias=info.by_alias)
+
+
+def resolve_path(path: str, info: ValidationInfo) -> str:
+    """An absolute path: `~` expanded, a relative one joined to the config file's folder (the validation
+    context's `base_dir`) or else to the working directory, so another working directory or a Ray
+    worker reads the same file."""
+    expanded = Path(os.path.expanduser(path))  # an unknown ~user stays as written (pathlib would raise)
+    if not expanded.is_absolute():
+        base = (info.context or {}).get(BASE_DIR_CONTEXT)
+        expanded = Path(base) / expanded if base is not None else Path.cwd() / expanded
+    return os.path.normpath(expanded)
+
+
+# A file or folder a data set reads: made absolute when validated, checked against EVONORM_DATA_ROOTS
+# behind the API (`proxies.data.path_fields` finds the fields of this type).
+DATA_PATH = AfterValidator(resolve_path)
+DataPath = Annotated[str, DATA_PATH]
+
+
+class GeneratedData(DataConfig):
+    """A data set generated locally: each split from its own random stream under `seed` (`proxies.data`).
+    `samples` examples for searches, `test_samples` for the test split only the target task reads,
+    `confirm_samples` for the confirmation split only a final confirmation reads."""
+
     samples: int = Field(default=4000, ge=20, le=1_000_000)
     test_samples: int = Field(default=1000, ge=20, le=1_000_000)
-    # The confirmation split, which only a final confirmation reads (`proxies.data`): generated from a
-    # third stream for mnist1d, recall and synthetic; carved from the fixed test split of digits and
-    # cifar10 (that fraction of each class, the target task scoring on the rest; 0: no confirmation split).
     confirm_samples: int = Field(default=1000, ge=20, le=1_000_000)
-    confirm_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # recall only: the (key, value) pairs an example stores (its sequence is pairs + 1 tokens long), and
-    # how many keys and values there are. More pairs make the task harder (room at the top for a target).
+
+
+class Mnist1dData(GeneratedData):
+    """MNIST-1D generated locally (Greydanus, 2020): 40-point 1-D strokes of ten digits."""
+
+    name: Literal["mnist1d"]
+
+
+class RecallData(GeneratedData):
+    """Associative recall generated locally: a sequence task that needs attention (find the value stored
+    under the queried key). `recall_pairs` (key, value) pairs per example (its sequence is pairs + 1
+    tokens long) out of `recall_keys` keys and `recall_values` values; more pairs are harder."""
+
+    name: Literal["recall"]
     recall_pairs: int = Field(default=6, ge=1, le=256)
     recall_keys: int = Field(default=16, ge=1, le=1024)
     recall_values: int = Field(default=8, ge=2, le=1024)
-    # synthetic only: the input's shape (channels, length) or (channels, height, width), and the classes.
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> RecallData:
+        if self.recall_pairs > self.recall_keys:
+            raise ValueError(
+                f"recall_pairs ({self.recall_pairs}) must not exceed recall_keys ({self.recall_keys}): "
+                "the keys of an example are distinct"
+            )
+        return self
+
+
+class SyntheticData(GeneratedData):
+    """A small learnable task for tests: `synthetic_shape` is the input's (channels, length) or (channels,
+    height, width), `synthetic_classes` the classes."""
+
+    name: Literal["synthetic"]
     synthetic_shape: list[int] = Field(default_factory=lambda: [1, 8, 8], min_length=2, max_length=3)
     synthetic_classes: int = Field(default=4, ge=2, le=100)
 
@@ -157,23 +311,127 @@ class DataConfig(StrictModel):
             raise ValueError(f"every dimension must be positive, got {shape}")
         return shape
 
+
+class FixedTestData(DataConfig):
+    """A data set with a fixed test split: `confirm_fraction` of each of its classes is carved from it,
+    with a fixed seed, as the confirmation split (the target task scoring on the rest; 0: none)."""
+
+    confirm_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class DigitsData(FixedTestData):
+    """scikit-learn's bundled 8x8 digits: needs nothing."""
+
+    name: Literal["digits"] = "digits"
+
+
+class Cifar10Data(FixedTestData):
+    """CIFAR-10 from the standard python-pickle batches in `path` (cifar-10-batches-py)."""
+
+    name: Literal["cifar10"]
+    path: DataPath  # a directory holding data_batch_1..5 and test_batch (cifar-10-batches-py)
+
+
+class FileData(FixedTestData):
+    """A data set read from the user's files. Without a test split of its own, `test_fraction` of each
+    class is carved from the data, with a fixed seed, as the test split."""
+
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class ImageNormalisation(StrictModel):
+    """Per-channel mean and std on the [0, 1] pixel scale (torchvision's convention)."""
+
+    mean: list[float] = Field(min_length=1, max_length=4)
+    std: list[float] = Field(min_length=1, max_length=4)
+
     @model_validator(mode="after")
-    def _path_for_cifar(self) -> DataConfig:
-        if self.name == "cifar10" and not self.path:
-            raise ValueError("cifar10 needs 'path': a directory holding data_batch_1..5 (cifar-10-batches-py)")
-        if self.name != "cifar10" and self.path is not None:
-            raise ValueError(f"'path' applies to cifar10 only; the {self.name} data set needs no files")
-        if self.recall_pairs > self.recall_keys:
-            raise ValueError(
-                f"recall_pairs ({self.recall_pairs}) must not exceed recall_keys ({self.recall_keys}): "
-                "the keys of an example are distinct"
-            )
-        if self.confirm_fraction and self.name not in ("digits", "cifar10"):
-            raise ValueError(
-                f"'confirm_fraction' applies to data sets with a fixed test split (digits, cifar10); {self.name} "
-                "generates its confirmation split from a stream of its own ('confirm_samples')"
-            )
+    def _matching_positive(self) -> ImageNormalisation:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std need one value per channel, got {len(self.mean)} and {len(self.std)}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"every std must be positive, got {self.std}")
         return self
+
+
+class ImageData(FileData):
+    """Images read as `mode` grayscale (1 channel) or RGB (3), resized to `size` (one side, or [height,
+    width]; None: all must share a size), scaled to [0, 1] and normalised with `normalise` (None: the
+    per-channel statistics of the training part, as for every data set)."""
+
+    mode: Literal["grayscale", "rgb"] = "rgb"
+    size: list[int] | None = Field(default=None, min_length=1, max_length=2)
+    normalise: ImageNormalisation | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, size: list[int] | None) -> list[int] | None:
+        if size is not None and any(s < 1 for s in size):
+            raise ValueError(f"every side must be positive, got {size}")
+        return size
+
+    @model_validator(mode="after")
+    def _statistics_per_channel(self) -> ImageData:
+        if self.normalise is not None and len(self.normalise.mean) != self.channels:
+            raise ValueError(f"normalise needs {self.channels} values per statistic for mode {self.mode!r}")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "grayscale" else 3
+
+    def given_statistics(self) -> tuple[list[float], list[float]] | None:
+        return None if self.normalise is None else (self.normalise.mean, self.normalise.std)
+
+
+class ImageFolderData(ImageData):
+    """A directory of images at `path`, one subfolder per class (its name is the label; classes sorted by
+    name). With `train/` and `test/` subfolders, those are the search part and the test split; otherwise
+    `test_fraction` of each class is the test split."""
+
+    name: Literal["imagefolder"]
+    path: DataPath
+
+
+class ArraysData(FileData):
+    """Arrays in an `.npz` (numpy) or `.pt` (a dict of tensors, read with torch.load(weights_only=True))
+    file at `path`: `x` (N, C, *spatial) and integer labels `y` (N,); optionally `x_test`, `y_test` as
+    the test split (else `test_fraction` of each class is carved)."""
+
+    name: Literal["arrays"]
+    path: DataPath
+
+    @field_validator("path")
+    @classmethod
+    def _known_suffix(cls, path: str) -> str:
+        if Path(path).suffix not in (".npz", ".pt"):
+            raise ValueError(f"path must name an .npz or .pt file, got {path!r}")
+        return path
+
+
+FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class PythonData(FixedTestData):
+    """Data from the user's code: `factory` ("package.module:function") is called with `kwargs` and returns
+    (x_train, y_train, x_test, y_test) as arrays or tensors, or (train, test) torch Datasets of
+    (input, label) pairs. It is imported when the data is loaded, never when the config is validated."""
+
+    name: Literal["python"]
+    factory: str = Field(pattern=FACTORY_PATTERN)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TorchvisionData(ImageData):
+    """A torchvision data set class by name (`dataset`: MNIST, CIFAR10, FakeData, ...) read from the local
+    `root`, never downloaded (download=False). `kwargs` go to the class; its train=True and train=False
+    parts are the search part and the test split (a class without `train`, such as FakeData, is split by
+    `test_fraction`). Images are read as in `imagefolder` (`mode`, `size`, `normalise`)."""
+
+    name: Literal["torchvision"]
+    dataset: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    root: DataPath
+    kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainingConfig(StrictModel):

@@ -23,16 +23,39 @@ the training data only. Loading is cached per process, keyed by the configuratio
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
+import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
 
-from .config import DataConfig
+from .config import (
+    DATA_CONFIGS,
+    DATA_PATH,
+    ArraysData,
+    Cifar10Data,
+    DataConfig,
+    DigitsData,
+    FileData,
+    FixedTestData,
+    GeneratedData,
+    ImageData,
+    ImageFolderData,
+    Mnist1dData,
+    PythonData,
+    RecallData,
+    SyntheticData,
+    TorchvisionData,
+    data_config_adapter,
+)
+from .errors import DataError
+from .readers import Arrays, Parts, call_factory, read_arrays_file, read_image_folder, read_torchvision
 
 Split = Literal["search", "target", "confirm"]
 SPLITS: tuple[Split, ...] = ("search", "target", "confirm")
@@ -48,12 +71,9 @@ SEARCH_STREAM, TEST_STREAM, CONFIRM_STREAM = 0, 1, 2
 # A confirmation fraction carved from a fixed test split is drawn with this seed whatever the config's seed.
 CONFIRM_CARVE_SEED = 20_261_206
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
-FIXED_TEST_SPLITS = ("digits", "cifar10")  # data sets whose test split is a fixed set of examples
+# A test split carved from the user's data (`test_fraction`) is drawn with this seed whatever the config's seed.
+FILE_TEST_SEED = 20_261_207
 CIFAR_URL_HINT = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-
-
-class DataError(ValueError):
-    """Proxy data that cannot be loaded: a missing directory, a malformed file, an empty split."""
 
 
 @dataclass(frozen=True)
@@ -124,14 +144,26 @@ def _check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
         raise DataError(f"{name}: need inputs and labels of equal length with at least two classes")
 
 
+Statistics = tuple[list[float], list[float]]
+
+
 def _tensors(
-    name: str, train: tuple[np.ndarray, np.ndarray], scored: tuple[np.ndarray, np.ndarray], scored_on: str
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    scored: tuple[np.ndarray, np.ndarray],
+    scored_on: str,
+    statistics: Statistics | None = None,
 ) -> ProxyData:
-    """Standardise per channel with statistics of the training inputs only; convert to tensors."""
+    """Standardise per channel with statistics of the training inputs only (or the `statistics` the
+    config gives); convert to tensors."""
     train_x = train[0].astype(np.float32)
     reduce_axes = (0, *range(2, train_x.ndim))
-    mean = train_x.mean(axis=reduce_axes, keepdims=True)
-    std = train_x.std(axis=reduce_axes, keepdims=True) + 1e-6
+    if statistics is None:
+        mean = train_x.mean(axis=reduce_axes, keepdims=True)
+        std = train_x.std(axis=reduce_axes, keepdims=True) + 1e-6
+    else:
+        per_channel = (train_x.shape[1], *(1,) * (train_x.ndim - 2))
+        mean, std = (np.asarray(v, dtype=np.float32).reshape(per_channel) for v in statistics)
 
     def standardise(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray((x.astype(np.float32) - mean) / std))
@@ -153,16 +185,21 @@ def _search_split(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -
     train_idx, val_idx = stratified_split(y, config.validation_fraction, config.seed)
     if config.max_train_samples is not None:
         train_idx = train_idx[: config.max_train_samples]
-    return _tensors(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), "validation")
+    statistics = config.given_statistics()
+    return _tensors(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), "validation", statistics)
 
 
 def _target_split(
-    name: str, search: tuple[np.ndarray, np.ndarray], scored: tuple[np.ndarray, np.ndarray], scored_on: str = "test"
+    name: str,
+    search: tuple[np.ndarray, np.ndarray],
+    scored: tuple[np.ndarray, np.ndarray],
+    scored_on: str = "test",
+    statistics: Statistics | None = None,
 ) -> ProxyData:
     """The whole search part for training, the test (or confirmation) split for scoring."""
     _check_arrays(name, *search)
     _check_arrays(f"{name} {scored_on} split", *scored)
-    return _tensors(name, search, scored, scored_on)
+    return _tensors(name, search, scored, scored_on, statistics)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +317,7 @@ def generate_recall(
     return x, stored_values[rows, asked].astype(np.int64)
 
 
-def _recall(config: DataConfig, samples: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+def _recall(config: RecallData, samples: int, stream: int) -> Arrays:
     shape = {"pairs": config.recall_pairs, "keys": config.recall_keys, "values": config.recall_values}
     return generate_recall(samples, [config.seed, stream], **shape)
 
@@ -362,68 +399,313 @@ def load_cifar10_test_arrays(directory: str | Path) -> tuple[np.ndarray, np.ndar
     return read_cifar_batch(path)
 
 
-def _search_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    if config.name == "digits":
-        return digits_parts()[0]
-    if config.name == "cifar10":
-        return load_cifar10_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
-    return _generated(config, config.samples, SEARCH_STREAM)
+# --------------------------------------------------------------------------------------------------
+# Splits shared by rows: carving a test split's confirmation part, carving a test split from user data
+# --------------------------------------------------------------------------------------------------
 
 
-def _generated(config: DataConfig, samples: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
-    """`samples` examples of a generated data set (mnist1d, recall, synthetic) from the stream [seed, stream]."""
-    if config.name == "mnist1d":
-        return generate_mnist1d(samples, [config.seed, stream])
-    if config.name == "recall":
-        return _recall(config, samples, stream)
-    return generate_synthetic(config.synthetic_shape, config.synthetic_classes, samples, config.seed, stream=stream)
-
-
-def _fixed_test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The test split of a data set whose test split is fixed (digits, cifar10), before any carving."""
-    if config.name == "digits":
-        return digits_parts()[1]
-    return load_cifar10_test_arrays(config.path)  # type: ignore[arg-type]  # DataConfig requires a path for cifar10
-
-
-def _carved(config: DataConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(test, confirmation) parts of a fixed test split: `confirm_fraction` of each class goes to the second."""
-    x, y = _fixed_test_arrays(config)
-    if config.confirm_fraction == 0:
+def carve_confirmation(test: Arrays, fraction: float) -> tuple[Arrays, Arrays]:
+    """(test, confirmation) parts of a fixed test split: `fraction` of each class goes to the second."""
+    x, y = test
+    if fraction == 0:
         return (x, y), (x[:0], y[:0])
-    test_idx, confirm_idx = stratified_split(y, config.confirm_fraction, CONFIRM_CARVE_SEED)
+    test_idx, confirm_idx = stratified_split(y, fraction, CONFIRM_CARVE_SEED)
     return (x[test_idx], y[test_idx]), (x[confirm_idx], y[confirm_idx])
 
 
-def _test_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    if config.name in FIXED_TEST_SPLITS:
-        return _carved(config)[0]
-    return _generated(config, config.test_samples, TEST_STREAM)
+def _no_confirmation(config: FixedTestData) -> DataError:
+    return DataError(
+        f"{config.name} has no confirmation split: its test split is fixed; set data.confirm_fraction "
+        "(e.g. 0.5) to carve one from it (the target task then scores on the rest)"
+    )
 
 
-def _confirm_arrays(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    if config.name in FIXED_TEST_SPLITS:
-        if config.confirm_fraction == 0:
-            raise DataError(
-                f"{config.name} has no confirmation split: its test split is fixed; set data.confirm_fraction "
-                "(e.g. 0.5) to carve one from it (the target task then scores on the rest)"
-            )
-        return _carved(config)[1]
-    return _generated(config, config.confirm_samples, CONFIRM_STREAM)
+def _search_and_test(parts: Parts, config: FileData) -> tuple[Arrays, Arrays]:
+    """The search part and the test split of user data: its own test part, else `test_fraction` of each
+    class carved with a fixed seed (whatever the config's seed, so no search ever sees a test example)."""
+    if "test" in parts:
+        return parts["train"], parts["test"]
+    x, y = parts["train"]
+    _check_arrays(f"{config.name} data", x, y)
+    search_idx, test_idx = stratified_split(y, config.test_fraction, FILE_TEST_SEED)
+    return (x[search_idx], y[search_idx]), (x[test_idx], y[test_idx])
+
+
+# --------------------------------------------------------------------------------------------------
+# The table of data sets
+# --------------------------------------------------------------------------------------------------
+
+C = TypeVar("C", bound=DataConfig)
+G = TypeVar("G", bound=GeneratedData)
+F = TypeVar("F", bound=FixedTestData)
+InputSpec = tuple[int, int, int]  # (channels, spatial dims, classes)
+
+
+@dataclass(frozen=True)
+class DataSet(Generic[C]):
+    """One data set: its config model and how to read each of its disjoint parts.
+
+    `search` is the search part (searches split it into training and validation), `test` the test split
+    only the target task reads, `confirm` the confirmation split only a final confirmation reads (a
+    DataError where the config has none). `spec` gives (channels, spatial dims, classes) without reading
+    anything (None: read from the loaded data); `spatial_dims` is what is known of the inputs before
+    reading (None: nothing), so a config is checked against its architectures without touching files.
+    `needs` says what it needs on disk; `identity` where its examples come from (the score cache's key).
+    """
+
+    name: str
+    config: type[C]
+    search: Callable[[C], Arrays]
+    test: Callable[[C], Arrays]
+    confirm: Callable[[C], Arrays]
+    identity: Callable[[C], dict[str, Any]]
+    needs: str = "nothing"
+    spec: Callable[[C], InputSpec] | None = None
+    spatial_dims: int | None = None
+
+
+DATASETS: dict[str, DataSet[Any]] = {}
+
+
+def register_dataset(row: DataSet[Any]) -> None:
+    """Add a data set to the table; its config model then validates `data: {name: <row.name>, ...}`."""
+    if get_args(row.config.model_fields["name"].annotation) != (row.name,):
+        raise ValueError(f"data set {row.name!r}: its config model's `name` must be Literal[{row.name!r}]")
+    DATASETS[row.name] = row
+    DATA_CONFIGS[row.name] = row.config
+
+
+def dataset_row(config: DataConfig) -> DataSet[Any]:
+    return DATASETS[config.name]
+
+
+def path_fields(model: type[DataConfig]) -> list[str]:
+    """The fields of a data config model that name files or folders (typed `DataPath`)."""
+    return [name for name, info in model.model_fields.items() if DATA_PATH in info.metadata]
+
+
+# -- generated data sets: each split from its own random stream ---------------------------------------
+
+
+def _generated_row(
+    name: str,
+    config: type[G],
+    generate: Callable[[G, int, int], Arrays],
+    spec: Callable[[G], InputSpec],
+    parameters: Callable[[G], dict[str, Any]],
+) -> DataSet[G]:
+    def identity(c: G) -> dict[str, Any]:
+        sizes = {"samples": c.samples, "test_samples": c.test_samples, "confirm_samples": c.confirm_samples}
+        return {"generator": name, "seed": c.seed, **sizes, **parameters(c)}
+
+    return DataSet(
+        name=name,
+        config=config,
+        search=lambda c: generate(c, c.samples, SEARCH_STREAM),
+        test=lambda c: generate(c, c.test_samples, TEST_STREAM),
+        confirm=lambda c: generate(c, c.confirm_samples, CONFIRM_STREAM),
+        identity=identity,
+        spec=spec,
+    )
+
+
+def _synthetic(config: SyntheticData, samples: int, stream: int) -> Arrays:
+    return generate_synthetic(config.synthetic_shape, config.synthetic_classes, samples, config.seed, stream=stream)
+
+
+# -- data sets with a fixed test split: a confirmation split is carved from it --------------------------
+
+
+def _fixed_test_row(
+    name: str,
+    config: type[F],
+    search: Callable[[F], Arrays],
+    test: Callable[[F], Arrays],
+    identity: Callable[[F], dict[str, Any]],
+    **extra: Any,
+) -> DataSet[F]:
+    def carved(c: F) -> tuple[Arrays, Arrays]:
+        return carve_confirmation(test(c), c.confirm_fraction)
+
+    def confirm(c: F) -> Arrays:
+        if not c.confirm_fraction:
+            raise _no_confirmation(c)
+        return carved(c)[1]
+
+    return DataSet(name, config, search, lambda c: carved(c)[0], confirm, identity, **extra)
+
+
+def _folder_identity(folder: str, recursive: bool = False) -> dict[str, Any]:
+    """A folder known by its files' names and sizes (a re-extracted copy is the same data)."""
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        return {"folder": str(root), "files": {}}
+    found = root.rglob("*") if recursive else root.glob("*")
+    files = sorted(p for p in found if p.is_file())
+    return {"folder": str(root), "files": {p.relative_to(root).as_posix(): p.stat().st_size for p in files}}
+
+
+def _file_identity(path: str) -> dict[str, Any]:
+    """A file known by its size and modification time (a rewritten file is other data)."""
+    file = Path(path).resolve()
+    stat = file.stat() if file.is_file() else None
+    return {"file": str(file), "size": stat and stat.st_size, "modified_ns": stat and stat.st_mtime_ns}
+
+
+def _digits_identity(_: DigitsData) -> dict[str, Any]:
+    import sklearn
+
+    return {"scikit-learn load_digits": sklearn.__version__}
+
+
+def _module_identity(factory: str) -> dict[str, Any]:
+    """The factory's module file, by size and modification time, when it can be found."""
+    try:
+        spec = importlib.util.find_spec(factory.partition(":")[0])
+    except (ImportError, ValueError):
+        spec = None
+    origin = spec.origin if spec is not None else None
+    return _file_identity(origin) if origin and os.path.isfile(origin) else {"file": None}
+
+
+# -- the user's data: files read by `proxies.readers` ------------------------------------------------
+
+
+def _size(config: ImageData) -> tuple[int, ...] | None:
+    return None if config.size is None else tuple(config.size)
+
+
+def _image_folder_parts(config: ImageFolderData) -> tuple[Arrays, Arrays]:
+    return _search_and_test(read_image_folder(config.path, config.mode, _size(config)), config)
+
+
+def _arrays_parts(config: ArraysData) -> tuple[Arrays, Arrays]:
+    return _search_and_test(read_arrays_file(config.path), config)
+
+
+def _python_parts(config: PythonData) -> tuple[Arrays, Arrays]:
+    parts = call_factory(config.factory, json.dumps(config.kwargs, sort_keys=True))
+    return parts["train"], parts["test"]
+
+
+def _torchvision_parts(config: TorchvisionData) -> tuple[Arrays, Arrays]:
+    kwargs = json.dumps(config.kwargs, sort_keys=True)
+    return _search_and_test(read_torchvision(config.dataset, config.root, kwargs, config.mode, _size(config)), config)
+
+
+def _user_row(
+    name: str,
+    config: type[F],
+    parts: Callable[[F], tuple[Arrays, Arrays]],
+    identity: Callable[[F], dict[str, Any]],
+    needs: str,
+    spatial_dims: int | None,
+) -> DataSet[F]:
+    return _fixed_test_row(
+        name,
+        config,
+        lambda c: parts(c)[0],
+        lambda c: parts(c)[1],
+        identity,
+        needs=needs,
+        spatial_dims=spatial_dims,
+    )
+
+
+BUILT_IN_DATASETS: tuple[DataSet[Any], ...] = (
+    _fixed_test_row(
+        "digits",
+        DigitsData,
+        search=lambda c: digits_parts()[0],
+        test=lambda c: digits_parts()[1],
+        identity=_digits_identity,
+        spec=lambda c: (1, 2, 10),
+    ),
+    _fixed_test_row(
+        "cifar10",
+        Cifar10Data,
+        search=lambda c: load_cifar10_arrays(c.path),
+        test=lambda c: load_cifar10_test_arrays(c.path),
+        identity=lambda c: _folder_identity(c.path),
+        needs="a folder of CIFAR-10 python batches (data_batch_1..5, test_batch)",
+        spec=lambda c: (3, 2, 10),
+    ),
+    _generated_row(
+        "mnist1d",
+        Mnist1dData,
+        generate=lambda c, samples, stream: generate_mnist1d(samples, [c.seed, stream]),
+        spec=lambda c: (1, 1, 10),
+        parameters=lambda c: {},
+    ),
+    _generated_row(
+        "recall",
+        RecallData,
+        generate=_recall,
+        spec=lambda c: (c.recall_keys + c.recall_values + 1, 1, c.recall_values),
+        parameters=lambda c: {"pairs": c.recall_pairs, "keys": c.recall_keys, "values": c.recall_values},
+    ),
+    _generated_row(
+        "synthetic",
+        SyntheticData,
+        generate=_synthetic,
+        spec=lambda c: (c.synthetic_shape[0], len(c.synthetic_shape) - 1, c.synthetic_classes),
+        parameters=lambda c: {"shape": c.synthetic_shape, "classes": c.synthetic_classes},
+    ),
+    _user_row(
+        "imagefolder",
+        ImageFolderData,
+        parts=_image_folder_parts,
+        identity=lambda c: _folder_identity(c.path, recursive=True),
+        needs="a folder of class subfolders of images (or train/ and test/ folders of them)",
+        spatial_dims=2,
+    ),
+    _user_row(
+        "arrays",
+        ArraysData,
+        parts=_arrays_parts,
+        identity=lambda c: _file_identity(c.path),
+        needs="an .npz or .pt file holding x, y (and optionally x_test, y_test)",
+        spatial_dims=None,
+    ),
+    _user_row(
+        "python",
+        PythonData,
+        parts=_python_parts,
+        identity=lambda c: {"factory": c.factory, "kwargs": c.kwargs, "module": _module_identity(c.factory)},
+        needs="an importable module whose function returns the data",
+        spatial_dims=None,
+    ),
+    _user_row(
+        "torchvision",
+        TorchvisionData,
+        parts=_torchvision_parts,
+        identity=lambda c: {"dataset": c.dataset, **_folder_identity(c.root, recursive=True)},
+        needs="a torchvision data set's files under root (never downloaded)",
+        spatial_dims=2,
+    ),
+)
+for _row in BUILT_IN_DATASETS:
+    register_dataset(_row)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(config_json: str, split: Split) -> ProxyData:
-    config = DataConfig.model_validate_json(config_json)
+    config = data_config_adapter().validate_json(config_json)  # the cache key is the config's dump
+    row = dataset_row(config)
     if split == "search":
-        return _search_split(config.name, *_search_arrays(config), config)
-    if split == "confirm":
-        return _target_split(config.name, _search_arrays(config), _confirm_arrays(config), "confirm")
-    return _target_split(config.name, _search_arrays(config), _test_arrays(config))
+        return _search_split(config.name, *row.search(config), config)
+    scored = row.confirm(config) if split == "confirm" else row.test(config)
+    scored_on = "confirm" if split == "confirm" else "test"
+    return _target_split(config.name, row.search(config), scored, scored_on, config.given_statistics())
 
 
 def load_data(config: DataConfig, split: Split = "search") -> ProxyData:
-    """The data set described by `config` (cached per process).
+    """The data set described by `config` (cached per process, keyed by the whole config and the split).
 
     `split="search"`: the search part's training split, scored on its validation split (what searches
     see). `split="target"`: the whole search part for training, scored on the test split (what the
@@ -434,14 +716,22 @@ def load_data(config: DataConfig, split: Split = "search") -> ProxyData:
     return _load_cached(config.model_dump_json(), split)
 
 
-def input_spec(config: DataConfig) -> tuple[int, int, int]:
-    """(channels, spatial dims, classes) of a data set without loading it where that is known."""
-    if config.name == "digits":
-        return 1, 2, 10
-    if config.name == "mnist1d":
-        return 1, 1, 10
-    if config.name == "cifar10":
-        return 3, 2, 10
-    if config.name == "recall":
-        return config.recall_keys + config.recall_values + 1, 1, config.recall_values
-    return config.synthetic_shape[0], len(config.synthetic_shape) - 1, config.synthetic_classes
+def input_spec(config: DataConfig) -> InputSpec:
+    """(channels, spatial dims, classes) of a data set: without loading it where the row knows them, else
+    read from its search part (loaded once per process)."""
+    row = dataset_row(config)
+    if row.spec is not None:
+        return row.spec(config)
+    data = load_data(config)
+    return data.in_channels, data.spatial_dims, data.num_classes
+
+
+def declared_spatial_dims(config: DataConfig) -> int | None:
+    """The inputs' spatial dims where known without reading any file or running any code (None: not)."""
+    row = dataset_row(config)
+    return row.spec(config)[1] if row.spec is not None else row.spatial_dims
+
+
+def data_identity_source(config: DataConfig) -> dict[str, Any]:
+    """Where a data set's examples come from (files, generator, factory), for keys of cached scores."""
+    return dataset_row(config).identity(config)

@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
-from ..proxies.config import ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
-from ..proxies.data import input_spec
+from ..proxies.config import BASE_DIR_CONTEXT, ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
+from ..proxies.data import declared_spatial_dims, input_spec
 from ..store import Objective
 from .mutation import DEFAULT_MUTATIONS, MUTATIONS
 from .objectives import objective_specs
@@ -374,9 +374,11 @@ class SearchConfig(StrictModel):
                 f"validation seeds {self.validation.seed_list()} must not include the search's seed ({self.seed}): "
                 f"validation re-trains with seeds the search never used; change validation.first_seed"
             )
-        spatial_dims = input_spec(self.data)[1]
-        for arch in self.architectures:
-            arch.check_spatial_dims(spatial_dims)
+        # Checked where the data's inputs are known without reading files or running the user's code
+        # (a config from the API is validated before anything is read); else when the data is loaded.
+        if (spatial_dims := declared_spatial_dims(self.data)) is not None:
+            for arch in self.architectures:
+                arch.check_spatial_dims(spatial_dims)
         return self
 
     # -- derived views ---------------------------------------------------------------------------
@@ -448,21 +450,28 @@ class SearchConfig(StrictModel):
     @classmethod
     def from_yaml(cls, source: str | Path) -> SearchConfig:
         """Load from YAML text (a str) or from a file (a Path). A str is never taken for a file name, so text
-        from a request can never make the server read one of its files."""
+        from a request can never make the server read one of its files. Relative data paths in a file are
+        resolved against the file's folder, so the config reads the same files from any directory."""
         text, origin = _read_source(source)
         data = _parse_yaml(text, origin)
         if isinstance(source, str) and isinstance(data, str):
             # Likely a file name given as a str: say how to read a file instead of only "got str".
             problem = f"expected YAML text of a mapping of settings, got the single value {data[:200]!r}"
             raise ConfigError([("", problem + "; to read a file, pass a pathlib.Path")], origin)
-        return cls.from_mapping(data, origin=origin)
+        base_dir = source.resolve().parent if isinstance(source, Path) else None
+        return cls.from_mapping(data, origin=origin, base_dir=base_dir)
 
     @classmethod
-    def from_mapping(cls, data: Any, *, origin: str = "search configuration") -> SearchConfig:
+    def from_mapping(
+        cls, data: Any, *, origin: str = "search configuration", base_dir: Path | None = None
+    ) -> SearchConfig:
+        """Validate a mapping of settings. Relative data paths are made absolute against `base_dir` (the
+        config file's folder), else against the working directory (`proxies.config.resolve_path`)."""
         if not isinstance(data, dict):
             raise ConfigError([("", f"expected a mapping of settings, got {type(data).__name__}")], origin)
+        context = {BASE_DIR_CONTEXT: str(base_dir)} if base_dir is not None else None
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=context)
         except ValidationError as e:
             raise ConfigError(_problems(e, cls), origin) from None
 
@@ -534,6 +543,12 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
 _FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d[\d_]*)?[eE][-+]?\d+$|^[-+]?(?:\d[\d_]*)?\.\d[\d_]*$|^[-+]?\d[\d_]*\.$")
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_config_yaml(text: str, origin: str = "search configuration") -> Any:
+    """YAML text as Python values (a ConfigError with line and column where it does not parse), for callers
+    that look at a config's mapping before validating it (the API's allow-lists)."""
+    return _parse_yaml(text, origin)
 
 
 def _parse_yaml(text: str, origin: str) -> Any:

@@ -36,6 +36,7 @@ from typing import Any
 
 from .. import _version
 from ..proxies.config import DataConfig
+from ..proxies.data import data_identity_source
 from .config import EvaluationSpec
 from .evaluator import Evaluator
 from .scoring import LayerToScore, SeedRun, score_layers
@@ -52,7 +53,6 @@ TRAINING_CODE = (
     "ir/ops.py",
     "search/evaluator.py",
 )
-GENERATED = ("mnist1d", "recall", "synthetic")  # data sets generated from their configuration's seed
 
 
 class ScoreCacheError(ValueError):
@@ -84,29 +84,10 @@ def code_hash() -> str:
 
 
 def data_identity(data: DataConfig) -> dict[str, Any]:
-    """Where a data set's examples come from, beside its configuration (all fields, defaults included)."""
-    identity: dict[str, Any] = {"config": data.model_dump(mode="json")}
-    if data.name in GENERATED:
-        identity["source"] = {"generator": data.name, "seed": data.seed, **generator_parameters(data)}
-    elif data.name == "digits":
-        import sklearn
-
-        identity["source"] = {"scikit-learn load_digits": sklearn.__version__}
-    else:  # cifar10: the files of its folder, by name and size (a re-extracted copy is the same data)
-        folder = Path(data.path or ".").expanduser().resolve()
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
-        identity["source"] = {"folder": str(folder), "files": {p.name: p.stat().st_size for p in files}}
-    return identity
-
-
-def generator_parameters(data: DataConfig) -> dict[str, Any]:
-    """What a generated data set's examples are drawn from besides the generator's code and seed."""
-    sizes = {"samples": data.samples, "test_samples": data.test_samples, "confirm_samples": data.confirm_samples}
-    if data.name == "synthetic":
-        return {**sizes, "shape": data.synthetic_shape, "classes": data.synthetic_classes}
-    if data.name == "recall":
-        return {**sizes, "pairs": data.recall_pairs, "keys": data.recall_keys, "values": data.recall_values}
-    return sizes
+    """Where a data set's examples come from (its row of `proxies.data.DATASETS` says: the generator and
+    its parameters, the library's version, the files by name and size, the factory), beside its
+    configuration (all fields, defaults included)."""
+    return {"config": data.model_dump(mode="json"), "source": data_identity_source(data)}
 
 
 def settings_identity(specs: Sequence[EvaluationSpec]) -> dict[str, Any]:

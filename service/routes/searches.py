@@ -81,7 +81,7 @@ async def launch_search(
 ) -> SearchLaunched:
     """Store a search for the configuration in the body and, unless `start=false` or this server launches
     nothing (EVONORM_LAUNCHER=none), start driving it."""
-    config = bodies.search_config(await request.body(), request.headers.get("content-type"))
+    config = bodies.search_config(await request.body(), request.headers.get("content-type"), context.settings)
     search = await run_in_threadpool(repo.create_search, store, config)
     launched = start and launcher.launches
     if launched:

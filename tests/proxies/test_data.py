@@ -193,14 +193,18 @@ def test_cifar10_reader_refuses_pickles_that_would_run_code(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"name": "cifar10"}, "cifar10 needs 'path'"),
-        ({"name": "digits", "path": "/tmp"}, "'path' applies to cifar10 only"),
-        ({"name": "imagenet"}, "Input should be 'digits', 'mnist1d', 'cifar10', 'synthetic' or 'recall'"),
+        ({"name": "cifar10"}, r"path\n  Field required"),
+        (
+            {"name": "digits", "path": "/tmp"},
+            "'path' applies to the data sets arrays, cifar10, imagefolder, not to 'digits'",
+        ),
+        ({"name": "imagenet"}, "unknown data set 'imagenet'; known: arrays, cifar10, digits, imagefolder, mnist1d"),
         ({"validation_fraction": 1.0}, "less than 1"),
-        ({"synthetic_shape": [1, 0]}, "every dimension must be positive"),
-        ({"synthetic_shape": [1, 2, 3, 4]}, "at most 3 items"),
-        ({"samples": "100"}, "valid integer"),
-        ({"sample": 100}, "Extra inputs are not permitted"),
+        ({"name": "synthetic", "synthetic_shape": [1, 0]}, "every dimension must be positive"),
+        ({"name": "synthetic", "synthetic_shape": [1, 2, 3, 4]}, "at most 3 items"),
+        ({"name": "mnist1d", "samples": "100"}, "valid integer"),
+        ({"name": "mnist1d", "sample": 100}, "Extra inputs are not permitted"),
+        ({"samples": 100}, "'samples' applies to the data sets mnist1d, recall, synthetic, not to 'digits'"),
     ],
 )
 def test_data_config_rejects_bad_values(kwargs, fragment):
@@ -291,7 +295,7 @@ def test_a_fixed_test_split_has_a_confirmation_split_only_when_a_fraction_is_car
 
 
 def test_confirm_fraction_is_refused_where_the_confirmation_split_is_generated():
-    with pytest.raises(ValidationError, match="'confirm_fraction' applies to data sets with a fixed test split"):
+    with pytest.raises(ValidationError, match="'confirm_fraction' applies to the data sets arrays, cifar10, digits"):
         DataConfig(name="mnist1d", confirm_fraction=0.3)
 
 
