@@ -48,8 +48,8 @@ from torch import nn
 
 import evonorm_search as es
 from evonorm_search.layer import effective_groups
-from evonorm_search.proxies.data import load_data
 from evonorm_search.proxies.architectures import ARCHITECTURES
+from evonorm_search.proxies.data import load_data
 from evonorm_search.reference import channel_view
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import build_checks
