@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 
@@ -57,3 +58,25 @@ def raises(num_classes: int) -> nn.Module:
 
 
 NOT_CALLABLE = 3
+
+
+class _TokenMixer(nn.Module):
+    """Channels to tokens, a LayerNorm-MLP-LayerNorm block over (N, L, C), mean over tokens."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int):
+        super().__init__()
+        self.embed = nn.Linear(in_channels, width)
+        self.norm1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        self.norm2 = nn.LayerNorm(width)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.transpose(1, 2))
+        h = h + self.mlp(self.norm1(h))
+        return self.head(self.norm2(h).mean(dim=1))
+
+
+def token_mixer(num_classes: int, in_channels: int, width: int = 8) -> nn.Module:
+    """A transformer-style model on sequences with LayerNorm slots, swapped over the channel view."""
+    return _TokenMixer(num_classes, in_channels, width)
