@@ -23,6 +23,7 @@ from ..proxies.config import (
     Architecture,
     ConvolutionalArchitecture,
     DataConfig,
+    PythonArchitecture,
     StrictModel,
     TrainingConfig,
 )
@@ -393,6 +394,11 @@ class SearchConfig(StrictModel):
         """The objectives in order (`search.objectives`): accuracy per architecture (maximised,
         reference 0), then the cost (minimised) when asked for."""
         return objective_specs(self.objectives, [a.label for a in self.architectures])
+
+    def python_factories(self) -> list[str]:
+        """The `factory` of every `kind: python` architecture, proxies and target task, in order."""
+        architectures = [*self.architectures, *self.validation.architectures]
+        return [a.factory for a in architectures if isinstance(a, PythonArchitecture)]
 
     def evaluation_spec(self) -> EvaluationSpec:
         return EvaluationSpec(
