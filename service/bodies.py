@@ -7,8 +7,10 @@ text that is not UTF-8, JSON that does not parse, or a value of the wrong shape)
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from evonorm_search.proxies.config import PythonArchitecture
 from evonorm_search.search.config import ConfigError, SearchConfig
 
 from .errors import ApiError
@@ -16,6 +18,8 @@ from .errors import ApiError
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml")
 TEXT_TYPES = ("text/plain",)
+# Module prefixes whose `kind: python` factories a search launched through the API may name.
+ALLOWED_FACTORIES_VARIABLE = "EVONORM_ALLOWED_FACTORIES"
 
 
 def media_type(content_type: str | None) -> str:
@@ -55,13 +59,48 @@ def parse_json(body: bytes) -> Any:
 
 
 def search_config(body: bytes, content_type: str | None) -> SearchConfig:
-    """A SearchConfig from a JSON or YAML body. ConfigError (422, each field's problem) when invalid."""
+    """A SearchConfig from a JSON or YAML body. ConfigError (422, each field's problem) when invalid, or
+    when it names a Python factory the server does not allow."""
     kind = media_type(content_type)
     if kind in JSON_TYPES:
-        return SearchConfig.from_mapping(parse_json(body), origin="search configuration")
+        return only_allowed_factories(SearchConfig.from_mapping(parse_json(body), origin="search configuration"))
     if kind in YAML_TYPES:
-        return _search_config_from_yaml(decode_text(body))
+        return only_allowed_factories(_search_config_from_yaml(decode_text(body)))
     raise unsupported("a search configuration", JSON_TYPES + YAML_TYPES)
+
+
+def allowed_factory_prefixes() -> list[str]:
+    """The module prefixes of EVONORM_ALLOWED_FACTORIES (comma-separated; unset or empty: none)."""
+    return [p.strip() for p in os.environ.get(ALLOWED_FACTORIES_VARIABLE, "").split(",") if p.strip()]
+
+
+def only_allowed_factories(config: SearchConfig) -> SearchConfig:
+    """`config`, unless it names a `kind: python` factory outside the allowed module prefixes: a factory is
+    code the workers import and run, so a request may name only modules the operator chose."""
+    prefixes = allowed_factory_prefixes()
+    problems = []
+    for field, architectures in (
+        ("architectures", config.architectures),
+        ("validation.architectures", config.validation.architectures),
+    ):
+        for index, arch in enumerate(architectures):
+            if isinstance(arch, PythonArchitecture) and not _allowed(arch.factory, prefixes):
+                allowed = ", ".join(prefixes) or "none: it is empty or unset"
+                problems.append(
+                    (
+                        f"{field}.{index}.factory",
+                        f"factory {arch.factory!r} is not allowed through the API: its module must be under a "
+                        f"prefix of {ALLOWED_FACTORIES_VARIABLE} ({allowed})",
+                    )
+                )
+    if problems:
+        raise ConfigError(problems, "search configuration")
+    return config
+
+
+def _allowed(factory: str, prefixes: list[str]) -> bool:
+    module = factory.partition(":")[0]
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
 
 
 def _search_config_from_yaml(text: str) -> SearchConfig:

@@ -7,7 +7,7 @@ that reads them, so `proxies` never imports `search`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -78,7 +78,8 @@ class ArchitectureConfig(StrictModel):
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         if cls.__dict__.get("_UNION_BASE"):
-            return _ARCHITECTURE_ADAPTER.validate_python(obj, **kwargs)
+            # The union's member for the kind: a subclass of this class, so an instance of it.
+            return cast(Self, _ARCHITECTURE_ADAPTER.validate_python(obj, **kwargs))
         return super().model_validate(obj, **kwargs)
 
     @property

@@ -19,7 +19,6 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.config import (
-    CONVOLUTIONAL_KINDS,
     Architecture,
     ConvolutionalArchitecture,
     DataConfig,
@@ -188,6 +187,14 @@ class ObjectivesConfig(StrictModel):
     cost_reference: float = Field(default=64.0, gt=0.0)
 
 
+def _default_proxy_architectures() -> list[Architecture]:
+    return [
+        ConvolutionalArchitecture(kind="resnet"),
+        ConvolutionalArchitecture(kind="mobilenetv2"),
+        ConvolutionalArchitecture(kind="efficientnet"),
+    ]
+
+
 def _default_target_architectures() -> list[Architecture]:
     return [
         ConvolutionalArchitecture(kind="resnet", width=12, blocks=[3, 3, 2]),
@@ -319,7 +326,7 @@ class SearchConfig(StrictModel):
     eps: float = Field(default=1e-5, ge=0.0, le=1.0)
     backend: Literal["auto", "torch", "eager", "triton"] = "auto"
     architectures: list[Architecture] = Field(
-        default_factory=lambda: [ConvolutionalArchitecture(kind=k) for k in CONVOLUTIONAL_KINDS],
+        default_factory=_default_proxy_architectures,
         min_length=1,
         max_length=16,
     )

@@ -54,6 +54,28 @@ def test_launch_with_start_false_only_stores(recording_app: RecordingApp):
     assert recording_app.calls == []
 
 
+def _with_factory(factory: str) -> dict:
+    config = _config_dict("own-model")
+    config["architectures"] = [{"kind": "python", "factory": factory}]
+    return config
+
+
+def test_a_python_factory_is_refused_unless_its_module_is_allowed(recording_app: RecordingApp, monkeypatch):
+    monkeypatch.delenv("EVONORM_ALLOWED_FACTORIES", raising=False)
+    response = recording_app.client.post(f"{API}/searches", json=_with_factory("os:system"), headers=AUTH)
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["problems"]
+    assert problem["field"] == "architectures.0.factory"
+    assert "factory 'os:system' is not allowed through the API" in problem["message"]
+    assert "EVONORM_ALLOWED_FACTORIES (none: it is empty or unset)" in problem["message"]
+    monkeypatch.setenv("EVONORM_ALLOWED_FACTORIES", "lab.models, other")
+    refused = recording_app.client.post(f"{API}/searches", json=_with_factory("lab.modelsx:f"), headers=AUTH)
+    assert refused.status_code == 422 and "(lab.models, other)" in refused.text
+    assert recording_app.calls == []
+    accepted = recording_app.client.post(f"{API}/searches", json=_with_factory("lab.models.cnn:f"), headers=AUTH)
+    assert accepted.status_code == 201, accepted.text
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
