@@ -68,6 +68,11 @@ ARCHITECTURES: dict[str, ArchitectureRow] = {
 }
 
 
+def check_spatial_dims(arch: ArchitectureConfig, spatial_dims: int) -> None:
+    """A ValueError naming the architecture and its kind when it cannot take data of `spatial_dims` dims."""
+    ARCHITECTURES[arch.kind].check_spatial_dims(arch, spatial_dims)
+
+
 def build_model(
     arch: ArchitectureConfig,
     layer: Graph,

@@ -87,12 +87,6 @@ class ArchitectureConfig(StrictModel):
         """The name objectives and evaluations use: `name`, else `kind`."""
         return self.name or self.kind
 
-    def check_spatial_dims(self, spatial_dims: int) -> None:
-        """Raise a ValueError naming the kind when it cannot take inputs with `spatial_dims` spatial dims."""
-        from .architectures import ARCHITECTURES  # the table imports the builders, which import this module
-
-        ARCHITECTURES[self.kind].check_spatial_dims(self, spatial_dims)
-
 
 class _FamilyFields(ArchitectureConfig):
     """A built-in family. Configs dumped before the families were split carry the other family's fields

@@ -164,11 +164,9 @@ def transformer(
     arch: TransformerArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory
 ) -> TransformerNet:
     """A transformer encoder on sequences (MNIST-1D, associative recall) cut into patches."""
-    arch.check_spatial_dims(dims)
     return TransformerNet(arch, dims, in_channels, classes, norm)
 
 
 def vit(arch: TransformerArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory) -> TransformerNet:
     """A Vision Transformer on image patches (digits, CIFAR-10)."""
-    arch.check_spatial_dims(dims)
     return TransformerNet(arch, dims, in_channels, classes, norm)

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
+from ..proxies.architectures import check_spatial_dims
 from ..proxies.config import (
     Architecture,
     ConvolutionalArchitecture,
@@ -385,7 +386,7 @@ class SearchConfig(StrictModel):
             )
         spatial_dims = input_spec(self.data)[1]
         for arch in self.architectures:
-            arch.check_spatial_dims(spatial_dims)
+            check_spatial_dims(arch, spatial_dims)
         return self
 
     # -- derived views ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from evonorm_search.proxies import (
     count_slots,
     load_data,
 )
-from evonorm_search.proxies.architectures import ArchitectureRow
+from evonorm_search.proxies.architectures import ArchitectureRow, check_spatial_dims
 from evonorm_search.proxies.config import ArchitectureKind
 from tests import optional_packages
 
@@ -95,7 +95,7 @@ def test_a_new_row_needs_nothing_else(monkeypatch):
     model, metrics = one_step(arch, IMAGES)
     assert count_slots(model) == 1 and metrics.steps == 1 and metrics.loss is not None
     with pytest.raises(ValueError, match=r"architecture 'tiny' \(kind mlp\) takes 2-D inputs, the data has 1"):
-        arch.check_spatial_dims(1)
+        check_spatial_dims(arch, 1)
 
 
 # Validation accuracy and loss after 4 steps at seed 3 (groups 2, batch 16, one thread), per kind and
