@@ -12,9 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import library
-from ..proxies.config import ArchitectureConfig, DataConfig, TrainingConfig
+from ..proxies.config import (
+    ArchitectureConfig,
+    DataConfig,
+    PythonArchitecture,
+    TimmArchitecture,
+    TorchvisionArchitecture,
+    TrainingConfig,
+)
 from ..proxies.data import DataError, Split, load_data
-from ..proxies.probe import Probe, probe_architecture
+from ..proxies.probe import Probe, checked_model, probe_architecture
 from ..proxies.user_models import ArchitectureError
 from ..search.config import SearchConfig
 from .app import console, fail
@@ -110,3 +117,37 @@ def _probes(task: _Task, config: SearchConfig, problems: list[str]) -> list[tupl
             continue
         probes.append((probe, field))
     return probes
+
+
+# Kinds whose models are built from code the config names: they are checked before `run` starts.
+_USERS_MODELS = (PythonArchitecture, TorchvisionArchitecture, TimmArchitecture)
+
+
+def refuse_unusable_models(config: SearchConfig) -> None:
+    """Before a search starts: build every user's model (python, torchvision, timm) on one batch of its
+    data with bn_relu, forward and backward; fail (exit 2) naming each field that does not work. The
+    built-in kinds always build, so they cost nothing here."""
+    problems: list[str] = []
+    for task in _tasks(config):
+        indexed = [(i, a) for i, a in enumerate(task.architectures) if isinstance(a, _USERS_MODELS)]
+        if not indexed:
+            continue
+        try:
+            data = load_data(task.data, task.split)
+        except DataError as e:
+            raise fail(f"{task.field}: the data cannot be loaded: {e}") from None
+        for index, arch in indexed:
+            try:
+                checked_model(
+                    arch,
+                    library.get(CHECK_LAYER),
+                    data,
+                    groups=config.groups,
+                    eps=config.eps,
+                    backend=config.backend,
+                    seed=config.seed,
+                )
+            except ArchitectureError as e:
+                problems.append(f"{task.field}.{index}: {e}")
+    if problems:
+        raise fail("; ".join(problems) + " (evonorm-search check CONFIG.yaml shows every architecture)")

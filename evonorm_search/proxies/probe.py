@@ -48,6 +48,30 @@ def probe_architecture(
     seed: int = 0,
 ) -> Probe:
     """Build `arch` around `layer`, check it on one batch, and time it; ArchitectureError when it fails."""
+    model = checked_model(arch, layer, data, groups=groups, eps=eps, backend=backend, seed=seed)
+    seconds = _seconds_per_step(model, data, training, seed)
+    return Probe(
+        label=arch.label,
+        kind=arch.kind,
+        slots=count_slots(model),
+        parameters=sum(p.numel() for p in model.parameters()),
+        seconds_per_step=seconds,
+        seconds_per_candidate=seconds * training.steps,
+    )
+
+
+def checked_model(
+    arch: ArchitectureConfig,
+    layer: Graph,
+    data: ProxyData,
+    *,
+    groups: int,
+    eps: float,
+    backend: str = "auto",
+    seed: int = 0,
+) -> nn.Module:
+    """`arch` built around `layer` after one forward and backward on a batch of `data`; ArchitectureError,
+    naming the architecture and the cause, when it cannot be built or cannot take the data."""
     try:
         model = build_model(
             arch,
@@ -65,15 +89,7 @@ def probe_architecture(
     except ValueError as e:  # a built-in kind's own refusal (the data's dims)
         raise ArchitectureError(f"{describe(arch)}: {e}") from e
     _forward_and_backward(model, arch, data)
-    seconds = _seconds_per_step(model, data, training, seed)
-    return Probe(
-        label=arch.label,
-        kind=arch.kind,
-        slots=count_slots(model),
-        parameters=sum(p.numel() for p in model.parameters()),
-        seconds_per_step=seconds,
-        seconds_per_candidate=seconds * training.steps,
-    )
+    return model
 
 
 def _forward_and_backward(model: nn.Module, arch: ArchitectureConfig, data: ProxyData) -> None:

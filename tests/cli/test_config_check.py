@@ -118,3 +118,13 @@ def test_the_own_model_example_checks_from_any_directory(tmp_path, python_path, 
     assert result.exit_code == 0, result.output
     assert "injected" in result.output and "swapped" in result.output and "config ok" in result.output
     assert str(tmp_path) in sys.path and str(tmp_path) in os.environ["PYTHONPATH"].split(os.pathsep)
+
+
+def test_run_refuses_a_users_model_that_cannot_be_a_proxy_before_storing_the_search(tmp_path, python_path):
+    path = write(tmp_path, '{kind: python, name: mine, factory: "tests.proxies.factories:without_norms"}')
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    result = runner.invoke(app, ["run", str(path), "--db", db, "--no-live", "--in-process"])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "architectures.0: factory 'tests.proxies.factories:without_norms': the model has no norm slot" in output
+    assert not (tmp_path / "run.db").exists()  # nothing was stored: the search never started
