@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,28 @@ def test_a_transformer_factory_with_layer_norms_is_swapped_over_the_channel_view
     model = build(python("token_mixer", width=8), in_channels=2, classes=3, dims=1)
     assert count_slots(model) == 2 and sum(isinstance(m, ChannelsLast) for m in model.modules()) == 2
     assert model(torch.randn(2, 2, 6)).shape == (2, 3)
+
+
+def test_the_example_factory_injected_and_swapped_builds_the_same_network(monkeypatch):
+    # examples/own_model.py writes one network twice: taking `norm_act`, and with BatchNorm-ReLU pairs that
+    # the swap replaces. At one seed both are the same proxy, weights and outputs.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    models = [
+        build_model(
+            ArchitectureConfig(kind="python", factory=f"own_model:{name}", kwargs={"width": 4}),
+            es.library.get("gn_relu"),
+            in_channels=1,
+            classes=10,
+            spatial_dims=2,
+            groups=2,
+            eps=1e-5,
+            seed=0,
+        )
+        for name in ("small_cnn", "small_cnn_with_batchnorm")
+    ]
+    injected, swapped = models
+    assert count_slots(injected) == count_slots(swapped) == 4
+    assert [p.shape for p in injected.parameters()] == [p.shape for p in swapped.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(injected.parameters(), swapped.parameters(), strict=True))
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(swapped(x), injected(x), rtol=0, atol=0)
