@@ -62,7 +62,8 @@ class ArchitectureConfig(StrictModel):
     def __new__(cls, *args: Any, **data: Any) -> ArchitectureConfig:
         if not cls.__dict__.get("_UNION_BASE"):
             return super().__new__(cls)
-        family = _FAMILY_OF_KIND.get(data.get("kind"))  # type: ignore[arg-type]  # any value may come in
+        kind = data.get("kind")
+        family = _FAMILY_OF_KIND.get(kind) if isinstance(kind, str) else None
         if family is None:  # no or an unknown kind: the union's own error names the kinds it takes
             return _ARCHITECTURE_ADAPTER.validate_python(data)
         # Python then runs the family's __init__ on it, which validates `data` as that family.

@@ -91,6 +91,8 @@ def test_three_dimensional_inputs_are_refused():
             {"kind": "vgg"},
             "Input tag 'vgg' found using 'kind' does not match any of the expected tags: 'resnet', 'mobilenetv2'",
         ),
+        ({"kind": ["resnet"]}, "Input tag .* found using 'kind' does not match any of the expected tags"),
+        ({"width": 4}, "Unable to extract tag using discriminator 'kind'"),
         ({"kind": "resnet", "blocks": []}, "at least 1 item"),
         ({"kind": "resnet", "blocks": [1, 0]}, "every stage needs at least one block"),
         ({"kind": "efficientnet", "kernel_size": 4}, "kernel_size must be odd"),
