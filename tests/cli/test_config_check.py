@@ -128,3 +128,8 @@ def test_run_refuses_a_users_model_that_cannot_be_a_proxy_before_storing_the_sea
     output = " ".join(result.output.split())
     assert "architectures.0: factory 'tests.proxies.factories:without_norms': the model has no norm slot" in output
     assert not (tmp_path / "run.db").exists()  # nothing was stored: the search never started
+
+
+def test_a_compile_target_applies_to_layers_not_to_configs(tmp_path):
+    result = runner.invoke(app, ["check", str(write(tmp_path, "{kind: resnet}")), "--target", "cuda:90"])
+    assert result.exit_code == 2 and "--target applies to a layer, not to a search config" in result.output
