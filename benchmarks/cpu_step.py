@@ -48,8 +48,8 @@ from torch import nn
 
 import evonorm_search as es
 from evonorm_search.layer import effective_groups
+from evonorm_search.proxies.architectures import ARCHITECTURES
 from evonorm_search.proxies.data import load_data
-from evonorm_search.proxies.models import BUILDERS
 from evonorm_search.reference import channel_view
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import build_checks
@@ -223,7 +223,7 @@ class Bench:
         arch = self.config.architectures[arch_index]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return BUILDERS[arch.kind](arch, self.dims, self.data.in_channels, self.classes, factory)
+            return ARCHITECTURES[arch.kind].build(arch, self.dims, self.data.in_channels, self.classes, factory)
 
     def step_seconds(self, model: nn.Module) -> float:
         """Seconds per step over `steps` steps (after one untimed step: first-call costs are not a step's)."""

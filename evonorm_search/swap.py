@@ -16,6 +16,10 @@ A norm without such an activation (its output feeds an add, several users, a dro
 replaced alone. When the whole model cannot be traced, each submodule is traced on its own, from the top
 down, taking the largest subtrees that trace; a norm called from code that could not be traced is replaced
 alone, with a `note` saying so and a warning. Nothing is changed when any step fails.
+
+LayerNorm and RMSNorm over one axis (a transformer's (N, L, C) hidden states, ConvNeXt's (N, H, W, C)) are
+norm slots too: the layer, written for (N, C, *spatial) inputs, is applied through `ChannelsLast`, the view
+with the last axis moved to the second, as the transformer proxies' slots apply it (`proxies.transformers`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from .ir import Graph
 from .layer import as_graph
 from .module import NormAct
 
-__all__ = ["ACTIVATIONS", "NORMS", "Activation", "NormKind", "Replacement", "SwapError", "swap_norm_act"]
+__all__ = [
+    "ACTIVATIONS",
+    "NORMS",
+    "Activation",
+    "ChannelsLast",
+    "NormKind",
+    "Replacement",
+    "SwapError",
+    "swap_norm_act",
+]
 
 
 class SwapError(ValueError):
@@ -51,17 +64,29 @@ class NormKind:
 
     Some classes apply an activation themselves (timm's BatchNormAct2d: norm, dropout, activation): they name
     those submodules; that activation is the one removed, and the class is kept when its dropout is not an
-    nn.Identity or its activation is not one of the table's."""
+    nn.Identity or its activation is not one of the table's.
+
+    `last_axis` classes (LayerNorm, RMSNorm) normalise the last axis of their input; they are replaced when
+    that is all they normalise (`channels_attr` holds one size), by the layer over `ChannelsLast`'s view."""
 
     type_name: str
     channels_attr: str = "num_features"
     groups_attr: str | None = None
     inner_activation_attr: str | None = None
     inner_dropout_attr: str | None = None
+    last_axis: bool = False
 
     @property
     def name(self) -> str:
         return self.type_name.rpartition(".")[2]
+
+    def channels(self, norm: nn.Module) -> int:
+        size = getattr(norm, self.channels_attr)
+        return int(size[0]) if self.last_axis else int(size)
+
+    def covers(self, norm: nn.Module) -> bool:
+        """Whether the layer can take this norm's place (one axis, for `last_axis` classes)."""
+        return not self.last_axis or len(getattr(norm, self.channels_attr)) == 1
 
 
 # Exact classes only: a subclass may add behaviour of its own, so subclasses of the torch norms not listed
@@ -72,12 +97,14 @@ NORMS: tuple[NormKind, ...] = (
     NormKind("torch.nn.modules.batchnorm.BatchNorm3d"),
     NormKind("torch.nn.modules.batchnorm.SyncBatchNorm"),
     NormKind("torch.nn.modules.normalization.GroupNorm", "num_channels", "num_groups"),
+    NormKind("torch.nn.modules.normalization.LayerNorm", "normalized_shape", last_axis=True),
+    NormKind("torch.nn.modules.normalization.RMSNorm", "normalized_shape", last_axis=True),
     NormKind("timm.layers.norm_act.BatchNormAct2d", inner_activation_attr="act", inner_dropout_attr="drop"),
     NormKind("timm.layers.norm_act.SyncBatchNormAct", inner_activation_attr="act", inner_dropout_attr="drop"),
     NormKind("timm.layers.norm_act.GroupNormAct", "num_channels", "num_groups", "act", "drop"),
 )
 _NORMS_BY_TYPE = {kind.type_name: kind for kind in NORMS}
-_NORM_BASES = (nn.modules.batchnorm._NormBase, nn.GroupNorm)
+_NORM_BASES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)
 
 
 @dataclass(frozen=True)
@@ -116,7 +143,9 @@ def _norm_kind(module: nn.Module) -> NormKind | None:
     """The table entry of `module`, or None when it is not replaced (not a norm, or a norm-activation class
     whose own dropout or activation could not be taken out with it)."""
     kind = _NORMS_BY_TYPE.get(_type_name(module))
-    if kind is None or kind.inner_activation_attr is None:
+    if kind is None or not kind.covers(module):
+        return None
+    if kind.inner_activation_attr is None:
         return kind
     dropout = getattr(module, kind.inner_dropout_attr or "", None)
     if dropout is not None and type(dropout) is not nn.Identity:
@@ -368,7 +397,7 @@ class _Planner:
         base = Replacement(
             path=path,
             norm=kind.name,
-            num_features=getattr(norm, kind.channels_attr),
+            num_features=kind.channels(norm),
             groups=self.group_override if self.group_override is not None else groups,
         )
         inner = _inner_activation(norm, kind)
@@ -528,8 +557,24 @@ def _layer_factory(layer: object) -> tuple[Callable[..., nn.Module], bool]:
     return build, True
 
 
+class ChannelsLast(nn.Module):
+    """A layer written for (N, C, *spatial) inputs in the place of a norm over the last axis (LayerNorm,
+    RMSNorm): it sees the view with that axis moved to the second (no copy), so a transformer's (N, L, C)
+    hidden states reach it as (N, C, L), the view the transformer proxies' norm slots hand their layer."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.movedim(-1, 1)).movedim(1, -1)
+
+
 def _built(norm: nn.Module, factory: Callable[..., nn.Module], kwargs: dict) -> nn.Module:
     layer = factory(kwargs.pop("num_features"), **kwargs)
+    kind = _norm_kind(norm)
+    if kind is not None and kind.last_axis:
+        layer = ChannelsLast(layer)
     like = next((t for t in (*norm.parameters(), *norm.buffers()) if t.is_floating_point()), None)
     if like is not None:
         layer = layer.to(device=like.device, dtype=like.dtype)
@@ -564,7 +609,8 @@ def _iter_norms(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 def swap_norm_act(model: nn.Module, layer: Graph | str | type[nn.Module], **normact_kwargs) -> list[Replacement]:
-    """Replace every BatchNorm/GroupNorm of `model`, and the activation right after it, by `layer`, in place.
+    """Replace every BatchNorm/GroupNorm/LayerNorm/RMSNorm of `model`, and the activation right after it, by
+    `layer`, in place (a LayerNorm or RMSNorm through `ChannelsLast`).
 
     `layer` is a Graph, DSL text or library name (each norm becomes a `NormAct` of it) or a module class such
     as one written by `export_module`, built as `layer(num_features, **normact_kwargs)`. A GroupNorm's

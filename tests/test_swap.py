@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import io
-import sys
 import warnings
 
 import pytest
@@ -16,44 +15,15 @@ from torch import nn
 
 import evonorm_search as es
 from evonorm_search.swap import Replacement, SwapError
+from tests import optional_packages
 
 # The candidate "x" with affine off is the identity: a swapped model then computes its convolutions and
 # the activations that were not removed, and nothing else, which the expected forwards below spell out.
 IDENTITY = {"layer": "x", "affine": False}
 
 
-def _torchvision():
-    """torchvision, or a skip. PyPI's Linux torchvision wheels are CUDA builds: beside a CPU-only torch their
-    C++ ops do not load, and importing then fails on two fake-kernel registrations (torchvision::nms, qnms)
-    that torchvision does not guard. The models need none of those ops, so the two schemas are declared
-    (only in that case) and the import retried."""
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed (the dev extra installs it)")
-    try:
-        import torchvision
-    except RuntimeError as e:
-        if "torchvision::nms" not in str(e):
-            raise
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        _declare_torchvision_ops()
-        import torchvision
-    return torchvision
-
-
-_TORCHVISION_OPS: list[torch.library.Library] = []  # kept alive: a dropped Library removes its definitions
-
-
-def _declare_torchvision_ops() -> None:
-    library = torch.library.Library("torchvision", "DEF")
-    for op in ("nms", "qnms"):
-        library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _TORCHVISION_OPS.append(library)
-
-
-def _timm():
-    _torchvision()  # timm imports torchvision
-    return pytest.importorskip("timm", reason="timm is not installed (the dev extra installs it)")
+_torchvision = optional_packages.torchvision
+_timm = optional_packages.timm
 
 
 def _norms(model: nn.Module) -> list[str]:
@@ -407,11 +377,78 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(model, layer, kwargs, er
 
 
 def test_model_without_norms_gives_an_empty_list():
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.LayerNorm(4))
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Dropout())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert es.swap_norm_act(model, "bn_relu") == []
-    assert [type(m).__name__ for m in model] == ["Conv2d", "ReLU", "LayerNorm"]
+    assert [type(m).__name__ for m in model] == ["Conv2d", "ReLU", "Dropout"]
+
+
+# -- transformers: LayerNorm and RMSNorm over the channels of (N, L, C) hidden states ----------------------
+
+
+class _Block(nn.Module):
+    """A pre-norm transformer block from torch.nn parts: attention and a GELU MLP, each after a norm."""
+
+    def __init__(self, width: int, norm):
+        super().__init__()
+        self.norm1 = norm(width)
+        self.attention = nn.MultiheadAttention(width, 2, batch_first=True)
+        self.norm2 = norm(width)
+        self.up = nn.Linear(width, 2 * width)
+        self.act = nn.GELU()
+        self.down = nn.Linear(2 * width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(h)
+        h = h + self.attention(x, x, x, need_weights=False)[0]
+        return h + self.down(self.act(self.up(self.norm2(h))))
+
+
+def _small_transformer(norm) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 8), _Block(8, norm), _Block(8, norm), norm(8))
+
+
+@pytest.mark.parametrize(
+    ("norm", "layer"),
+    [
+        (lambda c: nn.LayerNorm(c, eps=1e-5), "layernorm_channel"),
+        (lambda c: nn.RMSNorm(c, eps=1e-5), "rmsnorm"),
+    ],
+    ids=["LayerNorm", "RMSNorm"],
+)
+def test_token_norms_of_a_transformer_become_the_layer_over_the_channel_view(norm, layer):
+    # The library's per-token LayerNorm and RMSNorm in their place compute what the norms computed.
+    model = _small_transformer(norm)
+    swapped = copy.deepcopy(model)
+    replaced = es.swap_norm_act(swapped, layer, backend="torch")
+    assert [r.path for r in replaced] == ["1.norm1", "1.norm2", "2.norm1", "2.norm2", "3"]
+    assert all(r.num_features == 8 and r.norm == type(model[3]).__name__ for r in replaced)
+    assert all(isinstance(swapped.get_submodule(r.path), es.swap.ChannelsLast) for r in replaced)
+    h = torch.randn(2, 5, 3)
+    for training in (True, False):
+        model.train(training)
+        swapped.train(training)
+        torch.testing.assert_close(swapped(h), model(h), rtol=1e-5, atol=1e-5)
+
+
+def test_the_layer_in_a_token_norm_slot_sees_the_channels_second_without_a_copy():
+    seen = []
+    model = nn.Sequential(nn.Linear(3, 6), nn.LayerNorm(6), nn.GELU())
+    es.swap_norm_act(model, "bn_relu", backend="torch")
+    model[1].layer.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    out = model(torch.randn(2, 5, 3))
+    (x,) = seen
+    assert x.shape == (2, 6, 5) and x.stride() == (30, 1, 6)  # (N, L, C) storage read as (N, C, L)
+    assert out.shape == (2, 5, 6) and type(model[2]) is nn.Identity  # the GELU after it went with it
+
+
+def test_a_layer_norm_over_several_axes_stays_with_a_warning():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.LayerNorm([4, 6, 6]), nn.BatchNorm2d(4))
+    with pytest.warns(UserWarning, match=r"stay as they are: 1 \(LayerNorm\)"):
+        replaced = es.swap_norm_act(model, "bn_relu")
+    assert [r.path for r in replaced] == ["2"] and type(model[1]) is nn.LayerNorm
 
 
 def test_norm_subclasses_are_left_in_place_with_a_warning():

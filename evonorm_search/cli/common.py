@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -229,10 +231,26 @@ def _opened(opener: Callable[[str | None], Store], url: str | None) -> Iterator[
 
 
 def load_config(path: Path) -> SearchConfig:
+    """The search config at `path`; a config naming a Python factory gets its directory importable."""
     try:
-        return SearchConfig.from_yaml(path)
+        config = SearchConfig.from_yaml(path)
     except ConfigError as e:
         raise fail(str(e)) from None
+    if config.python_factories():
+        import_beside(path)
+    return config
+
+
+def import_beside(config_path: Path) -> None:
+    """Make modules in the config file's directory importable here and in processes started from here
+    (Ray's local workers inherit PYTHONPATH), so `factory: own_model:small_cnn` finds own_model.py next to
+    the config wherever the command runs from."""
+    directory = str(config_path.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if directory not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([directory, *paths])
 
 
 def stored_config(store: Store, search_id: int) -> SearchConfig:

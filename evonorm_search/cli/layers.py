@@ -20,6 +20,7 @@ from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
 from .app import app, console, fail
 from .common import candidate_layer
+from .config_check import check_search_config
 
 
 @app.command("layers")
@@ -57,7 +58,7 @@ def parse_or_fail(text: str, origin: str) -> Graph:
 
 @app.command("check")
 def check_command(
-    source: str = typer.Argument(..., metavar="FILE|-", help="DSL file, or - for stdin"),
+    source: str = typer.Argument(..., metavar="FILE|-", help="DSL file, - for stdin, or a search config (.yaml)"),
     target: str = typer.Option(
         None,
         "--target",
@@ -65,7 +66,13 @@ def check_command(
         help="also compile every Triton kernel of the layer for this GPU (e.g. cuda:90), no GPU needed",
     ),
 ) -> None:
-    """Validate a layer; print its canonical text, canonical form, LaTeX and hash."""
+    """Validate a layer; print its canonical text, canonical form, LaTeX and hash. A YAML file is a search
+    config: build every architecture on one batch of its data, count the slots and estimate the cost."""
+    if source.endswith((".yaml", ".yml")):
+        if target is not None:
+            raise fail("--target applies to a layer, not to a search config")
+        check_search_config(Path(source))
+        return
     if target is not None:
         check_target(target)  # a bad target is a usage error before anything is read or compiled
     graph = parse_or_fail(read_program(source), "<stdin>" if source == "-" else source)

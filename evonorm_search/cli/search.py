@@ -62,6 +62,7 @@ from .common import (
     with_db,
     with_evaluation_options,
 )
+from .config_check import refuse_unusable_models
 
 # Every state but completed: a search `run` may take up again when its name and config match.
 NOT_COMPLETED_STATES = (
@@ -146,6 +147,7 @@ def run_command(
     assert config is not None
     if settings:
         config = overridden(config, settings, origin=f"{config_path} with --set")
+    refuse_unusable_models(config)  # a user's model that cannot be a proxy fails before anything is stored
     with opened_store(db) as store:
         try:
             search_id, what = choose_search(store, config)

@@ -1,11 +1,13 @@
 """Proxy tasks: small networks whose every norm-activation slot holds a candidate, their data and training."""
 
+from .architectures import ARCHITECTURES, build_model
 from .config import ArchitectureConfig, DataConfig, TrainingConfig
 from .data import DataError, ProxyData, load_data
-from .models import build_model, count_slots
+from .models import count_slots
 from .training import Metrics, ProxyTrainer, TrainingCancelled, train_proxy
 
 __all__ = [
+    "ARCHITECTURES",
     "ArchitectureConfig",
     "DataConfig",
     "DataError",

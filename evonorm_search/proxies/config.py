@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args
 
 from pydantic import (
     AfterValidator,
@@ -26,25 +26,22 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-ArchitectureKind = Literal["resnet", "mobilenetv2", "efficientnet", "transformer", "vit"]
+# Family of each kind, filled once the families below exist (the base class's schema waits for it).
+_FAMILY_OF_KIND: dict[str, type[ArchitectureConfig]] = {}
+
+# The kinds, by family: each family is one config model below, and each kind one row of
+# `proxies.architectures.ARCHITECTURES` (its builder, the spatial dims it takes, the package it needs).
+ConvolutionalKind = Literal["resnet", "mobilenetv2", "efficientnet"]
+TransformerKind = Literal["transformer", "vit"]
+ArchitectureKind = Literal[ConvolutionalKind, TransformerKind, "python", "torchvision", "timm"]
 # Where a transformer's norms sit: before each sublayer, after each residual add, around each
 # sublayer (Peri-LN), or after the add in the first quarter of the blocks and before later (Mix-LN).
 Placement = Literal["pre", "post", "peri", "mix"]
 
-CONVOLUTIONAL_KINDS = ("resnet", "mobilenetv2", "efficientnet")
-TRANSFORMER_KINDS = ("transformer", "vit")
-# The inputs each kind takes, by spatial dims: transformers read sequences, ViTs images.
-SPATIAL_DIMS_OF_KIND = {
-    "resnet": (1, 2),
-    "mobilenetv2": (1, 2),
-    "efficientnet": (1, 2),
-    "transformer": (1,),
-    "vit": (2,),
-}
-_KIND_HINT = {1: "use kind 'transformer' for sequences", 2: "use kind 'vit' for images"}
-# Settings that only one family reads; setting one on the other family is a mistake worth naming.
-_CONVOLUTIONAL_FIELDS = ("blocks", "expansion", "kernel_size")
-_TRANSFORMER_FIELDS = ("depth", "heads", "mlp_ratio", "placement", "patch_size")
+CONVOLUTIONAL_KINDS: tuple[str, ...] = get_args(ConvolutionalKind)
+TRANSFORMER_KINDS: tuple[str, ...] = get_args(TransformerKind)
+# Keyword arguments a user model's constructor gets from the data or the search, never from `kwargs`.
+_SET_BY_THE_SEARCH = ("num_classes", "in_channels", "in_chans", "norm_act", "norm_layer", "act_layer")
 
 
 class StrictModel(BaseModel):
@@ -54,30 +51,86 @@ class StrictModel(BaseModel):
 
 
 class ArchitectureConfig(StrictModel):
-    """One small proxy network; every norm-activation slot holds the candidate layer.
+    """One proxy network; every norm-activation slot holds the candidate. The base of the families.
 
-    Convolutional kinds: `width` is the first stage's channel count (doubling per stage), `blocks` the
-    number of blocks per stage (so its length is the number of stages), `expansion` the
-    inverted-bottleneck ratio (MobileNetV2 and EfficientNet), `kernel_size` the depthwise kernel
-    (EfficientNet).
-
-    Transformer kinds (`transformer` on sequences, `vit` on images): `width` is the hidden size,
-    `depth` the number of encoder blocks, `heads` the attention heads (they divide `width`),
-    `mlp_ratio` the MLP's hidden size over `width`, `placement` where the norms sit, `patch_size`
-    the positions (per side for images) one token covers; None: 4 for sequences, 2 for images.
+    `ArchitectureConfig(kind=..., ...)`, `ArchitectureConfig.model_validate(...)` and a field typed
+    `ArchitectureConfig` all validate through the discriminated union on `kind` (`Architecture`), so
+    each family's fields are checked on their own and an instance is always of the kind's family.
     """
 
-    kind: ArchitectureKind
+    # Only this class validates through the union; the families validate as plain models.
+    _UNION_BASE: ClassVar[bool] = True
+
+    kind: str
     name: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+
+    def __new__(cls, *args: Any, **data: Any) -> ArchitectureConfig:
+        if not cls.__dict__.get("_UNION_BASE"):
+            return super().__new__(cls)
+        kind = data.get("kind")
+        family = _FAMILY_OF_KIND.get(kind) if isinstance(kind, str) else None
+        if family is None:  # no or an unknown kind: the union's own error names the kinds it takes
+            return _ARCHITECTURE_ADAPTER.validate_python(data)
+        # Python then runs the family's __init__ on it, which validates `data` as that family.
+        return super().__new__(family)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        # While the base class itself is being built the families do not exist yet: its own schema then.
+        if cls.__dict__.get("_UNION_BASE") and _FAMILY_OF_KIND:
+            return handler.generate_schema(Architecture)
+        return handler(source)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        if cls.__dict__.get("_UNION_BASE"):
+            # The union's member for the kind: a subclass of this class, so an instance of it.
+            return cast(Self, _ARCHITECTURE_ADAPTER.validate_python(obj, **kwargs))
+        return super().model_validate(obj, **kwargs)
+
+    @property
+    def label(self) -> str:
+        """The name objectives and evaluations use: `name`, else `kind`."""
+        return self.name or self.kind
+
+
+class _FamilyFields(ArchitectureConfig):
+    """A built-in family. Configs dumped before the families were split carry the other family's fields
+    at their defaults: those are dropped; a changed one is a mistake worth naming."""
+
+    FAMILY: ClassVar[str]
+    FAMILY_FIELDS: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_the_other_familys_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        other = TransformerArchitecture if cls is ConvolutionalArchitecture else ConvolutionalArchitecture
+        defaults = {f: other.model_fields[f].get_default(call_default_factory=True) for f in other.FAMILY_FIELDS}
+        if changed := [f for f in other.FAMILY_FIELDS if f in data and data[f] != defaults[f]]:
+            raise ValueError(
+                f"{', '.join(changed)} only apply to {other.FAMILY} kinds, not to kind {data.get('kind')!r}"
+            )
+        return {key: value for key, value in data.items() if key not in defaults}
+
+
+class ConvolutionalArchitecture(_FamilyFields):
+    """ResNet, MobileNetV2 and EfficientNet proxies (`proxies.models`).
+
+    `width` is the first stage's channel count (doubling per stage), `blocks` the number of blocks per
+    stage (so its length is the number of stages), `expansion` the inverted-bottleneck ratio
+    (MobileNetV2 and EfficientNet), `kernel_size` the depthwise kernel (EfficientNet).
+    """
+
+    FAMILY: ClassVar[str] = "convolutional"
+    FAMILY_FIELDS: ClassVar[tuple[str, ...]] = ("blocks", "expansion", "kernel_size")
+
+    kind: ConvolutionalKind
     width: int = Field(default=16, ge=1, le=1024)
     blocks: list[int] = Field(default_factory=lambda: [1, 1], min_length=1, max_length=6)
     expansion: int = Field(default=4, ge=1, le=8)
     kernel_size: int = Field(default=3, ge=1, le=7)
-    depth: int = Field(default=2, ge=1, le=48)
-    heads: int = Field(default=2, ge=1, le=64)
-    mlp_ratio: int = Field(default=2, ge=1, le=8)
-    placement: Placement = "pre"
-    patch_size: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("blocks")
     @classmethod
@@ -93,41 +146,106 @@ class ArchitectureConfig(StrictModel):
             raise ValueError(f"kernel_size must be odd (same padding), got {k}")
         return k
 
+
+class TransformerArchitecture(_FamilyFields):
+    """Transformer encoders (`transformer` on sequences, `vit` on images; `proxies.transformers`).
+
+    `width` is the hidden size, `depth` the number of encoder blocks, `heads` the attention heads (they
+    divide `width`), `mlp_ratio` the MLP's hidden size over `width`, `placement` where the norms sit,
+    `patch_size` the positions (per side for images) one token covers; None: 4 for sequences, 2 for images.
+    """
+
+    FAMILY: ClassVar[str] = "transformer"
+    FAMILY_FIELDS: ClassVar[tuple[str, ...]] = ("depth", "heads", "mlp_ratio", "placement", "patch_size")
+
+    kind: TransformerKind
+    width: int = Field(default=16, ge=1, le=1024)
+    depth: int = Field(default=2, ge=1, le=48)
+    heads: int = Field(default=2, ge=1, le=64)
+    mlp_ratio: int = Field(default=2, ge=1, le=8)
+    placement: Placement = "pre"
+    patch_size: int | None = Field(default=None, ge=1, le=64)
+
     @model_validator(mode="after")
-    def _settings_fit_the_kind(self) -> ArchitectureConfig:
-        transformer = self.kind in TRANSFORMER_KINDS
-        foreign = _CONVOLUTIONAL_FIELDS if transformer else _TRANSFORMER_FIELDS
-        # A field left at its default is fine (dumped configs carry every field); a changed one is not.
-        if changed := [
-            f for f in foreign if getattr(self, f) != type(self).model_fields[f].get_default(call_default_factory=True)
-        ]:
-            family = "convolutional" if transformer else "transformer"
-            raise ValueError(f"{', '.join(changed)} only apply to {family} kinds, not to kind {self.kind!r}")
-        if transformer and self.width % self.heads:
+    def _heads_divide_width(self) -> TransformerArchitecture:
+        if self.width % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
         return self
 
     @property
-    def label(self) -> str:
-        """The name objectives and evaluations use: `name`, else `kind`."""
-        return self.name or self.kind
-
-    def check_spatial_dims(self, spatial_dims: int) -> None:
-        """Raise a ValueError naming the kind when it cannot take inputs with `spatial_dims` spatial dims."""
-        if spatial_dims not in SPATIAL_DIMS_OF_KIND[self.kind]:
-            hint = _KIND_HINT.get(spatial_dims, "")
-            taken = " or ".join(f"{d}-D" for d in SPATIAL_DIMS_OF_KIND[self.kind])
-            raise ValueError(
-                f"architecture {self.label!r} (kind {self.kind}) takes {taken} inputs, the data has "
-                f"{spatial_dims} spatial dim(s)" + (f"; {hint}" if hint else "")
-            )
-
-    @property
     def tokens_per_patch_side(self) -> int:
-        """The patch size a transformer kind uses: `patch_size`, else 4 for sequences and 2 for images."""
+        """The patch size: `patch_size`, else 4 for sequences and 2 for images."""
         if self.patch_size is not None:
             return self.patch_size
         return 4 if self.kind == "transformer" else 2
+
+
+def _no_search_set_keys(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if taken := sorted(set(kwargs) & set(_SET_BY_THE_SEARCH)):
+        raise ValueError(
+            f"{', '.join(taken)} must not be in kwargs: the number of classes and input channels come from "
+            "the data, the norm-activation layer from the search"
+        )
+    return kwargs
+
+
+class PythonArchitecture(ArchitectureConfig):
+    """Your own model: `factory` ("package.module:function") called with `kwargs`.
+
+    A factory with a `norm_act` parameter gets the candidate (a callable channels -> nn.Module, as timm's
+    `norm_layer`); otherwise every norm of the model it returns, and the activation after it, become the
+    candidate through `swap_norm_act`. Parameters named `num_classes` and `in_channels` get the data's.
+    The module is imported where the model is built: its directory must be on the Python path (the
+    command line puts the config file's directory there).
+    """
+
+    kind: Literal["python"]
+    factory: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    _check_kwargs = field_validator("kwargs")(_no_search_set_keys)
+
+
+class TorchvisionArchitecture(ArchitectureConfig):
+    """A torchvision classification model by name (`model: resnet18`), built with `kwargs`, the data's
+    classes and input channels (the first convolution is replaced when they are not 3), then swapped."""
+
+    kind: Literal["torchvision"]
+    model: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    _check_kwargs = field_validator("kwargs")(_no_search_set_keys)
+
+
+class TimmArchitecture(ArchitectureConfig):
+    """A timm model by name (`timm.create_model(model, num_classes=..., in_chans=..., **kwargs)`), swapped."""
+
+    kind: Literal["timm"]
+    model: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    _check_kwargs = field_validator("kwargs")(_no_search_set_keys)
+
+
+# The union every architecture field validates through: the model follows `kind`.
+Architecture = Annotated[
+    ConvolutionalArchitecture
+    | TransformerArchitecture
+    | PythonArchitecture
+    | TorchvisionArchitecture
+    | TimmArchitecture,
+    Field(discriminator="kind"),
+]
+_ARCHITECTURE_ADAPTER: TypeAdapter[ArchitectureConfig] = TypeAdapter(
+    Architecture, config=ConfigDict(title="ArchitectureConfig")
+)
+_FAMILY_OF_KIND.update(
+    {
+        kind: family
+        for family in get_args(get_args(Architecture)[0])
+        for kind in get_args(family.model_fields["kind"].annotation)
+    }
+)
 
 
 class DataConfig(StrictModel):

@@ -1,5 +1,5 @@
-"""Small proxy networks in the style of ResNet, MobileNetV2 and EfficientNet, and the builders' table
-(transformer encoders and ViTs live in `transformers`).
+"""Small proxy networks in the style of ResNet, MobileNetV2 and EfficientNet (transformer encoders and
+ViTs live in `transformers`, users' models in `user_models`, the table of kinds in `architectures`).
 
 Every norm-activation slot (where the original network has BatchNorm followed by ReLU or Swish) is
 `NormAct(graph, channels, groups=..., eps=...)`, so the candidate layer is all the network uses to
@@ -10,14 +10,14 @@ makes a batch-independent network. Convolutions are 2-D for images and 1-D for s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..ir import Graph
 from ..module import NormAct
-from . import transformers
-from .config import ArchitectureConfig
+from .config import ConvolutionalArchitecture
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -25,24 +25,38 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}
 
 
-def norm_factory(layer: Graph, *, groups: int, eps: float, backend: str = "auto") -> NormFactory:
+@dataclass(frozen=True)
+class CandidateNorm:
+    """The candidate's norm-activation module for a given channel count, and the settings it is built
+    with, so a model built elsewhere can get the same layer through `swap_norm_act`."""
+
+    layer: Graph
+    groups: int
+    eps: float
+    backend: str = "auto"
+
+    def __call__(self, channels: int) -> nn.Module:
+        return NormAct(self.layer, channels, groups=self.groups, eps=self.eps, backend=self.backend)
+
+    def settings(self) -> dict[str, int | float | str]:
+        """The keyword arguments of `NormAct` (and so of `swap_norm_act`) besides the channels."""
+        return {"groups": self.groups, "eps": self.eps, "backend": self.backend}
+
+
+def norm_factory(layer: Graph, *, groups: int, eps: float, backend: str = "auto") -> CandidateNorm:
     """A callable that makes the candidate's norm-activation module for a given channel count."""
-
-    def make(channels: int) -> nn.Module:
-        return NormAct(layer, channels, groups=groups, eps=eps, backend=backend)
-
-    return make
+    return CandidateNorm(layer, groups, eps, backend)
 
 
 def _conv(dims: int, c_in: int, c_out: int, kernel: int, *, stride: int = 1, groups: int = 1) -> nn.Module:
     return _CONV[dims](c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False)
 
 
-def _stage_widths(arch: ArchitectureConfig) -> list[int]:
+def _stage_widths(arch: ConvolutionalArchitecture) -> list[int]:
     return [arch.width * 2**s for s in range(len(arch.blocks))]
 
 
-def _block_strides(arch: ArchitectureConfig) -> list[tuple[int, int, int]]:
+def _block_strides(arch: ConvolutionalArchitecture) -> list[tuple[int, int, int]]:
     """(input width, output width, stride) per block: stride 2 at the start of every later stage."""
     plan: list[tuple[int, int, int]] = []
     c_in = arch.width
@@ -149,7 +163,7 @@ class ProxyNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(out), 1))
 
 
-def resnet(arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory) -> ProxyNet:
+def resnet(arch: ConvolutionalArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory) -> ProxyNet:
     """Pre-activation ResNet: every BN-ReLU of ResNet-v2 is the candidate."""
     blocks = [PreActBlock(dims, c_in, c_out, stride, norm) for c_in, c_out, stride in _block_strides(arch)]
     last = _stage_widths(arch)[-1]
@@ -158,7 +172,7 @@ def resnet(arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, 
 
 
 def _mobile(
-    arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory, *, se: bool
+    arch: ConvolutionalArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory, *, se: bool
 ) -> ProxyNet:
     kernel = arch.kernel_size if se else 3
     blocks: list[nn.Module] = [
@@ -172,52 +186,18 @@ def _mobile(
     return ProxyNet(stem, blocks, head, features, classes, dims)
 
 
-def mobilenetv2(arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory) -> ProxyNet:
+def mobilenetv2(
+    arch: ConvolutionalArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory
+) -> ProxyNet:
     """MobileNetV2: inverted residuals with linear bottlenecks; every BN-ReLU6 is the candidate."""
     return _mobile(arch, dims, in_channels, classes, norm, se=False)
 
 
-def efficientnet(arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory) -> ProxyNet:
+def efficientnet(
+    arch: ConvolutionalArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory
+) -> ProxyNet:
     """EfficientNet: MBConv with squeeze-excitation and `kernel_size` depthwise; every BN-Swish is the candidate."""
     return _mobile(arch, dims, in_channels, classes, norm, se=True)
-
-
-BUILDERS = {
-    "resnet": resnet,
-    "mobilenetv2": mobilenetv2,
-    "efficientnet": efficientnet,
-    "transformer": transformers.transformer,
-    "vit": transformers.vit,
-}
-
-
-def build_model(
-    arch: ArchitectureConfig,
-    layer: Graph,
-    *,
-    in_channels: int,
-    classes: int,
-    spatial_dims: int,
-    groups: int,
-    eps: float,
-    backend: str = "auto",
-    seed: int | None = None,
-) -> nn.Module:
-    """The proxy network `arch` with `layer` in every norm-activation slot.
-
-    With `seed`, the weights are initialised from that seed without touching the global RNG state, so
-    every candidate of a search starts from the same convolution weights (common random numbers make
-    candidates comparable with fewer evaluations).
-    """
-    if spatial_dims not in _CONV:
-        raise ValueError(f"proxy networks take 1-D or 2-D inputs, got {spatial_dims} spatial dims")
-    arch.check_spatial_dims(spatial_dims)
-    norm = norm_factory(layer, groups=groups, eps=eps, backend=backend)
-    if seed is None:
-        return BUILDERS[arch.kind](arch, spatial_dims, in_channels, classes, norm)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return BUILDERS[arch.kind](arch, spatial_dims, in_channels, classes, norm)
 
 
 def count_slots(model: nn.Module) -> int:

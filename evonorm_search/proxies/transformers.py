@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .config import ArchitectureConfig
+from .config import TransformerArchitecture
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -92,7 +92,7 @@ class Residual(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, arch: ArchitectureConfig, placement: str, norm: NormFactory):
+    def __init__(self, arch: TransformerArchitecture, placement: str, norm: NormFactory):
         super().__init__()
         slots = SLOTS[placement]
         self.attention = Residual(SelfAttention(arch.width, arch.heads), slots, arch.width, norm)
@@ -133,7 +133,7 @@ def sinusoidal_positions(tokens: int, width: int, device: torch.device, dtype: t
 class TransformerNet(nn.Module):
     """Patch embedding, fixed positions, encoder blocks, final norm, mean over tokens, linear head."""
 
-    def __init__(self, arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory):
+    def __init__(self, arch: TransformerArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory):
         super().__init__()
         self.patch = arch.tokens_per_patch_side
         self.embed = nn.Linear(in_channels * self.patch**dims, arch.width)
@@ -161,14 +161,12 @@ class TransformerNet(nn.Module):
 
 
 def transformer(
-    arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory
+    arch: TransformerArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory
 ) -> TransformerNet:
     """A transformer encoder on sequences (MNIST-1D, associative recall) cut into patches."""
-    arch.check_spatial_dims(dims)
     return TransformerNet(arch, dims, in_channels, classes, norm)
 
 
-def vit(arch: ArchitectureConfig, dims: int, in_channels: int, classes: int, norm: NormFactory) -> TransformerNet:
+def vit(arch: TransformerArchitecture, dims: int, in_channels: int, classes: int, norm: NormFactory) -> TransformerNet:
     """A Vision Transformer on image patches (digits, CIFAR-10)."""
-    arch.check_spatial_dims(dims)
     return TransformerNet(arch, dims, in_channels, classes, norm)

@@ -11,14 +11,23 @@ import difflib
 import re
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .. import library
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
-from ..proxies.config import BASE_DIR_CONTEXT, ArchitectureConfig, DataConfig, StrictModel, TrainingConfig
+from ..proxies.architectures import check_spatial_dims
+from ..proxies.config import (
+    BASE_DIR_CONTEXT,
+    Architecture,
+    ConvolutionalArchitecture,
+    DataConfig,
+    PythonArchitecture,
+    StrictModel,
+    TrainingConfig,
+)
 from ..proxies.data import declared_spatial_dims, input_spec
 from ..store import Objective
 from .mutation import DEFAULT_MUTATIONS, MUTATIONS
@@ -180,11 +189,19 @@ class ObjectivesConfig(StrictModel):
     cost_reference: float = Field(default=64.0, gt=0.0)
 
 
-def _default_target_architectures() -> list[ArchitectureConfig]:
+def _default_proxy_architectures() -> list[Architecture]:
     return [
-        ArchitectureConfig(kind="resnet", width=12, blocks=[3, 3, 2]),
-        ArchitectureConfig(kind="mobilenetv2", width=12, blocks=[3, 3, 2], expansion=3),
-        ArchitectureConfig(kind="efficientnet", width=12, blocks=[3, 3, 2], expansion=3, kernel_size=5),
+        ConvolutionalArchitecture(kind="resnet"),
+        ConvolutionalArchitecture(kind="mobilenetv2"),
+        ConvolutionalArchitecture(kind="efficientnet"),
+    ]
+
+
+def _default_target_architectures() -> list[Architecture]:
+    return [
+        ConvolutionalArchitecture(kind="resnet", width=12, blocks=[3, 3, 2]),
+        ConvolutionalArchitecture(kind="mobilenetv2", width=12, blocks=[3, 3, 2], expansion=3),
+        ConvolutionalArchitecture(kind="efficientnet", width=12, blocks=[3, 3, 2], expansion=3, kernel_size=5),
     ]
 
 
@@ -212,7 +229,7 @@ class ValidationConfig(StrictModel):
     (`first_seed`, `first_seed + 1`, ...), which must differ from the search's own seed.
     """
 
-    architectures: list[ArchitectureConfig] = Field(
+    architectures: list[Architecture] = Field(
         default_factory=_default_target_architectures, min_length=1, max_length=16
     )
     data: DataConfig = Field(default_factory=lambda: DataConfig(name="mnist1d", samples=4000, test_samples=1000))
@@ -222,7 +239,7 @@ class ValidationConfig(StrictModel):
 
     @field_validator("architectures")
     @classmethod
-    def _unique_labels(cls, archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+    def _unique_labels(cls, archs: list[Architecture]) -> list[Architecture]:
         return _unique_architecture_labels(archs)
 
     def seed_list(self, count: int | None = None) -> list[int]:
@@ -230,7 +247,7 @@ class ValidationConfig(StrictModel):
         return list(range(self.first_seed, self.first_seed + (self.seeds if count is None else count)))
 
 
-def _unique_architecture_labels(archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+def _unique_architecture_labels(archs: list[Architecture]) -> list[Architecture]:
     labels = [a.label for a in archs]
     if dupes := sorted({x for x in labels if labels.count(x) > 1}):
         raise ValueError(f"architecture names must be unique; give 'name' to tell {dupes} apart")
@@ -282,7 +299,7 @@ class EvaluationSpec(StrictModel):
     groups: int
     eps: float
     backend: Literal["auto", "torch", "eager", "triton"]
-    architectures: list[ArchitectureConfig]
+    architectures: list[Architecture]
     data: DataConfig
     training: TrainingConfig
     quality: QualityConfig
@@ -316,8 +333,8 @@ class SearchConfig(StrictModel):
     groups: int = Field(default=4, ge=1, le=4096)
     eps: float = Field(default=1e-5, ge=0.0, le=1.0)
     backend: Literal["auto", "torch", "eager", "triton"] = "auto"
-    architectures: list[ArchitectureConfig] = Field(
-        default_factory=lambda: [ArchitectureConfig(kind=k) for k in ("resnet", "mobilenetv2", "efficientnet")],
+    architectures: list[Architecture] = Field(
+        default_factory=_default_proxy_architectures,
         min_length=1,
         max_length=16,
     )
@@ -336,7 +353,7 @@ class SearchConfig(StrictModel):
 
     @field_validator("architectures")
     @classmethod
-    def _unique_labels(cls, archs: list[ArchitectureConfig]) -> list[ArchitectureConfig]:
+    def _unique_labels(cls, archs: list[Architecture]) -> list[Architecture]:
         return _unique_architecture_labels(archs)
 
     @field_validator("baselines")
@@ -378,7 +395,7 @@ class SearchConfig(StrictModel):
         # (a config from the API is validated before anything is read); else when the data is loaded.
         if (spatial_dims := declared_spatial_dims(self.data)) is not None:
             for arch in self.architectures:
-                arch.check_spatial_dims(spatial_dims)
+                check_spatial_dims(arch, spatial_dims)
         return self
 
     # -- derived views ---------------------------------------------------------------------------
@@ -394,6 +411,11 @@ class SearchConfig(StrictModel):
         """The objectives in order (`search.objectives`): accuracy per architecture (maximised,
         reference 0), then the cost (minimised) when asked for."""
         return objective_specs(self.objectives, [a.label for a in self.architectures])
+
+    def python_factories(self) -> list[str]:
+        """The `factory` of every `kind: python` architecture, proxies and target task, in order."""
+        architectures = [*self.architectures, *self.validation.architectures]
+        return [a.factory for a in architectures if isinstance(a, PythonArchitecture)]
 
     def evaluation_spec(self) -> EvaluationSpec:
         return EvaluationSpec(
@@ -482,13 +504,37 @@ class SearchConfig(StrictModel):
 def _problems(error: ValidationError, model: type[BaseModel]) -> list[tuple[str, str]]:
     out = []
     for item in error.errors(include_url=False):
-        field = ".".join(str(part) for part in item["loc"])
+        location = _without_tags(model, item["loc"])
+        field = ".".join(str(part) for part in location)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":  # a misspelt field: name the one it most likely meant
-            name = str(item["loc"][-1])
-            message += did_you_mean(name, _fields_at(model, item["loc"][:-1]))
+            name = str(location[-1])
+            message += did_you_mean(name, _fields_at(model, location[:-1]))
         out.append((field, message))
     return out
+
+
+def _without_tags(model: type[BaseModel], path: Sequence[int | str]) -> list[int | str]:
+    """A pydantic error location without the tags of tagged unions (`architectures.0.resnet.width` is
+    `architectures.0.width`): the field named as the config file spells it."""
+    models, out = {model}, []
+    for part in path:
+        tagged = {m for m in models if isinstance(part, str) and part not in m.model_fields and _has_tag(m, part)}
+        if tagged and len(models) > 1:
+            models = tagged
+            continue
+        out.append(part)
+        fields = [m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields]
+        if fields:
+            models = {inner for f in fields for inner in _models_in(f.annotation)}
+    return out
+
+
+def _has_tag(model: type[BaseModel], tag: str) -> bool:
+    """Whether `tag` is a value of one of the model's Literal fields (a tagged union's discriminator)."""
+    return any(
+        get_origin(f.annotation) is Literal and tag in get_args(f.annotation) for f in model.model_fields.values()
+    )
 
 
 def _fields_at(model: type[BaseModel], path: Sequence[int | str]) -> set[str]:

@@ -87,7 +87,12 @@ def test_three_dimensional_inputs_are_refused():
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"kind": "vgg"}, "Input should be 'resnet', 'mobilenetv2', 'efficientnet', 'transformer' or 'vit'"),
+        (
+            {"kind": "vgg"},
+            "Input tag 'vgg' found using 'kind' does not match any of the expected tags: 'resnet', 'mobilenetv2'",
+        ),
+        ({"kind": ["resnet"]}, "Input tag .* found using 'kind' does not match any of the expected tags"),
+        ({"width": 4}, "Unable to extract tag using discriminator 'kind'"),
         ({"kind": "resnet", "blocks": []}, "at least 1 item"),
         ({"kind": "resnet", "blocks": [1, 0]}, "every stage needs at least one block"),
         ({"kind": "efficientnet", "kernel_size": 4}, "kernel_size must be odd"),
