@@ -158,6 +158,10 @@ def run_command(
         final = drive(store, search_id, evaluator, live, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
         exit_if_stopped(final, db)
+        if config.fidelities is not None:  # the search's answer: what its ladder validated, beside the baselines
+            with store.session(readonly=True) as s:
+                validated = read_fronts(s, search_id).validated
+            show_validated(search_id, validated, config.ladder_seeds())
         console.print(
             f"results: search {search_id} in {store.url}\n"
             f"  evonorm-search pareto {search_id}{db_flag(db)}      the Pareto front\n"

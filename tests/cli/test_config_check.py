@@ -4,6 +4,7 @@ with the field named (exit 2); and the example of a search on your own model, it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -133,3 +134,20 @@ def test_run_refuses_a_users_model_that_cannot_be_a_proxy_before_storing_the_sea
 def test_a_compile_target_applies_to_layers_not_to_configs(tmp_path):
     result = runner.invoke(app, ["check", str(write(tmp_path, "{kind: resnet}")), "--target", "cuda:90"])
     assert result.exit_code == 2 and "--target applies to a layer, not to a search config" in result.output
+
+
+def test_the_own_model_example_runs_and_ends_with_its_validated_front_beside_the_baselines(tmp_path, python_path):
+    """`run examples/own-model.yaml` (a smaller budget): its ladder trains the best candidates and the
+    baselines on the target task, and the run ends with that answer."""
+    for name in ("own-model.yaml", "own_model.py"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    db = f"sqlite:///{tmp_path / 'own.db'}"
+    args = ["run", str(tmp_path / "own-model.yaml"), "--db", db, "--no-live", "--in-process", "--set", "budget=12"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert "validated front of search 1" in output
+    table = output[output.index("validated front of search 1") :]
+    for baseline in ("bn_relu", "gn_relu"):
+        assert re.search(rf"{baseline} .*\d\.\d{{4}} ± \d\.\d{{4}}", table), table
+    assert re.search(r"candidate .*\d\.\d{4} ± \d\.\d{4}", table), table
