@@ -128,6 +128,8 @@ AXES: dict[str, AxisDef] = {
 }
 
 
+# How the DSL writes a number: the printer writes constants with it, and the symbolic forms read the same
+# text as an exact rational (so `x * 0.5` and `x / 2` get one canonical hash).
 def format_number(value: float) -> str:
     """Shortest text that reads back as the same float (integers without a trailing .0)."""
     if value.is_integer() and abs(value) < 1e16:
