@@ -1,9 +1,10 @@
 """The reference forward pass: a Graph becomes straight-line PyTorch source, compiled once per graph.
 
 The same source serves `NormAct(backend="torch")` and the standalone modules of `export_module`, so an
-exported layer reproduces the reference bit for bit. Autograd provides the backward pass. Everything
-the generated code calls is defined in this module (or beside it, in `reference_ops`) and copied into exports by
-source, so it must stay TorchScript-compatible and self-contained.
+exported layer reproduces the reference bit for bit. Autograd provides the backward pass. The source
+comes from the reference's table of op forms (`reference_ops`), and everything it calls is defined in
+this module or in that one and copied into exports by source, so it must stay TorchScript-compatible
+and self-contained.
 """
 
 from __future__ import annotations
