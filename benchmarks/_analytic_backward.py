@@ -23,14 +23,14 @@ from evonorm_search.compiler.program import Program
 from evonorm_search.compiler.rewrite import rewrite
 from evonorm_search.eager import affine
 from evonorm_search.ir import AXES, OPS, Graph, Kind
-from evonorm_search.ir.ops import TORCH_HELPERS
 from evonorm_search.ir.vocabulary import LeafRole
 from evonorm_search.reference import RUNTIME_HELPERS, full
+from evonorm_search.reference_ops import REDUCTIONS, TORCH, TORCH_HELPERS, TORCH_STATISTICS
 
 
 def _variance(axis: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """The biased variance in two passes, as the reference computes it (`var_mean` is slower on CPU)."""
-    reduce = AXES[axis].reduce
+    reduce = REDUCTIONS[axis]
 
     def variance(t: torch.Tensor, groups: int) -> torch.Tensor:
         return reduce(torch.square(t - reduce(t, groups)), groups)
@@ -71,8 +71,7 @@ def _leaf_src(node: Any) -> str:
     row = OPS[node.op]
     if row.role is LeafRole.COMPILER:
         return _COMPILER_LEAVES[node.op]
-    assert row.torch_src is not None, f"leaf {node.op} has no torch form"
-    return row.torch_src.format(name=node.op, value=node.value)
+    return TORCH[node.op].format(name=node.op, value=node.value)
 
 
 def _aggregation_src(graph: Graph | Program, i: int, buffers: dict[int, str]) -> list[str]:
@@ -81,7 +80,7 @@ def _aggregation_src(graph: Graph | Program, i: int, buffers: dict[int, str]) ->
     assert stat is not None and node.axis is not None
     s = f"s{i}"
     compute = f"{s} = {_STAT_SRC[node.op].format(a=f'full(t{node.args[0]}, xc)', axis=node.axis)}"
-    finish = f"t{i} = {stat.finish_src.format(s=s)}"
+    finish = f"t{i} = {TORCH_STATISTICS[node.op].finish.format(s=s)}"
     if i not in buffers:
         return [compute, finish]
     correction = "bessel(xc)" if stat.unbiased_running else "1.0"
@@ -102,8 +101,7 @@ def _node_src(graph: Graph | Program, i: int, buffers: dict[int, str]) -> list[s
         return _aggregation_src(graph, i, buffers)
     if row.kind is Kind.LEAF:
         return [f"t{i} = {_leaf_src(node)}"]
-    source = _FAST_SRC.get(node.op, row.torch_src)
-    assert source is not None, f"op {node.op} has no torch form"
+    source = _FAST_SRC.get(node.op, TORCH[node.op])
     return [f"t{i} = {source.format(*(f't{a}' for a in node.args))}"]
 
 
@@ -154,7 +152,7 @@ def backward_source(graph: Graph, backward: Program, saved: list[int]) -> str:
 
 def _namespace() -> dict[str, object]:
     ns: dict[str, object] = {"torch": torch}
-    helpers = (*TORCH_HELPERS, *RUNTIME_HELPERS, *(a.reduce for a in AXES.values()), *VARIANCES.values())
+    helpers = (*TORCH_HELPERS, *RUNTIME_HELPERS, *REDUCTIONS.values(), *VARIANCES.values())
     for f in (*helpers, channel_sum, affine):
         ns[f.__name__] = f
     return ns

@@ -1,9 +1,10 @@
 """The reference forward pass: a Graph becomes straight-line PyTorch source, compiled once per graph.
 
 The same source serves `NormAct(backend="torch")` and the standalone modules of `export_module`, so an
-exported layer reproduces the reference bit for bit. Autograd provides the backward pass. Everything
-the generated code calls is defined in this module (or in the op table) and copied into exports by
-source, so it must stay TorchScript-compatible and self-contained.
+exported layer reproduces the reference bit for bit. Autograd provides the backward pass. The source
+comes from the reference's table of op forms (`reference_ops`), and everything it calls is defined in
+this module or in that one and copied into exports by source, so it must stay TorchScript-compatible
+and self-contained.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Optional
 import torch
 
 from .bounded import Bounded, limit
-from .ir import AXES, Graph, Kind
-from .ir.ops import TORCH_HELPERS
+from .ir import Graph, Kind
+from .reference_ops import REDUCTIONS, TORCH, TORCH_HELPERS, TORCH_STATISTICS
 
 FORWARD_NAME = "layer_forward"
 
@@ -104,10 +105,11 @@ def _aggregation_lines(graph: Graph, i: int, buffers: dict[int, str]) -> list[st
     node = graph.nodes[i]
     stat = node.opdef.stat
     assert stat is not None
-    reduce = AXES[node.axis].reduce.__name__  # type: ignore[index]  # an aggregation node always has an axis (Graph validates it)
+    torch_stat = TORCH_STATISTICS[node.op]
+    reduce = REDUCTIONS[node.axis].__name__  # type: ignore[index]  # an aggregation node always has an axis (Graph validates it)
     a, s = f"a{i}", f"s{i}"
-    compute = [f"{a} = full(t{node.args[0]}, xc)", f"{s} = {stat.stat_src.format(a=a, r=reduce)}"]
-    finish = f"t{i} = {stat.finish_src.format(s=s)}"
+    compute = [f"{a} = full(t{node.args[0]}, xc)", f"{s} = {torch_stat.statistic.format(a=a, r=reduce)}"]
+    finish = f"t{i} = {torch_stat.finish.format(s=s)}"
     if i not in buffers:
         return [*compute, finish]
     buf = buffers[i]
@@ -127,10 +129,10 @@ def _node_lines(graph: Graph, i: int, buffers: dict[int, str]) -> list[str]:
     op = node.opdef
     if op.kind is Kind.AGGREGATION:
         return _aggregation_lines(graph, i, buffers)
-    assert op.torch_src is not None, f"op {node.op} has no torch form"
+    template = TORCH[node.op]
     if op.kind is Kind.LEAF:
-        return [f"t{i} = {op.torch_src.format(name=node.op, value=node.value)}"]
-    return [f"t{i} = {op.torch_src.format(*(f't{a}' for a in node.args))}"]
+        return [f"t{i} = {template.format(name=node.op, value=node.value)}"]
+    return [f"t{i} = {template.format(*(f't{a}' for a in node.args))}"]
 
 
 def forward_source(graph: Graph, name: str = FORWARD_NAME) -> str:
@@ -153,13 +155,13 @@ def forward_source(graph: Graph, name: str = FORWARD_NAME) -> str:
 def helper_sources(graph: Graph) -> str:
     """Source of every helper the generated forward of `graph` may call (for standalone exports)."""
     used_axes = sorted(graph.axes)
-    functions = [*TORCH_HELPERS, *RUNTIME_HELPERS, *(AXES[a].reduce for a in used_axes)]
+    functions = [*TORCH_HELPERS, *RUNTIME_HELPERS, *(REDUCTIONS[a] for a in used_axes)]
     return "\n\n\n".join(inspect.getsource(f).strip("\n") for f in functions)
 
 
 def _namespace() -> dict[str, object]:
     ns: dict[str, object] = {"torch": torch, "Optional": Optional}
-    for f in (*TORCH_HELPERS, *RUNTIME_HELPERS, *(a.reduce for a in AXES.values())):
+    for f in (*TORCH_HELPERS, *RUNTIME_HELPERS, *REDUCTIONS.values()):
         ns[f.__name__] = f
     return ns
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import sympy
 
 from .ir import OPS, Graph, Kind
+from .symbolic_ops import SYMPY
 
 HASH_VERSION = "1"
 _RECURSION_FOR_SYMPY = 20_000
@@ -74,13 +75,13 @@ def _deep_recursion() -> Iterator[None]:
 def _node_exprs(graph: Graph) -> list[sympy.Expr]:
     exprs: list[sympy.Expr] = []
     for node in graph.nodes:
-        op = OPS[node.op]
-        if op.kind is Kind.LEAF:
-            exprs.append(op.sympy(node.value))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
-        elif op.kind is Kind.AGGREGATION:
-            exprs.append(op.sympy(exprs[node.args[0]], node.axis))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
+        form, kind = SYMPY[node.op], OPS[node.op].kind
+        if kind is Kind.LEAF:
+            exprs.append(form(node.value))
+        elif kind is Kind.AGGREGATION:
+            exprs.append(form(exprs[node.args[0]], node.axis))
         else:
-            exprs.append(op.sympy(*(exprs[a] for a in node.args)))  # type: ignore[misc]  # OpDef.sympy is a callable field, not a method
+            exprs.append(form(*(exprs[a] for a in node.args)))
     return exprs
 
 

@@ -36,7 +36,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the reference both use it); `statistics` the claims' statistics (reports and benchmarks use it).
     ("evonorm_search.enums", "evonorm_search.bounded", "evonorm_search.statistics", "evonorm_search._version"),
     ("evonorm_search.store",),  # its rows hold graphs as JSON: it never needs the IR
-    ("evonorm_search.ir",),
+    ("evonorm_search.ir",),  # what every op, leaf and axis is: no backend, neither torch nor sympy
+    # The backend tables beside their backends, keyed by the IR's op names (the compiler's is inside it).
+    ("evonorm_search.reference_ops", "evonorm_search.symbolic_ops"),
     ("evonorm_search.library", "evonorm_search.symbolic"),
     ("evonorm_search.layer",),  # resolves library names to graphs, so it sits above the library
     # Peers: the reference is the oracle the compiled kernels are tested against, so neither may lean on

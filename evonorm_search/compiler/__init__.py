@@ -1,6 +1,6 @@
 """The compiler: any layer graph to fused Triton kernels, forward and backward, as named passes.
 
-1. `autodiff`  - forward and backward Programs from the op table's derivative rules;
+1. `autodiff`  - forward and backward Programs from the derivative rules of `op_table`;
 1b. `rewrite`  - rules that turn a Program into an equal one the kernels compute better (gated products);
 2. `schedule`  - levels, shared reductions, passes cut only at aggregations;
 3. `lower`     - per-axis reduction strategies and program domains; split and fused stages;

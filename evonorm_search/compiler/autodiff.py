@@ -1,4 +1,4 @@
-"""Pass 1, autodiff: the forward and backward Programs of a layer, from the derivative rules of the op table.
+"""Pass 1, autodiff: the forward and backward Programs of a layer, from the derivative rules of `op_table`.
 
 The backward of a layer is again element-wise ops and aggregations (an aggregation's rule returns
 aggregations over the same axis), so it goes through the same scheduler and code generator as the
@@ -15,12 +15,13 @@ import sys
 
 from ..ir import AXES, OPS, Graph, GraphBuilder
 from ..ir.graph import Ref
-from ..ir.vocabulary import LeafRole
+from ..ir.vocabulary import Kind, LeafRole
+from .op_table import DERIVATIVES
 from .program import Program
 
 
 class GradBuilder:
-    """What derivative rules build with (`b` in the op table's rules): constants and calls as `Ref`s."""
+    """What derivative rules build with (`b` in `op_table.DERIVATIVES`): constants and calls as `Ref`s."""
 
     def __init__(self, builder: GraphBuilder):
         self.builder = builder
@@ -66,7 +67,7 @@ def backward_program(graph: Graph, *, training: bool, affine: bool) -> Program:
     rules = GradBuilder(b)
     for i in reversed(range(len(graph.nodes))):
         node = graph.nodes[i]
-        rule = OPS[node.op].grad
+        rule = None if OPS[node.op].kind is Kind.LEAF else DERIVATIVES[node.op]
         if i not in grads or rule is None:
             continue
         if node.axis is not None and AXES[node.axis].uses_batch and not training:

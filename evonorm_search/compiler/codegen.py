@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..ir import AXES, OPS
 from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
 from .lower import Combine, Kernel, Plan
+from .op_table import TRITON
 from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
 
 INDENT = "    "
@@ -129,8 +130,7 @@ class PassKernelWriter:
     def _expression(self, i: int) -> str:
         node = self.program.nodes[i]
         row = OPS[node.op]
-        template = row.triton
-        assert template is not None, f"op {node.op} has no Triton template"
+        template = TRITON[node.op]
         src = self.s.sources.get(i)
         if src is not None:
             return template.format(self._statistic(src, node.args[0]))

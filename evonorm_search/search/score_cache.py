@@ -48,6 +48,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # evonorm_search/
 TRAINING_CODE = (
     "proxies",
     "reference.py",
+    "reference_ops.py",  # the PyTorch form of every op and axis the reference runs
     "eager.py",
     "module.py",
     "ir/ops.py",

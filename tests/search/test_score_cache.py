@@ -77,7 +77,7 @@ def test_a_changed_training_code_misses(cache, monkeypatch):
 
 def test_the_code_hash_covers_the_training_code():
     names = {p.relative_to(score_cache._PACKAGE).as_posix() for p in score_cache.training_code_files()}
-    assert {"proxies/training.py", "reference.py", "eager.py", "module.py", "ir/ops.py"} <= names
+    assert {"proxies/training.py", "reference.py", "reference_ops.py", "eager.py", "module.py", "ir/ops.py"} <= names
     assert "search/evaluator.py" in names and all(p.is_file() for p in score_cache.training_code_files())
     assert len(score_cache.code_hash()) == 64
 
