@@ -10,6 +10,8 @@ it can neither write nor create anything: every transaction is a deferred, `quer
 journal mode is left as the file has it. In a directory it may not write, it opens the file `immutable`
 unless a write-ahead log is there to read (SQLite needs to create the shared-memory file otherwise, and
 no writer can exist where nobody may create that log).
+A new SQLite file is created in WAL mode before any engine opens it (`create_sqlite_file`), and the one
+journal-mode switch SQLite answers with SQLITE_BUSY without waiting is waited out (`_switch_to_wal`).
 PostgreSQL: psycopg 3, pre-ping (stale pooled connections after a server restart are replaced), a connect
 timeout, read-only sessions as READ ONLY transactions.
 """
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -63,7 +68,7 @@ def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float, *, readonly: bool
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not in_memory and not readonly:  # setting the journal mode writes the file
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor, busy_timeout)
                 cursor.execute("PRAGMA synchronous = FULL")
         finally:
             cursor.close()
@@ -75,6 +80,64 @@ def _sqlite_engine(resolved: ResolvedURL, busy_timeout: float, *, readonly: bool
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+# The longest pause between two tries of the WAL switch (seconds); tries start 1 ms apart and double.
+_WAL_SWITCH_MAX_PAUSE = 0.05
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
+    """`PRAGMA journal_mode = WAL`, waiting (up to the busy timeout) where SQLite itself does not.
+
+    Switching a rollback-journal file to WAL rewrites its header, and SQLite does it by opening a read
+    transaction and then upgrading it to an exclusive write one (`sqlite3BtreeSetVersion`). When two
+    connections switch the same file at once, the one that asks for the write lock while the other already
+    holds it gets SQLITE_BUSY ("database is locked") at once: SQLite does not call the busy handler for a
+    lock upgrade from a read transaction, since waiting there could deadlock (the documentation of
+    `sqlite3_busy_handler`). The failed statement releases its locks, the other connection completes the
+    switch, and the next try finds the file in WAL and writes nothing. So this one statement is retried,
+    for at most `busy_timeout` seconds, as the busy handler would have waited. `open_store` creates new
+    files in WAL already (`create_sqlite_file`), so only an existing rollback-journal file (made by
+    another tool, or an empty file) gets here with several openers.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            remaining = deadline - time.monotonic()
+            if "database is locked" not in str(e) or remaining <= 0:
+                raise
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _WAL_SWITCH_MAX_PAUSE)
+
+
+def create_sqlite_file(path: Path) -> None:
+    """Create the SQLite database `path`, already in WAL mode, unless a file is there; safe to race.
+
+    The file is built under a private name in the same directory and hard-linked into place (`os.link`
+    fails when `path` exists, so the first process wins and the others keep its file), so processes opening
+    a new database at once never switch a shared file's journal mode (see `_switch_to_wal`). Where that is
+    impossible (no hard links, an unwritable directory), nothing is created here: SQLite creates the file
+    on the first connection, and opening it reports any problem as before.
+    """
+    private = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        connection = sqlite3.connect(private, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()  # the last connection: SQLite removes the -wal and -shm files
+        os.link(private, path)
+    except FileExistsError:
+        pass  # another process created it first
+    except (OSError, sqlite3.Error):
+        pass  # left to SQLite, as the docstring says
+    finally:
+        for leftover in (private, *(private.with_name(private.name + suffix) for suffix in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 def _readonly_uri(resolved: ResolvedURL) -> URL:

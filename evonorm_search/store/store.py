@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import migrate
-from .engine import create_store_engine, describe_error, readonly_engine
+from .engine import create_sqlite_file, create_store_engine, describe_error, readonly_engine
 from .errors import StoreError
 from .urls import ResolvedURL, resolve_url
 
@@ -176,6 +176,7 @@ def _prepare_sqlite_file(resolved: ResolvedURL, create: bool) -> None:
     if not create:
         raise StoreError(f"no database at {path}; create it with `evonorm-search db upgrade --db {resolved.display}`")
     _make_parent(path)
+    create_sqlite_file(path)  # in WAL mode from the start: concurrent first opens never switch it
 
 
 def _make_parent(path: Path) -> None:
@@ -192,7 +193,7 @@ def _ensure_schema(engine: Engine, resolved: ResolvedURL, create: bool) -> None:
     where = resolved.display
     with _translated(resolved):
         # A cheap read first: the common case (already at head) never takes the write lock.
-        with engine.connect() as connection:
+        with readonly_engine(engine).connect() as connection:
             current = migrate.check_revision(connection, where=where)
             connection.rollback()
         if current == migrate.head_revision():

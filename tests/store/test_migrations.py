@@ -115,6 +115,56 @@ def test_concurrent_first_opens_from_several_processes(store_url):
     engine.dispose()
 
 
+STRESS_PROCESSES = 8
+STRESS_ROUNDS = 12
+
+
+def _open_each_round(urls: list[str], barrier, queue) -> None:
+    """Child process: for each round, wait for the others, then open that round's fresh database."""
+    for round_, url in enumerate(urls):
+        try:
+            barrier.wait(timeout=60)
+            with open_store(url) as store:
+                queue.put((round_, store.schema_revision()))
+        except BaseException as e:
+            queue.put((round_, f"{type(e).__name__}: {e}"))
+
+
+@pytest.mark.parametrize("start", ["no file", "an empty file"])
+def test_first_opens_from_many_processes_in_rounds(tmp_path, start):
+    """Eight processes open a new SQLite database at the same moment, round after round, each round on a
+    new file: every open succeeds, and each file ends with the schema at head, built once. "an empty
+    file" (an existing file in rollback-journal mode) makes every process switch it to WAL itself."""
+    paths = [tmp_path / f"round{round_}" / "evonorm.db" for round_ in range(STRESS_ROUNDS)]
+    if start == "an empty file":
+        for path in paths:
+            path.parent.mkdir()
+            path.touch()
+    urls = [f"sqlite:///{path}" for path in paths]
+    context = multiprocessing.get_context("fork")
+    barrier, queue = context.Barrier(STRESS_PROCESSES), context.Queue()
+    children = [context.Process(target=_open_each_round, args=(urls, barrier, queue)) for _ in range(STRESS_PROCESSES)]
+    for child in children:
+        child.start()
+    outcomes = [queue.get(timeout=120) for _ in range(STRESS_PROCESSES * STRESS_ROUNDS)]
+    for child in children:
+        child.join(timeout=60)
+    failures = sorted(outcome for outcome in outcomes if outcome[1] != head_revision())
+    assert failures == []
+    for path in paths:
+        engine = _raw_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            assert connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [
+                head_revision()
+            ]
+            names = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars().all()
+            assert sorted(names) == sorted(TABLES | {VERSION_TABLE})
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        engine.dispose()
+        leftovers = {p.name for p in path.parent.iterdir()} - {path.name, f"{path.name}-wal", f"{path.name}-shm"}
+        assert leftovers == set()  # no private file from creating it
+
+
 # -- the command line -----------------------------------------------------------------------------------
 
 
