@@ -181,7 +181,9 @@ class Controller:
             self._fill()
             idle = not self.in_flight and not self.backlog and not self.target_backlog
             if idle and not self._may_propose():
-                return SearchState.COMPLETED
+                if not self._promote_at_end():
+                    return SearchState.COMPLETED
+                continue
             # A fill cut short by its deadline left free workers and work to give them: collect what is
             # done without waiting, and go back to filling.
             unfilled = len(self.in_flight) < self.evaluator.capacity() and self._has_work()
@@ -494,6 +496,16 @@ class Controller:
         else:
             event = f"target seed {run.seed} failed: {scores.error}"
         self._report(f"candidate id {run.candidate_id}: {event}")
+
+    def _promote_at_end(self) -> bool:
+        """Rung 0 is complete: the ladder promotes its top (`Ladder.finish`); True when that queued target
+        runs (promoted now, or promoted by an earlier run of this search and not all stored yet)."""
+        if self.ladder is None:
+            return False
+        promoted = self.ladder.finish()
+        with self.store.session(readonly=True) as s:
+            self._queue_target_runs(s, promoted)
+        return bool(self.target_backlog)
 
     def _promote(self, candidate: Candidate) -> None:
         """Hand a new rung-0 result to the ladder; queue the target runs of whom it promotes."""

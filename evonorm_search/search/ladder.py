@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from .. import store as db
-from ..store import CandidateStatus, Objective, RejectionStage
+from ..store import CandidateStatus, Objective, RejectionStage, SearchState
 from .config import ConfigError, FidelityConfig, SearchConfig
 from .pareto import as_vector, maximise_flags
 
@@ -88,6 +88,20 @@ class Ladder:
         self.promoted.extend(fresh)
         return fresh
 
+    def finish(self) -> list[int]:
+        """Rung 0 is complete (the search proposes nothing more): its top `ceil(n / eta)` not promoted yet go
+        up, within `max_promotions`, as at the end of an ASHA bracket. A search with fewer results than
+        `eta` or `min_results` would otherwise end without a validated layer."""
+        room = self.config.max_promotions - len(self.promoted)
+        if not self.results or room <= 0:
+            return []
+        quota = -(-len(self.results) // self.config.eta)
+        ranking = promotion_ranking([v for _, v in self.results], self.objectives)
+        top = [self.results[i][0] for i in ranking[:quota]]
+        fresh = [cid for cid in top if cid not in self.promoted][:room]
+        self.promoted.extend(fresh)
+        return fresh
+
     def replay(self, results: Iterable[tuple[int, tuple[float, ...]]]) -> None:
         """Rebuild the promotions from stored results in commit order (a resumed controller)."""
         for candidate_id, vector in results:
@@ -140,6 +154,8 @@ def ladder_status(
     results = db.results_in_commit_order(session, summary.search.id)
     ladder = Ladder(config.fidelities, objectives)
     ladder.replay((cid, as_vector(values, objectives)) for cid, values in results)
+    if summary.search.state is SearchState.COMPLETED or summary.total >= config.budget:
+        ladder.finish()  # the controller promoted the rung's top at its end too
     baselines = [b.id for b in db.baselines_of(session, summary.search.id)]
     seeds = set(config.ladder_seeds())
     architectures = {a.label for a in config.validation.architectures}

@@ -142,7 +142,12 @@ def test_the_own_model_example_runs_and_ends_with_its_validated_front_beside_the
     for name in ("own-model.yaml", "own_model.py"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     db = f"sqlite:///{tmp_path / 'own.db'}"
-    args = ["run", str(tmp_path / "own-model.yaml"), "--db", db, "--no-live", "--in-process", "--set", "budget=12"]
+    # Small: the search starts from two library layers (so two candidates surely train and are promoted)
+    # and the target task trains a third as long.
+    settings = ["budget=8", "space.seed_layers=[evonorm_s0, gn_silu]"]
+    settings += ["validation.training.steps=100"]
+    args = ["run", str(tmp_path / "own-model.yaml"), "--db", db, "--no-live", "--in-process"]
+    args += [part for setting in settings for part in ("--set", setting)]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     output = result.output

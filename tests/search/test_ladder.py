@@ -46,6 +46,32 @@ def test_the_ladder_promotes_the_top_third_as_results_arrive_up_to_its_cap():
     assert ladder.add_result(16, (0.99,)) == [] and ladder.promoted == [11, 15]  # the cap holds
 
 
+def test_a_complete_rung_promotes_its_top_quota_rounded_up_within_the_cap():
+    ladder = Ladder(FidelityConfig(eta=4, max_promotions=3, min_results=100), [Objective("a", "max")])
+    assert ladder.add_result(10, (0.2,)) == [] and ladder.add_result(11, (0.9,)) == []
+    assert ladder.finish() == [11]  # fewer results than min_results: ceil(2 / 4) = 1 goes up at the end
+    assert ladder.finish() == []  # nothing new
+    for cid, value in ((12, 0.95), (13, 0.1), (14, 0.3), (15, 0.5)):
+        assert ladder.add_result(cid, (value,)) == []
+    assert ladder.finish() == [12]  # ceil(6 / 4) = 2: 12 and 11, 11 up already
+    for cid, value in ((16, 0.99), (17, 0.98), (18, 0.97)):
+        ladder.add_result(cid, (value,))
+    assert ladder.finish() == [16] and ladder.promoted == [11, 12, 16]  # ceil(9 / 4) = 3, but the cap is 3
+    assert Ladder(FidelityConfig(eta=3, max_promotions=2), [Objective("a", "max")]).finish() == []
+
+
+def test_a_small_search_promotes_at_its_end(store):
+    """Fewer results than `eta` never promote as they arrive; the end of the search promotes the best."""
+    config = ladder_config(budget=2, baselines=[], space={"seed_layers": ["gn_relu", "evonorm_s0"]})
+    search_id, final = run_to_end(store, config)
+    assert final.state == "completed"
+    with store.session(readonly=True) as s:
+        results = results_in_commit_order(s, search_id)
+    assert len(results) == 2
+    stored = target_seeds(store, [cid for cid, _ in results])
+    assert sorted(len(seeds) for seeds in stored.values()) == [0, len(config.ladder_seeds())]
+
+
 def test_a_minimised_objective_ranks_low_values_first():
     ladder = Ladder(FidelityConfig(eta=2, max_promotions=5, min_results=2), [Objective("cost", "min")])
     ladder.add_result(1, (5.0,))
