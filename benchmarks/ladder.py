@@ -339,6 +339,7 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the searches' SQLite files here (re-runs reuse them)"
     )
+    parser.add_argument("--name", default="search-ladder", help="results file stem (<name>-<machine>.md and .json)")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.seeds < 1 or args.promotions < 1 or args.ladder_seeds < 1 or args.confirm_seeds < 1:
@@ -403,7 +404,7 @@ def main() -> None:
             "## Every answer\n\n" + answers_table(runs, confirmed),
         ]
     )
-    path = write_result("search-ladder", "The fidelity ladder: four arms at equal compute", body)
+    path = write_result(args.name, "The fidelity ladder: four arms at equal compute", body)
     path.with_suffix(".json").write_text(json.dumps(raw_results(runs, confirmed, args), indent=1), encoding="utf-8")
     print(f"wrote {path}")
 
