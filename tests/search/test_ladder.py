@@ -143,6 +143,18 @@ class CountsTargetTasks(InProcessEvaluator):
         super().submit(task)
 
 
+def resume_to_end(store, search_id: int):
+    """A new controller takes over a search whose controller died and drives it to completion; returns the
+    evaluator, which counted the target tasks it was sent."""
+    counting = CountsTargetTasks()
+    try:
+        final = run_search(store, search_id, counting, poll_interval=0.01, stale_after=timedelta(0))
+    finally:
+        counting.close()
+    assert final.state == "completed"
+    return counting
+
+
 def test_a_crash_between_a_promotion_and_its_results_loses_and_repeats_nothing(store):
     config = ladder_config(baselines=[])
     search_id = create_search(store, config)
@@ -154,12 +166,7 @@ def test_a_crash_between_a_promotion_and_its_results_loses_and_repeats_nothing(s
         before = results_in_commit_order(s, search_id)
     assert len(before) >= 3  # a promotion happened: its target task was running
 
-    counting = CountsTargetTasks()
-    try:
-        final = run_search(store, search_id, counting, poll_interval=0.01, stale_after=timedelta(0))
-    finally:
-        counting.close()
-    assert final.state == "completed"
+    counting = resume_to_end(store, search_id)
     with store.session(readonly=True) as s:
         results = results_in_commit_order(s, search_id)
     objectives = [Objective(n, "max") for n in results[0][1]]
@@ -267,7 +274,7 @@ def test_a_resumed_search_counts_the_compute_it_spent_before(store):
     )
     search_id = create_search(store, config)
 
-    class DiesAfterThree(InProcessEvaluator):
+    class DiesAtFifthResult(InProcessEvaluator):
         """The controller's process dies (an exception nothing handles) at its fifth result: four are stored."""
 
         class Death(BaseException):
@@ -284,16 +291,11 @@ def test_a_resumed_search_counts_the_compute_it_spent_before(store):
                 raise self.Death()
             return found
 
-    first = DiesAfterThree()
-    with pytest.raises(DiesAfterThree.Death):
+    first = DiesAtFifthResult()
+    with pytest.raises(DiesAtFifthResult.Death):
         run_search(store, search_id, first, poll_interval=0.01)
     first.close()
-    counting = CountsTargetTasks()
-    try:
-        final = run_search(store, search_id, counting, poll_interval=0.01, stale_after=timedelta(0))
-    finally:
-        counting.close()
-    assert final.state == "completed"
+    resume_to_end(store, search_id)
     from evonorm_search.search.ladder import own_examples
     from evonorm_search.store import search_summary
 
