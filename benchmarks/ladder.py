@@ -37,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -276,31 +276,8 @@ def _tau_line(what: str, picks, confirmed: dict[str, dict] | None, rung: int = 0
 
 def raw_results(runs: list[LadderRun], confirmed: dict[str, dict], args) -> dict:
     """Everything the tables come from, so a reader can recompute them (`search-ladder-<machine>.json`)."""
-    return {
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "runs": [
-            {
-                "mode": r.mode,
-                "seed": r.seed,
-                "seconds": r.seconds,
-                "evaluated": r.evaluated,
-                "rung0_examples": r.rung0_examples,
-                "picks": [
-                    {
-                        "label": p.label,
-                        "dsl": p.dsl,
-                        "proxy": p.proxy,
-                        "promoted": p.promoted,
-                        "picked_after": p.picked_after,
-                        "target": {str(k): v for k, v in p.target.items()},
-                    }
-                    for p in r.picks
-                ],
-            }
-            for r in runs
-        ],
-        "confirmed": confirmed,
-    }
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {"settings": settings, "runs": [asdict(r) for r in runs], "confirmed": confirmed}
 
 
 def answers_table(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:

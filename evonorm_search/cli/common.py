@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console, Group
@@ -45,6 +45,8 @@ from ..store import (
     open_store,
 )
 from .app import console, err_console, fail
+
+T = TypeVar("T")
 
 EXIT_FAILED = 1  # the database or the cluster could not be used, or the search cannot be driven
 EXIT_STORE = EXIT_FAILED  # the database could not be reached, or the search cannot be driven
@@ -216,6 +218,20 @@ def opened_readonly_store(url: str | None) -> Iterator[Store]:
     with the store's message ("no database at ...") when it cannot be opened."""
     with _opened(open_readonly_store, url) as store:
         yield store
+
+
+def read_or_exit(url: str | None, read: Callable[[Any], T]) -> T:
+    """`read(session)` in one read-only session of the existing store; a clean exit with the store's
+    message (a missing search or database) or with the configuration's problems (a stored configuration
+    this version cannot read)."""
+    with opened_readonly_store(url) as store:
+        try:
+            with store.session(readonly=True) as s:
+                return read(s)
+        except StoreError as e:
+            raise fail(str(e), EXIT_STORE) from None
+        except ConfigError as e:
+            raise fail(str(e), EXIT_FAILED) from None
 
 
 @contextmanager

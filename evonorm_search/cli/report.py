@@ -12,11 +12,9 @@ from typing import Annotated
 
 import typer
 
-from ..search.config import ConfigError
 from ..search.report import Report, search_report
-from ..store import StoreError
 from .app import app, console, fail
-from .common import EXIT_FAILED, EXIT_STORE, DbOption, opened_readonly_store
+from .common import DbOption, read_or_exit
 
 
 class ReportFormat(StrEnum):
@@ -47,14 +45,7 @@ def report_command(
     their formulas and lineage, validated front, machine and versions."""
     chosen = report_format or (ReportFormat.MD if out is not None and out.suffix == ".md" else ReportFormat.HTML)
     target = out or Path(f"report-{search_id}.{chosen}")
-    with opened_readonly_store(db) as store:
-        try:
-            with store.session(readonly=True) as s:
-                report = search_report(s, search_id)
-        except StoreError as e:
-            raise fail(str(e), EXIT_STORE) from None
-        except ConfigError as e:
-            raise fail(str(e), EXIT_FAILED) from None
+    report = read_or_exit(db, lambda s: search_report(s, search_id))
     written = write_report(report, target, chosen)
     console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False, markup=False)
 

@@ -30,7 +30,7 @@ from ..search.fronts import read_fronts
 from ..search.ladder import search_compute, search_ladder
 from ..search.lifecycle import check_resumable, request_stop, wait_until_stopped
 from ..search.objectives import heading, mean_accuracy
-from ..search.validation import BASELINE, LAYER, Validated, difference
+from ..search.validation import BASELINE, LAYER, Validated, difference, stored_validation
 from ..store import (
     Search,
     SearchState,
@@ -57,6 +57,7 @@ from .common import (
     opened_store,
     print_formulas,
     progress_line,
+    read_or_exit,
     resume_hint,
     stored_config,
     with_db,
@@ -160,7 +161,7 @@ def run_command(
         exit_if_stopped(final, db)
         if config.fidelities is not None:  # the search's answer: what its ladder validated, beside the baselines
             with store.session(readonly=True) as s:
-                validated = read_fronts(s, search_id).validated
+                validated = stored_validation(s, search_id, config)
             show_validated(search_id, validated, config.ladder_seeds())
         console.print(
             f"results: search {search_id} in {store.url}\n"
@@ -446,14 +447,7 @@ def pareto_command(
     """The search's answer: its validated front (layers trained on the target task, by the fidelity ladder
     or `validate`, best mean first, beside the validated baselines), then the Pareto front over the proxy
     objectives, best first on the first objective."""
-    with opened_readonly_store(db) as store:
-        try:
-            with store.session(readonly=True) as s:
-                fronts = read_fronts(s, search_id)
-        except StoreError as e:
-            raise fail(str(e), EXIT_STORE) from None
-        except ConfigError as e:
-            raise fail(str(e), EXIT_FAILED) from None
+    fronts = read_or_exit(db, lambda s: read_fronts(s, search_id))
     if as_json:
         typer.echo(json.dumps(fronts.to_json(), indent=2))
         return
