@@ -8,8 +8,11 @@ Arms (per search seed, all from `--config`, default `examples/quick.yaml`):
   answer is the best of those;
 - random search with and without the ladder, alike.
 
-Equal compute holds by construction: each arm trains the same rung-0 candidates (`budget`) and
-`promotions x ladder seeds` target runs, counted in training examples (`search/ladder.py`). The search
+Equal compute: with `--compute N` every search is bounded by N training examples (`compute_budget`: its
+rung-0 runs, quality-rejection prefixes and its own target seeds, `search/ladder.py`), so random search,
+whose candidates are rejected more often, proposes more of them for the same training; the arms without
+the ladder train as many target runs afterwards as the ladder did while the search ran. Without
+`--compute`, each search proposes `budget` candidates and the arms' compute differs (reported). The search
 runs once per mode and seed with the ladder on: the ladder never changes what the search proposes (parent
 selection reads rung 0 only; tests/search/test_ladder.py checks that a search proposes the same layers
 with and without it), so the arm without the ladder is read from the same run, and only its
@@ -24,6 +27,7 @@ difference; fewer than 8 pairs decide nothing). Also Kendall's tau between the p
 score among the layers the searches selected (promoted or picked), where the search operates.
 
     python benchmarks/ladder.py                       # 8 seeds, the configuration's budget (hours on 2 cores)
+    python benchmarks/ladder.py --compute 2400000     # equal compute: 2.4M training examples per search
     python benchmarks/ladder.py --budget 60 --seeds 8 # a reduced run
     python benchmarks/ladder.py --smoke               # a minute, to check the script
 """
@@ -49,11 +53,11 @@ from search import QUICK, LoadSampler, search_run
 import evonorm_search as es
 from evonorm_search import statistics as decide
 from evonorm_search.search import SearchConfig
-from evonorm_search.search.ladder import Ladder, promotion_ranking, proxy_examples, target_examples
+from evonorm_search.search.ladder import Ladder, own_examples, promotion_ranking, target_examples
 from evonorm_search.search.pareto import as_vector
 from evonorm_search.search.pool import ProcessPoolEvaluator
 from evonorm_search.search.scoring import LayerToScore
-from evonorm_search.store import open_store, results_in_commit_order, validation_runs
+from evonorm_search.store import open_store, results_in_commit_order, search_summary, validation_runs
 
 ARMS = ("evolution + ladder", "evolution, no ladder", "random + ladder", "random, no ladder")
 COMPARISONS = (
@@ -84,7 +88,8 @@ class LadderRun:
     seed: int
     seconds: float
     evaluated: int
-    rung0_examples: int
+    rung0_examples: int  # evaluated candidates and quality-rejection prefixes
+    proposed: int  # candidates the search proposed, rejected ones included
     picks: list[Pick]
 
     def answer(self, ladder: bool) -> Pick | None:
@@ -94,11 +99,20 @@ class LadderRun:
 
 
 def ladder_config(
-    base: SearchConfig, *, mode: str, seed: int, budget: int, promotions: int, seeds: int, min_results: int
+    base: SearchConfig,
+    *,
+    mode: str,
+    seed: int,
+    budget: int,
+    promotions: int,
+    seeds: int,
+    min_results: int,
+    compute: int | None = None,
 ) -> SearchConfig:
     fidelities = {"eta": 3, "max_promotions": promotions, "min_results": min_results, "seeds": seeds}
     mapping = base.model_dump(mode="json")
     mapping |= {"name": f"ladder-{mode}-{seed}", "mode": mode, "seed": seed, "budget": budget}
+    mapping |= {"compute_budget": compute}
     mapping |= {"fidelities": fidelities, "baselines": []}
     return SearchConfig.from_mapping(mapping)
 
@@ -121,6 +135,8 @@ def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
         ranking = promotion_ranking([v for _, v in vectors], objectives)
         after = [vectors[i][0] for i in ranking[: config.fidelities.max_promotions]]
         stored = validation_runs(s, ladder.promoted)
+        summary = search_summary(s, search_id) if search_id is not None else None
+        spent = own_examples(s, summary, config) if summary is not None else 0
     picks = []
     for cid in dict.fromkeys([*ladder.promoted, *after]):
         c = by_id[cid]
@@ -140,7 +156,10 @@ def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
                 target,
             )
         )
-    return LadderRun(config.mode, config.seed, run.seconds, len(results), len(results) * proxy_examples(config), picks)
+    own_target = sum(len(p.target) for p in picks if p.promoted) * target_examples(config)
+    return LadderRun(
+        config.mode, config.seed, run.seconds, len(results), spent - own_target, len(run.candidates), picks
+    )
 
 
 def run_searches(configs: list[SearchConfig], workdir: Path, workers: int) -> list[LadderRun]:
@@ -206,18 +225,41 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def arms_table(answers, confirmed: dict[str, dict], reference: float, compute: dict[str, int]) -> str:
+def arm_compute(runs: list[LadderRun], target_run: int) -> dict[str, list[int]]:
+    """Per arm, the training examples of each search seed: rung 0, plus the target runs of its selected
+    layers (the ladder's while the search ran, the afterwards-picks' after it)."""
+    compute: dict[str, list[int]] = {arm: [] for arm in ARMS}
+    for r in runs:
+        promoted = sum(len(p.target) for p in r.picks if p.promoted)
+        after = sum(len(p.target) for p in r.picks if p.picked_after)
+        compute[f"{r.mode} + ladder"].append(r.rung0_examples + promoted * target_run)
+        compute[f"{r.mode}, no ladder"].append(r.rung0_examples + after * target_run)
+    return compute
+
+
+def _median_range(values: list[int]) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):,.0f} [{min(values):,}, {max(values):,}]"
+
+
+def arms_table(answers, confirmed: dict[str, dict], reference: float, compute: dict[str, list[int]]) -> str:
     rows = []
     for arm in ARMS:
         scores = [confirmed[p.label]["mean"] for p in answers[arm].values()]
         scores = [s for s in scores if s is not None]
         if not scores:
-            rows.append([arm, 0, "n/a", "n/a", "n/a", f"{compute[arm]:,}"])
+            rows.append([arm, 0, "n/a", "n/a", "n/a", _median_range(compute[arm])])
             continue
         spread = f"{min(scores):.3f} to {max(scores):.3f}"
         share = decide.share_at_least(scores, reference)
-        rows.append([arm, len(scores), f"{statistics.median(scores):.3f}", spread, f"{share:.0%}", f"{compute[arm]:,}"])
-    headers = ["arm", "seeds", "median confirmed answer", "range", f"share >= {REFERENCE}", "examples per search"]
+        rows.append(
+            [arm, len(scores), f"{statistics.median(scores):.3f}", spread, f"{share:.0%}", _median_range(compute[arm])]
+        )
+    headers = [
+        "arm", "seeds", "median confirmed answer", "range", f"share >= {REFERENCE}",
+        "training examples per search, median [min, max]",
+    ]  # fmt: skip
     return markdown_table(headers, rows)
 
 
@@ -301,7 +343,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=QUICK)
     parser.add_argument("--seeds", type=int, default=8, help="search seeds per mode (paired tests need 8)")
-    parser.add_argument("--budget", type=int, default=None, help="candidates per search (default: the config's)")
+    parser.add_argument(
+        "--budget", type=int, default=None, help="candidates per search (default: the config's; 10x with --compute)"
+    )
+    parser.add_argument(
+        "--compute", type=int, default=None, help="training examples per search (equal compute across modes)"
+    )
     parser.add_argument("--promotions", type=int, default=2, help="layers each arm trains on the target")
     parser.add_argument("--ladder-seeds", type=int, default=2, help="target seeds per promoted layer")
     parser.add_argument(
@@ -325,7 +372,9 @@ def main() -> None:
     if args.smoke:
         base = smoke_config(base)
         args.seeds, args.confirm_seeds, args.ladder_seeds = min(args.seeds, 2), 1, 1
-    budget = args.budget or (12 if args.smoke else base.budget)
+    if args.compute is not None and args.compute < 1:
+        parser.error("--compute must be at least 1")
+    budget = args.budget or (12 if args.smoke else base.budget) * (10 if args.compute else 1)
     seeds = list(range(args.seeds))
     configs = [
         ladder_config(
@@ -336,6 +385,7 @@ def main() -> None:
             promotions=args.promotions,
             seeds=args.ladder_seeds,
             min_results=3 if args.smoke else args.min_results,
+            compute=args.compute,
         )
         for seed in seeds
         for mode in ("evolution", "random")
@@ -354,22 +404,29 @@ def main() -> None:
     confirm_seeds = list(range(args.confirm_first_seed, args.confirm_first_seed + args.confirm_seeds))
     confirmed, confirm_scores = confirm(configs[0], distinct, confirm_seeds, args.workers)
     reference = confirmed[REFERENCE]["mean"]
-    per_search = max((r.rung0_examples for r in runs), default=0)
-    target_runs = args.promotions * args.ladder_seeds * target_examples(configs[0])
-    compute = {arm: per_search + target_runs for arm in ARMS}
+    target_run = target_examples(configs[0])
+    compute = arm_compute(runs, target_run)
+    proposed = {m: _median_range([r.proposed for r in runs if r.mode == m]) for m in ("evolution", "random")}
+    evaluated = {m: _median_range([r.evaluated for r in runs if r.mode == m]) for m in ("evolution", "random")}
+    bound = (
+        f"every search bounded by {args.compute:,} training examples (`compute_budget`; at most "
+        f"{budget} candidates)"
+        if args.compute
+        else f"{budget} candidates per search (compute differs between arms: see the last column)"
+    )
     baseline_rows = [[name, f"{fmt(confirmed[name]['mean'])} ± {fmt(confirmed[name]['std'])}"] for name in
                      dict.fromkeys([*configs[0].baselines, REFERENCE])]  # fmt: skip
     body = "\n\n".join(
         [
             f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
-            f"mode, {budget} candidates per search, {args.promotions} layers per arm on the target task with "
+            f"mode, {bound}, {args.promotions} layers per arm on the target task with "
             f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}; the ladder promotes from "
             f"{args.min_results if not args.smoke else 3} rung-0 results on, eta 3), answers confirmed on the "
             f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
             f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
-            f"Compute per arm and search seed, in training examples: rung 0 at most {per_search:,} (the largest "
-            f"search; each search trains its own evaluated candidates), target {target_runs:,} "
-            f"({args.promotions} x {args.ladder_seeds} runs of {target_examples(configs[0]):,}). The arms without "
+            f"Candidates proposed per search, median [min, max]: evolution {proposed['evolution']}, random "
+            f"{proposed['random']}; trained on rung 0: evolution {evaluated['evolution']}, random "
+            f"{evaluated['random']}. One target run is {target_run:,} training examples. The arms without "
             f"the ladder trained {trained_after} afterwards-picks the ladder had not promoted "
             f"({served_after} served from the score cache); confirmation: {confirm_scores.served} of "
             f"{len(confirmed)} layers served from the cache.",
