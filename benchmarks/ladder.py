@@ -409,8 +409,7 @@ def main() -> None:
     proposed = {m: _median_range([r.proposed for r in runs if r.mode == m]) for m in ("evolution", "random")}
     evaluated = {m: _median_range([r.evaluated for r in runs if r.mode == m]) for m in ("evolution", "random")}
     bound = (
-        f"every search bounded by {args.compute:,} training examples (`compute_budget`; at most "
-        f"{budget} candidates)"
+        f"every search bounded by {args.compute:,} training examples (`compute_budget`; at most {budget} candidates)"
         if args.compute
         else f"{budget} candidates per search (compute differs between arms: see the last column)"
     )
