@@ -24,7 +24,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ..ir import Graph, GraphError
@@ -329,20 +336,32 @@ def exit_if_stopped(final: SearchProgress, db: str | None) -> None:
 # -- progress -------------------------------------------------------------------------------------------
 
 
-class ProgressView:
-    """Renders `SearchProgress`: a live panel on a terminal, a line per event elsewhere (logs, CI)."""
+# A pipe (a log file, CI) gets at most one line per interval, and only when the search moved: a line per
+# event made the demo's log a near-identical line every second.
+PIPE_INTERVAL_S = 15.0
 
-    def __init__(self, live: bool):
+
+class ProgressView:
+    """Renders `SearchProgress`: on a terminal a live bar (counts, elapsed time and an estimate of the
+    time left) over a table with each objective's best value; elsewhere (logs, CI) at most a line per `interval` seconds,
+    when the search moved. The caller prints the final state (`drive` returns it)."""
+
+    def __init__(self, live: bool, interval: float = PIPE_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
         self.live = live
+        self.interval = interval
+        self.clock = clock
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),  # the line fits 80 columns; the best values are the table's rows below
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
             console=console,
         )
         self.task = self.bar.add_task("candidates", total=None)
-        self.last_line = 0.0
+        self.last_line: float | None = None
+        self.last_printed: tuple | None = None
         self.latest: SearchProgress | None = None
         self.display: Live | None = None
 
@@ -363,9 +382,18 @@ class ProgressView:
         if self.display is not None:
             self.bar.update(self.task, total=p.budget, completed=p.proposed)
             self.display.update(Group(self.bar, progress_table(p)))
-        elif time.monotonic() - self.last_line >= 1.0 or p.state != "running":
-            self.last_line = time.monotonic()
+            return
+        now = self.clock()
+        moved = _moved(p) != self.last_printed
+        due = self.last_line is None or now - self.last_line >= self.interval
+        if moved and due:
+            self.last_line, self.last_printed = now, _moved(p)
             console.print(progress_line(p), highlight=False, markup=False)
+
+
+def _moved(p: SearchProgress) -> tuple:
+    """What a new line must differ in to be worth printing (not the elapsed time or the last event)."""
+    return (p.state, p.proposed, p.evaluated, p.failed, p.duplicate_hits, tuple(sorted(p.best.items())))
 
 
 def progress_line(p: SearchProgress) -> str:
