@@ -22,6 +22,7 @@ from .schemas.common import Problem
 from .settings import Settings
 
 FACTORY_KEY = "factory"
+CODE_KEY = "code"
 # The sections of a search config that hold architectures and data, as paths of keys.
 ARCHITECTURE_SECTIONS = (("architectures",), ("validation", "architectures"))
 DATA_SECTIONS = (("data",), ("validation", "data"))
@@ -84,8 +85,18 @@ def path_problem(value: Any, roots: tuple[str, ...]) -> str | None:
 
 
 def source_problems(mapping: Any, settings: Settings) -> list[Problem]:
-    """The factories and data paths of a search config that this server's allow-lists refuse."""
+    """The factories and data paths of a search config that this server's allow-lists refuse, and any
+    `code:` folder: it would ship a folder of this server to the workers (the operator deploys the code
+    the cluster imports, and names it in EVONORM_ALLOWED_FACTORIES)."""
     problems = []
+    if isinstance(mapping, dict) and mapping.get(CODE_KEY) is not None:
+        problems.append(
+            Problem(
+                field=CODE_KEY,
+                message="code: would ship a folder of this server to the Ray workers; a search launched through "
+                "the API imports only code the cluster already has (allowed by EVONORM_ALLOWED_FACTORIES)",
+            )
+        )
     for keys in ARCHITECTURE_SECTIONS + DATA_SECTIONS:
         for field, value in _factories(_section(mapping, keys), ".".join(keys)):
             if (why := factory_problem(value, settings.allowed_factories)) is not None:

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -102,19 +103,33 @@ def resolve_address(address: str | None) -> str | None:
 
 
 def connect(
-    address: str | None = None, *, store: Store | None = None, num_cpus: int | None = None, num_gpus: int | None = None
+    address: str | None = None,
+    *,
+    store: Store | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    working_dir: Path | None = None,
 ) -> RayConnection:
     """Connect this process to Ray (see the module doc). `num_cpus`/`num_gpus` size a local Ray.
+    `working_dir`, a folder of the user's code, is shipped to every worker (Ray's `runtime_env`): each
+    worker starts in its copy and imports from it, on nodes that never had the files.
 
     If this process is already connected (a notebook, a test), that connection is used and left open.
     With `store`, refuses a database the cluster's nodes cannot share. Every problem is a ClusterError.
     """
     target = resolve_address(address)
     owned = not ray.is_initialized()
+    runtime_env = shipped_code(working_dir) if working_dir is not None else None
     if owned:
         if target is not None:
             _check_reachable(target)
-        _init(target, num_cpus, num_gpus)
+        _init(target, num_cpus, num_gpus, runtime_env)
+    elif runtime_env is not None:
+        raise ClusterError(
+            f"this process is already connected to Ray, so it cannot ship {working_dir} to the workers; pass "
+            f"runtime_env={{'working_dir': {str(working_dir)!r}}} to ray.init where it connects, or run the search "
+            "from the command line with --working-dir"
+        )
     elif target is not None and target != "auto" and target != _current_address():
         raise ClusterError(
             f"this process is already connected to the Ray cluster at {_current_address()}; it cannot also use {target}"
@@ -193,15 +208,29 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def _init(target: str | None, num_cpus: int | None, num_gpus: int | None) -> None:
+# Ray refuses a working_dir above its package limit; these never belong in a shipped code folder.
+SHIPPED_EXCLUDES = [".git", "__pycache__", "*.pyc", ".venv", "*.db", "*.db-wal", "*.db-shm"]
+
+
+def shipped_code(folder: Path) -> dict[str, Any]:
+    """The `runtime_env` that ships `folder` (made absolute: the driver's working directory may change)."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise ClusterError(f"cannot ship {folder} to the Ray workers: it is not a folder")
+    return {"working_dir": str(folder), "excludes": SHIPPED_EXCLUDES}
+
+
+def _init(target: str | None, num_cpus: int | None, num_gpus: int | None, runtime_env: dict | None = None) -> None:
     common: dict[str, Any] = {"namespace": "evonorm-search", "logging_level": logging.WARNING}
+    if runtime_env is not None:
+        common["runtime_env"] = runtime_env
     try:
         if target is None:
             # "local" forces a new Ray: without it ray.init() joins whatever Ray this machine already runs.
             ray.init(address=LOCAL, num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **common)
         else:
             ray.init(address=target, **common)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except (ConnectionError, RuntimeError, ValueError, OSError) as e:
         where = "start a local Ray" if target is None else f"connect to the Ray cluster at {target}"
         raise ClusterError(f"cannot {where}: {e}") from None
 

@@ -112,6 +112,15 @@ RetriesOption = Annotated[
     int,
     typer.Option("--retries", metavar="N", help="Start an evaluation again up to N times when its worker dies."),
 ]
+WorkingDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--working-dir",
+        metavar="DIR",
+        help="A folder of your code (the modules your factories import) to ship to every Ray worker; "
+        "overrides the config's `code:`.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ class EvaluationOptions:
     gpus: float | None = None
     evaluation_timeout: float | None = None
     retries: int = 2
+    working_dir: Path | None = None
 
 
 # Declared once: every command that evaluates takes these, under these names (`with_evaluation_options`).
@@ -137,6 +147,7 @@ _EVALUATION_PARAMETERS = [
         ("gpus", GpusOption),
         ("evaluation_timeout", TimeoutOption),
         ("retries", RetriesOption),
+        ("working_dir", WorkingDirOption),
     )
 ]
 
@@ -159,6 +170,21 @@ def with_evaluation_options(command: Callable[..., None]) -> Callable[..., None]
     return with_options
 
 
+def shipped_folder(working_dir: Path | None, config: SearchConfig) -> Path | None:
+    """The folder of user code to ship to Ray's workers (`--working-dir`, else the config's `code:`),
+    checked, and importable in this process too (the driver builds the models before the first candidate)."""
+    folder = working_dir if working_dir is not None else (Path(config.code) if config.code else None)
+    if folder is None:
+        return None
+    folder = folder.expanduser().resolve()
+    if not folder.is_dir():
+        source = "--working-dir" if working_dir is not None else "the config's code:"
+        raise fail(f"{source} {folder} is not a folder")
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return folder
+
+
 def make_evaluator(
     store: Store | None,
     config: SearchConfig,
@@ -169,6 +195,7 @@ def make_evaluator(
     """The evaluator for a run of `config`: on Ray (connecting now, and saying where on `report`), or in
     this process."""
     options = options or EvaluationOptions()
+    code = shipped_folder(options.working_dir, config)
     if options.in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
         return InProcessEvaluator()
     cpus, gpus, timeout, retries = options.cpus, options.gpus, options.evaluation_timeout, options.retries
@@ -182,7 +209,7 @@ def make_evaluator(
     except ValueError as e:
         raise fail(str(e)) from None
     try:
-        connection = connect(options.ray_address, store=store)
+        connection = connect(options.ray_address, store=store, working_dir=code)
     except ClusterError as e:
         raise fail(str(e), EXIT_FAILED) from None
     resources = settings.resources_for(config, cluster_gpus=connection.total("GPU"))

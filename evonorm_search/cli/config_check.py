@@ -25,7 +25,7 @@ from ..proxies.probe import Probe, checked_model, probe_architecture
 from ..proxies.user_models import ArchitectureError
 from ..search.config import SearchConfig
 from .app import console, fail
-from .common import load_config
+from .common import load_config, shipped_folder
 
 # The layer every architecture is checked with: a library layer every kind must take.
 CHECK_LAYER = "bn_relu"
@@ -58,9 +58,11 @@ def _tasks(config: SearchConfig) -> list[_Task]:
     ]
 
 
-def check_search_config(path: Path) -> None:
-    """Probe every architecture; print the table, or fail (exit 2) naming each field that does not work."""
+def check_search_config(path: Path, working_dir: Path | None = None) -> None:
+    """Probe every architecture; print the table, or fail (exit 2) naming each field that does not work.
+    `working_dir` (else the config's `code:`) is the folder the factories import from, as Ray ships it."""
     config = load_config(path)
+    shipped_folder(working_dir, config)
     table = Table(title=f"{path}: every architecture with {CHECK_LAYER} on one batch")
     for column in ("role", "field", "architecture", "kind", "slots", "parameters", "s/step", "s/candidate"):
         table.add_column(column, justify="right" if column in ("slots", "parameters") or "/" in column else "left")

@@ -19,7 +19,7 @@ from ..export import export_module
 from ..ir import DSLError, Graph, parse
 from ..symbolic import FormulaTooLarge, canonical_form, canonical_hash, latex
 from .app import app, console, fail
-from .common import candidate_layer
+from .common import WorkingDirOption, candidate_layer
 from .config_check import check_search_config
 
 
@@ -65,14 +65,17 @@ def check_command(
         metavar="cuda:CC",
         help="also compile every Triton kernel of the layer for this GPU (e.g. cuda:90), no GPU needed",
     ),
+    working_dir: WorkingDirOption = None,
 ) -> None:
     """Validate a layer; print its canonical text, canonical form, LaTeX and hash. A YAML file is a search
     config: build every architecture on one batch of its data, count the slots and estimate the cost."""
     if source.endswith((".yaml", ".yml")):
         if target is not None:
             raise fail("--target applies to a layer, not to a search config")
-        check_search_config(Path(source))
+        check_search_config(Path(source), working_dir)
         return
+    if working_dir is not None:
+        raise fail("--working-dir applies to a search config, not to a layer")
     if target is not None:
         check_target(target)  # a bad target is a usage error before anything is read or compiled
     graph = parse_or_fail(read_program(source), "<stdin>" if source == "-" else source)

@@ -59,6 +59,7 @@ from .common import (
     progress_line,
     read_or_exit,
     resume_hint,
+    shipped_folder,
     stored_config,
     with_db,
     with_evaluation_options,
@@ -148,6 +149,7 @@ def run_command(
     assert config is not None
     if settings:
         config = overridden(config, settings, origin=f"{config_path} with --set")
+    shipped_folder(evaluation.working_dir, config)  # the user's code importable here before the models build
     refuse_unusable_models(config)  # a user's model that cannot be a proxy fails before anything is stored
     with opened_store(db) as store:
         try:

@@ -24,6 +24,7 @@ from ..proxies.config import (
     Architecture,
     ConvolutionalArchitecture,
     DataConfig,
+    DataPath,
     PythonArchitecture,
     StrictModel,
     TrainingConfig,
@@ -350,6 +351,9 @@ class SearchConfig(StrictModel):
     fidelities: FidelityConfig | None = None
 
     workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    # A folder of the user's code (the modules its `python` factories import) that Ray ships to every
+    # worker (`runtime_env` `working_dir`); relative to this file's folder. `run --working-dir` overrides.
+    code: DataPath | None = None
 
     @field_validator("architectures")
     @classmethod

@@ -128,6 +128,18 @@ def test_relative_paths_are_resolved_against_the_config_files_folder(tmp_path, m
     assert load_data(config.data).in_channels == 3
 
 
+def test_the_code_folder_is_resolved_against_the_config_files_folder(tmp_path, monkeypatch):
+    """`code:` (the folder Ray ships to workers) reads like a data path: beside the config, from anywhere."""
+    config_file = tmp_path / "project" / "search.yaml"
+    config_file.parent.mkdir()
+    config_file.write_text("name: own\narchitectures: [{kind: resnet}]\ncode: src\n")
+    monkeypatch.chdir(tmp_path)
+    config = SearchConfig.from_yaml(config_file)
+    assert config.code == str(tmp_path / "project" / "src")
+    assert SearchConfig.from_mapping(config.model_dump(mode="json")).code == config.code
+    assert SearchConfig.from_mapping({"name": "own"}).code is None
+
+
 # --------------------------------------------------------------------------------------------------
 # arrays
 # --------------------------------------------------------------------------------------------------

@@ -114,6 +114,18 @@ def test_a_factory_anywhere_in_the_architectures_is_checked(default_client):
     }
 
 
+def test_a_code_folder_is_refused_even_with_every_source_allowed(sqlite_url, tmp_path):
+    """`code:` would ship a folder of the API server to the workers: no allow-list lets a request do it."""
+    config = _config()
+    config["code"] = str(tmp_path)
+    settings = settings_for(sqlite_url, data_roots=str(tmp_path), allowed_factories="mylab")
+    with client_for(settings) as client:
+        problems = _refusal(_launch(client, config))
+        assert set(problems) == {"code"} and "ship a folder of this server" in problems["code"]
+        del config["code"]
+        assert _launch(client, config).status_code == 201
+
+
 def test_the_allow_lists_are_read_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EVONORM_DATA_ROOTS", f"{tmp_path}/a,{tmp_path}/b c")
     monkeypatch.setenv("EVONORM_ALLOWED_FACTORIES", "mylab other.pkg")

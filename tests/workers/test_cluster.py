@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,7 +26,7 @@ from workers import (
     request_stop,
     resolve_address,
 )
-from workers.cluster import _check_reachable
+from workers.cluster import SHIPPED_EXCLUDES, _check_reachable, connect, shipped_code
 
 from .conftest import TINY_SEARCH, tiny_config
 
@@ -57,6 +58,31 @@ def test_an_unreachable_head_is_reported_at_once_with_what_to_do():
     port = free_port()
     with pytest.raises(ClusterError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port} .*ray start --head"):
         _check_reachable(f"127.0.0.1:{port}")
+
+
+# -- shipping the user's code ------------------------------------------------------------------------
+
+
+def test_the_shipped_folder_is_absolute_and_leaves_out_what_never_belongs(tmp_path, monkeypatch):
+    (tmp_path / "code").mkdir()
+    monkeypatch.chdir(tmp_path)
+    env = shipped_code(Path("code"))
+    assert env == {"working_dir": str(tmp_path / "code"), "excludes": SHIPPED_EXCLUDES}
+    assert {".git", ".venv", "__pycache__"} <= set(SHIPPED_EXCLUDES)
+    (tmp_path / "file.py").write_text("")
+    for not_a_folder in (tmp_path / "file.py", tmp_path / "missing"):
+        with pytest.raises(ClusterError, match=f"cannot ship {not_a_folder} to the Ray workers: it is not a folder"):
+            shipped_code(not_a_folder)
+
+
+def test_a_process_already_connected_cannot_ship_code_and_is_told_how(tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # a notebook or a service connected before
+    with pytest.raises(
+        ClusterError, match=r"already connected to Ray, so it cannot ship .*runtime_env=.*--working-dir"
+    ):
+        connect(None, working_dir=tmp_path)
 
 
 @pytest.mark.parametrize("address", ["head", "head:", ":6379", "head:port", "head:63a79"])
