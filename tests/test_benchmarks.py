@@ -403,3 +403,16 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     assert "## Throughput" in report and "## Where the controller's time goes" in report
     assert "| SQLite (WAL) | 4 | 30 |" in report and "| PostgreSQL | 12 | 30 |" in report
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
+
+
+def test_the_own_task_benchmark_writes_its_tables(tmp_path):
+    report = run_script("own_task.py", "--smoke", results=tmp_path, report="own-task", timeout=300)
+    assert "no cache served any figure" in report
+    assert "## Step time: DSL layer against native BatchNorm and ReLU" in report
+    for package in ("torchvision", "timm"):
+        # Rows for both DSL layers where the package imports, else a line saying why it does not.
+        measured = all(f"| {package} resnet18 | {layer} | " in report for layer in ("bn_relu", "evonorm_s0"))
+        assert measured or f"- {package} resnet18: not importable: " in report, package
+    assert "## Data loading per epoch, per data kind" in report
+    for kind in ("imagefolder", "arrays", "python", "mnist1d", "torchvision (FakeData)"):
+        assert re.search(rf"^\| {re.escape(kind)} \|", report, re.MULTILINE), kind
