@@ -6,8 +6,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from .._version import __version__
+
+_typed_display = TyperOption.display_type_rich
+
+
+def _display_type_without_flags(option: TyperOption, ctx) -> str | None:
+    """The value column of an option's help: none for a flag. Typer writes every option's type there,
+    so `--json <bool>` and `--help <bool>` read as if the flag took a value (tests/cli/test_help.py)."""
+    return None if option.is_flag else _typed_display(option, ctx)
+
+
+TyperOption.display_type_rich = _display_type_without_flags  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     name="evonorm-search",
