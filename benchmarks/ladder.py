@@ -91,6 +91,7 @@ class LadderRun:
     rung0_examples: int  # evaluated candidates and quality-rejection prefixes
     proposed: int  # candidates the search proposed, rejected ones included
     picks: list[Pick]
+    promoted_after: list[int] = field(default_factory=list)  # rung-0 results the rung held at each promotion
 
     def answer(self, ladder: bool) -> Pick | None:
         """The arm's answer: its target-validated layer with the best mean over the ladder seeds."""
@@ -131,7 +132,10 @@ def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
         results = results_in_commit_order(s, search_id) if search_id is not None else []
         vectors = [(cid, as_vector(values, objectives)) for cid, values in results]
         ladder = Ladder(config.fidelities, objectives)
-        ladder.replay(vectors)
+        promoted_after = []
+        for cid, vector in vectors:  # `Ladder.replay`, noting when each promotion happened
+            promoted_after += [len(ladder.results)] * len(ladder.add_result(cid, vector))
+        promoted_after += [len(ladder.results)] * len(ladder.finish())
         ranking = promotion_ranking([v for _, v in vectors], objectives)
         after = [vectors[i][0] for i in ranking[: config.fidelities.max_promotions]]
         stored = validation_runs(s, ladder.promoted)
@@ -158,7 +162,14 @@ def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
         )
     own_target = sum(len(p.target) for p in picks if p.promoted) * target_examples(config)
     return LadderRun(
-        config.mode, config.seed, run.seconds, len(results), spent - own_target, len(run.candidates), picks
+        config.mode,
+        config.seed,
+        run.seconds,
+        len(results),
+        spent - own_target,
+        len(run.candidates),
+        picks,
+        promoted_after,
     )
 
 
@@ -235,6 +246,20 @@ def arm_compute(runs: list[LadderRun], target_run: int) -> dict[str, list[int]]:
         compute[f"{r.mode} + ladder"].append(r.rung0_examples + promoted * target_run)
         compute[f"{r.mode}, no ladder"].append(r.rung0_examples + after * target_run)
     return compute
+
+
+def promotion_timing(runs: list[LadderRun]) -> str:
+    """When the ladder promoted, against the rung's final size: promotions made early pick from the first
+    (random) layers a search trains, whatever it finds later."""
+    at = [n for r in runs for n in r.promoted_after]
+    final = [r.evaluated for r in runs]
+    if not at:
+        return "The ladder promoted nothing."
+    return (
+        f"The ladder's promotions came after a median of {statistics.median(at):.0f} rung-0 results "
+        f"(range {min(at)} to {max(at)}), of a median of {statistics.median(final):.0f} at the end of a search; "
+        "the arms without the ladder pick from the whole rung."
+    )
 
 
 def _median_range(values: list[int]) -> str:
@@ -428,7 +453,7 @@ def main() -> None:
             f"{evaluated['random']}. One target run is {target_run:,} training examples. The arms without "
             f"the ladder trained {trained_after} afterwards-picks the ladder had not promoted "
             f"({served_after} served from the score cache); confirmation: {confirm_scores.served} of "
-            f"{len(confirmed)} layers served from the cache.",
+            f"{len(confirmed)} layers served from the cache. {promotion_timing(runs)}",
             "## Arms on the confirmation split\n\n" + arms_table(answers, confirmed, reference, compute),
             "## Baselines on the confirmation split\n\n"
             + markdown_table(["baseline", "confirmed mean ± std"], baseline_rows),

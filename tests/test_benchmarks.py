@@ -197,6 +197,7 @@ def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_p
     # Equal compute: each search stops at the bound, past it by at most one rung-0 run and one promotion's
     # target seed (48 examples each at smoke sizes), so random search proposes more candidates than evolution.
     assert "every search bounded by 600 training examples" in report
+    assert re.search(r"The ladder's promotions came after a median of \d+ rung-0 results", report)
     compute = re.findall(
         r"^\| (?:evolution|random)[^|]*\|(?:[^|]*\|){4} [\d,]+ \[([\d,]+), ([\d,]+)\] \|$", report, flags=re.MULTILINE
     )
