@@ -379,8 +379,9 @@ def main() -> None:
     parser.add_argument(
         "--min-results",
         type=int,
-        default=6,
-        help="rung-0 results before the ladder promotes (about 15%% of the proposed candidates train to the end)",
+        default=60,
+        help="rung-0 results before the ladder promotes; at 6, both promotions came from the first, random layers "
+        "(search-ladder-cpu2.md), so the default waits for about the whole rung",
     )
     parser.add_argument("--confirm-seeds", type=int, default=3)
     parser.add_argument("--confirm-first-seed", type=int, default=3000)
