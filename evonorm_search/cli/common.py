@@ -370,8 +370,8 @@ PIPE_INTERVAL_S = 15.0
 
 class ProgressView:
     """Renders `SearchProgress`: on a terminal a live bar (counts, elapsed time and an estimate of the
-    time left) over a table with each objective's best value; elsewhere (logs, CI) at most a line per `interval` seconds,
-    when the search moved. The caller prints the final state (`drive` returns it)."""
+    time left) over a table with each objective's best value; elsewhere (logs, CI) at most a line per
+    `interval` seconds, when the search moved. The caller prints the final state (`drive` returns it)."""
 
     def __init__(self, live: bool, interval: float = PIPE_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
         self.live = live
