@@ -248,6 +248,10 @@ def arm_compute(runs: list[LadderRun], target_run: int) -> dict[str, list[int]]:
     return compute
 
 
+def promotes_when(min_results: int | None) -> str:
+    return "when rung 0 ends" if min_results is None else f"from {min_results} rung-0 results on"
+
+
 def promotion_timing(runs: list[LadderRun]) -> str:
     """When the ladder promoted, against the rung's final size: promotions made early pick from the first
     (random) layers a search trains, whatever it finds later."""
@@ -379,9 +383,9 @@ def main() -> None:
     parser.add_argument(
         "--min-results",
         type=int,
-        default=60,
-        help="rung-0 results before the ladder promotes; at 6, both promotions came from the first, random layers "
-        "(search-ladder-cpu2.md), so the default waits for about the whole rung",
+        default=None,
+        help="rung-0 results before the ladder promotes while the search runs (default: promote when rung 0 "
+        "ends; at 6, both promotions came from the first, random layers: search-ladder-cpu2.md)",
     )
     parser.add_argument("--confirm-seeds", type=int, default=3)
     parser.add_argument("--confirm-first-seed", type=int, default=3000)
@@ -445,8 +449,8 @@ def main() -> None:
         [
             f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
             f"mode, {bound}, {args.promotions} layers per arm on the target task with "
-            f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}; the ladder promotes from "
-            f"{args.min_results if not args.smoke else 3} rung-0 results on, eta 3), answers confirmed on the "
+            f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}; the ladder promotes "
+            f"{promotes_when(3 if args.smoke else args.min_results)}, eta 3), answers confirmed on the "
             f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
             f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
             f"Candidates proposed per search, median [min, max]: evolution {proposed['evolution']}, random "

@@ -257,14 +257,19 @@ def _unique_architecture_labels(archs: list[Architecture]) -> list[Architecture]
 
 class FidelityConfig(StrictModel):
     """The fidelity ladder (`search/ladder.py`): rung 0 is the proxies, the last rung the target task of
-    `validation:`. Each time a proxy result arrives, the candidates in the top `1/eta` of rung 0 (by
-    non-dominated rank) that were not promoted yet train on the target task for `seeds` seeds (default:
-    the validation section's), until `max_promotions` have been; the first promotion waits for
-    `min_results` proxy results. The baselines train on the target task too, once."""
+    `validation:`. With `min_results` set, each time a proxy result arrives from the `min_results`-th on,
+    the candidates in the top `1/eta` of rung 0 (by non-dominated rank) that were not promoted yet train
+    on the target task for `seeds` seeds (default: the validation section's), until `max_promotions` have
+    been. When the search proposes no more, the top `ceil(n / eta)` of rung 0 not promoted yet go up,
+    within `max_promotions`. The baselines train on the target task too, once."""
 
     eta: int = Field(default=3, ge=2, le=100)
     max_promotions: int = Field(default=3, ge=1, le=100_000)
-    min_results: int = Field(default=3, ge=1, le=100_000)
+    # None (the default): promote only when rung 0 ends. Promoting from the first results spends the
+    # promotions on the random layers a search starts from: at 6 results, both of `max_promotions: 2` went
+    # to such layers and the answers scored 0.254 against 0.970 for the end of the rung
+    # (benchmarks/results/search-ladder-cpu2.md).
+    min_results: int | None = Field(default=None, ge=1, le=100_000)
     seeds: int | None = Field(default=None, ge=1, le=100)
 
 

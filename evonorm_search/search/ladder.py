@@ -1,8 +1,9 @@
 """The fidelity ladder: a search promotes its best candidates from the proxies to the target task.
 
 Rung 0 is the proxies every candidate trains on; the last rung is the target task (`validation:`:
-larger networks, longer training, the test split, seeds the search never uses). Promotion is
-asynchronous and multi-objective, as MOASHA does it: each time a candidate's proxy result arrives, the
+larger networks, longer training, the test split, seeds the search never uses). By default promotion
+happens when rung 0 ends (`Ladder.finish`). With `min_results` set it is asynchronous and
+multi-objective, as MOASHA does it: each time a candidate's proxy result arrives, the
 candidates of rung 0 are ranked by non-dominated sorting (moocore's Pareto rank; ties by crowding
 distance, then birth), and every candidate in the top `1/eta` not promoted yet is promoted, until
 `max_promotions` have been. A promoted candidate trains on the target task for each seed; each seed is
@@ -79,7 +80,8 @@ class Ladder:
         self.results.append((candidate_id, vector))
         quota = len(self.results) // self.config.eta  # the top 1/eta of the rung
         room = self.config.max_promotions - len(self.promoted)
-        if len(self.results) < self.config.min_results or quota == 0 or room <= 0:
+        waiting = self.config.min_results is None or len(self.results) < self.config.min_results
+        if waiting or quota == 0 or room <= 0:
             return []
         ranking = promotion_ranking([v for _, v in self.results], self.objectives)
         top = [self.results[i][0] for i in ranking[:quota]]

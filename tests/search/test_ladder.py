@@ -46,6 +46,16 @@ def test_the_ladder_promotes_the_top_third_as_results_arrive_up_to_its_cap():
     assert ladder.add_result(16, (0.99,)) == [] and ladder.promoted == [11, 15]  # the cap holds
 
 
+def test_by_default_the_ladder_waits_for_the_end_of_the_rung():
+    """Without `min_results`, no result promotes: the first results are the random layers a search starts
+    from. The end of the rung promotes what the same search's final proxy ranking puts first."""
+    ladder = Ladder(FidelityConfig(eta=3, max_promotions=2), [Objective("a", "max")])
+    values = [0.2, 0.9, 0.5, 0.1, 0.3, 0.95, 0.4]
+    assert all(ladder.add_result(10 + i, (v,)) == [] for i, v in enumerate(values))
+    ranking = promotion_ranking([(v,) for v in values], [Objective("a", "max")])
+    assert ladder.finish() == [10 + i for i in ranking[:2]] == [15, 11]
+
+
 def test_a_complete_rung_promotes_its_top_quota_rounded_up_within_the_cap():
     ladder = Ladder(FidelityConfig(eta=4, max_promotions=3, min_results=100), [Objective("a", "max")])
     assert ladder.add_result(10, (0.2,)) == [] and ladder.add_result(11, (0.9,)) == []
