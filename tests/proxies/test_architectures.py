@@ -100,7 +100,7 @@ def test_a_new_row_needs_nothing_else(monkeypatch):
 
 # Validation accuracy and loss after 4 steps at seed 3 (groups 2, batch 16, one thread), per kind and
 # layer: printed by the code before the kinds moved onto the table (main at 2f155c9, with the loop of
-# `_reference_scores` below), and hard-coded here. They must stay bit-identical.
+# `_reference_scores` below), and hard-coded here: the accuracies must stay the same, the losses within 1e-6.
 REFERENCE_SCORES = {
     ("resnet", "bn_relu"): (0.116991643454039, 2.309016405705954),
     ("resnet", "gn_relu"): (0.0947075208913649, 2.3146074980414344),
@@ -159,4 +159,11 @@ def _reference_scores(kind: str) -> dict[tuple[str, str], tuple[float, float | N
 def test_the_built_in_kinds_score_as_before_the_table(kind):
     torch.manual_seed(0)  # the global RNG is not used by building or training; this only rules it out
     expected = {key: value for key, value in REFERENCE_SCORES.items() if key[0] == kind}
-    assert _reference_scores(kind) == expected
+    scores = _reference_scores(kind)
+    assert scores.keys() == expected.keys()
+    for key, (accuracy, loss) in scores.items():
+        # The accuracy is a count of right answers: exact. The loss is a float32 mean whose last bits follow
+        # the CPU's vector width (1.5e-7 apart between two x86 hosts of this project's CI), so it is held
+        # to 1e-6 of itself; a change in what the table builds or trains moves it by far more.
+        assert accuracy == expected[key][0], key
+        assert loss == pytest.approx(expected[key][1], rel=1e-6), key
