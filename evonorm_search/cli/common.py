@@ -413,7 +413,7 @@ class ProgressView:
         now = self.clock()
         moved = _moved(p) != self.last_printed
         due = self.last_line is None or now - self.last_line >= self.interval
-        if moved and due:
+        if moved and due and p.state == "running":  # the caller prints the final state once
             self.last_line, self.last_printed = now, _moved(p)
             console.print(progress_line(p), highlight=False, markup=False)
 

@@ -53,6 +53,8 @@ def test_a_pipe_prints_nothing_new_while_the_search_stands_still(capsys):
             view(progress(proposed=10, evaluated=4))
         clock.now = 125.0
         view(progress(proposed=11, evaluated=5))  # it moves again: the next line comes at once
+        clock.now = 200.0
+        view(progress(proposed=12, evaluated=6, state="completed"))  # the caller prints the final state
     lines = printed_lines(capsys)
     assert len(lines) == 2, lines
     assert "10/200 candidates, 4 evaluated" in lines[0] and "11/200 candidates, 5 evaluated" in lines[1]
