@@ -180,8 +180,7 @@ def shipped_folder(working_dir: Path | None, config: SearchConfig) -> Path | Non
     if not folder.is_dir():
         source = "--working-dir" if working_dir is not None else "the config's code:"
         raise fail(f"{source} {folder} is not a folder")
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+    importable_here(str(folder))
     return folder
 
 
@@ -291,13 +290,18 @@ def load_config(path: Path) -> SearchConfig:
     return config
 
 
+def importable_here(directory: str) -> None:
+    """Modules in `directory` importable in this process (first on the path, once)."""
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+
+
 def import_beside(config_path: Path) -> None:
     """Make modules in the config file's directory importable here and in processes started from here
     (Ray's local workers inherit PYTHONPATH), so `factory: own_model:small_cnn` finds own_model.py next to
     the config wherever the command runs from."""
     directory = str(config_path.resolve().parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    importable_here(directory)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if directory not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([directory, *paths])
