@@ -47,7 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, write_result
-from fidelity import scores_through_cache, smoke_config
+from fidelity import CONTROLS, scores_through_cache, smoke_config
 from search import QUICK, LoadSampler, search_run
 
 import evonorm_search as es
@@ -211,10 +211,16 @@ def score(layers: list[LayerToScore], specs, workers: int):
         evaluator.close()
 
 
-def confirm(config: SearchConfig, answers: dict[str, str], seeds: list[int], workers: int):
-    """Confirmation-split scores of each distinct answer (label -> DSL) and of the configuration's baselines."""
-    baselines = list(dict.fromkeys([*config.baselines, REFERENCE]))
-    layers = [LayerToScore(es.library.get(name), name) for name in baselines]
+def references(base: SearchConfig) -> list[str]:
+    """The layers every answer is confirmed beside: the configuration's baselines and gn_relu."""
+    return list(dict.fromkeys([*base.baselines, REFERENCE]))
+
+
+def confirm(config: SearchConfig, base: SearchConfig, answers: dict[str, str], seeds: list[int], workers: int):
+    """Confirmation-split scores of each distinct answer (label -> DSL), of `base`'s baselines (the searches
+    run without theirs) and of the controls that do not normalize (`fidelity.CONTROLS`)."""
+    layers = [LayerToScore(es.library.get(name), name) for name in references(base)]
+    layers += [LayerToScore(es.parse(text), name) for name, text in CONTROLS.items()]
     layers += [LayerToScore(es.parse(dsl), label) for label, dsl in answers.items()]
     specs = [config.confirmation_spec(seed) for seed in seeds]
     scored = score(layers, specs, workers)
@@ -432,7 +438,7 @@ def main() -> None:
     answers = arm_answers(runs)
     distinct = {p.label: p.dsl for arm in answers.values() for p in arm.values()}
     confirm_seeds = list(range(args.confirm_first_seed, args.confirm_first_seed + args.confirm_seeds))
-    confirmed, confirm_scores = confirm(configs[0], distinct, confirm_seeds, args.workers)
+    confirmed, confirm_scores = confirm(configs[0], base, distinct, confirm_seeds, args.workers)
     reference = confirmed[REFERENCE]["mean"]
     target_run = target_examples(configs[0])
     compute = arm_compute(runs, target_run)
@@ -443,8 +449,9 @@ def main() -> None:
         if args.compute
         else f"{budget} candidates per search (compute differs between arms: see the last column)"
     )
-    baseline_rows = [[name, f"{fmt(confirmed[name]['mean'])} ± {fmt(confirmed[name]['std'])}"] for name in
-                     dict.fromkeys([*configs[0].baselines, REFERENCE])]  # fmt: skip
+    baseline_rows = [[name, "control" if name in CONTROLS else "baseline",
+                      f"{fmt(confirmed[name]['mean'])} ± {fmt(confirmed[name]['std'])}"]
+                     for name in [*references(base), *CONTROLS]]  # fmt: skip
     body = "\n\n".join(
         [
             f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
@@ -460,8 +467,8 @@ def main() -> None:
             f"({served_after} served from the score cache); confirmation: {confirm_scores.served} of "
             f"{len(confirmed)} layers served from the cache. {promotion_timing(runs)}",
             "## Arms on the confirmation split\n\n" + arms_table(answers, confirmed, reference, compute),
-            "## Baselines on the confirmation split\n\n"
-            + markdown_table(["baseline", "confirmed mean ± std"], baseline_rows),
+            "## Baselines and controls on the confirmation split\n\n"
+            + markdown_table(["layer", "role", "confirmed mean ± std"], baseline_rows),
             "## Paired comparisons over search seeds\n\n" + comparisons(answers, confirmed),
             "## Fidelity among the layers the searches selected\n\n" + selected_tau(runs, confirmed),
             "## Every answer\n\n" + answers_table(runs, confirmed),

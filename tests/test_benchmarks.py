@@ -186,7 +186,7 @@ def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_p
     report = run_script("ladder.py", "--smoke", "--compute", "600", results=tmp_path, report="search-ladder")
     for section in (
         "## Arms on the confirmation split",
-        "## Baselines on the confirmation split",
+        "## Baselines and controls on the confirmation split",
         "## Paired comparisons over search seeds",
         "## Fidelity among the layers the searches selected",
         "## Every answer",
@@ -203,7 +203,8 @@ def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_p
     )
     assert len(compute) == 4
     assert all(500 <= int(low.replace(",", "")) <= int(high.replace(",", "")) <= 600 + 2 * 48 for low, high in compute)
-    assert "confirmed mean" in report and "| gn_relu |" in report
+    assert "confirmed mean" in report and "| gn_relu | baseline |" in report and "| evonorm_s0 | baseline |" in report
+    assert "| x_plus_relu | control |" in report and "| identity | control |" in report
     assert "fewer than 8" in report.lower() or "too few values" in report
     assert "rung 1 and the confirmation split" in report
     raw = json.loads((tmp_path / "search-ladder-smoke.json").read_text())
