@@ -162,6 +162,31 @@ TRANSFORMER_VARIANTS: dict[str, dict] = {
 # and image targets, each one step from the default.
 _TARGET_ADAMW = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 50,
                  "steps": 500, "batch_size": 64, "device": "cpu", "threads": 1}  # fmt: skip
+
+
+# Recall targets: associative recall (one token per (key, value) pair, then the query; answering needs
+# attention) on one pre-norm encoder of width 64 and depth 8 trained fast (AdamW at a high learning
+# rate): the regime where LayerNorm and RMSNorm are known to matter. Chance is 1 / recall_values = 0.125.
+# Each setting moves one thing from the first: the learning rate, the steps, the pairs (room at the
+# top), the depth. `fidelity.py --targets-only` scores them on the baselines and controls and picks one.
+def _recall(pairs: int = 6, depth: int = 8, lr: float = 0.02, steps: int = 300) -> dict:
+    encoder = {**_encoders(depth=depth, width=64, patch_size=1)[0], "name": "pre"}
+    return {
+        "architectures": [encoder],
+        "data": {"name": "recall", "samples": 8000, "test_samples": 2000, "recall_pairs": pairs},
+        "training": {**_TARGET_ADAMW, "lr": lr, "steps": steps, "warmup_steps": max(25, steps // 6)},
+    }
+
+
+RECALL_TARGETS: dict[str, dict] = {
+    "recall, lr 0.02": _recall(),
+    "recall, lr 0.03": _recall(lr=0.03),
+    "recall, lr 0.02, 150 steps": _recall(steps=150),
+    "recall, depth 4, lr 0.03": _recall(depth=4, lr=0.03),
+    "recall, 12 pairs, lr 0.02": _recall(pairs=12),
+    "recall, 12 pairs, lr 0.03": _recall(pairs=12, lr=0.03),
+    "recall, 12 pairs, lr 0.02, 600 steps": _recall(pairs=12, steps=600),
+}
 TARGET_VARIANTS: dict[str, dict] = {
     "depth 12": {"architectures": _encoders(depth=12, width=64)},
     "depth 12, lr 0.01, pre-norm": {"architectures": _encoders(depth=12, width=64)[:1],
@@ -169,6 +194,7 @@ TARGET_VARIANTS: dict[str, dict] = {
     "2,000 steps": {"training": {**_TARGET_ADAMW, "steps": 2000, "warmup_steps": 100}},
     "ViT on digits": {"architectures": [{**a, "kind": "vit", "patch_size": 2} for a in _encoders(depth=6, width=64)],
                       "data": {"name": "digits"}},
+    **RECALL_TARGETS,
 }  # fmt: skip
 
 
@@ -453,6 +479,129 @@ def target_variant_scores(
     return found
 
 
+def run_targets_only(args: argparse.Namespace) -> Path:
+    """Choose a target: the baselines and controls on each target setting asked for (the configuration's
+    own target only where it is named `default`), nothing else trained; the choice rule decides."""
+    config = SearchConfig.from_yaml(Path(args.config))
+    if args.smoke:
+        config = smoke_config(config)
+    family, seeds = family_of(config), config.validation.seed_list(args.seeds)
+    wanted = {*config.baselines, *CONTROLS}
+    layers = [layer for layer in layer_set(config, 0, args.seed) if layer.label in wanted]
+    available = target_settings(family, args.smoke)
+    names = args.target_variants if args.target_variants is not None else list(available)
+    evaluator = ProcessPoolEvaluator(args.workers)
+    runs: dict[str, TargetRun] = {}
+    try:
+        for name in names:
+            variant = config if name == "default" else target_variant_config(config, available[name])
+            scores = score_target(variant, layers, seeds, evaluator, args.reuse_target, what=f"target {name}")
+            runs[name] = TargetRun(variant, layers, scores.scores, scores.seconds, scores.served)
+    finally:
+        evaluator.close()
+    served = sum(run.cached for run in runs.values())
+    trained = sum(len(run.layers) - run.cached for run in runs.values())
+    header = (
+        "## Settings\n\n"
+        f"- Configuration: `{config.name}`; baselines {', '.join(config.baselines)}; controls "
+        f"{', '.join(CONTROLS)}; target seeds {seeds}.\n"
+        f"- {trained} layer scores trained in this run, {served} served from `{score_cache().path.name}` (the "
+        f"score cache: same settings, data, seeds, package version and training code); {args.workers} worker "
+        f"process{'es' if args.workers != 1 else ''}, 1 thread each.\n"
+        f"- Load average (1 min) at the end: {os.getloadavg()[0]:.2f}; seconds are wall time under that load."
+    )
+    body = "\n\n".join([header, target_section(config, runs), target_choice_section(config, runs)])
+    return write_result(
+        f"{family.result}-targets", "Choosing the target task: baselines and controls per setting", body
+    )
+
+
+def seed_scores(score: dict) -> list[float]:
+    """A layer's score per seed (its mean over the setting's architectures), failed seeds left out."""
+    return [float(np.mean(list(r["accuracies"].values()))) for r in score["runs"] if r["error"] is None]
+
+
+def target_cost(config: SearchConfig) -> float | None:
+    """Tokens times blocks trained per layer and seed, in millions: what a setting costs whatever the load
+    (the sequence of a recall example is its pairs plus the query); None for data that is not recall."""
+    v = config.validation
+    if v.data.name != "recall":
+        return None
+    tokens = v.training.steps * v.training.batch_size * (v.data.recall_pairs + 1)
+    return sum(tokens * a.depth for a in v.architectures) / 1e6
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """The choice rule on one target setting."""
+
+    normalizers_above_controls: bool  # every seed of each normalizer above every seed of every control
+    room_at_the_top: bool  # the best normalizer below 0.98, or the normalizers' order beyond their spread
+    worst_margin: float  # the smallest (normalizer seed - control seed); negative where the rule fails
+    cost: float | None
+
+    @property
+    def qualifies(self) -> bool:
+        return self.normalizers_above_controls and self.room_at_the_top
+
+
+def target_verdict(config: SearchConfig, run: TargetRun) -> TargetVerdict:
+    by_label = {layer.label: (layer, score) for layer, score in zip(run.layers, run.scores, strict=True)}
+    normalizers = [b for b in config.baselines if by_label[b][0].graph.axes]
+    control_best = max(max(seed_scores(by_label[c][1]), default=0.0) for c in CONTROLS)
+    lows = {n: min(seed_scores(by_label[n][1]), default=0.0) for n in normalizers}
+    margin = min(lows.values()) - control_best
+    means = {n: by_label[n][1]["mean"] or 0.0 for n in normalizers}
+    stds = {n: by_label[n][1]["std"] or 0.0 for n in normalizers}
+    apart = any(
+        abs(means[a] - means[b]) > stds[a] + stds[b] for i, a in enumerate(normalizers) for b in normalizers[i + 1 :]
+    )
+    return TargetVerdict(margin > 0, max(means.values()) < 0.98 or apart, margin, target_cost(run.config))
+
+
+def target_choice_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
+    """Each setting against the choice rule, and the cheapest setting that meets it."""
+    verdicts = {name: target_verdict(config, run) for name, run in runs.items()}
+    rows = [
+        [name, "yes" if v.normalizers_above_controls else "no", f"{v.worst_margin:+.3f}",
+         "yes" if v.room_at_the_top else "no", "-" if v.cost is None else f"{v.cost:.0f}",
+         f"{runs[name].seconds / max(1, len(runs[name].layers) - runs[name].cached):.0f}",
+         "yes" if v.qualifies else "no"]
+        for name, v in verdicts.items()
+    ]  # fmt: skip
+    qualified = [n for n, v in verdicts.items() if v.qualifies]
+    costed = [n for n in qualified if verdicts[n].cost is not None]
+    chosen = min(costed, key=lambda n: verdicts[n].cost or 0.0) if costed else (qualified[0] if qualified else None)
+    normalizers = ", ".join(b for b in config.baselines if next(
+        layer for layer in next(iter(runs.values())).layers if layer.label == b).graph.axes)  # fmt: skip
+    outcome = (
+        f"**Chosen: {chosen}**, the cheapest setting that meets the rule." if chosen
+        else "**No setting meets the rule.**"
+    )  # fmt: skip
+    return (
+        "## The choice of target\n\n"
+        f"A setting qualifies when every seed of each normalizer ({normalizers}) scores above every seed of "
+        "every control (the margin column: the lowest normalizer seed less the highest control seed), and the "
+        "normalizers leave room at the top to rank good layers (the best below 0.98, or two normalizers apart "
+        "by more than the sum of their stds). Among those the cheapest wins, by the tokens times blocks one "
+        "layer trains per seed (millions; independent of the machine's load). Seconds per layer: the setting's "
+        "training time in this run over the layers it trained, summed over seeds, under the load above.\n\n"
+        + markdown_table(
+            [
+                "setting",
+                "normalizers above every control, every seed",
+                "margin",
+                "room at the top",
+                "token-blocks (M)",
+                "seconds per layer",
+                "qualifies",
+            ],
+            rows,
+        )
+        + f"\n\n{outcome}"
+    )
+
+
 def describe_target(config: SearchConfig) -> str:
     v, t = config.validation, config.validation.training
     return (
@@ -483,8 +632,8 @@ def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
     return (
         "## Target settings tried\n\nWhether a normalization layer beats the controls on the target at all: "
         "a target where no baseline does cannot rank normalization layers, whatever the proxies do. Each "
-        "setting changes the default target in one respect; the baselines and controls train with the "
-        "target's seeds. `default` repeats the target's own scores.\n\n"
+        "setting is described in full in the target column; the baselines and controls train with the "
+        "target's seeds. `default` is the configuration's own target.\n\n"
         + markdown_table(
             [
                 "setting",
@@ -861,13 +1010,18 @@ def main(argv: list[str] | None = None) -> Path:
         f"default: all of the family's: {', '.join(TARGET_VARIANTS)} for transformers, none for "
         "convolutional networks)",
     )  # fmt: skip
+    parser.add_argument(
+        "--targets-only", action="store_true",
+        help="only choose a target: the baselines and controls on the target settings (--target-variants; "
+        "'default' names the configuration's own target), no proxies",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
     family = family_of(SearchConfig.from_yaml(Path(args.config)))
     known = family.variants
     if args.variants and not set(args.variants) <= set(known):
         parser.error(f"unknown variants {sorted(set(args.variants) - set(known))}; known: {', '.join(known)}")
-    targets = target_settings(family, args.smoke)
+    targets = {**target_settings(family, args.smoke), **({"default": {}} if args.targets_only else {})}
     if args.target_variants and not set(args.target_variants) <= set(targets):
         unknown = sorted(set(args.target_variants) - set(targets))
         parser.error(f"unknown target variants {unknown}; known: {', '.join(targets) or 'none for this family'}")
@@ -875,7 +1029,7 @@ def main(argv: list[str] | None = None) -> Path:
         args.variants.insert(0, "default")  # the layer table and the verdict are the default's
     if args.smoke:
         args.random, args.seeds, args.workers = 2, 2, 1
-    path = run(args)
+    path = run_targets_only(args) if args.targets_only else run(args)
     print(f"wrote {path}")
     return path
 

@@ -4,6 +4,7 @@ figure they print is checked against a target here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -49,6 +50,16 @@ def run_script(
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     stem = report or name.removesuffix(".py")
     return (results / f"{stem}-smoke.md").read_text()
+
+
+def load_script(name: str):
+    """A benchmark script imported as a module (its `main` is not run), to test its functions directly."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name.removesuffix('.py')}", BENCHMARKS / name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.postgres
@@ -305,6 +316,50 @@ def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_p
     targets = report[report.index("## Target settings tried") :]
     row = re.search(r"^\| identity \| control \| no statistic \|(.*)\|$", targets, re.MULTILINE)
     assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 2, targets
+
+
+def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls_alone(tmp_path):
+    config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    report = run_script(
+        "fidelity.py", "--smoke", "--targets-only", "--config", config, "--target-variants", "default;depth 2",
+        results=tmp_path, report="fidelity-transformer-targets",
+    )  # fmt: skip
+    assert "## Proxy settings tried" not in report and "## Placement" not in report  # no proxy trained
+    assert "20 layer scores trained in this run, 0 served" in report  # 10 layers on 2 settings
+    choice = report[report.index("## The choice of target") :]
+    for setting in ("default", "depth 2"):
+        row = re.search(rf"^\| {setting} \| (yes|no) \| ([+-]\d\.\d{{3}}) \| (yes|no) \| - \| \d+ \| (yes|no) \|$",
+                        choice, re.MULTILINE)  # fmt: skip
+        assert row is not None, choice
+        # The rule's parts decide the verdict: a negative margin never qualifies.
+        assert (row.group(1) == "yes") == (float(row.group(2)) > 0)
+        assert row.group(4) == ("yes" if row.group(1) == row.group(3) == "yes" else "no")
+    assert "**Chosen: " in choice or "**No setting meets the rule.**" in choice
+
+
+def test_the_target_choice_rule_on_scores_it_must_accept_and_refuse():
+    fidelity = load_script("fidelity.py")
+    config = fidelity.SearchConfig.from_yaml(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    layers = [
+        layer for layer in fidelity.layer_set(config, 0, 0) if layer.label in {*config.baselines, *fidelity.CONTROLS}
+    ]
+
+    def run(scores: dict[str, list[float]]):
+        found = []
+        for layer in layers:
+            seeds = scores.get(layer.label, [0.12, 0.13])
+            runs = [{"accuracies": {"pre": s}, "error": None} for s in seeds]
+            found.append({"mean": sum(seeds) / len(seeds), "std": abs(seeds[0] - seeds[1]), "runs": runs})
+        return fidelity.TargetRun(config, layers, found, 0.0, 0)
+
+    separated = fidelity.target_verdict(config, run({"layernorm_channel": [0.90, 0.92], "rmsnorm": [0.70, 0.74]}))
+    assert separated.qualifies and separated.worst_margin == pytest.approx(0.70 - 0.13)
+    # One control seed above one normalizer seed: refused, whatever the means say.
+    overlap = run({"layernorm_channel": [0.90, 0.92], "rmsnorm": [0.30, 0.95], "tanh": [0.10, 0.35]})
+    assert not fidelity.target_verdict(config, overlap).normalizers_above_controls
+    # Every normalizer saturated and tied: no room at the top to rank good layers.
+    saturated = fidelity.target_verdict(config, run({"layernorm_channel": [1.0, 0.999], "rmsnorm": [0.999, 1.0]}))
+    assert saturated.normalizers_above_controls and not saturated.room_at_the_top and not saturated.qualifies
 
 
 def test_the_fidelity_benchmark_rejects_an_unknown_target_setting(tmp_path):
