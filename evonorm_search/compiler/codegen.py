@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..ir import AXES, OPS
 from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
+from .domains import COMBINE_PROGRAMS
 from .lower import Combine, Kernel, Plan
 from .op_table import TRITON
 from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
@@ -31,13 +32,25 @@ INDENT = "    "
 PASS_SIZES = ("N", "C", "S", "G", "CG", "CHUNK", "NSC")
 PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "VEC", "BLOCK_C", "BLOCK_S")
 COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
-# Programs of a combine kernel per strategy (`runtime.Geometry.combine` sizes the grid the same way).
-COMBINE_BLOCKS = {
-    CombineStrategy.CHANNELS_ALL_SAMPLES: "(C + BLOCK_C - 1) // BLOCK_C",
-    CombineStrategy.CHANNELS_ONE_SAMPLE: "N * ((C + BLOCK_C - 1) // BLOCK_C)",
-    CombineStrategy.SCALAR_SAMPLE: "N",
-    CombineStrategy.SCALAR_GROUP: "N * G",
+# The counts of the domain tables as Triton expressions over a kernel's sizes and blocks.
+COUNTS = {
+    "1": "1",
+    "N": "N",
+    "G": "G",
+    "C/BLOCK_C": "(C + BLOCK_C - 1) // BLOCK_C",
+    "S/BLOCK_S": "(S + BLOCK_S - 1) // BLOCK_S",
+    "S/CHUNK": "NSC",
 }
+
+
+def product(counts: tuple[str, ...]) -> str:
+    """A product of counts as one Triton expression (compound factors in parentheses)."""
+    texts = [COUNTS[c] for c in counts]
+    return texts[0] if len(texts) == 1 else " * ".join(f"({t})" if " " in t else t for t in texts)
+
+
+# Programs of a combine kernel per strategy: the table `runtime.Geometry.combine` sizes its grid by.
+COMBINE_BLOCKS = {CombineStrategy(name): product(counts) for name, counts in COMBINE_PROGRAMS.items()}
 # The exact statistic of an operand constant along the reduced dims (`SourceKind.TRIVIAL`), per plane.
 TRIVIAL_PLANES = {Plane.MEAN: "{0}", Plane.VAR: "tl.full([1, 1], 0.0, COMPUTE)", Plane.SQMEAN: "{0} * {0}"}
 

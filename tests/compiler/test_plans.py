@@ -114,7 +114,8 @@ def _record(geo: runtime.Geometry, monkeypatch) -> dict:
             row[f"sizes/{single}"] = geo.sizes(domain, single)
             row[f"partials/{single}"] = geo.partials(domain, 2, single).numel()
         for backward in (False, True):
-            row[f"single_plan/{backward}"] = geo.single_plan(domain, backward)
+            plan = geo.single_pass(domain, backward)
+            row[f"single_plan/{backward}"] = [plan.block_c, plan.block_s, plan.warps, plan.ctas]
             row[f"single/{backward}"] = geo.single(domain, backward)
             row[f"plan_of/{backward}"] = geo.plan_of(domain, backward)
         row["fuse"] = geo.fuse(domain)
