@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import AXES, OPS
-from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
-from .domains import COMBINE_PROGRAMS
+from ..ir.vocabulary import CombineStrategy, Dim, Kind, Plane
+from .domains import COMBINE_PROGRAMS, DOMAINS
 from .lower import Combine, Kernel, Plan
 from .op_table import TRITON
 from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
@@ -56,7 +56,7 @@ TRIVIAL_PLANES = {Plane.MEAN: "{0}", Plane.VAR: "tl.full([1, 1], 0.0, COMPUTE)",
 
 
 def literal(value: str) -> str:
-    """A word of the vocabulary as a Python literal in generated source ('tiles', not Domain.TILES)."""
+    """A word of the vocabulary as a Python literal in generated source ('mean', not Plane.MEAN)."""
     return repr(str(value))
 
 
@@ -113,7 +113,8 @@ class PassKernelWriter:
         self.k = kernel
         self.program = schedule.program
         self.dims = self.program.dims()
-        self.loop_dim = Dim.C if kernel.domain is Domain.CHANNEL else Dim.S
+        self.coverage = DOMAINS[kernel.domain]  # what one program covers: its channels and positions
+        self.loop_dim = Dim.C if self.coverage.positions == "BLOCK_S" else Dim.S
         self.w = _Writer()
         self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
         self.single = kernel.single
@@ -178,7 +179,10 @@ class PassKernelWriter:
         e(1, "zero = tl.full([1, 1], 0, tl.int32)")
         e(1, "eps = tl.full([1, 1], EPS, COMPUTE)")
         e(1, "row = n.to(tl.int64) * C * S")
-        if self.k.domain is Domain.CHANNEL:
+        # Program ids follow the domain's launch grid (`DomainDef.grid`): axis 1 counts the blocks of S of a
+        # program covering one (it loops over C), else the groups or blocks of C, and axis 2 the chunks of S.
+        channels, positions = self.coverage.channels, self.coverage.positions
+        if positions == "BLOCK_S":
             e(1, "k = tl.program_id(1)")
             e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
             e(1, "s_in = s < S")
@@ -187,11 +191,11 @@ class PassKernelWriter:
                 e(1, "c_in = c < C")
                 self._tile_offsets(1)
             return
-        if self.k.domain is Domain.GROUP:
+        if channels == "CG":
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c = tl.program_id(1) * CG + lane")
             e(1, "c_in = lane < CG")
-        elif self.k.domain is Domain.SAMPLE:
+        elif channels == "C":
             e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
         else:
