@@ -1,15 +1,19 @@
 """Runtime of compiled layers: shapes and block sizes, launches, compile-time records, the autograd Function.
 
 Generated launchers (`codegen.py`) call `Geometry` methods; `LayerFunction` wires a layer's forward and
-backward launchers into autograd. This module imports only torch and triton and its text is copied
-verbatim into standalone exports (`export_module(..., kernels=True)`), so it must stay
-self-contained.
+backward launchers into autograd. Its text is copied verbatim into standalone exports
+(`export_module(..., kernels=True)`), so besides torch and triton it imports only two modules of the
+package that import only the standard library, and exports carry their text ahead of it
+(`cache.standalone_source`): `bounded.py` (its caches) and `domains.py` (the kernel-domain tables).
 
-Block sizes are chosen per program domain from the shape (a tile of about `Tuning.tile` elements,
-the contiguous dimension first); `Tuning.autotune` times a few alternatives once per kernel, dtype
-and size class on CUDA and keeps the fastest.
+Every rule that depends on a program domain reads the domain's row of `DOMAINS` (what one program
+covers of C and S, its launch grid, its caps and cluster rule); no code here names a domain. Block sizes
+are chosen from the shape (a tile of about `Tuning.tile` elements, the contiguous dimension first);
+`Tuning.autotune` times a few alternatives once per kernel, dtype and size class on CUDA and keeps the
+fastest.
 
-A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`):
+A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`; the
+single-pass kernel's tile, warps and CTAs are the returned `Geometry.single_pass` plan):
 `single` when one tile per program holds the whole reduced extent within the register budget
 (`Tuning.single_pass`, elements per CTA; every input element is read once), on one CTA or, past one
 CTA's budget, on a thread block cluster of 2 or 4 that shares the tile (`Tuning.cluster`; sm_90 and
