@@ -102,23 +102,31 @@ def library_source() -> str:
     return LIBRARY_PATH.read_text()
 
 
-# The runtime's one import from this package, which a standalone module replaces by that module's text.
-_RUNTIME_PACKAGE_IMPORT = "from ..bounded import Bounded, limit\n"
-# The general bounded cache (`evonorm_search/bounded.py`) the runtime imports, inlined into standalone modules.
-BOUNDED_PATH = Path(__file__).parent.parent / "bounded.py"
+# The runtime's imports from this package, each replaced in a standalone module by the text of the module
+# it imports (general caches first, then the domain tables); each of those imports only the standard library.
+_COMPILER = Path(__file__).parent
+_RUNTIME_PACKAGE_IMPORTS = {
+    "from ..bounded import Bounded, limit\n": _COMPILER.parent / "bounded.py",
+    "from .domains import COMBINE_PROGRAMS, DOMAINS, STATISTIC_SIZES, DomainDef\n": _COMPILER / "domains.py",
+}
 _FUTURE_IMPORT = "from __future__ import annotations\n"
 
 
 def standalone_source(graph: Graph) -> str:
-    """Runtime (with the bounded caches it uses inlined ahead of it), kernel library and the layer's
-    kernels (affine) as one self-contained module text: an export carries no import of this package."""
-    runtime_text = Path(__file__).with_name("runtime.py").read_text()
-    bounded_text = BOUNDED_PATH.read_text()
-    if _RUNTIME_PACKAGE_IMPORT not in runtime_text:
-        raise RuntimeError("runtime.py's imports changed: update standalone_source")
-    # One `from __future__` at the top (bounded.py's); the runtime's own would be a syntax error below it.
-    runtime_text = runtime_text.replace(_RUNTIME_PACKAGE_IMPORT, "").replace(_FUTURE_IMPORT, "", 1)
-    return "\n\n".join([bounded_text, runtime_text, library_source(), kernel_source(graph, affine=True)])
+    """Runtime (with the bounded caches and the domain tables it uses inlined ahead of it), kernel library
+    and the layer's kernels (affine) as one self-contained module text: an export carries no import of
+    this package."""
+    runtime_text = (_COMPILER / "runtime.py").read_text()
+    inlined: list[str] = []
+    for line, path in _RUNTIME_PACKAGE_IMPORTS.items():
+        if line not in runtime_text:
+            raise RuntimeError("runtime.py's imports changed: update standalone_source")
+        runtime_text = runtime_text.replace(line, "")
+        text = path.read_text()
+        # One `from __future__` at the top (the first module's); another would be a syntax error below it.
+        inlined.append(text if not inlined else text.replace(_FUTURE_IMPORT, "", 1))
+    runtime_text = runtime_text.replace(_FUTURE_IMPORT, "", 1)
+    return "\n\n".join([*inlined, runtime_text, library_source(), kernel_source(graph, affine=True)])
 
 
 @dataclass

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import AXES, OPS
-from ..ir.vocabulary import CombineStrategy, Dim, Domain, Kind, Plane
+from ..ir.vocabulary import CombineStrategy, Dim, Kind, Plane
+from .domains import COMBINE_PROGRAMS, DOMAINS
 from .lower import Combine, Kernel, Plan
 from .op_table import TRITON
 from .schedule import Reduction, ReductionKind, Schedule, Source, SourceKind, closure
@@ -31,19 +32,31 @@ INDENT = "    "
 PASS_SIZES = ("N", "C", "S", "G", "CG", "CHUNK", "NSC")
 PASS_CONSTANTS = ("EPS", "COMPUTE", "CHANNELS_LAST", "VEC", "BLOCK_C", "BLOCK_S")
 COMBINE_CONSTANTS = ("MOMENTUM", "COMPUTE", "BLOCK_C", "BLOCK_R")
-# Programs of a combine kernel per strategy (`runtime.Geometry.combine` sizes the grid the same way).
-COMBINE_BLOCKS = {
-    CombineStrategy.CHANNELS_ALL_SAMPLES: "(C + BLOCK_C - 1) // BLOCK_C",
-    CombineStrategy.CHANNELS_ONE_SAMPLE: "N * ((C + BLOCK_C - 1) // BLOCK_C)",
-    CombineStrategy.SCALAR_SAMPLE: "N",
-    CombineStrategy.SCALAR_GROUP: "N * G",
+# The counts of the domain tables as Triton expressions over a kernel's sizes and blocks.
+COUNTS = {
+    "1": "1",
+    "N": "N",
+    "G": "G",
+    "C/BLOCK_C": "(C + BLOCK_C - 1) // BLOCK_C",
+    "S/BLOCK_S": "(S + BLOCK_S - 1) // BLOCK_S",
+    "S/CHUNK": "NSC",
 }
+
+
+def product(counts: tuple[str, ...]) -> str:
+    """A product of counts as one Triton expression (compound factors in parentheses)."""
+    texts = [COUNTS[c] for c in counts]
+    return texts[0] if len(texts) == 1 else " * ".join(f"({t})" if " " in t else t for t in texts)
+
+
+# Programs of a combine kernel per strategy: the table `runtime.Geometry.combine` sizes its grid by.
+COMBINE_BLOCKS = {CombineStrategy(name): product(counts) for name, counts in COMBINE_PROGRAMS.items()}
 # The exact statistic of an operand constant along the reduced dims (`SourceKind.TRIVIAL`), per plane.
 TRIVIAL_PLANES = {Plane.MEAN: "{0}", Plane.VAR: "tl.full([1, 1], 0.0, COMPUTE)", Plane.SQMEAN: "{0} * {0}"}
 
 
 def literal(value: str) -> str:
-    """A word of the vocabulary as a Python literal in generated source ('tiles', not Domain.TILES)."""
+    """A word of the vocabulary as a Python literal in generated source ('mean', not Plane.MEAN)."""
     return repr(str(value))
 
 
@@ -100,7 +113,8 @@ class PassKernelWriter:
         self.k = kernel
         self.program = schedule.program
         self.dims = self.program.dims()
-        self.loop_dim = Dim.C if kernel.domain is Domain.CHANNEL else Dim.S
+        self.coverage = DOMAINS[kernel.domain]  # what one program covers: its channels and positions
+        self.loop_dim = Dim.C if self.coverage.positions == "BLOCK_S" else Dim.S
         self.w = _Writer()
         self.in_register: dict[int, str] = {}  # reduction index -> variable prefix of its statistics
         self.single = kernel.single
@@ -165,7 +179,10 @@ class PassKernelWriter:
         e(1, "zero = tl.full([1, 1], 0, tl.int32)")
         e(1, "eps = tl.full([1, 1], EPS, COMPUTE)")
         e(1, "row = n.to(tl.int64) * C * S")
-        if self.k.domain is Domain.CHANNEL:
+        # Program ids follow the domain's launch grid (`DomainDef.grid`): axis 1 counts the blocks of S of a
+        # program covering one (it loops over C), else the groups or blocks of C, and axis 2 the chunks of S.
+        channels, positions = self.coverage.channels, self.coverage.positions
+        if positions == "BLOCK_S":
             e(1, "k = tl.program_id(1)")
             e(1, "s = k * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]")
             e(1, "s_in = s < S")
@@ -174,11 +191,11 @@ class PassKernelWriter:
                 e(1, "c_in = c < C")
                 self._tile_offsets(1)
             return
-        if self.k.domain is Domain.GROUP:
+        if channels == "CG":
             e(1, "lane = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c = tl.program_id(1) * CG + lane")
             e(1, "c_in = lane < CG")
-        elif self.k.domain is Domain.SAMPLE:
+        elif channels == "C":
             e(1, "c = tl.arange(0, BLOCK_C)[:, None]")
             e(1, "c_in = c < C")
         else:

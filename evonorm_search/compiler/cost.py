@@ -106,8 +106,8 @@ def _chosen_stage(stage: Stage, geo: Any, backward: bool) -> tuple[dict[str, Any
     run = geo.plan_of(stage.fused_domain, backward)
     described: dict[str, Any] = {"passes": list(stage.passes), "domain": str(stage.fused_domain), "run": run}
     if run == "single":
-        block_c, block_s, warps, ctas = geo.single_plan(stage.fused_domain, backward)
-        described.update(blocks=[block_c, block_s], warps=warps, ctas=ctas)
+        single = geo.single_pass(stage.fused_domain, backward)
+        described.update(blocks=[single.block_c, single.block_s], warps=single.warps, ctas=single.ctas)
     return described, {"single": stage.single, "fused": stage.fused, "split": stage.split}[run]
 
 

@@ -1,7 +1,9 @@
 """Pass 3, lowering: how each aggregation axis is reduced, and which kernels run each pass.
 
 A kernel program covers a *domain* of the (N, C, S) input and loops over it in [BLOCK_C, BLOCK_S]
-tiles, S being the contiguous dimension of (N, C, *spatial) storage:
+tiles, S being the contiguous dimension of (N, C, *spatial) storage. Each domain is a row of
+`domains.DOMAINS` (its `channels`, `positions` and `grid` columns are the table below), which the
+runtime plans launches from and codegen indexes programs by:
 
 | domain     | one program covers                 | grid                      | loop over |
 | ---------- | ---------------------------------- | ------------------------- | --------- |
@@ -18,7 +20,7 @@ Otherwise each program writes *partials* (moments or sums per sample, chunk and 
 combine kernel merges them: across programs in parallel, never one program walking N x S alone.
 
 A fused stage also has a *single-pass* form: when every program's domain extent fits in one tile
-(`runtime.Geometry.single`: a per-dtype budget of elements held in registers), the kernel loads its
+(`runtime.Geometry.single_pass`: a per-dtype budget of elements held in registers), the kernel loads its
 tile once, computes the statistics, applies everything after them and writes its outputs; each input
 element is read from memory once. Parameter gradients (`sum` over the batch) never complete inside a
 program, but nothing later in the layer reads them, so a fused or single-pass stage writes their

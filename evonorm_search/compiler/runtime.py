@@ -1,15 +1,19 @@
 """Runtime of compiled layers: shapes and block sizes, launches, compile-time records, the autograd Function.
 
 Generated launchers (`codegen.py`) call `Geometry` methods; `LayerFunction` wires a layer's forward and
-backward launchers into autograd. This module imports only torch and triton and its text is copied
-verbatim into standalone exports (`export_module(..., kernels=True)`), so it must stay
-self-contained.
+backward launchers into autograd. Its text is copied verbatim into standalone exports
+(`export_module(..., kernels=True)`), so besides torch and triton it imports only two modules of the
+package that import only the standard library, and exports carry their text ahead of it
+(`cache.standalone_source`): `bounded.py` (its caches) and `domains.py` (the kernel-domain tables).
 
-Block sizes are chosen per program domain from the shape (a tile of about `Tuning.tile` elements,
-the contiguous dimension first); `Tuning.autotune` times a few alternatives once per kernel, dtype
-and size class on CUDA and keeps the fastest.
+Every rule that depends on a program domain reads the domain's row of `DOMAINS` (what one program
+covers of C and S, its launch grid, its caps and cluster rule); no code here names a domain. Block sizes
+are chosen from the shape (a tile of about `Tuning.tile` elements, the contiguous dimension first);
+`Tuning.autotune` times a few alternatives once per kernel, dtype and size class on CUDA and keeps the
+fastest.
 
-A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`):
+A fused stage runs in one of three ways, chosen per call from the shape (`Geometry.plan_of`; the
+single-pass kernel's tile, warps and CTAs are the returned `Geometry.single_pass` plan):
 `single` when one tile per program holds the whole reduced extent within the register budget
 (`Tuning.single_pass`, elements per CTA; every input element is read once), on one CTA or, past one
 CTA's budget, on a thread block cluster of 2 or 4 that shares the tile (`Tuning.cluster`; sm_90 and
@@ -20,6 +24,7 @@ read mostly hits L2), else `split` (kernels per pass, partials and combines).
 
 import contextlib
 import dataclasses
+import math
 import os
 import threading
 import time
@@ -31,6 +36,7 @@ import triton
 import triton.language as tl
 
 from ..bounded import Bounded, limit
+from .domains import COMBINE_PROGRAMS, DOMAINS, STATISTIC_SIZES, DomainDef
 
 
 @dataclasses.dataclass
@@ -276,8 +282,23 @@ def _capability(device: torch.device) -> int:
     return _CAPABILITY[device]
 
 
+@dataclasses.dataclass(frozen=True)
+class SinglePassPlan:
+    """A fused stage's single-pass kernel at one call's shape (`Geometry.single_pass`): its tile, warps
+    per CTA and CTAs (0: the tile fits no cluster), whether the stage runs single-pass, and the key its
+    kernel's spills are recorded under (the stage then runs fused or split)."""
+
+    block_c: int
+    block_s: int
+    warps: int
+    ctas: int
+    runs: bool
+    key: tuple
+
+
 class Geometry:
-    """One call's shapes, dtypes and block sizes, and the launches of its kernels."""
+    """One call's shapes, dtypes and block sizes, and the launches of its kernels. What each program
+    domain covers, and so its grid, tiles and rules, is a row of `DOMAINS` (`domains.py`)."""
 
     def __init__(
         self,
@@ -338,17 +359,38 @@ class Geometry:
             return self.tuning.cluster if interpreting() else 1
         return self.tuning.cluster if clusters_compile(arch) else 1
 
+    # -- sizes and counts -----------------------------------------------------------------------------
+
+    def size(self, name: str) -> int:
+        """One of the call's sizes by its name in the domain tables: N, C, S, G or CG."""
+        return {"N": self.N, "C": self.C, "S": self.S, "G": self.G, "CG": self.CG}[name]
+
+    def count(self, name: str, domain: str, block_c: int, block_s: int) -> int:
+        """A count of the domain tables (`domains.py`) for a launch over `domain` with these blocks."""
+        if name == "C/BLOCK_C":
+            return triton.cdiv(self.C, block_c)
+        if name == "S/BLOCK_S":
+            return triton.cdiv(self.S, block_s)
+        if name == "S/CHUNK":
+            return self.chunking(domain)[1]
+        return 1 if name == "1" else self.size(name)
+
+    def _channels(self, row: DomainDef) -> int:
+        """The channels a program of a domain holds whole (C or CG); not asked of a `BLOCK_C` domain."""
+        return self.size(row.channels)
+
+    def _across_channels(self, row: DomainDef, block_c: int) -> int:
+        """Programs per sample along C: one per block of `block_c` channels, per group, or one."""
+        return triton.cdiv(self.C, block_c) if row.channels == "BLOCK_C" else self.C // self._channels(row)
+
     # -- allocation -----------------------------------------------------------------------------------
 
     def empty_input(self) -> torch.Tensor:
         return torch.empty_like(self.x)
 
     def statistic(self, axis: str) -> torch.Tensor:
-        # The axis rows' `stat_size` (ir/ops.py), restated because this module imports nothing of the
-        # package (exports copy it); tests/ir/test_tables.py holds the two together. "sum": parameter gradients.
-        size = {"batch": self.C, "sum": self.C, "layer": self.N, "group": self.N * self.G}.get(axis)
-        if size is None:
-            size = self.N * (self.C if axis == "instance" else self.S)
+        """The statistics of `axis` ("sum": parameter gradients), as many as `STATISTIC_SIZES` says."""
+        size = math.prod(self.size(name) for name in STATISTIC_SIZES[axis])
         return torch.empty(size, dtype=self.compute, device=self.x.device)
 
     def partials(self, domain: str, planes: int, single: bool = False) -> torch.Tensor:
@@ -371,16 +413,17 @@ class Geometry:
         exact shape, so one compiled kernel serves every layer position of a model in the same bucket.
         """
         if single:
-            return self.single_blocks(domain)
-        t = self.tuning
+            plan = self.single_pass(domain, self.backward)
+            return plan.block_c, plan.block_s, plan.warps
+        row, t = DOMAINS[domain], self.tuning
         s_bucket = 64 if self.S <= 64 else (256 if self.S <= 256 else 512)
-        if domain in ("group", "sample"):
-            block_c = next_pow2(self.CG if domain == "group" else self.C)
-            block_s = t.block_s or max(1, min(s_bucket, self.tile // block_c))
-        elif domain == "channel":
-            # Wide rows along S where S is large; narrow ones where it is small, for enough programs.
+        if row.positions == "BLOCK_S":
+            # Loops over C. Wide rows along S where S is large; narrow ones where it is small, for enough programs.
             block_s = t.block_s or (4 if self.last else (32 if self.S > 256 else 8))
             block_c = t.block_c or max(1, self.tile // block_s)
+        elif row.channels != "BLOCK_C":  # its channels whole in each tile, looping over S
+            block_c = next_pow2(self._channels(row))
+            block_s = t.block_s or max(1, min(s_bucket, self.tile // block_c))
         elif self.last:
             block_c = t.block_c or 64
             block_s = t.block_s or max(1, self.tile // block_c)
@@ -389,32 +432,35 @@ class Geometry:
             block_c = t.block_c or max(1, min(t.max_rows, self.tile // block_s))
         return block_c, block_s, tile_warps(block_c, block_s)
 
-    def single_blocks(self, domain: str) -> tuple[int, int, int]:
-        """(BLOCK_C, BLOCK_S, num_warps) of a single-pass kernel (`single_plan`)."""
-        return self.single_plan(domain, self.backward)[:3]
+    def single_pass(self, domain: str, backward: bool) -> SinglePassPlan:
+        """How a fused stage over `domain` would run single-pass at this shape, and whether it does.
 
-    def single_ctas(self, domain: str, backward: bool) -> int:
-        """CTAs of a single-pass program over `domain` (`single_plan`): 0 where its tile does not fit."""
-        return self.single_plan(domain, backward)[3]
-
-    def single_plan(self, domain: str, backward: bool) -> tuple[int, int, int, int]:
-        """(BLOCK_C, BLOCK_S, num_warps, CTAs) of a single-pass kernel. The tile covers the reduced extent
-        whole (all of S for `group`/`instance`, all of C for `channel`), the other side fills
-        `Tuning.tile`. CTAs: 1 where the tile fits one CTA's budget, 2 or 4 (a thread block cluster)
-        where it fits that many, 0 where it does not fit. The warps are per CTA, for its share."""
-        block_c, block_s = self._single_tile(domain)
-        ctas = self._ctas(domain, block_c * block_s, backward)
+        The tile covers the reduced extent whole (all of S where a program covers S, its channels
+        where it holds them whole), the other side fills `Tuning.tile`. CTAs: 1 where the tile fits one
+        CTA's budget, 2 or 4 (a thread block cluster) where it fits that many, 0 where it does not fit.
+        The warps are per CTA, for its share. It runs single-pass where the fusion policy allows it, the
+        domain's channels are within its cap, the tile fits, and its kernel has not spilled here."""
+        row = DOMAINS[domain]
+        block_c, block_s = self._single_tile(row)
+        cap = self._channels_last_cap(row)
+        ctas = self._ctas(row, block_c * block_s, backward, cap)
         share = max(1, block_s // max(1, ctas))  # the positions of each CTA's part
-        strided = self._channels_last_cap(domain) is not None
-        warps = tile_warps(block_c, share, single_backward=backward, strided_rows=strided)
-        return block_c, block_s, warps, ctas
+        warps = tile_warps(block_c, share, single_backward=backward, strided_rows=cap is not None)
+        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s, ctas)
+        runs = (
+            self.tuning.fusion not in ("never", "always")
+            and not self._over_cap(row)
+            and ctas > 0
+            and key not in _SPILLED
+        )
+        return SinglePassPlan(block_c, block_s, warps, ctas, runs, key)
 
-    def _single_tile(self, domain: str) -> tuple[int, int]:
-        if domain in ("group", "sample"):
-            block_c, block_s = next_pow2(self.CG if domain == "group" else self.C), next_pow2(self.S)
-        elif domain == "channel":
-            block_c = next_pow2(self.C)
+    def _single_tile(self, row: DomainDef) -> tuple[int, int]:
+        if row.positions == "BLOCK_S":  # all of its channels, and as many positions as fill the tile
+            block_c = next_pow2(self._channels(row))
             block_s = max(1, min(next_pow2(self.S), self.tile // block_c))
+        elif row.channels != "BLOCK_C":
+            block_c, block_s = next_pow2(self._channels(row)), next_pow2(self.S)
         else:
             block_s = next_pow2(self.S)
             # Channels-last stores channels contiguously: take as many as the budget allows.
@@ -422,13 +468,17 @@ class Geometry:
             block_c = max(1, min(next_pow2(self.C), width // block_s))
         return block_c, block_s
 
-    def _channels_last_cap(self, domain: str) -> tuple[int, int] | None:
-        """`Tuning.single_pass_channels_last_group` for a group program over channels-last storage."""
-        return self.tuning.single_pass_channels_last_group if self.last and domain == "group" else None
+    def _over_cap(self, row: DomainDef) -> bool:
+        """Whether a `capped` domain holds more channels than `Tuning.max_group_channels`."""
+        return row.capped and self.tuning.max_group_channels < self._channels(row)
 
-    def _ctas(self, domain: str, elements: int, backward: bool) -> int:
+    def _channels_last_cap(self, row: DomainDef) -> tuple[int, int] | None:
+        """`Tuning.single_pass_channels_last_group` for a program over channels-last storage whose channels
+        stride by C (`DomainDef.channels_last_cap`)."""
+        return self.tuning.single_pass_channels_last_group if self.last and row.channels_last_cap else None
+
+    def _ctas(self, row: DomainDef, elements: int, backward: bool, cap: tuple[int, int] | None) -> int:
         budget = self.budget(backward)
-        cap = self._channels_last_cap(domain)
         if cap is not None:
             budget = min(budget, cap[1 if backward else 0])
         if budget <= 0:
@@ -436,10 +486,7 @@ class Geometry:
         ctas = next_pow2(triton.cdiv(elements, budget))
         if ctas == 1:
             return 1
-        # A `sample` program over (N, C, S) storage holds a layer statistic's thousands of channels, each
-        # row with its parameters: LayerNorm's bfloat16 forward over 2,048 x 49 spilled 1,104 bytes on 4
-        # CTAs. Its rows of a transformer (S = 1) share a cluster without spills, as groups do.
-        if domain == "sample" and self.S > 1:
+        if row.clusters == "rows" and self.S > 1:
             return 0
         return ctas if ctas <= self.cluster_limit() else 0
 
@@ -454,14 +501,7 @@ class Geometry:
 
     def single(self, domain: str, backward: bool) -> bool:
         """Whether a fused stage over `domain` runs as a single-pass kernel for this shape."""
-        if self.tuning.fusion in ("never", "always"):
-            return False
-        if domain == "group" and self.tuning.max_group_channels < self.CG:
-            return False
-        block_c, block_s, _, ctas = self.single_plan(domain, backward)
-        key = (self.layer, domain, backward, self.x.dtype, self.layout, block_c, block_s, ctas)
-        self._single_key = key  # the launch that follows checks its kernel's spills under this key
-        return ctas > 0 and key not in _SPILLED
+        return self.single_pass(domain, backward).runs
 
     def plan_of(self, domain: str, backward: bool) -> str:
         """How a fused stage over `domain` runs at this shape: "single", "fused" or "split"."""
@@ -471,44 +511,41 @@ class Geometry:
 
     def chunking(self, domain: str, single: bool = False) -> tuple[int, int]:
         """(CHUNK, NSC): positions per partial row and rows per (sample, channel) for a domain's partials."""
-        if domain in ("instance", "group", "sample"):
+        row = DOMAINS[domain]
+        if row.positions == "S":
             return self.S, 1
         block_c, block_s, _ = self.blocks(domain, single)
-        if domain == "channel":
+        if row.positions == "BLOCK_S":
             return block_s, triton.cdiv(self.S, block_s)
         chunk = self.tuning.chunk
         if chunk is None:
             target = 4 * self._sms()
-            programs = self.N * triton.cdiv(self.C, block_c)
+            programs = self.N * self._across_channels(row, block_c)
             rows = max(1, min(triton.cdiv(target, programs), triton.cdiv(self.S, block_s)))
             chunk = triton.cdiv(triton.cdiv(self.S, rows), block_s) * block_s
         chunk = max(chunk, block_s)
         return chunk, triton.cdiv(self.S, chunk)
 
     def grid(self, domain: str, block_c: int, block_s: int) -> tuple[int, int, int]:
-        if domain == "group":
-            return (self.N, self.G, 1)
-        if domain == "sample":
-            return (self.N, 1, 1)
-        if domain == "channel":
-            return (self.N, triton.cdiv(self.S, block_s), 1)
-        rows = self.chunking(domain)[1]
-        return (self.N, triton.cdiv(self.C, block_c), rows)
+        """The launch grid over `domain`: the samples, then the domain's `grid` counts."""
+        first, second = DOMAINS[domain].grid
+        return (self.N, self.count(first, domain, block_c, block_s), self.count(second, domain, block_c, block_s))
 
     def fuse(self, domain: str) -> bool:
         """Whether a stage runs as one fused kernel over `domain` for this shape."""
-        if domain == "channel":
+        row = DOMAINS[domain]
+        if row.always_fused:
             return True
-        if domain == "group" and self.tuning.max_group_channels < self.CG:
+        if self._over_cap(row):
             return False
-        if domain == "sample" and next_pow2(self.C) > self.tile:
+        if row.row_fits_tile and next_pow2(self._channels(row)) > self.tile:
             return False  # a row of the program's tile would not fit
         if self.tuning.fusion != "auto":
             return self.tuning.fusion != "never"
         if self.sms is None and self.x.device.type != "cuda" and ahead_of_time() is None:
             return True
-        per_sample = {"group": self.G, "sample": 1}.get(domain) or triton.cdiv(self.C, self.blocks(domain)[0])
-        programs = self.N * per_sample
+        block_c = self.blocks(domain)[0] if row.channels == "BLOCK_C" else self.C
+        programs = self.N * self._across_channels(row, block_c)
         minimum = self.tuning.min_programs or 2 * self._sms()
         return programs >= minimum
 
@@ -520,15 +557,15 @@ class Geometry:
 
     def launch(self, kernel, domain: str, *tensors: torch.Tensor, single: bool = False) -> None:
         if single:  # the blocks are the domain's extent: nothing to tune
-            block_c, block_s, warps, ctas = self.single_plan(domain, self.backward)
-            self._run(kernel, domain, tensors, block_c, block_s, warps, single=True, ctas=ctas)
+            plan = self.single_pass(domain, self.backward)
+            compiled = self._run(kernel, domain, tensors, plan.block_c, plan.block_s, plan.warps, True, plan.ctas)
+            self._check_spills(kernel, compiled, plan)
             return
         block_c, block_s, warps = self._tuned(kernel, domain, tensors)
         self._run(kernel, domain, tensors, block_c, block_s, warps)
 
-    def _run(
-        self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False, ctas: int = 1
-    ) -> None:
+    def _run(self, kernel, domain: str, tensors, block_c: int, block_s: int, warps: int, single=False, ctas: int = 1):
+        """Launch a pass kernel over `domain` with these blocks; returns what `_start` returns."""
         sizes = self.sizes(domain, single)
         constants = {
             "EPS": self.eps,
@@ -541,21 +578,18 @@ class Geometry:
         grid = self.grid(domain, block_c, block_s)
         key = (kernel_name(kernel), self.x.dtype, self.layout, block_c, block_s, self.eps, ctas)
         launch = {"num_warps": warps, "num_ctas": ctas} if ctas > 1 else {"num_warps": warps}
-        compiled = self._start(kernel, grid, (*tensors, *sizes), {**constants, **launch}, key)
-        if single:
-            self._check_spills(kernel, compiled)
+        return self._start(kernel, grid, (*tensors, *sizes), {**constants, **launch}, key)
 
-    def _check_spills(self, kernel, compiled) -> None:
+    def _check_spills(self, kernel, compiled, plan: SinglePassPlan) -> None:
         """A single-pass kernel that spills registers reads and writes local memory on every element:
-        say so once, and run this stage fused or split from the next call on."""
+        say so once, and run this stage fused or split from the next call on (under `plan.key`)."""
         spills = getattr(compiled, "n_spills", 0) or 0
-        key = getattr(self, "_single_key", None)
-        if spills > 0 and key is not None and key not in _SPILLED:
-            _SPILLED.add(key)
+        if spills > 0 and plan.key not in _SPILLED:
+            _SPILLED.add(plan.key)
             warnings.warn(
                 f"single-pass kernel {kernel_name(kernel)} of layer {self.layer!r} spills {spills} registers at "
-                f"blocks {key[-3:-1]} on {key[-1]} CTA(s) ({self.x.dtype}, {self.layout}); this stage runs fused or "
-                "split from now on",
+                f"blocks {(plan.block_c, plan.block_s)} on {plan.ctas} CTA(s) ({self.x.dtype}, {self.layout}); "
+                "this stage runs fused or split from now on",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -573,14 +607,10 @@ class Geometry:
     def combine(
         self, kernel, domain: str, strategies: tuple[str, ...], *tensors: torch.Tensor, single: bool = False
     ) -> None:
+        """Launch a combine kernel: one program range per strategy (`COMBINE_PROGRAMS`), one after another."""
         block = self.tuning.combine_block
-        blocks = {
-            "channels_all_samples": triton.cdiv(self.C, block),
-            "channels_one_sample": self.N * triton.cdiv(self.C, block),
-            "scalar_sample": self.N,
-            "scalar_group": self.N * self.G,
-        }
-        grid = (sum(blocks[s] for s in strategies),)
+        programs = (math.prod(self.count(n, domain, block, 1) for n in COMBINE_PROGRAMS[s]) for s in strategies)
+        grid = (sum(programs),)
         constants = {"MOMENTUM": self.momentum, "COMPUTE": self.tl_compute, "BLOCK_C": block, "BLOCK_R": block}
         key = (kernel_name(kernel), self.x.dtype, self.layout, block, self.momentum)
         self._start(kernel, grid, (*tensors, *self.sizes(domain, single)), {**constants, "num_warps": 4}, key)
@@ -631,13 +661,14 @@ class Geometry:
 
     def _benchmark(self, kernel, domain, tensors, default):
         # Only the blocks that do not change the partials' layout vary (pass kernels are idempotent).
+        row = DOMAINS[domain]
         block_c, block_s, warps = default
         options = {default, (block_c, block_s, 8 if warps == 4 else 4)}
-        if domain in ("tiles", "instance") and not self.last:
+        if row.channels == "BLOCK_C" and not self.last:
             options |= {(max(1, block_c // 2), min(block_s * 2, next_pow2(self.S)), warps)}
-        if domain == "channel":
+        if row.positions == "BLOCK_S":
             options |= {(max(1, block_c // 2), block_s, warps)}
-        if domain == "tiles":
+        if row.positions == "CHUNK":  # a split pass's partials are per chunk: every block divides it
             chunk = self.chunking(domain)[0]
             options = {o for o in options if chunk % o[1] == 0}
         timings = {}

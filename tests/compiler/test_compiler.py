@@ -281,7 +281,7 @@ def test_groups_past_one_ctas_budget_run_on_a_cluster_and_match_the_reference(na
     monkeypatch.delenv("TRITON_INTERPRET")
     x = torch.randn(4, 256, 56, 56, device="cuda", requires_grad=True)
     geo = runtime.Geometry(x, 32, 1e-5, 0.1, backward=True)
-    assert geo.single_ctas("group", True) == 4
+    assert geo.single_pass("group", True).ctas == 4
     reference = es.NormAct(name, 256, backend="torch").cuda()
     ours = es.NormAct(name, 256, backend="triton").cuda()
     x2 = x.detach().clone().requires_grad_()

@@ -308,7 +308,7 @@ def test_tiles_a_cluster_shares_match_the_reference(name, shape, ctas):
     domain = {"gn_relu": "group", "evonorm_s0": "group", "in_relu": "instance", "rmsnorm": "channel"}[name]
     groups = 1 if domain == "instance" else 2
     with tuning(cluster=4):
-        assert runtime.Geometry(x, groups, 1e-5, 0.1, backward=True).single_ctas(domain, True) == ctas
+        assert runtime.Geometry(x, groups, 1e-5, 0.1, backward=True).single_pass(domain, True).ctas == ctas
         kernels = _kernels_run(case)
     assert ("bwd_train_w0" in kernels) == (ctas > 0), kernels
 

@@ -2,13 +2,13 @@
 row in the IR and one in each backend table.
 
 Backend tables, each beside its backend and keyed by the IR's names (`BACKEND_TABLES` below): the
-reference's torch source, statistics and reductions (`reference_ops`), the symbolic forms (`symbolic_ops`)
-and the compiler's Triton templates and derivative rules (`compiler/op_table.py`). The coverage test
-names the op and the backend of every row missing from a table. The other backends read the IR rows
-alone or through those: the axis lowering and the runtime's statistic sizes, the exporter (helpers
-copied by source) and the functional fingerprint. The last test adds a throwaway op row and a
-throwaway parameter row at test time and runs them through the parser, the reference, the interpreted
-Triton kernels and an export.
+reference's torch source, statistics and reductions (`reference_ops`), the symbolic forms (`symbolic_ops`),
+and the compiler's Triton templates and derivative rules (`compiler/op_table.py`) and statistic sizes
+(`compiler/domains.py`). The coverage test names the op or axis and the backend of every row missing
+from a table. The other backends read the IR rows alone or through those: the axis lowering, the
+exporter (helpers copied by source) and the functional fingerprint. The last test adds a throwaway op
+row and a throwaway parameter row at test time and runs them through the parser, the reference, the
+interpreted Triton kernels and an export.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import evonorm_search as es
 from evonorm_search import reference, reference_ops, symbolic_ops
 from evonorm_search.compiler import codegen, op_table, runtime
 from evonorm_search.compiler.cache import clear_cache
+from evonorm_search.compiler.domains import STATISTIC_SIZES
 from evonorm_search.compiler.op_table import DERIVATIVES, TRITON
 from evonorm_search.export import export_module
 from evonorm_search.fingerprint import DRAWN_ROLES, FINGERPRINT_SHAPE, fingerprint, fingerprint_inputs
@@ -87,7 +88,11 @@ BACKEND_TABLES = (
     ("compiler (compiler.op_table.TRITON)", TRITON, lambda row: True),
     ("compiler (compiler.op_table.DERIVATIVES)", DERIVATIVES, lambda row: row.kind is not Kind.LEAF),
 )  # fmt: skip
-AXIS_TABLES = (("reference (reference_ops.REDUCTIONS)", REDUCTIONS),)
+AXIS_TABLES = (
+    ("reference (reference_ops.REDUCTIONS)", REDUCTIONS),
+    # The runtime's statistic sizes per axis ("sum" beside them sizes parameter gradients, not an axis).
+    ("compiler (compiler.domains.STATISTIC_SIZES)", {a: f for a, f in STATISTIC_SIZES.items() if a != "sum"}),
+)
 
 
 def coverage_gaps(op_rows: dict[str, ops.OpDef], axis_rows: dict[str, ops.AxisDef]) -> list[str]:
@@ -121,6 +126,7 @@ def test_an_ir_row_missing_from_the_backends_is_reported_with_the_op_and_each_ba
         "op 'planted' has no row in the compiler (compiler.op_table.TRITON) table",
         "op 'planted' has no row in the compiler (compiler.op_table.DERIVATIVES) table",
         "axis 'planted_axis' has no row in the reference (reference_ops.REDUCTIONS) table",
+        "axis 'planted_axis' has no row in the compiler (compiler.domains.STATISTIC_SIZES) table",
     ]
     without_relu = {name: row for name, row in OPS.items() if name != "relu"}
     assert "the compiler (compiler.op_table.TRITON) table has a row 'relu' that no IR op needs" in coverage_gaps(
@@ -261,7 +267,7 @@ def test_every_axis_row_indexes_sizes_and_counts_the_reference_statistics(axis):
     assert pairs.shape[1] == size == int(classes.max()) + 1
     if row.count is not None:
         assert eval(row.count, {"N": N, "C": C, "S": S, "G": G, "CG": C // G}) * size == N * C * S
-    # The runtime allocates as many statistics (it is copied into exports, so it keeps its own rule).
+    # The runtime allocates as many statistics (from `compiler.domains.STATISTIC_SIZES`, which exports carry).
     geo = runtime.Geometry(torch.empty(N, C, *SPATIAL), G, 1e-5, 0.1)
     assert geo.statistic(axis).numel() == size
 
