@@ -5,6 +5,16 @@ from the store, so it resumes after any interruption (SIGKILL included): complet
 never repeated, and candidates that were in flight are evaluated again with the next attempt number.
 Each outcome is committed before the population, which selection reads, sees it. The search row
 carries a heartbeat; setting its state to `stopping` (from the CLI or the API) stops the loop.
+
+The write path is group commits (docs/architecture.md, "The write path: group commits"). The outcomes
+of one poll are written in one transaction (split only when writing them would hold it open longer than
+a poll interval), and only after it commits do they reach the population, the ladder and the progress
+report. A fill writes the backlog and its new proposals in groups: each proposal made, checked and
+inserted with its verdict inside the open transaction (`CandidateGroup`), the group closed when it has
+filled the slots free when it opened, at the fill's deadline, or once its fixed cost (closing and
+committing it) is at most `GROUP_OVERHEAD_SHARE` of its time; its candidates are handed to the evaluator
+after the commit. A controller killed inside a group loses the group, never a committed outcome, and
+proposes the same births again on resume.
 """
 
 from __future__ import annotations
