@@ -573,6 +573,7 @@ class Controller:
         written in groups (`_commit_outcomes`), a target run's on its own; outcomes of stale attempts are
         ignored."""
         group: list[EvaluationOutcome] = []
+        grouped: set[int] = set()
         for outcome in outcomes:
             if outcome.candidate_id in self.target_tasks:
                 self._commit_outcomes(group)
@@ -580,10 +581,9 @@ class Controller:
                 self._record_target_outcome(outcome)
                 continue
             item = self.in_flight.get(outcome.candidate_id)
-            if item is None or item.attempt != outcome.attempt:
-                continue
-            if any(o.candidate_id == outcome.candidate_id for o in group):
-                continue  # reported twice: the first one counts
+            if item is None or item.attempt != outcome.attempt or outcome.candidate_id in grouped:
+                continue  # a stale attempt, or reported twice (the first one counts)
+            grouped.add(outcome.candidate_id)
             group.append(outcome)
         self._commit_outcomes(group)
 
