@@ -14,7 +14,9 @@ selection are the controller's own, measured in its process:
   sat free between its evaluation finishing and its next task, over that plus the busy time), and
   whether the cluster was ever full;
 - write-transaction latency p50/p99 (a store wrapper times each `session()` scope from entry to commit:
-  every write the controller makes goes through one), read sessions (progress reports, stop checks);
+  every write the controller makes goes through one, a group commit included), write transactions per
+  candidate, and the groups' sizes (outcomes per outcome transaction, candidates per transaction of
+  proposals: the controller's own counts), read sessions (progress reports, stop checks);
 - where the controller's wall time goes: cheap checks, proposing (selection and mutation), write
   transactions, read sessions, waiting in `poll`;
 - controller memory (resident set size) at every window.
@@ -36,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +53,7 @@ from evonorm_search import store as st
 from evonorm_search.search import controller as controller_module
 from evonorm_search.search import rejection, selection
 from evonorm_search.search.config import SearchConfig
-from evonorm_search.search.controller import build_strategy, create_search, run_search
+from evonorm_search.search.controller import Controller, build_strategy, create_search
 from evonorm_search.search.pareto import as_vector
 from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
 from evonorm_search.search.space import random_graph
@@ -68,9 +71,13 @@ class Timings:
     """Seconds per call of each timed part of the controller, in call order."""
 
     calls: dict[str, list[float]] = field(default_factory=dict)
+    writing: bool = False  # a write transaction is open
+    inside: float = 0.0  # seconds of timed parts run inside the open write transaction
 
     def add(self, name: str, seconds: float) -> None:
         self.calls.setdefault(name, []).append(seconds)
+        if self.writing:
+            self.inside += seconds
 
     def of(self, name: str, start: int = 0) -> list[float]:
         return self.calls.get(name, [])[start:]
@@ -81,7 +88,9 @@ class Timings:
 
 class TimedStore:
     """The store the controller receives: every `session()` scope timed from entry to commit (or to the
-    end of a read), writes and reads apart. Everything else passes through."""
+    end of a read), writes and reads apart. A group of proposals is open while its proposals are made
+    and checked: the timed parts run inside a write transaction are left out of its time, so each part
+    is counted once. Everything else passes through."""
 
     def __init__(self, inner: st.Store, timings: Timings):
         self._inner = inner
@@ -89,10 +98,20 @@ class TimedStore:
 
     @contextlib.contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Any]:
+        if readonly:
+            started = time.perf_counter()
+            with self._inner.session(readonly=True) as s:
+                yield s
+            self._timings.add("read session", time.perf_counter() - started)
+            return
+        self._timings.writing, self._timings.inside = True, 0.0
         started = time.perf_counter()
-        with self._inner.session(readonly=readonly) as s:
-            yield s
-        self._timings.add("read session" if readonly else "write transaction", time.perf_counter() - started)
+        try:
+            with self._inner.session() as s:
+                yield s
+        finally:
+            self._timings.writing = False
+        self._timings.add("write transaction", time.perf_counter() - started - self._timings.inside)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -195,6 +214,8 @@ class Run:
     cluster: Any  # ClusterStats
     rss_start: float
     rss_end: float
+    outcome_groups: Counter[int] = field(default_factory=Counter)  # outcomes per write transaction: how many
+    proposal_groups: Counter[int] = field(default_factory=Counter)  # candidates per transaction of proposals
 
 
 def paper_config(budget: int) -> SearchConfig:
@@ -234,13 +255,14 @@ def run_configuration(backend: str, url: str, workers: int, args: argparse.Names
 
     rss_start = rss_mb()
     with timed_parts(timings):
-        final = run_search(
+        controller = Controller(  # as run_search drives it, kept to read its group sizes afterwards
             TimedStore(inner, timings),
             search_id,
             TimedEvaluator(simulated, timings),
             progress=watch,
             poll_interval=args.poll_interval,
         )
+        final = controller.run()
     seconds = time.perf_counter() - started
     simulated.close()
     inner.close()
@@ -259,6 +281,8 @@ def run_configuration(backend: str, url: str, workers: int, args: argparse.Names
         cluster=simulated.stats(),
         rss_start=rss_start,
         rss_end=rss_mb(),
+        outcome_groups=Counter(controller.outcome_groups),
+        proposal_groups=Counter(controller.proposal_groups),
     )
 
 
@@ -320,6 +344,14 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def group_sizes(histogram: Counter[int]) -> str:
+    """p50 / max of group sizes given as {size: how many groups}."""
+    if not histogram:
+        return "none"
+    sizes = sorted(histogram.elements())
+    return f"{sizes[len(sizes) // 2]} / {sizes[-1]}"
+
+
 def mean_or_nan(samples: list[float]) -> float:
     return statistics.fmean(samples) if samples else float("nan")
 
@@ -357,7 +389,9 @@ def summary_row(run: Run) -> list[object]:
         f"{cluster_busy(run):.0%}",
         full,
         f"{ms(percentile(writes, 0.5))} / {ms(percentile(writes, 0.99))}",
-        f"{len(writes) / max(run.proposed, 1):.1f}",
+        f"{len(writes) / max(run.proposed, 1):.2f}",
+        group_sizes(run.outcome_groups),
+        group_sizes(run.proposal_groups),
         f"{ms(mean_or_nan(tournaments))} ({len(tournaments):,})" if tournaments else "not reached",
         f"{run.rss_start:.0f} → {run.rss_end:.0f}",
     ]
@@ -377,6 +411,8 @@ SUMMARY_HEADERS = [
     "cluster full",
     "write txn p50 / p99 ms",
     "write txns per candidate",
+    "outcomes per outcome txn p50 / max",
+    "candidates per proposal txn p50 / max",
     "tournament ms (calls)",
     "RSS MiB start → end",
 ]
@@ -462,7 +498,9 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         "its evaluation finishing and its next task (the initial fill and the final drain not counted: where the "
         "controller never filled the cluster, no slot was ever refilled and this share says nothing). Cluster "
         "busy: evaluation time over workers x the run's wall time (fill and drain included). Write "
-        "transaction: one `Store.session()` scope, timed from entry through commit. Tournament: "
+        "transaction: one `Store.session()` scope, timed from entry through commit (a group of outcomes or of "
+        "proposals is one). Outcomes per outcome txn: the outcomes one poll returned are written in groups, "
+        "each one transaction. Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
         + markdown_table(["backend", "workers", *PARTS, "other"], [breakdown_row(r) for r in runs]),

@@ -460,6 +460,8 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     assert "## Throughput" in report and "## Where the controller's time goes" in report
     assert "| SQLite (WAL) | 4 | 30 |" in report and "| PostgreSQL | 12 | 30 |" in report
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
+    # Group commits: the outcomes per outcome transaction and the candidates per transaction of proposals.
+    assert "outcomes per outcome txn p50 / max" in report and "candidates per proposal txn p50 / max" in report
 
 
 def test_the_own_task_benchmark_writes_its_tables(tmp_path):

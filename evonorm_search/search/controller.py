@@ -5,16 +5,27 @@ from the store, so it resumes after any interruption (SIGKILL included): complet
 never repeated, and candidates that were in flight are evaluated again with the next attempt number.
 Each outcome is committed before the population, which selection reads, sees it. The search row
 carries a heartbeat; setting its state to `stopping` (from the CLI or the API) stops the loop.
+
+The write path is group commits (docs/architecture.md, "The write path: group commits"). The outcomes
+of one poll are written in one transaction (split only when writing them would hold it open longer than
+a poll interval), and only after it commits do they reach the population, the ladder and the progress
+report. A fill writes the backlog and its new proposals in groups: each proposal made, checked and
+inserted with its verdict inside the open transaction (`CandidateGroup`), the group closed when it has
+filled the slots free when it opened, at the fill's deadline, or once its fixed cost (closing and
+committing it) is at most `GROUP_OVERHEAD_SHARE` of its time; its candidates are handed to the evaluator
+after the commit. A controller killed inside a group loses the group, never a committed outcome, and
+proposes the same births again on resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,7 +51,7 @@ from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples
 from .pareto import as_vector
-from .rejection import CheapRejections, DuplicateIndex, Rejection, Verdict, cheap_rejections
+from .rejection import CheapRejections, DuplicateIndex, Verdict, cheap_rejections
 from .score_cache import settings_key
 from .scoring import seed_run
 from .selection import Member, Proposal, Strategy, aging_population
@@ -49,6 +60,9 @@ from .validation import store_run
 FINISHED = (SearchState.COMPLETED,)
 _PAGE = 1000
 FAILURES_BEFORE_GIVING_UP = 3  # evaluations failing in a row, before any succeeds, that stop a run
+# A group of proposals stays open until the statements that close and commit it are at most this share of
+# its time (`Controller._group_window`): the commit's cost amortised, the workers' wait kept in proportion.
+GROUP_OVERHEAD_SHARE = 0.1
 
 
 class ControllerError(RuntimeError):
@@ -156,6 +170,12 @@ class Controller:
         self.next_task_id = -1
         self.stop_checked_at = -math.inf  # the last read of a stop request (time.monotonic)
         self.examples_spent = 0  # training examples of the search's own candidates (`compute_budget`)
+        self.events: list[str] = []  # noted since the last report
+        self.group_overhead: float | None = None  # seconds to close and commit a group of proposals (estimate)
+        # How many groups of each size were committed (bounded: one count per size): candidates per group
+        # of proposals, outcomes per group of outcomes.
+        self.proposal_groups: Counter[int] = Counter()
+        self.outcome_groups: Counter[int] = Counter()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -186,25 +206,28 @@ class Controller:
                 continue
             # A fill cut short by its deadline left free workers and work to give them: collect what is
             # done without waiting, and go back to filling.
-            unfilled = len(self.in_flight) < self.evaluator.capacity() and self._has_work()
-            for outcome in self.evaluator.poll(timeout=0.0 if unfilled else self.poll_interval):
-                self._record_outcome(outcome)
+            unfilled = self._free_slots() > 0 and self._has_work()
+            self._record_outcomes(self.evaluator.poll(timeout=0.0 if unfilled else self.poll_interval))
             self._report()
+
+    def _free_slots(self) -> int:
+        return self.evaluator.capacity() - len(self.in_flight)
 
     def _has_work(self) -> bool:
         return bool(self.backlog or self.target_backlog) or self._may_propose()
 
-    def _may_propose(self) -> bool:
+    def _may_propose(self, starting: int = 0) -> bool:
         """Budget left for a new candidate: births, and the compute budget counting what is promised as
         spent (a candidate in training will use a rung-0 run's examples, a promoted candidate's queued or
-        running target seeds a target run's each), so promotions keep the compute they were given."""
+        running target seeds a target run's each), so promotions keep the compute they were given.
+        `starting`: candidates of the open group that start training once it commits."""
         if self.births >= self.config.budget:
             return False
         if self.config.compute_budget is None:
             return True
         targets = [*self.target_backlog, *self.target_tasks.values()]
         own_targets = sum(run.candidate_id not in self.baseline_ids for run in targets)
-        training = len(self.in_flight) - len(self.target_tasks)
+        training = len(self.in_flight) - len(self.target_tasks) + starting
         promised = training * proxy_examples(self.config) + own_targets * target_examples(self.config)
         return self.examples_spent + promised < self.config.compute_budget
 
@@ -315,7 +338,8 @@ class Controller:
             if state is SearchState.STOPPED:
                 self._park_unfinished(s)
             db.release_controller(s, self.search_id, host=self.host, pid=self.pid)
-        return self._report(f"search {state}")
+        self._report(f"search {state}")
+        return self._progress()
 
     def _park_unfinished(self, s: Session) -> None:
         """A stopped search has nothing queued or running: what was in flight goes back to pending with
@@ -334,114 +358,142 @@ class Controller:
     # -- proposing and checking -------------------------------------------------------------------
 
     def _fill(self) -> None:
-        """Keep the evaluator full: first the backlog, then new candidates until the budget is spent.
+        """Keep the evaluator full: first the backlog, then the promotions' target runs, then new candidates
+        until the budget is spent. The backlog and new candidates are written in groups (`_fill_group`).
 
         A fill lasts at most one poll interval: with thousands of free workers, filling them all before
         collecting a result would leave every finished worker idle until the last proposal is stored
         (benchmarks/results/paper-scale-cpu2.md), so the loop goes back to commit results in between."""
         deadline = time.monotonic() + self.poll_interval
-        while len(self.in_flight) < self.evaluator.capacity() and time.monotonic() < deadline:
-            if self.backlog:
-                self._submit(self.backlog.popleft())
+        while self._free_slots() > 0 and time.monotonic() < deadline:
+            if self.backlog or (not self.target_backlog and self._may_propose()):
+                self._fill_group(deadline)
             elif self.target_backlog:  # promotions before new proposals, as ASHA gives them
                 self._submit_target(self.target_backlog.popleft())
-            elif self._may_propose():
-                self._propose_one()
             else:
                 return
             self._heartbeat_if_due()
             if self._stop_requested():
                 return
 
-    def _propose_one(self) -> None:
+    def _group_window(self) -> float:
+        """How long a group of proposals stays open: until the statements that close and commit it (the
+        group's fixed cost, as the last groups measured it) are at most `GROUP_OVERHEAD_SHARE` of its time,
+        never past the fill's deadline. Before any group has been measured, the fill's deadline alone."""
+        if self.group_overhead is None:
+            return math.inf
+        return self.group_overhead / GROUP_OVERHEAD_SHARE
+
+    def _fill_group(self, deadline: float) -> None:
+        """One write transaction for the backlog's next candidates and new proposals, until the slots free
+        when it opened are filled, its window (`_group_window`) or the fill's deadline passes, or target
+        runs are waiting. Proposals are made, checked and inserted in it one by one (`CandidateGroup`: one
+        INSERT each, births and counters once per group), so each later proposal's duplicate check sees
+        the earlier ones. Only once it is committed are its candidates handed to the evaluator and its
+        events reported."""
+        close_at = min(deadline, time.monotonic() + self._group_window())
+        free = self._free_slots()
+        ready: list[tuple[_InFlight, Candidate]] = []  # to hand to the evaluator once committed
+        rejected: list[tuple[Candidate, Verdict]] = []
+        with self.store.session() as s:
+            group = db.CandidateGroup(s, self.search_id, first_birth=self.births)
+            while len(ready) < free:
+                if self.backlog:
+                    item = self.backlog.popleft()
+                    ready.append((item, db.mark_status(s, item.candidate_id, CandidateStatus.RUNNING)))
+                elif not self.target_backlog and self._may_propose(starting=len(ready)):
+                    candidate, verdict = self._propose_one(group)
+                    if verdict.rejection is None:
+                        ready.append((_InFlight(candidate.id, candidate.attempt), candidate))
+                    else:
+                        rejected.append((candidate, verdict))
+                else:
+                    break
+                if time.monotonic() >= close_at:
+                    break
+            closing = time.monotonic()
+            group.close()
+        self._measure_group(time.monotonic() - closing)
+        if len(group):
+            self.proposal_groups[len(group)] += 1
+        for item, candidate in ready:
+            spec = self.baseline_spec if item.candidate_id in self.baseline_ids else self.spec
+            task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, spec, attempt=item.attempt)
+            self.in_flight[item.candidate_id] = item
+            self.evaluator.submit(task)
+        for candidate, verdict in rejected:
+            self._note(f"{_name(candidate)}: {_verdict_text(verdict)}")
+        for _, candidate in ready:
+            self._note(f"{_name(candidate)}: training")
+        self._report()
+
+    def _measure_group(self, seconds: float) -> None:
+        """Fold a group's fixed cost (closing and committing it) into the running estimate."""
+        if self.group_overhead is None:
+            self.group_overhead = seconds
+        else:
+            self.group_overhead += (seconds - self.group_overhead) / 8
+
+    def _propose_one(self, group: db.CandidateGroup) -> tuple[Candidate, Verdict]:
+        """Propose the next birth, run the cheap checks and add it to the open group with their verdict."""
         birth = self.births
         proposal = self.strategy.propose(
             aging_population(self.members, self.config.population), birth, candidate_rng(self.config.seed, birth)
         )
         verdict = self.checks.run(proposal.graph)
-        with self.store.session() as s:
-            candidate = self._add_candidate(s, proposal, verdict)
-            if candidate.birth != birth:
-                raise db.ConflictError(
-                    f"search {self.search_id} got birth {candidate.birth}, expected {birth}: another process is adding "
-                    "candidates to it; this controller must stop"
-                )
-            queued = self._settle_checks(s, candidate.id, verdict)
+        candidate = self._add_candidate(group, proposal, verdict)
         self.births = birth + 1
         self.index.add(candidate.id, verdict.facts.canonical_hash, verdict.facts.fingerprint)
-        if queued:
-            self._submit(_InFlight(candidate.id, candidate.attempt))
-        else:
-            self._report(f"{_name(candidate)}: {_verdict_text(verdict)}")
+        return candidate, verdict
 
-    def _add_candidate(self, s: Session, proposal: Proposal, verdict: Verdict) -> Candidate:
-        """Store the candidate; the store allocates its birth (atomically) in the same transaction."""
+    def _add_candidate(self, group: db.CandidateGroup, proposal: Proposal, verdict: Verdict) -> Candidate:
+        """Store the candidate as its checks left it: running when it goes on to training (it is handed to
+        the evaluator once the group commits), else rejected at the failing stage, every passed check's
+        seconds recorded. A duplicate reuses its original's verdict: its objectives if evaluated, else a
+        rejection saying why. It counts against the budget but never joins the population (the original
+        is, or was, there)."""
         facts = verdict.facts
-        return db.add_candidate(
-            s,
-            self.search_id,
-            graph=proposal.graph.to_dict(),
-            dsl=proposal.graph.to_text(),
-            canonical_hash=facts.canonical_hash or canonical_hash(proposal.graph),
-            fingerprint=facts.fingerprint,
-            parent_id=proposal.parent_id,
-            mutation=proposal.mutation,
-            status=CandidateStatus.PENDING,
-        )
-
-    def _settle_checks(self, s: Session, candidate_id: int, verdict: Verdict) -> bool:
-        """Record the cheap checks; True when the candidate goes on to training."""
         rejection = verdict.rejection
-        for stage, seconds in verdict.seconds.items():
-            if rejection is None or stage != rejection.stage:
-                db.record_check(s, candidate_id, stage, seconds)
+        seconds = {
+            stage.value: t for stage, t in verdict.seconds.items() if rejection is None or stage != rejection.stage
+        }
+        row: dict[str, Any] = {
+            "graph": proposal.graph.to_dict(),
+            "dsl": proposal.graph.to_text(),
+            "canonical_hash": facts.canonical_hash or canonical_hash(proposal.graph),
+            "fingerprint": facts.fingerprint,
+            "parent_id": proposal.parent_id,
+            "mutation": proposal.mutation,
+            "check_seconds": seconds,
+        }
         if rejection is None:
-            db.mark_status(s, candidate_id, CandidateStatus.QUEUED)
-            return True
+            return group.add(**row, status=CandidateStatus.RUNNING)
         rejection_seconds = verdict.seconds.get(rejection.stage)
+        reason = rejection.reason
         if rejection.duplicate_of is not None:
-            self._settle_duplicate(s, candidate_id, rejection, rejection.duplicate_of, rejection_seconds)
-        else:
-            reason = rejection.reason
-            db.record_rejection(s, candidate_id, stage=rejection.stage, reason=reason, seconds=rejection_seconds)
-        return False
-
-    def _settle_duplicate(
-        self, s: Session, candidate_id: int, rejection: Rejection, original_id: int, seconds: float | None
-    ) -> None:
-        """A duplicate reuses its original's verdict: its objectives if evaluated, else a rejection saying why.
-        It counts against the budget but never joins the population (the original is, or was, there)."""
-        original = db.get_candidate(s, original_id)
-        if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
-            db.record_check(s, candidate_id, RejectionStage.DUPLICATE, seconds or 0.0)
-            db.complete_candidate(s, candidate_id, original.objectives, duplicate_of=original.id)
-            return
-        if original.status is CandidateStatus.REJECTED:
-            why = f"; it was rejected ({original.rejection_stage}: {original.rejection_reason})"
-        elif original.status is CandidateStatus.FAILED:
-            why = f"; its evaluation failed ({original.error})"
-        else:
-            why = "; it is still being evaluated"
-        db.record_rejection(
-            s,
-            candidate_id,
-            stage=RejectionStage.DUPLICATE,
-            reason=rejection.reason + why,
-            seconds=seconds,
-            duplicate_of=original.id,
+            original = db.get_candidate(group.session, rejection.duplicate_of)
+            if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
+                seconds[RejectionStage.DUPLICATE.value] = rejection_seconds or 0.0
+                return group.add(
+                    **row, status=CandidateStatus.EVALUATED, duplicate_of=original.id, objectives=original.objectives
+                )
+            if original.status is CandidateStatus.REJECTED:
+                reason += f"; it was rejected ({original.rejection_stage}: {original.rejection_reason})"
+            elif original.status is CandidateStatus.FAILED:
+                reason += f"; its evaluation failed ({original.error})"
+            else:
+                reason += "; it is still being evaluated"
+        if rejection_seconds is not None:
+            seconds[rejection.stage.value] = rejection_seconds
+        return group.add(
+            **row,
+            status=CandidateStatus.REJECTED,
+            rejection_stage=rejection.stage,
+            rejection_reason=reason,
+            duplicate_of=rejection.duplicate_of,
         )
 
     # -- evaluating -------------------------------------------------------------------------------
-
-    def _submit(self, item: _InFlight) -> None:
-        with self.store.session() as s:
-            candidate = db.get_candidate(s, item.candidate_id)
-            db.mark_status(s, item.candidate_id, CandidateStatus.RUNNING)
-        spec = self.baseline_spec if item.candidate_id in self.baseline_ids else self.spec
-        task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, spec, attempt=item.attempt)
-        self.in_flight[item.candidate_id] = item
-        self.evaluator.submit(task)
-        self._report(f"{_name(candidate)}: training")
 
     def _submit_target(self, run: _TargetRun) -> None:
         with self.store.session(readonly=True) as s:
@@ -454,7 +506,7 @@ class Controller:
         self.in_flight[task_id] = _InFlight(task_id, task.attempt)
         self.target_tasks[task_id] = run
         self.evaluator.submit(task)
-        self._report(f"{_name(candidate)}: target task, seed {run.seed}")
+        self._note(f"{_name(candidate)}: target task, seed {run.seed}")
 
     def _target_key(self, seed: int) -> str:
         """The digest of every setting a target run of `seed` depends on (spec, data identity, package
@@ -479,7 +531,7 @@ class Controller:
                 return False
             metrics = {a: {**m, "reused_from": found.candidate_id} for a, m in found.metrics.items()}
             db.record_validation(s, baseline.id, seed=seed, metrics=metrics, durations=dict.fromkeys(metrics, 0.0))
-        self._report(f"{_name(baseline)}: target seed {seed} reused from candidate id {found.candidate_id}")
+        self._note(f"{_name(baseline)}: target seed {seed} reused from candidate id {found.candidate_id}")
         return True
 
     def _record_target_outcome(self, outcome: EvaluationOutcome) -> None:
@@ -495,7 +547,7 @@ class Controller:
             event = f"target seed {run.seed}: mean {scores.score:.3f}"
         else:
             event = f"target seed {run.seed} failed: {scores.error}"
-        self._report(f"candidate id {run.candidate_id}: {event}")
+        self._note(f"candidate id {run.candidate_id}: {event}")
 
     def _promote_at_end(self) -> bool:
         """Rung 0 is complete: the ladder promotes its top (`Ladder.finish`); True when that queued target
@@ -516,28 +568,65 @@ class Controller:
             with self.store.session(readonly=True) as s:
                 self._queue_target_runs(s, promoted)
 
-    def _record_outcome(self, outcome: EvaluationOutcome) -> None:
-        """Commit an outcome; only then may selection see it. Outcomes of stale attempts are ignored."""
-        if outcome.candidate_id in self.target_tasks:
-            self._record_target_outcome(outcome)
-            return
-        item = self.in_flight.get(outcome.candidate_id)
-        if item is None or item.attempt != outcome.attempt:
-            return
-        with self.store.session() as s:
-            for r in outcome.records:
-                db.record_evaluation(
-                    s,
-                    outcome.candidate_id,
-                    architecture=r.architecture,
-                    phase=r.phase,
-                    attempt=r.attempt,
-                    status=r.status,
-                    metrics=r.metrics,
-                    duration_seconds=r.duration,
-                    node=r.node,
-                )
-            candidate = self._settle_outcome(s, outcome)
+    def _record_outcomes(self, outcomes: Sequence[EvaluationOutcome]) -> None:
+        """Commit the outcomes of one poll; only then may selection see them. The search's own outcomes are
+        written in groups (`_commit_outcomes`), a target run's on its own; outcomes of stale attempts are
+        ignored."""
+        group: list[EvaluationOutcome] = []
+        grouped: set[int] = set()
+        for outcome in outcomes:
+            if outcome.candidate_id in self.target_tasks:
+                self._commit_outcomes(group)
+                group = []
+                self._record_target_outcome(outcome)
+                continue
+            item = self.in_flight.get(outcome.candidate_id)
+            if item is None or item.attempt != outcome.attempt or outcome.candidate_id in grouped:
+                continue  # a stale attempt, or reported twice (the first one counts)
+            grouped.add(outcome.candidate_id)
+            group.append(outcome)
+        self._commit_outcomes(group)
+
+    def _commit_outcomes(self, outcomes: Sequence[EvaluationOutcome]) -> None:
+        """Write outcomes in as few transactions as the bound allows: a group holds every outcome left,
+        unless writing them keeps its transaction open longer than one poll interval (the delay the loop
+        allows a stop request or a heartbeat); the rest go in the next group. Each group is committed before
+        its outcomes reach the population, the ladder or the failure count (`_apply_outcome`)."""
+        done = 0
+        while done < len(outcomes):
+            opened = time.monotonic()
+            settled: list[tuple[EvaluationOutcome, Candidate]] = []
+            with self.store.session() as s:
+                for outcome in outcomes[done:]:
+                    settled.append((outcome, self._write_outcome(s, outcome)))
+                    if time.monotonic() - opened >= self.poll_interval:
+                        break
+            done += len(settled)
+            self.outcome_groups[len(settled)] += 1
+            for outcome, candidate in settled:
+                self._apply_outcome(outcome, candidate)
+
+    def _write_outcome(self, s: Session, outcome: EvaluationOutcome) -> Candidate:
+        db.record_evaluations(
+            s,
+            outcome.candidate_id,
+            [
+                {
+                    "architecture": r.architecture,
+                    "phase": r.phase,
+                    "attempt": r.attempt,
+                    "status": r.status,
+                    "metrics": r.metrics,
+                    "duration_seconds": r.duration,
+                    "node": r.node,
+                }
+                for r in outcome.records
+            ],
+        )
+        return self._settle_outcome(s, outcome)
+
+    def _apply_outcome(self, outcome: EvaluationOutcome, candidate: Candidate) -> None:
+        """What a committed outcome changes in memory: the slot, the compute spent, the population, the ladder."""
         del self.in_flight[outcome.candidate_id]
         baseline = outcome.candidate_id in self.baseline_ids
         if not baseline:
@@ -550,8 +639,8 @@ class Controller:
         elif candidate.status is CandidateStatus.EVALUATED and self.ladder is not None:
             with self.store.session(readonly=True) as s:
                 self._queue_target_runs(s, [candidate.id])  # a baseline goes through the last rung too
+        self._note(f"{_name(candidate)}: {_outcome_text(outcome)}")
         self._watch_failures(outcome)
-        self._report(f"{_name(candidate)}: {_outcome_text(outcome)}")
 
     def _watch_failures(self, outcome: EvaluationOutcome) -> None:
         """Stop a search whose evaluations all fail (missing data, a GPU that is not there, a bug)
@@ -620,12 +709,30 @@ class Controller:
         with self.store.session(readonly=True) as s:
             return db.get_search(s, self.search_id).state is SearchState.STOPPING
 
-    def _report(self, event: str | None = None) -> SearchProgress:
+    def _note(self, event: str) -> None:
+        """An event for the next report."""
+        self.events.append(event)
+
+    def _report(self, event: str | None = None) -> None:
+        """Hand the progress to the callback once per event noted since the last report (`event` last), or
+        once with none new: every call of one report from one read of the store, taken after the writes the
+        events describe were committed. Without a callback nothing is read."""
         if event is not None:
-            self.last_event = event
+            self.events.append(event)
+        events, self.events = self.events, []
+        if events:
+            self.last_event = events[-1]
+        if self.progress is None:
+            return
+        progress = self._progress()
+        for each in events[:-1]:
+            self.progress(dataclasses.replace(progress, last_event=each))
+        self.progress(progress)
+
+    def _progress(self) -> SearchProgress:
         with self.store.session(readonly=True) as s:
             summary = db.search_summary(s, self.search_id)
-        progress = SearchProgress(
+        return SearchProgress(
             search_id=self.search_id,
             name=self.name,
             state=str(summary.search.state),
@@ -640,9 +747,6 @@ class Controller:
             elapsed=time.monotonic() - self.started,
             last_event=self.last_event,
         )
-        if self.progress is not None:
-            self.progress(progress)
-        return progress
 
 
 def _allowed_after(state: SearchState) -> frozenset[SearchState]:

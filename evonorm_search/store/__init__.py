@@ -19,6 +19,7 @@ from .baselines import (
     validation_runs,
 )
 from .candidates import (
+    CandidateGroup,
     add_candidate,
     complete_candidate,
     evaluations_of,
@@ -30,6 +31,7 @@ from .candidates import (
     population,
     record_check,
     record_evaluation,
+    record_evaluations,
     record_rejection,
     requeue_candidate,
     stuck_candidates,
@@ -77,6 +79,7 @@ __all__ = [
     "BestValue",
     "Candidate",
     "CandidateDetail",
+    "CandidateGroup",
     "CandidateRole",
     "CandidateStatus",
     "ConflictError",
@@ -124,6 +127,7 @@ __all__ = [
     "rebuild_derived",
     "record_check",
     "record_evaluation",
+    "record_evaluations",
     "record_rejection",
     "record_validation",
     "release_controller",

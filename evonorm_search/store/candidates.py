@@ -8,7 +8,8 @@ and returns the candidate as it is (the first one wins), so a retried or duplica
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..enums import (
     EvaluationStatus,
     RejectionStage,
 )
-from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket
+from .derived import DUPLICATE_HITS, add_objective_rows, admit_to_fronts, bucket_of, shift_bucket, shift_buckets
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .models import Candidate, Evaluation, Search
 from .objectives import objective_values
@@ -112,6 +113,154 @@ def add_candidate(
     if role is CandidateRole.CANDIDATE:
         shift_bucket(session, search_id, None, bucket_of(status))
     return candidate
+
+
+class CandidateGroup:
+    """New candidates of one search added in one transaction, each with its verdict so far (the search
+    controller's proposals of one fill): one INSERT per candidate, with the status it ends the transaction
+    in (queued or running, rejected by a cheap check, or evaluated as a duplicate reusing its original's
+    values), where `add_candidate` and the status changes after it cost a dozen statements. The search's
+    births, its counters and the parents' search are written or checked once for the whole group, by
+    `close`, which the transaction must reach before it commits.
+
+    Births are the caller's, in order from `first_birth` (the controller holding the search knows them).
+    The first `add` allocates the first birth as `next_birth` does and raises ConflictError when another
+    process took it; from then on the search row stays locked until the transaction ends, and `close`
+    allocates the rest in one statement.
+    """
+
+    def __init__(self, session: Session, search_id: int, *, first_birth: int, now: datetime | None = None) -> None:
+        self.session = session
+        self.search_id = search_id
+        self.first_birth = first_birth
+        self.now = moment(now)
+        self.candidates: list[Candidate] = []
+        self._buckets: Counter[str] = Counter()
+        self._related: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def add(
+        self,
+        *,
+        graph: Mapping[str, Any] | Any,
+        dsl: str,
+        canonical_hash: str,
+        fingerprint: str | None = None,
+        parent_id: int | None = None,
+        mutation: Any = None,
+        status: CandidateStatus = CandidateStatus.QUEUED,
+        check_seconds: Mapping[str, float] | None = None,
+        rejection_stage: RejectionStage | None = None,
+        rejection_reason: str | None = None,
+        duplicate_of: int | None = None,
+        objectives: Mapping[str, float] | None = None,
+    ) -> Candidate:
+        """Store the next candidate (birth `first_birth + len(self)`). `status` is pending, queued or
+        running; rejected with `rejection_stage` and `rejection_reason`; or evaluated with `duplicate_of`
+        and `objectives`, its original's stored values."""
+        status = CandidateStatus(status)
+        stage = None if rejection_stage is None else RejectionStage(rejection_stage)
+        _check_new_verdict(status, stage, rejection_reason, duplicate_of, objectives)
+        if not isinstance(dsl, str) or not dsl.strip():
+            raise InvalidInputError("a candidate needs its DSL text (graph.to_text())")
+        if not isinstance(canonical_hash, str) or not canonical_hash:
+            raise InvalidInputError("a candidate needs its canonical hash (es.canonical_hash(graph))")
+        seconds = {}
+        for name, value in (check_seconds or {}).items():
+            checked = _check_seconds(value, f"the time of the {name} check")
+            if checked is not None:
+                seconds[RejectionStage(name).value] = checked
+        birth = self.first_birth + len(self.candidates)
+        if not self.candidates:
+            allocated = next_birth(self.session, self.search_id)
+            if allocated != birth:
+                raise ConflictError(
+                    f"search {self.search_id} is at birth {allocated}, expected {birth}: another process is adding "
+                    "candidates to it"
+                )
+        candidate = Candidate(
+            search_id=self.search_id,
+            birth=birth,
+            graph=_graph_json(graph),
+            dsl=dsl,
+            canonical_hash=canonical_hash,
+            fingerprint=fingerprint,
+            parent_id=parent_id,
+            mutation=json_safe(mutation, "mutation"),
+            status=status,
+            rejection_stage=stage,
+            rejection_reason=rejection_reason,
+            duplicate_of=duplicate_of,
+            objectives=None if objectives is None else json_safe(dict(objectives), "objectives"),
+            check_seconds=seconds,
+            attempt=0,
+            role=CandidateRole.CANDIDATE,
+            created_at=self.now,
+            updated_at=self.now,
+            heartbeat_at=self.now,
+            finished_at=self.now if status in TERMINAL_STATUSES else None,
+        )
+        self.session.add(candidate)
+        self.session.flush()
+        self.candidates.append(candidate)
+        self._buckets[bucket_of(status, stage)] += 1
+        if duplicate_of is not None:
+            self._buckets[DUPLICATE_HITS] += 1
+        self._related |= {i for i in (parent_id, duplicate_of) if i is not None}
+        return candidate
+
+    def close(self) -> None:
+        """Check the parents and originals named, allocate the group's other births, shift its counters."""
+        if not self.candidates:
+            return
+        if self._related:
+            found = dict(
+                self.session.execute(
+                    select(Candidate.id, Candidate.search_id).where(Candidate.id.in_(sorted(self._related)))
+                ).all()
+            )
+            for related in sorted(self._related):
+                if related not in found:
+                    raise NotFoundError(f"parent candidate {related} does not exist")
+                if found[related] != self.search_id:
+                    raise InvalidInputError(
+                        f"parent candidate {related} belongs to search {found[related]}, not {self.search_id}"
+                    )
+        rest = len(self.candidates) - 1
+        if rest:
+            self.session.execute(
+                update(Search)
+                .where(Search.id == self.search_id)
+                .values(next_birth=Search.next_birth + rest)
+                .execution_options(synchronize_session=False)
+            )
+        shift_buckets(self.session, self.search_id, self._buckets)
+
+
+def _check_new_verdict(
+    status: CandidateStatus,
+    stage: RejectionStage | None,
+    reason: str | None,
+    duplicate_of: int | None,
+    objectives: Mapping[str, float] | None,
+) -> None:
+    if status is CandidateStatus.REJECTED:
+        if stage is None or not isinstance(reason, str) or not reason.strip():
+            raise InvalidInputError("a rejected candidate needs its rejection stage and reason")
+    elif stage is not None or reason is not None:
+        raise InvalidInputError(f"a {status} candidate has no rejection")
+    if status is CandidateStatus.EVALUATED and (duplicate_of is None or objectives is None):
+        raise InvalidInputError("a new candidate is evaluated only as a duplicate, with its original's values")
+    if status is not CandidateStatus.EVALUATED and objectives is not None:
+        raise InvalidInputError(f"a {status} candidate has no objective values")
+    if status is CandidateStatus.FAILED:
+        raise InvalidInputError("a new candidate cannot have failed")
+    if duplicate_of is not None and status not in (CandidateStatus.EVALUATED, CandidateStatus.REJECTED):
+        raise InvalidInputError("duplicate_of belongs to duplicates, rejected or evaluated with the original's values")
+    if duplicate_of is not None and status is CandidateStatus.REJECTED and stage is not RejectionStage.DUPLICATE:
+        raise InvalidInputError(f"duplicate_of belongs to duplicate rejections, not {stage}")
 
 
 def _graph_json(graph: Mapping[str, Any] | Any) -> dict[str, Any]:
@@ -345,6 +494,53 @@ def record_evaluation(
 ) -> Evaluation:
     """Store one evaluation outcome, once: recording the same (candidate, architecture, phase, attempt)
     again returns the stored row unchanged, also when two sessions race (INSERT ... ON CONFLICT DO NOTHING)."""
+    row = _evaluation_row(
+        candidate_id,
+        architecture=architecture,
+        phase=phase,
+        attempt=attempt,
+        status=status,
+        metrics=metrics,
+        duration_seconds=duration_seconds,
+        node=node,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+    get_candidate(session, candidate_id)
+    _insert_evaluations(session, [row])
+    key = {k: row[k] for k in _EVALUATION_KEY}
+    return session.execute(
+        select(Evaluation)
+        .where(*(getattr(Evaluation, k) == v for k, v in key.items()))
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def record_evaluations(session: Session, candidate_id: int, records: Sequence[Mapping[str, Any]]) -> None:
+    """Store several evaluation outcomes of one candidate (each a mapping of `record_evaluation`'s keyword
+    arguments) in one statement, each once as `record_evaluation` stores it; nothing is read back."""
+    rows = [_evaluation_row(candidate_id, **record) for record in records]
+    if rows:
+        get_candidate(session, candidate_id)
+        _insert_evaluations(session, rows)
+
+
+_EVALUATION_KEY = ("candidate_id", "architecture", "phase", "attempt")
+
+
+def _evaluation_row(
+    candidate_id: int,
+    *,
+    architecture: str,
+    phase: EvaluationPhase,
+    attempt: int,
+    status: EvaluationStatus,
+    metrics: Mapping[str, Any],
+    duration_seconds: float,
+    node: str | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
     phase, status = EvaluationPhase(phase), EvaluationStatus(status)
     if not isinstance(architecture, str) or not architecture or len(architecture) > 100:
         raise InvalidInputError(f"architecture must be a name of 1 to 100 characters, got {architecture!r}")
@@ -355,10 +551,11 @@ def record_evaluation(
     duration = _check_seconds(duration_seconds, "duration_seconds")
     if duration is None:
         raise InvalidInputError("an evaluation needs its duration_seconds")
-    get_candidate(session, candidate_id)
-    key = {"candidate_id": candidate_id, "architecture": architecture, "phase": phase, "attempt": attempt}
-    row = {
-        **key,
+    return {
+        "candidate_id": candidate_id,
+        "architecture": architecture,
+        "phase": phase,
+        "attempt": attempt,
         "status": status,
         "metrics": json_safe(dict(metrics), "metrics"),
         "duration_seconds": duration,
@@ -366,13 +563,11 @@ def record_evaluation(
         "started_at": None if started_at is None else moment(started_at),
         "finished_at": moment(finished_at),
     }
+
+
+def _insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> None:
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Evaluation).values(**row).on_conflict_do_nothing(index_elements=list(key)))
-    return session.execute(
-        select(Evaluation)
-        .where(*(getattr(Evaluation, k) == v for k, v in key.items()))
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    session.execute(insert(Evaluation).values(rows).on_conflict_do_nothing(index_elements=list(_EVALUATION_KEY)))
 
 
 def evaluations_of(session: Session, candidate_id: int) -> list[Evaluation]:

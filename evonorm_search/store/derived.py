@@ -63,6 +63,17 @@ def shift_bucket(session: Session, search_id: int, old: str | None, new: str | N
             )
 
 
+def shift_buckets(session: Session, search_id: int, deltas: Mapping[str, int]) -> None:
+    """Add `deltas` to the search's counters, one statement per bucket changed (a group of changes at once)."""
+    for bucket, delta in sorted(deltas.items()):
+        if delta:
+            session.execute(
+                update(SearchCounter)
+                .where(SearchCounter.search_id == search_id, SearchCounter.bucket == bucket)
+                .values(count=SearchCounter.count + delta)
+            )
+
+
 def counts(session: Session, search_id: int) -> dict[str, int]:
     return dict(session.execute(_counts_query(), {"search_id": search_id}).all())
 

@@ -358,3 +358,95 @@ def test_complete_candidate_is_final_and_accepts_numpy_values(store, search_id):
     with store.session() as s:
         assert st.search_summary(s, search_id).evaluated == 1
         assert [c.id for c in st.pareto_front(s, search_id)] == [candidate.id]
+
+
+# -- a group of new candidates (the controller's proposals of one fill) --------------------------------
+
+
+def _grouped(group, key, **kwargs):
+    return group.add(graph=GRAPH_OF_GROUP, dsl="relu(x)", canonical_hash=f"hash-{key}", **kwargs)
+
+
+GRAPH_OF_GROUP = es.library.get("relu").to_dict()
+
+
+def test_a_group_adds_candidates_with_their_verdicts_births_and_counters_once(store, search_id):
+    with store.session() as s:
+        original = evaluated(s, search_id, values(0.5, 0.4, 2.0), key="original")  # birth 0
+        group = st.CandidateGroup(s, search_id, first_birth=1)
+        running = _grouped(group, 1, status=C.RUNNING, parent_id=original.id, check_seconds={"static": 0.5})
+        rejected = _grouped(
+            group, 2, status=C.REJECTED, rejection_stage=R.NUMERIC, rejection_reason="nan", check_seconds={"numeric": 1}
+        )
+        copy = _grouped(
+            group, 3, status=C.EVALUATED, duplicate_of=original.id, objectives=original.objectives, mutation="random"
+        )
+        echo = _grouped(
+            group, 4, status=C.REJECTED, rejection_stage=R.DUPLICATE, rejection_reason="same", duplicate_of=1
+        )
+        group.close()
+        assert len(group) == 4 and [c.birth for c in group.candidates] == [1, 2, 3, 4]
+        assert st.next_birth(s, search_id) == 5
+        _assert_counters_match_a_recount(s, search_id)
+    with store.session(readonly=True) as s:
+        summary = st.search_summary(s, search_id)
+        assert summary.total == 5 and summary.duplicate_hits == 2
+        assert summary.by_status[C.RUNNING] == 1 and summary.rejected_by_stage[R.NUMERIC] == 1
+        stored = {c.id: c for c in st.list_candidates(s, search_id, limit=10).items}
+    assert stored[running.id].check_seconds == {"static": 0.5} and stored[running.id].parent_id == original.id
+    assert stored[rejected.id].rejection_reason == "nan" and stored[rejected.id].finished_at is not None
+    assert stored[copy.id].objectives == original.objectives and stored[copy.id].duplicate_of == original.id
+    assert stored[echo.id].duplicate_of == 1 and stored[echo.id].rejection_stage is R.DUPLICATE
+    with store.session(readonly=True) as s:  # a duplicate joins neither the fronts nor the sorted pages
+        assert [c.id for c in st.pareto_front(s, search_id)] == [original.id]
+
+
+def test_a_group_refuses_births_another_process_took_and_rolls_back_whole(store, search_id):
+    with store.session() as s:
+        make_candidate(s, search_id, "first")  # birth 0 taken
+    with pytest.raises(st.ConflictError, match="another process"), store.session() as s:
+        _grouped(st.CandidateGroup(s, search_id, first_birth=0), "late", status=C.QUEUED)
+    with store.session() as s:
+        other = make_search(s).id
+    with pytest.raises(st.InvalidInputError, match="belongs to search"), store.session() as s:
+        group = st.CandidateGroup(s, other, first_birth=0)
+        _grouped(group, "a", status=C.QUEUED)
+        _grouped(group, "b", status=C.QUEUED, parent_id=1)  # candidate 1 is the first search's
+        group.close()
+    with store.session(readonly=True) as s:  # nothing of either group was kept
+        assert st.search_summary(s, search_id).total == 1 and st.search_summary(s, other).total == 0
+        assert st.list_candidates(s, other, limit=10).items == [] and st.get_search(s, other).next_birth == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"status": C.REJECTED}, "rejection stage and reason"),
+        ({"status": C.QUEUED, "rejection_stage": R.STATIC, "rejection_reason": "x"}, "has no rejection"),
+        ({"status": C.EVALUATED, "objectives": {"a": 1.0}}, "only as a duplicate"),
+        ({"status": C.FAILED}, "cannot have failed"),
+        ({"status": C.QUEUED, "duplicate_of": 1}, "duplicate_of belongs"),
+        ({"status": C.RUNNING, "check_seconds": {"static": -1.0}}, "non-negative"),
+    ],
+)
+def test_a_group_refuses_malformed_verdicts(store, search_id, kwargs, message):
+    with pytest.raises(st.InvalidInputError, match=message), store.session() as s:
+        _grouped(st.CandidateGroup(s, search_id, first_birth=0), "x", **kwargs)
+
+
+def test_record_evaluations_writes_each_row_once(store, search_id):
+    rows = [
+        {"architecture": a, "phase": st.EvaluationPhase.PROXY, "attempt": 0, "status": st.EvaluationStatus.SUCCEEDED,
+         "metrics": {"accuracy": 0.5}, "duration_seconds": 1.0}
+        for a in ("resnet", "mobilenet")
+    ]  # fmt: skip
+    with store.session() as s:
+        candidate = make_candidate(s, search_id, "e")
+        st.record_evaluations(s, candidate.id, rows)
+        st.record_evaluations(s, candidate.id, rows)  # again: nothing changes
+        assert [(e.architecture, e.attempt) for e in st.evaluations_of(s, candidate.id)] == [
+            ("mobilenet", 0),
+            ("resnet", 0),
+        ]
+        with pytest.raises(st.InvalidInputError, match="duration_seconds"):
+            st.record_evaluations(s, candidate.id, [{**rows[0], "duration_seconds": -1.0}])
