@@ -535,9 +535,10 @@ def target_cost(config: SearchConfig) -> float | None:
 class TargetVerdict:
     """The choice rule on one target setting."""
 
-    normalizers_above_controls: bool  # every seed of each normalizer above every seed of every control
+    normalizers_above_controls: bool  # every normalizer seed above every control seed, by more than their spread
     room_at_the_top: bool  # the best normalizer below 0.98, or the normalizers' order beyond their spread
-    worst_margin: float  # the smallest (normalizer seed - control seed); negative where the rule fails
+    worst_margin: float  # the smallest (normalizer seed - control seed); negative where a control wins a seed
+    spread: float  # the normalizers' largest std over seeds: a margin below it is within their noise
     cost: float | None
 
     @property
@@ -556,16 +557,23 @@ def target_verdict(config: SearchConfig, run: TargetRun) -> TargetVerdict:
     apart = any(
         abs(means[a] - means[b]) > stds[a] + stds[b] for i, a in enumerate(normalizers) for b in normalizers[i + 1 :]
     )
-    return TargetVerdict(margin > 0, max(means.values()) < 0.98 or apart, margin, target_cost(run.config))
+    spread = max(stds.values())
+    return TargetVerdict(margin > spread, max(means.values()) < 0.98 or apart, margin, spread, target_cost(run.config))
+
+
+def seconds_per_trained_layer(run: TargetRun) -> str:
+    """Training seconds per layer this run trained; the cache keeps scores, not times."""
+    trained = len(run.layers) - run.cached
+    return f"{run.seconds / trained:.0f}" if trained else "all served from the cache"
 
 
 def target_choice_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
     """Each setting against the choice rule, and the cheapest setting that meets it."""
     verdicts = {name: target_verdict(config, run) for name, run in runs.items()}
     rows = [
-        [name, "yes" if v.normalizers_above_controls else "no", f"{v.worst_margin:+.3f}",
-         "yes" if v.room_at_the_top else "no", "-" if v.cost is None else f"{v.cost:.0f}",
-         f"{runs[name].seconds / max(1, len(runs[name].layers) - runs[name].cached):.0f}",
+        [name, "yes" if v.normalizers_above_controls else "no", f"{v.worst_margin:+.3f}", f"{v.spread:.3f}",
+         "yes" if v.room_at_the_top else "no", "-" if v.cost is None else f"{v.cost:.2f}",
+         seconds_per_trained_layer(runs[name]),
          "yes" if v.qualifies else "no"]
         for name, v in verdicts.items()
     ]  # fmt: skip
@@ -581,7 +589,9 @@ def target_choice_section(config: SearchConfig, runs: dict[str, TargetRun]) -> s
     return (
         "## The choice of target\n\n"
         f"A setting qualifies when every seed of each normalizer ({normalizers}) scores above every seed of "
-        "every control (the margin column: the lowest normalizer seed less the highest control seed), and the "
+        "every control by more than the normalizers' spread (the margin: the lowest normalizer seed less the "
+        "highest control seed; the spread: the largest std of a normalizer over seeds; a margin inside that noise "
+        "could vanish with the next seed), and the "
         "normalizers leave room at the top to rank good layers (the best below 0.98, or two normalizers apart "
         "by more than the sum of their stds). Among those the cheapest wins, by the tokens times blocks one "
         "layer trains per seed (millions; independent of the machine's load). Seconds per layer: the setting's "
@@ -589,8 +599,9 @@ def target_choice_section(config: SearchConfig, runs: dict[str, TargetRun]) -> s
         + markdown_table(
             [
                 "setting",
-                "normalizers above every control, every seed",
+                "normalizers above every control, every seed, beyond their spread",
                 "margin",
+                "spread",
                 "room at the top",
                 "token-blocks (M)",
                 "seconds per layer",
