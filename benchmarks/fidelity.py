@@ -129,19 +129,19 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-# Transformer proxy settings (examples/transformer.yaml: MNIST-1D in patches of 4, pre- and post-norm
-# encoders of width 32 and depth 4, 200 AdamW steps of 64). Settings measured at depth 2 name their
-# encoders, so their rows stay what was measured whatever the default becomes.
+# Transformer proxy settings on MNIST-1D (examples/transformer-mnist1d.yaml: patches of 4, pre- and
+# post-norm encoders of width 32 and depth 4, 200 AdamW steps of 64). Settings measured at depth 2 name
+# their encoders, so their rows stay what was measured whatever the default becomes.
 _ADAMW = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 20,
           "steps": 200, "batch_size": 64, "device": "cpu", "threads": 1}  # fmt: skip
 
 
-def _encoders(depth: int = 4, width: int = 32, patch_size: int = 4) -> list[dict]:
+def _encoders(depth: int = 4, width: int = 32, patch_size: int = 4, placements=("pre", "post")) -> list[dict]:
     return [{"kind": "transformer", "name": p, "placement": p, "width": width, "heads": 4, "depth": depth,
-             "mlp_ratio": 2, "patch_size": patch_size} for p in ("pre", "post")]  # fmt: skip
+             "mlp_ratio": 2, "patch_size": patch_size} for p in placements]  # fmt: skip
 
 
-TRANSFORMER_VARIANTS: dict[str, dict] = {
+MNIST1D_VARIANTS: dict[str, dict] = {
     "default": {},
     # Half as deep: half the cost, and its ranking predicts the target's less well.
     "depth 2": {"architectures": _encoders(depth=2)},
@@ -153,6 +153,20 @@ TRANSFORMER_VARIANTS: dict[str, dict] = {
     "depth 2, lr 0.01": {"architectures": _encoders(depth=2), "training": {**_ADAMW, "lr": 0.01}},
     "depth 2, 400 steps of 64": {"architectures": _encoders(depth=2),
                                  "training": {**_ADAMW, "steps": 400, "warmup_steps": 40}},
+}  # fmt: skip
+
+
+# Transformer proxy settings on recall (examples/transformer.yaml: one token per pair, pre- and post-norm
+# encoders of width 32 and depth 4, 150 AdamW steps of 64 at lr 0.02), each one step from the default:
+# which placements the two proxies use, their depth, the target's learning rate, twice the steps.
+_RECALL_ADAMW = {**_ADAMW, "lr": 0.02, "steps": 150, "warmup_steps": 25}
+TRANSFORMER_VARIANTS: dict[str, dict] = {
+    "default": {},
+    "pre and peri": {"architectures": _encoders(patch_size=1, placements=("pre", "peri"))},
+    "pre only": {"architectures": _encoders(patch_size=1, placements=("pre",))},
+    "depth 2": {"architectures": _encoders(depth=2, patch_size=1)},
+    "lr 0.03": {"training": {**_RECALL_ADAMW, "lr": 0.03}},
+    "300 steps": {"training": {**_RECALL_ADAMW, "steps": 300, "warmup_steps": 50}},
 }  # fmt: skip
 
 
@@ -225,12 +239,12 @@ CONVOLUTIONAL = Family(
     rule="A proxy setting qualifies when the target keeps at least 3x its norm-activation slots and 5x its "
     "training examples and every control stays below every baseline (the table above)",
 )  # fmt: skip
-TRANSFORMER = Family(
-    TRANSFORMER_VARIANTS,
+TRANSFORMER_MNIST1D = Family(
+    MNIST1D_VARIANTS,
     TARGET_VARIANTS,
     None,
-    "fidelity-transformer",
-    "Proxy fidelity for transformers: proxy scores against the target task, and placement",
+    "fidelity-transformer-mnist1d",
+    "Proxy fidelity for transformers on MNIST-1D: proxy scores against the target task, and placement",
     "search-transformer",
     "rmsnorm",
     min_slots=1.01, min_examples=2, needs_control_rule=False,
@@ -239,11 +253,28 @@ TRANSFORMER = Family(
     "identity, relu(x) and x + relu(x) score above baselines (the layer table), so no proxy that ranks like "
     "the target keeps every control below every baseline",
 )  # fmt: skip
+TRANSFORMER = Family(
+    TRANSFORMER_VARIANTS,
+    RECALL_TARGETS,
+    None,
+    "fidelity-transformer",
+    "Proxy fidelity for transformers on recall: proxy scores against the target task, and placement",
+    "search-transformer",
+    "rmsnorm",
+    min_slots=1.01, min_examples=2, needs_control_rule=True,
+    rule="A proxy setting qualifies when the target is deeper (more norm-activation slots than the proxies), "
+    "sees at least 2x its training examples, and every control stays below every baseline on the proxies",
+)  # fmt: skip
+TRANSFORMER_FAMILIES = (TRANSFORMER, TRANSFORMER_MNIST1D)
 PLACEMENTS = ("pre", "post", "peri", "mix")
 
 
 def family_of(config: SearchConfig) -> Family:
-    return TRANSFORMER if any(a.kind in TRANSFORMER_KINDS for a in config.architectures) else CONVOLUTIONAL
+    """Convolutional, or a transformer family by the proxies' data: recall (examples/transformer.yaml) or
+    MNIST-1D (examples/transformer-mnist1d.yaml, the measurements before recall)."""
+    if not any(a.kind in TRANSFORMER_KINDS for a in config.architectures):
+        return CONVOLUTIONAL
+    return TRANSFORMER_MNIST1D if config.data.name == "mnist1d" else TRANSFORMER
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,7 +442,7 @@ def run(args: argparse.Namespace) -> Path:
             results[name] = proxy_scores(variant, layers, evaluator, args.reuse_proxies)
             print(f"{name}: {summarize(config, layers, results[name], target.scores, args.seed)}", flush=True)
         placement = None
-        if family is TRANSFORMER:
+        if family in TRANSFORMER_FAMILIES and not args.skip_placement:
             chosen_layers = placement_layers(config, layers)
             by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers,
                                             target.scores)  # fmt: skip
@@ -739,7 +770,7 @@ def smoke_config(config: SearchConfig) -> SearchConfig:
     tiny_train = {"optimizer": "sgd", "lr": 0.05, "steps": 3, "batch_size": 16, "device": "cpu", "threads": 1}
     tiny_data = {"name": "synthetic", "samples": 60, "test_samples": 30, "synthetic_shape": [1, 8]}
     tiny_arch: list[dict] = [{"kind": "resnet", "width": 4, "blocks": [1]}]
-    if family_of(config) is TRANSFORMER:  # the smoke run keeps the family: its placement table too
+    if family_of(config) in TRANSFORMER_FAMILIES:  # the smoke run keeps the family: its placement table too
         tiny_arch = [{"kind": "transformer", "name": p, "placement": p, "width": 8, "heads": 2, "depth": 1,
                       "mlp_ratio": 2, "patch_size": 4} for p in ("pre", "post")]  # fmt: skip
     mapping = config.model_dump(mode="json")
@@ -1013,12 +1044,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--variants", type=lambda text: text.split(";"), default=None,
         help="semicolon-separated proxy settings to score (default: all of the configuration's family: "
-        f"{', '.join(VARIANTS)} for convolutional networks, {', '.join(TRANSFORMER_VARIANTS)} for transformers)",
+        f"{', '.join(VARIANTS)} for convolutional networks, {', '.join(TRANSFORMER_VARIANTS)} for transformers on "
+        f"recall, {', '.join(MNIST1D_VARIANTS)} on MNIST-1D)",
     )  # fmt: skip
     parser.add_argument(
         "--target-variants", type=lambda text: [t for t in text.split(";") if t], default=None,
         help="semicolon-separated target settings to score the baselines and controls on ('' for none; "
-        f"default: all of the family's: {', '.join(TARGET_VARIANTS)} for transformers, none for "
+        f"default: all of the family's: {', '.join(RECALL_TARGETS)} for transformers on recall, also "
+        f"{', '.join(t for t in TARGET_VARIANTS if t not in RECALL_TARGETS)} on MNIST-1D, none for "
         "convolutional networks)",
     )  # fmt: skip
     parser.add_argument(
@@ -1026,6 +1059,9 @@ def main(argv: list[str] | None = None) -> Path:
         help="only choose a target: the baselines and controls on the target settings (--target-variants; "
         "'default' names the configuration's own target), no proxies",
     )  # fmt: skip
+    parser.add_argument(
+        "--skip-placement", action="store_true", help="transformers: leave the placement table out (it trains most)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
     family = family_of(SearchConfig.from_yaml(Path(args.config)))
