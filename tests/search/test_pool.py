@@ -53,3 +53,17 @@ def test_a_candidate_in_flight_cannot_be_submitted_twice(pool):
     pool.submit(task)
     with pytest.raises(RuntimeError, match="already in flight"):
         pool.submit(task)
+
+
+def test_as_a_context_manager_the_pool_closes_on_leaving_the_block_errors_included():
+    spec = tiny_config(training={"steps": 5, "batch_size": 16, "device": "cpu", "threads": 1}).proxy_spec()
+    layer = LayerToScore(library.get("gn_relu"), "gn_relu")
+    with ProcessPoolEvaluator(1) as evaluator:
+        (score,) = score_layers([layer], [spec], evaluator, poll_interval=0.05)
+    assert score.errors == []
+    with pytest.raises(RuntimeError, match="shutdown"):  # closed: it takes no more work
+        evaluator.submit(EvaluationTask(0, 1, layer.graph.to_dict(), spec))
+    with pytest.raises(KeyError), ProcessPoolEvaluator(1) as failing:
+        raise KeyError("a caller's error")
+    with pytest.raises(RuntimeError, match="shutdown"):
+        failing.submit(EvaluationTask(0, 1, layer.graph.to_dict(), spec))
