@@ -147,7 +147,7 @@ def test_a_frozen_worker_with_no_retries_left_fails_with_the_silence_named(clust
 
 
 def test_an_evaluation_past_its_time_limit_fails(cluster):
-    ev = evaluator(body=functools.partial(bodies.sleepy, 120.0), timeout=1.0)
+    ev = evaluator(body=functools.partial(bodies.sleepy, 120.0), evaluation_timeout=1.0)
     try:
         ev.submit(make_task(11))
         [outcome] = poll_until(ev, 1)
