@@ -14,6 +14,8 @@ TORCHVISION ?= torchvision==0.28.0
 .PHONY: install demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
+	@# The floor of pyproject.toml's requires-python (docs/architecture.md, "Python"), said before pip says less.
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 11) else "$(PYTHON) is Python %d.%d: evonorm-search needs 3.11 or newer (make PYTHON=python3.11 ...)" % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first, so the project's range is satisfied by the build chosen here (CPU by default).

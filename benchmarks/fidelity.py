@@ -432,8 +432,7 @@ def run(args: argparse.Namespace) -> Path:
     seeds = config.validation.seed_list(args.seeds)
     layers = layer_set(config, args.random, args.seed, family.search if args.search_winners else None)
     print(f"{len(layers)} layers; target seeds {seeds}", flush=True)
-    evaluator = ProcessPoolEvaluator(args.workers)
-    try:
+    with ProcessPoolEvaluator(args.workers) as evaluator:
         target = score_target(config, layers, seeds, evaluator, args.reuse_target)
         chosen = ["default"] if args.smoke else (args.variants or list(family.variants))
         variants = {name: variant_config(config, family.variants[name]) for name in chosen}
@@ -453,8 +452,6 @@ def run(args: argparse.Namespace) -> Path:
         if names:
             targets = target_variant_scores(config, layers, target.scores, seeds, evaluator, args.reuse_target,
                                             {name: available[name] for name in names})  # fmt: skip
-    finally:
-        evaluator.close()
     report = Report(config, family, layers, seeds, target, variants, results, placement, targets)
     return write_report(args, report)
 
@@ -521,15 +518,12 @@ def run_targets_only(args: argparse.Namespace) -> Path:
     layers = [layer for layer in layer_set(config, 0, args.seed) if layer.label in wanted]
     available = target_settings(family, args.smoke)
     names = args.target_variants if args.target_variants is not None else list(available)
-    evaluator = ProcessPoolEvaluator(args.workers)
     runs: dict[str, TargetRun] = {}
-    try:
+    with ProcessPoolEvaluator(args.workers) as evaluator:
         for name in names:
             variant = config if name == "default" else target_variant_config(config, available[name])
             scores = score_target(variant, layers, seeds, evaluator, args.reuse_target, what=f"target {name}")
             runs[name] = TargetRun(variant, layers, scores.scores, scores.seconds, scores.served)
-    finally:
-        evaluator.close()
     served = sum(run.cached for run in runs.values())
     trained = sum(len(run.layers) - run.cached for run in runs.values())
     header = (

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, write_result
 from fidelity import CONTROLS, scores_through_cache, smoke_config
-from search import QUICK, LoadSampler, search_run
+from search import QUICK, LoadSampler, proxy_accuracy, search_run
 
 import evonorm_search as es
 from evonorm_search import statistics as decide
@@ -154,7 +154,7 @@ def ladder_run(config: SearchConfig, workdir: str) -> LadderRun:
                 f"{config.mode}-{config.seed}#{cid}",
                 cid,
                 c.dsl,
-                statistics.fmean(c.objectives.values()),
+                proxy_accuracy(c),
                 cid in ladder.promoted,
                 cid in after,
                 target,
@@ -204,11 +204,8 @@ def _mean(accuracies: dict[str, float]) -> float:
 
 
 def score(layers: list[LayerToScore], specs, workers: int):
-    evaluator = ProcessPoolEvaluator(workers)
-    try:
+    with ProcessPoolEvaluator(workers) as evaluator:
         return scores_through_cache(layers, specs, evaluator, reuse=True)
-    finally:
-        evaluator.close()
 
 
 def references(base: SearchConfig) -> list[str]:

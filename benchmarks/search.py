@@ -61,6 +61,7 @@ import evonorm_search as es
 from evonorm_search import statistics as decide
 from evonorm_search.search import DuplicateIndex, EvaluationTask, InProcessEvaluator, SearchConfig, evaluate_task
 from evonorm_search.search.controller import build_checks, create_search, run_search
+from evonorm_search.search.objectives import mean_accuracy
 from evonorm_search.search.pareto import hypervolume
 from evonorm_search.search.pool import ProcessPoolEvaluator
 from evonorm_search.search.rejection import STAGES
@@ -189,17 +190,23 @@ class RunResult:
         return [[c.objectives[o.name] for o in self.objectives] for c in self.originals(upto)]
 
     def best_mean(self, upto: int | None = None) -> float:
-        return max((statistics.fmean(v) for v in self.vectors(upto)), default=0.0)
+        """The best mean proxy accuracy over the architectures (other objectives, such as cost, left out)."""
+        return max((proxy_accuracy(c) for c in self.originals(upto)), default=0.0)
 
     def hypervolume(self, upto: int | None = None) -> float:
         return hypervolume(self.vectors(upto), self.objectives, [0.0] * len(self.objectives))
 
     def ranked(self) -> list:
-        return sorted(self.originals(), key=lambda c: -statistics.fmean(c.objectives.values()))
+        return sorted(self.originals(), key=lambda c: -proxy_accuracy(c))
 
     def normalizing_share(self, top: int = 10) -> float:
         best = self.ranked()[:top]
         return sum(bool(es.Graph.from_dict(c.graph).axes) for c in best) / len(best) if best else 0.0
+
+
+def proxy_accuracy(candidate) -> float:
+    """A stored candidate's mean accuracy over the proxy architectures (0 where it has none)."""
+    return mean_accuracy(candidate.objectives) or 0.0
 
 
 def search_run(config: SearchConfig, workdir: str) -> RunResult:
@@ -282,11 +289,8 @@ def validate_best(
     layers = [
         LayerToScore(es.Graph.from_dict(c.graph), f"{runs[i].mode}-{runs[i].seed}#{rank}") for i, rank, c in picks
     ]
-    evaluator = ProcessPoolEvaluator(workers)
-    try:
+    with ProcessPoolEvaluator(workers) as evaluator:
         target = score_target(config, layers, seeds, evaluator, reuse=True)
-    finally:
-        evaluator.close()
     best: dict[int, dict] = {}
     for (i, rank, c), score in zip(picks, target.scores, strict=True):
         if score.get("mean") is not None and (i not in best or score["mean"] > best[i]["mean"]):
@@ -294,7 +298,7 @@ def validate_best(
                 **score,
                 "proxy_rank": rank,
                 "dsl": c.dsl,
-                "proxy_score": statistics.fmean(c.objectives.values()),
+                "proxy_score": proxy_accuracy(c),
             }
     return best, target
 
@@ -307,11 +311,8 @@ def reference_layers(config: SearchConfig) -> list[LayerToScore]:
 
 def reference_scores(config: SearchConfig, seeds: list[int], workers: int) -> CachedScores:
     """The baselines' and the controls' target scores (in `reference_layers` order)."""
-    evaluator = ProcessPoolEvaluator(workers)
-    try:
+    with ProcessPoolEvaluator(workers) as evaluator:
         return score_target(config, reference_layers(config), seeds, evaluator, reuse=True)
-    finally:
-        evaluator.close()
 
 
 def fmt_score(score: dict | None) -> str:

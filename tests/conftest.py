@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import URL, create_engine, make_url
@@ -111,3 +111,16 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} never came within {limit:g} s")
         time.sleep(interval)
+
+
+def collect_outcomes(evaluator: Any, count: int, *, limit: float = 240.0, wait: float = 0.5) -> list[Any]:
+    """Poll an evaluator until `count` outcomes came, and return every one it gave. Its `poll` waits up
+    to `wait` s itself, so there is no pause between tries; `limit` only guards against a hang."""
+    found: list[Any] = []
+
+    def arrived() -> bool:
+        found.extend(evaluator.poll(timeout=wait))
+        return len(found) >= count
+
+    wait_until(arrived, limit=limit, interval=0.0, what=f"{count} outcome(s)")
+    return found

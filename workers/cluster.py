@@ -45,7 +45,7 @@ class RaySettings:
     gpus: float | None = None
     memory_mb: int | None = None
     retries: int = 2
-    timeout: float | None = None
+    evaluation_timeout: float | None = None
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0
     max_in_flight: int | None = None
@@ -173,7 +173,7 @@ def open_evaluator(
             settings.resources_for(config, cluster_gpus=connection.total("GPU")),
             max_calls=settings.max_calls_for(config),
             retries=settings.retries,
-            timeout=settings.timeout,
+            evaluation_timeout=settings.evaluation_timeout,
             heartbeat_interval=settings.heartbeat_interval,
             heartbeat_timeout=settings.heartbeat_timeout,
             max_in_flight=settings.max_in_flight,
@@ -286,7 +286,7 @@ class RayLauncher(BackgroundLauncher):
             s.resources_for(config, cluster_gpus=connection.total("GPU")),
             max_calls=s.max_calls_for(config),
             retries=s.retries,
-            timeout=s.timeout,
+            evaluation_timeout=s.evaluation_timeout,
             heartbeat_interval=s.heartbeat_interval,
             heartbeat_timeout=s.heartbeat_timeout,
             max_in_flight=s.max_in_flight,

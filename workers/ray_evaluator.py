@@ -47,7 +47,8 @@ class RayEvaluator:
     resources:          what one evaluation reserves (CPUs, fractional GPUs, memory).
     retries:            how many times an evaluation is started again after its worker died or went
                         silent, before the candidate fails with the reason.
-    timeout:            seconds one try may run (None: no limit); past it the candidate fails.
+    evaluation_timeout: seconds one try may run (None: no limit); past it the candidate fails (`poll`'s
+                        `timeout` is how long a poll waits, another thing).
     heartbeat_interval: seconds between a worker's heartbeats.
     heartbeat_timeout:  seconds of silence after which a started evaluation's worker counts as gone.
     max_in_flight:      cap on `capacity()` (None: as many as the cluster's resources allow).
@@ -61,7 +62,7 @@ class RayEvaluator:
         resources: WorkerResources | None = None,
         *,
         retries: int = 2,
-        timeout: float | None = None,
+        evaluation_timeout: float | None = None,
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 60.0,
         max_in_flight: int | None = None,
@@ -72,7 +73,7 @@ class RayEvaluator:
     ):
         check_settings(
             retries=retries,
-            timeout=timeout,
+            evaluation_timeout=evaluation_timeout,
             heartbeat_interval=heartbeat_interval,
             heartbeat_timeout=heartbeat_timeout,
             max_in_flight=max_in_flight,
@@ -84,7 +85,7 @@ class RayEvaluator:
             )
         self.resources = resources or WorkerResources()
         self.retries = retries
-        self.timeout = timeout
+        self.evaluation_timeout = evaluation_timeout
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.max_in_flight = max_in_flight
@@ -242,11 +243,11 @@ class RayEvaluator:
             submission.liveness = seen
             if _finished(submission):
                 continue  # its result is waiting to be collected
-            if self.timeout is not None and seen.running_for > self.timeout:
+            if self.evaluation_timeout is not None and seen.running_for > self.evaluation_timeout:
                 self._give_up(
                     candidate_id,
                     f"timed out: still running after {seen.running_for:.0f}s on {seen.node} "
-                    f"(the limit is {self.timeout:g}s)",
+                    f"(the limit is {self.evaluation_timeout:g}s)",
                 )
             elif seen.silent_for > self.heartbeat_timeout:
                 self._requeue_silent(candidate_id, submission, seen)
@@ -289,7 +290,7 @@ def _first_line(error: Exception) -> str:
 def check_settings(
     *,
     retries: int = 2,
-    timeout: float | None = None,
+    evaluation_timeout: float | None = None,
     heartbeat_interval: float = 5.0,
     heartbeat_timeout: float = 60.0,
     max_in_flight: int | None = None,
@@ -299,8 +300,10 @@ def check_settings(
     problems = []
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(f"retries must be a whole number >= 0, got {retries!r}")
-    if timeout is not None and not timeout > 0:
-        problems.append(f"timeout must be positive seconds (or None for no limit), got {timeout!r}")
+    if evaluation_timeout is not None and not evaluation_timeout > 0:
+        problems.append(
+            f"evaluation_timeout must be positive seconds (or None for no limit), got {evaluation_timeout!r}"
+        )
     if not heartbeat_interval > 0:
         problems.append(f"heartbeat_interval must be positive seconds, got {heartbeat_interval!r}")
     elif not heartbeat_timeout >= 2 * heartbeat_interval:

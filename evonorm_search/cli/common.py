@@ -197,14 +197,14 @@ def make_evaluator(
     code = shipped_folder(options.working_dir, config)
     if options.in_process:  # wins over EVONORM_RAY_ADDRESS: no Ray at all
         return InProcessEvaluator()
-    cpus, gpus, timeout, retries = options.cpus, options.gpus, options.evaluation_timeout, options.retries
+    cpus, gpus, evaluation_timeout, retries = options.cpus, options.gpus, options.evaluation_timeout, options.retries
     # Ray loads only when a command evaluates on it (`workers` imports ray at import time).
     from workers import ClusterError, RayEvaluator, RaySettings, capacity_problem, check_settings, connect
 
     try:
-        settings = RaySettings(cpus=cpus, gpus=gpus, timeout=timeout, retries=retries)
+        settings = RaySettings(cpus=cpus, gpus=gpus, evaluation_timeout=evaluation_timeout, retries=retries)
         settings.resources_for(config)  # a bad setting fails before any Ray starts
-        check_settings(retries=retries, timeout=timeout)
+        check_settings(retries=retries, evaluation_timeout=evaluation_timeout)
     except ValueError as e:
         raise fail(str(e)) from None
     try:
@@ -226,7 +226,7 @@ def make_evaluator(
         return RayEvaluator(
             resources,
             retries=retries,
-            timeout=timeout,
+            evaluation_timeout=evaluation_timeout,
             max_calls=settings.max_calls_for(config),
             on_close=connection.close,
         )

@@ -10,7 +10,17 @@ import typer
 
 from ..store import StoreError
 from .app import app, console, fail
-from .common import EXIT_STORE, DbOption, drive, load_config, make_evaluator, opened_store, progress_line
+from .common import (
+    EXIT_STORE,
+    DbOption,
+    EvaluationOptions,
+    drive,
+    load_config,
+    make_evaluator,
+    opened_store,
+    progress_line,
+    with_evaluation_options,
+)
 from .search import choose_search, pareto_command
 from .serve import serve_command
 
@@ -18,7 +28,9 @@ DEFAULT_CONFIG = Path("examples/quick.yaml")
 
 
 @app.command("demo")
+@with_evaluation_options
 def demo_command(
+    evaluation: EvaluationOptions,
     config_path: Annotated[
         Path, typer.Argument(metavar="CONFIG.yaml", help="search to run (default: examples/quick.yaml)")
     ] = DEFAULT_CONFIG,
@@ -38,7 +50,7 @@ def demo_command(
         except StoreError as e:
             raise fail(str(e), EXIT_STORE) from None
         console.print(f"{what.format(id=search_id)} in {store.url}", highlight=False, markup=False)
-        evaluator = make_evaluator(store, config)
+        evaluator = make_evaluator(store, config, evaluation)
         final = drive(store, search_id, evaluator, None, db=db)
         console.print(progress_line(final), highlight=False, markup=False)
         url = store.url

@@ -603,7 +603,15 @@ def stop_command(
     search_id: Annotated[int, typer.Argument(metavar="ID", help="the search to stop")],
     db: DbOption = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until its controller has stopped")] = True,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="how long to wait")] = 120.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="How long --wait waits for the controller (not an evaluation's limit: that is run's "
+            "--evaluation-timeout).",
+        ),
+    ] = 120.0,
 ) -> None:
     """Stop a search: its controller cancels the evaluations in flight and ends it `stopped`.
 

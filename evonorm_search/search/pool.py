@@ -12,6 +12,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Iterable
+from types import TracebackType
 
 from .evaluator import EvaluationOutcome, EvaluationTask, evaluate_task
 
@@ -27,7 +28,10 @@ class ProcessPoolEvaluator:
 
     A task that raises or whose process dies comes back as a failed outcome, so a caller polling for
     it never waits forever. A cancelled task that has not started never runs; one already running
-    finishes in its process (a process cannot be interrupted mid-step) and its outcome is dropped."""
+    finishes in its process (a process cannot be interrupted mid-step) and its outcome is dropped.
+
+    As a context manager it closes its processes on leaving the block, errors included:
+    `with ProcessPoolEvaluator(4) as evaluator: score_layers(layers, specs, evaluator)`."""
 
     def __init__(self, workers: int):
         if workers < 1:
@@ -37,6 +41,14 @@ class ProcessPoolEvaluator:
         self._done: queue.Queue[EvaluationOutcome] = queue.Queue()
         self._futures: dict[int, cf.Future[EvaluationOutcome]] = {}
         self._lock = threading.Lock()
+
+    def __enter__(self) -> ProcessPoolEvaluator:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def capacity(self) -> int:
         return self._workers

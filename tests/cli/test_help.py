@@ -42,3 +42,23 @@ def test_options_that_take_a_value_still_show_it():
     assert "<" not in live.split("--no-live", 1)[1].split()[0]  # the help text follows, no type
     status = help_of(("status",))
     assert "<int>" in status  # the ID argument keeps its type
+
+
+EVALUATING = [("run",), ("resume",), ("evaluate",), ("validate",), ("demo",)]
+EVALUATION_OPTIONS = [
+    "--ray-address",
+    "--in-process",
+    "--cpus-per-evaluation",
+    "--gpus-per-evaluation",
+    "--evaluation-timeout",
+    "--retries",
+    "--working-dir",
+]
+
+
+def test_every_command_that_evaluates_takes_the_same_evaluation_options():
+    for path in EVALUATING:
+        text = help_of(path)
+        assert [option for option in EVALUATION_OPTIONS if option not in text] == [], path
+        # One name for an evaluation's time limit: no bare --timeout beside --evaluation-timeout.
+        assert " --timeout " not in text, path

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from evonorm_search.cli import app
 from evonorm_search.store import CandidateStatus, SearchState, list_candidates, open_store, schema_status
 from evonorm_search.store.migrate import alembic_config, head_revision
+from tests.conftest import wait_until
 from tests.search.conftest import tiny_yaml
 from tests.service.factories import populate
 
@@ -136,18 +136,19 @@ def test_the_missing_database_hint_carries_the_db_it_was_given(finished: StoredS
 # -- a stopped run ---------------------------------------------------------------------------------------
 
 
-def _wait_for_running(db: str, process: subprocess.Popen, deadline: float) -> None:
+def _wait_for_running(db: str, process: subprocess.Popen) -> None:
     """Until the search has evaluated something and has work in flight."""
-    while time.monotonic() < deadline and process.poll() is None:
+
+    def work_in_flight() -> bool:
+        assert process.poll() is None, f"the search exited before it had work in flight: {process.poll()=}"
         try:
             with open_store(db, create=False) as store, store.session(readonly=True) as s:
                 statuses = [c.status for c in list_candidates(s, 1, limit=100).items]
         except Exception:  # the database may not exist yet
-            statuses = []
-        if CandidateStatus.EVALUATED in statuses and CandidateStatus.RUNNING in statuses:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the search never had work in flight: {process.poll()=}")
+            return False
+        return CandidateStatus.EVALUATED in statuses and CandidateStatus.RUNNING in statuses
+
+    wait_until(work_in_flight, what="work in flight")
 
 
 def test_a_stopped_run_exits_with_its_own_status_and_a_resume_hint(tmp_path):
@@ -162,7 +163,7 @@ def test_a_stopped_run_exits_with_its_own_status_and_a_resume_hint(tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPOSITORY)},
     )
     try:
-        _wait_for_running(db, process, time.monotonic() + 120)
+        _wait_for_running(db, process)
         stopped = runner.invoke(app, ["stop", "1", "--db", db, "--timeout", "120"])
         output, _ = process.communicate(timeout=120)
     finally:

@@ -5,9 +5,13 @@ precompiled specialisations; the caps come from EVONORM_* variables."""
 from __future__ import annotations
 
 import gc
+import json
 import linecache
+import os
+import subprocess
+import sys
 import weakref
-from collections import deque
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +19,9 @@ import torch
 import evonorm_search as es
 from evonorm_search import reference
 from evonorm_search.bounded import LIMITS, Bounded, limit
-from evonorm_search.compiler import ahead, cache, runtime
+from evonorm_search.compiler import cache, runtime
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_bounded_keeps_the_most_recently_used_and_reports_what_it_drops():
@@ -44,17 +50,46 @@ def test_the_caps_come_from_the_environment_with_clear_errors(monkeypatch):
             limit("EVONORM_LAYER_CACHE_SIZE")
 
 
-def test_every_process_wide_record_is_bounded():
-    assert isinstance(runtime.COMPILE_LOG, deque) and runtime.COMPILE_LOG.maxlen == limit("EVONORM_COMPILE_LOG_SIZE")
-    for record in (
-        runtime._SEEN,
-        runtime._TUNED,
-        ahead._PRECOMPILED,
-        cache._BY_KEY,
-        cache._BY_GRAPH,
-        reference._FORWARDS,
-    ):
-        assert isinstance(record, Bounded)
+# More layers than the caps allow, each run through the kernels (interpreted) and the reference.
+BOUNDED_PROCESS = """
+import json, torch
+import evonorm_search as es
+from evonorm_search import reference
+from evonorm_search.compiler import ahead, cache, runtime
+texts = ["x * sigmoid(v1 * x)", "relu(x) / std(x, group)", "x / rms(x, instance)", "x * tanh(v1 * x)"]
+x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+for text in texts:
+    for backend in ("triton", "torch"):
+        module = es.NormAct(text, 4, groups=2, backend=backend).double()
+        module(x).sum().backward()
+print(json.dumps({
+    "layers": len(texts),
+    "held": {
+        "EVONORM_COMPILE_LOG_SIZE": len(runtime.COMPILE_LOG),
+        "EVONORM_KERNEL_RECORD_SIZE": len(runtime._SEEN),
+        "EVONORM_LAYER_CACHE_SIZE": len(cache._BY_KEY),
+        "EVONORM_REFERENCE_CACHE_SIZE": len(reference._FORWARDS),
+    },
+    "graphs": len(cache._BY_GRAPH),
+    "cuda_only_caps": [runtime._TUNED.maxsize, ahead._PRECOMPILED.maxsize],
+}))
+"""
+
+
+def test_a_process_running_more_layers_than_its_caps_holds_no_more_than_them():
+    """Every per-process record stays within its EVONORM_* cap however many layers run; the records
+    only CUDA fills (autotuning choices, precompiled shapes) take the kernel-record cap too."""
+    caps = dict.fromkeys(LIMITS, "2")
+    environment = {**os.environ, **caps, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        [sys.executable, "-c", BOUNDED_PROCESS], env=environment, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["layers"] > 2  # more than any cap holds
+    assert found["held"] == dict.fromkeys(LIMITS, 2)  # full, and no fuller
+    assert found["graphs"] <= 2 * 2  # the graphs that lead to cached layers, two per layer at most
+    assert found["cuda_only_caps"] == [2, 2]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import pytest
 
@@ -15,6 +14,8 @@ from evonorm_search.search import (
     SearchConfig,
     evaluate_task,
 )
+from evonorm_search.search import evaluator as evaluator_module
+from tests.conftest import collect_outcomes, wait_until
 
 TINY = """
 name: tiny
@@ -100,13 +101,6 @@ def test_tasks_and_outcomes_pickle():
     assert pickle.loads(pickle.dumps(outcome)) == outcome
 
 
-def collect(evaluator: InProcessEvaluator, n: int, deadline: float = 60.0) -> list:
-    found, end = [], time.monotonic() + deadline
-    while len(found) < n and time.monotonic() < end:
-        found += evaluator.poll(timeout=1.0)
-    return found
-
-
 def test_the_in_process_evaluator_runs_tasks_in_order_on_a_background_thread():
     evaluator = InProcessEvaluator(capacity=2)
     assert isinstance(evaluator, Evaluator) and evaluator.capacity() == 2
@@ -115,14 +109,14 @@ def test_the_in_process_evaluator_runs_tasks_in_order_on_a_background_thread():
         evaluator.submit(task("evonorm_s0", 2, enabled=False))
         with pytest.raises(RuntimeError, match="full"):
             evaluator.submit(task("relu", 3))
-        outcomes = collect(evaluator, 2)
+        outcomes = collect_outcomes(evaluator, 2)
         assert [o.candidate_id for o in outcomes] == [1, 2]
         assert all(o.status == "evaluated" for o in outcomes)
         assert evaluator.poll(timeout=0.0) == []
         evaluator.submit(task("relu", 3, enabled=False))  # room again
         with pytest.raises(RuntimeError, match="already in flight"):
             evaluator.submit(task("relu", 3))
-        assert [o.candidate_id for o in collect(evaluator, 1)] == [3]
+        assert [o.candidate_id for o in collect_outcomes(evaluator, 1)] == [3]
     finally:
         evaluator.close()
 
@@ -133,9 +127,9 @@ def test_cancelled_tasks_never_report_and_free_their_slot():
         evaluator.submit(task("gn_relu", 7, enabled=False))
         evaluator.cancel([7])
         evaluator.submit(task("evonorm_s0", 8, enabled=False))
-        outcomes = collect(evaluator, 1)
-        time.sleep(0.2)
-        outcomes += evaluator.poll(timeout=0.5)
+        outcomes = collect_outcomes(evaluator, 1)
+        # One thread takes tasks in submission order: by the time 8 is done, 7 has been passed over.
+        outcomes += evaluator.poll(timeout=0.0)
         assert [o.candidate_id for o in outcomes] == [8]
     finally:
         evaluator.close()
@@ -159,7 +153,21 @@ def test_should_stop_abandons_an_evaluation_between_training_steps():
     assert outcome.records == ()
 
 
-def test_close_stops_the_running_evaluation_promptly():
+def test_close_stops_the_running_evaluation_at_its_next_training_step(monkeypatch):
+    """`close` abandons an evaluation that is training (between two steps, of 100,000) and waits for
+    its thread to leave torch: the evaluation ends cancelled, and no thread is left running it."""
+    steps, outcomes = [], []
+    evaluate = evaluator_module.evaluate_task
+
+    def watched(task, *, should_stop):
+        def asked() -> bool:
+            steps.append(1)  # asked before every training step
+            return should_stop()
+
+        outcomes.append(evaluate(task, should_stop=asked))
+        return outcomes[-1]
+
+    monkeypatch.setattr(evaluator_module, "evaluate_task", watched)
     evaluator = InProcessEvaluator()
     long = task("gn_relu", 11, enabled=False)
     long = EvaluationTask(
@@ -169,11 +177,12 @@ def test_close_stops_the_running_evaluation_promptly():
         long.spec.model_copy(update={"training": long.spec.training.model_copy(update={"steps": 100_000})}),
     )
     evaluator.submit(long)
-    time.sleep(0.5)  # let it start training
-    started = time.monotonic()
-    evaluator.close()
-    assert time.monotonic() - started < 10  # 100,000 steps would take many minutes
+    wait_until(lambda: len(steps) > 1, what="training under way")
+    evaluator.close(timeout=600)  # the limit guards against a hang only
     assert not evaluator._thread.is_alive()
+    (outcome,) = outcomes
+    assert outcome.status == "failed" and outcome.error.startswith("cancelled: training stopped at step")
+    assert len(steps) < 100_000
 
 
 def test_mnist1d_candidates_train_one_dimensional_proxies():

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from evonorm_search import store as st
 from service import Settings
 from service.formulas import WORKER_NICENESS, FormulaBusy, FormulaCache, FormulaTimeout, SymbolicWorkers
 from service.limits import RateLimiter, StreamSlots
+from tests.conftest import wait_until
 
 from .conftest import client_for, settings_for
 from .factories import populate
@@ -216,11 +216,11 @@ def test_formula_workers_exit_when_their_server_is_killed():
     finally:
         server.kill()  # SIGKILL: no clean-up code of the server runs
         server.wait()
-    deadline = time.monotonic() + 60  # guards against a hang only; the workers notice within a second
-    while any(Path(f"/proc/{child}").exists() for child in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    alive = [c for c in children if Path(f"/proc/{c}").exists() and "zombie" not in _state(c)]
-    assert alive == [], f"orphaned workers still running: {alive}"
+
+    def orphans_gone() -> bool:  # the workers notice within a second
+        return not [c for c in children if Path(f"/proc/{c}").exists() and "zombie" not in _state(c)]
+
+    wait_until(orphans_gone, limit=60, interval=0.2, what="the orphaned workers' exit")
 
 
 def _state(pid: str) -> str:
@@ -240,11 +240,10 @@ def test_formula_workers_run_below_the_server_so_it_keeps_a_core(idle_workers):
     assert len(workers) >= idle_workers.workers
     wanted = min(19, _niceness(os.getpid()) + WORKER_NICENESS)
     # A worker sets its niceness once it has imported the library (seconds after it was spawned, and the
-    # pool may have spawned one after the jobs it waited for); the deadline guards against a hang only.
-    deadline = time.monotonic() + 120
-    while any(_niceness(w) != wanted for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [_niceness(w) for w in workers] == [wanted] * len(workers)
+    # pool may have spawned one after the jobs it waited for).
+    wait_until(
+        lambda: all(_niceness(w) == wanted for w in workers), interval=0.2, what=f"every worker at niceness {wanted}"
+    )
 
 
 def _children(pid: int) -> list[int]:

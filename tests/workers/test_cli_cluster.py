@@ -179,7 +179,7 @@ def test_run_with_an_unreachable_cluster_fails_fast_with_what_to_do(tmp_path):
         (["--gpus-per-evaluation", "-1"], "gpus must be a finite number >= 0"),
         (["--cpus-per-evaluation", "0"], "needs some cpus or gpus"),
         (["--retries", "-1"], "retries must be a whole number >= 0"),
-        (["--evaluation-timeout", "0"], "timeout must be positive"),
+        (["--evaluation-timeout", "0"], "evaluation_timeout must be positive"),
     ],
 )
 def test_bad_ray_options_are_usage_errors(tmp_path, options, message):

@@ -7,13 +7,12 @@ import contextlib
 import functools
 import os
 import signal
-import time
 
 import pytest
 
 import evonorm_search as es
-from evonorm_search.search import EvaluationOutcome, EvaluationTask, evaluate_task
-from tests.conftest import wait_until
+from evonorm_search.search import EvaluationTask, evaluate_task
+from tests.conftest import collect_outcomes, wait_until
 
 from . import bodies
 from .conftest import tiny_config
@@ -33,15 +32,6 @@ def evaluator(**kwargs):
     kwargs.setdefault("heartbeat_interval", 0.25)
     kwargs.setdefault("heartbeat_timeout", 3.0)
     return RayEvaluator(WorkerResources(cpus=1), **kwargs)
-
-
-def poll_until(ev, count: int, limit: float = 240.0) -> list[EvaluationOutcome]:
-    """Poll until `count` outcomes arrived (the limit only guards against a hang; it never decides)."""
-    found: list[EvaluationOutcome] = []
-    deadline = time.monotonic() + limit
-    while len(found) < count and time.monotonic() < deadline:
-        found += ev.poll(timeout=0.5)
-    return found
 
 
 def wait_started(ev, candidate_id: int, limit: float = 240.0):
@@ -72,7 +62,7 @@ def test_real_evaluations_come_back_with_their_ray_node(cluster):
     try:
         for candidate_id in (1, 2):
             ev.submit(make_task(candidate_id))
-        outcomes = poll_until(ev, 2)
+        outcomes = collect_outcomes(ev, 2)
     finally:
         ev.close()
     assert sorted(o.candidate_id for o in outcomes) == [1, 2]
@@ -93,7 +83,7 @@ def test_a_dead_worker_is_retried_by_ray(cluster, tmp_path):
     ev = evaluator(body=functools.partial(bodies.dies_first, str(tmp_path)))
     try:
         ev.submit(make_task(7, attempt=3))
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
     assert outcome.status == "evaluated"
@@ -107,7 +97,7 @@ def test_a_worker_that_dies_every_time_fails_the_candidate_with_the_reason(clust
     ev = evaluator(body=bodies.always_dies, retries=1)
     try:
         ev.submit(make_task(8))
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
     assert outcome.status == "failed"
@@ -121,7 +111,7 @@ def test_a_frozen_worker_is_caught_by_heartbeat_and_the_task_runs_elsewhere(clus
         ev.submit(make_task(9))
         frozen = wait_started(ev, 9).pid
         os.kill(frozen, signal.SIGSTOP)  # alive to Ray, silent to the board: a frozen machine
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
         if frozen is not None:
@@ -137,7 +127,7 @@ def test_a_frozen_worker_with_no_retries_left_fails_with_the_silence_named(clust
         ev.submit(make_task(10))
         frozen = wait_started(ev, 10).pid
         os.kill(frozen, signal.SIGSTOP)
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
         if frozen is not None:
@@ -147,10 +137,10 @@ def test_a_frozen_worker_with_no_retries_left_fails_with_the_silence_named(clust
 
 
 def test_an_evaluation_past_its_time_limit_fails(cluster):
-    ev = evaluator(body=functools.partial(bodies.sleepy, 120.0), timeout=1.0)
+    ev = evaluator(body=functools.partial(bodies.sleepy, 120.0), evaluation_timeout=1.0)
     try:
         ev.submit(make_task(11))
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
     assert outcome.status == "failed"
@@ -168,7 +158,7 @@ def test_cancelled_evaluations_never_report_and_free_their_worker(cluster):
         assert ev.poll(timeout=1.0) == []
         assert ev.in_flight() == {}
         ev.submit(make_task(14))  # the freed CPUs take new work
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
     assert outcome.candidate_id == 14 and outcome.status == "evaluated"
@@ -178,7 +168,7 @@ def test_a_body_that_raises_fails_the_candidate_with_its_error(cluster):
     ev = evaluator(body=bodies.raises)
     try:
         ev.submit(make_task(15))
-        [outcome] = poll_until(ev, 1)
+        [outcome] = collect_outcomes(ev, 1)
     finally:
         ev.close()
     assert outcome.status == "failed"
