@@ -809,16 +809,12 @@ class DataPlan:
     estimated_bytes: int | None = None
 
 
-def _mib(size: int) -> str:
-    return f"{size / 2**20:,.1f} MiB"
-
-
 @functools.lru_cache(maxsize=8)
 def _plan_cached(config_json: str) -> DataPlan:
     config = data_config_adapter().validate_json(config_json)
     row = dataset_row(config)
     if row.stream is None or not isinstance(config, StreamingData):
-        return DataPlan(True, f"{config.name} is always held in memory")
+        return DataPlan(True, f"{config.name} is always in memory")
     parts = row.stream(config)
     examples = sum(len(part) for part in parts.values())
     if not len(parts["train"]):
@@ -826,9 +822,9 @@ def _plan_cached(config_json: str) -> DataPlan:
     shape = tuple(parts["train"].read(0).shape)
     size = examples * example_bytes(shape)
     if config.in_memory == "auto":
-        limit = f"in_memory_limit_mib ({config.in_memory_limit_mib})"
         in_memory = size <= config.in_memory_limit_bytes
-        reason = f"in_memory auto: about {_mib(size)} decoded, {'at most' if in_memory else 'above'} {limit}"
+        limit = f"in_memory_limit_mib {config.in_memory_limit_mib}"
+        reason = f"auto: {'<=' if in_memory else '>'} {limit}"
     else:
         in_memory = bool(config.in_memory)
         reason = f"in_memory: {str(in_memory).lower()}"
