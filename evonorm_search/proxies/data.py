@@ -67,7 +67,7 @@ from .readers import (
     factory_parts,
     image_folder_index,
     read_arrays_file,
-    read_image_folder,
+    read_image_folder_part,
     read_torchvision,
     torchvision_parts,
 )
@@ -641,8 +641,16 @@ def _size(config: ImageData) -> tuple[int, ...] | None:
     return None if config.size is None else tuple(config.size)
 
 
-def _image_folder_parts(config: ImageFolderData) -> tuple[Arrays, Arrays]:
-    return _search_and_test(read_image_folder(config.path, config.mode, _size(config)), config)
+def _image_folder_part(config: ImageFolderData, which: Literal["search", "test"]) -> Arrays:
+    """The search part or the test split of an image folder; with `train/` and `test/` folders the other
+    folder's images are never decoded (a search never reads the test split)."""
+    index = image_folder_index(config.path)
+    if "test" in index:
+        part = "train" if which == "search" else "test"
+        return read_image_folder_part(config.path, part, config.mode, _size(config))
+    whole = {"train": read_image_folder_part(config.path, "train", config.mode, _size(config))}
+    search, test = _search_and_test(whole, config)
+    return search if which == "search" else test
 
 
 def _arrays_parts(config: ArraysData) -> tuple[Arrays, Arrays]:
@@ -751,10 +759,11 @@ BUILT_IN_DATASETS: tuple[DataSet[Any], ...] = (
         spec=lambda c: (c.synthetic_shape[0], len(c.synthetic_shape) - 1, c.synthetic_classes),
         parameters=lambda c: {"shape": c.synthetic_shape, "classes": c.synthetic_classes},
     ),
-    _user_row(
+    _fixed_test_row(
         "imagefolder",
         ImageFolderData,
-        parts=_image_folder_parts,
+        search=lambda c: _image_folder_part(c, "search"),
+        test=lambda c: _image_folder_part(c, "test"),
         identity=lambda c: _folder_identity(c.path, recursive=True),
         needs="a folder of class subfolders of images (or train/ and test/ folders of them)",
         spatial_dims=2,
@@ -921,7 +930,7 @@ def clear_caches() -> None:
         _plan_cached,
         _torchvision_examples,
         _factory_examples,
-        read_image_folder,
+        read_image_folder_part,
         image_folder_index,
         read_arrays_file,
         call_factory,

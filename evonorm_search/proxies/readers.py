@@ -134,14 +134,18 @@ def images_differ(first: str, first_shape: tuple[int, ...], other: str, other_sh
     )
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
+def read_image_folder_part(path: str, part: str, mode: str, size: tuple[int, ...] | None) -> Arrays:
+    """One part (`train`, `test`) of an image folder decoded into arrays, the other left unread
+    (`image_folder_index` says which files, in which order)."""
+    files = image_folder_index(path)[part]
+    images = [read_image(p, mode, size) for p in files.paths]
+    return _stack_images(images, [Path(p) for p in files.paths]), files.labels
+
+
 def read_image_folder(path: str, mode: str, size: tuple[int, ...] | None) -> Parts:
-    """An image folder's parts decoded into arrays (`image_folder_index` says which files, in which order)."""
-    parts = {}
-    for part, files in image_folder_index(path).items():
-        images = [read_image(p, mode, size) for p in files.paths]
-        parts[part] = (_stack_images(images, [Path(p) for p in files.paths]), files.labels)
-    return parts
+    """An image folder's parts decoded into arrays."""
+    return {part: read_image_folder_part(path, part, mode, size) for part in image_folder_index(path)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -154,9 +154,10 @@ def test_streamed_splits_are_disjoint_and_the_test_split_is_the_test_folder(digi
     assert _paths(other.train.examples) | _paths(other.scored.examples) == searched
 
 
-def test_a_streamed_search_never_reads_the_test_split(digits_folder, tmp_path, monkeypatch):
-    """Every test image is replaced by junk: a streamed search trains and scores without noticing, and the
-    target task, which scores on them, is the one that fails."""
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_search_never_reads_the_test_split(digits_folder, tmp_path, monkeypatch, in_memory):
+    """Every test image is replaced by junk: a search, streamed or in memory, trains and scores without
+    noticing, and the target task, which scores on them, is the one that fails."""
     import shutil
 
     folder = tmp_path / "digits"
@@ -166,12 +167,12 @@ def test_a_streamed_search_never_reads_the_test_split(digits_folder, tmp_path, m
     opened: list[str] = []
     original = streaming.read_image
     monkeypatch.setattr(streaming, "read_image", lambda path, *a: opened.append(path) or original(path, *a))
-    config = _folder(folder, in_memory=False, loader_workers=0)
+    config = _folder(folder, in_memory=in_memory, loader_workers=0)
     metrics = _trained(load_data(config))
-    assert metrics.steps == 24 and opened and not any("/test/" in p for p in opened)
-    target = load_data(config, "target")  # indexed and standardised on the search part: nothing read yet
+    assert metrics.steps == 24 and not any("/test/" in p for p in opened)
+    assert in_memory or len(opened) > 24 * 16  # streamed: every batch read its images
     with pytest.raises(DataError, match=r"data.path: cannot read image .*/test/"):
-        _trained(target, stages=(1,))
+        _trained(load_data(config, "target"), stages=(1,))  # streamed: indexed, standardised, then scored
 
 
 UNREADABLE_TEST = """
