@@ -110,12 +110,15 @@ def _seconds_per_step(model: nn.Module, data: LoadedData, training: TrainingConf
     """Seconds per step of the configured recipe (its batch size, device and threads) on this model."""
     timed = training.model_copy(update={"steps": TIMED_STEPS + 1, "warmup_steps": 0})
     trainer = ProxyTrainer(model, data, timed, seed=seed)
-    trainer.train_until(1)
-    _synchronize(trainer.device)
-    start = time.perf_counter()
-    trainer.train_until(TIMED_STEPS + 1)
-    _synchronize(trainer.device)
-    return (time.perf_counter() - start) / TIMED_STEPS
+    try:
+        trainer.train_until(1, release=False)  # streamed data: its loader workers start here, untimed
+        _synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer.train_until(TIMED_STEPS + 1, release=False)
+        _synchronize(trainer.device)
+        return (time.perf_counter() - start) / TIMED_STEPS
+    finally:
+        trainer.close()
 
 
 def _synchronize(device: torch.device) -> None:

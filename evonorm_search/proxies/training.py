@@ -196,8 +196,9 @@ class ProxyTrainer:
         self.optimizer.step()
         self.step += 1
 
-    def train_until(self, step: int) -> None:
-        """Train up to `step` optimizer steps in total (capped at the configured steps)."""
+    def train_until(self, step: int, *, release: bool = True) -> None:
+        """Train up to `step` optimizer steps in total (capped at the configured steps). Streamed data's
+        loader workers stop when it returns; `release=False` keeps them for the next call (then `close()`)."""
         self.model.train()
         start = time.perf_counter()
         target = min(step, self.config.steps)
@@ -207,9 +208,13 @@ class ProxyTrainer:
                     if self.should_stop is not None and self.should_stop():
                         raise TrainingCancelled(f"training stopped at step {self.step} of {target}")
                     self._train_step()
-        finally:
+        except BaseException:
             self.close()
+            raise
+        finally:
             self.seconds += time.perf_counter() - start
+        if release:
+            self.close()
 
     @torch.no_grad()
     def evaluate(self) -> Metrics:
