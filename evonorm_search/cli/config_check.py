@@ -1,12 +1,14 @@
 """`evonorm-search check CONFIG.yaml`: every architecture of a search config on one batch of its data, before
 any compute is spent: built with bn_relu in its slots, one forward and backward, its slots counted and a
 candidate's cost on it estimated. A model that cannot be a proxy fails here, naming the field and the cause.
+Each data set is listed too: held in memory or streamed through a DataLoader, and why, with its size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +22,7 @@ from ..proxies.config import (
     TorchvisionArchitecture,
     TrainingConfig,
 )
-from ..proxies.data import DataError, Split, load_data
+from ..proxies.data import DataError, LoadedData, ProxyData, Split, data_plan, load_data
 from ..proxies.probe import Probe, checked_model, probe_architecture
 from ..proxies.user_models import ArchitectureError
 from ..search.config import SearchConfig
@@ -82,6 +84,7 @@ def check_search_config(path: Path, working_dir: Path | None = None) -> None:
             )
             proxy_seconds += probe.seconds_per_candidate if task.role == "proxy" else 0.0
     Console(width=max(console.width, 130)).print(table)  # fields and labels are never cut
+    Console(width=max(console.width, 150)).print(_data_table(config))
     if problems:
         raise fail("; ".join(problems))
     console.print(
@@ -91,6 +94,48 @@ def check_search_config(path: Path, working_dir: Path | None = None) -> None:
         "(rejected candidates stop early)",
         highlight=False,
     )
+
+
+def _data_table(config: SearchConfig) -> Table:
+    """Each task's data: its examples, one example's shape, its size, and whether it is held in memory or
+    streamed (and why: `in_memory` and the estimate against `in_memory_limit_mib`)."""
+    table = Table(title="data: held in memory or streamed (size: every example decoded as float32)")
+    for column in ("role", "field", "data set", "split", "train / scored", "example", "size", "held", "why"):
+        justify: Literal["left", "right"] = "right" if column in ("train / scored", "size") else "left"
+        table.add_column(column, justify=justify, no_wrap=True)
+    for task, field in zip(_tasks(config), ("data", "validation.data"), strict=True):
+        try:
+            plan = data_plan(task.data)
+            data = load_data(task.data, task.split)
+        except DataError:
+            continue  # the architectures' table has named the field
+        table.add_row(
+            task.role,
+            field,
+            task.data.name,
+            task.split,
+            f"{data.train_size:,} / {data.scored_size:,}",
+            "x".join(str(s) for s in _example_shape(data)),
+            _size(plan.estimated_bytes, data),
+            "in memory" if isinstance(data, ProxyData) else f"streamed, {_workers(data.loader_workers)}",
+            plan.reason,
+        )
+    return table
+
+
+def _example_shape(data: LoadedData) -> tuple[int, ...]:
+    x, _ = data.head(1)
+    return tuple(x.shape[1:])
+
+
+def _size(estimated: int | None, data: LoadedData) -> str:
+    """The estimated decoded size of the whole data set, else (always in memory) this split's tensors."""
+    size = estimated if estimated is not None else data.nbytes if isinstance(data, ProxyData) else 0
+    return f"{size / 2**20:,.1f} MiB"
+
+
+def _workers(workers: int) -> str:
+    return f"{workers} worker{'s' if workers != 1 else ''}" if workers else "no workers"
 
 
 def _probes(task: _Task, config: SearchConfig, problems: list[str]) -> list[tuple[Probe, str]]:

@@ -2,8 +2,9 @@
 
 from .architectures import ARCHITECTURES, build_model
 from .config import ArchitectureConfig, DataConfig, TrainingConfig
-from .data import DataError, ProxyData, load_data
+from .data import DataError, LoadedData, ProxyData, load_data
 from .models import count_slots
+from .streaming import StreamedData
 from .training import Metrics, ProxyTrainer, TrainingCancelled, train_proxy
 
 __all__ = [
@@ -11,9 +12,11 @@ __all__ = [
     "ArchitectureConfig",
     "DataConfig",
     "DataError",
+    "LoadedData",
     "Metrics",
     "ProxyData",
     "ProxyTrainer",
+    "StreamedData",
     "TrainingCancelled",
     "TrainingConfig",
     "build_model",

@@ -318,6 +318,8 @@ _SHARED_FIELD_DEFAULTS: dict[str, Any] = {
     "synthetic_shape": [1, 8, 8],
     "synthetic_classes": 4,
 }
+# The fields of data sets that can stream through a DataLoader instead of being held in memory as tensors.
+STREAMING_FIELDS = ("in_memory", "in_memory_limit_mib", "loader_workers")
 # The validation context's key for the folder relative data paths are resolved against (the config file's).
 BASE_DIR_CONTEXT = "base_dir"
 
@@ -354,6 +356,12 @@ def _validate_data_config(value: Any, info: ValidationInfo) -> DataConfig:
         raise ValueError(f"expected a mapping with a data set 'name', got {type(value).__name__}")
     name = value.get("name", DEFAULT_DATA_NAME)
     model = data_config_model(name)
+    if foreign := [key for key in STREAMING_FIELDS if key in value and key not in model.model_fields]:
+        takers = sorted(other_name for other_name, other in DATA_CONFIGS.items() if foreign[0] in other.model_fields)
+        raise ValueError(
+            f"'{foreign[0]}' applies to the data sets that can stream ({', '.join(takers)}), not to {name!r}: "
+            "it is always held in memory"
+        )
     return model.model_validate(_without_unused_shared_fields(value, name, model), context=info.context)
 
 
@@ -450,6 +458,29 @@ class Cifar10Data(FixedTestData):
     path: DataPath  # a directory holding data_batch_1..5 and test_batch (cifar-10-batches-py)
 
 
+class StreamingData(DataConfig):
+    """Where a data set's examples live while a proxy trains. `in_memory: true` decodes every example once
+    and holds them as tensors; `false` streams them: the training split through a DataLoader with
+    `loader_workers` worker processes (0: read in the training process), each batch decoded when drawn;
+    `auto` (the default) holds the data in memory when its estimated decoded size (float32, every example
+    of the search part and the test split) is at most `in_memory_limit_mib` MiB, else streams it."""
+
+    in_memory: Literal["auto"] | bool = "auto"
+    in_memory_limit_mib: int = Field(default=1024, ge=1, le=1_048_576)
+    loader_workers: int = Field(default=2, ge=0, le=64)
+
+    @field_validator("in_memory", mode="before")
+    @classmethod
+    def _known_choice(cls, value: Any) -> Any:
+        if not (isinstance(value, bool) or value == "auto"):
+            raise ValueError(f"in_memory must be auto, true or false, got {value!r}")
+        return value
+
+    @property
+    def in_memory_limit_bytes(self) -> int:
+        return self.in_memory_limit_mib * 2**20
+
+
 class FileData(FixedTestData):
     """A data set read from the user's files. Without a test split of its own, `test_fraction` of each
     class is carved from the data, with a fixed seed, as the test split."""
@@ -472,7 +503,7 @@ class ImageNormalisation(StrictModel):
         return self
 
 
-class ImageData(FileData):
+class ImageData(FileData, StreamingData):
     """Images read as `mode` grayscale (1 channel) or RGB (3), resized to `size` (one side, or [height,
     width]; None: all must share a size), scaled to [0, 1] and normalised with `normalise` (None: the
     per-channel statistics of the training part, as for every data set)."""
@@ -530,7 +561,7 @@ class ArraysData(FileData):
 FACTORY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 
-class PythonData(FixedTestData):
+class PythonData(FixedTestData, StreamingData):
     """Data from the user's code: `factory` ("package.module:function") is called with `kwargs` and returns
     (x_train, y_train, x_test, y_test) as arrays or tensors, or (train, test) torch Datasets of
     (input, label) pairs. It is imported when the data is loaded, never when the config is validated."""

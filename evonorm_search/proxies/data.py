@@ -18,6 +18,10 @@ what):
 
 Inputs are float32 of shape (N, C, *spatial), labels int64, standardised per channel with statistics of
 the training data only. Loading is cached per process, keyed by the configuration and the split.
+
+The user's data sets that can be large (imagefolder, torchvision, python) are held in memory as tensors
+(`ProxyData`) when small and streamed through a DataLoader (`StreamedData`, `proxies.streaming`) when
+large, as their `in_memory` setting says (`data_plan`); either way the same examples land in each split.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -50,12 +54,37 @@ from .config import (
     Mnist1dData,
     PythonData,
     RecallData,
+    StreamingData,
     SyntheticData,
     TorchvisionData,
     data_config_adapter,
 )
 from .errors import DataError
-from .readers import Arrays, Parts, call_factory, read_arrays_file, read_image_folder, read_torchvision
+from .readers import (
+    Arrays,
+    Parts,
+    call_factory,
+    factory_parts,
+    image_folder_index,
+    read_arrays_file,
+    read_image_folder_part,
+    read_torchvision,
+    torchvision_parts,
+)
+from .streaming import (
+    ArrayExamples,
+    DatasetExamples,
+    Examples,
+    ImageExamples,
+    StandardisedExamples,
+    Statistics,
+    StreamedData,
+    Subset,
+    array_chunks,
+    channel_statistics,
+    example_bytes,
+    streamed_statistics,
+)
 
 Split = Literal["search", "target", "confirm"]
 SPLITS: tuple[Split, ...] = ("search", "target", "confirm")
@@ -91,10 +120,28 @@ class ProxyData:
     # Copies of this data set on other devices, made once: every candidate's trainer on every architecture
     # shares one (the copies live as long as this data set, which `load_data` keeps for the process).
     _copies: dict[str, ProxyData] = field(default_factory=dict, init=False, repr=False, compare=False)
+    in_memory: ClassVar[bool] = True
 
     @property
     def in_channels(self) -> int:
         return self.train_x.shape[1]
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train_y)
+
+    @property
+    def scored_size(self) -> int:
+        return len(self.val_y)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes its tensors hold."""
+        return sum(t.element_size() * t.numel() for t in (self.train_x, self.train_y, self.val_x, self.val_y))
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `n` training examples (inputs, labels)."""
+        return self.train_x[:n], self.train_y[:n]
 
     @property
     def spatial_dims(self) -> int:
@@ -121,6 +168,10 @@ class ProxyData:
         return copy
 
 
+# What `load_data` returns: tensors in memory, or examples streamed through a DataLoader.
+LoadedData = ProxyData | StreamedData
+
+
 # --------------------------------------------------------------------------------------------------
 # Splitting and standardising
 # --------------------------------------------------------------------------------------------------
@@ -142,9 +193,6 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 def _check_arrays(name: str, x: np.ndarray, y: np.ndarray) -> None:
     if len(x) != len(y) or len(np.unique(y)) < 2:
         raise DataError(f"{name}: need inputs and labels of equal length with at least two classes")
-
-
-Statistics = tuple[list[float], list[float]]
 
 
 def _tensors(
@@ -179,14 +227,29 @@ def _tensors(
     )
 
 
-def _search_split(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig) -> ProxyData:
-    """Train and validation splits of the search part; `max_train_samples` subsamples the training split."""
-    _check_arrays(name, x, y)
-    train_idx, val_idx = stratified_split(y, config.validation_fraction, config.seed)
+def search_indices(labels: np.ndarray, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (train, validation) in the search part: a seeded stratified split, `max_train_samples`
+    subsampling the training split."""
+    train_idx, val_idx = stratified_split(labels, config.validation_fraction, config.seed)
     if config.max_train_samples is not None:
         train_idx = train_idx[: config.max_train_samples]
-    statistics = config.given_statistics()
+    return train_idx, val_idx
+
+
+def _search_split(name: str, x: np.ndarray, y: np.ndarray, config: DataConfig, chunked: bool = False) -> ProxyData:
+    """Train and validation splits of the search part; `max_train_samples` subsamples the training split.
+    `chunked`: statistics by `channel_statistics` (the rows that can stream, so both ways agree)."""
+    _check_arrays(name, x, y)
+    train_idx, val_idx = search_indices(y, config)
+    statistics = _statistics(config, x[train_idx], chunked)
     return _tensors(name, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), "validation", statistics)
+
+
+def _statistics(config: DataConfig, train_x: np.ndarray, chunked: bool) -> Statistics | None:
+    given = config.given_statistics()
+    if given is not None or not chunked:
+        return given
+    return channel_statistics(array_chunks(train_x.astype(np.float32, copy=False)))
 
 
 def _target_split(
@@ -451,6 +514,8 @@ class DataSet(Generic[C]):
     anything (None: read from the loaded data); `spatial_dims` is what is known of the inputs before
     reading (None: nothing), so a config is checked against its architectures without touching files.
     `needs` says what it needs on disk; `identity` where its examples come from (the score cache's key).
+    `stream` (rows whose config is a `StreamingData`) gives its parts (`train`, and `test` where the
+    source has its own) as examples read one at a time, so it can be streamed instead of held in memory.
     """
 
     name: str
@@ -462,6 +527,7 @@ class DataSet(Generic[C]):
     needs: str = "nothing"
     spec: Callable[[C], InputSpec] | None = None
     spatial_dims: int | None = None
+    stream: Callable[[C], dict[str, Examples]] | None = None
 
 
 DATASETS: dict[str, DataSet[Any]] = {}
@@ -575,8 +641,16 @@ def _size(config: ImageData) -> tuple[int, ...] | None:
     return None if config.size is None else tuple(config.size)
 
 
-def _image_folder_parts(config: ImageFolderData) -> tuple[Arrays, Arrays]:
-    return _search_and_test(read_image_folder(config.path, config.mode, _size(config)), config)
+def _image_folder_part(config: ImageFolderData, which: Literal["search", "test"]) -> Arrays:
+    """The search part or the test split of an image folder; with `train/` and `test/` folders the other
+    folder's images are never decoded (a search never reads the test split)."""
+    index = image_folder_index(config.path)
+    if "test" in index:
+        part = "train" if which == "search" else "test"
+        return read_image_folder_part(config.path, part, config.mode, _size(config))
+    whole = {"train": read_image_folder_part(config.path, "train", config.mode, _size(config))}
+    search, test = _search_and_test(whole, config)
+    return search if which == "search" else test
 
 
 def _arrays_parts(config: ArraysData) -> tuple[Arrays, Arrays]:
@@ -593,6 +667,38 @@ def _torchvision_parts(config: TorchvisionData) -> tuple[Arrays, Arrays]:
     return _search_and_test(read_torchvision(config.dataset, config.root, kwargs, config.mode, _size(config)), config)
 
 
+@functools.lru_cache(maxsize=2)
+def _torchvision_examples(
+    dataset: str, root: str, kwargs_json: str, mode: str, size: tuple[int, ...] | None
+) -> dict[str, Examples]:
+    what = f"data.dataset {dataset!r}"
+    parts = torchvision_parts(dataset, root, kwargs_json)
+    return {part: DatasetExamples(instance, what, mode, size) for part, instance in parts.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def _factory_examples(factory: str, kwargs_json: str) -> dict[str, Examples]:
+    examples: dict[str, Examples] = {}
+    for part, value in factory_parts(factory, kwargs_json).items():
+        what = f"data.factory {factory!r} {part}"
+        examples[part] = ArrayExamples(*value) if isinstance(value, tuple) else DatasetExamples(value, what)
+    return examples
+
+
+def _image_folder_stream(config: ImageFolderData) -> dict[str, Examples]:
+    index = image_folder_index(config.path)  # scanned once per process
+    return {part: ImageExamples(files, config.mode, _size(config)) for part, files in index.items()}
+
+
+def _torchvision_stream(config: TorchvisionData) -> dict[str, Examples]:
+    kwargs = json.dumps(config.kwargs, sort_keys=True)
+    return _torchvision_examples(config.dataset, config.root, kwargs, config.mode, _size(config))
+
+
+def _python_stream(config: PythonData) -> dict[str, Examples]:
+    return _factory_examples(config.factory, json.dumps(config.kwargs, sort_keys=True))
+
+
 def _user_row(
     name: str,
     config: type[F],
@@ -600,6 +706,7 @@ def _user_row(
     identity: Callable[[F], dict[str, Any]],
     needs: str,
     spatial_dims: int | None,
+    stream: Callable[[F], dict[str, Examples]] | None = None,
 ) -> DataSet[F]:
     return _fixed_test_row(
         name,
@@ -609,6 +716,7 @@ def _user_row(
         identity,
         needs=needs,
         spatial_dims=spatial_dims,
+        stream=stream,
     )
 
 
@@ -651,13 +759,15 @@ BUILT_IN_DATASETS: tuple[DataSet[Any], ...] = (
         spec=lambda c: (c.synthetic_shape[0], len(c.synthetic_shape) - 1, c.synthetic_classes),
         parameters=lambda c: {"shape": c.synthetic_shape, "classes": c.synthetic_classes},
     ),
-    _user_row(
+    _fixed_test_row(
         "imagefolder",
         ImageFolderData,
-        parts=_image_folder_parts,
+        search=lambda c: _image_folder_part(c, "search"),
+        test=lambda c: _image_folder_part(c, "test"),
         identity=lambda c: _folder_identity(c.path, recursive=True),
         needs="a folder of class subfolders of images (or train/ and test/ folders of them)",
         spatial_dims=2,
+        stream=_image_folder_stream,
     ),
     _user_row(
         "arrays",
@@ -674,6 +784,7 @@ BUILT_IN_DATASETS: tuple[DataSet[Any], ...] = (
         identity=lambda c: {"factory": c.factory, "kwargs": c.kwargs, "module": _module_identity(c.factory)},
         needs="an importable module whose function returns the data",
         spatial_dims=None,
+        stream=_python_stream,
     ),
     _user_row(
         "torchvision",
@@ -682,6 +793,7 @@ BUILT_IN_DATASETS: tuple[DataSet[Any], ...] = (
         identity=lambda c: {"dataset": c.dataset, **_folder_identity(c.root, recursive=True)},
         needs="a torchvision data set's files under root (never downloaded)",
         spatial_dims=2,
+        stream=_torchvision_stream,
     ),
 )
 for _row in BUILT_IN_DATASETS:
@@ -693,24 +805,150 @@ for _row in BUILT_IN_DATASETS:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataPlan:
+    """Whether a data set is held in memory or streamed, and why: `estimated_bytes` is the decoded size
+    (float32) of every example of its search part and test split, `examples` their number, `shape` one
+    example's (None where the data set cannot stream: it is always held in memory)."""
+
+    in_memory: bool
+    reason: str
+    examples: int | None = None
+    shape: tuple[int, ...] | None = None
+    estimated_bytes: int | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def _plan_cached(config_json: str) -> DataPlan:
+    config = data_config_adapter().validate_json(config_json)
+    row = dataset_row(config)
+    if row.stream is None or not isinstance(config, StreamingData):
+        return DataPlan(True, f"{config.name} is always in memory")
+    parts = row.stream(config)
+    examples = sum(len(part) for part in parts.values())
+    if not len(parts["train"]):
+        raise DataError(f"data.name {config.name}: the data holds no examples")
+    shape = tuple(parts["train"].read(0).shape)
+    size = examples * example_bytes(shape)
+    if config.in_memory == "auto":
+        in_memory = size <= config.in_memory_limit_bytes
+        limit = f"in_memory_limit_mib {config.in_memory_limit_mib}"
+        reason = f"auto: {'<=' if in_memory else '>'} {limit}"
+    else:
+        in_memory = bool(config.in_memory)
+        reason = f"in_memory: {str(in_memory).lower()}"
+    return DataPlan(in_memory, reason, examples, shape, size)
+
+
+def data_plan(config: DataConfig) -> DataPlan:
+    """Whether `config`'s data set is held in memory or streamed (`in_memory`: auto compares the estimated
+    decoded size with `in_memory_limit_mib`), with the estimate; found once per process."""
+    return _plan_cached(config.model_dump_json())
+
+
+def _check_labels(name: str, labels: np.ndarray) -> None:
+    if len(np.unique(labels)) < 2:
+        raise DataError(f"{name}: need inputs and labels of equal length with at least two classes")
+
+
+def stream_parts(config: StreamingData) -> tuple[Examples, Examples]:
+    """The search part and the test split of a data set that can stream, as examples: its own test part,
+    else `test_fraction` of each class carved with the seed the in-memory path uses."""
+    stream = dataset_row(config).stream
+    if stream is None:
+        raise ValueError(f"data set {config.name!r} cannot stream")
+    parts = stream(config)
+    if "test" in parts:
+        return parts["train"], parts["test"]
+    if not isinstance(config, FileData):
+        raise DataError(f"{config.name}: the data has no test split")
+    whole = parts["train"]
+    _check_labels(f"{config.name} data", whole.labels)
+    search_idx, test_idx = stratified_split(whole.labels, config.test_fraction, FILE_TEST_SEED)
+    return Subset(whole, search_idx), Subset(whole, test_idx)
+
+
+def _streamed(config: StreamingData, split: Split, plan: DataPlan) -> StreamedData:
+    """A split streamed: positions into the indexed examples, chosen as the in-memory split chooses rows."""
+    search, test = stream_parts(config)
+    _check_labels(config.name, search.labels)
+    train: Examples
+    scored: Examples
+    if split == "search":
+        train_idx, val_idx = search_indices(search.labels, config)
+        train, scored, scored_on = Subset(search, train_idx), Subset(search, val_idx), "validation"
+    else:
+        scored_on = "confirm" if split == "confirm" else "test"
+        scored = _carved_examples(test, config, split)
+        train = search
+        _check_labels(f"{config.name} {scored_on} split", scored.labels)
+    assert plan.shape is not None and plan.estimated_bytes is not None
+    statistics = config.given_statistics() or streamed_statistics(train, plan.shape, config.loader_workers)
+    return StreamedData(
+        name=config.name,
+        train=StandardisedExamples(train, plan.shape, statistics),
+        scored=StandardisedExamples(scored, plan.shape, statistics),
+        num_classes=int(max(train.labels.max(), scored.labels.max())) + 1,
+        loader_workers=config.loader_workers,
+        estimated_bytes=plan.estimated_bytes,
+        scored_on=scored_on,
+    )
+
+
+def _carved_examples(test: Examples, config: StreamingData, split: Split) -> Examples:
+    """The test split less its confirmation part (`split="target"`), or that part (`"confirm"`)."""
+    fraction = config.confirm_fraction if isinstance(config, FixedTestData) else 0.0
+    if split == "confirm" and not fraction:
+        if isinstance(config, FixedTestData):
+            raise _no_confirmation(config)
+        raise DataError(f"{config.name} has no confirmation split")
+    if not fraction:
+        return test
+    test_idx, confirm_idx = stratified_split(test.labels, fraction, CONFIRM_CARVE_SEED)
+    return Subset(test, confirm_idx if split == "confirm" else test_idx)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_cached(config_json: str, split: Split) -> ProxyData:
+def _load_cached(config_json: str, split: Split) -> LoadedData:
     config = data_config_adapter().validate_json(config_json)  # the cache key is the config's dump
     row = dataset_row(config)
+    chunked = row.stream is not None  # rows that can stream: statistics computed as streaming computes them
+    if chunked and isinstance(config, StreamingData) and not (plan := data_plan(config)).in_memory:
+        return _streamed(config, split, plan)
     if split == "search":
-        return _search_split(config.name, *row.search(config), config)
+        return _search_split(config.name, *row.search(config), config, chunked)
     scored = row.confirm(config) if split == "confirm" else row.test(config)
     scored_on = "confirm" if split == "confirm" else "test"
-    return _target_split(config.name, row.search(config), scored, scored_on, config.given_statistics())
+    search = row.search(config)
+    return _target_split(config.name, search, scored, scored_on, _statistics(config, search[0], chunked))
 
 
-def load_data(config: DataConfig, split: Split = "search") -> ProxyData:
+def clear_caches() -> None:
+    """Forget every data set, index and factory result this process has read (tests; changed files)."""
+    for cached in (
+        _load_cached,
+        _plan_cached,
+        _torchvision_examples,
+        _factory_examples,
+        read_image_folder_part,
+        image_folder_index,
+        read_arrays_file,
+        call_factory,
+        factory_parts,
+        read_torchvision,
+        torchvision_parts,
+    ):
+        cached.cache_clear()
+
+
+def load_data(config: DataConfig, split: Split = "search") -> LoadedData:
     """The data set described by `config` (cached per process, keyed by the whole config and the split).
 
     `split="search"`: the search part's training split, scored on its validation split (what searches
     see). `split="target"`: the whole search part for training, scored on the test split (what the
     target task sees; no search ever reads it). `split="confirm"`: the whole search part for training,
-    scored on the confirmation split (only a final confirmation reads it)."""
+    scored on the confirmation split (only a final confirmation reads it). Held in memory as tensors
+    (`ProxyData`) or streamed (`StreamedData`) as `data_plan(config)` says."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     return _load_cached(config.model_dump_json(), split)

@@ -14,7 +14,7 @@ from torch import nn
 from ..ir import Graph
 from .architectures import build_model
 from .config import ArchitectureConfig, TrainingConfig
-from .data import ProxyData
+from .data import LoadedData
 from .models import count_slots
 from .training import ProxyTrainer
 from .user_models import ArchitectureError, check_forward, describe
@@ -39,7 +39,7 @@ class Probe:
 def probe_architecture(
     arch: ArchitectureConfig,
     layer: Graph,
-    data: ProxyData,
+    data: LoadedData,
     training: TrainingConfig,
     *,
     groups: int,
@@ -63,7 +63,7 @@ def probe_architecture(
 def checked_model(
     arch: ArchitectureConfig,
     layer: Graph,
-    data: ProxyData,
+    data: LoadedData,
     *,
     groups: int,
     eps: float,
@@ -92,11 +92,11 @@ def checked_model(
     return model
 
 
-def _forward_and_backward(model: nn.Module, arch: ArchitectureConfig, data: ProxyData) -> None:
-    batch = min(len(data.train_y), 8)
+def _forward_and_backward(model: nn.Module, arch: ArchitectureConfig, data: LoadedData) -> None:
+    x, y = data.head(8)
     model.train()
-    logits = check_forward(model, arch, data.train_x[:batch], data.num_classes)
-    loss = nn.functional.cross_entropy(logits, data.train_y[:batch])
+    logits = check_forward(model, arch, x, data.num_classes)
+    loss = nn.functional.cross_entropy(logits, y)
     try:
         loss.backward()
     except RuntimeError as e:
@@ -106,16 +106,19 @@ def _forward_and_backward(model: nn.Module, arch: ArchitectureConfig, data: Prox
     model.zero_grad(set_to_none=True)
 
 
-def _seconds_per_step(model: nn.Module, data: ProxyData, training: TrainingConfig, seed: int) -> float:
+def _seconds_per_step(model: nn.Module, data: LoadedData, training: TrainingConfig, seed: int) -> float:
     """Seconds per step of the configured recipe (its batch size, device and threads) on this model."""
     timed = training.model_copy(update={"steps": TIMED_STEPS + 1, "warmup_steps": 0})
     trainer = ProxyTrainer(model, data, timed, seed=seed)
-    trainer.train_until(1)
-    _synchronize(trainer.device)
-    start = time.perf_counter()
-    trainer.train_until(TIMED_STEPS + 1)
-    _synchronize(trainer.device)
-    return (time.perf_counter() - start) / TIMED_STEPS
+    try:
+        trainer.train_until(1, release=False)  # streamed data: its loader workers start here, untimed
+        _synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer.train_until(TIMED_STEPS + 1, release=False)
+        _synchronize(trainer.device)
+        return (time.perf_counter() - start) / TIMED_STEPS
+    finally:
+        trainer.close()
 
 
 def _synchronize(device: torch.device) -> None:

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,37 +77,75 @@ def _stack_images(images: list[np.ndarray], paths: list[Path]) -> np.ndarray:
     if len(shapes) > 1:
         first, other = images[0].shape, next(a.shape for a in images if a.shape != images[0].shape)
         where = next(p for p, a in zip(paths, images, strict=True) if a.shape == other)
-        raise DataError(
-            f"data.size: images differ in size ({paths[0]} is {first}, {where} is {other}); set data.size to resize"
-        )
+        raise images_differ(str(paths[0]), first, str(where), other)
     return np.stack(images)
 
 
-def _read_classes(folder: Path, classes: Sequence[str], mode: str, size: tuple[int, ...] | None) -> Arrays:
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files of one part of a folder, in reading order (classes by name, files by name within
+    each), with their labels: what a search needs to know of a folder before decoding any image."""
+
+    paths: tuple[str, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _index_classes(folder: Path, classes: Sequence[str]) -> ImageFiles:
     """Every image under `folder/<class>/` for the given class names, labelled by their position."""
-    arrays, labels, paths = [], [], []
+    paths: list[str] = []
+    labels: list[int] = []
     for label, name in enumerate(classes):
         class_folder = folder / name
         if not class_folder.is_dir():
             raise DataError(f"data.path: {folder} has no class folder {name!r} (the classes are {list(classes)})")
-        for path in _images_of(class_folder):
-            arrays.append(_read_image(path, mode, size))
-            labels.append(label)
-            paths.append(path)
-    return _stack_images(arrays, paths), np.asarray(labels, dtype=np.int64)
+        images = _images_of(class_folder)
+        paths.extend(str(p) for p in images)
+        labels.extend([label] * len(images))
+    return ImageFiles(tuple(paths), np.asarray(labels, dtype=np.int64))
 
 
-@functools.lru_cache(maxsize=2)
-def read_image_folder(path: str, mode: str, size: tuple[int, ...] | None) -> Parts:
-    """An image folder: `train/` and `test/` class folders (the same classes in both), or class folders."""
+@functools.lru_cache(maxsize=4)
+def image_folder_index(path: str) -> dict[str, ImageFiles]:
+    """The files of an image folder: `train/` and `test/` class folders (the same classes in both), or
+    class folders (one part, `train`). Scanned once per process: reading the images in memory and
+    streaming them both start from this index."""
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"data.path: image folder {folder} does not exist or is not a directory")
     if all((folder / part).is_dir() for part in SPLIT_FOLDERS):
         classes = [p.name for p in class_folders(folder / "train")]
-        return {part: _read_classes(folder / part, classes, mode, size) for part in SPLIT_FOLDERS}
+        return {part: _index_classes(folder / part, classes) for part in SPLIT_FOLDERS}
     classes = [p.name for p in class_folders(folder)]
-    return {"train": _read_classes(folder, classes, mode, size)}
+    return {"train": _index_classes(folder, classes)}
+
+
+def read_image(path: str, mode: str, size: tuple[int, ...] | None) -> np.ndarray:
+    """One image file as float32 (C, H, W) on [0, 1]; a DataError naming the file when it cannot be read."""
+    return _read_image(Path(path), mode, size)
+
+
+def images_differ(first: str, first_shape: tuple[int, ...], other: str, other_shape: tuple[int, ...]) -> DataError:
+    return DataError(
+        f"data.size: images differ in size ({first} is {first_shape}, {other} is {other_shape}); "
+        "set data.size to resize"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def read_image_folder_part(path: str, part: str, mode: str, size: tuple[int, ...] | None) -> Arrays:
+    """One part (`train`, `test`) of an image folder decoded into arrays, the other left unread
+    (`image_folder_index` says which files, in which order)."""
+    files = image_folder_index(path)[part]
+    images = [read_image(p, mode, size) for p in files.paths]
+    return _stack_images(images, [Path(p) for p in files.paths]), files.labels
+
+
+def read_image_folder(path: str, mode: str, size: tuple[int, ...] | None) -> Parts:
+    """An image folder's parts decoded into arrays."""
+    return {part: read_image_folder_part(path, part, mode, size) for part in image_folder_index(path)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,7 +249,8 @@ def dataset_arrays(dataset: Any, what: str) -> Arrays:
     return checked_arrays(inputs, labels, what)
 
 
-def _factory_parts(result: Any, factory: str) -> Parts:
+def _factory_result(result: Any, factory: str) -> dict[str, Any]:
+    """A factory's `train` and `test` parts: checked arrays, or the torch Datasets it returned as they are."""
     what = f"data.factory {factory!r}"
     if isinstance(result, tuple) and len(result) == 4:
         x, y, x_test, y_test = result
@@ -219,7 +259,7 @@ def _factory_parts(result: Any, factory: str) -> Parts:
             "test": checked_arrays(x_test, y_test, f"{what} (x_test, y_test)"),
         }
     if isinstance(result, tuple) and len(result) == 2 and all(hasattr(d, "__getitem__") for d in result):
-        return {"train": dataset_arrays(result[0], f"{what} train"), "test": dataset_arrays(result[1], f"{what} test")}
+        return {"train": result[0], "test": result[1]}
     raise DataError(
         f"{what} returned {type(result).__name__}; expected (x_train, y_train, x_test, y_test) arrays or tensors, "
         "or (train, test) torch Datasets"
@@ -227,14 +267,61 @@ def _factory_parts(result: Any, factory: str) -> Parts:
 
 
 @functools.lru_cache(maxsize=2)
-def call_factory(factory: str, kwargs_json: str) -> Parts:
-    """The train and test parts a `module:function` factory returns when called with the JSON kwargs."""
+def factory_parts(factory: str, kwargs_json: str) -> dict[str, Any]:
+    """What a `module:function` factory returns when called with the JSON kwargs, called once per process:
+    its `train` and `test` parts, each checked arrays or a torch Dataset of (input, label) pairs."""
     function = import_factory(factory)
     try:
         result = function(**json.loads(kwargs_json))
     except Exception as e:  # the user's code may raise anything
         raise DataError(f"data.factory {factory!r} failed: {type(e).__name__}: {e}") from None
-    return _factory_parts(result, factory)
+    return _factory_result(result, factory)
+
+
+@functools.lru_cache(maxsize=2)
+def call_factory(factory: str, kwargs_json: str) -> Parts:
+    """The train and test parts a `module:function` factory returns, as arrays (Datasets read whole)."""
+    what = f"data.factory {factory!r}"
+    return {
+        part: value if isinstance(value, tuple) else dataset_arrays(value, f"{what} {part}")
+        for part, value in factory_parts(factory, kwargs_json).items()
+    }
+
+
+def dataset_labels(dataset: Any, what: str) -> np.ndarray:
+    """The labels of a Dataset of (input, label) pairs: its `targets` (torchvision's convention) when it
+    has one per example, else read pair by pair (once per process: the index is cached with the data)."""
+    targets = getattr(dataset, "targets", None)
+    try:
+        if targets is not None and len(targets) == len(dataset):
+            labels = np.asarray([int(t) for t in targets], dtype=np.int64)
+        else:
+            labels = np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+    except Exception as e:  # the user's dataset may raise anything while being read
+        raise DataError(f"{what}: cannot read the dataset's labels: {type(e).__name__}: {e}") from None
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{what}: labels must be class indices 0, 1, ..., got {int(labels.min())}")
+    return labels
+
+
+def checked_example(x: Any, what: str) -> np.ndarray:
+    """One input of a Dataset as float32 (C, *spatial), or a DataError saying which rule it breaks."""
+    try:
+        array = _as_array(torch.as_tensor(x), what)
+    except DataError:
+        raise
+    except Exception as e:  # torch.as_tensor of the user's value
+        raise DataError(f"{what}: expected an array or a tensor input: {type(e).__name__}: {e}") from None
+    if (
+        not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer))
+        or array.dtype == np.bool_
+    ):
+        raise DataError(f"{what}: inputs must be numbers (float or integer), got dtype {array.dtype}")
+    if array.ndim not in (2, 3):
+        raise DataError(f"{what}: an input must be (C, L) or (C, H, W), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise DataError(f"{what}: inputs hold NaN or infinite values")
+    return array.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,8 +363,9 @@ def _pil_dataset_arrays(dataset: Any, mode: str, size: tuple[int, ...] | None, w
 
 
 @functools.lru_cache(maxsize=2)
-def read_torchvision(dataset: str, root: str, kwargs_json: str, mode: str, size: tuple[int, ...] | None) -> Parts:
-    """A torchvision data set's train=True and train=False parts (just one part when it has no `train`)."""
+def torchvision_parts(dataset: str, root: str, kwargs_json: str) -> dict[str, Any]:
+    """A torchvision data set's train=True and train=False parts (just one, `train`, when the class has no
+    `train`) as the class's own Dataset objects, made once per process; nothing is decoded yet."""
     datasets = import_torchvision_datasets()
     cls = getattr(datasets, dataset, None)
     what = f"data.dataset {dataset!r}"
@@ -285,10 +373,17 @@ def read_torchvision(dataset: str, root: str, kwargs_json: str, mode: str, size:
         raise DataError(f"{what}: torchvision.datasets has no data set class of that name")
     kwargs = json.loads(kwargs_json)
     if "train" not in _parameters(cls):
-        return {"train": _pil_dataset_arrays(_torchvision_part(cls, root, None, kwargs, what), mode, size, what)}
+        return {"train": _torchvision_part(cls, root, None, kwargs, what)}
+    return {part: _torchvision_part(cls, root, part == "train", kwargs, what) for part in SPLIT_FOLDERS}
+
+
+@functools.lru_cache(maxsize=2)
+def read_torchvision(dataset: str, root: str, kwargs_json: str, mode: str, size: tuple[int, ...] | None) -> Parts:
+    """A torchvision data set's parts (`torchvision_parts`) decoded into arrays."""
+    what = f"data.dataset {dataset!r}"
     return {
-        part: _pil_dataset_arrays(_torchvision_part(cls, root, part == "train", kwargs, what), mode, size, what)
-        for part in SPLIT_FOLDERS
+        part: _pil_dataset_arrays(instance, mode, size, what)
+        for part, instance in torchvision_parts(dataset, root, kwargs_json).items()
     }
 
 

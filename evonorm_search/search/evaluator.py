@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..enums import CandidateStatus, EvaluationPhase, EvaluationStatus, RejectionStage
 from ..ir import Graph
 from ..proxies import ProxyTrainer, TrainingCancelled, build_model, load_data
-from ..proxies.data import ProxyData
+from ..proxies.data import LoadedData
 from .config import EvaluationSpec
 from .objectives import Evaluated, objective_values
 from .rejection import Rejection
@@ -126,7 +126,7 @@ def _record(
 
 
 def _start_runs(
-    graph: Graph, spec: EvaluationSpec, data: ProxyData, should_stop: Callable[[], bool] | None
+    graph: Graph, spec: EvaluationSpec, data: LoadedData, should_stop: Callable[[], bool] | None
 ) -> list[_Run]:
     runs = []
     for arch in spec.architectures:
@@ -209,6 +209,9 @@ def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | Non
     except Exception as e:  # the worker must report, not die: the controller records the error
         detail = "".join(traceback.format_exception_only(type(e), e)).strip()
         return outcome(error=detail)
+    finally:
+        for run in runs:
+            run.trainer.close()  # streamed data: no loader worker outlives the candidate
 
 
 # --------------------------------------------------------------------------------------------------

@@ -99,6 +99,37 @@ def test_an_invalid_config_fails_before_anything_is_built(tmp_path):
     assert "architectures.0.kwargs" in result.output and "num_classes must not be in kwargs" in result.output
 
 
+def test_check_says_whether_each_data_set_is_held_in_memory_or_streamed_and_its_size(tmp_path, python_path):
+    from evonorm_search.proxies.data import clear_caches
+    from evonorm_search.proxies.folders import make_image_folder
+
+    clear_caches()
+    folder = make_image_folder(tmp_path / "digits")
+    text = TINY.format(architectures="  - {kind: resnet, width: 4, blocks: [1]}")
+    streamed = f"{{name: imagefolder, path: {folder}, mode: grayscale, in_memory: false, loader_workers: 0}}"
+    text = text.replace(
+        "  data: {name: synthetic, synthetic_shape: [1, 8, 8], synthetic_classes: 3, samples: 60}",
+        f"  data: {streamed}",
+    )
+    text = text.replace(
+        "data: {name: synthetic, synthetic_shape: [1, 8, 8], synthetic_classes: 3, samples: 60}",
+        f"data: {{name: imagefolder, path: {folder}, mode: grayscale}}",
+        1,
+    )
+    path = tmp_path / "search.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    proxy = next(line for line in lines if "│ data " in line)
+    target = next(line for line in lines if "validation.data" in line)
+    # 1,797 digits of 1x8x8 float32: 0.4 MiB decoded.
+    assert "imagefolder" in proxy and "1,079 / 359" in proxy and "1x8x8" in proxy and "0.4 MiB" in proxy
+    assert "in memory" in proxy and "auto: <= in_memory_limit_mib 1024" in proxy
+    assert "1,438 / 359" in target and "streamed, no workers" in target and "in_memory: false" in target
+    clear_caches()
+
+
 def test_check_of_a_layer_file_is_unchanged(tmp_path):
     layer = tmp_path / "layer.dsl"
     layer.write_text("y = relu(x)\n", encoding="utf-8")

@@ -21,7 +21,7 @@ from evonorm_search.proxies.data import (
     DATASETS,
     SEARCH_STREAM,
     DataSet,
-    _load_cached,
+    clear_caches,
     declared_spatial_dims,
     input_spec,
     register_dataset,
@@ -112,7 +112,7 @@ EXAMPLES = {
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    _load_cached.cache_clear()
+    clear_caches()
     path = list(sys.path)
     yield
     sys.path[:] = path

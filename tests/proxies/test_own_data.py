@@ -12,16 +12,15 @@ from PIL import Image
 from pydantic import ValidationError
 
 from evonorm_search.proxies import DataConfig, DataError, load_data
-from evonorm_search.proxies.data import _load_cached, digits_parts, input_spec
+from evonorm_search.proxies.data import clear_caches, digits_parts, input_spec
 from evonorm_search.proxies.folders import make_image_folder
-from evonorm_search.proxies.readers import call_factory, read_arrays_file, read_image_folder
+from evonorm_search.proxies.readers import call_factory
 from evonorm_search.search.config import SearchConfig
 
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    for cached in (_load_cached, read_image_folder, read_arrays_file, call_factory):
-        cached.cache_clear()
+    clear_caches()  # every reader's and loader's cache: each test's files are new
 
 
 def _png(path, color, size=(5, 7), mode="RGB"):
