@@ -10,13 +10,13 @@ import pytest
 
 import evonorm_search as es
 from evonorm_search.search import ConfigError, EvaluationTask
+from tests.conftest import collect_outcomes
 from workers import RayConnection, RaySettings, WorkerResources, capacity_problem, check_settings
 from workers.cluster import default_gpus
 from workers.remote import on_granted_device, remote_evaluation
 
 from . import bodies
 from .conftest import TINY_SEARCH, tiny_config
-from .test_ray_evaluator import poll_until
 
 
 def config(device: str = "auto", **workers: object):
@@ -113,7 +113,7 @@ def run_reporting(resources: WorkerResources, count: int, **kwargs) -> list[dict
     try:
         for candidate_id in range(1, count + 1):  # one at a time, so one worker process serves them in turn
             ev.submit(dataclasses.replace(task_with("auto"), candidate_id=candidate_id))
-            [outcome] = poll_until(ev, 1)
+            [outcome] = collect_outcomes(ev, 1)
             assert outcome.status == "evaluated", outcome.error
             seen.append({**outcome.records[0].metrics, "node": outcome.node})
     finally:
