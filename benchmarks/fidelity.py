@@ -528,6 +528,7 @@ def run_targets_only(args: argparse.Namespace) -> Path:
     family, seeds = family_of(config), config.validation.seed_list(args.seeds)
     wanted = {*config.baselines, *CONTROLS}
     layers = [layer for layer in layer_set(config, 0, args.seed) if layer.label in wanted]
+    layers += [extra_layer(text) for text in args.layer]
     available = target_settings(family, args.smoke)
     names = args.target_variants if args.target_variants is not None else list(available)
     runs: dict[str, TargetRun] = {}
@@ -551,6 +552,14 @@ def run_targets_only(args: argparse.Namespace) -> Path:
     return write_result(
         f"{family.result}-targets", "Choosing the target task: baselines and controls per setting", body
     )
+
+
+def extra_layer(text: str) -> LayerToScore:
+    """`--layer`: a library name, or LABEL=DSL (the first `=` ends the label)."""
+    if "=" not in text:
+        return LayerToScore(library.get(text), text)
+    label, dsl = (part.strip() for part in text.split("=", 1))
+    return LayerToScore(parse(dsl), label)
 
 
 def seed_scores(score: dict) -> list[float]:
@@ -676,7 +685,8 @@ def target_section(config: SearchConfig, runs: dict[str, TargetRun]) -> str:
     rows = []
     for i, layer in enumerate(layers):
         cells = [f"{fmt(runs[n].scores[i]['mean'])} ± {fmt(runs[n].scores[i]['std'])}" for n in names]
-        rows.append([layer.label, "control" if layer.label in CONTROLS else "baseline", statistic(layer), *cells])
+        kind = "control" if layer.label in CONTROLS else "baseline" if layer.label in config.baselines else "layer"
+        rows.append([layer.label, kind, statistic(layer), *cells])
     return (
         "## Target settings tried\n\nWhether a normalization layer beats the controls on the target at all: "
         "a target where no baseline does cannot rank normalization layers, whatever the proxies do. Each "
@@ -1068,8 +1078,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--skip-placement", action="store_true", help="transformers: leave the placement table out (it trains most)"
     )
+    parser.add_argument(
+        "--layer", action="append", default=[], metavar="NAME|LABEL=DSL",
+        help="with --targets-only: a further layer scored beside the baselines and controls (a library name or "
+        "LABEL=DSL; repeat for several), e.g. an initialisation of dyt",
+    )  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
+    if args.layer and not args.targets_only:
+        parser.error("--layer needs --targets-only")
+    for text in args.layer:
+        try:
+            extra_layer(text)
+        except Exception as e:  # a name the library lacks, or DSL that does not parse: said before anything trains
+            parser.error(f"--layer {text!r}: {e}")
     family = family_of(SearchConfig.from_yaml(Path(args.config)))
     known = family.variants
     if args.variants and not set(args.variants) <= set(known):

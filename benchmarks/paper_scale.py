@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -576,7 +577,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument(
+        "--label", default="", help="names the results file paper-scale-LABEL-<machine>.md, beside earlier runs"
+    )
     args = parser.parse_args()
+    if args.label and not re.fullmatch(r"[a-z0-9-]+", args.label):
+        parser.error(f"--label {args.label!r}: use lower-case letters, digits and hyphens")
     args.backends = [b for b in args.backends.split(",") if not (args.skip_postgres and b == "postgresql")]
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
@@ -597,7 +603,8 @@ def main() -> None:
                 runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     body = report(runs, selection_rows, args, loads)
-    path = write_result("paper-scale", "Paper scale: one controller against a simulated cluster", body)
+    name = f"paper-scale-{args.label}" if args.label else "paper-scale"
+    path = write_result(name, "Paper scale: one controller against a simulated cluster", body)
     print(f"wrote {path}")
 
 

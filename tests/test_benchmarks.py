@@ -322,10 +322,13 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
     config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
     report = run_script(
         "fidelity.py", "--smoke", "--targets-only", "--config", config, "--target-variants", "default;depth 2",
-        results=tmp_path, report="fidelity-transformer-targets",
+        "--layer", "dyt_alpha1 = tanh(v1 * x)", results=tmp_path, report="fidelity-transformer-targets",
     )  # fmt: skip
     assert "## Proxy settings tried" not in report and "## Placement" not in report  # no proxy trained
-    assert "20 layer scores trained in this run, 0 served" in report  # 10 layers on 2 settings
+    assert "22 layer scores trained in this run, 0 served" in report  # 10 layers and the extra one, 2 settings
+    assert re.search(
+        r"^\| dyt_alpha1 \| layer \| no statistic \| \d\.\d{3} ± \d\.\d{3} \| \d\.\d{3} ± ", report, re.MULTILINE
+    )
     choice = report[report.index("## The choice of target") :]
     for setting in ("default", "depth 2"):
         row = re.search(
@@ -337,6 +340,27 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
         assert (row.group(1) == "yes") == (float(row.group(2)) > float(row.group(3)))
         assert row.group(5) == ("yes" if row.group(1) == row.group(4) == "yes" else "no")
     assert "**Chosen: " in choice or "**No setting meets the rule.**" in choice
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--targets-only", "--layer", "broken = tanh(x"], "--layer 'broken = tanh(x'"),
+        (["--targets-only", "--layer", "no_such_layer"], "--layer 'no_such_layer'"),
+        (["--layer", "dyt"], "--layer needs --targets-only"),
+    ],
+)
+def test_the_fidelity_benchmark_refuses_an_extra_layer_it_cannot_score(tmp_path, args, message):
+    config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "fidelity.py"), "--smoke", "--config", config, *args],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.glob("fidelity-*"))
 
 
 def test_the_target_choice_rule_on_scores_it_must_accept_and_refuse():
@@ -460,13 +484,26 @@ def test_the_cpu_step_benchmark_refuses_too_few_rounds_and_unknown_layers(tmp_pa
 def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database_url):
     server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
     args = ["--budget", "30", "--workers", "4,12", "--window", "15", "--time-factor", "0.002"]
-    args += ["--selection-population", "20", "--selection-proposals", "3", "--postgres", server]
-    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
+    args += ["--selection-population", "20", "--selection-proposals", "3", "--postgres", server, "--label", "tiny"]
+    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale-tiny")
+    assert not list(tmp_path.glob("paper-scale-smoke.md"))  # the label names the file, beside earlier runs
     assert "## Throughput" in report and "## Where the controller's time goes" in report
     assert "| SQLite (WAL) | 4 | 30 |" in report and "| PostgreSQL | 12 | 30 |" in report
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
     # Group commits: the outcomes per outcome transaction and the candidates per transaction of proposals.
     assert "outcomes per outcome txn p50 / max" in report and "candidates per proposal txn p50 / max" in report
+
+
+def test_the_paper_scale_benchmark_refuses_a_label_that_is_not_a_file_name_part(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "paper_scale.py"), "--label", "../Bad label"],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "--label '../Bad label': use lower-case letters" in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_own_task_benchmark_writes_its_tables(tmp_path):

@@ -60,7 +60,7 @@ def _assert_same_function(reference: es.NormAct, fast: es.NormAct, x: torch.Tens
             if pr.grad is not None:
                 torch.testing.assert_close(pf.grad, pr.grad, rtol=tol, atol=tol, equal_nan=True, msg=name)
         for (name, br), (_, bf) in zip(reference.named_buffers(), fast.named_buffers(), strict=True):
-            torch.testing.assert_close(bf, br, rtol=tol, atol=tol, msg=name)
+            torch.testing.assert_close(bf, br, rtol=tol, atol=tol, equal_nan=True, msg=name)
         x = x + 0.1 * torch.randn_like(x)
 
 
@@ -165,6 +165,8 @@ def test_auto_runs_the_eager_backend_on_cpu():
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), spatial=st.sampled_from(sorted(SHAPES)))
 def test_random_layers_of_the_search_space_match_the_reference(seed, spatial):
+    # NaN where the reference has NaN counts as agreement, in running statistics too: seed 614 draws
+    # `t1 = std(log(relu(x)), batch); y = t1 / t1`, whose running variance is NaN on both backends.
     rng = random.Random(seed)
     graph = random_graph(SearchSpace(max_ops=8), rng)
     torch.manual_seed(seed)

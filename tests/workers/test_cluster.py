@@ -178,7 +178,7 @@ def test_resources_follow_the_search_unless_given():
     [
         ({"retries": -1}, "retries must be a whole number >= 0"),
         ({"retries": True}, "retries must be a whole number"),
-        ({"timeout": 0}, "timeout must be positive"),
+        ({"evaluation_timeout": 0}, "evaluation_timeout must be positive"),
         ({"heartbeat_interval": 0}, "heartbeat_interval must be positive"),
         ({"heartbeat_interval": 5, "heartbeat_timeout": 8}, "at least twice heartbeat_interval"),
         ({"max_in_flight": 0}, "max_in_flight must be >= 1"),
