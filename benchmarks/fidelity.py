@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -549,9 +550,8 @@ def run_targets_only(args: argparse.Namespace) -> Path:
         f"- Load average (1 min) at the end: {os.getloadavg()[0]:.2f}; seconds are wall time under that load."
     )
     body = "\n\n".join([header, target_section(config, runs), target_choice_section(config, runs)])
-    return write_result(
-        f"{family.result}-targets", "Choosing the target task: baselines and controls per setting", body
-    )
+    name = f"{family.result}-targets" + (f"-{args.label}" if args.label else "")
+    return write_result(name, "Choosing the target task: baselines and controls per setting", body)
 
 
 def extra_layer(text: str) -> LayerToScore:
@@ -1083,10 +1083,15 @@ def main(argv: list[str] | None = None) -> Path:
         help="with --targets-only: a further layer scored beside the baselines and controls (a library name or "
         "LABEL=DSL; repeat for several), e.g. an initialisation of dyt",
     )  # fmt: skip
+    parser.add_argument(
+        "--label", default="", help="with --targets-only: the results file is <family>-targets-LABEL-<machine>.md"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
     if args.layer and not args.targets_only:
         parser.error("--layer needs --targets-only")
+    if args.label and not (args.targets_only and re.fullmatch(r"[a-z0-9-]+", args.label)):
+        parser.error(f"--label {args.label!r} needs --targets-only and lower-case letters, digits and hyphens")
     for text in args.layer:
         try:
             extra_layer(text)

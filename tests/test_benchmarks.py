@@ -322,7 +322,8 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
     config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
     report = run_script(
         "fidelity.py", "--smoke", "--targets-only", "--config", config, "--target-variants", "default;depth 2",
-        "--layer", "dyt_alpha1 = tanh(v1 * x)", results=tmp_path, report="fidelity-transformer-targets",
+        "--layer", "dyt_alpha1 = tanh(v1 * x)", "--label", "dyt", results=tmp_path,
+        report="fidelity-transformer-targets-dyt",
     )  # fmt: skip
     assert "## Proxy settings tried" not in report and "## Placement" not in report  # no proxy trained
     assert "22 layer scores trained in this run, 0 served" in report  # 10 layers and the extra one, 2 settings
@@ -348,6 +349,7 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
         (["--targets-only", "--layer", "broken = tanh(x"], "--layer 'broken = tanh(x'"),
         (["--targets-only", "--layer", "no_such_layer"], "--layer 'no_such_layer'"),
         (["--layer", "dyt"], "--layer needs --targets-only"),
+        (["--targets-only", "--label", "Bad/label"], "--label 'Bad/label' needs --targets-only and lower-case"),
     ],
 )
 def test_the_fidelity_benchmark_refuses_an_extra_layer_it_cannot_score(tmp_path, args, message):
