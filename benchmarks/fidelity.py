@@ -258,7 +258,7 @@ TRANSFORMER_MNIST1D = Family(
     None,
     "fidelity-transformer-mnist1d",
     "Proxy fidelity for transformers on MNIST-1D: proxy scores against the target task, and placement",
-    "search-transformer",
+    "search-transformer-mnist1d",
     "rmsnorm",
     min_slots=1.01, min_examples=2, needs_control_rule=False,
     rule="A proxy setting qualifies when the target is deeper (more norm-activation slots than the proxies) and "
