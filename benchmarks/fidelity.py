@@ -504,6 +504,12 @@ def target_variant_config(config: SearchConfig, overrides: dict) -> SearchConfig
     return variant_config(config, {"validation": merged})
 
 
+def score_setting(variant: SearchConfig, name: str, layers, seeds, evaluator, reuse: bool) -> TargetRun:
+    """`layers` on one target setting (`variant`'s validation section), through the score cache."""
+    scores = score_target(variant, layers, seeds, evaluator, reuse, what=f"target {name}")
+    return TargetRun(variant, layers, scores.scores, scores.seconds, scores.served)
+
+
 def target_variant_scores(
     config, layers, target, seeds, evaluator, reuse: bool, variants: dict[str, dict]
 ) -> dict[str, TargetRun]:
@@ -512,9 +518,7 @@ def target_variant_scores(
     by_dsl = {layer.dsl: score for layer, score in zip(layers, target, strict=True)}
     found = {"default": TargetRun(config, wanted, [by_dsl[layer.dsl] for layer in wanted], 0.0, len(wanted))}
     for name, overrides in variants.items():
-        variant = target_variant_config(config, overrides)
-        scores = score_target(variant, wanted, seeds, evaluator, reuse, what=f"target {name}")
-        found[name] = TargetRun(variant, wanted, scores.scores, scores.seconds, scores.served)
+        found[name] = score_setting(target_variant_config(config, overrides), name, wanted, seeds, evaluator, reuse)
         ok, _ = control_rule(found[name].means, config.baselines)
         print(f"target {name}: controls below every baseline: {'yes' if ok else 'no'}", flush=True)
     return found
@@ -536,8 +540,7 @@ def run_targets_only(args: argparse.Namespace) -> Path:
     with ProcessPoolEvaluator(args.workers) as evaluator:
         for name in names:
             variant = config if name == "default" else target_variant_config(config, available[name])
-            scores = score_target(variant, layers, seeds, evaluator, args.reuse_target, what=f"target {name}")
-            runs[name] = TargetRun(variant, layers, scores.scores, scores.seconds, scores.served)
+            runs[name] = score_setting(variant, name, layers, seeds, evaluator, args.reuse_target)
     served = sum(run.cached for run in runs.values())
     trained = sum(len(run.layers) - run.cached for run in runs.values())
     header = (
@@ -592,9 +595,15 @@ class TargetVerdict:
         return self.normalizers_above_controls and self.room_at_the_top
 
 
+def normalizing_baselines(config: SearchConfig, layers: list[LayerToScore]) -> list[str]:
+    """The baselines that aggregate over some axis (dyt and derf do not: they are not normalizers)."""
+    axes = {layer.label: layer.graph.axes for layer in layers}
+    return [b for b in config.baselines if axes[b]]
+
+
 def target_verdict(config: SearchConfig, run: TargetRun) -> TargetVerdict:
     by_label = {layer.label: (layer, score) for layer, score in zip(run.layers, run.scores, strict=True)}
-    normalizers = [b for b in config.baselines if by_label[b][0].graph.axes]
+    normalizers = normalizing_baselines(config, run.layers)
     control_best = max(max(seed_scores(by_label[c][1]), default=0.0) for c in CONTROLS)
     lows = {n: min(seed_scores(by_label[n][1]), default=0.0) for n in normalizers}
     margin = min(lows.values()) - control_best
@@ -626,8 +635,7 @@ def target_choice_section(config: SearchConfig, runs: dict[str, TargetRun]) -> s
     qualified = [n for n, v in verdicts.items() if v.qualifies]
     costed = [n for n in qualified if verdicts[n].cost is not None]
     chosen = min(costed, key=lambda n: verdicts[n].cost or 0.0) if costed else (qualified[0] if qualified else None)
-    normalizers = ", ".join(b for b in config.baselines if next(
-        layer for layer in next(iter(runs.values())).layers if layer.label == b).graph.axes)  # fmt: skip
+    normalizers = ", ".join(normalizing_baselines(config, next(iter(runs.values())).layers))
     outcome = (
         f"**Chosen: {chosen}**, the cheapest setting that meets the rule." if chosen
         else "**No setting meets the rule.**"
