@@ -41,6 +41,7 @@ from ..store.pages import MAX_PAGE
 from ..symbolic import FormulaTooLarge, symbolic_forms
 from .app import app, console, fail
 from .common import EXIT_STORE, DbOption, opened_readonly_store, print_formulas
+from .tables import FittedTable
 
 CSV_LEADING_COLUMNS = ["id", "birth", "status", "rejection_stage", "rejection_reason"]
 
@@ -159,9 +160,9 @@ def show_candidates(search_id: int, rows: list[Any], objectives: list[str]) -> N
     if not rows:
         console.print(f"search {search_id} has no candidates that match", highlight=False)
         return
-    table = Table(title=f"candidates of search {search_id} ({len(rows)} shown)")
+    table = FittedTable(title=f"candidates of search {search_id} ({len(rows)} shown)")
     for column in ("id", "birth", "status", "stage", *(heading(n) for n in objectives), "mean"):
-        table.add_column(column, justify="left" if column in ("status", "stage") else "right", overflow="fold")
+        table.add_column(column, justify="left" if column in ("status", "stage") else "right")
     for r in rows:
         values = [format_value((r.objectives or {}).get(n)) for n in objectives]
         stage = "" if r.rejection_stage is None else str(r.rejection_stage)
@@ -325,10 +326,10 @@ def evaluations_table(evaluations: list[Any]) -> Table:
     return table
 
 
-def target_runs_table(runs: list[ValidationRun]) -> Table:
+def target_runs_table(runs: list[ValidationRun]) -> FittedTable:
     """A row per seed of the target task, then the mean over seeds per architecture."""
     architectures = list(dict.fromkeys(a for run in runs for a in run.accuracies))
-    table = Table(title="target task (validation runs)")
+    table = FittedTable(title="target task (validation runs)")
     for column in ("seed", *architectures, "seconds"):
         table.add_column(column, justify="right")
     for run in runs:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..ir import Graph, GraphError
 from ..search.config import SearchConfig, resolve_layer
@@ -47,6 +46,7 @@ from .common import (
     stored_config,
     with_evaluation_options,
 )
+from .tables import FittedTable
 
 LayerOption = Annotated[
     list[str] | None,
@@ -274,16 +274,17 @@ def _keys(results: Sequence[Any]) -> list[str]:
     return [r.name if r.name != r.score.layer else f"layer {i}" for i, r in enumerate(results, 1)]
 
 
-def _table(results: Sequence[Any], references: Sequence[Any], title: str, keys: Sequence[str]) -> Table:
-    """Numbers only, so the table fits any width; the formulas are printed whole below it."""
+def _table(results: Sequence[Any], references: Sequence[Any], title: str, keys: Sequence[str]) -> FittedTable:
+    """Numbers only, so the table fits any width (split by columns where it is wider than the terminal);
+    the formulas are printed whole below it."""
     architectures = list(dict.fromkeys(a for r in results for a in r.score.per_architecture))
-    table = Table(title=title)
-    table.add_column("layer", overflow="fold")
+    table = FittedTable(title=title)
+    table.add_column("layer")
     for name in architectures:
-        table.add_column(name, justify="right", overflow="fold")
-    table.add_column("mean ± std", justify="right", overflow="fold")
+        table.add_column(name, justify="right")
+    table.add_column("mean ± std", justify="right")
     for b in references:
-        table.add_column(f"vs {b.name}", justify="right", overflow="fold")
+        table.add_column(f"vs {b.name}", justify="right")
     for key, r in zip(keys, results, strict=True):
         per_arch = _per_architecture_spread(r.score)
         row = [key]

@@ -65,6 +65,7 @@ from .common import (
     with_evaluation_options,
 )
 from .config_check import refuse_unusable_models
+from .tables import FittedTable
 
 # Every state but completed: a search `run` may take up again when its name and config match.
 NOT_COMPLETED_STATES = (
@@ -400,8 +401,8 @@ def show_best_beside_baselines(search: Search, best: Any | None, baselines: list
         console.print("no layer evaluated yet", highlight=False)
         return
     names = search.objective_names
-    table = Table(title="best layer and baselines")
-    table.add_column("layer", no_wrap=True)
+    table = FittedTable(title="best layer and baselines", keys=2)
+    table.add_column("layer")
     table.add_column("id", justify="right")
     table.add_column("mean", justify="right")
     for name in names:
@@ -480,9 +481,11 @@ def show_validated(search_id: int, validated: list[Validated], seeds: list[int])
         )
         return
     architectures = sorted({a for v in validated for a in v.score.per_architecture})
-    table = Table(title=f"validated front of search {search_id}: the target task, seeds {seeds[0]}-{seeds[-1]}")
+    table = FittedTable(
+        title=f"validated front of search {search_id}: the target task, seeds {seeds[0]}-{seeds[-1]}", keys=2
+    )
     for column in ("layer", "id", "seeds", "mean ± std", *architectures, *(f"vs {b.name}" for b in references)):
-        table.add_column(column, justify="left" if column == "layer" else "right", overflow="fold")
+        table.add_column(column, justify="left" if column == "layer" else "right")
     for v in layers + references:
         name = "candidate" if v.role == LAYER else v.name
         per = [format_value(v.score.per_architecture.get(a)) for a in architectures]
@@ -503,23 +506,24 @@ VERSUS_NOTE = (
 )
 
 
-def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[Table]:
-    """Numbers only, so they fit any width (the formulas follow, keyed by id): the front, then the
-    baselines in a table of their own, where a label, not a birth, names each row."""
-    table = Table(title=f"Pareto front of search {search_id} ({len(front)} layers)")
+def pareto_tables(search_id: int, names: list[str], front: list[Any], baselines: list[Any]) -> list[FittedTable]:
+    """Numbers only, so they fit any width (the formulas follow, keyed by id; a table wider than the
+    terminal splits by columns): the front, then the baselines in a table of their own, where a label,
+    not a birth, names each row."""
+    table = FittedTable(title=f"Pareto front of search {search_id} ({len(front)} layers)")
     for column in ("id", "birth", *(heading(n) for n in names), "mean"):
-        table.add_column(column, justify="right", overflow="fold")
+        table.add_column(column, justify="right")
     for b in baselines:
-        table.add_column(f"vs {b.label}", justify="right", overflow="fold")
+        table.add_column(f"vs {b.label}", justify="right")
     for c in front:
         values = [format_value(c.objectives.get(n)) for n in names]
         versus = [signed(d.mean) for d in differences(c.objectives, baselines)]
         table.add_row(str(c.id), str(c.birth), *values, format_value(mean_accuracy(c.objectives)), *versus)
     if not baselines:
         return [table]
-    reference = Table(title="baselines")
+    reference = FittedTable(title="baselines")
     for column in ("baseline", "id", *(heading(n) for n in names), "mean"):
-        reference.add_column(column, justify="left" if column == "baseline" else "right", overflow="fold")
+        reference.add_column(column, justify="left" if column == "baseline" else "right")
     for b in baselines:
         values = [format_value(b.objectives.get(n)) for n in names]
         reference.add_row(b.label, str(b.id), *values, format_value(mean_accuracy(b.objectives)))

@@ -42,15 +42,22 @@ def finished(tmp_path_factory) -> StoredSearch:
     return StoredSearch(path, db, result.output)
 
 
-@pytest.fixture(scope="session")
-def populated(tmp_path_factory) -> StoredSearch:
-    """Search 1 of 30 candidates written through the store (tests/service/factories.py), with baselines."""
-    path = tmp_path_factory.mktemp("populated") / "evonorm.db"
+# The demo's baselines beside them: a front table of every `vs` column is wider than 80 columns.
+WIDE_BASELINES = {
+    **POPULATED_BASELINES,
+    "gn_relu": {"accuracy_resnet": 0.91, "accuracy_mobilenetv2": 0.84, "cost": 3.0},
+    "evonorm_b0": {"accuracy_resnet": 0.93, "accuracy_mobilenetv2": 0.88, "cost": 5.0},
+    "evonorm_s0": {"accuracy_resnet": 0.9, "accuracy_mobilenetv2": 0.86, "cost": 4.5},
+}
+
+
+def populated_search(path: Path, baselines: dict[str, dict[str, float]]) -> StoredSearch:
+    """Search 1 of 30 candidates written through the store (tests/service/factories.py), with `baselines`."""
     db = f"sqlite:///{path}"
     with st.open_store(db) as store:
         search = populate(store, candidates=30)
         with store.session() as s:
-            for index, (label, values) in enumerate(POPULATED_BASELINES.items()):
+            for index, (label, values) in enumerate(baselines.items()):
                 graph = es.library.get(label)
                 baseline = st.add_baseline(
                     s,
@@ -63,6 +70,18 @@ def populated(tmp_path_factory) -> StoredSearch:
                 )
                 st.complete_candidate(s, baseline.id, values)
     return StoredSearch(path, db, "")
+
+
+@pytest.fixture(scope="session")
+def populated(tmp_path_factory) -> StoredSearch:
+    """Search 1 of 30 candidates with the bn_relu and relu baselines."""
+    return populated_search(tmp_path_factory.mktemp("populated") / "evonorm.db", POPULATED_BASELINES)
+
+
+@pytest.fixture(scope="session")
+def populated_wide(tmp_path_factory) -> StoredSearch:
+    """The same search with five baselines, as many `vs` columns as the demo prints and one more."""
+    return populated_search(tmp_path_factory.mktemp("populated-wide") / "evonorm.db", WIDE_BASELINES)
 
 
 def evaluated_candidates(db: str, search_id: int = 1) -> list[st.Candidate]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import evonorm_search as es
 from evonorm_search import store as st
 from tests.search.test_baselines import small_config
 
-from .conftest import StoredSearch
+from .conftest import WIDE_BASELINES, StoredSearch
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # One line longer than an 80-column terminal, and a program of several lines.
@@ -35,7 +36,7 @@ print(json.dumps({name: [r.exit_code, r.stdout] for name, r in results.items()})
 
 
 @pytest.fixture(scope="module")
-def rendered(populated: StoredSearch, tmp_path_factory) -> dict[int, dict[str, str]]:
+def rendered(populated: StoredSearch, populated_wide: StoredSearch, tmp_path_factory) -> dict[int, dict[str, str]]:
     """Each command's stdout at COLUMNS=80 and COLUMNS=200 (the console takes its width at start)."""
     folder = tmp_path_factory.mktemp("widths")
     layer = folder / "long.dsl"
@@ -45,6 +46,7 @@ def rendered(populated: StoredSearch, tmp_path_factory) -> dict[int, dict[str, s
     layers = ["--layer", str(layer), "--layer", "evonorm_b0", "--config", str(config), "--in-process"]
     commands = {
         "pareto": ["pareto", "1", "--db", populated.db],
+        "pareto-wide": ["pareto", "1", "--db", populated_wide.db],
         "status": ["status", "1", "--db", populated.db],
         "evaluate": ["evaluate", *layers],
         "validate": ["validate", *layers, "--seeds", "1"],
@@ -93,7 +95,7 @@ def column_cells(output: str, header: str) -> list[str]:
 
 
 @pytest.mark.parametrize("width", [80, 200])
-@pytest.mark.parametrize("command", ["pareto", "status", "evaluate", "validate"])
+@pytest.mark.parametrize("command", ["pareto", "pareto-wide", "status", "evaluate", "validate"])
 def test_nothing_is_cut(rendered, width, command):
     assert "…" not in rendered[width][command], rendered[width][command]
 
@@ -128,3 +130,28 @@ def test_scores_print_formulas_whole_and_explain_vs(rendered, width, command):
     assert_whole(es.library.get("evonorm_b0").to_text(), output)
     explained = any(line.startswith("vs ") and "minus" in line for line in output.splitlines())
     assert explained == ("vs relu" in output), output  # validate trains the baselines, evaluate does not
+
+
+TABLE_LINE = re.compile(r"^[┏┃┡│└]")
+
+
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("command", ["pareto", "pareto-wide", "status", "evaluate", "validate"])
+def test_tables_fit_the_width(rendered, width, command):
+    tables = [line for line in rendered[width][command].splitlines() if TABLE_LINE.match(line)]
+    assert tables, rendered[width][command]
+    assert max(len(line) for line in tables) <= width, rendered[width][command]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_a_front_wider_than_the_terminal_splits_by_columns_with_every_number_whole(rendered, width):
+    """Five baselines' `vs` columns do not fit 80 columns: the front continues in a second table that
+    repeats the id, and no number is folded over two lines (`-0.1` above `334`)."""
+    output = rendered[width]["pareto-wide"]
+    for label in WIDE_BASELINES:
+        cells = column_cells(output, f"vs {label}")
+        assert len(cells) == 8 and all(re.fullmatch(r"[+-]\d\.\d{4}", cell) for cell in cells), (label, output)
+    ids = column_cells(output, "id")
+    continued = "(continued)" in output
+    assert continued == (width == 80), output
+    assert len(ids) == (8 * (2 if continued else 1) + len(WIDE_BASELINES)), output
