@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from evonorm_search.cli import app
 from evonorm_search.search import SearchConfig
+from tests import optional_packages
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -191,3 +192,26 @@ def test_the_own_model_example_runs_and_ends_with_its_validated_front_beside_the
     assert rows.count("bn_relu") == 1 and rows.count("gn_relu") == 1 and rows.count("candidate") >= 1, table
     assert len(re.findall(r"\d\.\d{4} ±", first)) == rows.count("candidate") + 2, table
     assert "validated layers (id: layer):" in table
+
+
+def test_the_torchvision_example_checks_and_runs_to_its_validated_front(tmp_path):
+    """`examples/torchvision.yaml`: torchvision's resnet18 and mobilenet_v2 on the 8x8 digits pass `check`
+    (each built on one batch with its slots counted), and a short run of it ends with the validated
+    front beside bn_relu and gn_relu."""
+    optional_packages.torchvision()
+    example = EXAMPLES / "torchvision.yaml"
+    result = runner.invoke(app, ["check", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "resnet18" in result.output and "mobilenet_v2" in result.output and "config ok" in result.output
+    db = f"sqlite:///{tmp_path / 'tv.db'}"
+    # Small: two library layers start the search so that two candidates surely train and are promoted.
+    settings = ["budget=2", "space.seed_layers=[evonorm_s0, gn_silu]", "training.steps=10", "training.warmup_steps=2"]
+    settings += ["rejection.quality.steps=5", "rejection.quality.threshold=0.0"]
+    settings += ["validation.training.steps=20", "validation.training.warmup_steps=2", "fidelities.seeds=1"]
+    args = ["run", str(example), "--db", db, "--no-live", "--in-process"]
+    result = runner.invoke(app, args + [part for setting in settings for part in ("--set", setting)])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("validated front of search 1") :]
+    first = table[: table.index("└")]
+    rows = [line.split("│")[1].strip() for line in first.splitlines() if line.startswith("│")]
+    assert rows.count("bn_relu") == 1 and rows.count("gn_relu") == 1 and rows.count("candidate") >= 1, table

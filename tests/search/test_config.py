@@ -82,10 +82,18 @@ def test_loads_from_a_path_and_never_takes_text_for_a_file_name(tmp_path):
         SearchConfig.from_yaml(tmp_path / "binary.yaml")
 
 
-@pytest.mark.parametrize(
-    ("name", "architectures"),
-    [("quick.yaml", 3), ("paper.yaml", 3), ("transformer.yaml", 1), ("transformer-mnist1d.yaml", 2)],
-)
+# Every config in examples/ with its number of proxy architectures.
+EXAMPLE_ARCHITECTURES = {
+    "quick.yaml": 3,
+    "paper.yaml": 3,
+    "transformer.yaml": 1,
+    "transformer-mnist1d.yaml": 2,
+    "own-model.yaml": 2,
+    "torchvision.yaml": 2,
+}
+
+
+@pytest.mark.parametrize(("name", "architectures"), EXAMPLE_ARCHITECTURES.items())
 def test_the_shipped_examples_are_valid(name, architectures):
     config = SearchConfig.from_yaml(EXAMPLES / name)
     assert config.budget >= 1 and len(config.architectures) == architectures
@@ -169,3 +177,8 @@ def test_a_plan_cost_objective_is_minimised_against_its_reference():
     assert config.objectives_spec()[-1] == Objective("cost", "min", 32.0, "cost")
     with pytest.raises(ConfigError, match="cost_reference"):
         SearchConfig.from_yaml("name: x\nobjectives: {cost: plan, cost_reference: 0}")
+
+
+def test_every_shipped_example_is_checked():
+    """A new example file must join EXAMPLE_ARCHITECTURES, so that its validity is tested."""
+    assert {p.name for p in EXAMPLES.glob("*.yaml")} == set(EXAMPLE_ARCHITECTURES)
