@@ -13,10 +13,11 @@ rung-0 runs, quality-rejection prefixes and its own target seeds, `search/ladder
 whose candidates are rejected more often, proposes more of them for the same training; the arms without
 the ladder train as many target runs afterwards as the ladder did while the search ran. Without
 `--compute`, each search proposes `budget` candidates and the arms' compute differs (reported). The search
-runs once per mode and seed with the ladder on: the ladder never changes what the search proposes (parent
-selection reads rung 0 only; tests/search/test_ladder.py checks that a search proposes the same layers
-with and without it), so the arm without the ladder is read from the same run, and only its
-afterwards-picks that the ladder did not promote train here. Baselines stay out of the searches: they
+runs once per mode and seed with the ladder on, promoting when rung 0 ends: then the ladder never changes
+what the search proposes (no target score reaches parent selection before the last proposal;
+tests/search/test_ladder.py checks that a search proposes the same layers with and without it), so the
+arm without the ladder is read from the same run, and only its afterwards-picks that the ladder did not
+promote train here. Baselines stay out of the searches: they
 train once, through the score cache, on the target and on the confirmation split.
 
 Every arm's answer is then scored on the confirmation split (`split: confirm`, seeds from
@@ -107,10 +108,13 @@ def ladder_config(
     budget: int,
     promotions: int,
     seeds: int,
-    min_results: int,
     compute: int | None = None,
 ) -> SearchConfig:
-    fidelities = {"eta": 3, "max_promotions": promotions, "min_results": min_results, "seeds": seeds}
+    # Promotions when rung 0 ends (the default), after the last proposal: no target score reaches parent
+    # selection, so the arm without the ladder can be read from the same run (module docstring). With
+    # `min_results`, selection would read the target rung while the search runs and the arms would need
+    # searches of their own; search-ladder-cpu2.md measured that schedule (min_results 6) before.
+    fidelities = {"eta": 3, "max_promotions": promotions, "seeds": seeds}
     mapping = base.model_dump(mode="json")
     mapping |= {"name": f"ladder-{mode}-{seed}", "mode": mode, "seed": seed, "budget": budget}
     mapping |= {"compute_budget": compute}
@@ -251,10 +255,6 @@ def arm_compute(runs: list[LadderRun], target_run: int) -> dict[str, list[int]]:
     return compute
 
 
-def promotes_when(min_results: int | None) -> str:
-    return "when rung 0 ends" if min_results is None else f"from {min_results} rung-0 results on"
-
-
 def promotion_timing(runs: list[LadderRun]) -> str:
     """When the ladder promoted, against the rung's final size: promotions made early pick from the first
     (random) layers a search trains, whatever it finds later."""
@@ -383,13 +383,6 @@ def main() -> None:
     )
     parser.add_argument("--promotions", type=int, default=2, help="layers each arm trains on the target")
     parser.add_argument("--ladder-seeds", type=int, default=2, help="target seeds per promoted layer")
-    parser.add_argument(
-        "--min-results",
-        type=int,
-        default=None,
-        help="rung-0 results before the ladder promotes while the search runs (default: promote when rung 0 "
-        "ends; at 6, both promotions came from the first, random layers: search-ladder-cpu2.md)",
-    )
     parser.add_argument("--confirm-seeds", type=int, default=3)
     parser.add_argument("--confirm-first-seed", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
@@ -417,7 +410,6 @@ def main() -> None:
             budget=budget,
             promotions=args.promotions,
             seeds=args.ladder_seeds,
-            min_results=3 if args.smoke else args.min_results,
             compute=args.compute,
         )
         for seed in seeds
@@ -454,7 +446,7 @@ def main() -> None:
             f"Configuration `{args.config.name}`{' (smoke sizes)' if args.smoke else ''}: {len(seeds)} search seeds per "
             f"mode, {bound}, {args.promotions} layers per arm on the target task with "
             f"{args.ladder_seeds} seed(s) each (seeds {configs[0].ladder_seeds()}; the ladder promotes "
-            f"{promotes_when(3 if args.smoke else args.min_results)}, eta 3), answers confirmed on the "
+            "when rung 0 ends, eta 3), answers confirmed on the "
             f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
             f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
             f"Candidates proposed per search, median [min, max]: evolution {proposed['evolution']}, random "

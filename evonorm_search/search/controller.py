@@ -27,7 +27,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -49,7 +49,7 @@ from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
-from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples
+from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples, target_mean
 from .pareto import as_vector
 from .rejection import CheapRejections, DuplicateIndex, Verdict, cheap_rejections
 from .score_cache import settings_key
@@ -226,10 +226,19 @@ class Controller:
         if self.config.compute_budget is None:
             return True
         targets = [*self.target_backlog, *self.target_tasks.values()]
-        own_targets = sum(run.candidate_id not in self.baseline_ids for run in targets)
+        own_targets = sum(run.candidate_id not in self.baseline_ids for run in targets) + self._reserved_target_runs()
         training = len(self.in_flight) - len(self.target_tasks) + starting
         promised = training * proxy_examples(self.config) + own_targets * target_examples(self.config)
         return self.examples_spent + promised < self.config.compute_budget
+
+    def _reserved_target_runs(self) -> int:
+        """Target runs of the promotions the ladder has not made yet, kept from the compute budget now: a
+        ladder that promotes when rung 0 ends spends them after the last proposal, and a search bounded by
+        compute must still have them then."""
+        if self.ladder is None:
+            return 0
+        waiting = self.ladder.config.max_promotions - len(self.ladder.promoted)
+        return max(waiting, 0) * len(self.config.ladder_seeds())
 
     # -- start and finish -------------------------------------------------------------------------
 
@@ -292,7 +301,8 @@ class Controller:
                 break
             cursor = page.next_cursor
         if self.config.strategy().needs_population:
-            self.members = [self._member(c) for c in db.population(s, self.search_id, self.config.population)]
+            members = [self._member(c) for c in db.population(s, self.search_id, self.config.population)]
+            self.members = self._with_targets(s, members)
 
     def _requeue_unfinished(self, s: Session) -> None:
         """Candidates left queued or running by a previous controller run again, as their next attempt."""
@@ -544,6 +554,7 @@ class Controller:
             store_run(self.store, run.candidate_id, scores, extra={"target_key": self._target_key(run.seed)})
             if run.candidate_id not in self.baseline_ids:
                 self.examples_spent += target_examples(self.config)
+                self._raise_member(run.candidate_id)
             event = f"target seed {run.seed}: mean {scores.score:.3f}"
         else:
             event = f"target seed {run.seed} failed: {scores.error}"
@@ -677,6 +688,25 @@ class Controller:
         self.members.append(member)
         if len(self.members) > 2 * self.config.population:
             self.members = aging_population(self.members, self.config.population)
+
+    def _with_targets(self, s: Session, members: Sequence[Member]) -> list[Member]:
+        """Members with their target-rung mean where every ladder seed of it is stored (selection.py reads
+        the highest rung a member reached)."""
+        if self.config.fidelities is None or not members:
+            return list(members)
+        runs = db.validation_runs(s, [m.candidate_id for m in members])
+        seeds = self.config.ladder_seeds()
+        architectures = [a.label for a in self.config.validation.architectures]
+        return [replace(m, target=target_mean(runs.get(m.candidate_id, []), seeds, architectures)) for m in members]
+
+    def _raise_member(self, candidate_id: int) -> None:
+        """A promoted member's target seed was stored: once all are, selection sees its target mean."""
+        held = [m for m in self.members if m.candidate_id == candidate_id]
+        if not held:
+            return  # aged out of the population, or not a member (random search keeps none)
+        with self.store.session(readonly=True) as s:
+            raised = self._with_targets(s, held)[0]
+        self.members = [raised if m.candidate_id == candidate_id else m for m in self.members]
 
     def _member(self, candidate: Candidate) -> Member:
         return Member(

@@ -8,6 +8,9 @@ candidates of rung 0 are ranked by non-dominated sorting (moocore's Pareto rank;
 distance, then birth), and every candidate in the top `1/eta` not promoted yet is promoted, until
 `max_promotions` have been. A promoted candidate trains on the target task for each seed; each seed is
 stored as the `validation` evaluations `evonorm-search validate` stores, so `validate` reuses them.
+Once every seed of a promoted member is stored, parent selection reads its target mean (`target_mean`,
+`selection.ParetoTournament`): a tournament compares the highest rung its sample reached, never numbers
+from different rungs. With the default schedule no target score exists before the last proposal.
 
 Promotions are not stored as such: they are a deterministic function of the order in which rung-0
 results were committed (candidate `finished_at`, then id), so a controller that resumes replays that
@@ -16,7 +19,9 @@ promotion and its results loses nothing and repeats nothing.
 
 Compute is counted in one unit: training examples processed (steps x batch size x architectures, per
 seed), the same on any machine and for any backend, so rungs of different shapes add up and a budget in
-it means the same thing on a laptop and a cluster (seconds would not).
+it means the same thing on a laptop and a cluster (seconds would not). A search bounded by compute keeps
+the target runs of the promotions not made yet out of its budget while it proposes, so promotions that
+come when rung 0 ends still fit in it.
 """
 
 from __future__ import annotations
@@ -108,6 +113,16 @@ class Ladder:
         """Rebuild the promotions from stored results in commit order (a resumed controller)."""
         for candidate_id, vector in results:
             self.add_result(candidate_id, vector)
+
+
+def target_mean(runs: Sequence[db.ValidationRun], seeds: Sequence[int], architectures: Sequence[str]) -> float | None:
+    """A candidate's score on the last rung: the mean over the ladder's seeds of the mean accuracy over the
+    target's architectures, once every seed is stored with every architecture (None before: a partial
+    rung is not compared with a whole one)."""
+    by_seed = {r.seed: r for r in runs if set(architectures) <= set(r.accuracies)}
+    if not seeds or any(seed not in by_seed for seed in seeds):
+        return None
+    return float(np.mean([np.mean([by_seed[seed].accuracies[a] for a in architectures]) for seed in seeds]))
 
 
 # -- compute accounting -------------------------------------------------------------------------------

@@ -26,12 +26,15 @@ SEED_PREFIX = "seed:"
 
 @dataclass(frozen=True)
 class Member:
-    """An evaluated candidate as selection sees it: objectives in the search's objective order."""
+    """An evaluated candidate as selection sees it: objectives in the search's objective order (rung 0,
+    the proxies), and `target`, its mean accuracy on the ladder's last rung once every target seed is
+    stored (None until then, and always without a ladder)."""
 
     candidate_id: int
     birth: int
     graph: Graph
     objectives: tuple[float, ...]
+    target: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,13 @@ class Selection(Protocol):
 
 
 class ParetoTournament:
-    """Sample `size` members without replacement; the parent is uniform over the sample's Pareto front."""
+    """Sample `size` members without replacement; the parent is uniform over the sample's Pareto front.
+
+    Selection uses the best evidence and never compares numbers from different rungs: when members of the
+    sample reached the target rung, the parent is the one of them with the best target mean (ties uniform);
+    a member on the target rung beats one that is not, because promotion put it in the top of rung 0
+    (as in ASHA, where a rung's results outrank the rungs below). Otherwise the proxies' front decides.
+    """
 
     def __init__(self, size: int, objectives: Sequence[Objective]):
         if size < 1:
@@ -60,6 +69,10 @@ class ParetoTournament:
         if not population:
             raise ValueError("cannot select from an empty population")
         sample = rng.sample(list(population), min(self.size, len(population)))
+        validated = [m for m in sample if m.target is not None]
+        if validated:
+            best = max(m.target for m in validated if m.target is not None)
+            return rng.choice([m for m in validated if m.target == best])
         front = pareto_mask([m.objectives for m in sample], self.objectives)
         return rng.choice([m for m, on_front in zip(sample, front, strict=True) if on_front])
 

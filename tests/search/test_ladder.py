@@ -15,7 +15,14 @@ from evonorm_search.search.config import FidelityConfig
 from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.search.ladder import Ladder, crowding_distance, promotion_ranking, proxy_examples, target_examples
 from evonorm_search.search.validation import validate_search
-from evonorm_search.store import Objective, baselines_of, evaluations_of, results_in_commit_order, validation_runs
+from evonorm_search.store import (
+    Objective,
+    baselines_of,
+    evaluations_of,
+    get_search,
+    results_in_commit_order,
+    validation_runs,
+)
 
 from .conftest import run_to_end
 from .test_baselines import small_config
@@ -235,15 +242,17 @@ def test_the_validated_front_leads_pareto_in_text_and_json(tmp_path):
     assert rungs[2]["evaluated"] == 2 and all(r["examples"] > 0 for r in rungs)
 
 
-def test_the_ladder_does_not_change_what_the_search_proposes(tmp_path):
-    """Parent selection reads rung 0 only: with one evaluator slot, a search proposes the same layers in the
-    same order with and without its ladder (benchmarks/ladder.py reads its arms without the ladder from the
-    searches with it on this ground)."""
+def test_a_ladder_that_promotes_at_the_end_of_the_rung_does_not_change_what_the_search_proposes(tmp_path):
+    """By default promotions come when rung 0 ends, after the last proposal, so no target score reaches
+    selection: with one evaluator slot, a search proposes the same layers in the same order with and without
+    its ladder (benchmarks/ladder.py reads its arms without the ladder from the searches with it on this
+    ground, and refuses `--min-results`)."""
     from evonorm_search.store import list_candidates, open_store
 
+    at_the_end = {"eta": 3, "max_promotions": 2}
     proposed = {}
     for label, config in {
-        "with": ladder_config(budget=12),
+        "with": ladder_config(budget=12, fidelities=at_the_end),
         "without": ladder_config(budget=12, fidelities=None),
     }.items():
         with open_store(f"sqlite:///{tmp_path / f'{label}.db'}") as store:
@@ -276,6 +285,31 @@ def test_a_compute_budget_ends_the_search_once_its_examples_are_spent(store):
     candidates, target, baselines = rungs
     assert spent == candidates.examples + target.examples  # the baselines' rung is not the search's compute
     assert baselines.examples > 0
+
+
+@pytest.mark.parametrize("min_results", [None, 3])
+def test_a_compute_budget_keeps_the_promotions_their_target_runs(store, min_results):
+    """The budget holds the ladder's promotions whenever they come: by default they come when rung 0 ends,
+    after the last proposal, so the search stops proposing while the target runs of every promotion still
+    fit. Own compute ends within one rung-0 run of the budget, not a promotion's target runs past it."""
+    from evonorm_search.search.ladder import own_examples
+    from evonorm_search.store import search_summary
+
+    fidelities = {"eta": 3, "max_promotions": 2, "min_results": min_results}
+    probe = ladder_config(fidelities=fidelities)
+    limit = 6 * proxy_examples(probe) + 2 * len(probe.ladder_seeds()) * target_examples(probe)
+    config = ladder_config(budget=1000, baselines=[], compute_budget=limit, fidelities=fidelities)
+    search_id, final = run_to_end(store, config)
+    assert final.state == "completed"
+    with store.session(readonly=True) as s:
+        spent = own_examples(s, search_summary(s, search_id), config)
+        promoted = [
+            cid
+            for cid, runs in validation_runs(s, [c for c, _ in results_in_commit_order(s, search_id)]).items()
+            if runs
+        ]
+    assert len(promoted) == 2
+    assert limit - proxy_examples(config) <= spent <= limit + proxy_examples(config)
 
 
 def test_a_resumed_search_counts_the_compute_it_spent_before(store):
@@ -402,3 +436,45 @@ def test_a_changed_target_setting_trains_the_baselines_again(store):
     baselines = _baseline_graphs(store, second)
     trained = [g for g in again.layers if g in baselines.values()]
     assert len(trained) == len(baselines) * len(config.ladder_seeds())
+
+
+def test_selection_reads_the_target_rung_once_a_promoted_member_has_all_its_seeds(store, monkeypatch):
+    """With promotions while the search runs (`min_results`), a promoted member's target mean reaches the
+    population once every ladder seed is stored, live and after a resume, and equals the stored runs' mean."""
+    from evonorm_search.search.controller import Controller
+    from evonorm_search.search.ladder import target_mean
+    from evonorm_search.search.selection import ParetoTournament
+
+    seen: list[dict[int, float | None]] = []
+    select = ParetoTournament.select
+
+    def recording(self, population, rng):
+        seen.append({m.candidate_id: m.target for m in population})
+        return select(self, population, rng)
+
+    monkeypatch.setattr(ParetoTournament, "select", recording)
+    fidelities = {"eta": 2, "max_promotions": 2, "min_results": 2}
+    config = ladder_config(budget=16, baselines=[], fidelities=fidelities)
+    search_id, final = run_to_end(store, config)
+    assert final.state == "completed"
+    architectures = [a.label for a in config.validation.architectures]
+    with store.session(readonly=True) as s:
+        runs = validation_runs(s, [cid for population in seen for cid in population])
+    expected = {cid: target_mean(r, config.ladder_seeds(), architectures) for cid, r in runs.items()}
+    assert any(v is not None for v in expected.values()), "no promoted member was selected from"
+    for population in seen:  # a member shows its target mean or, while seeds are missing, none
+        assert all(target in (None, expected[cid]) for cid, target in population.items()), population
+    raised = [cid for population in seen for cid, target in population.items() if target is not None]
+    assert raised, "no selection saw a target mean"
+
+    # A controller that resumes builds its population from the store with the same target means (read
+    # with a population of every candidate, so that the early, promoted ones are in it).
+    resumed = Controller(store, search_id, InProcessEvaluator())
+    with store.session(readonly=True) as s:
+        resumed.config = config.model_copy(update={"population": config.budget})
+        resumed.objectives = get_search(s, search_id).objective_specs
+        resumed._load_history(s)
+        stored = validation_runs(s, [m.candidate_id for m in resumed.members])
+    targets = {m.candidate_id: m.target for m in resumed.members}
+    assert targets == {cid: target_mean(r, config.ladder_seeds(), architectures) for cid, r in stored.items()}
+    assert sum(t is not None for t in targets.values()) == 2  # both promoted members, every seed stored

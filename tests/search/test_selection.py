@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -63,6 +64,25 @@ def test_the_tournament_honours_a_minimised_objective():
     population = members([(0.8, 10.0), (0.8, 2.0), (0.7, 20.0)])
     t = ParetoTournament(size=3, objectives=MAX_MIN)
     assert {t.select(population, random.Random(s)).candidate_id for s in range(50)} == {101}
+
+
+def test_the_tournament_reads_the_highest_rung_its_sample_reached():
+    """Members on the target rung outrank the rest of the sample whatever their proxy scores (promotion
+    put them in rung 0's top); among them the best target mean wins, ties uniform; proxy numbers and
+    target numbers are never compared."""
+    proxy_best, validated_low, validated_high, validated_tie = members(
+        [(0.99, 0.99), (0.1, 0.1), (0.2, 0.2), (0.3, 0.3)]
+    )
+    validated_low = replace(validated_low, target=0.5)
+    validated_high = replace(validated_high, target=0.8)
+    validated_tie = replace(validated_tie, target=0.8)
+    whole = ParetoTournament(size=4, objectives=MAX2)
+    population = [proxy_best, validated_low, validated_high, validated_tie]
+    wins = Counter(whole.select(population, random.Random(s)).candidate_id for s in range(300))
+    assert set(wins) == {validated_high.candidate_id, validated_tie.candidate_id}
+    assert min(wins.values()) > 100  # uniform over the tie
+    # A sample without a validated member falls back to the proxies' front.
+    assert whole.select([proxy_best, members([(0.1, 0.1)])[0]], random.Random(0)) == proxy_best
 
 
 def test_tournament_errors():
