@@ -34,12 +34,14 @@ import concurrent.futures as cf
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,15 +445,18 @@ def plot(runs: list[RunResult], budget: int, path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def time_quick_run(smoke: bool, path: Path = QUICK) -> str:
-    """`evonorm-search run CONFIG` in a fresh SQLite file, timed with the load around it."""
-    shown = f"evonorm-search run examples/{path.name}"
+def time_quick_run(smoke: bool, path: Path = QUICK, settings: Sequence[str] = ()) -> str:
+    """`evonorm-search run CONFIG [--set KEY=VALUE ...]` in a fresh SQLite file, timed with the load around
+    it; with a ladder (`--set 'fidelities={...}'`), when the proxy rung ended and the validated front."""
+    shown = " ".join([f"evonorm-search run examples/{path.name}", *(f"--set '{s}'" for s in settings)])
     with tempfile.TemporaryDirectory() as tmp:
         config_path = path
         if smoke:
             config_path = Path(tmp) / "quick.yaml"
             config_path.write_text(quick_config(True, path, budget=6).to_yaml())
-        command = [sys.executable, "-m", "evonorm_search", "run", str(config_path), "--db", f"sqlite:///{tmp}/quick.db"]
+        db = f"sqlite:///{tmp}/quick.db"
+        command = [sys.executable, "-m", "evonorm_search", "run", str(config_path), "--db", db, "--no-live"]
+        command += [part for setting in settings for part in ("--set", setting)]
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
         out = subprocess.run(
@@ -459,6 +464,7 @@ def time_quick_run(smoke: bool, path: Path = QUICK) -> str:
         )
         seconds = time.perf_counter() - start
         load_after = os.getloadavg()[0]
+        answer = "" if out.returncode != 0 else validated_answer(db)
     if out.returncode != 0:
         return f"## 4. `{shown}`\n\nFailed (exit {out.returncode}):\n\n```\n{out.stderr[-2000:]}\n```\n"
     verdict = "meets" if seconds <= 600 else "misses"
@@ -466,7 +472,45 @@ def time_quick_run(smoke: bool, path: Path = QUICK) -> str:
         f"## 4. `{shown}`\n\n"
         f"Run by this script as a user runs it (local Ray with one evaluation per core, a new SQLite file, "
         f"baselines included, no cache): **{seconds / 60:.1f} minutes** of wall time; 1-minute load average "
-        f"{load_before:.2f} before and {load_after:.2f} after. Target <= 10 minutes on 2 cores: {verdict}.\n"
+        f"{load_before:.2f} before and {load_after:.2f} after. Target <= 10 minutes on 2 cores: {verdict}.\n" + answer
+    )
+
+
+def validated_answer(db: str) -> str:
+    """When the search's proxy rung ended (its last own candidate settled), and its validated front beside
+    the validated baselines (mean ± std over the ladder's seeds); empty for a search without a ladder."""
+    from evonorm_search.search.fronts import read_fronts
+    from evonorm_search.search.validation import LAYER
+
+    with open_store(db) as store, store.session(readonly=True) as s:
+        fronts = read_fronts(s, 1)
+        own, cursor = [], None
+        while True:  # the search's own candidates (list_candidates leaves the baselines out)
+            page = list_candidates(s, 1, limit=1000, cursor=cursor)
+            own += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    if fronts.config.fidelities is None:
+        return ""
+    search = fronts.search
+    settled = [c.finished_at for c in own if c.finished_at is not None]
+    rung_end = (max(settled) - search.started_at).total_seconds() if settled and search.started_at else float("nan")
+    total = (
+        (search.finished_at - search.started_at).total_seconds()
+        if search.finished_at and search.started_at
+        else float("nan")
+    )
+    rows = [
+        [v.name, "layer" if v.role == LAYER else "baseline", str(len(v.score.runs)), f"{v.score.mean:.3f} ± {v.score.std:.3f}", v.score.layer]
+        for v in sorted(fronts.validated, key=lambda v: (v.role != LAYER, -v.score.mean))
+    ]  # fmt: skip
+    return (
+        f"\nThe proxy rung ended {rung_end:.0f} s after the search started; the search finished at {total:.0f} s "
+        f"(the rest: the promoted layers' target runs, and the baselines' that were still running).\n\n"
+        "Its validated front, on the target task's test split (the search's own figures, not a confirmation):\n\n"
+        + markdown_table(["layer", "role", "seeds", "mean ± std", "DSL"], rows)
+        + "\n"
     )
 
 
@@ -486,17 +530,29 @@ def main() -> None:
     parser.add_argument(
         "--quick-run-only", action="store_true", help="only section 4, written to quick-run-<machine>.md"
     )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --quick-run-only: passed to `run --set` (e.g. 'fidelities={eta: 3, max_promotions: 2, seeds: 1}')",
+    )
+    parser.add_argument("--label", default=None, help="with --quick-run-only: results file <config>-run-<label>")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     args = parser.parse_args()
     if args.smoke:
         args.funnel, args.budget, args.seeds, args.workers, args.top = 20, 6, 1, 1, 2
     torch.set_num_threads(1)
     family = family_of(SearchConfig.from_yaml(args.config))
+    if (args.settings or args.label) and not args.quick_run_only:
+        parser.error("--set and --label go with --quick-run-only")
+    if args.label is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.label):
+        parser.error(f"--label must be lower-case letters, digits and dashes, got {args.label!r}")
     if args.quick_run_only:
-        name = f"{args.config.stem}-run"
-        path = write_result(
-            name, f"The {args.config.stem} search as a user runs it", time_quick_run(args.smoke, args.config)
-        )
+        name = f"{args.config.stem}-run" + (f"-{args.label}" if args.label else "")
+        body = time_quick_run(args.smoke, args.config, args.settings)
+        path = write_result(name, f"The {args.config.stem} search as a user runs it", body)
         print(f"wrote {path}")
         return
     sampler = LoadSampler()

@@ -519,3 +519,46 @@ def test_the_own_task_benchmark_writes_its_tables(tmp_path):
     assert "## Data loading per epoch, per data kind" in report
     for kind in ("imagefolder", "arrays", "python", "mnist1d", "torchvision (FakeData)"):
         assert re.search(rf"^\| {re.escape(kind)} \|", report, re.MULTILINE), kind
+
+
+def test_the_timed_run_reports_a_ladders_validated_front(tmp_path):
+    """`search.py --quick-run-only --set 'fidelities=...'`: after the timed run, when the proxy rung ended
+    and the validated front beside the validated baselines, read from the run's store."""
+    from evonorm_search.store import open_store
+    from tests.search.conftest import run_to_end
+    from tests.search.test_baselines import small_config
+
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    config = small_config(budget=4, fidelities={"eta": 3, "max_promotions": 1, "seeds": 1})
+    with open_store(db) as store:
+        search_id, final = run_to_end(store, config)
+    assert search_id == 1 and final.state == "completed"
+    answer = load_script("search.py").validated_answer(db)
+    ended, finished = map(int, re.search(r"ended (\d+) s after .* finished at (\d+) s", answer).groups())
+    assert ended <= finished
+    rows = re.findall(r"^\| (candidate \d+|gn_relu|relu) \| (layer|baseline) \| 1 \| (\d\.\d{3}) ± ", answer, re.M)
+    assert len(rows) == 3 and rows[0][:2] == (rows[0][0], "layer") and rows[0][0].startswith("candidate"), answer
+    assert {(name, role) for name, role, _ in rows[1:]} == {("gn_relu", "baseline"), ("relu", "baseline")}, answer
+    without = f"sqlite:///{tmp_path / 'plain.db'}"
+    with open_store(without) as store:
+        run_to_end(store, small_config(budget=2))
+    assert load_script("search.py").validated_answer(without) == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "seed=1"], "--set and --label go with --quick-run-only"),
+        (["--quick-run-only", "--label", "Bad Label"], "--label must be lower-case letters, digits and dashes"),
+    ],
+)
+def test_the_timed_run_refuses_misplaced_or_bad_options(tmp_path, args, message):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "search.py"), *args],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert not list(tmp_path.glob("*.md"))
