@@ -324,7 +324,11 @@ class SimulatedCluster:
         return found
 
     def _outcome(self, job: _Job) -> EvaluationOutcome:
-        task, fate = job.task, job.fate
+        return self.outcome(job.task, job.fate)
+
+    def outcome(self, task: EvaluationTask, fate: Fate) -> EvaluationOutcome:
+        """What a worker returns for `task` once `fate` has played out: scores and records, a quality
+        rejection, the body's error, or the loss of its worker on every try."""
         simulated = round(fate.seconds / self.time_factor, 4)
         common: dict[str, Any] = {
             "candidate_id": task.candidate_id,
