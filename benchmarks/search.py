@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -213,22 +214,26 @@ def proxy_accuracy(candidate) -> float:
 
 def search_run(config: SearchConfig, workdir: str) -> RunResult:
     """One complete search in its own SQLite file; a file that already holds the same search completed
-    (an earlier run of this script with `--workdir`) is read instead of searched again."""
+    (an earlier run of this script with `--workdir`) is read instead of searched again, and one whose run
+    was killed is resumed (the controller's crash-resume: nothing lost or repeated)."""
     torch.set_num_threads(1)
     store = open_store(f"sqlite:///{Path(workdir) / f'{config.mode}-{config.seed}.db'}")
     try:
         with store.session(readonly=True) as s:
-            done = [x for x in list_searches(s).items if x.name == config.name and x.state.value == "completed"]
-        reused = bool(done) and SearchConfig.from_mapping(done[0].config) == config
+            same = [x for x in list_searches(s).items if x.name == config.name]
+        same = [x for x in same if SearchConfig.from_mapping(x.config) == config]
+        done = [x for x in same if x.state.value == "completed"]
+        reused = bool(done)
         if reused:
             search_id = done[0].id
             seconds = (done[0].finished_at - done[0].started_at).total_seconds()
         else:
-            search_id = create_search(store, config)
+            search_id = same[0].id if same else create_search(store, config)
             evaluator = InProcessEvaluator()
             start = time.perf_counter()
             try:
-                run_search(store, search_id, evaluator, poll_interval=0.05)
+                # A search left by a killed run is resumed at once: its controller is gone.
+                run_search(store, search_id, evaluator, poll_interval=0.05, stale_after=timedelta(0))
             finally:
                 evaluator.close()
             seconds = time.perf_counter() - start
