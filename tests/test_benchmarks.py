@@ -562,3 +562,33 @@ def test_the_timed_run_refuses_misplaced_or_bad_options(tmp_path, args, message)
     )
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert not list(tmp_path.glob("*.md"))
+
+
+@pytest.mark.xdist_group("ray")
+def test_the_ray_scale_benchmark_reports_what_went_through_ray(tmp_path):
+    report = run_script("ray_scale.py", "--smoke", "--skip-postgres", results=tmp_path, timeout=600, report="ray-scale")
+    measured = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|$", report, flags=re.MULTILINE))
+    assert measured["nodes x concurrent calls per node"] == "2 x 20 = 40"
+    assert int(measured["most evaluations in flight at once"]) == 40  # the controller filled the cluster
+    assert measured["lost (submitted, never came back, not cancelled)"] == "0"
+    assert measured["errors from Ray / failed candidates"] == "0 / 0"
+    assert measured["candidates left queued or running"] == "0"
+    kills, rerun = map(
+        int, measured["actors killed with calls in flight / their calls run again and back"].split(" / ")
+    )
+    assert kills == 2 and rerun >= 1
+    assert re.fullmatch(
+        r"\d+ ms / \d+ ms / \d+ ms \([\d,]+ calls\)",
+        measured["Ray's overhead per evaluation, actor alive: p50 / p99 / max"],
+    )
+
+
+def test_the_ray_scale_benchmark_refuses_bad_sizes(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "ray_scale.py"), "--nodes", "4", "--in-flight", "2"],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "--in-flight at least --nodes" in out.stderr, out.stderr[-2000:]
