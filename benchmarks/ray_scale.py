@@ -142,7 +142,8 @@ def report(r: RayRun, args: argparse.Namespace) -> str:
         + "\n\nOverhead: from `submit` to the outcome in the driver, minus the evaluation's drawn duration. It holds"
         " Ray's scheduling, the object store round trip, and the wait until the controller's next poll"
         f" (every {args.poll_interval} s, or sooner when it has work); the controller's own write path is in"
-        " `paper-scale-*.md`.\n\n" + markdown_table(["seconds", "in flight", "came back", "driver RSS (MiB)"], timeline)
+        " `paper-scale-*.md`. A call run again after its actor was killed sleeps its whole duration again, so"
+        " its overhead is the part it had slept before the kill plus the restart.\n\n" + markdown_table(["seconds", "in flight", "came back", "driver RSS (MiB)"], timeline)
     )
 
 
