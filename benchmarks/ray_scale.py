@@ -143,7 +143,8 @@ def report(r: RayRun, args: argparse.Namespace) -> str:
         " Ray's scheduling, the object store round trip, and the wait until the controller's next poll"
         f" (every {args.poll_interval} s, or sooner when it has work); the controller's own write path is in"
         " `paper-scale-*.md`. A call run again after its actor was killed sleeps its whole duration again, so"
-        " its overhead is the part it had slept before the kill plus the restart.\n\n" + markdown_table(["seconds", "in flight", "came back", "driver RSS (MiB)"], timeline)
+        " its overhead is the part it had slept before the kill plus the restart.\n\n"
+        + markdown_table(["seconds", "in flight", "came back", "driver RSS (MiB)"], timeline)
     )
 
 
