@@ -592,3 +592,18 @@ def test_the_ray_scale_benchmark_refuses_bad_sizes(tmp_path):
         timeout=300,
     )
     assert out.returncode == 2 and "--in-flight at least --nodes" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.postgres
+def test_the_api_under_search_benchmark_measures_reads_and_event_delay(tmp_path, postgres_database_url):
+    server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
+    report = run_script("api_under_search.py", "--smoke", "--postgres", server, results=tmp_path, timeout=600)
+    rows = re.findall(
+        r"^\| (status|pareto front|candidates page) \| (\d+) \| (\d+) \| \d+ / \d+ / \d+ ms \|$", report, re.M
+    )
+    assert [r[0] for r in rows] == ["status", "pareto front", "candidates page"], report
+    assert all(int(requests) > 0 and errors == "0" for _, requests, errors in rows), report
+    assert "5 streams opened, 0 refused" in report
+    lag = re.search(r"over ([\d,]+) events: (\d+) / (\d+) / (\d+) ms", report)
+    assert lag and int(lag.group(1).replace(",", "")) > 0 and int(lag.group(2)) >= 0, report
+    assert re.search(r"The controller finished [\d,]+ candidates", report)
