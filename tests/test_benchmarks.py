@@ -597,7 +597,9 @@ def test_the_ray_scale_benchmark_refuses_bad_sizes(tmp_path):
 @pytest.mark.postgres
 def test_the_api_under_search_benchmark_measures_reads_and_event_delay(tmp_path, postgres_database_url):
     server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
-    report = run_script("api_under_search.py", "--smoke", "--postgres", server, results=tmp_path, timeout=600)
+    report = run_script(
+        "api_under_search.py", "--smoke", "--postgres", server, results=tmp_path, timeout=600, report="api-under-search"
+    )
     rows = re.findall(
         r"^\| (status|pareto front|candidates page) \| (\d+) \| (\d+) \| \d+ / \d+ / \d+ ms \|$", report, re.M
     )
