@@ -246,7 +246,7 @@ def test_a_ladder_that_promotes_at_the_end_of_the_rung_does_not_change_what_the_
     """By default promotions come when rung 0 ends, after the last proposal, so no target score reaches
     selection: with one evaluator slot, a search proposes the same layers in the same order with and without
     its ladder (benchmarks/ladder.py reads its arms without the ladder from the searches with it on this
-    ground, and refuses `--min-results`)."""
+    ground, and has no `--min-results`)."""
     from evonorm_search.store import list_candidates, open_store
 
     at_the_end = {"eta": 3, "max_promotions": 2}
