@@ -63,29 +63,26 @@ class HandedLog:
         self.inner.close()
 
 
+def marked(method, where: str, trigger: Trigger):
+    """`method` with `trigger.inside` set to `where` while it runs (its statements count there)."""
+
+    def wrapper(controller, *args):
+        trigger.inside = where
+        try:
+            return method(controller, *args)
+        finally:
+            trigger.inside = None
+
+    return wrapper
+
+
 def main() -> None:
     url, search_id, mode, k, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
     trigger = Trigger(mode, k)
     store = open_store(url)
     event.listen(store.engine, "before_cursor_execute", lambda *_: trigger.tick(trigger.inside))
-    commit_outcomes, fill_group = Controller._commit_outcomes, Controller._fill_group
-
-    def committing_outcomes(controller, outcomes):
-        trigger.inside = "outcome group"
-        try:
-            return commit_outcomes(controller, outcomes)
-        finally:
-            trigger.inside = None
-
-    def filling(controller, deadline):
-        trigger.inside = "proposal group"
-        try:
-            return fill_group(controller, deadline)
-        finally:
-            trigger.inside = None
-
-    Controller._commit_outcomes = committing_outcomes  # type: ignore[method-assign]
-    Controller._fill_group = filling  # type: ignore[method-assign]
+    Controller._commit_outcomes = marked(Controller._commit_outcomes, "outcome group", trigger)  # type: ignore[method-assign]
+    Controller._fill_group = marked(Controller._fill_group, "proposal group", trigger)  # type: ignore[method-assign]
     # Every evaluation takes 0.3 s of wall time: the tasks of one fill come back in one poll.
     cluster = SimulatedCluster(8, delay=LognormalDelay(median=30.0, sigma=0.0), time_factor=0.01, seed=SEED)
     evaluator = HandedLog(cluster, log_path, trigger)

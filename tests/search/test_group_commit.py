@@ -228,6 +228,14 @@ def test_a_controller_killed_inside_group_commits_resumes_with_nothing_lost_or_r
     assert all(kinds[m] >= 2 for m in Killer.MODES), kinds  # some kills may miss: the budget was spent first
     assert any(size >= 2 for mode, size in killer.kills if mode == "outcome group"), killer.kills
 
+    assert_nothing_lost_or_repeated(store, search_id, config, handed, committed)
+
+
+def assert_nothing_lost_or_repeated(store, search_id: int, config, handed: Counter, committed: dict) -> None:
+    """After kills and a last run to the end: verdicts committed before the last kill unchanged, the budget
+    spent exactly, counters matching the rows, each (candidate, attempt) handed to a worker at most once,
+    one evaluation row per (architecture, phase, attempt), and the simulated scores kept."""
+    budget = config.budget
     after = finished_state(store, search_id)
     assert {c: after[c] for c in committed} == committed  # nothing committed before the last kill changed
     candidates = all_candidates(store, search_id)
