@@ -38,9 +38,10 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -456,9 +457,10 @@ def run(args: argparse.Namespace) -> Path:
         placement = None
         if family in TRANSFORMER_FAMILIES and not args.skip_placement:
             chosen_layers = placement_layers(config, layers)
-            by_placement = placement_scores(config, chosen_layers, seeds, evaluator, args.reuse_target, layers,
-                                            target.scores)  # fmt: skip
-            placement = (chosen_layers, by_placement)
+            settings = placement_setting_configs(config, args.placement_settings or list(PLACEMENT_SETTINGS))
+            by_setting = placement_by_setting(config, settings, chosen_layers, seeds, evaluator, args.reuse_target,
+                                              layers, target.scores)  # fmt: skip
+            placement = (chosen_layers, by_setting)
         targets = None
         available = target_settings(family, args.smoke)
         names = list(available) if args.target_variants is None else args.target_variants
@@ -734,19 +736,50 @@ def placement_config(config: SearchConfig, placement: str) -> SearchConfig:
     return target_variant_config(config, {"architectures": [{**arch, "name": placement, "placement": placement}]})
 
 
+# Placement settings: the target's training changed one thing at a time, to show where each placement
+# fails and what moves the failure. The literature's two claims: post-norm needs a low learning rate or a
+# long warmup (Xiong et al. 2020), and pre-norm trains at rates where post-norm does not.
+PLACEMENT_SETTINGS: dict[str, Callable[[Any], dict]] = {
+    "target": lambda training: {},
+    "learning rate / 10": lambda training: {"lr": training.lr / 10},
+    "warmup x3": lambda training: {"warmup_steps": min(training.steps // 2, 3 * training.warmup_steps)},
+}
+
+
+def placement_setting_configs(config: SearchConfig, names: Iterable[str]) -> dict[str, SearchConfig]:
+    """The target with its training changed by each named placement setting."""
+    found = {}
+    for name in names:
+        overrides = PLACEMENT_SETTINGS[name](config.validation.training)
+        found[name] = target_variant_config(config, {"training": overrides}) if overrides else config
+    return found
+
+
 def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict[str, list[dict]]:
     """Per placement, target scores of `layers` (in their order): read from the target's own runs where the
     target has an encoder with that placement and otherwise the first one's settings (same seeds, same
-    training), trained (and cached per placement and layer like the target's) for the others."""
-    target_by_dsl = {layer.dsl: score for layer, score in zip(target_layers, target, strict=True)}
+    training), trained (and cached per placement and layer like the target's) for the others. `config` may
+    be a placement setting: its target runs are then its own (`target` None)."""
+    target_by_dsl = {} if target is None else dict(zip([t.dsl for t in target_layers], target, strict=True))
     found = {}
     for placement in PLACEMENTS:
-        if (label := target_architecture(config, placement)) is not None:
+        if target is not None and (label := target_architecture(config, placement)) is not None:
             found[placement] = [architecture_score(target_by_dsl[layer.dsl], label) for layer in layers]
             continue
         variant = placement_config(config, placement)
         found[placement] = score_target(variant, layers, seeds, evaluator, reuse, what=f"placement {placement}").scores
     return found
+
+
+def placement_by_setting(config, settings: dict[str, SearchConfig], layers, seeds, evaluator, reuse: bool,
+                         target_layers, target) -> dict[str, dict[str, list[dict]]]:  # fmt: skip
+    """`placement_scores` under each placement setting; the target setting reuses the target's runs."""
+    return {
+        name: placement_scores(
+            variant, layers, seeds, evaluator, reuse, target_layers, target if variant is config else None
+        )
+        for name, variant in settings.items()
+    }
 
 
 def target_architecture(config: SearchConfig, placement: str) -> str | None:
@@ -767,9 +800,57 @@ def architecture_score(score: dict, label: str) -> dict:
     }
 
 
-def placement_section(config: SearchConfig, layers: list[LayerToScore], placement: dict[str, list[dict]]) -> str:
-    """One row per layer, one column per placement (mean ± std over the target seeds), and each
-    placement's order: does the best layer depend on where the norms sit?"""
+def placement_section(
+    config: SearchConfig, layers: list[LayerToScore], by_setting: dict[str, dict[str, list[dict]]]
+) -> str:
+    """Where each placement fails: a summary over the placement settings (do the normalizers beat every
+    control under each placement?), then one table per setting: a row per layer, a column per placement
+    (mean ± std over the target seeds), and each placement's order."""
+    arch = config.validation.architectures[0]
+    parts = [
+        f"## Placement on the target task\n\nThe target's first encoder (width {arch.width}, depth {arch.depth}, "
+        f"{arch.heads} heads) with the norms at each placement: pre (before each sublayer), post (after each "
+        "residual add), peri (before each sublayer and on its output before the add), mix (post-norm in the first "
+        "quarter of the blocks, pre-norm after). Test accuracy, mean ± std over the target seeds. Each setting "
+        "changes one thing in the target's training: "
+        + "; ".join(f"{name}: {describe_training(placement_training(config, name))}" for name in by_setting)
+        + ".",
+        placement_summary(config, layers, by_setting),
+    ]
+    for name, placement in by_setting.items():
+        parts.append(placement_table(name, config, layers, placement))
+    return "\n\n".join(parts)
+
+
+def placement_training(config: SearchConfig, name: str):
+    return placement_setting_configs(config, [name])[name].validation.training
+
+
+def describe_training(training) -> str:
+    return f"lr {training.lr:g}, warmup {training.warmup_steps} of {training.steps} steps"
+
+
+def placement_summary(config: SearchConfig, layers: list[LayerToScore], by_setting) -> str:
+    """Per setting and placement: the normalizers' means, the best control, and the margin (the lowest
+    normalizer mean less the best control mean): a placement fails where the normalizers do not train
+    above what no normalization reaches."""
+    normalizers = normalizing_baselines(config, layers)
+    rows = []
+    for name, placement in by_setting.items():
+        for p in PLACEMENTS:
+            means = {layer.label: placement[p][i]["mean"] or 0.0 for i, layer in enumerate(layers)}
+            controls = {label: mean for label, mean in means.items() if label in CONTROLS}
+            best_control = max(controls, key=controls.__getitem__)
+            margin = min(means[n] for n in normalizers) - controls[best_control]
+            rows.append([name, p, *(fmt(means[n]) for n in normalizers),
+                         f"{best_control} {fmt(controls[best_control])}", f"{margin:+.3f}",
+                         "yes" if margin > 0 else "**no**"])  # fmt: skip
+    return "### Where each placement fails\n\n" + markdown_table(
+        ["setting", "placement", *normalizers, "best control", "margin", "normalizers above every control"], rows
+    )
+
+
+def placement_table(name: str, config: SearchConfig, layers: list[LayerToScore], placement) -> str:
     rows = []
     for i, layer in enumerate(layers):
         cells = [f"{fmt(placement[p][i]['mean'])} ± {fmt(placement[p][i]['std'])}" for p in PLACEMENTS]
@@ -778,12 +859,8 @@ def placement_section(config: SearchConfig, layers: list[LayerToScore], placemen
     for p in PLACEMENTS:
         ranked = sorted(range(len(layers)), key=lambda i, p=p: -(placement[p][i]["mean"] or 0.0))
         orders.append(f"- {p}: " + " > ".join(layers[i].label for i in ranked))
-    arch = config.validation.architectures[0]
     return (
-        f"## Placement on the target task\n\nThe target's first encoder (width {arch.width}, depth {arch.depth}, "
-        f"{arch.heads} heads) with the norms at each placement: pre (before each sublayer), post (after each "
-        "residual add), peri (before each sublayer and on its output before the add), mix (post-norm in the first "
-        "quarter of the blocks, pre-norm after). Test accuracy, mean ± std over the target seeds.\n\n"
+        f"### {name} ({describe_training(placement_training(config, name))})\n\n"
         + markdown_table(["layer", "kind", "statistic", *PLACEMENTS], rows)
         + "\n\nOrder by mean under each placement:\n\n"
         + "\n".join(orders)
@@ -839,7 +916,8 @@ class Report:
     target: CachedScores
     variants: dict[str, SearchConfig]
     results: dict[str, ProxyRun]
-    placement: tuple[list[LayerToScore], dict[str, list[dict]]] | None = None  # (layers, scores per placement)
+    # (layers, per placement setting the scores per placement)
+    placement: tuple[list[LayerToScore], dict[str, dict[str, list[dict]]]] | None = None
     targets: dict[str, TargetRun] | None = None  # per target setting, `default` first
 
 
@@ -1087,6 +1165,11 @@ def main(argv: list[str] | None = None) -> Path:
         "--skip-placement", action="store_true", help="transformers: leave the placement table out (it trains most)"
     )
     parser.add_argument(
+        "--placement-settings", type=lambda text: [t for t in text.split(";") if t], default=None,
+        help=f"transformers: the placement table's settings, ';'-separated (default: all: "
+        f"{'; '.join(PLACEMENT_SETTINGS)}); the target's own comes first whether named or not",
+    )  # fmt: skip
+    parser.add_argument(
         "--layer", action="append", default=[], metavar="NAME|LABEL=DSL",
         help="with --targets-only: a further layer scored beside the baselines and controls (a library name or "
         "LABEL=DSL; repeat for several), e.g. an initialisation of dyt",
@@ -1113,6 +1196,12 @@ def main(argv: list[str] | None = None) -> Path:
     if args.target_variants and not set(args.target_variants) <= set(targets):
         unknown = sorted(set(args.target_variants) - set(targets))
         parser.error(f"unknown target variants {unknown}; known: {', '.join(targets) or 'none for this family'}")
+    if args.placement_settings is not None:
+        if unknown := sorted(set(args.placement_settings) - set(PLACEMENT_SETTINGS)):
+            parser.error(f"unknown placement settings {unknown}; known: {'; '.join(PLACEMENT_SETTINGS)}")
+        if args.skip_placement:
+            parser.error("--placement-settings and --skip-placement contradict each other")
+        args.placement_settings = ["target", *(name for name in args.placement_settings if name != "target")]
     if args.variants and "default" not in args.variants:
         args.variants.insert(0, "default")  # the layer table and the verdict are the default's
     if args.smoke:

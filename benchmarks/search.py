@@ -481,6 +481,11 @@ def time_quick_run(smoke: bool, path: Path = QUICK, settings: Sequence[str] = ()
     )
 
 
+def one_line(dsl: str) -> str:
+    """A layer's DSL on one line (statements joined by '; '), so that it fits a markdown table's cell."""
+    return "; ".join(line.strip() for line in dsl.splitlines() if line.strip())
+
+
 def validated_answer(db: str) -> str:
     """When the search's proxy rung ended (its last own candidate settled), and its validated front beside
     the validated baselines (mean ± std over the ladder's seeds); empty for a search without a ladder."""
@@ -507,7 +512,7 @@ def validated_answer(db: str) -> str:
         else float("nan")
     )
     rows = [
-        [v.name, "layer" if v.role == LAYER else "baseline", str(len(v.score.runs)), f"{v.score.mean:.3f} ± {v.score.std:.3f}", v.score.layer]
+        [v.name, "layer" if v.role == LAYER else "baseline", str(len(v.score.runs)), f"{v.score.mean:.3f} ± {v.score.std:.3f}", f"`{one_line(v.score.layer)}`"]
         for v in sorted(fronts.validated, key=lambda v: (v.role != LAYER, -v.score.mean))
     ]  # fmt: skip
     return (

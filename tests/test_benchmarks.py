@@ -301,12 +301,26 @@ def test_the_fidelity_benchmark_measures_transformers_and_their_placements(tmp_p
     assert "Baselines: layernorm_channel, rmsnorm, dyt" in report
     assert "| batch" not in report and "bn_relu" not in report  # a batch-free space leaves BatchNorm out
     assert "## Placement on the target task" in report
-    assert "| layer | kind | statistic | pre | post | peri | mix |" in report
-    assert re.search(r"^\| derf \| layer \| no statistic \|", report, re.MULTILINE)
-    row = re.search(r"\| rmsnorm \| layer \| channel \|(.*)\|\n", report)
-    assert row is not None and len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row.group(1))) == 4, report
-    for placement in ("pre", "post", "peri", "mix"):
-        assert re.search(rf"^- {placement}: \S+ > ", report, re.MULTILINE)
+    # One table per placement setting (the target, a tenth of its learning rate, three times its warmup),
+    # each with every layer under every placement, and a summary row per setting and placement.
+    placement = report[report.index("## Placement on the target task") : report.index("## Target settings tried")]
+    headings = re.findall(r"^### (target|learning rate / 10|warmup x3) \(lr ([\d.e-]+), warmup (\d+) of (\d+)", placement,
+                          re.MULTILINE)  # fmt: skip
+    assert [h[0] for h in headings] == ["target", "learning rate / 10", "warmup x3"], placement
+    (_, lr, warmup, steps), (_, low_lr, low_warmup, _), (_, _, long_warmup, _) = headings
+    assert float(low_lr) == pytest.approx(float(lr) / 10) and low_warmup == warmup
+    assert int(long_warmup) == min(int(steps) // 2, 3 * int(warmup))
+    assert placement.count("| layer | kind | statistic | pre | post | peri | mix |") == 3
+    assert len(re.findall(r"^\| derf \| layer \| no statistic \|", placement, re.MULTILINE)) == 3
+    rows = re.findall(r"\| rmsnorm \| layer \| channel \|(.*)\|\n", placement)
+    assert len(rows) == 3 and all(len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row)) == 4 for row in rows), placement
+    for placement_name in ("pre", "post", "peri", "mix"):
+        assert len(re.findall(rf"^- {placement_name}: \S+ > ", placement, re.MULTILINE)) == 3
+    summary = re.findall(r"^\| (target|learning rate / 10|warmup x3) \| (pre|post|peri|mix) \|(.*)\| ([+-]\d\.\d{3}) \| "
+                         r"(yes|\*\*no\*\*) \|$", placement, re.MULTILINE)  # fmt: skip
+    assert len(summary) == 12, placement
+    for *_, margin, verdict in summary:  # the verdict is the margin's sign
+        assert (verdict == "yes") == (float(margin) > 0)
     # The baselines and controls on the default target and on each target setting (the smoke run has one).
     assert "## Target settings tried" in report and "| layer | kind | statistic | default | depth 2 |" in report
     setting = re.search(r"^\| depth 2 \| (.*) \|$", report, re.MULTILINE)
@@ -391,6 +405,24 @@ def test_the_target_choice_rule_on_scores_it_must_accept_and_refuse():
     # Every normalizer saturated and tied: no room at the top to rank good layers.
     saturated = fidelity.target_verdict(config, run({"layernorm_channel": [1.0, 0.999], "rmsnorm": [0.999, 1.0]}))
     assert saturated.normalizers_above_controls and not saturated.room_at_the_top and not saturated.qualifies
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--placement-settings", "target;lr x100"], "unknown placement settings ['lr x100']"),
+        (["--placement-settings", "warmup x3", "--skip-placement"], "contradict each other"),
+    ],
+)
+def test_the_fidelity_benchmark_refuses_placement_settings_it_cannot_run(tmp_path, args, message):
+    config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", str(BENCHMARKS / "fidelity.py"), "--smoke", "--config", config, *args],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+    )  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not list(tmp_path.glob("fidelity-*"))
 
 
 def test_the_fidelity_benchmark_rejects_an_unknown_target_setting(tmp_path):
@@ -539,6 +571,12 @@ def test_the_timed_run_reports_a_ladders_validated_front(tmp_path):
     rows = re.findall(r"^\| (candidate \d+|gn_relu|relu) \| (layer|baseline) \| 1 \| (\d\.\d{3}) ± ", answer, re.M)
     assert len(rows) == 3 and rows[0][:2] == (rows[0][0], "layer") and rows[0][0].startswith("candidate"), answer
     assert {(name, role) for name, role, _ in rows[1:]} == {("gn_relu", "baseline"), ("relu", "baseline")}, answer
+    table = [line for line in answer.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(rows) and all(line.count(" | ") == 4 for line in table), answer  # a row per line
+    assert (
+        load_script("search.py").one_line("t1 = x * x\ny = t1 / rms(t1, batch)\n")
+        == "t1 = x * x; y = t1 / rms(t1, batch)"
+    )
     without = f"sqlite:///{tmp_path / 'plain.db'}"
     with open_store(without) as store:
         run_to_end(store, small_config(budget=2))

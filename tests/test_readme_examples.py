@@ -28,7 +28,8 @@ NOT_RUN = {
     "make demo": "a real 200-candidate search on local Ray, then a server: minutes; tests/cli/test_demo.py runs it small",
     "make test": "the test suite itself",
     "evonorm-search run examples/quick.yaml": (
-        "a 200-candidate search, about 4 minutes on 2 idle cores; the fixture below runs `run` on a tiny config"
+        "a 200-candidate search with its ladder, about 8 minutes on 2 idle cores; the fixture below runs `run` on "
+        "a tiny config"
     ),
 }
 # Options the suite adds: the test's database, and no Ray (each evaluation in the test's process).
