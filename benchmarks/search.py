@@ -477,7 +477,25 @@ def time_quick_run(smoke: bool, path: Path = QUICK, settings: Sequence[str] = ()
         f"## 4. `{shown}`\n\n"
         f"Run by this script as a user runs it (local Ray with one evaluation per core, a new SQLite file, "
         f"baselines included, no cache): **{seconds / 60:.1f} minutes** of wall time; 1-minute load average "
-        f"{load_before:.2f} before and {load_after:.2f} after. Target <= 10 minutes on 2 cores: {verdict}.\n" + answer
+        f"{load_before:.2f} before and {load_after:.2f} after. Target <= 10 minutes on 2 cores: {verdict}. "
+        f"{checkout()}\n" + answer
+    )
+
+
+def checkout() -> str:
+    """Which checkout ran: its path, commit, and whether its tracked files had changes (a fresh clone has none)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return f"From {root}, not a git checkout."
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"From the checkout at {root}, commit {commit}, " + (
+        "with uncommitted changes." if changed else "its tracked files as committed."
     )
 
 

@@ -190,6 +190,11 @@ def test_the_search_benchmark_writes_its_sections(tmp_path):
         r"Target scores of the \d+ layers re-trained: \d+ distinct layers trained in this run, \d+ served from", report
     )
     assert (tmp_path / "search-smoke.png").stat().st_size > 0
+    # The timed run names the checkout it ran from (a fresh clone shows its tracked files as committed).
+    assert re.search(
+        r"From the checkout at \S+, commit [0-9a-f]{12}, (with uncommitted changes|its tracked files as committed)\.",
+        report,
+    )
 
 
 def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_path):
