@@ -556,6 +556,13 @@ def test_the_own_task_benchmark_writes_its_tables(tmp_path):
     assert "## Data loading per epoch, per data kind" in report
     for kind in ("imagefolder", "arrays", "python", "mnist1d", "torchvision (FakeData)"):
         assert re.search(rf"^\| {re.escape(kind)} \|", report, re.MULTILINE), kind
+    # The folder streamed reads the same examples as held in memory, the whole epoch through its loader.
+    folder, streamed = (
+        re.search(rf"^\| {re.escape(kind)} \| 1x8x8 \| ([\d,]+ / [\d,]+) \|.*\| ([\d,]+) \|$", report, re.MULTILINE)
+        for kind in ("imagefolder", "imagefolder, streamed (2 loader workers)")
+    )
+    assert folder is not None and streamed is not None, report
+    assert folder.group(1) == streamed.group(1)
 
 
 def test_the_timed_run_reports_a_ladders_validated_front(tmp_path):
