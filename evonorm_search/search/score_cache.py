@@ -22,14 +22,16 @@ two scripts sharing it never read half a file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,16 +217,29 @@ class ScoreCache:
         is read again first: another script may have added entries since this one read it."""
         settings = settings_key(specs)
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        entries = self.load()
-        for score in scores:
-            entries[entry_key(settings, score["layer"])] = {
-                "settings": settings,
-                "layer": score["layer"],
-                "score": score,
-                "computed_by": machine_record(),
-                "computed_at": stamp,
-            }
-        self.save(entries)
+        with self._writer():
+            entries = self.load()
+            for score in scores:
+                entries[entry_key(settings, score["layer"])] = {
+                    "settings": settings,
+                    "layer": score["layer"],
+                    "score": score,
+                    "computed_by": machine_record(),
+                    "computed_at": stamp,
+                }
+            self.save(entries)
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        """One writer at a time across processes (an exclusive lock on a file beside the cache): two
+        scripts that read, add and save at once would otherwise each save without the other's entries."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ included), data, seeds, package version and training code. Scoring runs in proce
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import pytest
 
@@ -179,3 +180,25 @@ def test_a_changed_generator_parameter_changes_the_data_identity(name, field, va
     data = DataConfig(name=name)
     changed = data.model_copy(update={field: value})
     assert score_cache.data_identity(changed)["source"] != score_cache.data_identity(data)["source"]
+
+
+def _add_one_by_one(path, writer: int, count: int, barrier) -> None:
+    cache, settings = ScoreCache(path), specs()
+    barrier.wait()
+    for i in range(count):
+        cache.add(settings, [{"layer": f"x * {writer * 1000 + i + 1}", "mean": 0.5}])
+
+
+def test_two_processes_adding_at_once_lose_no_entry(cache):
+    """Each add reads the file, adds and saves: two writers at once would each save without the other's
+    entries, were they not one at a time."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    writers = [context.Process(target=_add_one_by_one, args=(cache.path, w, 40, barrier)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    layers = {entry["layer"] for entry in cache.load().values()}
+    assert layers == {f"x * {w * 1000 + i + 1}" for w in (1, 2) for i in range(40)}
