@@ -159,10 +159,11 @@ MNIST1D_VARIANTS: dict[str, dict] = {
 
 
 # Transformer proxy settings on recall (examples/transformer.yaml: one token per pair, one pre-norm encoder
-# of width 32 and depth 4, 150 AdamW steps of 64 at lr 0.03). Every other setting names its encoders and
+# of width 32 and depth 6, 150 AdamW steps of 64 at lr 0.03). Every other setting names its encoders and
 # training in full, so its row stays what was measured whatever the default becomes. The first default
-# was a pre- and a post-norm encoder at lr 0.02; the rest move from it in placement, depth, learning
-# rate (the target's) and steps.
+# was a pre- and a post-norm encoder at lr 0.02, the second the pre-norm encoder at depth 4 and lr 0.03;
+# the rest move from them in placement, depth, learning rate (the target's) and steps. Depth 6 replaced
+# depth 4 when the searches' winners joined the layer set (fidelity-winners-transformer-cpu2.md).
 _RECALL_ADAMW = {**_ADAMW, "lr": 0.02, "steps": 150, "warmup_steps": 25}
 
 
@@ -174,13 +175,13 @@ def _recall_proxies(placements=("pre", "post"), depth: int = 4, lr: float = 0.02
 TRANSFORMER_VARIANTS: dict[str, dict] = {
     "default": {},
     "pre and post, lr 0.02 (the first default)": _recall_proxies(),
+    "pre only, depth 4, lr 0.03 (the second default)": _recall_proxies(("pre",), depth=4, lr=0.03),
     "pre and peri, lr 0.02": _recall_proxies(("pre", "peri")),
     "pre only, lr 0.02": _recall_proxies(("pre",)),
     "pre and post, depth 2, lr 0.02": _recall_proxies(depth=2),
     "pre and post, lr 0.03": _recall_proxies(lr=0.03),
     "pre and post, lr 0.02, 300 steps": _recall_proxies(steps=300),
     "pre only, depth 6, lr 0.02": _recall_proxies(("pre",), depth=6),
-    "pre only, depth 6, lr 0.03": _recall_proxies(("pre",), depth=6, lr=0.03),
 }
 
 
