@@ -533,6 +533,8 @@ def run_targets_only(args: argparse.Namespace) -> Path:
     config = SearchConfig.from_yaml(Path(args.config))
     if args.smoke:
         config = smoke_config(config)
+    if args.first_seed is not None:  # seeds no choice has read: every score of this run is new
+        config = target_variant_config(config, {"first_seed": args.first_seed})
     family, seeds = family_of(config), config.validation.seed_list(args.seeds)
     wanted = {*config.baselines, *CONTROLS}
     layers = [layer for layer in layer_set(config, 0, args.seed) if layer.label in wanted]
@@ -555,9 +557,42 @@ def run_targets_only(args: argparse.Namespace) -> Path:
         f"process{'es' if args.workers != 1 else ''}, 1 thread each.\n"
         f"- Load average (1 min) at the end: {os.getloadavg()[0]:.2f}; seconds are wall time under that load."
     )
-    body = "\n\n".join([header, target_section(config, runs), target_choice_section(config, runs)])
+    sections = [header, target_section(config, runs), target_choice_section(config, runs)]
+    if args.layer:
+        extra = [extra_layer(text).label for text in args.layer]
+        sections.append(paired_section(config, runs, extra))
+    body = "\n\n".join(sections)
     name = f"{family.result}-targets" + (f"-{args.label}" if args.label else "")
     return write_result(name, "Choosing the target task: baselines and controls per setting", body)
+
+
+def paired_section(config: SearchConfig, runs: dict[str, TargetRun], extra: list[str]) -> str:
+    """Each `--layer` against each normalizing baseline, paired by seed on every setting: the median
+    difference with its interval and the Wilcoxon signed-rank test that decides "above" or "below"."""
+    lines = []
+    for name, run in runs.items():
+        by_label = {layer.label: score for layer, score in zip(run.layers, run.scores, strict=True)}
+        for label in extra:
+            for baseline in normalizing_baselines(config, run.layers):
+                ours, theirs = per_seed(by_label[label]), per_seed(by_label[baseline])
+                shared = sorted(set(ours) & set(theirs))
+                if len(shared) < 2:
+                    lines.append(f"- {name}: **{label}** against **{baseline}**: {len(shared)} shared seed(s), no test")
+                    continue
+                found = decide.paired_comparison([ours[s] for s in shared], [theirs[s] for s in shared])
+                lines.append(f"- {name}: **{label}** against **{baseline}**: {found.text(label, baseline)}.")
+    return (
+        "## The further layers against the normalizers, paired by seed\n\n"
+        "Each seed trains both layers on the same data and initial draw; a layer is above a baseline only "
+        "where the Wilcoxon signed-rank test over the seeds gives p < 0.05 (two-sided; with fewer than 6 "
+        "seeds no difference can reach it). Seeds that failed for either layer are left out of its pairs.\n\n"
+        + "\n".join(lines)
+    )
+
+
+def per_seed(score: dict) -> dict[int, float]:
+    """A layer's score by seed (the mean over the setting's architectures), failed seeds left out."""
+    return {r["seed"]: float(np.mean(list(r["accuracies"].values()))) for r in score["runs"] if r["error"] is None}
 
 
 def extra_layer(text: str) -> LayerToScore:
@@ -1135,6 +1170,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--config", default=str(QUICK))
     parser.add_argument("--random", type=int, default=12, help="random survivors of the cheap rejections")
     parser.add_argument("--seeds", type=int, default=None, help="target seeds (default: the config's)")
+    parser.add_argument(
+        "--first-seed", type=int, default=None,
+        help="with --targets-only: target seeds from this one (default: the validation section's first_seed); "
+        "seeds that overlap the configuration's validation seeds are refused, so a confirmation reads none a "
+        "choice has read",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="draws the random layers and the bootstrap")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reuse-target", action="store_true", help="serve target scores from the JSON cache")
@@ -1182,6 +1223,17 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.layer and not args.targets_only:
         parser.error("--layer needs --targets-only")
+    if args.first_seed is not None:
+        if not args.targets_only:
+            parser.error("--first-seed needs --targets-only")
+        validation = SearchConfig.from_yaml(Path(args.config)).validation
+        used = set(validation.seed_list())
+        asked = range(args.first_seed, args.first_seed + (args.seeds or validation.seeds))
+        if args.first_seed < 0 or used & set(asked):
+            parser.error(
+                f"--first-seed {args.first_seed}: seeds {asked.start}-{asked.stop - 1} must be >= 0 and miss the "
+                f"configuration's validation seeds {sorted(used)}, which searches and benchmarks read"
+            )
     if args.label and not (args.targets_only and re.fullmatch(r"[a-z0-9-]+", args.label)):
         parser.error(f"--label {args.label!r} needs --targets-only and lower-case letters, digits and hyphens")
     for text in args.layer:

@@ -341,10 +341,20 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
     config = str(BENCHMARKS.parent / "examples" / "transformer.yaml")
     report = run_script(
         "fidelity.py", "--smoke", "--targets-only", "--config", config, "--target-variants", "default;depth 2",
-        "--layer", "dyt_alpha1 = tanh(v1 * x)", "--label", "dyt", results=tmp_path,
+        "--layer", "dyt_alpha1 = tanh(v1 * x)", "--label", "dyt", "--first-seed", "5000", results=tmp_path,
         report="fidelity-transformer-targets-dyt",
     )  # fmt: skip
     assert "## Proxy settings tried" not in report and "## Placement" not in report  # no proxy trained
+    assert "target seeds [5000, 5001]." in report  # --first-seed: seeds no choice has read
+    # The extra layer against each normalizer, paired by seed, on each setting.
+    paired = report[report.index("## The further layers against the normalizers, paired by seed") :]
+    for setting in ("default", "depth 2"):
+        for baseline in ("layernorm_channel", "rmsnorm"):
+            assert re.search(
+                rf"^- {setting}: \*\*dyt_alpha1\*\* against \*\*{baseline}\*\*: dyt_alpha1 - {baseline} over 2 paired "
+                r"seeds: median difference .*(Wilcoxon signed-rank p = [\d.e-]+|no test \(every difference 0\)): ",
+                paired, re.MULTILINE,
+            ), paired  # fmt: skip
     assert "22 layer scores trained in this run, 0 served" in report  # 10 layers and the extra one, 2 settings
     assert re.search(
         r"^\| dyt_alpha1 \| layer \| no statistic \| \d\.\d{3} ± \d\.\d{3} \| \d\.\d{3} ± ", report, re.MULTILINE
@@ -369,6 +379,8 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
         (["--targets-only", "--layer", "no_such_layer"], "--layer 'no_such_layer'"),
         (["--layer", "dyt"], "--layer needs --targets-only"),
         (["--targets-only", "--label", "Bad/label"], "--label 'Bad/label' needs --targets-only and lower-case"),
+        (["--first-seed", "5000"], "--first-seed needs --targets-only"),
+        (["--targets-only", "--first-seed", "999"], "--first-seed 999: seeds 999-1001 must be >= 0 and miss"),
     ],
 )
 def test_the_fidelity_benchmark_refuses_an_extra_layer_it_cannot_score(tmp_path, args, message):

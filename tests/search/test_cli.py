@@ -253,7 +253,9 @@ def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating
 
 def test_ctrl_c_leaves_the_search_stopped_and_resume_finishes_it(tmp_path):
     config = tmp_path / "interrupt.yaml"
-    config.write_text(tiny_yaml(budget=12, training={"steps": 80, "batch_size": 32, "device": "cpu", "threads": 1}))
+    # 300 steps a candidate: the 8 or so left once work is in flight take well over the seconds a loaded
+    # machine may pass between that check and the signal (at 80 steps a search once finished first).
+    config.write_text(tiny_yaml(budget=12, training={"steps": 300, "batch_size": 32, "device": "cpu", "threads": 1}))
     db = f"sqlite:///{tmp_path / 'interrupt.db'}"
     process = start_run(config, db)
     try:
