@@ -1014,6 +1014,7 @@ def write_report(args, r: Report) -> Path:
     name, title = r.family.result, r.family.title
     if args.search_winners:
         name, title = name.replace("fidelity", "fidelity-winners"), title + ", with the layers searches select"
+        name += f"-{args.label}" if args.label else ""
     return write_result(name, title, "\n\n".join(sections))
 
 
@@ -1217,7 +1218,10 @@ def main(argv: list[str] | None = None) -> Path:
         "LABEL=DSL; repeat for several), e.g. an initialisation of dyt",
     )  # fmt: skip
     parser.add_argument(
-        "--label", default="", help="with --targets-only: the results file is <family>-targets-LABEL-<machine>.md"
+        "--label",
+        default="",
+        help="with --targets-only: the results file is <family>-targets-LABEL-<machine>.md; with --search-winners: "
+        "fidelity-winners-<family>-LABEL-<machine>.md",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny networks and data: the test suite's run")
     args = parser.parse_args(argv)
@@ -1234,8 +1238,11 @@ def main(argv: list[str] | None = None) -> Path:
                 f"--first-seed {args.first_seed}: seeds {asked.start}-{asked.stop - 1} must be >= 0 and miss the "
                 f"configuration's validation seeds {sorted(used)}, which searches and benchmarks read"
             )
-    if args.label and not (args.targets_only and re.fullmatch(r"[a-z0-9-]+", args.label)):
-        parser.error(f"--label {args.label!r} needs --targets-only and lower-case letters, digits and hyphens")
+    if args.label and not ((args.targets_only or args.search_winners) and re.fullmatch(r"[a-z0-9-]+", args.label)):
+        parser.error(
+            f"--label {args.label!r} needs --targets-only or --search-winners and lower-case letters, digits and "
+            "hyphens"
+        )
     for text in args.layer:
         try:
             extra_layer(text)

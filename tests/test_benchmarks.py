@@ -190,6 +190,16 @@ def test_the_search_benchmark_writes_its_sections(tmp_path):
         r"Target scores of the \d+ layers re-trained: \d+ distinct layers trained in this run, \d+ served from", report
     )
     assert (tmp_path / "search-smoke.png").stat().st_size > 0
+    # The fidelity benchmark scores the layers these searches selected beside its own set (--search-winners),
+    # into a file of its own under a label.
+    winners = run_script(
+        "fidelity.py", "--smoke", "--search-winners", "--skip-placement", "--target-variants", "", "--label", "run",
+        results=tmp_path, report="fidelity-winners-run",
+    )  # fmt: skip
+    assert "with the layers searches select" in winners and "## Verdict (the configuration as given)" in winners
+    # Each selected layer not already in the set joins it, under its search's name.
+    selected = re.findall(r"^\| \d+ \| (search_\w+) \| search \|", winners, re.MULTILINE)
+    assert set(selected) <= {"search_evolution_0", "search_random_0"}
     # The timed run names the checkout it ran from (a fresh clone shows its tracked files as committed).
     assert re.search(
         r"From the checkout at \S+, commit [0-9a-f]{12}, (with uncommitted changes|its tracked files as committed)\.",
@@ -378,7 +388,11 @@ def test_the_fidelity_benchmark_chooses_a_target_from_the_baselines_and_controls
         (["--targets-only", "--layer", "broken = tanh(x"], "--layer 'broken = tanh(x'"),
         (["--targets-only", "--layer", "no_such_layer"], "--layer 'no_such_layer'"),
         (["--layer", "dyt"], "--layer needs --targets-only"),
-        (["--targets-only", "--label", "Bad/label"], "--label 'Bad/label' needs --targets-only and lower-case"),
+        (
+            ["--targets-only", "--label", "Bad/label"],
+            "--label 'Bad/label' needs --targets-only or --search-winners and lower-case",
+        ),
+        (["--label", "ok"], "--label 'ok' needs --targets-only or --search-winners"),
         (["--first-seed", "5000"], "--first-seed needs --targets-only"),
         (["--targets-only", "--first-seed", "999"], "--first-seed 999: seeds 999-1001 must be >= 0 and miss"),
     ],
