@@ -196,7 +196,15 @@ def start_run(config, db) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the child, as a terminal starts a command. An ignored SIGINT is inherited
+    across exec, and Python then keeps ignoring it (no KeyboardInterrupt): a test worker whose SIGINT an
+    earlier test (a Ray driver, a server) left ignored would start a `run` that Ctrl-C cannot stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_work_in_flight(url: str, process: subprocess.Popen) -> dict:
@@ -253,9 +261,7 @@ def test_sigkill_then_run_again_completes_the_budget_without_losing_or_repeating
 
 def test_ctrl_c_leaves_the_search_stopped_and_resume_finishes_it(tmp_path):
     config = tmp_path / "interrupt.yaml"
-    # 300 steps a candidate: the 8 or so left once work is in flight take well over the seconds a loaded
-    # machine may pass between that check and the signal (at 80 steps a search once finished first).
-    config.write_text(tiny_yaml(budget=12, training={"steps": 300, "batch_size": 32, "device": "cpu", "threads": 1}))
+    config.write_text(tiny_yaml(budget=12, training={"steps": 80, "batch_size": 32, "device": "cpu", "threads": 1}))
     db = f"sqlite:///{tmp_path / 'interrupt.db'}"
     process = start_run(config, db)
     try:
