@@ -26,6 +26,11 @@ def machine_slug() -> str:
     return os.environ.get("EVONORM_MACHINE", f"cpu{os.cpu_count()}")
 
 
+def one_line(dsl: str) -> str:
+    """A layer's DSL on one line (statements joined by '; '), so that it fits a markdown table's cell."""
+    return "; ".join(line.strip() for line in dsl.splitlines() if line.strip())
+
+
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine_slug, markdown_table, write_result
+from _common import RESULTS, machine_slug, markdown_table, one_line, write_result
 
 from evonorm_search import library, parse
 from evonorm_search import statistics as decide
@@ -592,7 +592,12 @@ def paired_section(config: SearchConfig, runs: dict[str, TargetRun], extra: list
 
 def per_seed(score: dict) -> dict[int, float]:
     """A layer's score by seed (the mean over the setting's architectures), failed seeds left out."""
-    return {r["seed"]: float(np.mean(list(r["accuracies"].values()))) for r in score["runs"] if r["error"] is None}
+    return {r["seed"]: run_score(r) for r in score["runs"] if r["error"] is None}
+
+
+def run_score(run: dict) -> float:
+    """One seed's score: the mean accuracy over the setting's architectures."""
+    return float(np.mean(list(run["accuracies"].values())))
 
 
 def extra_layer(text: str) -> LayerToScore:
@@ -605,7 +610,7 @@ def extra_layer(text: str) -> LayerToScore:
 
 def seed_scores(score: dict) -> list[float]:
     """A layer's score per seed (its mean over the setting's architectures), failed seeds left out."""
-    return [float(np.mean(list(r["accuracies"].values()))) for r in score["runs"] if r["error"] is None]
+    return [run_score(r) for r in score["runs"] if r["error"] is None]
 
 
 def target_cost(config: SearchConfig) -> float | None:
@@ -783,12 +788,18 @@ PLACEMENT_SETTINGS: dict[str, Callable[[Any], dict]] = {
 
 
 def placement_setting_configs(config: SearchConfig, names: Iterable[str]) -> dict[str, SearchConfig]:
-    """The target with its training changed by each named placement setting."""
+    """The target with its training changed by each named placement setting (the target's own: `config`)."""
     found = {}
     for name in names:
         overrides = PLACEMENT_SETTINGS[name](config.validation.training)
         found[name] = target_variant_config(config, {"training": overrides}) if overrides else config
     return found
+
+
+def placement_training(config: SearchConfig, name: str):
+    """The target's training under one placement setting (for its description)."""
+    training = config.validation.training
+    return training.model_copy(update=PLACEMENT_SETTINGS[name](training))
 
 
 def placement_scores(config, layers, seeds, evaluator, reuse: bool, target_layers, target) -> dict[str, list[dict]]:
@@ -856,10 +867,6 @@ def placement_section(
     for name, placement in by_setting.items():
         parts.append(placement_table(name, config, layers, placement))
     return "\n\n".join(parts)
-
-
-def placement_training(config: SearchConfig, name: str):
-    return placement_setting_configs(config, [name])[name].validation.training
 
 
 def describe_training(training) -> str:
@@ -1154,7 +1161,7 @@ def layer_section(layers: list[LayerToScore], proxy: ProxyRun, target: list[dict
     for rank, i in enumerate(order, 1):
         score = proxy.scores[i]
         rows.append([rank, layers[i].label, layer_kind(layers[i].label), statistic(layers[i]),
-                     f"`{score['layer'].replace(chr(10), '; ')}`", fmt(score["mean"]),
+                     f"`{one_line(score['layer'])}`", fmt(score["mean"]),
                      *([fmt(former.scores[i]["mean"])] if former else []),
                      f"{fmt(target[i]['mean'])} ± {fmt(target[i]['std'])}"])  # fmt: skip
     header = ["rank", "layer", "kind", "statistic", "DSL", "proxy score", *([f"({FORMER})"] if former else []),
@@ -1227,10 +1234,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.layer and not args.targets_only:
         parser.error("--layer needs --targets-only")
+    config = SearchConfig.from_yaml(Path(args.config))
     if args.first_seed is not None:
         if not args.targets_only:
             parser.error("--first-seed needs --targets-only")
-        validation = SearchConfig.from_yaml(Path(args.config)).validation
+        validation = config.validation
         used = set(validation.seed_list())
         asked = range(args.first_seed, args.first_seed + (args.seeds or validation.seeds))
         if args.first_seed < 0 or used & set(asked):
@@ -1248,7 +1256,7 @@ def main(argv: list[str] | None = None) -> Path:
             extra_layer(text)
         except Exception as e:  # a name the library lacks, or DSL that does not parse: said before anything trains
             parser.error(f"--layer {text!r}: {e}")
-    family = family_of(SearchConfig.from_yaml(Path(args.config)))
+    family = family_of(config)
     known = family.variants
     if args.variants and not set(args.variants) <= set(known):
         parser.error(f"unknown variants {sorted(set(args.variants) - set(known))}; known: {', '.join(known)}")

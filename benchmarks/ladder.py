@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import markdown_table, write_result
+from _common import markdown_table, one_line, write_result
 from fidelity import CONTROLS, scores_through_cache, smoke_config
 from search import QUICK, LoadSampler, proxy_accuracy, search_run
 
@@ -365,7 +365,7 @@ def answers_table(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:
             c = confirmed[pick.label]
             rows.append(
                 [arm, r.seed, pick.candidate_id, f"{pick.proxy:.3f}", f"{statistics.fmean(pick.target.values()):.3f}",
-                 f"{fmt(c['mean'])} ± {fmt(c['std'])}", f"`{pick.dsl.strip().replace(chr(10), '; ')}`"]
+                 f"{fmt(c['mean'])} ± {fmt(c['std'])}", f"`{one_line(pick.dsl)}`"]
             )  # fmt: skip
     headers = ["arm", "seed", "candidate", "proxy", "target (test)", "confirmed", "layer"]
     return markdown_table(headers, rows)

@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from _common import RESULTS, machine_slug, markdown_table, write_result
+from _common import RESULTS, machine_slug, markdown_table, one_line, write_result
 from fidelity import (
     CONTROLS,
     describe_architecture,
@@ -339,7 +339,7 @@ def compare_section(config, runs, validated, picks: CachedScores, target: Cached
         best = validated.get(i)
         rows.append([
             r.mode, r.seed, len(r.candidates), len(r.originals()), status.count(CandidateStatus.REJECTED),
-            f"`{best['dsl'].replace(chr(10), '; ')}`" if best else "(nothing evaluated)",
+            f"`{one_line(best['dsl'])}`" if best else "(nothing evaluated)",
             best["proxy_rank"] if best else "-", f"{best['proxy_score']:.4f}" if best else "-",
             fmt_score(best), f"{r.normalizing_share():.0%}", f"{r.seconds:.0f}",
         ])  # fmt: skip
@@ -497,11 +497,6 @@ def checkout() -> str:
     return f"From the checkout at {root}, commit {commit}, " + (
         "with uncommitted changes." if changed else "its tracked files as committed."
     )
-
-
-def one_line(dsl: str) -> str:
-    """A layer's DSL on one line (statements joined by '; '), so that it fits a markdown table's cell."""
-    return "; ".join(line.strip() for line in dsl.splitlines() if line.strip())
 
 
 def validated_answer(db: str) -> str:

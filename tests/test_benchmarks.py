@@ -596,7 +596,7 @@ def test_the_timed_run_reports_a_ladders_validated_front(tmp_path):
     table = [line for line in answer.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(rows) and all(line.count(" | ") == 4 for line in table), answer  # a row per line
     assert (
-        load_script("search.py").one_line("t1 = x * x\ny = t1 / rms(t1, batch)\n")
+        load_script("_common.py").one_line("t1 = x * x\ny = t1 / rms(t1, batch)\n")
         == "t1 = x * x; y = t1 / rms(t1, batch)"
     )
     without = f"sqlite:///{tmp_path / 'plain.db'}"

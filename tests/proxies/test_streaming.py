@@ -252,13 +252,13 @@ def test_statistics_are_computed_the_same_way_streamed_or_in_memory(digits_folde
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-3
 
 
-@pytest.mark.timeout(240)
 def _children_alive() -> set[int]:
     """The pids of this process's live children: compared before and after, so a pool another test in the
     same worker process left running (the service's formula workers) is not counted as a loader's."""
     return {child.pid for child in multiprocessing.active_children() if child.pid is not None}
 
 
+@pytest.mark.timeout(240)
 def test_loader_workers_start_read_and_stop(digits_folder, tmp_path, monkeypatch):
     pids = tmp_path / "pids"
     original = streaming.read_image
