@@ -19,13 +19,18 @@ selection are the controller's own, measured in its process:
   proposals: the controller's own counts), read sessions (progress reports, stop checks);
 - where the controller's wall time goes: cheap checks, proposing (selection and mutation), write
   transactions, read sessions, waiting in `poll`;
-- controller memory (resident set size) at every window.
+- controller memory (resident set size) at every window;
+- with `--check-workers N` (a list: each configuration runs once per value), the controller's check
+  pool (`check_pool.py`): its processes compute the cheap checks of the next proposals ahead, the time the
+  controller waits for them, how many proposals found them done, and the CPU time the pool's processes
+  spent per candidate (the cores a controller host needs beside the controller's own).
 Selection at the paper's population is also timed on its own (`--selection-proposals` proposals from a
 population of 2,500 evaluated members, and of 5,000, the most the controller holds before it trims).
 
     python benchmarks/paper_scale.py                        # writes benchmarks/results/paper-scale-<machine>.md
     python benchmarks/paper_scale.py --budget 300 --workers 10,50 --skip-postgres
     python benchmarks/paper_scale.py --backends postgresql --workers 100 --postgres URL   # one backend, one size
+    python benchmarks/paper_scale.py --check-workers 0,1 --label check-pool   # the controller without and with a pool
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ import contextlib
 import os
 import random
 import re
+import resource
 import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,8 +58,8 @@ from _common import markdown_table, write_result
 from store import temporary_postgres_database
 
 from evonorm_search import store as st
+from evonorm_search.search import check_pool, rejection, selection
 from evonorm_search.search import controller as controller_module
-from evonorm_search.search import rejection, selection
 from evonorm_search.search.config import SearchConfig
 from evonorm_search.search.controller import Controller, build_strategy, create_search
 from evonorm_search.search.pareto import as_vector
@@ -152,6 +159,7 @@ def timed_parts(timings: Timings) -> Iterator[None]:
         (rejection.CheapRejections, "run", "cheap checks"),
         (selection.AgingEvolution, "propose", "propose"),
         (selection.ParetoTournament, "select", "tournament"),
+        (check_pool.CheckPool, "take", "check pool wait"),
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, label in patches:
@@ -203,6 +211,7 @@ class Window:
 class Run:
     backend: str
     workers: int
+    check_workers: int
     budget: int
     proposed: int
     collected: int
@@ -215,6 +224,9 @@ class Run:
     cluster: Any  # ClusterStats
     rss_start: float
     rss_end: float
+    pool_hits: int = 0  # proposals whose checks the pool had computed
+    pool_misses: int = 0
+    pool_cpu_seconds: float = 0.0  # CPU time of the pool's processes (user + system)
     outcome_groups: Counter[int] = field(default_factory=Counter)  # outcomes per write transaction: how many
     proposal_groups: Counter[int] = field(default_factory=Counter)  # candidates per transaction of proposals
 
@@ -224,7 +236,13 @@ def paper_config(budget: int) -> SearchConfig:
     return SearchConfig.from_mapping(data | {"budget": budget})
 
 
-def run_configuration(backend: str, url: str, workers: int, args: argparse.Namespace) -> Run:
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have ended and been waited for (the pool's, once shut down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_configuration(backend: str, url: str, workers: int, check_workers: int, args: argparse.Namespace) -> Run:
     inner = st.open_store(url)
     timings = Timings()
     simulated = SimulatedCluster(
@@ -255,6 +273,7 @@ def run_configuration(backend: str, url: str, workers: int, args: argparse.Names
                 st.set_search_state(s, search_id, st.SearchState.STOPPING)
 
     rss_start = rss_mb()
+    children_before = children_cpu_seconds()
     with timed_parts(timings):
         controller = Controller(  # as run_search drives it, kept to read its group sizes afterwards
             TimedStore(inner, timings),
@@ -262,14 +281,17 @@ def run_configuration(backend: str, url: str, workers: int, args: argparse.Names
             TimedEvaluator(simulated, timings),
             progress=watch,
             poll_interval=args.poll_interval,
+            check_workers=check_workers,
         )
         final = controller.run()
     seconds = time.perf_counter() - started
     simulated.close()
     inner.close()
+    pool = controller.check_pool
     return Run(
         backend=backend,
         workers=workers,
+        check_workers=check_workers,
         budget=args.budget,
         proposed=final.proposed,
         collected=simulated.stats().collected,
@@ -282,9 +304,37 @@ def run_configuration(backend: str, url: str, workers: int, args: argparse.Names
         cluster=simulated.stats(),
         rss_start=rss_start,
         rss_end=rss_mb(),
+        pool_hits=pool.hits if pool is not None else 0,
+        pool_misses=pool.misses if pool is not None else 0,
+        pool_cpu_seconds=children_cpu_seconds() - children_before,
         outcome_groups=Counter(controller.outcome_groups),
         proposal_groups=Counter(controller.proposal_groups),
     )
+
+
+# -- the duplicate index at a million candidates -------------------------------------------------------
+
+
+def index_memory(counts: list[int], budget: int, seed: int) -> list[list[object]]:
+    """The memory the duplicate index holds after `count` candidates (a canonical hash and a fingerprint
+    each, as the controller adds them), for the exact in-memory index and for the controller's bounded
+    one (`BoundedDuplicateIndex`, sized for `budget` candidates): traced Python allocations, in MiB.
+    Every candidate is new here, the most the index can hold; its store look-ups are not exercised."""
+    rows = []
+    for count in counts:
+        sizes = []
+        for make in (rejection.DuplicateIndex, lambda: rejection.BoundedDuplicateIndex(budget, lambda c, k: None)):
+            rng = random.Random(seed)
+            tracemalloc.start()
+            index = make()
+            for candidate_id in range(count):
+                index.add(candidate_id, f"{rng.getrandbits(256):064x}", f"{rng.getrandbits(256):064x}")
+            current, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            sizes.append(current / 2**20)
+            del index
+        rows.append([f"{count:,}", f"{sizes[0]:.1f}", f"{sizes[1]:.1f}"])
+    return rows
 
 
 # -- selection at the paper's population -----------------------------------------------------------
@@ -378,8 +428,7 @@ def summary_row(run: Run) -> list[object]:
         "never" if run.cluster.full_at is None else f"after {run.cluster.full_at - run.cluster.first_submit_at:.0f} s"
     )
     return [
-        run.backend,
-        f"{run.workers:,}",
+        *run_key(run),
         f"{run.proposed:,}" + ("" if run.state == "completed" else f" ({run.state})"),
         f"{run.collected:,}",
         f"{run.seconds:.0f}",
@@ -398,9 +447,14 @@ def summary_row(run: Run) -> list[object]:
     ]
 
 
+def run_key(run: Run) -> list[object]:
+    return [run.backend, f"{run.workers:,}", run.check_workers]
+
+
+KEY_HEADERS = ["backend", "workers", "check workers"]
+
 SUMMARY_HEADERS = [
-    "backend",
-    "workers",
+    *KEY_HEADERS,
     "candidates stored",
     "results",
     "wall s",
@@ -418,7 +472,7 @@ SUMMARY_HEADERS = [
     "RSS MiB start → end",
 ]
 
-PARTS = ["cheap checks", "propose", "write transaction", "read session", "poll"]
+PARTS = ["cheap checks", "check pool wait", "propose", "write transaction", "read session", "poll"]
 
 
 def breakdown_row(run: Run) -> list[object]:
@@ -427,7 +481,18 @@ def breakdown_row(run: Run) -> list[object]:
     rest = run.seconds - sum(totals.values())
     per_candidate = {part: totals[part] / max(run.proposed, 1) for part in PARTS}
     cells = [f"{totals[p] / run.seconds:.0%} ({ms(per_candidate[p])})" for p in PARTS]
-    return [run.backend, f"{run.workers:,}", *cells, f"{rest / run.seconds:.0%}"]
+    return [*run_key(run), *cells, f"{rest / run.seconds:.0%}"]
+
+
+def pool_row(run: Run) -> list[object]:
+    """What the check pool did: proposals that found their checks done ahead, and its processes' CPU time."""
+    asked = run.pool_hits + run.pool_misses
+    return [
+        *run_key(run),
+        f"{run.pool_hits:,} of {asked:,} ({run.pool_hits / max(asked, 1):.0%})",
+        ms(run.pool_cpu_seconds / max(run.proposed, 1)),
+        f"{run.pool_cpu_seconds / run.seconds:.2f}",
+    ]
 
 
 def ceiling_row(run: Run) -> list[object]:
@@ -440,8 +505,7 @@ def ceiling_row(run: Run) -> list[object]:
     candidates_per_second = 1 / per_candidate
     results = candidates_per_second * trained
     return [
-        run.backend,
-        f"{run.workers:,}",
+        *run_key(run),
         ms(per_candidate),
         f"{trained:.0%}",
         f"{candidates_per_second:.0f}",
@@ -460,8 +524,7 @@ def window_rows(run: Run) -> list[list[object]]:
         ]
         rows.append(
             [
-                run.backend,
-                f"{run.workers:,}",
+                *run_key(run),
                 f"{previous.proposed:,} to {w.proposed:,}",
                 f"{(w.proposed - previous.proposed) / span:.1f}",
                 f"{(w.collected - previous.collected) / span:.1f}",
@@ -478,7 +541,13 @@ def machine_load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.Namespace, loads: list[str]) -> str:
+def report(
+    runs: list[Run],
+    selection_rows: list[list[object]],
+    index_rows: list[list[object]],
+    args: argparse.Namespace,
+    loads: list[str],
+) -> str:
     demand = {w: w / (MEDIAN_SECONDS * args.time_factor) for w in args.workers}
     parts = [
         f"examples/paper.yaml (population 2,500, tournament 25, its mutations and rejections, 3 architectures), "
@@ -504,7 +573,18 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         "each one transaction. Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
-        + markdown_table(["backend", "workers", *PARTS, "other"], [breakdown_row(r) for r in runs]),
+        + markdown_table([*KEY_HEADERS, *PARTS, "other"], [breakdown_row(r) for r in runs])
+        + "\n\nCheap checks: the chain in the controller's thread (with a check pool, only the duplicate index's "
+        "lookups for a proposal the pool had checked). Check pool wait: the controller waiting for the pool's "
+        "answer for the layer it proposed.",
+        "## The check pool\n\nCheck workers: processes computing the cheap checks of the next proposals ahead "
+        "(0: none, the checks run in the controller's thread). Found done: proposals whose checks the pool had "
+        "computed (the rest were checked in the controller). Pool CPU: user and system time of the pool's "
+        "processes, per candidate stored and as cores busy over the run.\n\n"
+        + markdown_table(
+            [*KEY_HEADERS, "found done", "pool CPU ms per candidate", "pool cores busy"],
+            [pool_row(r) for r in runs if r.check_workers > 0],
+        ),
         "## What one controller can drive\n\n"
         "The controller's busy time per candidate stored (wall time less its time blocked in `poll`) caps how "
         "many candidates it stores a second; the share sent to training (the rest were rejected by the cheap "
@@ -512,8 +592,7 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         f"with {MEDIAN_SECONDS:.0f} s evaluations one controller keeps busy (the paper: {PAPER_WORKERS:,}).\n\n"
         + markdown_table(
             [
-                "backend",
-                "workers",
+                *KEY_HEADERS,
                 "controller ms per candidate",
                 "sent to training",
                 "candidates/s ceiling",
@@ -524,7 +603,7 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
         ),
         "## Growth with the candidates stored\n\n"
         + markdown_table(
-            ["backend", "workers", "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
+            [*KEY_HEADERS, "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
             [row for r in runs for row in window_rows(r)],
         ),
         f"## Selection at the paper's population\n\n{args.selection_proposals} proposals each, median ms; "
@@ -540,15 +619,22 @@ def report(runs: list[Run], selection_rows: list[list[object]], args: argparse.N
             ],
             selection_rows,
         ),
+        "## The duplicate index at a million candidates\n\n"
+        "Memory the controller's duplicate index holds after N candidates, each with a new canonical hash and "
+        "fingerprint (traced Python allocations, MiB). Exact: every key in a dict, as the controller kept them "
+        f"before. Bounded: the controller's index now, sized for {max(args.index_keys):,} candidates: a Bloom "
+        "filter per key (1% false positives), the newest 16,384 keys of each exactly, the store for the rest. "
+        "Measured on the index alone: the runs above store far fewer candidates.\n\n"
+        + markdown_table(["candidates", "exact MiB", "bounded MiB"], index_rows),
     ]
     return "\n\n".join(parts)
 
 
 @contextlib.contextmanager
-def fresh_store(backend: str, workers: int, args: argparse.Namespace, directory: str) -> Iterator[str]:
+def fresh_store(backend: str, name: str, args: argparse.Namespace, directory: str) -> Iterator[str]:
     """An empty database per configuration, so no run reads tables another run filled."""
     if backend == "sqlite":
-        yield f"sqlite:///{directory}/scale-{workers}.db"
+        yield f"sqlite:///{directory}/scale-{name}.db"
         return
     url, drop = temporary_postgres_database(args.postgres)
     try:
@@ -564,6 +650,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[100, 1000, 5000])
+    parser.add_argument(
+        "--check-workers",
+        type=lambda s: [int(w) for w in s.split(",")],
+        default=[0],
+        help="comma-separated: processes of the controller's check pool, one run per value (0: no pool)",
+    )
     parser.add_argument("--time-factor", type=float, default=0.02)
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--failure-rate", type=float, default=0.01)
@@ -573,6 +665,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.5)
     parser.add_argument("--selection-proposals", type=int, default=200)
     parser.add_argument("--selection-population", type=int, default=2500)
+    parser.add_argument(
+        "--index-keys",
+        type=lambda s: [int(n) for n in s.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="comma-separated candidate counts at which the duplicate index's memory is measured",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
@@ -587,6 +685,8 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}; choose from {sorted(BACKENDS)}")
+    if any(w < 0 for w in args.check_workers):
+        parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
     return args
 
 
@@ -596,13 +696,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
         for backend in args.backends:
             for workers in args.workers:
-                loads.append(f"{BACKENDS[backend]} {workers:,}: {machine_load()} at start")
-                with fresh_store(backend, workers, args, directory) as url:
-                    run = run_configuration(BACKENDS[backend], url, workers, args)
-                print(summary_row(run), flush=True)
-                runs.append(run)
+                for check_workers in args.check_workers:
+                    label = f"{BACKENDS[backend]} {workers:,} (check workers {check_workers})"
+                    loads.append(f"{label}: {machine_load()} at start")
+                    with fresh_store(backend, f"{workers}-{check_workers}", args, directory) as url:
+                        run = run_configuration(BACKENDS[backend], url, workers, check_workers, args)
+                    print(summary_row(run), flush=True)
+                    runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
-    body = report(runs, selection_rows, args, loads)
+    index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed)
+    body = report(runs, selection_rows, index_rows, args, loads)
     name = f"paper-scale-{args.label}" if args.label else "paper-scale"
     path = write_result(name, "Paper scale: one controller against a simulated cluster", body)
     print(f"wrote {path}")

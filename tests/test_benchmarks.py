@@ -532,12 +532,20 @@ def test_the_cpu_step_benchmark_refuses_too_few_rounds_and_unknown_layers(tmp_pa
 @pytest.mark.postgres
 def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database_url):
     server = postgres_database_url.render_as_string(hide_password=False)  # it creates a database of its own there
-    args = ["--budget", "30", "--workers", "4,12", "--window", "15", "--time-factor", "0.002"]
+    args = ["--budget", "30", "--workers", "4,12", "--window", "15", "--time-factor", "0.002", "--check-workers", "0,1"]
     args += ["--selection-population", "20", "--selection-proposals", "3", "--postgres", server, "--label", "tiny"]
+    args += ["--index-keys", "300,600"]
     report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale-tiny")
     assert not list(tmp_path.glob("paper-scale-smoke.md"))  # the label names the file, beside earlier runs
     assert "## Throughput" in report and "## Where the controller's time goes" in report
-    assert "| SQLite (WAL) | 4 | 30 |" in report and "| PostgreSQL | 12 | 30 |" in report
+    assert "| SQLite (WAL) | 4 | 0 | 30 |" in report and "| PostgreSQL | 12 | 1 | 30 |" in report
+    # The check pool's own table: one row per run with a pool, what it found done and its CPU.
+    pool_table = report.split("## The check pool")[1].split("## ")[0]
+    pool_rows = [line for line in pool_table.splitlines() if line.startswith("| SQLite") or line.startswith("| Postgre")]
+    assert len(pool_rows) == 4 and all(" | 1 | " in row and " of 30 (" in row for row in pool_rows)
+    # The duplicate index's memory, exact and bounded, at each count asked for.
+    index_table = report.split("## The duplicate index at a million candidates")[1]
+    assert "| 300 |" in index_table and "| 600 |" in index_table
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
     # Group commits: the outcomes per outcome transaction and the candidates per transaction of proposals.
     assert "outcomes per outcome txn p50 / max" in report and "candidates per proposal txn p50 / max" in report

@@ -112,6 +112,17 @@ RetriesOption = Annotated[
     int,
     typer.Option("--retries", metavar="N", help="Start an evaluation again up to N times when its worker dies."),
 ]
+CheckWorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--check-workers",
+        metavar="N",
+        min=0,
+        help="Processes beside the controller that compute the cheap checks of its next proposals ahead "
+        "(the search is the same with any N; 0: in the controller). For searches on many workers: "
+        "docs/cluster.md.",
+    ),
+]
 WorkingDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -317,14 +328,20 @@ def stored_config(store: Store, search_id: int) -> SearchConfig:
 
 
 def drive(
-    store: Store, search_id: int, evaluator: Evaluator, live: bool | None, *, db: str | None = None
+    store: Store,
+    search_id: int,
+    evaluator: Evaluator,
+    live: bool | None,
+    *,
+    db: str | None = None,
+    check_workers: int = 0,
 ) -> SearchProgress:
     """Run the search to its end with a progress display; `db` is the --db the command was given, for
     the hint printed when Ctrl-C stops it."""
     view = ProgressView(console.is_terminal if live is None else live)
     try:
         with view:
-            return run_search(store, search_id, evaluator, progress=view)
+            return run_search(store, search_id, evaluator, progress=view, check_workers=check_workers)
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: search {search_id} is stopped; {resume_hint(search_id, db)}", highlight=False, markup=False

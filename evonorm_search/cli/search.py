@@ -46,6 +46,7 @@ from .app import app, console, fail
 from .common import (
     EXIT_FAILED,
     EXIT_STORE,
+    CheckWorkersOption,
     DbOption,
     EvaluationOptions,
     db_flag,
@@ -126,6 +127,7 @@ def run_command(
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
+    check_workers: CheckWorkersOption = 0,
     # Where evaluations run (Ray by default; see evonorm_search/cli/common.py and docs/cluster.md): the
     # evaluation options, added by with_evaluation_options.
 ) -> None:
@@ -145,7 +147,7 @@ def run_command(
     config = load_config(config_path) if config_path is not None else None
     if resume is not None:  # `resume ID` under another name; CONFIG, if given, must be the search's
         with opened_store(db) as store:
-            resume_search(store, resume, evaluation, live, db, config=config)
+            resume_search(store, resume, evaluation, live, db, config=config, check_workers=check_workers)
         return
     assert config is not None
     if settings:
@@ -159,7 +161,7 @@ def run_command(
             raise fail(str(e), EXIT_STORE) from None
         console.print(what.format(id=search_id) + f" in {store.url}", highlight=False, markup=False)
         evaluator = make_evaluator(store, config, evaluation)
-        final = drive(store, search_id, evaluator, live, db=db)
+        final = drive(store, search_id, evaluator, live, db=db, check_workers=check_workers)
         console.print(progress_line(final), highlight=False, markup=False)
         exit_if_stopped(final, db)
         if config.fidelities is not None:  # the search's answer: what its ladder validated, beside the baselines
@@ -552,6 +554,7 @@ def resume_command(
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="live display (default: when stdout is a terminal)")
     ] = None,
+    check_workers: CheckWorkersOption = 0,
 ) -> None:
     """Resume a stopped, failed or interrupted search until its budget is spent.
 
@@ -560,7 +563,7 @@ def resume_command(
     Exit status as `run`'s: 0 when the budget is spent, 3 when `stop` stops it again, 130 after Ctrl-C.
     """
     with opened_store(db) as store:
-        resume_search(store, search_id, evaluation, live, db)
+        resume_search(store, search_id, evaluation, live, db, check_workers=check_workers)
 
 
 def resume_search(
@@ -571,6 +574,7 @@ def resume_search(
     db: str | None,
     *,
     config: SearchConfig | None = None,
+    check_workers: int = 0,
 ) -> None:
     """Drive a resumable search to its budget (`resume ID` and `run --resume ID`); with `config`, only
     when it is the configuration the search was started with."""
@@ -579,7 +583,7 @@ def resume_search(
     search = _resumable(store, search_id, db)
     evaluator = make_evaluator(store, stored_config(store, search_id), evaluation)
     console.print(f"resuming search {search_id} ({search.name}) in {store.url}", highlight=False, markup=False)
-    final = drive(store, search_id, evaluator, live, db=db)
+    final = drive(store, search_id, evaluator, live, db=db, check_workers=check_workers)
     console.print(progress_line(final), highlight=False, markup=False)
     exit_if_stopped(final, db)
 

@@ -26,7 +26,8 @@ import random
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -47,11 +48,12 @@ from ..store import (
 )
 from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
+from .check_pool import CheckPool
 from .config import SearchConfig
 from .evaluator import EvaluationOutcome, EvaluationTask, Evaluator
 from .ladder import Ladder, own_examples, proxy_examples, quality_examples, target_examples, target_mean
 from .pareto import as_vector
-from .rejection import CheapRejections, DuplicateIndex, Verdict, cheap_rejections
+from .rejection import BoundedDuplicateIndex, CheapRejections, DuplicateIndex, Verdict, cheap_rejections
 from .score_cache import settings_key
 from .scoring import seed_run
 from .selection import Member, Proposal, Strategy, aging_population
@@ -63,6 +65,10 @@ FAILURES_BEFORE_GIVING_UP = 3  # evaluations failing in a row, before any succee
 # A group of proposals stays open until the statements that close and commit it are at most this share of
 # its time (`Controller._group_window`): the commit's cost amortised, the workers' wait kept in proportion.
 GROUP_OVERHEAD_SHARE = 0.1
+# Births proposed ahead per check-pool process: enough that the pool still has work when the controller
+# next asks (a check takes up to ~15 ms, a fill and a group of outcomes a few tens of ms), few enough that
+# an outcome changing the population wastes little.
+SPECULATION_PER_CHECK_WORKER = 4
 
 
 class ControllerError(RuntimeError):
@@ -148,13 +154,15 @@ class Controller:
     stale_after: timedelta = timedelta(seconds=60)
     poll_interval: float = 0.5
     require_states: frozenset[SearchState] | None = None
+    check_workers: int = 0  # processes computing the cheap checks ahead (`check_pool.py`); 0: in this thread
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
 
     def __post_init__(self) -> None:
         self.in_flight: dict[int, _InFlight] = {}
         self.backlog: deque[_InFlight] = deque()
-        self.index = DuplicateIndex()
+        self.index: DuplicateIndex = DuplicateIndex()  # until `_start` knows the budget (`_bounded_index`)
+        self.open_session: Session | None = None  # the open group's: it sees the group's own candidates
         self.members: list[Member] = []
         self.started = time.monotonic()
         self.last_heartbeat = 0.0
@@ -176,22 +184,32 @@ class Controller:
         # of proposals, outcomes per group of outcomes.
         self.proposal_groups: Counter[int] = Counter()
         self.outcome_groups: Counter[int] = Counter()
+        self.check_pool: CheckPool | None = None
+        # Speculation for the check pool: births up to `speculated_until` were handed to it from the
+        # population as it was at `speculated_epoch` (`population_epoch` counts its changes).
+        self.population_epoch = 0
+        self.speculated_epoch = -1
+        self.speculated_until = 0
 
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> SearchProgress:
-        self._start()
         try:
-            final = self._loop()
-        except KeyboardInterrupt:
-            self._finish(SearchState.STOPPED)
-            raise
-        except db.ConflictError:
-            raise  # another controller took over: it owns the search now, touch nothing
-        except Exception as e:
-            self._finish(SearchState.FAILED, error=f"{type(e).__name__}: {e}")
-            raise
-        return self._finish(final)
+            self._start()
+            try:
+                final = self._loop()
+            except KeyboardInterrupt:
+                self._finish(SearchState.STOPPED)
+                raise
+            except db.ConflictError:
+                raise  # another controller took over: it owns the search now, touch nothing
+            except Exception as e:
+                self._finish(SearchState.FAILED, error=f"{type(e).__name__}: {e}")
+                raise
+            return self._finish(final)
+        finally:
+            if self.check_pool is not None:
+                self.check_pool.close()
 
     def _loop(self) -> SearchState:
         while True:
@@ -260,6 +278,7 @@ class Controller:
             self.objectives = search.objective_specs
             self.config = self._load_config(search.config)
             self.births = search.next_birth  # births allocated so far
+            self.index = self._bounded_index()
             self._load_history(s)
             self._requeue_unfinished(s)
             self._queue_baselines(s)
@@ -268,6 +287,8 @@ class Controller:
                 self.examples_spent = own_examples(s, db.search_summary(s, self.search_id), self.config)
         self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
+        if self.check_workers > 0:
+            self.check_pool = CheckPool(self.config.model_dump(mode="json"), self.check_workers)
         self.spec = self.config.evaluation_spec()
         self.baseline_spec = self.config.proxy_spec()  # a reference is scored, never rejected
         self.last_heartbeat = time.monotonic()
@@ -289,6 +310,17 @@ class Controller:
             return SearchConfig.from_mapping(stored, origin=f"stored configuration of search {self.search_id}")
         except ValueError as e:
             raise ControllerError(str(e)) from None
+
+    def _bounded_index(self) -> BoundedDuplicateIndex:
+        """The duplicate index, its memory fixed by the budget (rejection.py): the search's older
+        candidates are looked up in the store, in the open group's transaction when there is one."""
+        return BoundedDuplicateIndex(self.config.budget, self._first_candidate_with)
+
+    def _first_candidate_with(self, column: str, key: str) -> int | None:
+        if self.open_session is not None:
+            return db.first_candidate_with(self.open_session, self.search_id, column, key)
+        with self.store.session(readonly=True) as s:
+            return db.first_candidate_with(s, self.search_id, column, key)
 
     def _load_history(self, s: Session) -> None:
         """The duplicate index and the population, from every candidate the search already has."""
@@ -405,13 +437,14 @@ class Controller:
         free = self._free_slots()
         ready: list[tuple[_InFlight, Candidate]] = []  # to hand to the evaluator once committed
         rejected: list[tuple[Candidate, Verdict]] = []
-        with self.store.session() as s:
+        with self.store.session() as s, self._open(s):
             group = db.CandidateGroup(s, self.search_id, first_birth=self.births)
             while len(ready) < free:
                 if self.backlog:
                     item = self.backlog.popleft()
                     ready.append((item, db.mark_status(s, item.candidate_id, CandidateStatus.RUNNING)))
                 elif not self.target_backlog and self._may_propose(starting=len(ready)):
+                    self._speculate()
                     candidate, verdict = self._propose_one(group)
                     if verdict.rejection is None:
                         ready.append((_InFlight(candidate.id, candidate.attempt), candidate))
@@ -437,6 +470,14 @@ class Controller:
             self._note(f"{_name(candidate)}: training")
         self._report()
 
+    @contextmanager
+    def _open(self, s: Session) -> Iterator[None]:
+        self.open_session = s
+        try:
+            yield
+        finally:
+            self.open_session = None
+
     def _measure_group(self, seconds: float) -> None:
         """Fold a group's fixed cost (closing and committing it) into the running estimate."""
         if self.group_overhead is None:
@@ -444,13 +485,34 @@ class Controller:
         else:
             self.group_overhead += (seconds - self.group_overhead) / 8
 
+    def _speculate(self) -> None:
+        """Keep the check pool `SPECULATION_PER_CHECK_WORKER` births per process ahead of the next proposal:
+        the layers proposed from the population as it is now, as `_propose_one` will propose them unless
+        an outcome changes the population first (then speculation starts again from the next birth; the
+        pool keeps what it computed, looked up by layer) or a mutation retries for a child the index
+        learned meanwhile. A speculated layer that is not proposed in the end only cost the pool its
+        checks; speculating past this fill keeps the pool busy while the controller commits outcomes."""
+        pool = self.check_pool
+        if pool is None or pool.broken is not None:
+            return
+        if self.speculated_epoch != self.population_epoch or self.speculated_until < self.births:
+            self.speculated_epoch, self.speculated_until = self.population_epoch, self.births
+        last = min(self.births + SPECULATION_PER_CHECK_WORKER * pool.workers, self.config.budget)
+        if self.speculated_until >= last:
+            return
+        population = aging_population(self.members, self.config.population)
+        for birth in range(self.speculated_until, last):
+            pool.submit(self.strategy.propose(population, birth, candidate_rng(self.config.seed, birth)).graph)
+        self.speculated_until = last
+
     def _propose_one(self, group: db.CandidateGroup) -> tuple[Candidate, Verdict]:
         """Propose the next birth, run the cheap checks and add it to the open group with their verdict."""
         birth = self.births
         proposal = self.strategy.propose(
             aging_population(self.members, self.config.population), birth, candidate_rng(self.config.seed, birth)
         )
-        verdict = self.checks.run(proposal.graph)
+        known = self.check_pool.take(proposal.graph) if self.check_pool is not None else None
+        verdict = self.checks.run(proposal.graph, known)
         candidate = self._add_candidate(group, proposal, verdict)
         self.births = birth + 1
         self.index.add(candidate.id, verdict.facts.canonical_hash, verdict.facts.fingerprint)
@@ -686,6 +748,7 @@ class Controller:
     def _admit(self, member: Member) -> None:
         """A newly evaluated candidate joins the population; the oldest age out (trimmed in batches)."""
         self.members.append(member)
+        self.population_epoch += 1
         if len(self.members) > 2 * self.config.population:
             self.members = aging_population(self.members, self.config.population)
 
@@ -707,6 +770,7 @@ class Controller:
         with self.store.session(readonly=True) as s:
             raised = self._with_targets(s, held)[0]
         self.members = [raised if m.candidate_id == candidate_id else m for m in self.members]
+        self.population_epoch += 1
 
     def _member(self, candidate: Candidate) -> Member:
         return Member(
@@ -815,12 +879,17 @@ def run_search(
     stale_after: timedelta = timedelta(seconds=60),
     poll_interval: float = 0.5,
     require_states: Collection[SearchState] | None = None,
+    check_workers: int = 0,
 ) -> SearchProgress:
     """Drive search `search_id` until its budget is spent (state `completed`) or its state becomes
     `stopping` (then `stopped`). Resumes whatever the store holds. Returns the final progress.
 
     `require_states`: start only from these states (ControllerError otherwise). Launchers starting a
     new search pass `{created}`, so a stop requested before the controller got going is not undone.
+
+    `check_workers`: processes that compute the cheap checks of the next proposals ahead while this
+    thread stores and collects (`check_pool.py`); the search is the same with any number, 0 keeps them
+    in this thread. Worth it where the controller feeds many workers (docs/cluster.md).
 
     Raises ControllerError when the search is finished or its stored config is unusable, and the
     store's ConflictError when another live controller holds it. Ctrl-C leaves the search `stopped`,
@@ -835,6 +904,7 @@ def run_search(
         stale_after=stale_after,
         poll_interval=poll_interval,
         require_states=None if require_states is None else frozenset(require_states),
+        check_workers=check_workers,
     )
     return controller.run()
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -121,12 +122,20 @@ class StaticCheck:
 
 
 class DuplicateIndex:
-    """Canonical hashes and fingerprints of the search's candidates so far, each mapped to the first one."""
+    """Canonical hashes and fingerprints of the search's candidates so far, each mapped to the first one.
+    Exact and in memory: two entries per candidate, so it grows with the search (the controller's own
+    index is `BoundedDuplicateIndex`)."""
+
+    # Canonical hashes of the layers `knows` was asked about, by their text: with a check pool the
+    # controller proposes each birth twice (ahead, then for real), and a mutation's child is tested both
+    # times; sympy is the cost, so the second test is a lookup. Bounded: the oldest are forgotten.
+    HASHES_REMEMBERED = 4096
 
     def __init__(self) -> None:
         self.by_hash: dict[str, int] = {}
         self.by_fingerprint: dict[str, int] = {}
         self.hits = 0
+        self._hashes: OrderedDict[str, str] = OrderedDict()
 
     def add(self, candidate_id: int, canonical_hash: str | None, fingerprint: str | None) -> None:
         if canonical_hash is not None:
@@ -134,9 +143,107 @@ class DuplicateIndex:
         if fingerprint is not None:
             self.by_fingerprint.setdefault(fingerprint, candidate_id)
 
+    def first_with_hash(self, canonical_hash: str) -> int | None:
+        """The first candidate of that canonical hash, if any."""
+        return self.by_hash.get(canonical_hash)
+
+    def first_with_fingerprint(self, fingerprint: str) -> int | None:
+        return self.by_fingerprint.get(fingerprint)
+
     def knows(self, graph: Graph) -> bool:
         """Whether a layer of the same canonical form is in the index (the cheap test; no fingerprint)."""
-        return canonical_hash(graph) in self.by_hash
+        return self.first_with_hash(self._hash_of(graph)) is not None
+
+    def _hash_of(self, graph: Graph) -> str:
+        text = graph.to_text()
+        found = self._hashes.get(text)
+        if found is not None:
+            self._hashes.move_to_end(text)
+            return found
+        found = self._hashes[text] = canonical_hash(graph)
+        if len(self._hashes) > self.HASHES_REMEMBERED:
+            self._hashes.popitem(last=False)
+        return found
+
+
+class KeyFilter:
+    """A Bloom filter over hex SHA-256 digests (canonical hashes, fingerprints), sized once for `capacity`
+    keys at `false_positive_rate`: `key in filter` is False for every key never added, and True for a
+    key never added with about that probability. The keys are already uniform hashes, so the bit
+    positions are slices of the key itself (double hashing over two 64-bit halves of it): a few dozen
+    lines, where a library would add a dependency for what the digest already does."""
+
+    def __init__(self, capacity: int, false_positive_rate: float = 0.01):
+        if capacity < 1 or not 0.0 < false_positive_rate < 1.0:
+            raise ValueError(
+                f"a key filter needs capacity >= 1 and a rate in (0, 1), got {capacity}, {false_positive_rate}"
+            )
+        self.bits = max(64, math.ceil(-capacity * math.log(false_positive_rate) / math.log(2) ** 2))
+        self.probes = max(1, round(self.bits / capacity * math.log(2)))
+        self._array = bytearray((self.bits + 7) // 8)
+
+    def _positions(self, key: str) -> Iterator[int]:
+        first, second = int(key[:16], 16), int(key[16:32], 16) | 1
+        return ((first + i * second) % self.bits for i in range(self.probes))
+
+    def add(self, key: str) -> None:
+        for position in self._positions(key):
+            self._array[position >> 3] |= 1 << (position & 7)
+
+    def __contains__(self, key: str) -> bool:
+        return all(self._array[position >> 3] & (1 << (position & 7)) for position in self._positions(key))
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._array)
+
+
+Lookup = Callable[[str, str], "int | None"]  # (column, key) -> the first candidate with it, in the store
+
+
+class BoundedDuplicateIndex(DuplicateIndex):
+    """The index a search's controller keeps, in memory fixed from its start whatever the candidates
+    stored: per key (canonical hash, fingerprint) a `KeyFilter` sized for the search's budget, the first
+    candidate of the `recent` newest keys, and for any other key the filter lets through, the store
+    (`lookup(column, key)`: the first candidate of the search with it, by birth; the columns are indexed).
+
+    It answers what `DuplicateIndex` answers: the first candidate with the key. A key not in the filter
+    was never added. A key added is kept in `recent` unless the filter already held it (a key seen
+    before, or a false positive); either way its first candidate is in the store, where a lookup finds it.
+    The store is read only for old duplicates and about 1% of new keys (the filter's false positives)."""
+
+    COLUMNS = ("canonical_hash", "fingerprint")
+
+    def __init__(self, capacity: int, lookup: Lookup, *, recent: int = 16384, false_positive_rate: float = 0.01):
+        super().__init__()
+        self.lookup = lookup
+        self.recent_limit = recent
+        self.filters = {column: KeyFilter(capacity, false_positive_rate) for column in self.COLUMNS}
+        self.recent: dict[str, OrderedDict[str, int]] = {column: OrderedDict() for column in self.COLUMNS}
+        self.lookups = 0  # reads of the store
+
+    def add(self, candidate_id: int, canonical_hash: str | None, fingerprint: str | None) -> None:
+        for column, key in zip(self.COLUMNS, (canonical_hash, fingerprint), strict=True):
+            if key is None or key in self.recent[column] or key in self.filters[column]:
+                continue  # already there, or maybe: its first candidate is in the store either way
+            self.filters[column].add(key)
+            recent = self.recent[column]
+            recent[key] = candidate_id
+            if len(recent) > self.recent_limit:
+                recent.popitem(last=False)
+
+    def first_with_hash(self, canonical_hash: str) -> int | None:
+        return self._first("canonical_hash", canonical_hash)
+
+    def first_with_fingerprint(self, fingerprint: str) -> int | None:
+        return self._first("fingerprint", fingerprint)
+
+    def _first(self, column: str, key: str) -> int | None:
+        found = self.recent[column].get(key)
+        if found is not None or key not in self.filters[column]:
+            return found
+        self.lookups += 1
+        return self.lookup(column, key)
 
 
 class DuplicateCheck:
@@ -150,18 +257,37 @@ class DuplicateCheck:
 
     def check(self, graph: Graph, facts: Facts) -> Rejection | None:
         facts.canonical_hash = canonical_hash(graph)
-        original = self.index.by_hash.get(facts.canonical_hash)
-        if original is not None:
-            self.index.hits += 1
-            return Rejection(self.stage, f"same canonical form as candidate {original}", original)
-        if not self.use_fingerprint:
-            return None
+        if (rejection := self._by_hash(facts.canonical_hash)) is not None or not self.use_fingerprint:
+            return rejection
         facts.fingerprint = fingerprint(graph)
-        original = self.index.by_fingerprint.get(facts.fingerprint)
-        if original is not None:
-            self.index.hits += 1
-            return Rejection(self.stage, f"same outputs as candidate {original} (functional fingerprint)", original)
-        return None
+        return self._by_fingerprint(facts.fingerprint)
+
+    def decide(self, facts: Facts, known: Precomputed) -> tuple[Rejection | None, float]:
+        """The same verdict from a hash and fingerprint computed elsewhere (`CheapRejections.precompute`),
+        with the seconds the check would have taken: the hash's, and the fingerprint's when it was needed."""
+        facts.canonical_hash = known.canonical_hash
+        seconds = known.hash_seconds
+        if (rejection := self._by_hash(known.canonical_hash)) is not None or not self.use_fingerprint:
+            return rejection, seconds
+        seconds += known.fingerprint_seconds
+        if known.fingerprint_error is not None:
+            return Rejection(self.stage, f"the check failed: {known.fingerprint_error}"), seconds
+        facts.fingerprint = known.fingerprint
+        return self._by_fingerprint(known.fingerprint), seconds
+
+    def _by_hash(self, canonical: str | None) -> Rejection | None:
+        original = self.index.first_with_hash(canonical) if canonical is not None else None
+        if original is None:
+            return None
+        self.index.hits += 1
+        return Rejection(self.stage, f"same canonical form as candidate {original}", original)
+
+    def _by_fingerprint(self, print_: str | None) -> Rejection | None:
+        original = self.index.first_with_fingerprint(print_) if print_ is not None else None
+        if original is None:
+            return None
+        self.index.hits += 1
+        return Rejection(self.stage, f"same outputs as candidate {original} (functional fingerprint)", original)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,6 +415,30 @@ class Verdict:
         return sum(s for stage, s in self.seconds.items() if stage in CHEAP_STAGES)
 
 
+@dataclass
+class Precomputed:
+    """What the checks that do not read the duplicate index found for one layer, computed ahead (in a
+    check pool's process) for `CheapRejections.run` to use in the chain's order: each such stage's
+    rejection (or None) with its seconds, until the first rejection, and the duplicate check's canonical
+    hash and fingerprint with theirs. Those stages are functions of the layer alone, so the verdict is
+    the one the chain would reach by itself; only the index lookups remain for the controller."""
+
+    stages: dict[RejectionStage, tuple[Rejection | None, float]] = field(default_factory=dict)
+    canonical_hash: str | None = None
+    hash_seconds: float = 0.0
+    fingerprint: str | None = None
+    fingerprint_seconds: float = 0.0
+    fingerprint_error: str | None = None
+    gradient_norm: float | None = None
+
+
+_CHECK_ERRORS = (RuntimeError, ValueError, ArithmeticError, TypeError)
+
+
+def _failed(stage: RejectionStage, error: Exception) -> Rejection:
+    return Rejection(stage, f"the check failed: {type(error).__name__}: {error}")
+
+
 class CheapRejections:
     """Runs checks in order; stops at the first rejection. An exception inside a check is a rejection
     at that stage (a layer that crashes the reference cannot be trained), never a crash of the search."""
@@ -296,23 +446,72 @@ class CheapRejections:
     def __init__(self, checks: Sequence[RejectionCheck]):
         self.checks = list(checks)
 
-    def run(self, graph: Graph) -> Verdict:
+    def run(self, graph: Graph, known: Precomputed | None = None) -> Verdict:
+        """The verdict; with `known` (from `precompute` on the same layer and settings), the stages it
+        holds are taken from it instead of run again."""
         with intra_op_threads(1):  # probes are tiny: more threads only add waiting
-            return self._run(graph)
+            return self._run(graph, known)
 
-    def _run(self, graph: Graph) -> Verdict:
+    def precompute(self, graph: Graph) -> Precomputed:
+        """Every stage that does not read the duplicate index, in order until one rejects, and the
+        duplicate check's hash and fingerprint (computed whether or not the index would need them)."""
+        with intra_op_threads(1):
+            return self._precompute(graph)
+
+    def _run(self, graph: Graph, known: Precomputed | None) -> Verdict:
         verdict = Verdict(None, Facts())
         for check in self.checks:
             start = time.perf_counter()
-            try:
-                rejection = check.check(graph, verdict.facts)
-            except (RuntimeError, ValueError, ArithmeticError, TypeError) as e:
-                rejection = Rejection(check.stage, f"the check failed: {type(e).__name__}: {e}")
-            verdict.seconds[check.stage] = time.perf_counter() - start
+            if known is not None and isinstance(check, DuplicateCheck):
+                rejection, seconds = check.decide(verdict.facts, known)
+            elif known is not None and check.stage in known.stages:
+                rejection, seconds = known.stages[check.stage]
+                if check.stage is RejectionStage.STABILITY:
+                    verdict.facts.gradient_norm = known.gradient_norm
+            else:
+                try:
+                    rejection = check.check(graph, verdict.facts)
+                except _CHECK_ERRORS as e:
+                    rejection = _failed(check.stage, e)
+                seconds = time.perf_counter() - start
+            verdict.seconds[check.stage] = seconds
             if rejection is not None:
                 verdict.rejection = rejection
                 break
         return verdict
+
+    def _precompute(self, graph: Graph) -> Precomputed:
+        known = Precomputed()
+        for check in self.checks:
+            if isinstance(check, DuplicateCheck):
+                _hash_and_fingerprint(graph, known, with_fingerprint=check.use_fingerprint)
+                continue
+            facts = Facts()
+            start = time.perf_counter()
+            try:
+                rejection = check.check(graph, facts)
+            except _CHECK_ERRORS as e:
+                rejection = _failed(check.stage, e)
+            known.stages[check.stage] = (rejection, time.perf_counter() - start)
+            if check.stage is RejectionStage.STABILITY:
+                known.gradient_norm = facts.gradient_norm
+            if rejection is not None:
+                break
+        return known
+
+
+def _hash_and_fingerprint(graph: Graph, known: Precomputed, *, with_fingerprint: bool) -> None:
+    start = time.perf_counter()
+    known.canonical_hash = canonical_hash(graph)
+    known.hash_seconds = time.perf_counter() - start
+    if not with_fingerprint:
+        return
+    start = time.perf_counter()
+    try:
+        known.fingerprint = fingerprint(graph)
+    except _CHECK_ERRORS as e:
+        known.fingerprint_error = f"{type(e).__name__}: {e}"
+    known.fingerprint_seconds = time.perf_counter() - start
 
 
 def cheap_rejections(

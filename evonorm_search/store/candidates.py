@@ -279,6 +279,23 @@ def _check_parent(session: Session, search_id: int, parent_id: int) -> None:
         raise InvalidInputError(f"parent candidate {parent_id} belongs to search {parent_search}, not {search_id}")
 
 
+_KEY_COLUMNS = {"canonical_hash": Candidate.canonical_hash, "fingerprint": Candidate.fingerprint}
+
+
+def first_candidate_with(session: Session, search_id: int, column: str, key: str) -> int | None:
+    """The id of the search's first candidate (by birth; baselines aside) whose `column` (canonical_hash or
+    fingerprint) is `key`, or None: the duplicate index's look-up (each column has an index with search_id)."""
+    if column not in _KEY_COLUMNS:
+        raise InvalidInputError(f"unknown key column {column!r}; choose from {', '.join(_KEY_COLUMNS)}")
+    query = (
+        select(Candidate.id)
+        .where(Candidate.search_id == search_id, Candidate.role == CandidateRole.CANDIDATE, _KEY_COLUMNS[column] == key)
+        .order_by(Candidate.birth)
+        .limit(1)
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
 def get_candidate(session: Session, candidate_id: int, *, for_update: bool = False) -> Candidate:
     query = select(Candidate).where(Candidate.id == candidate_id).execution_options(populate_existing=True)
     if for_update:

@@ -9,9 +9,11 @@ import pytest
 import evonorm_search as es
 from evonorm_search.search import DuplicateIndex, SearchSpace, cheap_rejections, random_graph
 from evonorm_search.search.rejection import (
+    BoundedDuplicateIndex,
     CheapRejections,
     DuplicateCheck,
     Facts,
+    KeyFilter,
     NumericCheck,
     Rejection,
     StabilityCheck,
@@ -196,3 +198,77 @@ def test_static_check_rejects_wasted_structure(text, fragment):
 def test_static_check_keeps_parameter_arithmetic_and_statistics_of_x():
     for text in ("x / relu(tanh(v1))", "x * sigmoid(v1 * x) / std(x, group)", "x - mean(x * v0, layer)"):
         assert StaticCheck(SearchSpace()).check(es.parse(text), Facts()) is None, text
+
+
+# -- the controller's bounded index -------------------------------------------------------------------
+
+
+def _keys(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(256):064x}" for _ in range(count)]
+
+
+def test_a_key_filter_never_forgets_a_key_and_rarely_claims_one():
+    added, never = _keys(5000, seed=1), _keys(20000, seed=2)
+    key_filter = KeyFilter(5000, 0.01)
+    size = key_filter.nbytes
+    for key in added:
+        key_filter.add(key)
+    assert all(key in key_filter for key in added)
+    false_positives = sum(key in key_filter for key in never) / len(never)
+    assert false_positives < 0.02  # sized for 1%
+    assert key_filter.nbytes == size  # fixed when made
+    with pytest.raises(ValueError, match="capacity >= 1"):
+        KeyFilter(0)
+
+
+def test_the_bounded_index_answers_what_the_exact_index_answers():
+    # 600 candidates over 250 distinct layers: most keys come back, long after they left `recent`.
+    rng = random.Random(3)
+    pool = _keys(250, seed=4)
+    stored: list[tuple[int, str, str | None]] = []  # (id, hash, fingerprint) in birth order: "the store"
+    exact = DuplicateIndex()
+
+    def lookup(column: str, key: str) -> int | None:
+        position = 1 if column == "canonical_hash" else 2
+        return next((row[0] for row in stored if row[position] == key), None)
+
+    bounded = BoundedDuplicateIndex(600, lookup, recent=8)
+    for candidate_id in range(1, 601):
+        key = rng.choice(pool)
+        print_ = None if rng.random() < 0.3 else key[::-1]
+        assert bounded.first_with_hash(key) == exact.first_with_hash(key)
+        if print_ is not None:
+            assert bounded.first_with_fingerprint(print_) == exact.first_with_fingerprint(print_)
+        stored.append((candidate_id, key, print_))
+        exact.add(candidate_id, key, print_)
+        bounded.add(candidate_id, key, print_)
+    for key in pool + _keys(50, seed=5):
+        assert bounded.first_with_hash(key) == exact.first_with_hash(key)
+    assert all(len(recent) <= 8 for recent in bounded.recent.values())
+    assert bounded.lookups > 0  # old keys were found in the store
+
+
+def test_the_controller_finds_an_old_candidate_in_the_store(any_store):
+    """The look-up the bounded index makes, on both backends: the first candidate by birth with the key,
+    baselines aside."""
+    from evonorm_search import store as db
+    from evonorm_search.search.controller import create_search
+
+    from .conftest import tiny_config
+
+    search_id = create_search(any_store, tiny_config())
+    layer = es.parse("y = x")
+    with any_store.session() as s:
+        first = db.add_candidate(
+            s, search_id, graph=layer.to_dict(), dsl="y = x", canonical_hash="a" * 64, fingerprint="f" * 64
+        )
+        db.add_candidate(
+            s, search_id, graph=layer.to_dict(), dsl="y = x", canonical_hash="a" * 64, fingerprint="e" * 64
+        )
+    with any_store.session(readonly=True) as s:
+        assert db.first_candidate_with(s, search_id, "canonical_hash", "a" * 64) == first.id
+        assert db.first_candidate_with(s, search_id, "fingerprint", "e" * 64) == first.id + 1
+        assert db.first_candidate_with(s, search_id, "canonical_hash", "b" * 64) is None
+        with pytest.raises(db.InvalidInputError, match="unknown key column"):
+            db.first_candidate_with(s, search_id, "dsl", "x")
