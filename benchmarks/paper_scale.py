@@ -65,6 +65,7 @@ from evonorm_search.search.controller import Controller, build_strategy, create_
 from evonorm_search.search.pareto import as_vector
 from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
 from evonorm_search.search.space import random_graph
+from evonorm_search.statistics import paired_comparison
 
 PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper.yaml"
 MEDIAN_SECONDS = 90.0  # a proxy run of the paper's setup: one to two minutes
@@ -212,6 +213,8 @@ class Run:
     backend: str
     workers: int
     check_workers: int
+    round: int  # of `--rounds`: the runs of one round share the machine's moment, their differences pair
+    rounds: int
     budget: int
     proposed: int
     collected: int
@@ -242,7 +245,9 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_configuration(backend: str, url: str, workers: int, check_workers: int, args: argparse.Namespace) -> Run:
+def run_configuration(
+    backend: str, url: str, workers: int, check_workers: int, round_: int, args: argparse.Namespace
+) -> Run:
     inner = st.open_store(url)
     timings = Timings()
     simulated = SimulatedCluster(
@@ -292,6 +297,8 @@ def run_configuration(backend: str, url: str, workers: int, check_workers: int, 
         backend=backend,
         workers=workers,
         check_workers=check_workers,
+        round=round_,
+        rounds=args.rounds,
         budget=args.budget,
         proposed=final.proposed,
         collected=simulated.stats().collected,
@@ -448,13 +455,49 @@ def summary_row(run: Run) -> list[object]:
 
 
 def run_key(run: Run) -> list[object]:
-    return [run.backend, f"{run.workers:,}", run.check_workers]
+    key: list[object] = [run.backend, f"{run.workers:,}", run.check_workers]
+    return [*key, run.round + 1] if run.rounds > 1 else key
 
 
-KEY_HEADERS = ["backend", "workers", "check workers"]
+def key_headers(runs: list[Run]) -> list[str]:
+    return ["backend", "workers", "check workers"] + (["round"] if runs[0].rounds > 1 else [])
+
+
+def paired_rows(runs: list[Run]) -> list[list[object]]:
+    """Per backend and worker count, each check-pool setting against the first (`--check-workers`' first
+    value) over the rounds: results/s sustained per round, the median of the paired differences with
+    their range, how many rounds it was ahead, and the Wilcoxon signed-rank p-value."""
+    rows = []
+    settings = sorted({r.check_workers for r in runs}, key=[r.check_workers for r in runs].index)
+    for backend, workers in dict.fromkeys((r.backend, r.workers) for r in runs):
+        of = {
+            w: [r for r in runs if (r.backend, r.workers, r.check_workers) == (backend, workers, w)] for w in settings
+        }
+        base = [results_per_second(r) for r in sorted(of[settings[0]], key=lambda r: r.round)]
+        for setting in settings[1:]:
+            other = [results_per_second(r) for r in sorted(of[setting], key=lambda r: r.round)]
+            if len(other) != len(base) or len(base) < 2:
+                continue
+            comparison = paired_comparison(other, base)
+            differences = comparison.differences
+            p = "no test" if comparison.p_value is None else f"{comparison.p_value:.3g}"
+            rows.append(
+                [
+                    backend,
+                    f"{workers:,}",
+                    f"{setting} vs {settings[0]}",
+                    f"{statistics.median(other):.1f} [{min(other):.1f}, {max(other):.1f}]",
+                    f"{statistics.median(base):.1f} [{min(base):.1f}, {max(base):.1f}]",
+                    f"{statistics.median(differences):+.1f} [{min(differences):+.1f}, {max(differences):+.1f}]",
+                    f"{comparison.wins} of {len(differences)}",
+                    p,
+                    comparison.verdict,
+                ]
+            )
+    return rows
+
 
 SUMMARY_HEADERS = [
-    *KEY_HEADERS,
     "candidates stored",
     "results",
     "wall s",
@@ -514,6 +557,26 @@ def ceiling_row(run: Run) -> list[object]:
     ]
 
 
+def spare_cores_row(run: Run) -> list[object]:
+    """Extrapolated, not measured: a run with a check pool, had its pool never kept the controller
+    waiting (enough cores for it beside the controller's): the controller's own time per candidate (busy
+    less its wait for the pool) caps candidates/s, and the pool's CPU time per candidate says how many
+    cores the pool then needs to keep up."""
+    busy = run.seconds - sum(run.timings.of("poll")) - sum(run.timings.of("check pool wait"))
+    own = busy / max(run.proposed, 1)
+    trained = run.cluster.submitted / max(run.proposed, 1)
+    results = trained / own
+    pool_per_candidate = run.pool_cpu_seconds / max(run.proposed, 1)
+    return [
+        *run_key(run),
+        ms(own),
+        f"{1 / own:.0f}",
+        f"{results:.0f}",
+        f"{results * MEDIAN_SECONDS:,.0f}",
+        f"{pool_per_candidate / own:.1f}",
+    ]
+
+
 def window_rows(run: Run) -> list[list[object]]:
     rows = []
     previous = Window(0.0, 0, 0, {}, run.rss_start)
@@ -534,6 +597,32 @@ def window_rows(run: Run) -> list[list[object]]:
         )
         previous = w
     return rows
+
+
+def paired_section(runs: list[Run]) -> list[str]:
+    rows = paired_rows(runs)
+    if not rows:
+        return []
+    return [
+        "## With and without the check pool, paired over rounds\n\n"
+        "Each round runs every check-pool setting back to back on fresh databases, so a round's runs share "
+        "the machine's moment and their difference pairs. Results/s sustained per setting: median [min, max] "
+        "over the rounds; the difference is the pool's setting less the first, per round.\n\n"
+        + markdown_table(
+            [
+                "backend",
+                "workers",
+                "check workers",
+                "results/s (pool)",
+                "results/s (first)",
+                "difference median [min, max]",
+                "pool ahead",
+                "Wilcoxon p",
+                "verdict",
+            ],
+            rows,
+        )
+    ]
 
 
 def machine_load() -> str:
@@ -562,7 +651,7 @@ def report(
         f"stored per search (growth per window of {args.window:,} below; the store's write path at 100k "
         "candidates is in store-cpu2.md).",
         "Loads while running: " + "; ".join(loads) + ".",
-        "## Throughput\n\n" + markdown_table(SUMMARY_HEADERS, [summary_row(r) for r in runs]),
+        "## Throughput\n\n" + markdown_table([*key_headers(runs), *SUMMARY_HEADERS], [summary_row(r) for r in runs]),
         "Results/s sustained: outcomes committed from the first one to the end of the run. Proposals/s: candidates "
         "stored until the budget was spent. Worker time idle: the share of worker time a slot sat free between "
         "its evaluation finishing and its next task (the initial fill and the final drain not counted: where the "
@@ -572,8 +661,9 @@ def report(
         "proposals is one). Outcomes per outcome txn: the outcomes one poll returned are written in groups, "
         "each one transaction. Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
+        *paired_section(runs),
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
-        + markdown_table([*KEY_HEADERS, *PARTS, "other"], [breakdown_row(r) for r in runs])
+        + markdown_table([*key_headers(runs), *PARTS, "other"], [breakdown_row(r) for r in runs])
         + "\n\nCheap checks: the chain in the controller's thread (with a check pool, only the duplicate index's "
         "lookups for a proposal the pool had checked). Check pool wait: the controller waiting for the pool's "
         "answer for the layer it proposed.",
@@ -582,7 +672,7 @@ def report(
         "computed (the rest were checked in the controller). Pool CPU: user and system time of the pool's "
         "processes, per candidate stored and as cores busy over the run.\n\n"
         + markdown_table(
-            [*KEY_HEADERS, "found done", "pool CPU ms per candidate", "pool cores busy"],
+            [*key_headers(runs), "found done", "pool CPU ms per candidate", "pool cores busy"],
             [pool_row(r) for r in runs if r.check_workers > 0],
         ),
         "## What one controller can drive\n\n"
@@ -592,7 +682,7 @@ def report(
         f"with {MEDIAN_SECONDS:.0f} s evaluations one controller keeps busy (the paper: {PAPER_WORKERS:,}).\n\n"
         + markdown_table(
             [
-                *KEY_HEADERS,
+                *key_headers(runs),
                 "controller ms per candidate",
                 "sent to training",
                 "candidates/s ceiling",
@@ -600,10 +690,25 @@ def report(
                 f"{MEDIAN_SECONDS:.0f} s workers kept busy",
             ],
             [ceiling_row(r) for r in runs],
+        )
+        + "\n\nWith a check pool and cores to spare for it (extrapolated from the runs with a pool, not "
+        "measured: this machine's cores are shared by the controller, its pool and the database). The "
+        "controller's own time per candidate is its busy time less its wait for the pool; the pool's "
+        "cores are its CPU time per candidate over that.\n\n"
+        + markdown_table(
+            [
+                *key_headers(runs),
+                "controller's own ms per candidate",
+                "candidates/s ceiling",
+                "results/s ceiling",
+                f"{MEDIAN_SECONDS:.0f} s workers kept busy",
+                "pool cores needed",
+            ],
+            [spare_cores_row(r) for r in runs if r.check_workers > 0],
         ),
         "## Growth with the candidates stored\n\n"
         + markdown_table(
-            [*KEY_HEADERS, "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
+            [*key_headers(runs), "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
             [row for r in runs for row in window_rows(r)],
         ),
         f"## Selection at the paper's population\n\n{args.selection_proposals} proposals each, median ms; "
@@ -669,6 +774,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--selection-proposals", type=int, default=200)
     parser.add_argument("--selection-population", type=int, default=2500)
     parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of every configuration, interleaved; 2 or more pair the settings"
+    )
+    parser.add_argument(
         "--index-keys",
         type=lambda s: [int(n) for n in s.split(",") if n],
         default=[10_000, 100_000, 1_000_000],
@@ -688,6 +796,8 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}; choose from {sorted(BACKENDS)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
     if any(w < 0 for w in args.check_workers):
         parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
     return args
@@ -699,13 +809,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
         for backend in args.backends:
             for workers in args.workers:
-                for check_workers in args.check_workers:
-                    label = f"{BACKENDS[backend]} {workers:,} (check workers {check_workers})"
-                    loads.append(f"{label}: {machine_load()} at start")
-                    with fresh_store(backend, f"{workers}-{check_workers}", args, directory) as url:
-                        run = run_configuration(BACKENDS[backend], url, workers, check_workers, args)
-                    print(summary_row(run), flush=True)
-                    runs.append(run)
+                for round_ in range(args.rounds):
+                    for check_workers in args.check_workers:
+                        label = f"{BACKENDS[backend]} {workers:,} (check workers {check_workers}, round {round_ + 1})"
+                        loads.append(f"{label}: {machine_load()} at start")
+                        name = f"{workers}-{check_workers}-{round_}"
+                        with fresh_store(backend, name, args, directory) as url:
+                            run = run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args)
+                        print(summary_row(run), flush=True)
+                        runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed) if args.index_keys else []
     body = report(runs, selection_rows, index_rows, args, loads)

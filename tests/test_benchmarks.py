@@ -541,14 +541,33 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     assert "| SQLite (WAL) | 4 | 0 | 30 |" in report and "| PostgreSQL | 12 | 1 | 30 |" in report
     # The check pool's own table: one row per run with a pool, what it found done and its CPU.
     pool_table = report.split("## The check pool")[1].split("## ")[0]
-    pool_rows = [line for line in pool_table.splitlines() if line.startswith("| SQLite") or line.startswith("| Postgre")]
+    pool_rows = [
+        line for line in pool_table.splitlines() if line.startswith("| SQLite") or line.startswith("| Postgre")
+    ]
     assert len(pool_rows) == 4 and all(" | 1 | " in row and " of 30 (" in row for row in pool_rows)
+    # The extrapolation to a pool with cores to spare: rows for the runs with a pool only.
+    spare = report.split("With a check pool and cores to spare for it")[1].split("## ")[0]
+    spare_rows = [line for line in spare.splitlines() if line.startswith(("| SQLite", "| PostgreSQL"))]
+    assert "pool cores needed" in spare and len(spare_rows) == 4
+    assert all(row.split("|")[3].strip() == "1" for row in spare_rows)  # the check workers column
     # The duplicate index's memory, exact and bounded, at each count asked for.
     index_table = report.split("## The duplicate index at a million candidates")[1]
     assert "| 300 |" in index_table and "| 600 |" in index_table
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
     # Group commits: the outcomes per outcome transaction and the candidates per transaction of proposals.
     assert "outcomes per outcome txn p50 / max" in report and "candidates per proposal txn p50 / max" in report
+
+
+def test_the_paper_scale_benchmark_pairs_the_check_pool_settings_over_rounds(tmp_path):
+    args = ["--budget", "24", "--workers", "4", "--time-factor", "0.002", "--check-workers", "0,1", "--rounds", "2"]
+    args += ["--backends", "sqlite", "--selection-population", "20", "--selection-proposals", "3", "--index-keys", ""]
+    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
+    # Every run names its round; the paired table compares the pool with the first setting over both rounds.
+    assert "| SQLite (WAL) | 4 | 0 | 1 | 24 |" in report and "| SQLite (WAL) | 4 | 1 | 2 | 24 |" in report
+    paired = report.split("## With and without the check pool, paired over rounds")[1].split("## ")[0]
+    row = next(line for line in paired.splitlines() if line.startswith("| SQLite (WAL) | 4 | 1 vs 0 |"))
+    assert " of 2 |" in row
+    assert "## The duplicate index at a million candidates" not in report  # --index-keys '' leaves it out
 
 
 def test_the_paper_scale_benchmark_refuses_a_label_that_is_not_a_file_name_part(tmp_path):

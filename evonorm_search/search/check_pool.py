@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -33,6 +36,7 @@ _CHECKS: CheapRejections | None = None  # in a pool process: the search's chain,
 
 
 def _start_process(config: dict[str, Any]) -> None:
+    _end_with_the_controller()
     import torch
 
     from .config import SearchConfig
@@ -42,6 +46,21 @@ def _start_process(config: dict[str, Any]) -> None:
     global _CHECKS
     # The index is never read here: `precompute` skips the lookups, which stay with the controller.
     _CHECKS = build_checks(SearchConfig.from_mapping(config), DuplicateIndex())
+
+
+def _end_with_the_controller() -> None:
+    """End this process when the controller that started it ends, however it ends. A pool process waits
+    for work on a queue whose both ends it holds, so a controller killed with SIGKILL (no clean-up runs)
+    would otherwise leave it waiting forever, holding whatever the controller's stdout was piped to."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def wait_then_exit() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=wait_then_exit, name="evonorm-check-pool-watch", daemon=True).start()
 
 
 def _precompute(graph: dict[str, Any]) -> Precomputed:

@@ -405,7 +405,7 @@ class Controller:
 
         A fill lasts at most one poll interval: with thousands of free workers, filling them all before
         collecting a result would leave every finished worker idle until the last proposal is stored
-        (benchmarks/results/paper-scale-cpu2.md), so the loop goes back to commit results in between."""
+        (benchmarks/results/paper-scale-serial-cpu2.md), so the loop goes back to commit results in between."""
         deadline = time.monotonic() + self.poll_interval
         while self._free_slots() > 0 and time.monotonic() < deadline:
             if self.backlog or (not self.target_backlog and self._may_propose()):

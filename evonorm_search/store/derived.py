@@ -15,12 +15,13 @@ reference the tests compare the incremental path against.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from ..enums import CandidateRole, CandidateStatus, RejectionStage
 from .models import Candidate, CandidateObjective, ParetoMember, Search, SearchCounter
@@ -151,22 +152,57 @@ def _member_points(session: Session, search: Search) -> dict[int, list[tuple[int
     return fronts
 
 
+@dataclass
+class _Front:
+    """One tracked front's members as admission reads them: ids and their objective vectors, row by row."""
+
+    ids: list[int]
+    points: np.ndarray  # len(ids) x number of objectives
+
+
+_FRONTS = "evonorm.fronts"  # Session.info key: search id -> {mask: _Front}, for the open transaction
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_fronts(session: Session, transaction: SessionTransaction) -> None:
+    # The fronts read in a transaction are only known to be current inside it (its search lock held).
+    session.info.pop(_FRONTS, None)
+
+
+def _fronts(session: Session, search: Search) -> dict[int, _Front]:
+    """The tracked fronts of `search`, read once per transaction and then kept current by `admit_to_fronts`
+    itself: a group of outcomes reads them once, not once per outcome. Read per outcome, they were the
+    controller's largest cost as the front grew (a front of 3,320 members at 35,000 candidates: 46% of
+    its time, benchmarks/results/paper-scale-long-before-front-cache-cpu2.md)."""
+    held = session.info.setdefault(_FRONTS, {})
+    if search.id not in held:
+        size = len(search.objective_specs)
+        read = _member_points(session, search)
+        held[search.id] = {
+            mask: _Front([cid for cid, _ in members], np.array([v for _, v in members]).reshape(len(members), size))
+            for mask in tracked_masks(size)
+            for members in [read.get(mask, [])]
+        }
+    return held[search.id]
+
+
 def admit_to_fronts(session: Session, search: Search, candidate: Candidate, values: dict[str, float]) -> None:
     """Update every tracked front of `search` for the newly evaluated `candidate`. The caller holds the search lock."""
     objectives = search.objective_specs
     maximise = _maximise(objectives)
     point = _vector(objectives, values)
-    fronts = _member_points(session, search)
+    fronts = _fronts(session, search)
     joined = []
     for mask in tracked_masks(len(objectives)):
-        members = fronts.get(mask, [])
+        front = fronts[mask]
         idx = mask_indices(mask)
-        matrix = np.array([v for _, v in members]).reshape(len(members), len(objectives))
-        dominated, evicted = dominated_by(point[idx], matrix[:, idx], maximise[idx])
+        dominated, evicted = dominated_by(point[idx], front.points[:, idx], maximise[idx])
         if dominated:
             continue
         joined.append({"search_id": search.id, "objective_mask": mask, "candidate_id": candidate.id})
-        if gone := [cid for (cid, _), out in zip(members, evicted, strict=True) if out]:
+        kept_ids = front.ids
+        if evicted.any():
+            gone = [cid for cid, out in zip(front.ids, evicted, strict=True) if out]
             session.execute(
                 delete(ParetoMember).where(
                     ParetoMember.search_id == search.id,
@@ -174,8 +210,10 @@ def admit_to_fronts(session: Session, search: Search, candidate: Candidate, valu
                     ParetoMember.candidate_id.in_(gone),
                 )
             )
+            kept_ids = [cid for cid, out in zip(front.ids, evicted, strict=True) if not out]
+        fronts[mask] = _Front([*kept_ids, candidate.id], np.vstack([front.points[~evicted], point]))
         if mask == full_mask(len(objectives)):
-            search.hypervolume = hypervolume(np.vstack([matrix[~evicted], point]), objectives)
+            search.hypervolume = hypervolume(fronts[mask].points, objectives)
     if joined:
         session.execute(insert(ParetoMember), joined)
 
@@ -186,6 +224,7 @@ def admit_to_fronts(session: Session, search: Search, candidate: Candidate, valu
 def rebuild_derived(session: Session, search_id: int) -> None:
     """Recompute counters, the objective index, the fronts and the hypervolume of a search from its candidates."""
     search = session.execute(select(Search).where(Search.id == search_id).with_for_update()).scalar_one()
+    session.info.get(_FRONTS, {}).pop(search_id, None)  # rewritten below: read again by the next admission
     _rebuild_counters(session, search_id)
     originals = session.execute(
         select(Candidate.id, Candidate.birth, Candidate.objectives).where(

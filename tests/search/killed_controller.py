@@ -1,12 +1,14 @@
 """A controller in a process of its own that SIGKILLs itself at a chosen point of a group commit, for
 tests/search/test_group_commit_sigkill.py:
 
-    python -m tests.search.killed_controller URL SEARCH_ID MODE K HANDED_LOG
+    python -m tests.search.killed_controller URL SEARCH_ID MODE K HANDED_LOG [CHECK_WORKERS]
 
 MODE is `outcome group` or `proposal group` (the K-th SQL statement executed inside that kind of group:
 the process dies mid-transaction), `after commit` (the K-th hand-over of a candidate to the evaluator
 after its group committed) or `none` (run to the end). Every (candidate, attempt) handed to the simulated
 cluster is appended to HANDED_LOG with an unbuffered write first, so the log survives the kill.
+With CHECK_WORKERS, the controller's cheap checks run ahead in a pool of that many processes, whose ids
+are appended to HANDED_LOG.pids as they start (a test then sees them end with their controller).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def marked(method, where: str, trigger: Trigger):
 
 def main() -> None:
     url, search_id, mode, k, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    check_workers = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     trigger = Trigger(mode, k)
     store = open_store(url)
     event.listen(store.engine, "before_cursor_execute", lambda *_: trigger.tick(trigger.inside))
@@ -86,7 +89,20 @@ def main() -> None:
     # Every evaluation takes 0.3 s of wall time: the tasks of one fill come back in one poll.
     cluster = SimulatedCluster(8, delay=LognormalDelay(median=30.0, sigma=0.0), time_factor=0.01, seed=SEED)
     evaluator = HandedLog(cluster, log_path, trigger)
-    Controller(store, search_id, evaluator, poll_interval=0.1, stale_after=timedelta(0)).run()
+    controller = Controller(
+        store, search_id, evaluator, poll_interval=0.1, stale_after=timedelta(0), check_workers=check_workers
+    )
+    pids_fd = os.open(log_path + ".pids", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    logged: set[int] = set()
+
+    def log_pool(progress) -> None:
+        pool = controller.check_pool
+        for pid in set(pool.pids() if pool is not None else ()) - logged:
+            os.write(pids_fd, f"{pid}\n".encode())
+            logged.add(pid)
+
+    controller.progress = log_pool
+    controller.run()
     store.close()
 
 
