@@ -36,7 +36,9 @@ population of 2,500 evaluated members, and of 5,000, the most the controller hol
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import contextlib
+import multiprocessing
 import os
 import random
 import re
@@ -55,7 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, write_result
-from store import temporary_postgres_database
+from store import fill, temporary_postgres_database
 
 from evonorm_search import store as st
 from evonorm_search.search import check_pool, rejection, selection
@@ -227,6 +229,9 @@ class Run:
     cluster: Any  # ClusterStats
     rss_start: float
     rss_end: float
+    stored: int = 0  # candidates the search held before this run (filled in bulk); `proposed` counts the new ones
+    resume_seconds: float = float("nan")  # the controller's start: loading the stored search
+    rss_resumed: float = float("nan")  # resident set size once it had loaded the stored search
     pool_hits: int = 0  # proposals whose checks the pool had computed
     pool_misses: int = 0
     pool_cpu_seconds: float = 0.0  # CPU time of the pool's processes (user + system)
@@ -245,9 +250,31 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def fill_stored_search(url: str, count: int, budget: int, seed: int) -> int:
+    """A paper.yaml search holding `count` finished candidates (bulk-inserted as store.py does), for a
+    controller to resume with `budget` more. Run in a process of its own, so the rows it builds in
+    memory never count in the controller's resident set."""
+    with st.open_store(url) as store:
+        config = paper_config(count + budget).model_dump(mode="json")
+        return fill(store, count, seed, config=config, finished_only=True)
+
+
+def stored_search(url: str, count: int, budget: int, seed: int) -> int:
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(fill_stored_search, url, count, budget, seed).result()
+
+
 def run_configuration(
-    backend: str, url: str, workers: int, check_workers: int, round_: int, args: argparse.Namespace
+    backend: str,
+    url: str,
+    workers: int,
+    check_workers: int,
+    round_: int,
+    args: argparse.Namespace,
+    *,
+    stored: int = 0,
 ) -> Run:
+    search_id = stored_search(url, stored, args.budget, args.seed) if stored else None
     inner = st.open_store(url)
     timings = Timings()
     simulated = SimulatedCluster(
@@ -258,20 +285,24 @@ def run_configuration(
         loss_rate=args.loss_rate,
         seed=args.seed,
     )
-    search_id = create_search(inner, paper_config(args.budget))
+    if search_id is None:
+        search_id = create_search(inner, paper_config(args.budget))
     windows: list[Window] = []
-    state = {"stop_sent": False, "budget_at": None, "first_result_at": None}
+    state: dict[str, Any] = {"stop_sent": False, "budget_at": None, "first_result_at": None, "resumed": None}
     started = time.perf_counter()
 
     def watch(progress) -> None:
         now = time.perf_counter() - started
         stats = simulated.stats()
+        proposed = progress.proposed - stored
+        if state["resumed"] is None:  # the first report comes once the controller has loaded the search
+            state["resumed"] = (now, rss_mb())
         if state["first_result_at"] is None and stats.collected:
             state["first_result_at"] = now
-        if state["budget_at"] is None and progress.proposed >= args.budget:
+        if state["budget_at"] is None and proposed >= args.budget:
             state["budget_at"] = now
-        if progress.proposed >= (len(windows) + 1) * args.window:
-            windows.append(Window(now, progress.proposed, stats.collected, timings.marks(), rss_mb()))
+        if proposed >= (len(windows) + 1) * args.window:
+            windows.append(Window(now, proposed, stats.collected, timings.marks(), rss_mb()))
         if now > args.max_seconds and not state["stop_sent"]:
             state["stop_sent"] = True  # as the API stops a search: the controller cancels what is in flight
             with inner.session() as s:
@@ -300,7 +331,7 @@ def run_configuration(
         round=round_,
         rounds=args.rounds,
         budget=args.budget,
-        proposed=final.proposed,
+        proposed=final.proposed - stored,
         collected=simulated.stats().collected,
         state=final.state,
         seconds=seconds,
@@ -311,6 +342,9 @@ def run_configuration(
         cluster=simulated.stats(),
         rss_start=rss_start,
         rss_end=rss_mb(),
+        stored=stored,
+        resume_seconds=state["resumed"][0] if state["resumed"] else float("nan"),
+        rss_resumed=state["resumed"][1] if state["resumed"] else float("nan"),
         pool_hits=pool.hits if pool is not None else 0,
         pool_misses=pool.misses if pool is not None else 0,
         pool_cpu_seconds=children_cpu_seconds() - children_before,
@@ -599,6 +633,50 @@ def window_rows(run: Run) -> list[list[object]]:
     return rows
 
 
+def stored_section(runs: list[Run]) -> list[str]:
+    """The controller resuming searches that already hold many candidates: what loading them costs and
+    whether its memory grows with them."""
+    if not runs:
+        return []
+    rows = [
+        [
+            r.backend,
+            f"{r.workers:,}",
+            f"{r.stored:,}",
+            f"{r.resume_seconds:.1f}",
+            f"{r.rss_resumed:.0f}",
+            f"{r.rss_end:.0f}",
+            f"{r.proposed:,}",
+            f"{results_per_second(r):.1f}",
+            f"{ms(percentile(r.timings.of('write transaction'), 0.5))} / "
+            f"{ms(percentile(r.timings.of('write transaction'), 0.99))}",
+        ]
+        for r in runs
+    ]
+    return [
+        "## The controller on a search that already holds many candidates\n\n"
+        "A paper.yaml search filled in bulk with N finished candidates (store.py's funnel, real random layers, "
+        "in a process of its own), then resumed by the controller for the budget above. Resumed at: seconds "
+        "from the controller's start to its first report (it loads the duplicate index and the population "
+        "from the store). RSS: the controller process's resident set once resumed and at the end (every "
+        "earlier run of this script was in the same process, so compare the rows with each other).\n\n"
+        + markdown_table(
+            [
+                "backend",
+                "workers",
+                "candidates stored before",
+                "resumed at s",
+                "RSS MiB resumed",
+                "RSS MiB end",
+                "new candidates",
+                "results/s sustained",
+                "write txn p50 / p99 ms",
+            ],
+            rows,
+        )
+    ]
+
+
 def paired_section(runs: list[Run]) -> list[str]:
     rows = paired_rows(runs)
     if not rows:
@@ -632,6 +710,7 @@ def machine_load() -> str:
 
 def report(
     runs: list[Run],
+    stored_runs: list[Run],
     selection_rows: list[list[object]],
     index_rows: list[list[object]],
     args: argparse.Namespace,
@@ -706,6 +785,7 @@ def report(
             ],
             [spare_cores_row(r) for r in runs if r.check_workers > 0],
         ),
+        *stored_section(stored_runs),
         "## Growth with the candidates stored\n\n"
         + markdown_table(
             [*key_headers(runs), "candidates", "proposals/s", "results/s", "write txn p50 / p99 ms", "RSS MiB"],
@@ -774,6 +854,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--selection-proposals", type=int, default=200)
     parser.add_argument("--selection-population", type=int, default=2500)
     parser.add_argument(
+        "--stored",
+        type=lambda s: [int(n) for n in s.split(",") if n],
+        default=[],
+        help="comma-separated counts: also resume searches already holding that many candidates (bulk-filled), "
+        "with the first --workers and no check pool",
+    )
+    parser.add_argument("--stored-only", action="store_true", help="only the --stored runs (the tables then show them)")
+    parser.add_argument(
         "--rounds", type=int, default=1, help="runs of every configuration, interleaved; 2 or more pair the settings"
     )
     parser.add_argument(
@@ -796,6 +884,8 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends {sorted(unknown)}; choose from {sorted(BACKENDS)}")
+    if args.stored_only and not args.stored:
+        parser.error("--stored-only needs --stored")
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: at least 1")
     if any(w < 0 for w in args.check_workers):
@@ -805,9 +895,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    runs, loads = [], []
+    runs: list[Run] = []
+    loads: list[str] = []
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
-        for backend in args.backends:
+        for backend in [] if args.stored_only else args.backends:
             for workers in args.workers:
                 for round_ in range(args.rounds):
                     for check_workers in args.check_workers:
@@ -818,9 +909,18 @@ def main() -> None:
                             run = run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args)
                         print(summary_row(run), flush=True)
                         runs.append(run)
+    stored_runs = []
+    with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
+        for count in args.stored:
+            for backend in args.backends:
+                loads.append(f"{BACKENDS[backend]} resuming {count:,}: {machine_load()} at start")
+                with fresh_store(backend, f"stored-{count}", args, directory) as url:
+                    run = run_configuration(BACKENDS[backend], url, args.workers[0], 0, 0, args, stored=count)
+                print(stored_section([run])[0].splitlines()[-1], flush=True)
+                stored_runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed) if args.index_keys else []
-    body = report(runs, selection_rows, index_rows, args, loads)
+    body = report(runs or stored_runs, stored_runs, selection_rows, index_rows, args, loads)
     name = f"paper-scale-{args.label}" if args.label else "paper-scale"
     path = write_result(name, "Paper scale: one controller against a simulated cluster", body)
     print(f"wrote {path}")

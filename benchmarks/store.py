@@ -68,16 +68,21 @@ def graph_pool(size: int, rng: random.Random) -> list[tuple[dict, str]]:
     return [(g.to_dict(), g.to_text()) for g in graphs]
 
 
-def fill(store: st.Store, count: int, seed: int) -> int:
-    """Bulk-insert `count` candidates with evaluations into a new search, then build its derived data."""
+def fill(store: st.Store, count: int, seed: int, *, config: dict | None = None, finished_only: bool = False) -> int:
+    """Bulk-insert `count` candidates with evaluations into a new search, then build its derived data.
+    `config`: the search's stored configuration (a controller can then resume it); `finished_only`: no
+    candidate left running or pending (a resuming controller would evaluate those first)."""
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
     pool = graph_pool(200, rng)
     with store.session() as s:
-        search = st.create_search(s, name="benchmark", config={"population": POPULATION}, objectives=OBJECTIVES)
+        search = st.create_search(
+            s, name="benchmark", config=config or {"population": POPULATION}, objectives=OBJECTIVES
+        )
         search_id = search.id
         base_id = (s.execute(select(func.max(Candidate.id))).scalar_one() or 0) + 1
-    outcomes = rng.choices([o for o, _ in FUNNEL], weights=[w for _, w in FUNNEL], k=count)
+    funnel = [(o, w) for o, w in FUNNEL if not (finished_only and o in ("running", "pending"))]
+    outcomes = rng.choices([o for o, _ in funnel], weights=[w for _, w in funnel], k=count)
     start = utcnow()
     evaluated_ids: list[int] = []
     candidates, evaluations = [], []

@@ -570,6 +570,18 @@ def test_the_paper_scale_benchmark_pairs_the_check_pool_settings_over_rounds(tmp
     assert "## The duplicate index at a million candidates" not in report  # --index-keys '' leaves it out
 
 
+def test_the_paper_scale_benchmark_resumes_a_search_filled_in_bulk(tmp_path):
+    args = ["--budget", "20", "--workers", "4", "--time-factor", "0.002", "--stored", "300", "--stored-only"]
+    args += ["--backends", "sqlite", "--selection-population", "20", "--selection-proposals", "3", "--index-keys", ""]
+    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
+    section = report.split("## The controller on a search that already holds many candidates")[1].split("## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| SQLite (WAL) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:3] == ["SQLite (WAL)", "4", "300"] and cells[6] == "20"  # 20 new candidates after 300 stored
+    assert float(cells[3]) > 0 and float(cells[4]) > 0  # resumed after loading them, its memory measured
+    assert "| SQLite (WAL) | 4 | 0 | 20 |" in report  # the tables show the resumed run
+
+
 def test_the_paper_scale_benchmark_refuses_a_label_that_is_not_a_file_name_part(tmp_path):
     out = subprocess.run(
         [sys.executable, "-W", "ignore", str(BENCHMARKS / "paper_scale.py"), "--label", "../Bad label"],

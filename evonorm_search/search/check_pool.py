@@ -27,25 +27,31 @@ import multiprocessing.connection
 import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..ir import Graph
 from .rejection import CheapRejections, DuplicateIndex, Precomputed
 
+if TYPE_CHECKING:
+    from .config import SearchConfig
+
 _CHECKS: CheapRejections | None = None  # in a pool process: the search's chain, built once
+# Builds a search's chain (`controller.build_checks`), handed in by the controller: a module-level function
+# pickles by reference, so the pool never imports the controller that imports it.
+ChecksBuilder = Callable[["SearchConfig", DuplicateIndex], CheapRejections]
 
 
-def _start_process(config: dict[str, Any]) -> None:
+def _start_process(config: dict[str, Any], build: ChecksBuilder) -> None:
     _end_with_the_controller()
     import torch
 
     from .config import SearchConfig
-    from .controller import build_checks
 
     torch.set_num_threads(1)
     global _CHECKS
     # The index is never read here: `precompute` skips the lookups, which stay with the controller.
-    _CHECKS = build_checks(SearchConfig.from_mapping(config), DuplicateIndex())
+    _CHECKS = build(SearchConfig.from_mapping(config), DuplicateIndex())
 
 
 def _end_with_the_controller() -> None:
@@ -69,12 +75,13 @@ def _precompute(graph: dict[str, Any]) -> Precomputed:
 
 
 class CheckPool:
-    """`workers` processes computing `precompute` for a search's layers, looked up by the layer's text.
+    """`workers` processes computing `precompute` for a search's layers, looked up by the layer's text;
+    each builds the search's chain from `config` (its JSON form) with `build`.
 
     At most `limit` layers are held (waiting, running or done and not yet taken); beyond it the oldest
     is dropped, so a speculation that was never taken cannot grow the controller's memory."""
 
-    def __init__(self, config: dict[str, Any], workers: int, *, limit: int | None = None):
+    def __init__(self, config: dict[str, Any], workers: int, build: ChecksBuilder, *, limit: int | None = None):
         if workers < 1:
             raise ValueError(f"check workers must be >= 1, got {workers}")
         # spawn: the controller may hold threads (a store's pool, a progress display) that fork would copy
@@ -83,7 +90,7 @@ class CheckPool:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(config,),
+            initargs=(config, build),
         )
         self.workers = workers
         self.limit = limit if limit is not None else 16 * workers

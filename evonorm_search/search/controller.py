@@ -288,7 +288,7 @@ class Controller:
         self.strategy = build_strategy(self.config, self.objectives, self.index)
         self.checks = build_checks(self.config, self.index)
         if self.check_workers > 0:
-            self.check_pool = CheckPool(self.config.model_dump(mode="json"), self.check_workers)
+            self.check_pool = CheckPool(self.config.model_dump(mode="json"), self.check_workers, build_checks)
         self.spec = self.config.evaluation_spec()
         self.baseline_spec = self.config.proxy_spec()  # a reference is scored, never rejected
         self.last_heartbeat = time.monotonic()

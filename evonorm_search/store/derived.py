@@ -171,9 +171,9 @@ def _forget_fronts(session: Session, transaction: SessionTransaction) -> None:
 
 def _fronts(session: Session, search: Search) -> dict[int, _Front]:
     """The tracked fronts of `search`, read once per transaction and then kept current by `admit_to_fronts`
-    itself: a group of outcomes reads them once, not once per outcome. Read per outcome, they were the
-    controller's largest cost as the front grew (a front of 3,320 members at 35,000 candidates: 46% of
-    its time, benchmarks/results/paper-scale-long-before-front-cache-cpu2.md)."""
+    itself: a group of outcomes reads them once, not once per outcome. Read per outcome, they became the
+    controller's largest cost as the front grew (3,320 members at 35,000 candidates:
+    benchmarks/results/paper-scale-long-before-front-cache-cpu2.md and docs/architecture.md)."""
     held = session.info.setdefault(_FRONTS, {})
     if search.id not in held:
         size = len(search.objective_specs)

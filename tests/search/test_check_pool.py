@@ -144,7 +144,7 @@ def test_a_stage_the_precomputation_lacks_is_run_in_the_chain():
 def test_the_pool_answers_what_it_was_given_and_nothing_else():
     config = tiny_config()
     graph, other = parse("y = x / std(x, group)"), parse("y = relu(x)")
-    with_pool = CheckPool(config.model_dump(mode="json"), 1, limit=2)
+    with_pool = CheckPool(config.model_dump(mode="json"), 1, build_checks, limit=2)
     try:
         with_pool.submit(graph)
         known = with_pool.take(graph)
@@ -163,7 +163,7 @@ def test_the_pool_answers_what_it_was_given_and_nothing_else():
 def test_a_dead_pool_says_why_and_takes_no_more_work():
     config = tiny_config()
     graph = parse("y = x / std(x, group)")
-    with_pool = CheckPool(config.model_dump(mode="json"), 1)
+    with_pool = CheckPool(config.model_dump(mode="json"), 1, build_checks)
     try:
         with_pool.submit(graph)
         assert with_pool.take(graph) is not None  # started and answering
@@ -181,4 +181,4 @@ def test_a_dead_pool_says_why_and_takes_no_more_work():
 
 def test_a_pool_needs_a_process():
     with pytest.raises(ValueError, match="check workers must be >= 1"):
-        CheckPool(tiny_config().model_dump(mode="json"), 0)
+        CheckPool(tiny_config().model_dump(mode="json"), 0, build_checks)
