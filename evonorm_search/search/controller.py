@@ -502,15 +502,16 @@ class Controller:
             return
         population = aging_population(self.members, self.config.population)
         for birth in range(self.speculated_until, last):
-            pool.submit(self.strategy.propose(population, birth, candidate_rng(self.config.seed, birth)).graph)
+            pool.submit(self._proposal(population, birth).graph)
         self.speculated_until = last
+
+    def _proposal(self, population: Sequence[Member], birth: int) -> Proposal:
+        return self.strategy.propose(population, birth, candidate_rng(self.config.seed, birth))
 
     def _propose_one(self, group: db.CandidateGroup) -> tuple[Candidate, Verdict]:
         """Propose the next birth, run the cheap checks and add it to the open group with their verdict."""
         birth = self.births
-        proposal = self.strategy.propose(
-            aging_population(self.members, self.config.population), birth, candidate_rng(self.config.seed, birth)
-        )
+        proposal = self._proposal(aging_population(self.members, self.config.population), birth)
         known = self.check_pool.take(proposal.graph) if self.check_pool is not None else None
         verdict = self.checks.run(proposal.graph, known)
         candidate = self._add_candidate(group, proposal, verdict)

@@ -277,17 +277,17 @@ class DuplicateCheck:
 
     def _by_hash(self, canonical: str | None) -> Rejection | None:
         original = self.index.first_with_hash(canonical) if canonical is not None else None
-        if original is None:
-            return None
-        self.index.hits += 1
-        return Rejection(self.stage, f"same canonical form as candidate {original}", original)
+        return self._duplicate_of(original, "same canonical form as candidate {}")
 
     def _by_fingerprint(self, print_: str | None) -> Rejection | None:
         original = self.index.first_with_fingerprint(print_) if print_ is not None else None
+        return self._duplicate_of(original, "same outputs as candidate {} (functional fingerprint)")
+
+    def _duplicate_of(self, original: int | None, reason: str) -> Rejection | None:
         if original is None:
             return None
         self.index.hits += 1
-        return Rejection(self.stage, f"same outputs as candidate {original} (functional fingerprint)", original)
+        return Rejection(self.stage, reason.format(original), original)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,8 +435,14 @@ class Precomputed:
 _CHECK_ERRORS = (RuntimeError, ValueError, ArithmeticError, TypeError)
 
 
-def _failed(stage: RejectionStage, error: Exception) -> Rejection:
-    return Rejection(stage, f"the check failed: {type(error).__name__}: {error}")
+def _checked(check: RejectionCheck, graph: Graph, facts: Facts) -> tuple[Rejection | None, float]:
+    """One check's rejection (an exception inside it is a rejection at its stage) and its seconds."""
+    start = time.perf_counter()
+    try:
+        rejection = check.check(graph, facts)
+    except _CHECK_ERRORS as e:
+        rejection = Rejection(check.stage, f"the check failed: {type(e).__name__}: {e}")
+    return rejection, time.perf_counter() - start
 
 
 class CheapRejections:
@@ -461,7 +467,6 @@ class CheapRejections:
     def _run(self, graph: Graph, known: Precomputed | None) -> Verdict:
         verdict = Verdict(None, Facts())
         for check in self.checks:
-            start = time.perf_counter()
             if known is not None and isinstance(check, DuplicateCheck):
                 rejection, seconds = check.decide(verdict.facts, known)
             elif known is not None and check.stage in known.stages:
@@ -469,11 +474,7 @@ class CheapRejections:
                 if check.stage is RejectionStage.STABILITY:
                     verdict.facts.gradient_norm = known.gradient_norm
             else:
-                try:
-                    rejection = check.check(graph, verdict.facts)
-                except _CHECK_ERRORS as e:
-                    rejection = _failed(check.stage, e)
-                seconds = time.perf_counter() - start
+                rejection, seconds = _checked(check, graph, verdict.facts)
             verdict.seconds[check.stage] = seconds
             if rejection is not None:
                 verdict.rejection = rejection
@@ -487,12 +488,7 @@ class CheapRejections:
                 _hash_and_fingerprint(graph, known, with_fingerprint=check.use_fingerprint)
                 continue
             facts = Facts()
-            start = time.perf_counter()
-            try:
-                rejection = check.check(graph, facts)
-            except _CHECK_ERRORS as e:
-                rejection = _failed(check.stage, e)
-            known.stages[check.stage] = (rejection, time.perf_counter() - start)
+            rejection, _ = known.stages[check.stage] = _checked(check, graph, facts)
             if check.stage is RejectionStage.STABILITY:
                 known.gradient_norm = facts.gradient_norm
             if rejection is not None:

@@ -134,24 +134,6 @@ def front_members(
     return fronts
 
 
-def _member_points(session: Session, search: Search) -> dict[int, list[tuple[int, np.ndarray]]]:
-    """mask -> [(candidate id, objective vector)] of every tracked front: ids and values only, no ORM objects
-    (a front over one objective holds every candidate tied at the best value, which can be many)."""
-    objectives = search.objective_specs
-    rows = session.execute(
-        select(ParetoMember.objective_mask, ParetoMember.candidate_id, Candidate.objectives)
-        .join(Candidate, Candidate.id == ParetoMember.candidate_id)
-        .where(ParetoMember.search_id == search.id)
-    ).all()
-    vectors: dict[int, np.ndarray] = {}
-    fronts: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for mask, candidate_id, values in rows:
-        if candidate_id not in vectors:
-            vectors[candidate_id] = _vector(objectives, values)
-        fronts.setdefault(mask, []).append((candidate_id, vectors[candidate_id]))
-    return fronts
-
-
 @dataclass
 class _Front:
     """One tracked front's members as admission reads them: ids and their objective vectors, row by row."""
@@ -170,19 +152,33 @@ def _forget_fronts(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _fronts(session: Session, search: Search) -> dict[int, _Front]:
-    """The tracked fronts of `search`, read once per transaction and then kept current by `admit_to_fronts`
-    itself: a group of outcomes reads them once, not once per outcome. Read per outcome, they became the
-    controller's largest cost as the front grew (3,320 members at 35,000 candidates:
-    benchmarks/results/paper-scale-long-before-front-cache-cpu2.md and docs/architecture.md)."""
+    """mask -> the members of every tracked front of `search`, read once per transaction and then kept
+    current by `admit_to_fronts` itself: a group of outcomes reads them once, not once per outcome. Read
+    per outcome, they became the controller's largest cost as the front grew (3,320 members at 35,000
+    candidates: benchmarks/results/paper-scale-long-before-front-cache-cpu2.md and docs/architecture.md).
+    Ids and values only, no ORM objects (a front over one objective holds every candidate tied at the
+    best value, which can be many)."""
     held = session.info.setdefault(_FRONTS, {})
-    if search.id not in held:
-        size = len(search.objective_specs)
-        read = _member_points(session, search)
-        held[search.id] = {
-            mask: _Front([cid for cid, _ in members], np.array([v for _, v in members]).reshape(len(members), size))
-            for mask in tracked_masks(size)
-            for members in [read.get(mask, [])]
-        }
+    if search.id in held:
+        return held[search.id]
+    objectives = search.objective_specs
+    rows = session.execute(
+        select(ParetoMember.objective_mask, ParetoMember.candidate_id, Candidate.objectives)
+        .join(Candidate, Candidate.id == ParetoMember.candidate_id)
+        .where(ParetoMember.search_id == search.id)
+    ).all()
+    vectors: dict[int, np.ndarray] = {}
+    members: dict[int, list[int]] = {mask: [] for mask in tracked_masks(len(objectives))}
+    for mask, candidate_id, values in rows:
+        if mask not in members:
+            continue  # a front no longer tracked is never admitted to
+        if candidate_id not in vectors:
+            vectors[candidate_id] = _vector(objectives, values)
+        members[mask].append(candidate_id)
+    held[search.id] = {
+        mask: _Front(ids, np.array([vectors[i] for i in ids]).reshape(len(ids), len(objectives)))
+        for mask, ids in members.items()
+    }
     return held[search.id]
 
 

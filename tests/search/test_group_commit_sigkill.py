@@ -35,34 +35,44 @@ def controller_process(url: str, search_id: int, mode: str, k: int, log: Path, c
     return subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=300).returncode
 
 
-def test_a_controller_process_sigkilled_inside_group_commits_resumes_with_nothing_lost(any_url, tmp_path):
-    budget = 60
+def _new_search(url: str, budget: int):
     config = tiny_config(budget=budget, population=6, tournament=2)
-    with open_store(any_url) as store:
-        search_id = create_search(store, config)
+    with open_store(url) as store:
+        return config, create_search(store, config)
+
+
+def _run_and_compare(url: str, search_id: int, committed: dict, mode: str, k: int, log: Path, **options) -> tuple:
+    """A controller process run to its kill (or its end), then every verdict committed before it checked
+    unchanged: (its exit code, the verdicts committed now)."""
+    code = controller_process(url, search_id, mode, k, log, **options)
+    assert code in (0, -9), code  # killed, or the budget was spent before the trigger came
+    with open_store(url) as store:
+        now = finished_state(store, search_id)
+    assert {c: now[c] for c in committed} == committed, "a committed verdict changed after a SIGKILL"
+    return code, now
+
+
+def _assert_completed_whole(url: str, search_id: int, config, log: Path, committed: dict) -> None:
+    handed = Counter(tuple(map(int, line.split())) for line in log.read_text().splitlines())
+    with open_store(url) as store:
+        with store.session(readonly=True) as s:
+            assert get_search(s, search_id).state == "completed"
+        assert_nothing_lost_or_repeated(store, search_id, config, handed, committed)
+
+
+def test_a_controller_process_sigkilled_inside_group_commits_resumes_with_nothing_lost(any_url, tmp_path):
+    config, search_id = _new_search(any_url, budget=60)
     log = tmp_path / "handed.log"
     rng = random.Random(5)
     committed: dict = {}
     deaths: Counter = Counter()
-    for run in range(7):  # six kills, two of each kind, then a run left to finish
-        mode = MODES[run % 3] if run < 6 else "none"
-        code = controller_process(any_url, search_id, mode, rng.randint(1, 6 if mode == "after commit" else 40), log)
-        if mode == "none":
-            assert code == 0
-            break
-        assert code in (0, -9), code  # killed, or the budget was spent before the trigger came
+    for mode in [*MODES, *MODES]:  # six kills, two of each kind
+        k = rng.randint(1, 6 if mode == "after commit" else 40)
+        code, committed = _run_and_compare(any_url, search_id, committed, mode, k, log)
         deaths[mode] += code == -9
-        with open_store(any_url) as store:
-            now = finished_state(store, search_id)
-        assert {c: now[c] for c in committed} == committed, "a committed verdict changed after a SIGKILL"
-        committed = now
     assert all(deaths[m] >= 1 for m in MODES), deaths
-
-    handed = Counter(tuple(map(int, line.split())) for line in log.read_text().splitlines())
-    with open_store(any_url) as store:
-        with store.session(readonly=True) as s:
-            assert get_search(s, search_id).state == "completed"
-        assert_nothing_lost_or_repeated(store, search_id, config, handed, committed)
+    assert controller_process(any_url, search_id, "none", rng.randint(1, 40), log) == 0  # then one left to finish
+    _assert_completed_whole(any_url, search_id, config, log, committed)
 
 
 def _running(pid: int) -> bool:
@@ -77,26 +87,19 @@ def _running(pid: int) -> bool:
 def test_a_controller_with_a_check_pool_sigkilled_resumes_with_nothing_lost_and_leaves_no_pool(sqlite_url, tmp_path):
     """The same kills with the cheap checks computed ahead in a pool: what the pool computed for a killed
     controller is never stored by itself, and its processes end with the controller that started them."""
-    budget = 50
-    config = tiny_config(budget=budget, population=6, tournament=2)
-    with open_store(sqlite_url) as store:
-        search_id = create_search(store, config)
+    config, search_id = _new_search(sqlite_url, budget=50)
     log = tmp_path / "handed.log"
     rng = random.Random(8)
     committed: dict = {}
     deaths: Counter = Counter()
     ended_by_themselves = 0
-    for run in range(4):  # a kill of each kind, then a run left to finish
-        mode = MODES[run] if run < 3 else "none"
+    for mode in [*MODES, "none"]:  # a kill of each kind, then a run left to finish
         k = rng.randint(1, 6 if mode == "after commit" else 30)
-        code = controller_process(sqlite_url, search_id, mode, k, log, check_workers=1)
-        assert code in (0, -9), code
+        code, now = _run_and_compare(sqlite_url, search_id, committed, mode, k, log, check_workers=1)
         deaths[mode] += code == -9
         ended_by_themselves += code == 0
-        with open_store(sqlite_url) as store:
-            now = finished_state(store, search_id)
-        assert {c: now[c] for c in committed} == committed, "a committed verdict changed after a SIGKILL"
-        committed = now
+        if mode != "none":  # the last run's verdicts are what the kills before it must not have changed
+            committed = now
     assert sum(deaths.values()) >= 2, deaths
     pool_pids = [int(line) for line in (tmp_path / "handed.log.pids").read_text().split()]
     # One pool process per run that got going (a run killed before its first report logged none): more
@@ -106,9 +109,4 @@ def test_a_controller_with_a_check_pool_sigkilled_resumes_with_nothing_lost_and_
     while any(_running(pid) for pid in pool_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in pool_pids if _running(pid)], "a pool process outlived its controller"
-
-    handed = Counter(tuple(map(int, line.split())) for line in log.read_text().splitlines())
-    with open_store(sqlite_url) as store:
-        with store.session(readonly=True) as s:
-            assert get_search(s, search_id).state == "completed"
-        assert_nothing_lost_or_repeated(store, search_id, config, handed, committed)
+    _assert_completed_whole(sqlite_url, search_id, config, log, committed)
