@@ -729,7 +729,8 @@ def report(
         f"{PAPER_WORKERS / MEDIAN_SECONDS:.0f}. The scale reached is {max(r.proposed for r in runs):,} candidates "
         f"stored per search (growth per window of {args.window:,} below; the store's write path at 100k "
         "candidates is in store-cpu2.md).",
-        "Loads while running: " + "; ".join(loads) + ".",
+        "Loads while running: " + "; ".join(loads) + ". No cache serves any figure: every evaluation is "
+        "simulated, every proposal, check and transaction is made by the run itself.",
         "## Throughput\n\n" + markdown_table([*key_headers(runs), *SUMMARY_HEADERS], [summary_row(r) for r in runs]),
         "Results/s sustained: outcomes committed from the first one to the end of the run. Proposals/s: candidates "
         "stored until the budget was spent. Worker time idle: the share of worker time a slot sat free between "

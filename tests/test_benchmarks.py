@@ -538,6 +538,7 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale-tiny")
     assert not list(tmp_path.glob("paper-scale-smoke.md"))  # the label names the file, beside earlier runs
     assert "## Throughput" in report and "## Where the controller's time goes" in report
+    assert "No cache serves any figure" in report
     assert "| SQLite (WAL) | 4 | 0 | 30 |" in report and "| PostgreSQL | 12 | 1 | 30 |" in report
     # The check pool's own table: one row per run with a pool, what it found done and its CPU.
     pool_table = report.split("## The check pool")[1].split("## ")[0]
