@@ -60,6 +60,7 @@ from evonorm_search.search.pool import ProcessPoolEvaluator
 from evonorm_search.search.scoring import LayerToScore
 from evonorm_search.store import open_store, results_in_commit_order, search_summary, validation_runs
 
+MODES = ("evolution", "random")
 ARMS = ("evolution + ladder", "evolution, no ladder", "random + ladder", "random, no ladder")
 COMPARISONS = (
     ("evolution + ladder", "random + ladder"),
@@ -228,9 +229,14 @@ def confirm(config: SearchConfig, base: SearchConfig, answers: dict[str, str], s
     return {layer.label: result for layer, result in zip(layers, scored.scores, strict=True)}, scored
 
 
+def arms_of(modes: list[str]) -> list[str]:
+    """The arms the searches of `modes` give, in the order of ARMS."""
+    return [arm for arm in ARMS if arm.split()[0].rstrip(",") in modes]
+
+
 def arm_answers(runs: list[LadderRun]) -> dict[str, dict[int, Pick]]:
     """Per arm, per search seed, the arm's answer (seeds without one are left out)."""
-    answers: dict[str, dict[int, Pick]] = {arm: {} for arm in ARMS}
+    answers: dict[str, dict[int, Pick]] = {arm: {} for arm in arms_of([r.mode for r in runs])}
     for r in runs:
         for ladder in (True, False):
             arm = f"{r.mode} + ladder" if ladder else f"{r.mode}, no ladder"
@@ -246,7 +252,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 def arm_compute(runs: list[LadderRun], target_run: int) -> dict[str, list[int]]:
     """Per arm, the training examples of each search seed: rung 0, plus the target runs of its selected
     layers (the ladder's while the search ran, the afterwards-picks' after it)."""
-    compute: dict[str, list[int]] = {arm: [] for arm in ARMS}
+    compute: dict[str, list[int]] = {arm: [] for arm in arms_of([r.mode for r in runs])}
     for r in runs:
         promoted = sum(len(p.target) for p in r.picks if p.promoted)
         after = sum(len(p.target) for p in r.picks if p.picked_after)
@@ -277,7 +283,7 @@ def _median_range(values: list[int]) -> str:
 
 def arms_table(answers, confirmed: dict[str, dict], reference: float, compute: dict[str, list[int]]) -> str:
     rows = []
-    for arm in ARMS:
+    for arm in answers:
         scores = [confirmed[p.label]["mean"] for p in answers[arm].values()]
         scores = [s for s in scores if s is not None]
         if not scores:
@@ -297,7 +303,7 @@ def arms_table(answers, confirmed: dict[str, dict], reference: float, compute: d
 
 def comparisons(answers, confirmed: dict[str, dict]) -> str:
     lines = []
-    for a, b in COMPARISONS:
+    for a, b in [(a, b) for a, b in COMPARISONS if a in answers and b in answers]:
         seeds = sorted(set(answers[a]) & set(answers[b]))
         pairs = [
             (
@@ -390,8 +396,16 @@ def main() -> None:
         "--workdir", type=Path, default=None, help="keep the searches' SQLite files here (re-runs reuse them)"
     )
     parser.add_argument("--name", default="search-ladder", help="results file stem (<name>-<machine>.md and .json)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="search modes, comma-separated (evolution alone measures the share of its answers, not a comparison)",
+    )
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or not set(modes) <= set(MODES) or len(set(modes)) != len(modes):
+        parser.error(f"--modes takes distinct modes among {', '.join(MODES)}; got {args.modes!r}")
     if args.seeds < 1 or args.promotions < 1 or args.ladder_seeds < 1 or args.confirm_seeds < 1:
         parser.error("--seeds, --promotions, --ladder-seeds and --confirm-seeds must be at least 1")
     base = SearchConfig.from_yaml(args.config)
@@ -413,7 +427,7 @@ def main() -> None:
             compute=args.compute,
         )
         for seed in seeds
-        for mode in ("evolution", "random")
+        for mode in modes
     ]
     sampler = LoadSampler()
     sampler.start()
@@ -431,8 +445,8 @@ def main() -> None:
     reference = confirmed[REFERENCE]["mean"]
     target_run = target_examples(configs[0])
     compute = arm_compute(runs, target_run)
-    proposed = {m: _median_range([r.proposed for r in runs if r.mode == m]) for m in ("evolution", "random")}
-    evaluated = {m: _median_range([r.evaluated for r in runs if r.mode == m]) for m in ("evolution", "random")}
+    proposed = "; ".join(f"{m} {_median_range([r.proposed for r in runs if r.mode == m])}" for m in modes)
+    evaluated = "; ".join(f"{m} {_median_range([r.evaluated for r in runs if r.mode == m])}" for m in modes)
     bound = (
         f"every search bounded by {args.compute:,} training examples (`compute_budget`; at most {budget} candidates)"
         if args.compute
@@ -449,9 +463,8 @@ def main() -> None:
             "when rung 0 ends, eta 3), answers confirmed on the "
             f"confirmation split with seeds {confirm_seeds}. {sampler.summary()}. Wall time "
             f"{time.perf_counter() - started:.0f} s with {args.workers} worker processes.",
-            f"Candidates proposed per search, median [min, max]: evolution {proposed['evolution']}, random "
-            f"{proposed['random']}; trained on rung 0: evolution {evaluated['evolution']}, random "
-            f"{evaluated['random']}. One target run is {target_run:,} training examples. The arms without "
+            f"Candidates proposed per search, median [min, max]: {proposed}; trained on rung 0: {evaluated}. "
+            f"One target run is {target_run:,} training examples. The arms without "
             f"the ladder trained {trained_after} afterwards-picks the ladder had not promoted "
             f"({served_after} served from the score cache); confirmation: {confirm_scores.served} of "
             f"{len(confirmed)} layers served from the cache. {promotion_timing(runs)}",
@@ -463,7 +476,10 @@ def main() -> None:
             "## Every answer\n\n" + answers_table(runs, confirmed),
         ]
     )
-    path = write_result(args.name, "The fidelity ladder: four arms at equal compute", body)
+    title = "The fidelity ladder: " + (
+        f"{len(arms_of(modes))} arms at equal compute" if len(modes) > 1 else f"{modes[0]} searches alone"
+    )
+    path = write_result(args.name, title, body)
     path.with_suffix(".json").write_text(json.dumps(raw_results(runs, confirmed, args), indent=1), encoding="utf-8")
     print(f"wrote {path}")
 

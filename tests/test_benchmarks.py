@@ -237,6 +237,28 @@ def test_the_ladder_benchmark_compares_four_arms_on_the_confirmation_split(tmp_p
     assert len(raw["runs"]) == 4 and all(run["picks"] for run in raw["runs"])
 
 
+def test_the_ladder_benchmark_runs_evolution_alone_and_refuses_unknown_modes(tmp_path):
+    report = run_script(
+        "ladder.py", "--smoke", "--compute", "600", "--modes", "evolution", results=tmp_path, report="search-ladder"
+    )
+    assert report.startswith("# The fidelity ladder: evolution searches alone")
+    arms = re.findall(r"^\| ((?:evolution|random)(?: \+ ladder|, no ladder)) \| 2 \|", report, flags=re.MULTILINE)
+    assert arms == ["evolution + ladder", "evolution, no ladder"]
+    assert "random" not in report.split("## Paired comparisons")[1].split("## Fidelity")[0]
+    raw = json.loads((tmp_path / "search-ladder-smoke.json").read_text())
+    assert {run["mode"] for run in raw["runs"]} == {"evolution"} and len(raw["runs"]) == 2
+    for modes in ("evolution,evolution", "anneal", ""):
+        refused = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "ladder.py"), "--smoke", "--modes", modes],
+            env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path / "refused")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 2 and "--modes takes distinct modes" in refused.stderr
+        assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.xdist_group("ray")
 def test_the_scaling_benchmark_writes_its_tables(tmp_path):
     config = tmp_path / "tiny.yaml"
