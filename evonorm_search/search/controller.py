@@ -184,6 +184,7 @@ class Controller:
         # of proposals, outcomes per group of outcomes.
         self.proposal_groups: Counter[int] = Counter()
         self.outcome_groups: Counter[int] = Counter()
+        self.seconds_per_outcome = 0.0  # the last group's write time per outcome (0: none written yet)
         self.check_pool: CheckPool | None = None
         # Speculation for the check pool: births up to `speculated_until` were handed to it from the
         # population as it was at `speculated_epoch` (`population_epoch` counts its changes).
@@ -663,41 +664,22 @@ class Controller:
 
     def _commit_outcomes(self, outcomes: Sequence[EvaluationOutcome]) -> None:
         """Write outcomes in as few transactions as the bound allows: a group holds every outcome left,
-        unless writing them keeps its transaction open longer than one poll interval (the delay the loop
-        allows a stop request or a heartbeat); the rest go in the next group. Each group is committed before
-        its outcomes reach the population, the ladder or the failure count (`_apply_outcome`)."""
+        unless writing them would keep its transaction open longer than one poll interval (the delay the
+        loop allows a stop request or a heartbeat), judged by the last group's time per outcome; the rest go
+        in the next group. Each group is committed before its outcomes reach the population, the ladder or
+        the failure count (`_apply_outcome`)."""
         done = 0
         while done < len(outcomes):
+            fits = max(1, int(self.poll_interval / self.seconds_per_outcome)) if self.seconds_per_outcome else None
+            group = outcomes[done : done + fits] if fits else outcomes[done:]
             opened = time.monotonic()
-            settled: list[tuple[EvaluationOutcome, Candidate]] = []
             with self.store.session() as s:
-                for outcome in outcomes[done:]:
-                    settled.append((outcome, self._write_outcome(s, outcome)))
-                    if time.monotonic() - opened >= self.poll_interval:
-                        break
-            done += len(settled)
-            self.outcome_groups[len(settled)] += 1
-            for outcome, candidate in settled:
+                settled = db.settle_candidates(s, self.search_id, [_settlement(o) for o in group])
+            self.seconds_per_outcome = (time.monotonic() - opened) / len(group)
+            done += len(group)
+            self.outcome_groups[len(group)] += 1
+            for outcome, candidate in zip(group, settled, strict=True):
                 self._apply_outcome(outcome, candidate)
-
-    def _write_outcome(self, s: Session, outcome: EvaluationOutcome) -> Candidate:
-        db.record_evaluations(
-            s,
-            outcome.candidate_id,
-            [
-                {
-                    "architecture": r.architecture,
-                    "phase": r.phase,
-                    "attempt": r.attempt,
-                    "status": r.status,
-                    "metrics": r.metrics,
-                    "duration_seconds": r.duration,
-                    "node": r.node,
-                }
-                for r in outcome.records
-            ],
-        )
-        return self._settle_outcome(s, outcome)
 
     def _apply_outcome(self, outcome: EvaluationOutcome, candidate: Candidate) -> None:
         """What a committed outcome changes in memory: the slot, the compute spent, the population, the ladder."""
@@ -728,15 +710,6 @@ class Controller:
             raise ControllerError(
                 f"the first {self.failures_in_a_row} evaluations of this run all failed; the last said: {outcome.error}"
             )
-
-    def _settle_outcome(self, s: Session, outcome: EvaluationOutcome) -> Candidate:
-        if outcome.error is not None:
-            return db.mark_status(s, outcome.candidate_id, CandidateStatus.FAILED, error=outcome.error)
-        if outcome.rejection is not None:
-            return db.record_rejection(
-                s, outcome.candidate_id, stage=RejectionStage.QUALITY, reason=outcome.rejection.reason
-            )
-        return db.complete_candidate(s, outcome.candidate_id, outcome.objectives or {})
 
     def _examples_of(self, candidate: Candidate) -> int:
         """A settled candidate's rung-0 examples, as `ladder.own_examples` counts them from the store."""
@@ -842,6 +815,28 @@ class Controller:
             elapsed=time.monotonic() - self.started,
             last_event=self.last_event,
         )
+
+
+def _settlement(outcome: EvaluationOutcome) -> db.Settlement:
+    """What the store keeps of an outcome: its evaluation rows and its verdict (failed, rejected by the
+    quality check, or evaluated with its objective values)."""
+    evaluations = [
+        {
+            "architecture": r.architecture,
+            "phase": r.phase,
+            "attempt": r.attempt,
+            "status": r.status,
+            "metrics": r.metrics,
+            "duration_seconds": r.duration,
+            "node": r.node,
+        }
+        for r in outcome.records
+    ]
+    if outcome.error is not None:
+        return db.Settlement(outcome.candidate_id, evaluations, error=outcome.error)
+    if outcome.rejection is not None:
+        return db.Settlement(outcome.candidate_id, evaluations, rejection=outcome.rejection.reason)
+    return db.Settlement(outcome.candidate_id, evaluations, objectives=outcome.objectives or {})
 
 
 def _allowed_after(state: SearchState) -> frozenset[SearchState]:

@@ -20,6 +20,7 @@ from .baselines import (
 )
 from .candidates import (
     CandidateGroup,
+    Settlement,
     add_candidate,
     complete_candidate,
     evaluations_of,
@@ -35,6 +36,7 @@ from .candidates import (
     record_evaluations,
     record_rejection,
     requeue_candidate,
+    settle_candidates,
     stuck_candidates,
     unfinished_candidates,
 )
@@ -96,6 +98,7 @@ __all__ = [
     "Search",
     "SearchState",
     "SearchSummary",
+    "Settlement",
     "Store",
     "StoreError",
     "ValidationRun",
@@ -139,6 +142,7 @@ __all__ = [
     "schema_status",
     "search_summary",
     "set_search_state",
+    "settle_candidates",
     "stale_searches",
     "stuck_candidates",
     "unfinished_candidates",

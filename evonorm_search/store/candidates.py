@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -338,14 +339,18 @@ def _set_status(
     status: CandidateStatus,
     now: datetime,
     stage: RejectionStage | None = None,
+    *,
+    moved: Counter[str] | None = None,
 ) -> None:
+    """Change a candidate's status and shift the search's counters with it: at once, or into `moved` for
+    the caller to write as one statement per bucket (a group of changes)."""
     if candidate.role is CandidateRole.CANDIDATE:  # baselines stay out of the search's counters
-        shift_bucket(
-            session,
-            candidate.search_id,
-            bucket_of(candidate.status, candidate.rejection_stage),
-            bucket_of(status, stage),
-        )
+        old, new = bucket_of(candidate.status, candidate.rejection_stage), bucket_of(status, stage)
+        if moved is None:
+            shift_bucket(session, candidate.search_id, old, new)
+        elif old != new:
+            moved[old] -= 1
+            moved[new] += 1
     candidate.status = status
     candidate.rejection_stage = stage
     candidate.updated_at = candidate.heartbeat_at = now
@@ -487,9 +492,110 @@ def complete_candidate(
     candidate.objectives = values
     session.flush()
     if duplicate_of is None and candidate.role is CandidateRole.CANDIDATE:
-        add_objective_rows(session, candidate, values)
+        add_objective_rows(session, [candidate])
         admit_to_fronts(session, search, candidate, values)
     return candidate
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How one evaluation attempt of a candidate ended, for `settle_candidates`: its evaluation rows (each
+    a mapping of `record_evaluation`'s keyword arguments) and one verdict: evaluated with `objectives`,
+    rejected by the quality check for `rejection`, or failed with `error`."""
+
+    candidate_id: int
+    evaluations: Sequence[Mapping[str, Any]] = ()
+    objectives: Mapping[str, float] | None = None
+    rejection: str | None = None
+    error: str | None = None
+
+
+def settle_candidates(
+    session: Session, search_id: int, settlements: Sequence[Settlement], *, now: datetime | None = None
+) -> list[Candidate]:
+    """Store the outcomes of a group of evaluations of one search as `record_evaluations` followed by
+    `complete_candidate`, `record_rejection(stage=quality)` or `mark_status(failed)` store each, with the
+    same rules (a terminal candidate keeps its first verdict; failing one is a conflict), in a handful of
+    statements for the whole group: the search and the candidates locked once, one insert of evaluations,
+    one of objective rows, one counter update per bucket changed, the candidates' updates in one flush.
+    Per candidate, those functions cost about ten statements, the controller's largest write cost
+    (benchmarks/results/paper-scale-long-cpu2.md). Everything is checked before anything is written.
+    Returns the candidates in the order of `settlements`."""
+    ids = [item.candidate_id for item in settlements]
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("a group settles each candidate once")
+    rows = [_evaluation_row(item.candidate_id, **record) for item in settlements for record in item.evaluations]
+    for item in settlements:
+        _check_settlement(item)
+    if not settlements:
+        return []
+    search = get_search(session, search_id, for_update=True)  # as complete_candidate: serialises front updates
+    values = {
+        item.candidate_id: objective_values(search.objective_specs, item.objectives)
+        for item in settlements
+        if item.objectives is not None
+    }
+    candidates = _locked_candidates(session, search_id, ids)
+    if rows:
+        _insert_evaluations(session, rows)
+    when, moved, evaluated = moment(now), Counter[str](), []
+    for item in settlements:
+        candidate = candidates[item.candidate_id]
+        if item.error is not None:
+            if CandidateStatus.FAILED not in STATUS_TRANSITIONS[candidate.status]:
+                raise ConflictError(f"candidate {candidate.id} is {candidate.status}; it cannot become failed")
+            _set_status(candidate, session, CandidateStatus.FAILED, when, moved=moved)
+            candidate.error = item.error
+        elif candidate.status in TERMINAL_STATUSES:
+            continue  # the first verdict wins
+        elif item.rejection is not None:
+            _set_status(candidate, session, CandidateStatus.REJECTED, when, RejectionStage.QUALITY, moved=moved)
+            candidate.rejection_reason = item.rejection
+        else:
+            _set_status(candidate, session, CandidateStatus.EVALUATED, when, moved=moved)
+            candidate.objectives = values[candidate.id]
+            if candidate.role is CandidateRole.CANDIDATE:
+                evaluated.append(candidate)
+    shift_buckets(session, search_id, moved)
+    session.flush()
+    add_objective_rows(session, evaluated)
+    for candidate in evaluated:
+        admit_to_fronts(session, search, candidate, values[candidate.id])
+    return [candidates[i] for i in ids]
+
+
+def _check_settlement(item: Settlement) -> None:
+    verdicts = [v for v in (item.objectives, item.rejection, item.error) if v is not None]
+    if len(verdicts) != 1:
+        raise InvalidInputError(
+            f"candidate {item.candidate_id}: an outcome has one verdict (objectives, a rejection or an error), "
+            f"got {len(verdicts)}"
+        )
+    for text, what in ((item.rejection, "a rejection needs a reason"), (item.error, "a failure needs an error")):
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise InvalidInputError(f"candidate {item.candidate_id}: {what}")
+
+
+def _locked_candidates(session: Session, search_id: int, ids: Sequence[int]) -> dict[int, Candidate]:
+    """The candidates `ids` of `search_id`, read afresh and locked (in id order, so groups never deadlock)."""
+    found = {
+        c.id: c
+        for c in session.execute(
+            select(Candidate)
+            .where(Candidate.id.in_(sorted(ids)))
+            .order_by(Candidate.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    }
+    for candidate_id in ids:
+        if candidate_id not in found:
+            raise NotFoundError(f"no candidate with id {candidate_id}")
+        if found[candidate_id].search_id != search_id:
+            raise InvalidInputError(
+                f"candidate {candidate_id} belongs to search {found[candidate_id].search_id}, not {search_id}"
+            )
+    return found
 
 
 # -- evaluations ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import Select, bindparam, case, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from ..enums import CandidateRole, CandidateStatus, RejectionStage
@@ -65,14 +65,14 @@ def shift_bucket(session: Session, search_id: int, old: str | None, new: str | N
 
 
 def shift_buckets(session: Session, search_id: int, deltas: Mapping[str, int]) -> None:
-    """Add `deltas` to the search's counters, one statement per bucket changed (a group of changes at once)."""
-    for bucket, delta in sorted(deltas.items()):
-        if delta:
-            session.execute(
-                update(SearchCounter)
-                .where(SearchCounter.search_id == search_id, SearchCounter.bucket == bucket)
-                .values(count=SearchCounter.count + delta)
-            )
+    """Add `deltas` to the search's counters in one statement (a group of changes at once)."""
+    changed = {bucket: delta for bucket, delta in sorted(deltas.items()) if delta}
+    if changed:
+        session.execute(
+            update(SearchCounter)
+            .where(SearchCounter.search_id == search_id, SearchCounter.bucket.in_(list(changed)))
+            .values(count=SearchCounter.count + case(changed, value=SearchCounter.bucket))
+        )
 
 
 def counts(session: Session, search_id: int) -> dict[str, int]:
@@ -88,20 +88,15 @@ def _counts_query() -> Select:
 # -- evaluated candidates: the objective index and the fronts -----------------------------------------
 
 
-def add_objective_rows(session: Session, candidate: Candidate, values: dict[str, float]) -> None:
-    session.execute(
-        insert(CandidateObjective),
-        [
-            {
-                "candidate_id": candidate.id,
-                "search_id": candidate.search_id,
-                "name": n,
-                "value": v,
-                "birth": candidate.birth,
-            }
-            for n, v in values.items()
-        ],
-    )
+def add_objective_rows(session: Session, candidates: Sequence[Candidate]) -> None:
+    """The objective index's rows of newly evaluated candidates (their `objectives` set), in one statement."""
+    rows = [
+        {"candidate_id": c.id, "search_id": c.search_id, "name": n, "value": v, "birth": c.birth}
+        for c in candidates
+        for n, v in (c.objectives or {}).items()
+    ]
+    if rows:
+        session.execute(insert(CandidateObjective), rows)
 
 
 def _maximise(objectives: Sequence[Objective]) -> np.ndarray:
@@ -147,8 +142,12 @@ _FRONTS = "evonorm.fronts"  # Session.info key: search id -> {mask: _Front}, for
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_fronts(session: Session, transaction: SessionTransaction) -> None:
-    # The fronts read in a transaction are only known to be current inside it (its search lock held).
-    session.info.pop(_FRONTS, None)
+    # The fronts read in a transaction are only known to be current inside it (its search lock held), and
+    # a savepoint that ends may have rolled back admissions. Every flush opens and ends a subtransaction
+    # too (neither nested nor the root): those change nothing the fronts hold, and forgetting at each one
+    # made admission read the fronts again after every flush, that is once per outcome.
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_FRONTS, None)
 
 
 def _fronts(session: Session, search: Search) -> dict[int, _Front]:
