@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import markdown_table, write_result
@@ -84,6 +86,10 @@ class Timings:
     calls: dict[str, list[float]] = field(default_factory=dict)
     writing: bool = False  # a write transaction is open
     inside: float = 0.0  # seconds of timed parts run inside the open write transaction
+    # SQL statements sent on the controller's write engine, by where they were sent from: "outcome groups"
+    # (`Controller._commit_outcomes`) or "elsewhere". A count, not a time: it does not move with the load.
+    statements: Counter[str] = field(default_factory=Counter)
+    sending_from: str = "elsewhere"
 
     def add(self, name: str, seconds: float) -> None:
         self.calls.setdefault(name, []).append(seconds)
@@ -169,12 +175,40 @@ def timed_parts(timings: Timings) -> Iterator[None]:
         setattr(owner, name, _timed(getattr(owner, name), timings, label))
     aging = controller_module.aging_population
     controller_module.aging_population = _timed(aging, timings, "population trim")
+    commit_outcomes = Controller._commit_outcomes
+    Controller._commit_outcomes = _sending_from(commit_outcomes, timings, "outcome groups")  # type: ignore[method-assign]
     try:
         yield
     finally:
         for owner, name, original in originals:
             setattr(owner, name, original)
         controller_module.aging_population = aging
+        Controller._commit_outcomes = commit_outcomes  # type: ignore[method-assign]
+
+
+def _sending_from(function: Callable, timings: Timings, label: str) -> Callable:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        timings.sending_from = label
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timings.sending_from = "elsewhere"
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def counted_statements(engine: Any, timings: Timings) -> Iterator[None]:
+    """Count the statements `engine` sends (executemany once), by `timings.sending_from`."""
+
+    def count(*_: Any) -> None:
+        timings.statements[timings.sending_from] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def _timed(function: Callable, timings: Timings, label: str) -> Callable:
@@ -310,7 +344,7 @@ def run_configuration(
 
     rss_start = rss_mb()
     children_before = children_cpu_seconds()
-    with timed_parts(timings):
+    with timed_parts(timings), counted_statements(inner.engine, timings):
         controller = Controller(  # as run_search drives it, kept to read its group sizes afterwards
             TimedStore(inner, timings),
             search_id,
@@ -482,10 +516,17 @@ def summary_row(run: Run) -> list[object]:
         f"{ms(percentile(writes, 0.5))} / {ms(percentile(writes, 0.99))}",
         f"{len(writes) / max(run.proposed, 1):.2f}",
         group_sizes(run.outcome_groups),
+        f"{statements_per_outcome(run):.2f}",
         group_sizes(run.proposal_groups),
         f"{ms(mean_or_nan(tournaments))} ({len(tournaments):,})" if tournaments else "not reached",
         f"{run.rss_start:.0f} → {run.rss_end:.0f}",
     ]
+
+
+def statements_per_outcome(run: Run) -> float:
+    """SQL statements the outcome groups sent, per outcome they wrote."""
+    outcomes = sum(size * groups for size, groups in run.outcome_groups.items())
+    return run.timings.statements["outcome groups"] / outcomes if outcomes else float("nan")
 
 
 def run_key(run: Run) -> list[object]:
@@ -544,6 +585,7 @@ SUMMARY_HEADERS = [
     "write txn p50 / p99 ms",
     "write txns per candidate",
     "outcomes per outcome txn p50 / max",
+    "statements per outcome",
     "candidates per proposal txn p50 / max",
     "tournament ms (calls)",
     "RSS MiB start → end",
@@ -739,7 +781,8 @@ def report(
         "busy: evaluation time over workers x the run's wall time (fill and drain included). Write "
         "transaction: one `Store.session()` scope, timed from entry through commit (a group of outcomes or of "
         "proposals is one). Outcomes per outcome txn: the outcomes one poll returned are written in groups, "
-        "each one transaction. Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
+        "each one transaction. Statements per outcome: the SQL statements those groups sent, per outcome written (a "
+        "count, so the load does not move it). Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         *paired_section(runs),
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"

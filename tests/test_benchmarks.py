@@ -579,6 +579,11 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     assert "## Growth with the candidates stored" in report and "| 20 |" in report
     # Group commits: the outcomes per outcome transaction and the candidates per transaction of proposals.
     assert "outcomes per outcome txn p50 / max" in report and "candidates per proposal txn p50 / max" in report
+    # The statements the outcome groups sent per outcome: counted on the write engine, a handful per group.
+    throughput = report.split("## Throughput")[1].split("\n\n")[1].splitlines()
+    column = throughput[0].split(" | ").index("statements per outcome")
+    counts = [float(row.split(" | ")[column]) for row in throughput[2:]]
+    assert len(counts) == 8 and all(0 < n < 12 for n in counts)  # 2 backends x 2 sizes x 2 pool settings
 
 
 def test_the_paper_scale_benchmark_pairs_the_check_pool_settings_over_rounds(tmp_path):
