@@ -31,6 +31,8 @@ population of 2,500 evaluated members, and of 5,000, the most the controller hol
     python benchmarks/paper_scale.py --budget 300 --workers 10,50 --skip-postgres
     python benchmarks/paper_scale.py --backends postgresql --workers 100 --postgres URL   # one backend, one size
     python benchmarks/paper_scale.py --check-workers 0,1 --label check-pool   # the controller without and with a pool
+    python benchmarks/paper_scale.py --against ../earlier --rounds 6 --label settle  # this code against another
+                                                      # checkout's (git worktree add ../earlier REV), paired by round
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import itertools
 import multiprocessing
 import os
+import pickle
 import random
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +76,8 @@ from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, la
 from evonorm_search.search.space import random_graph
 from evonorm_search.statistics import paired_comparison
 
-PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "examples" / "paper.yaml"
 MEDIAN_SECONDS = 90.0  # a proxy run of the paper's setup: one to two minutes
 PAPER_WORKERS = 5000
 
@@ -270,6 +276,7 @@ class Run:
     pool_misses: int = 0
     pool_cpu_seconds: float = 0.0  # CPU time of the pool's processes (user + system)
     outcome_groups: Counter[int] = field(default_factory=Counter)  # outcomes per write transaction: how many
+    code: str = ""  # with --against: the checkout whose evonorm_search this run imported (checkout_label)
     proposal_groups: Counter[int] = field(default_factory=Counter)  # candidates per transaction of proposals
 
 
@@ -385,6 +392,44 @@ def run_configuration(
         outcome_groups=Counter(controller.outcome_groups),
         proposal_groups=Counter(controller.proposal_groups),
     )
+
+
+def checkout_label(checkout: Path) -> str:
+    """A checkout named by its folder and commit (+ when its tracked files differ from the commit)."""
+    git = ["git", "-C", str(checkout)]
+    commit = subprocess.run([*git, "rev-parse", "--short=9", "HEAD"], capture_output=True, text=True)
+    if commit.returncode != 0:
+        return f"{checkout.name} (not a git checkout)"
+    dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "evonorm_search"], capture_output=True)
+    return f"{checkout.name}@{commit.stdout.strip()}{'+' if dirty.returncode else ''}"
+
+
+def run_in_checkout(checkout: Path, *args: Any, **kwargs: Any) -> Run:
+    """`run_configuration` in a fresh Python process whose evonorm_search comes from `checkout` (first on its
+    PYTHONPATH, which the check pool's processes inherit): --against runs both checkouts alike, each run in
+    a process of its own. Refuses a run that imported the package from anywhere else."""
+    with tempfile.TemporaryDirectory(prefix="evonorm-scale-job-") as scratch:
+        job = Path(scratch) / "job.pickle"
+        job.write_bytes(pickle.dumps((args, kwargs)))
+        inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        path = os.pathsep.join([str(checkout), str(Path(__file__).resolve().parent), *inherited])
+        code = f"import paper_scale; paper_scale.run_job({str(job)!r})"
+        # From the scratch folder: `python -c` puts the working directory first on its path.
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": path}, cwd=scratch, check=True)
+        run, package = pickle.loads(job.with_suffix(".done").read_bytes())
+    if not Path(package).resolve().is_relative_to(checkout.resolve()):
+        raise SystemExit(f"the run meant for {checkout} imported evonorm_search from {package}")
+    run.code = checkout_label(checkout)
+    return run
+
+
+def run_job(job: str) -> None:
+    """The child's side of `run_in_checkout`: one configuration, and the file its package came from."""
+    import evonorm_search
+
+    args, kwargs = pickle.loads(Path(job).read_bytes())
+    run = run_configuration(*args, **kwargs)
+    Path(job).with_suffix(".done").write_bytes(pickle.dumps((run, evonorm_search.__file__)))
 
 
 # -- the duplicate index at a million candidates -------------------------------------------------------
@@ -530,27 +575,45 @@ def statements_per_outcome(run: Run) -> float:
 
 
 def run_key(run: Run) -> list[object]:
-    key: list[object] = [run.backend, f"{run.workers:,}", run.check_workers]
+    key: list[object] = [run.backend, f"{run.workers:,}", *([run.code] if run.code else []), run.check_workers]
     return [*key, run.round + 1] if run.rounds > 1 else key
 
 
 def key_headers(runs: list[Run]) -> list[str]:
-    return ["backend", "workers", "check workers"] + (["round"] if runs[0].rounds > 1 else [])
+    code = ["code"] if runs[0].code else []
+    return ["backend", "workers", *code, "check workers"] + (["round"] if runs[0].rounds > 1 else [])
+
+
+def setting_of(run: Run) -> tuple[str, int]:
+    """What the paired table compares: the code a run imported (with --against) and its check pool."""
+    return run.code, run.check_workers
+
+
+def setting_text(setting: tuple[str, int], settings: list[tuple[str, int]]) -> str:
+    """A setting named by what varies among `settings`."""
+    code, check_workers = setting
+    parts = [code] if len({s[0] for s in settings}) > 1 else []
+    parts += [f"{check_workers} check workers"] if len({s[1] for s in settings}) > 1 else []
+    return ", ".join(parts) or f"{check_workers} check workers"
 
 
 def paired_rows(runs: list[Run]) -> list[list[object]]:
-    """Per backend and worker count, each check-pool setting against the first (`--check-workers`' first
-    value) over the rounds: results/s sustained per round, the median of the paired differences with
-    their range, how many rounds it was ahead, and the Wilcoxon signed-rank p-value."""
+    """Per backend and worker count, each setting (the code with --against, the check pool) against the
+    first over the rounds: results/s sustained per round, the median of the paired differences with their
+    range, how many rounds it was ahead, and the Wilcoxon signed-rank p-value."""
     rows = []
-    settings = sorted({r.check_workers for r in runs}, key=[r.check_workers for r in runs].index)
+    settings = list(dict.fromkeys(setting_of(r) for r in runs))
     for backend, workers in dict.fromkeys((r.backend, r.workers) for r in runs):
         of = {
-            w: [r for r in runs if (r.backend, r.workers, r.check_workers) == (backend, workers, w)] for w in settings
+            setting: sorted(
+                (r for r in runs if (r.backend, r.workers, *setting_of(r)) == (backend, workers, *setting)),
+                key=lambda r: r.round,
+            )
+            for setting in settings
         }
-        base = [results_per_second(r) for r in sorted(of[settings[0]], key=lambda r: r.round)]
+        base = [results_per_second(r) for r in of[settings[0]]]
         for setting in settings[1:]:
-            other = [results_per_second(r) for r in sorted(of[setting], key=lambda r: r.round)]
+            other = [results_per_second(r) for r in of[setting]]
             if len(other) != len(base) or len(base) < 2:
                 continue
             comparison = paired_comparison(other, base)
@@ -560,7 +623,7 @@ def paired_rows(runs: list[Run]) -> list[list[object]]:
                 [
                     backend,
                     f"{workers:,}",
-                    f"{setting} vs {settings[0]}",
+                    f"{setting_text(setting, settings)} vs {setting_text(settings[0], settings)}",
                     f"{statistics.median(other):.1f} [{min(other):.1f}, {max(other):.1f}]",
                     f"{statistics.median(base):.1f} [{min(base):.1f}, {max(base):.1f}]",
                     f"{statistics.median(differences):+.1f} [{min(differences):+.1f}, {max(differences):+.1f}]",
@@ -724,19 +787,20 @@ def paired_section(runs: list[Run]) -> list[str]:
     if not rows:
         return []
     return [
-        "## With and without the check pool, paired over rounds\n\n"
-        "Each round runs every check-pool setting back to back on fresh databases, so a round's runs share "
-        "the machine's moment and their difference pairs. Results/s sustained per setting: median [min, max] "
-        "over the rounds; the difference is the pool's setting less the first, per round.\n\n"
+        "## Settings paired over rounds\n\n"
+        "Each round runs every setting (the code with --against, the check pool) back to back on fresh "
+        "databases, so a round's runs share the machine's moment and their difference pairs. Results/s "
+        "sustained per setting: median [min, max] over the rounds; the difference is the setting's less the "
+        "first's, per round.\n\n"
         + markdown_table(
             [
                 "backend",
                 "workers",
-                "check workers",
-                "results/s (pool)",
+                "setting",
+                "results/s (setting)",
                 "results/s (first)",
                 "difference median [min, max]",
-                "pool ahead",
+                "setting ahead",
                 "Wilcoxon p",
                 "verdict",
             ],
@@ -914,6 +978,13 @@ def parse_args() -> argparse.Namespace:
         default=[10_000, 100_000, 1_000_000],
         help="comma-separated candidate counts at which the duplicate index's memory is measured ('': not measured)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="another checkout (a git worktree of an earlier commit): every configuration also runs with its "
+        "evonorm_search, first in each round, each run in a process of its own, paired with this checkout's",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
@@ -934,6 +1005,12 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--rounds {args.rounds}: at least 1")
     if any(w < 0 for w in args.check_workers):
         parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
+    if args.against is not None and not (args.against / "evonorm_search" / "__init__.py").is_file():
+        parser.error(f"--against {args.against}: not a checkout of this project (no evonorm_search/__init__.py)")
+    if args.against is not None and args.stored:
+        parser.error("--against compares fresh searches; leave out --stored")
+    # Checkouts each configuration runs with: None is this process's own import.
+    args.checkouts = [None] if args.against is None else [args.against.resolve(), ROOT]
     return args
 
 
@@ -945,12 +1022,19 @@ def main() -> None:
         for backend in [] if args.stored_only else args.backends:
             for workers in args.workers:
                 for round_ in range(args.rounds):
-                    for check_workers in args.check_workers:
-                        label = f"{BACKENDS[backend]} {workers:,} (check workers {check_workers}, round {round_ + 1})"
+                    for checkout, check_workers in itertools.product(args.checkouts, args.check_workers):
+                        code = f"{checkout.name}, " if checkout else ""
+                        label = (
+                            f"{BACKENDS[backend]} {workers:,} ({code}check workers {check_workers}, round {round_ + 1})"
+                        )
                         loads.append(f"{label}: {machine_load()} at start")
-                        name = f"{workers}-{check_workers}-{round_}"
+                        name = f"{workers}-{check_workers}-{round_}-{args.checkouts.index(checkout)}"
+                        configuration = (BACKENDS[backend], workers, check_workers, round_, args)
                         with fresh_store(backend, name, args, directory) as url:
-                            run = run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args)
+                            if checkout is None:
+                                run = run_configuration(configuration[0], url, *configuration[1:])
+                            else:
+                                run = run_in_checkout(checkout, configuration[0], url, *configuration[1:])
                         print(summary_row(run), flush=True)
                         runs.append(run)
     stored_runs = []

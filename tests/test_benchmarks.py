@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -592,10 +593,37 @@ def test_the_paper_scale_benchmark_pairs_the_check_pool_settings_over_rounds(tmp
     report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
     # Every run names its round; the paired table compares the pool with the first setting over both rounds.
     assert "| SQLite (WAL) | 4 | 0 | 1 | 24 |" in report and "| SQLite (WAL) | 4 | 1 | 2 | 24 |" in report
-    paired = report.split("## With and without the check pool, paired over rounds")[1].split("## ")[0]
-    row = next(line for line in paired.splitlines() if line.startswith("| SQLite (WAL) | 4 | 1 vs 0 |"))
+    paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
+    row = next(
+        line
+        for line in paired.splitlines()
+        if line.startswith("| SQLite (WAL) | 4 | 1 check workers vs 0 check workers |")
+    )
     assert " of 2 |" in row
     assert "## The duplicate index at a million candidates" not in report  # --index-keys '' leaves it out
+
+
+def test_the_paper_scale_benchmark_pairs_this_checkout_with_another(tmp_path):
+    other = tmp_path / "earlier"
+    shutil.copytree(BENCHMARKS.parent / "evonorm_search", other / "evonorm_search")
+    args = ["--budget", "16", "--workers", "4", "--time-factor", "0.002", "--rounds", "2", "--against", str(other)]
+    args += ["--backends", "sqlite", "--selection-population", "20", "--selection-proposals", "3", "--index-keys", ""]
+    report = run_script("paper_scale.py", *args, results=tmp_path / "results", report="paper-scale")
+    # Each run names the checkout it imported (the script refuses a child that imported another one).
+    throughput = report.split("## Throughput")[1].split("## ")[0]
+    assert throughput.count("| SQLite (WAL) | 4 | earlier (not a git checkout) | 0 |") == 2
+    assert throughput.count("| SQLite (WAL) | 4 | ") == 4
+    paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
+    row = next(line for line in paired.splitlines() if line.startswith("| SQLite (WAL) | 4 | "))
+    assert row.split(" | ")[2].endswith(" vs earlier (not a git checkout)") and " of 2 |" in row
+    refused = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "paper_scale.py"), "--against", str(tmp_path / "nowhere")],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path / "refused")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "not a checkout of this project" in refused.stderr
 
 
 def test_the_paper_scale_benchmark_resumes_a_search_filled_in_bulk(tmp_path):
