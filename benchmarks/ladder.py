@@ -334,7 +334,39 @@ def selected_tau(runs: list[LadderRun], confirmed: dict[str, dict]) -> str:
     if len(answers) >= 3:
         lines.append(_tau_line("rung 0 and the confirmation split", answers, confirmed, rung=0))
         lines.append(_tau_line("rung 1 and the confirmation split", answers, confirmed, rung=1))
+        lines.append(_tau_difference_line(answers, confirmed))
     return "\n".join(f"- {line}" for line in lines)
+
+
+def _tau_difference_line(answers: list[Pick], confirmed: dict[str, dict]) -> str:
+    """Whether the top rung ranks the answers better than rung 0: the difference of the two taus on the
+    same answers, with a paired bootstrap interval (two overlapping intervals would decide nothing)."""
+    rung1 = [statistics.fmean(p.target.values()) for p in answers]
+    difference = decide.kendall_tau_difference(
+        rung1, [p.proxy for p in answers], [confirmed[p.label]["mean"] for p in answers], seed=0
+    )
+    verdict = (
+        "the top rung ranks the answers better than rung 0"
+        if difference.low is not None and difference.low > 0
+        else "that the top rung ranks them better is not established"
+    )
+    return (
+        f"Rung 1's tau less rung 0's, against the confirmation split, on the same {len(answers)} answers: "
+        f"**{difference.value:+.2f}** (paired bootstrap 95% interval {fmt(difference.low, 2)} to "
+        f"{fmt(difference.high, 2)}): {verdict}."
+    )
+
+
+def reanalysed_tau(raw_file: Path, name: str) -> Path:
+    """The fidelity section recomputed from a raw results file (`<name>-<machine>.json`), no training."""
+    raw = json.loads(raw_file.read_text(encoding="utf-8"))
+    runs = [LadderRun(**{**r, "picks": [Pick(**p) for p in r["picks"]]}) for r in raw["runs"]]
+    body = (
+        f"Recomputed from `{raw_file.name}` (its searches and scores as they ran; nothing trained or served "
+        "from a cache here, and the machine above only recomputed the statistics).\n\n"
+        "## Fidelity among the layers the searches selected\n\n" + selected_tau(runs, raw["confirmed"])
+    )
+    return write_result(f"{name}-tau", "The fidelity ladder: rung 1 against rung 0, recomputed", body)
 
 
 def _tau_line(what: str, picks, confirmed: dict[str, dict] | None, rung: int = 0) -> str:
@@ -401,8 +433,19 @@ def main() -> None:
         default=",".join(MODES),
         help="search modes, comma-separated (evolution alone measures the share of its answers, not a comparison)",
     )
+    parser.add_argument(
+        "--reanalyse",
+        type=Path,
+        default=None,
+        help="recompute the fidelity section from this raw results file (.json) into <name>-tau-<machine>.md",
+    )
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
+    if args.reanalyse is not None:
+        if not args.reanalyse.is_file():
+            parser.error(f"--reanalyse {args.reanalyse}: no such file")
+        print(f"wrote {reanalysed_tau(args.reanalyse, args.name)}")
+        return
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or not set(modes) <= set(MODES) or len(set(modes)) != len(modes):
         parser.error(f"--modes takes distinct modes among {', '.join(MODES)}; got {args.modes!r}")

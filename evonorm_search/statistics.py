@@ -4,6 +4,9 @@ Every claim the project makes about layers or searches goes through these functi
 same thing everywhere (benchmarks, reports, the search's own answer):
 
 - `kendall_tau`: Kendall's tau-b between two score lists with a bootstrap interval (items resampled).
+- `kendall_tau_difference`: how much better one score list ranks a reference than another does, on the
+  same items, with a paired bootstrap interval (items resampled together): whether one fidelity ranks
+  better than another is decided by that interval, not by two overlapping intervals.
 - `paired_comparison`: a difference between two arms measured on the same seeds. The verdict is
   "above" or "below" only when the Wilcoxon signed-rank test says so at `alpha`, with a bootstrap
   interval of the median difference (pairs resampled) beside it; with fewer than `MIN_PAIRS_FOR_INTERVAL`
@@ -63,6 +66,31 @@ def kendall_tau(x: Sequence[float], y: Sequence[float], *, seed: int = 0) -> Int
         (np.arange(len(a)),), statistic, n_resamples=RESAMPLES, method="percentile", random_state=seed, vectorized=False
     )
     return Interval(tau, float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def kendall_tau_difference(
+    first: Sequence[float], second: Sequence[float], reference: Sequence[float], *, seed: int = 0
+) -> Interval:
+    """tau(first, reference) - tau(second, reference) over the same items, with a percentile bootstrap 95%
+    interval of the difference (each resample draws items once for both taus, so their shared noise cancels)."""
+    a, b, y = (np.asarray(v, dtype=float) for v in (first, second, reference))
+    if not (a.shape == b.shape == y.shape) or a.ndim != 1:
+        raise ValueError(f"expected three score lists of equal length, got {len(a)}, {len(b)} and {len(y)}")
+    if len(a) < 3:
+        raise ValueError(f"Kendall's tau needs at least 3 items, got {len(a)}")
+
+    def tau(x: np.ndarray, z: np.ndarray) -> float:
+        value = stats.kendalltau(x, z).statistic
+        return 0.0 if math.isnan(value) else float(value)  # a resample of ties only ranks nothing
+
+    def statistic(index: np.ndarray) -> float:
+        i = index.astype(int)
+        return tau(a[i], y[i]) - tau(b[i], y[i])
+
+    result = stats.bootstrap(
+        (np.arange(len(a)),), statistic, n_resamples=RESAMPLES, method="percentile", random_state=seed, vectorized=False
+    )
+    return Interval(tau(a, y) - tau(b, y), float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
 def median_interval(values: Sequence[float], *, seed: int = 0) -> Interval:

@@ -248,6 +248,18 @@ def test_the_ladder_benchmark_runs_evolution_alone_and_refuses_unknown_modes(tmp
     assert "random" not in report.split("## Paired comparisons")[1].split("## Fidelity")[0]
     raw = json.loads((tmp_path / "search-ladder-smoke.json").read_text())
     assert {run["mode"] for run in raw["runs"]} == {"evolution"} and len(raw["runs"]) == 2
+    # The fidelity section recomputed from the raw file, with the paired difference of the two taus.
+    again = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ladder.py"), "--reanalyse", str(tmp_path / "search-ladder-smoke.json")],
+        env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path), "EVONORM_MACHINE": "smoke"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    recomputed = (tmp_path / "search-ladder-tau-smoke.md").read_text()
+    fidelity = report.split("## Fidelity among the layers the searches selected")[1].split("## ")[0].strip()
+    assert recomputed.split("## Fidelity among the layers the searches selected")[1].strip() == fidelity
     for modes in ("evolution,evolution", "anneal", ""):
         refused = subprocess.run(
             [sys.executable, str(BENCHMARKS / "ladder.py"), "--smoke", "--modes", modes],

@@ -20,6 +20,26 @@ def test_kendall_tau_of_one_swapped_pair_and_its_interval():
     assert tau.low is not None and tau.high is not None and tau.low <= tau.value <= tau.high <= 1.0
 
 
+def test_the_difference_of_two_taus_on_the_same_items():
+    reference = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    # One list ranks the reference exactly, the other backwards: 1 - (-1), and every resample agrees.
+    apart = st.kendall_tau_difference(reference, reference[::-1], reference, seed=1)
+    assert apart.value == pytest.approx(2.0) and apart.low > 1.5 and apart.high == pytest.approx(2.0)
+    # The same list twice: no difference in any resample.
+    same = st.kendall_tau_difference([3, 1, 2, 5, 4, 7, 6, 9, 8, 10], [3, 1, 2, 5, 4, 7, 6, 9, 8, 10], reference)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    # Two noisy lists: the point is the difference of the two taus, inside its own interval.
+    noisy, noisier = [2, 1, 3, 4, 6, 5, 7, 8, 10, 9], [4, 1, 2, 3, 9, 5, 10, 6, 7, 8]
+    difference = st.kendall_tau_difference(noisy, noisier, reference, seed=2)
+    expected = st.kendall_tau(noisy, reference).value - st.kendall_tau(noisier, reference).value
+    assert difference.value == pytest.approx(expected) and difference.low <= expected <= difference.high
+    assert difference.low < difference.high
+    with pytest.raises(ValueError, match="equal length"):
+        st.kendall_tau_difference([1, 2, 3], [1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="at least 3"):
+        st.kendall_tau_difference([1, 2], [2, 1], [1, 2])
+
+
 def test_kendall_tau_refuses_unequal_or_tiny_inputs():
     with pytest.raises(ValueError, match="equal length"):
         st.kendall_tau([1, 2, 3], [1, 2])

@@ -18,6 +18,7 @@ from evonorm_search.search.rejection import DuplicateIndex
 from evonorm_search.search.simulated import ManualClock, SimulatedCluster
 from evonorm_search.search.space import random_graph
 from evonorm_search.store import list_candidates, open_store
+from tests.conftest import wait_until
 
 from .conftest import tiny_config
 
@@ -167,10 +168,13 @@ def test_a_dead_pool_says_why_and_takes_no_more_work():
     try:
         with_pool.submit(graph)
         assert with_pool.take(graph) is not None  # started and answering
-        with_pool.submit(parse("y = relu(x)"))
         assert len(with_pool.pids()) == 1
         for pid in with_pool.pids():
             os.kill(pid, signal.SIGKILL)
+        # Submitted once the process is gone, so it cannot have answered first (on a busy machine a layer
+        # submitted before the kill was sometimes checked before the kill landed).
+        wait_until(lambda: not with_pool.pids(), what="the killed pool process to be gone")
+        with_pool.submit(parse("y = relu(x)"))
         assert with_pool.take(parse("y = relu(x)")) is None
         assert with_pool.broken is not None and "terminated abruptly" in with_pool.broken
         with_pool.submit(graph)
