@@ -603,10 +603,14 @@ def paired_rows(runs: list[Run]) -> list[list[object]]:
     range, how many rounds it was ahead, and the Wilcoxon signed-rank p-value."""
     rows = []
     settings = list(dict.fromkeys(setting_of(r) for r in runs))
-    for backend, workers in dict.fromkeys((r.backend, r.workers) for r in runs):
+    for backend, workers, stored in dict.fromkeys((r.backend, r.workers, r.stored) for r in runs):
         of = {
             setting: sorted(
-                (r for r in runs if (r.backend, r.workers, *setting_of(r)) == (backend, workers, *setting)),
+                (
+                    r
+                    for r in runs
+                    if (r.backend, r.workers, r.stored, *setting_of(r)) == (backend, workers, stored, *setting)
+                ),
                 key=lambda r: r.round,
             )
             for setting in settings
@@ -622,7 +626,7 @@ def paired_rows(runs: list[Run]) -> list[list[object]]:
             rows.append(
                 [
                     backend,
-                    f"{workers:,}",
+                    f"{workers:,}" + (f" resuming {stored:,}" if stored else ""),
                     f"{setting_text(setting, settings)} vs {setting_text(settings[0], settings)}",
                     f"{statistics.median(other):.1f} [{min(other):.1f}, {max(other):.1f}]",
                     f"{statistics.median(base):.1f} [{min(base):.1f}, {max(base):.1f}]",
@@ -747,6 +751,7 @@ def stored_section(runs: list[Run]) -> list[str]:
         [
             r.backend,
             f"{r.workers:,}",
+            *([r.code] if r.code else []),
             f"{r.stored:,}",
             f"{r.resume_seconds:.1f}",
             f"{r.rss_resumed:.0f}",
@@ -769,6 +774,7 @@ def stored_section(runs: list[Run]) -> list[str]:
             [
                 "backend",
                 "workers",
+                *(["code"] if runs[0].code else []),
                 "candidates stored before",
                 "resumed at s",
                 "RSS MiB resumed",
@@ -848,7 +854,7 @@ def report(
         "each one transaction. Statements per outcome: the SQL statements those groups sent, per outcome written (a "
         "count, so the load does not move it). Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
-        *paired_section(runs),
+        *paired_section(list({id(r): r for r in [*runs, *stored_runs]}.values())),
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
         + markdown_table([*key_headers(runs), *PARTS, "other"], [breakdown_row(r) for r in runs])
         + "\n\nCheap checks: the chain in the controller's thread (with a check pool, only the duplicate index's "
@@ -942,6 +948,30 @@ def fresh_store(backend: str, name: str, args: argparse.Namespace, directory: st
 BACKENDS = {"sqlite": "SQLite (WAL)", "postgresql": "PostgreSQL"}
 
 
+def one_run(
+    backend: str,
+    workers: int,
+    check_workers: int,
+    round_: int,
+    checkout: Path | None,
+    args: argparse.Namespace,
+    directory: str,
+    loads: list[str],
+    stored: int = 0,
+) -> Run:
+    """One configuration on a fresh database: in this process, or with --against in a process importing
+    `checkout`'s package; `stored`: resuming a search bulk-filled with that many candidates."""
+    code = f"{checkout.name}, " if checkout else ""
+    resuming = f"resuming {stored:,}, " if stored else ""
+    label = f"{BACKENDS[backend]} {workers:,} ({resuming}{code}check workers {check_workers}, round {round_ + 1})"
+    loads.append(f"{label}: {machine_load()} at start")
+    name = f"{workers}-{check_workers}-{round_}-{args.checkouts.index(checkout)}-{stored}"
+    with fresh_store(backend, name, args, directory) as url:
+        if checkout is None:
+            return run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args, stored=stored)
+        return run_in_checkout(checkout, BACKENDS[backend], url, workers, check_workers, round_, args, stored=stored)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=2000)
@@ -1007,8 +1037,6 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
     if args.against is not None and not (args.against / "evonorm_search" / "__init__.py").is_file():
         parser.error(f"--against {args.against}: not a checkout of this project (no evonorm_search/__init__.py)")
-    if args.against is not None and args.stored:
-        parser.error("--against compares fresh searches; leave out --stored")
     # Checkouts each configuration runs with: None is this process's own import.
     args.checkouts = [None] if args.against is None else [args.against.resolve(), ROOT]
     return args
@@ -1023,29 +1051,18 @@ def main() -> None:
             for workers in args.workers:
                 for round_ in range(args.rounds):
                     for checkout, check_workers in itertools.product(args.checkouts, args.check_workers):
-                        code = f"{checkout.name}, " if checkout else ""
-                        label = (
-                            f"{BACKENDS[backend]} {workers:,} ({code}check workers {check_workers}, round {round_ + 1})"
-                        )
-                        loads.append(f"{label}: {machine_load()} at start")
-                        name = f"{workers}-{check_workers}-{round_}-{args.checkouts.index(checkout)}"
-                        configuration = (BACKENDS[backend], workers, check_workers, round_, args)
-                        with fresh_store(backend, name, args, directory) as url:
-                            if checkout is None:
-                                run = run_configuration(configuration[0], url, *configuration[1:])
-                            else:
-                                run = run_in_checkout(checkout, configuration[0], url, *configuration[1:])
+                        run = one_run(backend, workers, check_workers, round_, checkout, args, directory, loads)
                         print(summary_row(run), flush=True)
                         runs.append(run)
     stored_runs = []
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
         for count in args.stored:
             for backend in args.backends:
-                loads.append(f"{BACKENDS[backend]} resuming {count:,}: {machine_load()} at start")
-                with fresh_store(backend, f"stored-{count}", args, directory) as url:
-                    run = run_configuration(BACKENDS[backend], url, args.workers[0], 0, 0, args, stored=count)
-                print(stored_section([run])[0].splitlines()[-1], flush=True)
-                stored_runs.append(run)
+                for round_ in range(args.rounds):
+                    for checkout in args.checkouts:
+                        run = one_run(backend, args.workers[0], 0, round_, checkout, args, directory, loads, count)
+                        print(stored_section([run])[0].splitlines()[-1], flush=True)
+                        stored_runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed) if args.index_keys else []
     body = report(runs or stored_runs, stored_runs, selection_rows, index_rows, args, loads)

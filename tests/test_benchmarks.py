@@ -628,6 +628,16 @@ def test_the_paper_scale_benchmark_pairs_this_checkout_with_another(tmp_path):
     paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
     row = next(line for line in paired.splitlines() if line.startswith("| SQLite (WAL) | 4 | "))
     assert row.split(" | ")[2].endswith(" vs earlier (not a git checkout)") and " of 2 |" in row
+    # Resuming a search filled in bulk, paired the same way (each run fills its own database).
+    args = ["--budget", "12", "--workers", "4", "--time-factor", "0.002", "--rounds", "2", "--against", str(other)]
+    args += ["--stored", "200", "--stored-only", "--backends", "sqlite", "--index-keys", ""]
+    args += ["--selection-population", "20", "--selection-proposals", "3", "--label", "stored"]
+    report = run_script("paper_scale.py", *args, results=tmp_path / "results", report="paper-scale-stored")
+    paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
+    row = next(line for line in paired.splitlines() if line.startswith("| SQLite (WAL) | 4 resuming 200 | "))
+    assert " vs earlier (not a git checkout) |" in row and " of 2 |" in row
+    resumed = report.split("## The controller on a search that already holds many candidates")[1].split("## ")[0]
+    assert resumed.count("| SQLite (WAL) | 4 | earlier (not a git checkout) | 200 |") == 2
     refused = subprocess.run(
         [sys.executable, str(BENCHMARKS / "paper_scale.py"), "--against", str(tmp_path / "nowhere")],
         env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path / "refused")},
