@@ -631,12 +631,19 @@ def paired_rows(runs: list[Run]) -> list[list[object]]:
                     f"{statistics.median(other):.1f} [{min(other):.1f}, {max(other):.1f}]",
                     f"{statistics.median(base):.1f} [{min(base):.1f}, {max(base):.1f}]",
                     f"{statistics.median(differences):+.1f} [{min(differences):+.1f}, {max(differences):+.1f}]",
+                    _interval(comparison.median_difference),
                     f"{comparison.wins} of {len(differences)}",
                     p,
                     comparison.verdict,
                 ]
             )
     return rows
+
+
+def _interval(median: Any) -> str:
+    if median.low is None or median.high is None:
+        return "none (fewer than 8 rounds)"
+    return f"[{median.low:+.1f}, {median.high:+.1f}]"
 
 
 SUMMARY_HEADERS = [
@@ -806,6 +813,7 @@ def paired_section(runs: list[Run]) -> list[str]:
                 "results/s (setting)",
                 "results/s (first)",
                 "difference median [min, max]",
+                "bootstrap 95% interval of the median difference",
                 "setting ahead",
                 "Wilcoxon p",
                 "verdict",
