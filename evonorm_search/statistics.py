@@ -90,7 +90,9 @@ def kendall_tau_difference(
     result = stats.bootstrap(
         (np.arange(len(a)),), statistic, n_resamples=RESAMPLES, method="percentile", random_state=seed, vectorized=False
     )
-    return Interval(tau(a, y) - tau(b, y), float(result.confidence_interval.low), float(result.confidence_interval.high))
+    return Interval(
+        tau(a, y) - tau(b, y), float(result.confidence_interval.low), float(result.confidence_interval.high)
+    )
 
 
 def median_interval(values: Sequence[float], *, seed: int = 0) -> Interval:
