@@ -358,6 +358,11 @@ def _set_status(
         candidate.finished_at = now
 
 
+def _check_transition(candidate: Candidate, status: CandidateStatus) -> None:
+    if status not in STATUS_TRANSITIONS[candidate.status]:
+        raise ConflictError(f"candidate {candidate.id} is {candidate.status}; it cannot become {status}")
+
+
 def _check_seconds(seconds: float | None, what: str) -> float | None:
     if seconds is None:
         return None
@@ -393,8 +398,7 @@ def mark_status(
     if status is CandidateStatus.FAILED and not error:
         raise InvalidInputError("a failed candidate needs an error message saying why")
     candidate = get_candidate(session, candidate_id, for_update=True)
-    if status not in STATUS_TRANSITIONS[candidate.status]:
-        raise ConflictError(f"candidate {candidate_id} is {candidate.status}; it cannot become {status}")
+    _check_transition(candidate, status)
     _set_status(candidate, session, status, moment(now))
     if error is not None:
         candidate.error = error
@@ -517,7 +521,7 @@ def settle_candidates(
     `complete_candidate`, `record_rejection(stage=quality)` or `mark_status(failed)` store each, with the
     same rules (a terminal candidate keeps its first verdict; failing one is a conflict), in a handful of
     statements for the whole group: the search and the candidates locked once, one insert of evaluations,
-    one of objective rows, one counter update per bucket changed, the candidates' updates in one flush.
+    one of objective rows, one counter update, the candidates' updates in one flush.
     Per candidate, those functions cost about ten statements, the controller's largest write cost
     (benchmarks/results/paper-scale-long-cpu2.md). Everything is checked before anything is written.
     Returns the candidates in the order of `settlements`."""
@@ -542,8 +546,7 @@ def settle_candidates(
     for item in settlements:
         candidate = candidates[item.candidate_id]
         if item.error is not None:
-            if CandidateStatus.FAILED not in STATUS_TRANSITIONS[candidate.status]:
-                raise ConflictError(f"candidate {candidate.id} is {candidate.status}; it cannot become failed")
+            _check_transition(candidate, CandidateStatus.FAILED)
             _set_status(candidate, session, CandidateStatus.FAILED, when, moved=moved)
             candidate.error = item.error
         elif candidate.status in TERMINAL_STATUSES:

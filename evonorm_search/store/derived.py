@@ -53,15 +53,8 @@ def init_counters(session: Session, search_id: int) -> None:
 
 def shift_bucket(session: Session, search_id: int, old: str | None, new: str | None) -> None:
     """Move one candidate from bucket `old` to bucket `new` (None: no bucket)."""
-    if old == new:
-        return
-    for bucket, delta in ((old, -1), (new, +1)):
-        if bucket is not None:
-            session.execute(
-                update(SearchCounter)
-                .where(SearchCounter.search_id == search_id, SearchCounter.bucket == bucket)
-                .values(count=SearchCounter.count + delta)
-            )
+    if old != new:
+        shift_buckets(session, search_id, {b: d for b, d in ((old, -1), (new, +1)) if b is not None})
 
 
 def shift_buckets(session: Session, search_id: int, deltas: Mapping[str, int]) -> None:
