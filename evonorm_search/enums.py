@@ -38,6 +38,18 @@ class RejectionStage(enum.StrEnum):
     QUALITY = "quality"
 
 
+# The stages a worker may reject at: the probes when they run on the workers (`ProbeSite.WORKERS`), and
+# the quality prefix of training, which always does.
+WORKER_STAGES = frozenset({RejectionStage.NUMERIC, RejectionStage.STABILITY, RejectionStage.QUALITY})
+
+
+class ProbeSite(enum.StrEnum):
+    """Where a search runs the numeric and stability probes (`rejection.probes`)."""
+
+    CONTROLLER = "controller"  # before the candidate is stored as running: a rejected layer never reaches a worker
+    WORKERS = "workers"  # first thing in the worker body, before training: the controller's CPU goes elsewhere
+
+
 class CandidateRole(enum.StrEnum):
     CANDIDATE = "candidate"  # proposed by the search: counts toward its budget, population and fronts
     BASELINE = "baseline"  # a reference layer evaluated beside the search, outside all of those

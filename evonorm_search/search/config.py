@@ -17,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .. import library
+from ..enums import ProbeSite
 from ..ir import AGGREGATIONS, AXES, ELEMENTWISE, DSLError, Graph, parse
 from ..proxies.architectures import check_spatial_dims
 from ..proxies.config import (
@@ -177,6 +178,22 @@ class RejectionConfig(StrictModel):
     numeric: bool = True
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    # Where the numeric and stability probes run. `controller` (the default) rejects a layer before it is
+    # stored as running; `workers` runs them first in the worker body, so a controller driving a cluster
+    # spends its CPU on proposals and writes (the probes are most of its checks' time:
+    # benchmarks/results/paper-scale-probes-cpu2.md). The verdicts are the same either way.
+    probes: ProbeSite = Field(default=ProbeSite.CONTROLLER, strict=False)  # from YAML and stored JSON: its value
+
+
+class ProbeSpec(StrictModel):
+    """The probes a worker runs before training when `rejection.probes` is `workers`: the numeric check and
+    the stability ascent, on the probe input of the data's spatial dims and with the search's seed, as
+    the controller runs them (`rejection.cheap_rejections`), so a layer gets the same verdict on either."""
+
+    numeric: bool
+    stability: StabilityConfig
+    spatial_dims: int = Field(ge=0, le=2)
+    seed: int
 
 
 class ObjectivesConfig(StrictModel):
@@ -311,6 +328,7 @@ class EvaluationSpec(StrictModel):
     quality: QualityConfig
     objectives: ObjectivesConfig  # which objectives the worker computes
     split: Literal["search", "target", "confirm"] = "search"
+    probes: ProbeSpec | None = None  # the probes to run before training (`rejection.probes: workers`)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,14 +455,25 @@ class SearchConfig(StrictModel):
             training=self.training,
             quality=self.rejection.quality,
             objectives=self.objectives,
+            probes=self.probe_spec(),
+        )
+
+    def probe_spec(self) -> ProbeSpec | None:
+        """The probes the workers run, when the config puts them there and any is on."""
+        rejection = self.rejection
+        if rejection.probes is not ProbeSite.WORKERS or not (rejection.numeric or rejection.stability.enabled):
+            return None
+        spatial_dims = self.input_shape()[1]
+        return ProbeSpec(
+            numeric=rejection.numeric, stability=rejection.stability, spatial_dims=spatial_dims, seed=self.seed
         )
 
     def proxy_spec(self, seed: int | None = None) -> EvaluationSpec:
-        """What the search records for a layer, without the quality rejection (`evaluate`, and the
+        """What the search records for a layer, without the quality rejection or the probes (`evaluate`, and the
         baselines a search evaluates); `seed` replaces the search's seed (weights and batches)."""
         spec = self.evaluation_spec()
         quality = spec.quality.model_copy(update={"enabled": False})
-        return spec.model_copy(update={"quality": quality, "seed": self.seed if seed is None else seed})
+        return spec.model_copy(update={"quality": quality, "seed": self.seed if seed is None else seed, "probes": None})
 
     def ladder_seeds(self) -> list[int]:
         """The target seeds a promoted candidate (and each baseline) trains on."""

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .. import store as db
-from ..enums import SEARCH_TRANSITIONS
+from ..enums import SEARCH_TRANSITIONS, ProbeSite
 from ..ir import Graph
 from ..store import (
     Candidate,
@@ -107,9 +107,11 @@ def build_strategy(
 
 
 def build_checks(config: SearchConfig, index: DuplicateIndex) -> CheapRejections:
-    """The cheap rejection chain the config asks for."""
+    """The cheap rejection chain the config asks the controller to run: without the probes when the
+    workers run them (`rejection.probes: workers`, carried by the evaluation spec)."""
     rejection = config.rejection
     stability = rejection.stability
+    on_controller = rejection.probes is ProbeSite.CONTROLLER
     return cheap_rejections(
         config.build_space(),
         groups=config.groups,
@@ -117,8 +119,8 @@ def build_checks(config: SearchConfig, index: DuplicateIndex) -> CheapRejections
         spatial_dims=config.input_shape()[1],
         index=index if rejection.duplicates else None,
         use_fingerprint=rejection.fingerprint,
-        numeric=rejection.numeric,
-        stability=stability.model_dump(exclude={"enabled"}) if stability.enabled else None,
+        numeric=rejection.numeric and on_controller,
+        stability=stability.model_dump(exclude={"enabled"}) if stability.enabled and on_controller else None,
         seed=config.seed,
     )
 
@@ -818,8 +820,9 @@ class Controller:
 
 
 def _settlement(outcome: EvaluationOutcome) -> db.Settlement:
-    """What the store keeps of an outcome: its evaluation rows and its verdict (failed, rejected by the
-    quality check, or evaluated with its objective values)."""
+    """What the store keeps of an outcome: its evaluation rows, the seconds of the checks the worker ran,
+    and its verdict (failed, rejected by the worker's probes or quality check, or evaluated with its
+    objective values)."""
     evaluations = [
         {
             "architecture": r.architecture,
@@ -832,11 +835,19 @@ def _settlement(outcome: EvaluationOutcome) -> db.Settlement:
         }
         for r in outcome.records
     ]
+    seconds = outcome.check_seconds or None
     if outcome.error is not None:
-        return db.Settlement(outcome.candidate_id, evaluations, error=outcome.error)
+        return db.Settlement(outcome.candidate_id, evaluations, error=outcome.error, check_seconds=seconds)
     if outcome.rejection is not None:
-        return db.Settlement(outcome.candidate_id, evaluations, rejection=outcome.rejection.reason)
-    return db.Settlement(outcome.candidate_id, evaluations, objectives=outcome.objectives or {})
+        rejection = outcome.rejection
+        return db.Settlement(
+            outcome.candidate_id,
+            evaluations,
+            rejection=rejection.reason,
+            rejection_stage=rejection.stage,
+            check_seconds=seconds,
+        )
+    return db.Settlement(outcome.candidate_id, evaluations, objectives=outcome.objectives or {}, check_seconds=seconds)
 
 
 def _allowed_after(state: SearchState) -> frozenset[SearchState]:
@@ -860,7 +871,7 @@ def _outcome_text(outcome: EvaluationOutcome) -> str:
     if outcome.error is not None:
         return f"failed: {outcome.error}"
     if outcome.rejection is not None:
-        return f"rejected (quality): {outcome.rejection.reason}"
+        return f"rejected ({outcome.rejection.stage}): {outcome.rejection.reason}"
     values = ", ".join(f"{k} {v:.3f}" for k, v in (outcome.objectives or {}).items())
     return f"evaluated in {outcome.duration:.1f}s: {values}"
 

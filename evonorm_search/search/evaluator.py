@@ -2,7 +2,8 @@
 
 The controller hands `EvaluationTask`s to an `Evaluator` and collects `EvaluationOutcome`s; it never
 knows where the work ran. `evaluate_task` is the worker body every evaluator runs (in this process,
-in a Ray task, anywhere): build each proxy with the candidate, train it for the quality prefix and
+in a Ray task, anywhere): run the probes when the spec carries them, build each proxy with the
+candidate, train it for the quality prefix and
 reject it if any architecture scores below the threshold, then continue every run to the full budget
 and report accuracy per architecture (and the plan cost when asked).
 """
@@ -23,9 +24,9 @@ from ..enums import CandidateStatus, EvaluationPhase, EvaluationStatus, Rejectio
 from ..ir import Graph
 from ..proxies import ProxyTrainer, TrainingCancelled, build_model, load_data
 from ..proxies.data import LoadedData
-from .config import EvaluationSpec
+from .config import EvaluationSpec, ProbeSpec
 from .objectives import Evaluated, objective_values
-from .rejection import Rejection
+from .rejection import CheapRejections, Rejection, Verdict, probe_chain
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class EvaluationRecord:
 
 @dataclass(frozen=True)
 class EvaluationOutcome:
-    """The result of one task: objectives when evaluated, a rejection (quality) or an error (failed)."""
+    """The result of one task: objectives when evaluated, a rejection (by the worker's probes or the quality
+    prefix) or an error (failed)."""
 
     candidate_id: int
     attempt: int
@@ -65,6 +67,7 @@ class EvaluationOutcome:
     objectives: dict[str, float] | None = None
     rejection: Rejection | None = None
     error: str | None = None
+    check_seconds: dict[str, float] = field(default_factory=dict)  # the probes' seconds, when the worker ran them
 
     @property
     def status(self) -> CandidateStatus:
@@ -170,14 +173,41 @@ def _objectives(runs: list[_Run], graph: Graph, spec: EvaluationSpec) -> dict[st
     return objective_values(spec.objectives, Evaluated(graph, final_metrics))
 
 
+@functools.lru_cache(maxsize=4)
+def _probe_chain(probes: str, groups: int, eps: float) -> CheapRejections:
+    """The probes a spec asks for (`ProbeSpec` as JSON, hashable), built once per worker process: their
+    random inputs are drawn from the seed, so every candidate meets the same ones, as on the controller."""
+    spec = ProbeSpec.model_validate_json(probes)
+    stability = spec.stability.model_dump(exclude={"enabled"}) if spec.stability.enabled else None
+    return probe_chain(
+        groups=groups,
+        eps=eps,
+        spatial_dims=spec.spatial_dims,
+        numeric=spec.numeric,
+        stability=stability,
+        seed=spec.seed,
+    )
+
+
+def run_probes(graph: Graph, spec: EvaluationSpec) -> Verdict | None:
+    """The verdict of the spec's probes on `graph` (None when the spec has none)."""
+    if spec.probes is None:
+        return None
+    return _probe_chain(spec.probes.model_dump_json(), spec.groups, spec.eps).run(graph)
+
+
 def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | None = None) -> EvaluationOutcome:
     """Evaluate one candidate; never raises (an exception becomes an outcome with `error`).
+
+    With probes in the spec (`rejection.probes: workers`), they run first: a layer they reject is reported
+    at their stage without training, in milliseconds.
 
     `should_stop`, polled before every training step, abandons the evaluation early (the outcome then
     has an error saying so); evaluators use it to cancel work and to shut down promptly.
     """
     started = time.perf_counter()
     runs: list[_Run] = []
+    check_seconds: dict[str, float] = {}
 
     def outcome(**kwargs: Any) -> EvaluationOutcome:
         # Chronological: every quality record (in architecture order) before every proxy record.
@@ -190,12 +220,17 @@ def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | Non
             node=socket.gethostname(),
             duration=round(time.perf_counter() - started, 4),
             records=records,
+            check_seconds=check_seconds,
             **kwargs,
         )
 
     try:
         spec = task.spec
         graph = Graph.from_dict(task.graph)
+        if (probed := run_probes(graph, spec)) is not None:
+            check_seconds.update((stage.value, seconds) for stage, seconds in probed.seconds.items())
+            if probed.rejection is not None:
+                return outcome(rejection=probed.rejection)
         runs = _start_runs(graph, spec, load_data(spec.data, spec.split), should_stop)
         if spec.quality.enabled and (rejection := _quality_rejection(runs, spec, task)) is not None:
             return outcome(rejection=rejection)

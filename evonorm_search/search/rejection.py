@@ -3,8 +3,9 @@
 The cheap ones run in the controller before a candidate is queued: static (outside the space,
 constant, independent of x), duplicate (canonical hash, then functional fingerprint), numeric
 (non-finite output or gradient on random input, or an output that ignores x) and stability (the
-worst-case input-gradient norm found by a few steps of adversarial ascent). The quality protocol
-needs training and runs on the worker (`evaluator.evaluate_task`). `CheapRejections` runs the chain,
+worst-case input-gradient norm found by a few steps of adversarial ascent). The last two, the probes,
+are functions of the layer alone and may run on the worker instead (`rejection.probes: workers`,
+`probe_chain`). The quality protocol needs training and runs on the worker (`evaluator.evaluate_task`). `CheapRejections` runs the chain,
 stopping at the first rejection, and times every stage it ran.
 """
 
@@ -527,6 +528,18 @@ def cheap_rejections(
     checks: list[RejectionCheck] = [StaticCheck(space)]
     if index is not None:
         checks.append(DuplicateCheck(index, use_fingerprint=use_fingerprint))
+    probes = probe_chain(
+        groups=groups, eps=eps, spatial_dims=spatial_dims, numeric=numeric, stability=stability, seed=seed
+    )
+    return CheapRejections([*checks, *probes.checks])
+
+
+def probe_chain(
+    *, groups: int, eps: float, spatial_dims: int, numeric: bool, stability: dict | None, seed: int
+) -> CheapRejections:
+    """The probes alone (numeric, then stability when `stability` is given), in the order and with the
+    inputs the standard chain gives them: what a worker runs before training (`rejection.probes: workers`)."""
+    checks: list[RejectionCheck] = []
     if numeric:
         checks.append(NumericCheck(groups=groups, eps=eps, spatial_dims=spatial_dims, seed=seed))
     if stability is not None:

@@ -6,7 +6,8 @@ from a lognormal distribution (around a median, e.g. the 90 s of a proxy run) ti
 (so a run takes seconds), may fail (the worker body reports an error) or lose its worker (retried
 here, as Ray retries a task whose worker died, until the tries run out and the outcome says so), and
 scores the layer by a deterministic function of its structure and a hash of its graph,
-so selection has signal. Everything a task's fate depends on is drawn from a stream keyed by the
+so selection has signal. A spec that puts the probes on the workers gets them played as measured
+shares and seconds (`SimulatedProbes`). Everything a task's fate depends on is drawn from a stream keyed by the
 seed, the candidate and the attempt: a run is reproducible whatever order the controller submits in.
 
 Time comes from a `Clock`: the wall clock for benchmarks, a `ManualClock` for tests, whose `sleep`
@@ -93,15 +94,58 @@ class LognormalDelay:
 
 
 @dataclass(frozen=True)
+class SimulatedProbes:
+    """The probes a worker runs before training (`rejection.probes: workers`), as the simulated cluster
+    plays them: each probe the task's spec asks for rejects a layer with its share, drawn from a hash of
+    the layer (one layer, one verdict, in any run), and takes its simulated seconds. The shares and
+    seconds are meant to be measured on the real probes (benchmarks/paper_scale.py does, on paper.yaml's
+    proposals), since the controller's throughput depends on how many layers come back at once."""
+
+    numeric_share: float = 0.0
+    stability_share: float = 0.0
+    numeric_seconds: float = 0.002
+    stability_seconds: float = 0.03
+
+    def __post_init__(self) -> None:
+        for name in ("numeric_share", "stability_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)!r}")
+        for name in ("numeric_seconds", "stability_seconds"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+
+    def verdict(self, task: EvaluationTask, seed: int) -> tuple[Rejection | None, dict[str, float]]:
+        """The rejection (or None) of the probes the task's spec asks for, and each one's simulated seconds."""
+        probes = task.spec.probes
+        assert probes is not None, "a verdict of probes the spec does not ask for"
+        canonical = json.dumps(task.graph, sort_keys=True)
+        asked = [
+            (RejectionStage.NUMERIC, probes.numeric, self.numeric_share, self.numeric_seconds),
+            (RejectionStage.STABILITY, probes.stability.enabled, self.stability_share, self.stability_seconds),
+        ]
+        seconds: dict[str, float] = {}
+        for stage, wanted, share, cost in asked:
+            if not wanted:
+                continue
+            seconds[stage.value] = cost
+            if _unit(canonical, seed, f"probe:{stage}") < share:
+                return Rejection(stage, f"rejected by the {stage} probe (simulated)"), seconds
+        return None, seconds
+
+
+@dataclass(frozen=True)
 class Fate:
     """What happens to one submitted task: its clock seconds until the outcome, the worker tries it
-    took, and whether it failed, lost its worker on every try, or finished."""
+    took, and whether it failed, lost its worker on every try, was rejected by the worker's probes
+    (`probe_rejection`, with the probes' simulated seconds in `probe_seconds`), or finished."""
 
     seconds: float
     tries: int
     node: str
     failed: bool
     lost: bool
+    probe_rejection: Rejection | None = None
+    probe_seconds: tuple[tuple[str, float], ...] = ()
 
 
 def fate_rng(seed: int, candidate_id: int, attempt: int, worker_try: int) -> random.Random:
@@ -154,6 +198,7 @@ class ClusterStats:
 
     submitted: int
     collected: int
+    probe_rejected: int  # outcomes the worker's probes rejected before training (collected counts them too)
     failed: int
     lost: int  # outcomes whose worker was lost on every try
     worker_losses: int  # worker tries lost (each one retried while tries remain)
@@ -189,6 +234,8 @@ class SimulatedCluster:
     failure_rate: chance that an evaluation's body fails (its outcome carries the error; not retried).
     loss_rate:    chance that a worker try dies partway (the evaluation starts again on another worker,
                   up to `retries` times; after that its outcome says the worker was lost on every try).
+    probes:       how the workers' probes behave, for specs that carry probes (`SimulatedProbes`); a task
+                  whose spec asks for probes is refused without it.
     seed:         fixes every delay, failure, loss and score.
     clock:        where time comes from (default the wall clock).
     """
@@ -202,6 +249,7 @@ class SimulatedCluster:
         failure_rate: float = 0.0,
         loss_rate: float = 0.0,
         retries: int = 2,
+        probes: SimulatedProbes | None = None,
         seed: int = 0,
         clock: Clock | None = None,
     ):
@@ -212,6 +260,7 @@ class SimulatedCluster:
         self.failure_rate = failure_rate
         self.loss_rate = loss_rate
         self.retries = retries
+        self.probes = probes
         self.seed = seed
         self.clock: Clock = clock or WallClock()
         self._live: dict[int, _Job] = {}  # candidate id -> its job
@@ -219,7 +268,8 @@ class SimulatedCluster:
         self._order = itertools.count()
         self._freed_at: deque[float] = deque()  # when each slot that has run a task became free, oldest first
         self._closed = False
-        self._counts = dict.fromkeys(("submitted", "collected", "failed", "lost", "worker_losses", "cancelled"), 0)
+        counted = ("submitted", "collected", "probe_rejected", "failed", "lost", "worker_losses", "cancelled")
+        self._counts = dict.fromkeys(counted, 0)
         self._refills = 0
         self._busy = 0.0
         self._idle = 0.0
@@ -238,6 +288,11 @@ class SimulatedCluster:
             raise RuntimeError(f"the evaluator is full ({self.workers} task(s) in flight)")
         if task.candidate_id in self._live:
             raise RuntimeError(f"candidate {task.candidate_id} is already in flight")
+        if task.spec.probes is not None and self.probes is None:
+            raise ValueError(
+                "the task's spec asks the workers to run the probes (rejection.probes: workers); "
+                "give the cluster SimulatedProbes to say how they behave"
+            )
         now = self.clock.now()
         self._take_slot(now)
         job = _Job(task, self.fate_of(task), now)
@@ -285,18 +340,26 @@ class SimulatedCluster:
         )
 
     def fate_of(self, task: EvaluationTask) -> Fate:
-        """Run the task's tries: each draws a duration; a lost try ends partway and the next starts."""
-        seconds = 0.0
+        """Run the task's tries: the probes first when the spec asks for them (a rejection ends the task
+        there), then each try draws a duration; a lost try ends partway and the next starts."""
+        rejection: Rejection | None = None
+        probe_seconds: dict[str, float] = {}
+        if task.spec.probes is not None and self.probes is not None:
+            rejection, probe_seconds = self.probes.verdict(task, self.seed)
+        probed = tuple(probe_seconds.items())
+        seconds = sum(probe_seconds.values()) * self.time_factor
         for worker_try in range(self.retries + 1):
             rng = fate_rng(self.seed, task.candidate_id, task.attempt, worker_try)
             duration = self.delay.draw(rng) * self.time_factor
             node = f"sim-worker-{rng.randrange(self.workers)}"
+            if rejection is not None:
+                return Fate(seconds, 1, node, failed=False, lost=False, probe_rejection=rejection, probe_seconds=probed)
             if rng.random() < self.loss_rate:
                 seconds += duration * rng.random()  # the worker died partway through
                 continue
             failed = rng.random() < self.failure_rate
-            return Fate(seconds + duration, worker_try + 1, node, failed=failed, lost=False)
-        return Fate(seconds, self.retries + 1, node, failed=False, lost=True)
+            return Fate(seconds + duration, worker_try + 1, node, failed=failed, lost=False, probe_seconds=probed)
+        return Fate(seconds, self.retries + 1, node, failed=False, lost=True, probe_seconds=probed)
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -327,15 +390,19 @@ class SimulatedCluster:
         return self.outcome(job.task, job.fate)
 
     def outcome(self, task: EvaluationTask, fate: Fate) -> EvaluationOutcome:
-        """What a worker returns for `task` once `fate` has played out: scores and records, a quality
-        rejection, the body's error, or the loss of its worker on every try."""
+        """What a worker returns for `task` once `fate` has played out: scores and records, a probe's or
+        the quality rejection, the body's error, or the loss of its worker on every try."""
         simulated = round(fate.seconds / self.time_factor, 4)
         common: dict[str, Any] = {
             "candidate_id": task.candidate_id,
             "attempt": task.attempt,
             "node": fate.node,
             "duration": simulated,
+            "check_seconds": dict(fate.probe_seconds),
         }
+        if fate.probe_rejection is not None:
+            self._counts["probe_rejected"] += 1
+            return EvaluationOutcome(**common, rejection=fate.probe_rejection)
         if fate.lost:
             self._counts["lost"] += 1
             error = f"the worker was lost on all {fate.tries} tries; last: simulated worker loss on {fate.node}"

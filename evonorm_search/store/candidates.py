@@ -24,6 +24,7 @@ from ..enums import (
     STATUS_TRANSITIONS,
     TERMINAL_STATUSES,
     UNFINISHED_STATUSES,
+    WORKER_STAGES,
     CandidateRole,
     CandidateStatus,
     EvaluationPhase,
@@ -36,6 +37,8 @@ from .models import Candidate, Evaluation, Search
 from .objectives import objective_values
 from .searches import get_search
 from .types import json_safe, moment
+
+STAGE_NAMES = frozenset(stage.value for stage in RejectionStage)
 
 _FINISHED_VERDICTS = (CandidateStatus.EVALUATED, CandidateStatus.REJECTED)
 
@@ -505,20 +508,24 @@ def complete_candidate(
 class Settlement:
     """How one evaluation attempt of a candidate ended, for `settle_candidates`: its evaluation rows (each
     a mapping of `record_evaluation`'s keyword arguments) and one verdict: evaluated with `objectives`,
-    rejected by the quality check for `rejection`, or failed with `error`."""
+    rejected at `rejection_stage` (a stage a worker runs: the quality prefix, or the probes when they run
+    there) for `rejection`, or failed with `error`. `check_seconds` (stage -> seconds) are the seconds of
+    the checks the worker ran, added to those the controller ran."""
 
     candidate_id: int
     evaluations: Sequence[Mapping[str, Any]] = ()
     objectives: Mapping[str, float] | None = None
     rejection: str | None = None
     error: str | None = None
+    rejection_stage: RejectionStage = RejectionStage.QUALITY
+    check_seconds: Mapping[str, float] | None = None
 
 
 def settle_candidates(
     session: Session, search_id: int, settlements: Sequence[Settlement], *, now: datetime | None = None
 ) -> list[Candidate]:
     """Store the outcomes of a group of evaluations of one search as `record_evaluations` followed by
-    `complete_candidate`, `record_rejection(stage=quality)` or `mark_status(failed)` store each, with the
+    `complete_candidate`, `record_rejection` (at a worker's stage) or `mark_status(failed)` store each, with the
     same rules (a terminal candidate keeps its first verdict; failing one is a conflict), in a handful of
     statements for the whole group: the search and the candidates locked once, one insert of evaluations,
     one of objective rows, one counter update, the candidates' updates in one flush.
@@ -545,6 +552,11 @@ def settle_candidates(
     when, moved, evaluated = moment(now), Counter[str](), []
     for item in settlements:
         candidate = candidates[item.candidate_id]
+        if item.check_seconds and candidate.status not in TERMINAL_STATUSES:
+            candidate.check_seconds = {
+                **candidate.check_seconds,
+                **{k: float(v) for k, v in item.check_seconds.items()},
+            }
         if item.error is not None:
             _check_transition(candidate, CandidateStatus.FAILED)
             _set_status(candidate, session, CandidateStatus.FAILED, when, moved=moved)
@@ -552,7 +564,8 @@ def settle_candidates(
         elif candidate.status in TERMINAL_STATUSES:
             continue  # the first verdict wins
         elif item.rejection is not None:
-            _set_status(candidate, session, CandidateStatus.REJECTED, when, RejectionStage.QUALITY, moved=moved)
+            stage = RejectionStage(item.rejection_stage)
+            _set_status(candidate, session, CandidateStatus.REJECTED, when, stage, moved=moved)
             candidate.rejection_reason = item.rejection
         else:
             _set_status(candidate, session, CandidateStatus.EVALUATED, when, moved=moved)
@@ -577,6 +590,16 @@ def _check_settlement(item: Settlement) -> None:
     for text, what in ((item.rejection, "a rejection needs a reason"), (item.error, "a failure needs an error")):
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise InvalidInputError(f"candidate {item.candidate_id}: {what}")
+    if item.rejection_stage not in WORKER_STAGES:
+        stages = ", ".join(sorted(WORKER_STAGES))
+        raise InvalidInputError(
+            f"candidate {item.candidate_id}: an outcome rejects at a stage a worker runs ({stages}), "
+            f"not {item.rejection_stage!r}"
+        )
+    for stage, seconds in (item.check_seconds or {}).items():
+        if stage not in STAGE_NAMES:
+            raise InvalidInputError(f"candidate {item.candidate_id}: no check stage named {stage!r}")
+        _check_seconds(seconds, f"candidate {item.candidate_id}: the time of the {stage} check")
 
 
 def _locked_candidates(session: Session, search_id: int, ids: Sequence[int]) -> dict[int, Candidate]:

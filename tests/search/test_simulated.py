@@ -3,9 +3,12 @@ the wall's), failures and lost workers reaching the real controller, which recor
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import re
 import statistics
+from collections import Counter
 
 import pytest
 
@@ -18,12 +21,15 @@ from evonorm_search.search import (
     SimulatedCluster,
 )
 from evonorm_search.search.controller import create_search, run_search
-from evonorm_search.search.simulated import layer_scores
+from evonorm_search.search.simulated import SimulatedProbes, layer_scores
+from evonorm_search.search.space import random_graph
 from evonorm_search.store import CandidateStatus, evaluations_of, list_candidates
 
 from .conftest import tiny_config
 from .test_controller import DiesAfter
 
+# The tiny search's rejection section with the probes on the workers.
+ON_WORKERS = {"quality": {"threshold": 0.3, "steps": 5}, "stability": {"steps": 4}, "probes": "workers"}
 LAYERS = ["evonorm_s0", "bn_relu", "gn_relu", "layernorm", "rmsnorm", "evonorm_b0"]
 
 
@@ -158,6 +164,44 @@ def test_bad_settings_are_refused_with_every_problem_named():
         SimulatedCluster(0, time_factor=0.0, failure_rate=1.5)
 
 
+def test_the_workers_probes_are_played_by_layer_with_their_shares_and_seconds():
+    workers = tiny_config(rejection=ON_WORKERS)
+    spec = workers.evaluation_spec()
+    graphs = [random_graph(workers.build_space(), random.Random(i)).to_dict() for i in range(400)]
+    probes = SimulatedProbes(numeric_share=0.2, stability_share=0.25, numeric_seconds=0.5, stability_seconds=4.0)
+    simulated, clock = cluster(workers=400, probes=probes, seed=3)
+    for i, graph in enumerate(graphs):
+        simulated.submit(EvaluationTask(1, i + 1, graph, spec))
+    arrived = drain(simulated, clock)
+    outcomes = {o.candidate_id: o for _, o in arrived}
+    stages = Counter(o.rejection.stage for o in outcomes.values() if o.rejection and o.rejection.stage != "quality")
+    assert 0.12 < stages["numeric"] / 400 < 0.28  # 20% of the layers
+    assert 0.12 < stages["stability"] / (400 - stages["numeric"]) < 0.38  # 25% of those the numeric one passed
+    assert simulated.stats().probe_rejected == stages.total() and simulated.stats().collected == 400
+    for at, outcome in arrived:
+        if outcome.rejection is not None and outcome.rejection.stage == "numeric":
+            assert (at, outcome.records, outcome.check_seconds) == (0.5, (), {"numeric": 0.5})
+        elif outcome.rejection is not None and outcome.rejection.stage == "stability":
+            assert (at, outcome.records, outcome.check_seconds) == (4.5, (), {"numeric": 0.5, "stability": 4.0})
+        else:  # passed the probes: their seconds, then the evaluation
+            assert outcome.check_seconds == {"numeric": 0.5, "stability": 4.0} and at > 4.5 and outcome.records
+    again, clock = cluster(workers=400, probes=probes, seed=3)  # a layer's verdict is its own, not its id's
+    for i, graph in enumerate(reversed(graphs)):
+        again.submit(EvaluationTask(1, i + 1, graph, spec))
+    replayed = {json.dumps(graphs[::-1][o.candidate_id - 1]): o.rejection for _, o in drain(again, clock)}
+    assert all(replayed[json.dumps(graphs[i - 1])] == o.rejection for i, o in outcomes.items())
+
+
+def test_a_task_that_asks_for_probes_needs_a_cluster_that_plays_them():
+    spec = tiny_config(rejection=ON_WORKERS).evaluation_spec()
+    simulated, _ = cluster(workers=2)
+    with pytest.raises(ValueError, match=r"asks the workers to run the probes.*SimulatedProbes"):
+        simulated.submit(EvaluationTask(1, 1, es.library.get("gn_relu").to_dict(), spec))
+    assert simulated.in_flight() == 0
+    with pytest.raises(ValueError, match="stability_share must be within"):
+        SimulatedProbes(stability_share=1.5)
+
+
 # -- with the real controller ----------------------------------------------------------------------
 
 
@@ -175,6 +219,18 @@ def test_a_controller_run_on_the_simulated_cluster_spends_its_budget(any_store):
     spec = config.evaluation_spec()
     assert all(c.objectives == layer_scores(c.graph, spec, seed=2) for c in trained)
     assert any(c.parent_id is not None for c in candidates)  # the population filled and selection ran
+
+
+def test_the_workers_probe_rejections_are_stored_at_their_stage(store):
+    config = tiny_config(budget=40, population=5, rejection=ON_WORKERS)
+    search_id = create_search(store, config)
+    simulated, _ = cluster(workers=8, time_factor=0.01, probes=SimulatedProbes(0.2, 0.2), seed=4)
+    final = run_search(store, search_id, simulated, poll_interval=0.5)
+    assert final.state == "completed" and final.proposed == 40
+    probed = [c for c in all_candidates(store, search_id) if c.rejection_stage in ("numeric", "stability")]
+    assert probed and len(probed) == simulated.stats().probe_rejected
+    assert all(c.rejection_reason.endswith("probe (simulated)") for c in probed)
+    assert all(c.rejection_stage.value in c.check_seconds for c in probed)
 
 
 def test_failures_and_lost_workers_reach_the_controller_and_are_recorded(store):

@@ -54,17 +54,23 @@ def _running(session, search_id, count, prefix="k"):
 
 
 def _outcomes(ids, seed):
-    """Evaluated (coarse values, so ties and evictions happen), quality-rejected and failed outcomes."""
+    """Evaluated (coarse values, so ties and evictions happen), quality-rejected, rejected by the worker's
+    probes (`rejection.probes: workers`, with the probes' seconds) and failed outcomes."""
     rng = random.Random(seed)
     outcomes = []
     for candidate_id in ids:
         rows = [{**EVALUATION, "architecture": a} for a in ("resnet", "mobilenet")]
-        kind = rng.choice(["evaluated"] * 4 + ["rejected", "failed"])
+        probed = {"numeric": rng.choice([0.002, 0.003]), "stability": 0.03}
+        kind = rng.choice(["evaluated"] * 4 + ["rejected", "probe", "failed"])
         if kind == "evaluated":
             point = values(rng.choice([0.1, 0.5, 0.9]), rng.choice([0.1, 0.5, 0.9]), rng.choice([1, 2, 3]))
-            outcomes.append(st.Settlement(candidate_id, rows, objectives=point))
+            outcomes.append(st.Settlement(candidate_id, rows, objectives=point, check_seconds=probed))
         elif kind == "rejected":
             outcomes.append(st.Settlement(candidate_id, rows[:1], rejection="accuracy 0.10 below 0.30"))
+        elif kind == "probe":
+            stage = rng.choice([R.NUMERIC, R.STABILITY])
+            reason = f"rejected by the {stage} probe"
+            outcomes.append(st.Settlement(candidate_id, rejection=reason, rejection_stage=stage, check_seconds=probed))
         else:
             outcomes.append(st.Settlement(candidate_id, [], error="worker died"))
     return outcomes
@@ -72,10 +78,13 @@ def _outcomes(ids, seed):
 
 def _one_by_one(session, search_id, outcome: st.Settlement):
     st.record_evaluations(session, outcome.candidate_id, outcome.evaluations)
+    for stage, seconds in (outcome.check_seconds or {}).items():
+        st.record_check(session, outcome.candidate_id, stage, seconds)
     if outcome.error is not None:
         return st.mark_status(session, outcome.candidate_id, C.FAILED, error=outcome.error)
     if outcome.rejection is not None:
-        return st.record_rejection(session, outcome.candidate_id, stage=R.QUALITY, reason=outcome.rejection)
+        stage = outcome.rejection_stage
+        return st.record_rejection(session, outcome.candidate_id, stage=stage, reason=outcome.rejection)
     return st.complete_candidate(session, outcome.candidate_id, outcome.objectives)
 
 
@@ -93,7 +102,7 @@ def _stored(session, search_id, births):
         for i in births
     }
     verdicts = {
-        births[i]: (c.status, c.rejection_stage, c.rejection_reason, c.error, c.objectives)
+        births[i]: (c.status, c.rejection_stage, c.rejection_reason, c.error, c.objectives, c.check_seconds)
         for i in births
         for c in [st.get_candidate(session, i)]
     }
@@ -121,6 +130,7 @@ def test_a_settled_group_leaves_what_the_per_candidate_writes_leave(store):
         expected = _stored(s, one_by_one, births[one_by_one])
         got = _stored(s, grouped, births[grouped])
     assert got[0] == expected[0] and got[0][0][C.EVALUATED] > 10  # counters, with evictions from the fronts
+    assert got[0][1][R.NUMERIC] + got[0][1][R.STABILITY] > 0  # the workers' probes rejected some
     assert got[1] == pytest.approx(expected[1])
     assert got[2:] == expected[2:]
     with store.session() as s:  # and the counters match a recount from the candidates
@@ -217,6 +227,11 @@ def test_a_terminal_candidate_keeps_its_first_verdict(store):
         ({"candidate_id": 10_000, "error": "died"}, st.NotFoundError, "no candidate with id 10000"),
         ({"candidate_id": "other", "error": "died"}, st.InvalidInputError, "belongs to search"),
         ({"candidate_id": "repeat", "error": "died"}, st.InvalidInputError, "each candidate once"),
+        ({"rejection": "copy", "rejection_stage": R.DUPLICATE}, st.InvalidInputError, "stage a worker runs"),
+        ({"rejection": "odd", "rejection_stage": "sideways"}, st.InvalidInputError, "stage a worker runs"),
+        ({"error": "died", "check_seconds": {"numeric": -1.0}}, st.InvalidInputError, "non-negative number"),
+        ({"error": "died", "check_seconds": {"numeric": float("nan")}}, st.InvalidInputError, "non-negative"),
+        ({"error": "died", "check_seconds": {"numerik": 0.1}}, st.InvalidInputError, "no check stage named"),
     ],
 )
 def test_a_malformed_group_is_refused_whole(store, bad, error, message):
