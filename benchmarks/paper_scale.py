@@ -23,7 +23,12 @@ selection are the controller's own, measured in its process:
 - with `--check-workers N` (a list: each configuration runs once per value), the controller's check
   pool (`check_pool.py`): its processes compute the cheap checks of the next proposals ahead, the time the
   controller waits for them, how many proposals found them done, and the CPU time the pool's processes
-  spent per candidate (the cores a controller host needs beside the controller's own).
+  spent per candidate (the cores a controller host needs beside the controller's own);
+- with `--probes controller,workers`, where the numeric and stability probes run (`rejection.probes`). On
+  the workers they are simulated (`SimulatedProbes`) with the rejection shares and seconds the real probes
+  give on `--probe-sample` layers like those the run proposes (random layers of paper.yaml's space, or
+  their mutants when resuming a full population), measured here first and reported; results/s then
+  counts trained outcomes only, not the probes' rejections that come back from the workers.
 Selection at the paper's population is also timed on its own (`--selection-proposals` proposals from a
 population of 2,500 evaluated members, and of 5,000, the most the controller holds before it trims).
 
@@ -31,6 +36,7 @@ population of 2,500 evaluated members, and of 5,000, the most the controller hol
     python benchmarks/paper_scale.py --budget 300 --workers 10,50 --skip-postgres
     python benchmarks/paper_scale.py --backends postgresql --workers 100 --postgres URL   # one backend, one size
     python benchmarks/paper_scale.py --check-workers 0,1 --label check-pool   # the controller without and with a pool
+    python benchmarks/paper_scale.py --probes controller,workers --rounds 8 --label probes   # the probes' place, paired
     python benchmarks/paper_scale.py --against ../earlier --rounds 6 --label settle  # this code against another
                                                       # checkout's (git worktree add ../earlier REV), paired by round
 """
@@ -71,8 +77,9 @@ from evonorm_search.search import check_pool, rejection, selection
 from evonorm_search.search import controller as controller_module
 from evonorm_search.search.config import SearchConfig
 from evonorm_search.search.controller import Controller, build_strategy, create_search
+from evonorm_search.search.mutation import Mutator
 from evonorm_search.search.pareto import as_vector
-from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
+from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, SimulatedProbes, layer_scores
 from evonorm_search.search.space import random_graph
 from evonorm_search.statistics import paired_comparison
 
@@ -278,11 +285,79 @@ class Run:
     outcome_groups: Counter[int] = field(default_factory=Counter)  # outcomes per write transaction: how many
     code: str = ""  # with --against: the checkout whose evonorm_search this run imported (checkout_label)
     proposal_groups: Counter[int] = field(default_factory=Counter)  # candidates per transaction of proposals
+    probes: str = "controller"  # where the numeric and stability probes ran (`rejection.probes`)
 
 
-def paper_config(budget: int) -> SearchConfig:
+def paper_config(budget: int, probes: str = "controller") -> SearchConfig:
     data = SearchConfig.from_yaml(PAPER).model_dump(mode="json")
-    return SearchConfig.from_mapping(data | {"budget": budget})
+    return SearchConfig.from_mapping(data | {"budget": budget, "rejection": data["rejection"] | {"probes": probes}})
+
+
+# -- the probes, measured for the simulated workers ------------------------------------------------
+
+
+@dataclass
+class ProbeSample:
+    """What the real probes did on a sample of layers: how many reached each probe and how many it rejected,
+    and each probe's seconds."""
+
+    kind: str  # "random" or "mutants"
+    layers: int
+    reached: dict[str, int]
+    rejected: dict[str, int]
+    seconds: dict[str, list[float]]
+
+    def share(self, stage: str) -> float:
+        return self.rejected[stage] / max(self.reached[stage], 1)
+
+    def simulated(self) -> SimulatedProbes:
+        """The shares and median seconds, as the simulated workers play them."""
+        return SimulatedProbes(
+            numeric_share=self.share("numeric"),
+            stability_share=self.share("stability"),
+            numeric_seconds=statistics.median(self.seconds["numeric"]),
+            stability_seconds=statistics.median(self.seconds["stability"]),
+        )
+
+
+def sample_layers(count: int, seed: int, *, mutants: bool) -> list[Any]:
+    """`count` layers of paper.yaml's space as the runs propose them: random layers while the population
+    fills (a fresh search below 2,500 candidates), or mutants of random layers (a resumed full population)."""
+    config = paper_config(count)
+    space, rng = config.build_space(), random.Random(seed)
+    mutator = Mutator(space)
+    layers = []
+    for _ in range(count):
+        layer = random_graph(space, rng)
+        layers.append(mutator.mutate(layer, rng)[0] if mutants else layer)
+    return layers
+
+
+def measure_probes(count: int, seed: int, *, mutants: bool) -> ProbeSample:
+    """The static check and the probes of paper.yaml's chain (the controller's, without the duplicate
+    index: a sample this size holds next to no duplicates) on `count` sampled layers."""
+    config = paper_config(count)
+    chain = rejection.cheap_rejections(
+        config.build_space(),
+        groups=config.groups,
+        eps=config.eps,
+        spatial_dims=config.input_shape()[1],
+        index=None,
+        stability=config.rejection.stability.model_dump(exclude={"enabled"}),
+        seed=config.seed,
+    )
+    stages = ("numeric", "stability")
+    reached, rejected = dict.fromkeys(stages, 0), dict.fromkeys(stages, 0)
+    seconds: dict[str, list[float]] = {stage: [] for stage in stages}
+    for layer in sample_layers(count, seed, mutants=mutants):
+        verdict = chain.run(layer)
+        for stage in stages:
+            if stage in verdict.seconds:
+                reached[stage] += 1
+                seconds[stage].append(verdict.seconds[stage])
+        if verdict.rejection is not None and verdict.rejection.stage in stages:
+            rejected[verdict.rejection.stage] += 1
+    return ProbeSample("mutants" if mutants else "random", count, reached, rejected, seconds)
 
 
 def children_cpu_seconds() -> float:
@@ -291,18 +366,19 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fill_stored_search(url: str, count: int, budget: int, seed: int) -> int:
+def fill_stored_search(url: str, count: int, budget: int, seed: int, probes: str = "controller") -> int:
     """A paper.yaml search holding `count` finished candidates (bulk-inserted as store.py does), for a
     controller to resume with `budget` more. Run in a process of its own, so the rows it builds in
     memory never count in the controller's resident set."""
     with st.open_store(url) as store:
-        config = paper_config(count + budget).model_dump(mode="json")
+        config = paper_config(count + budget, probes).model_dump(mode="json")
         return fill(store, count, seed, config=config, finished_only=True)
 
 
-def stored_search(url: str, count: int, budget: int, seed: int) -> int:
+def stored_search(url: str, count: int, budget: int, seed: int, probes: str = "controller") -> int:
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(fill_stored_search, url, count, budget, seed).result()
+        args = (url, count, budget, seed) + ((probes,) if probes != "controller" else ())
+        return child.submit(fill_stored_search, *args).result()
 
 
 def run_configuration(
@@ -314,8 +390,12 @@ def run_configuration(
     args: argparse.Namespace,
     *,
     stored: int = 0,
+    probes: str = "controller",
+    simulated_probes: SimulatedProbes | None = None,
 ) -> Run:
-    search_id = stored_search(url, stored, args.budget, args.seed) if stored else None
+    """One run of the controller; with `probes` "workers", `simulated_probes` says how the workers' probes
+    behave (from `measure_probes`)."""
+    search_id = stored_search(url, stored, args.budget, args.seed, probes) if stored else None
     inner = st.open_store(url)
     timings = Timings()
     simulated = SimulatedCluster(
@@ -325,9 +405,10 @@ def run_configuration(
         failure_rate=args.failure_rate,
         loss_rate=args.loss_rate,
         seed=args.seed,
+        **({"probes": simulated_probes} if simulated_probes is not None else {}),
     )
     if search_id is None:
-        search_id = create_search(inner, paper_config(args.budget))
+        search_id = create_search(inner, paper_config(args.budget, probes))
     windows: list[Window] = []
     state: dict[str, Any] = {"stop_sent": False, "budget_at": None, "first_result_at": None, "resumed": None}
     started = time.perf_counter()
@@ -338,12 +419,12 @@ def run_configuration(
         proposed = progress.proposed - stored
         if state["resumed"] is None:  # the first report comes once the controller has loaded the search
             state["resumed"] = (now, rss_mb())
-        if state["first_result_at"] is None and stats.collected:
+        if state["first_result_at"] is None and trained(stats):
             state["first_result_at"] = now
         if state["budget_at"] is None and proposed >= args.budget:
             state["budget_at"] = now
         if proposed >= (len(windows) + 1) * args.window:
-            windows.append(Window(now, proposed, stats.collected, timings.marks(), rss_mb()))
+            windows.append(Window(now, proposed, trained(stats), timings.marks(), rss_mb()))
         if now > args.max_seconds and not state["stop_sent"]:
             state["stop_sent"] = True  # as the API stops a search: the controller cancels what is in flight
             with inner.session() as s:
@@ -373,7 +454,7 @@ def run_configuration(
         rounds=args.rounds,
         budget=args.budget,
         proposed=final.proposed - stored,
-        collected=simulated.stats().collected,
+        collected=trained(simulated.stats()),
         state=final.state,
         seconds=seconds,
         proposing_seconds=state["budget_at"] or seconds,
@@ -391,7 +472,14 @@ def run_configuration(
         pool_cpu_seconds=children_cpu_seconds() - children_before,
         outcome_groups=Counter(controller.outcome_groups),
         proposal_groups=Counter(controller.proposal_groups),
+        probes=probes,
     )
+
+
+def trained(stats: Any) -> int:
+    """Outcomes of training: those collected less the workers' probe rejections (which train nothing). A
+    checkout from before the probes could run on workers has no such count."""
+    return stats.collected - getattr(stats, "probe_rejected", 0)
 
 
 def checkout_label(checkout: Path) -> str:
@@ -575,25 +663,31 @@ def statements_per_outcome(run: Run) -> float:
 
 
 def run_key(run: Run) -> list[object]:
-    key: list[object] = [run.backend, f"{run.workers:,}", *([run.code] if run.code else []), run.check_workers]
+    code = [run.code] if run.code else []
+    key: list[object] = [run.backend, f"{run.workers:,}", *code, run.check_workers, run.probes]
     return [*key, run.round + 1] if run.rounds > 1 else key
 
 
 def key_headers(runs: list[Run]) -> list[str]:
     code = ["code"] if runs[0].code else []
-    return ["backend", "workers", *code, "check workers"] + (["round"] if runs[0].rounds > 1 else [])
+    return ["backend", "workers", *code, "check workers", "probes on"] + (["round"] if runs[0].rounds > 1 else [])
 
 
-def setting_of(run: Run) -> tuple[str, int]:
-    """What the paired table compares: the code a run imported (with --against) and its check pool."""
-    return run.code, run.check_workers
+Setting = tuple[str, int, str]
 
 
-def setting_text(setting: tuple[str, int], settings: list[tuple[str, int]]) -> str:
+def setting_of(run: Run) -> Setting:
+    """What the paired table compares: the code a run imported (with --against), its check pool and where
+    its probes ran."""
+    return run.code, run.check_workers, run.probes
+
+
+def setting_text(setting: Setting, settings: list[Setting]) -> str:
     """A setting named by what varies among `settings`."""
-    code, check_workers = setting
+    code, check_workers, probes = setting
     parts = [code] if len({s[0] for s in settings}) > 1 else []
     parts += [f"{check_workers} check workers"] if len({s[1] for s in settings}) > 1 else []
+    parts += [f"probes on the {probes}"] if len({s[2] for s in settings}) > 1 else []
     return ", ".join(parts) or f"{check_workers} check workers"
 
 
@@ -694,7 +788,7 @@ def ceiling_row(run: Run) -> list[object]:
     turns that into results/s, and results/s x 90 s is how many 90 s workers one controller keeps busy."""
     busy = run.seconds - sum(run.timings.of("poll"))
     per_candidate = busy / max(run.proposed, 1)
-    trained = run.cluster.submitted / max(run.proposed, 1)
+    trained = sent_to_training(run)
     candidates_per_second = 1 / per_candidate
     results = candidates_per_second * trained
     return [
@@ -707,6 +801,12 @@ def ceiling_row(run: Run) -> list[object]:
     ]
 
 
+def sent_to_training(run: Run) -> float:
+    """The share of candidates stored that trained: submitted to the cluster, less those the workers'
+    probes rejected first."""
+    return (run.cluster.submitted - getattr(run.cluster, "probe_rejected", 0)) / max(run.proposed, 1)
+
+
 def spare_cores_row(run: Run) -> list[object]:
     """Extrapolated, not measured: a run with a check pool, had its pool never kept the controller
     waiting (enough cores for it beside the controller's): the controller's own time per candidate (busy
@@ -714,7 +814,7 @@ def spare_cores_row(run: Run) -> list[object]:
     cores the pool then needs to keep up."""
     busy = run.seconds - sum(run.timings.of("poll")) - sum(run.timings.of("check pool wait"))
     own = busy / max(run.proposed, 1)
-    trained = run.cluster.submitted / max(run.proposed, 1)
+    trained = sent_to_training(run)
     results = trained / own
     pool_per_candidate = run.pool_cpu_seconds / max(run.proposed, 1)
     return [
@@ -823,6 +923,35 @@ def paired_section(runs: list[Run]) -> list[str]:
     ]
 
 
+def probe_section(samples: dict[str, ProbeSample]) -> list[str]:
+    """How the simulated workers play the probes, and the real probes' measurement it comes from."""
+    if not samples:
+        return []
+    rows = []
+    for sample in samples.values():
+        cells: list[object] = [sample.kind, sample.layers]
+        for stage in ("numeric", "stability"):
+            times = sample.seconds[stage]
+            cells += [
+                f"{sample.rejected[stage]} of {sample.reached[stage]} ({sample.share(stage):.1%})",
+                f"{ms(statistics.median(times))} / {ms(statistics.fmean(times))}",
+            ]
+        rows.append(cells)
+    headers = ["layers", "sampled", "numeric rejects", "numeric ms median / mean"]
+    headers += ["stability rejects", "stability ms median / mean"]
+    return [
+        "## The probes on the workers\n\n"
+        "Runs with the probes on the workers (`rejection.probes: workers`) play them as `SimulatedProbes`: each "
+        "rejects a layer with the share below (drawn from a hash of the layer) after the median seconds below, "
+        "times the time factor. The shares and seconds are the real probes' (paper.yaml's chain, in this process, "
+        "before the runs) on the sampled layers: random layers of the space for fresh searches (which propose "
+        "random layers until the population of 2,500 fills), mutants of random layers for resumed ones. A share "
+        "is of the layers that reached the probe (passed the static check, and the numeric probe for stability). "
+        "With the probes on the controller, the same work runs in the controller's thread (its 'cheap checks').\n\n"
+        + markdown_table(headers, rows)
+    ]
+
+
 def machine_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
@@ -835,6 +964,7 @@ def report(
     index_rows: list[list[object]],
     args: argparse.Namespace,
     loads: list[str],
+    samples: dict[str, ProbeSample] | None = None,
 ) -> str:
     demand = {w: w / (MEDIAN_SECONDS * args.time_factor) for w in args.workers}
     parts = [
@@ -863,6 +993,7 @@ def report(
         "count, so the load does not move it). Candidates per proposal txn: the new candidates of a fill's groups. Tournament: "
         "`ParetoTournament.select`; 'not reached' when the population (2,500) never filled within the budget.",
         *paired_section(list({id(r): r for r in [*runs, *stored_runs]}.values())),
+        *probe_section(samples or {}),
         "## Where the controller's time goes\n\nShare of the run's wall time (and ms per candidate stored).\n\n"
         + markdown_table([*key_headers(runs), *PARTS, "other"], [breakdown_row(r) for r in runs])
         + "\n\nCheap checks: the chain in the controller's thread (with a check pool, only the duplicate index's "
@@ -966,18 +1097,28 @@ def one_run(
     directory: str,
     loads: list[str],
     stored: int = 0,
+    probes: str = "controller",
+    samples: dict[str, ProbeSample] | None = None,
 ) -> Run:
     """One configuration on a fresh database: in this process, or with --against in a process importing
-    `checkout`'s package; `stored`: resuming a search bulk-filled with that many candidates."""
+    `checkout`'s package; `stored`: resuming a search bulk-filled with that many candidates; `probes`: where
+    the probes run (on the workers, played as `samples` measured them: mutants when resuming, else random)."""
     code = f"{checkout.name}, " if checkout else ""
     resuming = f"resuming {stored:,}, " if stored else ""
-    label = f"{BACKENDS[backend]} {workers:,} ({resuming}{code}check workers {check_workers}, round {round_ + 1})"
+    where = f", probes on the {probes}" if len(args.probes) > 1 else ""
+    label = (
+        f"{BACKENDS[backend]} {workers:,} ({resuming}{code}check workers {check_workers}{where}, round {round_ + 1})"
+    )
     loads.append(f"{label}: {machine_load()} at start")
-    name = f"{workers}-{check_workers}-{round_}-{args.checkouts.index(checkout)}-{stored}"
+    name = f"{workers}-{check_workers}-{round_}-{args.checkouts.index(checkout)}-{stored}-{probes}"
+    kwargs: dict[str, Any] = {"stored": stored}
+    if probes != "controller":
+        assert samples is not None, "probes on the workers need the measured sample"
+        kwargs |= {"probes": probes, "simulated_probes": samples["mutants" if stored else "random"].simulated()}
     with fresh_store(backend, name, args, directory) as url:
         if checkout is None:
-            return run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args, stored=stored)
-        return run_in_checkout(checkout, BACKENDS[backend], url, workers, check_workers, round_, args, stored=stored)
+            return run_configuration(BACKENDS[backend], url, workers, check_workers, round_, args, **kwargs)
+        return run_in_checkout(checkout, BACKENDS[backend], url, workers, check_workers, round_, args, **kwargs)
 
 
 def parse_args() -> argparse.Namespace:
@@ -1023,6 +1164,18 @@ def parse_args() -> argparse.Namespace:
         help="another checkout (a git worktree of an earlier commit): every configuration also runs with its "
         "evonorm_search, first in each round, each run in a process of its own, paired with this checkout's",
     )
+    parser.add_argument(
+        "--probes",
+        type=lambda s: s.split(","),
+        default=["controller"],
+        help="comma-separated: where the numeric and stability probes run (controller, workers), one run per value",
+    )
+    parser.add_argument(
+        "--probe-sample",
+        type=int,
+        default=300,
+        help="layers the real probes are measured on, to play them on the simulated workers (--probes workers)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--skip-postgres", action="store_true")
@@ -1041,6 +1194,13 @@ def parse_args() -> argparse.Namespace:
         parser.error("--stored-only needs --stored")
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds}: at least 1")
+    sites = ["controller", "workers"]
+    if not args.probes or len(set(args.probes)) != len(args.probes) or not set(args.probes) <= set(sites):
+        parser.error(f"--probes {','.join(args.probes)}: each of {', '.join(sites)} at most once")
+    if args.probe_sample < 10:
+        parser.error(f"--probe-sample {args.probe_sample}: at least 10 layers")
+    if args.against is not None and "workers" in args.probes:
+        parser.error("--against compares code with the probes where both checkouts run them: leave --probes out")
     if any(w < 0 for w in args.check_workers):
         parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
     if args.against is not None and not (args.against / "evonorm_search" / "__init__.py").is_file():
@@ -1054,12 +1214,30 @@ def main() -> None:
     args = parse_args()
     runs: list[Run] = []
     loads: list[str] = []
+    samples = {}
+    if "workers" in args.probes:  # measured before any run, with the machine as the runs find it
+        kinds = ([] if args.stored_only else ["random"]) + (["mutants"] if args.stored else [])
+        samples = {kind: measure_probes(args.probe_sample, args.seed, mutants=kind == "mutants") for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
         for backend in [] if args.stored_only else args.backends:
             for workers in args.workers:
                 for round_ in range(args.rounds):
-                    for checkout, check_workers in itertools.product(args.checkouts, args.check_workers):
-                        run = one_run(backend, workers, check_workers, round_, checkout, args, directory, loads)
+                    for checkout, check_workers, probes in itertools.product(
+                        args.checkouts, args.check_workers, args.probes
+                    ):
+                        run = one_run(
+                            backend,
+                            workers,
+                            check_workers,
+                            round_,
+                            checkout,
+                            args,
+                            directory,
+                            loads,
+                            0,
+                            probes,
+                            samples,
+                        )
                         print(summary_row(run), flush=True)
                         runs.append(run)
     stored_runs = []
@@ -1067,13 +1245,25 @@ def main() -> None:
         for count in args.stored:
             for backend in args.backends:
                 for round_ in range(args.rounds):
-                    for checkout in args.checkouts:
-                        run = one_run(backend, args.workers[0], 0, round_, checkout, args, directory, loads, count)
+                    for checkout, probes in itertools.product(args.checkouts, args.probes):
+                        run = one_run(
+                            backend,
+                            args.workers[0],
+                            0,
+                            round_,
+                            checkout,
+                            args,
+                            directory,
+                            loads,
+                            count,
+                            probes,
+                            samples,
+                        )
                         print(stored_section([run])[0].splitlines()[-1], flush=True)
                         stored_runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed) if args.index_keys else []
-    body = report(runs or stored_runs, stored_runs, selection_rows, index_rows, args, loads)
+    body = report(runs or stored_runs, stored_runs, selection_rows, index_rows, args, loads, samples)
     name = f"paper-scale-{args.label}" if args.label else "paper-scale"
     path = write_result(name, "Paper scale: one controller against a simulated cluster", body)
     print(f"wrote {path}")

@@ -574,7 +574,9 @@ def test_the_paper_scale_benchmark_writes_its_tables(tmp_path, postgres_database
     assert not list(tmp_path.glob("paper-scale-smoke.md"))  # the label names the file, beside earlier runs
     assert "## Throughput" in report and "## Where the controller's time goes" in report
     assert "No cache serves any figure" in report
-    assert "| SQLite (WAL) | 4 | 0 | 30 |" in report and "| PostgreSQL | 12 | 1 | 30 |" in report
+    assert (
+        "| SQLite (WAL) | 4 | 0 | controller | 30 |" in report and "| PostgreSQL | 12 | 1 | controller | 30 |" in report
+    )
     # The check pool's own table: one row per run with a pool, what it found done and its CPU.
     pool_table = report.split("## The check pool")[1].split("## ")[0]
     pool_rows = [
@@ -604,7 +606,8 @@ def test_the_paper_scale_benchmark_pairs_the_check_pool_settings_over_rounds(tmp
     args += ["--backends", "sqlite", "--selection-population", "20", "--selection-proposals", "3", "--index-keys", ""]
     report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
     # Every run names its round; the paired table compares the pool with the first setting over both rounds.
-    assert "| SQLite (WAL) | 4 | 0 | 1 | 24 |" in report and "| SQLite (WAL) | 4 | 1 | 2 | 24 |" in report
+    assert "| SQLite (WAL) | 4 | 0 | controller | 1 | 24 |" in report
+    assert "| SQLite (WAL) | 4 | 1 | controller | 2 | 24 |" in report
     paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
     row = next(
         line
@@ -657,7 +660,39 @@ def test_the_paper_scale_benchmark_resumes_a_search_filled_in_bulk(tmp_path):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[:3] == ["SQLite (WAL)", "4", "300"] and cells[6] == "20"  # 20 new candidates after 300 stored
     assert float(cells[3]) > 0 and float(cells[4]) > 0  # resumed after loading them, its memory measured
-    assert "| SQLite (WAL) | 4 | 0 | 20 |" in report  # the tables show the resumed run
+    assert "| SQLite (WAL) | 4 | 0 | controller | 20 |" in report  # the tables show the resumed run
+
+
+def test_the_paper_scale_benchmark_pairs_the_probes_on_the_controller_with_the_probes_on_the_workers(tmp_path):
+    args = ["--budget", "24", "--workers", "4", "--time-factor", "0.002", "--probes", "controller,workers"]
+    args += ["--rounds", "2", "--stored", "150", "--probe-sample", "12", "--backends", "sqlite", "--index-keys", ""]
+    args += ["--selection-population", "20", "--selection-proposals", "3"]
+    report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
+    # The real probes measured on both kinds of layers the runs propose, as the simulated workers play them.
+    probes = report.split("## The probes on the workers")[1].split("## ")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in probes.splitlines() if line.startswith("| ")}
+    assert {"random", "mutants"} <= set(rows) and all(" | 12 | " in rows[k] for k in ("random", "mutants"))
+    assert re.search(r"\| \d+ of \d+ \(\d+\.\d%\) \| [\d.]+ / [\d.]+ \|", rows["random"])
+    # Fresh and resumed runs, each setting in both rounds, paired.
+    throughput = report.split("## Throughput")[1].split("## ")[0]
+    for where in ("controller", "workers"):
+        assert "| SQLite (WAL) | 4 | 0 | " + where + " | 1 | 24 |" in throughput
+        assert "| SQLite (WAL) | 4 | 0 | " + where + " | 2 | 24 |" in throughput
+    paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
+    vs = "probes on the workers vs probes on the controller"
+    assert f"| SQLite (WAL) | 4 | {vs} |" in paired and f"| SQLite (WAL) | 4 resuming 150 | {vs} |" in paired
+    for bad, message in (
+        (["--probes", "worker"], "each of controller, workers at most once"),
+        (["--probes", "workers", "--against", str(BENCHMARKS.parent)], "leave --probes out"),
+    ):
+        out = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "paper_scale.py"), *bad],
+            env={**os.environ, "EVONORM_RESULTS_DIR": str(tmp_path / "refused")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 2 and message in out.stderr
 
 
 def test_the_paper_scale_benchmark_refuses_a_label_that_is_not_a_file_name_part(tmp_path):
