@@ -63,8 +63,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,9 +80,12 @@ from evonorm_search.search.config import SearchConfig
 from evonorm_search.search.controller import Controller, build_strategy, create_search
 from evonorm_search.search.mutation import Mutator
 from evonorm_search.search.pareto import as_vector
-from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, SimulatedProbes, layer_scores
+from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
 from evonorm_search.search.space import random_graph
 from evonorm_search.statistics import paired_comparison
+
+if TYPE_CHECKING:  # imported where used: --against runs this script with checkouts from before it existed
+    from evonorm_search.search.simulated import SimulatedProbes
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper.yaml"
@@ -289,8 +293,13 @@ class Run:
 
 
 def paper_config(budget: int, probes: str = "controller") -> SearchConfig:
-    data = SearchConfig.from_yaml(PAPER).model_dump(mode="json")
-    return SearchConfig.from_mapping(data | {"budget": budget, "rejection": data["rejection"] | {"probes": probes}})
+    """examples/paper.yaml with `budget` and the probes where `probes` says. On the controller (the default)
+    the setting is left out, so a checkout from before it existed (--against) reads the same search."""
+    data = yaml.safe_load(PAPER.read_text())
+    rejection = {k: v for k, v in data.get("rejection", {}).items() if k != "probes"}
+    if probes != "controller":
+        rejection["probes"] = probes
+    return SearchConfig.from_mapping(data | {"budget": budget, "rejection": rejection}, base_dir=PAPER.parent)
 
 
 # -- the probes, measured for the simulated workers ------------------------------------------------
@@ -312,6 +321,8 @@ class ProbeSample:
 
     def simulated(self) -> SimulatedProbes:
         """The shares and median seconds, as the simulated workers play them."""
+        from evonorm_search.search.simulated import SimulatedProbes
+
         return SimulatedProbes(
             numeric_share=self.share("numeric"),
             stability_share=self.share("stability"),

@@ -29,7 +29,7 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from evonorm_search.search.evaluator import EvaluationOutcome, EvaluationTask
-from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster
+from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, SimulatedProbes
 
 
 def sleeping_node() -> Any:
@@ -83,7 +83,7 @@ class RaySimulatedCluster:
     """The `Evaluator` protocol over `nodes` `SimulatedNode` actors of `slots` concurrent evaluations
     each (capacity: nodes x slots), spread one per Ray node. Evaluations take a lognormal delay around a
     median (`delay`) times `time_factor`, fail at `failure_rate` and are scored as `SimulatedCluster`
-    scores them (`seed`). `kill_at`: numbers of collected outcomes at which the next actor is killed
+    scores them (`seed`); a spec that puts the probes on the workers gets them played by `probes`. `kill_at`: numbers of collected outcomes at which the next actor is killed
     (round robin) with its calls in flight, as a worker process dies; Ray restarts it and runs them again."""
 
     def __init__(
@@ -94,6 +94,7 @@ class RaySimulatedCluster:
         delay: LognormalDelay | None = None,
         time_factor: float = 1.0,
         failure_rate: float = 0.0,
+        probes: SimulatedProbes | None = None,
         seed: int = 0,
         kill_at: Sequence[int] = (),
     ):
@@ -101,7 +102,7 @@ class RaySimulatedCluster:
             raise ValueError(f"nodes and slots must be at least 1, got {nodes} and {slots}")
         self.slots = slots
         self.fates = SimulatedCluster(
-            nodes * slots, delay=delay, time_factor=time_factor, failure_rate=failure_rate, seed=seed
+            nodes * slots, delay=delay, time_factor=time_factor, failure_rate=failure_rate, probes=probes, seed=seed
         )
         placements = _node_ids()
         node_class = sleeping_node()

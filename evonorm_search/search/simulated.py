@@ -288,11 +288,7 @@ class SimulatedCluster:
             raise RuntimeError(f"the evaluator is full ({self.workers} task(s) in flight)")
         if task.candidate_id in self._live:
             raise RuntimeError(f"candidate {task.candidate_id} is already in flight")
-        if task.spec.probes is not None and self.probes is None:
-            raise ValueError(
-                "the task's spec asks the workers to run the probes (rejection.probes: workers); "
-                "give the cluster SimulatedProbes to say how they behave"
-            )
+        self._check_probes(task)
         now = self.clock.now()
         self._take_slot(now)
         job = _Job(task, self.fate_of(task), now)
@@ -342,6 +338,7 @@ class SimulatedCluster:
     def fate_of(self, task: EvaluationTask) -> Fate:
         """Run the task's tries: the probes first when the spec asks for them (a rejection ends the task
         there), then each try draws a duration; a lost try ends partway and the next starts."""
+        self._check_probes(task)
         rejection: Rejection | None = None
         probe_seconds: dict[str, float] = {}
         if task.spec.probes is not None and self.probes is not None:
@@ -362,6 +359,13 @@ class SimulatedCluster:
         return Fate(seconds, self.retries + 1, node, failed=False, lost=True, probe_seconds=probed)
 
     # -- inside -----------------------------------------------------------------------------------
+
+    def _check_probes(self, task: EvaluationTask) -> None:
+        if task.spec.probes is not None and self.probes is None:
+            raise ValueError(
+                "the task's spec asks the workers to run the probes (rejection.probes: workers); "
+                "give the cluster SimulatedProbes to say how they behave"
+            )
 
     def _take_slot(self, now: float) -> None:
         """A free slot that ran before was idle since it freed: that wait is the controller's."""

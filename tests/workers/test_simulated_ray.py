@@ -4,6 +4,7 @@ every candidate still gets exactly one outcome."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from evonorm_search import store as st
 from evonorm_search.search import SearchConfig
 from evonorm_search.search.controller import create_search, run_search
 from evonorm_search.search.evaluator import EvaluationTask
-from evonorm_search.search.simulated import LognormalDelay
+from evonorm_search.search.simulated import LognormalDelay, SimulatedProbes
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -32,12 +33,17 @@ def test_a_search_through_ray_actors_loses_nothing_when_actors_die(cluster, tmp_
         search_id = create_search(store, paper_search(budget=60))
         # 2 actors of 10 slots; evaluations of about 0.3 s; an actor killed at the 15th and the 30th outcome.
         delay = LognormalDelay(median=90.0, sigma=0.3)
-        with RaySimulatedCluster(2, 10, delay=delay, time_factor=1 / 300, seed=1, kill_at=(15, 30)) as ray_cluster:
+        # paper.yaml runs the probes on the workers: their rejections come back through Ray too.
+        probes = SimulatedProbes(numeric_share=0.15, stability_share=0.15)
+        with RaySimulatedCluster(
+            2, 10, delay=delay, time_factor=1 / 300, probes=probes, seed=1, kill_at=(15, 30)
+        ) as ray_cluster:
             final = run_search(store, search_id, ray_cluster, poll_interval=0.02)
             stats = ray_cluster.stats
         with store.session(readonly=True) as s:
             summary = st.search_summary(s, search_id)
     assert final.state == "completed" and final.proposed == 60
+    assert summary.rejected_by_stage[st.RejectionStage.NUMERIC] + summary.rejected_by_stage["stability"] > 0
     assert stats.kills == 2 and stats.rerun >= 1  # calls in flight on a killed actor came back, run again
     assert stats.errors == 0 and summary.by_status[st.CandidateStatus.FAILED] == 0
     assert summary.by_status[st.CandidateStatus.RUNNING] == summary.by_status[st.CandidateStatus.QUEUED] == 0
@@ -56,6 +62,10 @@ def test_the_ray_evaluator_refuses_what_it_cannot_take(cluster):
         RaySimulatedCluster(0, 1)
     evaluator = RaySimulatedCluster(1, 1, time_factor=1 / 1000)
     try:
+        with pytest.raises(ValueError, match="SimulatedProbes"):  # paper.yaml's probes run on the workers
+            evaluator.submit(task)
+        assert evaluator.capacity() == 1 and evaluator.stats.submitted == 0
+        task = dataclasses.replace(task, spec=task.spec.model_copy(update={"probes": None}))
         evaluator.submit(task)
         with pytest.raises(RuntimeError, match="full"):
             evaluator.submit(task)
