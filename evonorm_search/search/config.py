@@ -181,7 +181,7 @@ class RejectionConfig(StrictModel):
     # Where the numeric and stability probes run. `controller` (the default) rejects a layer before it is
     # stored as running; `workers` runs them first in the worker body, so a controller driving a cluster
     # spends its CPU on proposals and writes (the probes are most of its checks' time:
-    # benchmarks/results/paper-scale-probes-cpu2.md). The verdicts are the same either way.
+    # benchmarks/results/paper-scale-probes-stored-cpu2.md). Each layer gets the same verdict either way.
     probes: ProbeSite = Field(default=ProbeSite.CONTROLLER, strict=False)  # from YAML and stored JSON: its value
 
 

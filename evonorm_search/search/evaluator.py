@@ -3,9 +3,9 @@
 The controller hands `EvaluationTask`s to an `Evaluator` and collects `EvaluationOutcome`s; it never
 knows where the work ran. `evaluate_task` is the worker body every evaluator runs (in this process,
 in a Ray task, anywhere): run the probes when the spec carries them, build each proxy with the
-candidate, train it for the quality prefix and
-reject it if any architecture scores below the threshold, then continue every run to the full budget
-and report accuracy per architecture (and the plan cost when asked).
+candidate, train it for the quality prefix and reject it if any architecture scores below the threshold,
+then continue every run to the full budget and report accuracy per architecture (and the plan cost when
+asked).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ constant, independent of x), duplicate (canonical hash, then functional fingerpr
 (non-finite output or gradient on random input, or an output that ignores x) and stability (the
 worst-case input-gradient norm found by a few steps of adversarial ascent). The last two, the probes,
 are functions of the layer alone and may run on the worker instead (`rejection.probes: workers`,
-`probe_chain`). The quality protocol needs training and runs on the worker (`evaluator.evaluate_task`). `CheapRejections` runs the chain,
-stopping at the first rejection, and times every stage it ran.
+`probe_chain`). The quality protocol needs training and runs on the worker (`evaluator.evaluate_task`).
+`CheapRejections` runs the chain, stopping at the first rejection, and times every stage it ran.
 """
 
 from __future__ import annotations

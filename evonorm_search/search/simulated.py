@@ -7,8 +7,8 @@ from a lognormal distribution (around a median, e.g. the 90 s of a proxy run) ti
 here, as Ray retries a task whose worker died, until the tries run out and the outcome says so), and
 scores the layer by a deterministic function of its structure and a hash of its graph,
 so selection has signal. A spec that puts the probes on the workers gets them played as measured
-shares and seconds (`SimulatedProbes`). Everything a task's fate depends on is drawn from a stream keyed by the
-seed, the candidate and the attempt: a run is reproducible whatever order the controller submits in.
+shares and seconds (`SimulatedProbes`). Everything a task's fate depends on is drawn from a stream keyed
+by the seed, the candidate and the attempt: a run is reproducible whatever order the controller submits in.
 
 Time comes from a `Clock`: the wall clock for benchmarks, a `ManualClock` for tests, whose `sleep`
 advances it at once (so a test never waits on wall time and delays can be checked exactly).

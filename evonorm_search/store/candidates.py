@@ -590,7 +590,7 @@ def _check_settlement(item: Settlement) -> None:
     for text, what in ((item.rejection, "a rejection needs a reason"), (item.error, "a failure needs an error")):
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise InvalidInputError(f"candidate {item.candidate_id}: {what}")
-    if item.rejection_stage not in WORKER_STAGES:
+    if not isinstance(item.rejection_stage, str) or item.rejection_stage not in WORKER_STAGES:
         stages = ", ".join(sorted(WORKER_STAGES))
         raise InvalidInputError(
             f"candidate {item.candidate_id}: an outcome rejects at a stage a worker runs ({stages}), "

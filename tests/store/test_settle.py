@@ -229,6 +229,7 @@ def test_a_terminal_candidate_keeps_its_first_verdict(store):
         ({"candidate_id": "repeat", "error": "died"}, st.InvalidInputError, "each candidate once"),
         ({"rejection": "copy", "rejection_stage": R.DUPLICATE}, st.InvalidInputError, "stage a worker runs"),
         ({"rejection": "odd", "rejection_stage": "sideways"}, st.InvalidInputError, "stage a worker runs"),
+        ({"rejection": "odd", "rejection_stage": ["numeric"]}, st.InvalidInputError, "stage a worker runs"),
         ({"error": "died", "check_seconds": {"numeric": -1.0}}, st.InvalidInputError, "non-negative number"),
         ({"error": "died", "check_seconds": {"numeric": float("nan")}}, st.InvalidInputError, "non-negative"),
         ({"error": "died", "check_seconds": {"numerik": 0.1}}, st.InvalidInputError, "no check stage named"),
