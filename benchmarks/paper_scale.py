@@ -77,7 +77,7 @@ from evonorm_search import store as st
 from evonorm_search.search import check_pool, rejection, selection
 from evonorm_search.search import controller as controller_module
 from evonorm_search.search.config import SearchConfig
-from evonorm_search.search.controller import Controller, build_strategy, create_search
+from evonorm_search.search.controller import Controller, build_checks, build_strategy, create_search
 from evonorm_search.search.mutation import Mutator
 from evonorm_search.search.pareto import as_vector
 from evonorm_search.search.simulated import LognormalDelay, SimulatedCluster, layer_scores
@@ -345,18 +345,9 @@ def sample_layers(count: int, seed: int, *, mutants: bool) -> list[Any]:
 
 
 def measure_probes(count: int, seed: int, *, mutants: bool) -> ProbeSample:
-    """The static check and the probes of paper.yaml's chain (the controller's, without the duplicate
-    index: a sample this size holds next to no duplicates) on `count` sampled layers."""
-    config = paper_config(count)
-    chain = rejection.cheap_rejections(
-        config.build_space(),
-        groups=config.groups,
-        eps=config.eps,
-        spatial_dims=config.input_shape()[1],
-        index=None,
-        stability=config.rejection.stability.model_dump(exclude={"enabled"}),
-        seed=config.seed,
-    )
+    """paper.yaml's chain as the controller builds it (`build_checks`), on `count` sampled layers. Its
+    duplicate index stays empty, so it never rejects: a sample this size holds next to no duplicates."""
+    chain = build_checks(paper_config(count), rejection.DuplicateIndex())
     stages = ("numeric", "stability")
     reached, rejected = dict.fromkeys(stages, 0), dict.fromkeys(stages, 0)
     seconds: dict[str, list[float]] = {stage: [] for stage in stages}
@@ -388,8 +379,7 @@ def fill_stored_search(url: str, count: int, budget: int, seed: int, probes: str
 
 def stored_search(url: str, count: int, budget: int, seed: int, probes: str = "controller") -> int:
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        args = (url, count, budget, seed) + ((probes,) if probes != "controller" else ())
-        return child.submit(fill_stored_search, *args).result()
+        return child.submit(fill_stored_search, url, count, budget, seed, probes).result()
 
 
 def run_configuration(

@@ -174,10 +174,9 @@ def _objectives(runs: list[_Run], graph: Graph, spec: EvaluationSpec) -> dict[st
 
 
 @functools.lru_cache(maxsize=4)
-def _probe_chain(probes: str, groups: int, eps: float) -> CheapRejections:
-    """The probes a spec asks for (`ProbeSpec` as JSON, hashable), built once per worker process: their
+def _probe_chain(spec: ProbeSpec, groups: int, eps: float) -> CheapRejections:
+    """The probes a spec asks for (a frozen `ProbeSpec`, so hashable), built once per worker process: their
     random inputs are drawn from the seed, so every candidate meets the same ones, as on the controller."""
-    spec = ProbeSpec.model_validate_json(probes)
     stability = spec.stability.model_dump(exclude={"enabled"}) if spec.stability.enabled else None
     return probe_chain(
         groups=groups,
@@ -193,7 +192,7 @@ def run_probes(graph: Graph, spec: EvaluationSpec) -> Verdict | None:
     """The verdict of the spec's probes on `graph` (None when the spec has none)."""
     if spec.probes is None:
         return None
-    return _probe_chain(spec.probes.model_dump_json(), spec.groups, spec.eps).run(graph)
+    return _probe_chain(spec.probes, spec.groups, spec.eps).run(graph)
 
 
 def evaluate_task(task: EvaluationTask, *, should_stop: Callable[[], bool] | None = None) -> EvaluationOutcome:

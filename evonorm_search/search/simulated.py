@@ -288,10 +288,10 @@ class SimulatedCluster:
             raise RuntimeError(f"the evaluator is full ({self.workers} task(s) in flight)")
         if task.candidate_id in self._live:
             raise RuntimeError(f"candidate {task.candidate_id} is already in flight")
-        self._check_probes(task)
+        fate = self.fate_of(task)  # before a slot is taken: it refuses probes the cluster cannot play
         now = self.clock.now()
         self._take_slot(now)
-        job = _Job(task, self.fate_of(task), now)
+        job = _Job(task, fate, now)
         self._live[task.candidate_id] = job
         heapq.heappush(self._due, (job.due, next(self._order), job))
         self._counts["submitted"] += 1
@@ -338,19 +338,16 @@ class SimulatedCluster:
     def fate_of(self, task: EvaluationTask) -> Fate:
         """Run the task's tries: the probes first when the spec asks for them (a rejection ends the task
         there), then each try draws a duration; a lost try ends partway and the next starts."""
-        self._check_probes(task)
-        rejection: Rejection | None = None
-        probe_seconds: dict[str, float] = {}
-        if task.spec.probes is not None and self.probes is not None:
-            rejection, probe_seconds = self.probes.verdict(task, self.seed)
+        rejection, probe_seconds = self._probe_verdict(task)
         probed = tuple(probe_seconds.items())
         seconds = sum(probe_seconds.values()) * self.time_factor
+        if rejection is not None:  # the probes end the task on its first worker, before any training
+            node = f"sim-worker-{fate_rng(self.seed, task.candidate_id, task.attempt, 0).randrange(self.workers)}"
+            return Fate(seconds, 1, node, failed=False, lost=False, probe_rejection=rejection, probe_seconds=probed)
         for worker_try in range(self.retries + 1):
             rng = fate_rng(self.seed, task.candidate_id, task.attempt, worker_try)
             duration = self.delay.draw(rng) * self.time_factor
             node = f"sim-worker-{rng.randrange(self.workers)}"
-            if rejection is not None:
-                return Fate(seconds, 1, node, failed=False, lost=False, probe_rejection=rejection, probe_seconds=probed)
             if rng.random() < self.loss_rate:
                 seconds += duration * rng.random()  # the worker died partway through
                 continue
@@ -360,12 +357,16 @@ class SimulatedCluster:
 
     # -- inside -----------------------------------------------------------------------------------
 
-    def _check_probes(self, task: EvaluationTask) -> None:
-        if task.spec.probes is not None and self.probes is None:
+    def _probe_verdict(self, task: EvaluationTask) -> tuple[Rejection | None, dict[str, float]]:
+        """The workers' probes for the task (none when its spec has none); refused without `probes`."""
+        if task.spec.probes is None:
+            return None, {}
+        if self.probes is None:
             raise ValueError(
                 "the task's spec asks the workers to run the probes (rejection.probes: workers); "
                 "give the cluster SimulatedProbes to say how they behave"
             )
+        return self.probes.verdict(task, self.seed)
 
     def _take_slot(self, now: float) -> None:
         """A free slot that ran before was idle since it freed: that wait is the controller's."""
