@@ -46,7 +46,6 @@ from ..store import (
     SearchState,
     Store,
 )
-from ..symbolic import canonical_hash
 from .baselines import prepare_baselines
 from .check_pool import CheckPool
 from .config import SearchConfig
@@ -186,11 +185,14 @@ class Controller:
         # of proposals, outcomes per group of outcomes.
         self.proposal_groups: Counter[int] = Counter()
         self.outcome_groups: Counter[int] = Counter()
+        self.last_group_size = 1  # how many ids the next group of proposals takes ahead (`CandidateIds`)
         self.seconds_per_outcome = 0.0  # the last group's write time per outcome (0: none written yet)
         self.check_pool: CheckPool | None = None
         # Speculation for the check pool: births up to `speculated_until` were handed to it from the
         # population as it was at `speculated_epoch` (`population_epoch` counts its changes).
         self.population_epoch = 0
+        self.population_sorted: list[Member] = []  # `_population` at `population_sorted_at`
+        self.population_sorted_at = -1
         self.speculated_epoch = -1
         self.speculated_until = 0
 
@@ -338,6 +340,7 @@ class Controller:
         if self.config.strategy().needs_population:
             members = [self._member(c) for c in db.population(s, self.search_id, self.config.population)]
             self.members = self._with_targets(s, members)
+            self.population_epoch += 1
 
     def _requeue_unfinished(self, s: Session) -> None:
         """Candidates left queued or running by a previous controller run again, as their next attempt."""
@@ -441,7 +444,7 @@ class Controller:
         ready: list[tuple[_InFlight, Candidate]] = []  # to hand to the evaluator once committed
         rejected: list[tuple[Candidate, Verdict]] = []
         with self.store.session() as s, self._open(s):
-            group = db.CandidateGroup(s, self.search_id, first_birth=self.births)
+            group = db.CandidateGroup(s, self.search_id, first_birth=self.births, expected=self.last_group_size)
             while len(ready) < free:
                 if self.backlog:
                     item = self.backlog.popleft()
@@ -462,6 +465,7 @@ class Controller:
         self._measure_group(time.monotonic() - closing)
         if len(group):
             self.proposal_groups[len(group)] += 1
+            self.last_group_size = len(group)
         for item, candidate in ready:
             spec = self.baseline_spec if item.candidate_id in self.baseline_ids else self.spec
             task = EvaluationTask(self.search_id, item.candidate_id, candidate.graph, spec, attempt=item.attempt)
@@ -503,10 +507,19 @@ class Controller:
         last = min(self.births + SPECULATION_PER_CHECK_WORKER * pool.workers, self.config.budget)
         if self.speculated_until >= last:
             return
-        population = aging_population(self.members, self.config.population)
+        population = self._population()
         for birth in range(self.speculated_until, last):
             pool.submit(self._proposal(population, birth).graph)
         self.speculated_until = last
+
+    def _population(self) -> list[Member]:
+        """The aging population, sorted by birth once per change of the members (`population_epoch`): the
+        proposals between two outcomes share it, where sorting the members for each one cost as much as
+        the tournament (benchmarks/results/paper-scale-lean-writes-cpu2.md)."""
+        if self.population_sorted_at != self.population_epoch:
+            self.population_sorted = aging_population(self.members, self.config.population)
+            self.population_sorted_at = self.population_epoch
+        return self.population_sorted
 
     def _proposal(self, population: Sequence[Member], birth: int) -> Proposal:
         return self.strategy.propose(population, birth, candidate_rng(self.config.seed, birth))
@@ -514,7 +527,7 @@ class Controller:
     def _propose_one(self, group: db.CandidateGroup) -> tuple[Candidate, Verdict]:
         """Propose the next birth, run the cheap checks and add it to the open group with their verdict."""
         birth = self.births
-        proposal = self._proposal(aging_population(self.members, self.config.population), birth)
+        proposal = self._proposal(self._population(), birth)
         known = self.check_pool.take(proposal.graph) if self.check_pool is not None else None
         verdict = self.checks.run(proposal.graph, known)
         candidate = self._add_candidate(group, proposal, verdict)
@@ -536,7 +549,7 @@ class Controller:
         row: dict[str, Any] = {
             "graph": proposal.graph.to_dict(),
             "dsl": proposal.graph.to_text(),
-            "canonical_hash": facts.canonical_hash or canonical_hash(proposal.graph),
+            "canonical_hash": facts.canonical_hash or self.index.hash_of(proposal.graph),
             "fingerprint": facts.fingerprint,
             "parent_id": proposal.parent_id,
             "mutation": proposal.mutation,
@@ -547,7 +560,7 @@ class Controller:
         rejection_seconds = verdict.seconds.get(rejection.stage)
         reason = rejection.reason
         if rejection.duplicate_of is not None:
-            original = db.get_candidate(group.session, rejection.duplicate_of)
+            original = group.original(rejection.duplicate_of)
             if original.status is CandidateStatus.EVALUATED and original.objectives is not None:
                 seconds[RejectionStage.DUPLICATE.value] = rejection_seconds or 0.0
                 return group.add(

@@ -127,9 +127,10 @@ class DuplicateIndex:
     Exact and in memory: two entries per candidate, so it grows with the search (the controller's own
     index is `BoundedDuplicateIndex`)."""
 
-    # Canonical hashes of the layers `knows` was asked about, by their text: with a check pool the
-    # controller proposes each birth twice (ahead, then for real), and a mutation's child is tested both
-    # times; sympy is the cost, so the second test is a lookup. Bounded: the oldest are forgotten.
+    # Canonical hashes of the layers `knows` or `hash_of` was asked about, by their text: a mutation's child
+    # is tested by `knows` and then checked by `DuplicateCheck` (and with a check pool each birth is
+    # proposed twice, ahead and then for real); sympy is the cost, so every later test is a lookup.
+    # Bounded: the oldest are forgotten.
     HASHES_REMEMBERED = 4096
 
     def __init__(self) -> None:
@@ -153,9 +154,10 @@ class DuplicateIndex:
 
     def knows(self, graph: Graph) -> bool:
         """Whether a layer of the same canonical form is in the index (the cheap test; no fingerprint)."""
-        return self.first_with_hash(self._hash_of(graph)) is not None
+        return self.first_with_hash(self.hash_of(graph)) is not None
 
-    def _hash_of(self, graph: Graph) -> str:
+    def hash_of(self, graph: Graph) -> str:
+        """`canonical_hash(graph)`, remembered by the graph's text."""
         text = graph.to_text()
         found = self._hashes.get(text)
         if found is not None:
@@ -257,7 +259,7 @@ class DuplicateCheck:
         self.use_fingerprint = use_fingerprint
 
     def check(self, graph: Graph, facts: Facts) -> Rejection | None:
-        facts.canonical_hash = canonical_hash(graph)
+        facts.canonical_hash = self.index.hash_of(graph)
         if (rejection := self._by_hash(facts.canonical_hash)) is not None or not self.use_fingerprint:
             return rejection
         facts.fingerprint = fingerprint(graph)

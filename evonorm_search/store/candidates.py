@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -119,6 +120,48 @@ def add_candidate(
     return candidate
 
 
+class CandidateIds:
+    """Ids for new candidates, taken before their rows are inserted, so a group inserts all its rows in one
+    flush (`CandidateGroup.close`) where inserting each to learn its id cost a round trip and a flush apiece,
+    and still hands each candidate its id the moment it is added (the controller's duplicate index and
+    later proposals of the same group refer to it).
+
+    PostgreSQL: values of the table's own sequence, one round trip per block: the first block is the size
+    the caller expects the group to reach (`expected`), the next ones double up to `MAX_BLOCK`. A sequence
+    never gives a value twice; what a group leaves unused is a gap in the ids, as a rolled back insert
+    leaves. SQLite: the largest id so far plus one, counted on from there: the group's first
+    write (its birth allocation) already holds the database's only write lock, so no other writer can
+    insert before it commits."""
+
+    MAX_BLOCK = 64
+
+    def __init__(self, session: Session, expected: int = 1) -> None:
+        self.session = session
+        self._free: list[int] = []
+        self._block = min(max(1, expected), self.MAX_BLOCK)
+        self._next_sqlite: int | None = None
+
+    def take(self) -> int:
+        if self.session.get_bind().dialect.name != "postgresql":
+            if self._next_sqlite is None:
+                self.session.flush()  # rows added outside the group (the same transaction) count
+                largest = self.session.execute(select(func.max(Candidate.id))).scalar_one_or_none()
+                self._next_sqlite = (largest or 0) + 1
+            taken, self._next_sqlite = self._next_sqlite, self._next_sqlite + 1
+            return taken
+        if not self._free:
+            self._free = list(
+                self.session.connection()  # not `session.execute`: that would insert the group's rows first
+                .execute(
+                    sql_text("SELECT nextval(pg_get_serial_sequence('candidates', 'id')) FROM generate_series(1, :n)"),
+                    {"n": self._block},
+                )
+                .scalars()
+            )[::-1]
+            self._block = min(self._block * 2, self.MAX_BLOCK)
+        return self._free.pop()
+
+
 class CandidateGroup:
     """New candidates of one search added in one transaction, each with its verdict so far (the search
     controller's proposals of one fill): one INSERT per candidate, with the status it ends the transaction
@@ -133,7 +176,9 @@ class CandidateGroup:
     allocates the rest in one statement.
     """
 
-    def __init__(self, session: Session, search_id: int, *, first_birth: int, now: datetime | None = None) -> None:
+    def __init__(
+        self, session: Session, search_id: int, *, first_birth: int, expected: int = 1, now: datetime | None = None
+    ) -> None:
         self.session = session
         self.search_id = search_id
         self.first_birth = first_birth
@@ -141,6 +186,7 @@ class CandidateGroup:
         self.candidates: list[Candidate] = []
         self._buckets: Counter[str] = Counter()
         self._related: set[int] = set()
+        self._ids = CandidateIds(session, expected)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -206,8 +252,8 @@ class CandidateGroup:
             heartbeat_at=self.now,
             finished_at=self.now if status in TERMINAL_STATUSES else None,
         )
-        self.session.add(candidate)
-        self.session.flush()
+        candidate.id = self._ids.take()
+        self.session.add(candidate)  # flushed with the others by `close` (or by a query that autoflushes)
         self.candidates.append(candidate)
         self._buckets[bucket_of(status, stage)] += 1
         if duplicate_of is not None:
@@ -215,10 +261,21 @@ class CandidateGroup:
         self._related |= {i for i in (parent_id, duplicate_of) if i is not None}
         return candidate
 
+    def original(self, candidate_id: int) -> Candidate:
+        """The candidate a new one duplicates: one of this group's, or one stored before it (read without
+        inserting the group's rows first: they are inserted together by `close`)."""
+        for candidate in reversed(self.candidates):
+            if candidate.id == candidate_id:
+                return candidate
+        with self.session.no_autoflush:
+            return get_candidate(self.session, candidate_id)
+
     def close(self) -> None:
-        """Check the parents and originals named, allocate the group's other births, shift its counters."""
+        """Insert the group's candidates, check the parents and originals named, allocate the group's other
+        births, shift its counters."""
         if not self.candidates:
             return
+        self.session.flush()
         if self._related:
             found = dict(
                 self.session.execute(
@@ -716,7 +773,9 @@ def _evaluation_row(
 
 def _insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> None:
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Evaluation).values(rows).on_conflict_do_nothing(index_elements=list(_EVALUATION_KEY)))
+    # One statement with the rows as parameters (an executemany, batched by the driver): compiled once and
+    # cached, where a VALUES list of the rows was compiled afresh for every group size.
+    session.execute(insert(Evaluation).on_conflict_do_nothing(index_elements=list(_EVALUATION_KEY)), rows)
 
 
 def evaluations_of(session: Session, candidate_id: int) -> list[Evaluation]:

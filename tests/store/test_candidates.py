@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 import evonorm_search as es
 from evonorm_search import store as st
@@ -416,6 +417,63 @@ def test_a_group_refuses_births_another_process_took_and_rolls_back_whole(store,
     with store.session(readonly=True) as s:  # nothing of either group was kept
         assert st.search_summary(s, search_id).total == 1 and st.search_summary(s, other).total == 0
         assert st.list_candidates(s, other, limit=10).items == [] and st.get_search(s, other).next_birth == 0
+
+
+def _candidate_inserts(store):
+    """The INSERT statements into candidates the store sends from now on (an executemany counts once)."""
+    sent: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CANDIDATES"):
+            sent.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    return sent
+
+
+def test_a_group_hands_out_ids_as_it_adds_and_inserts_its_rows_once_at_close(store, search_id):
+    sent = _candidate_inserts(store)
+    with store.session() as s:
+        group = st.CandidateGroup(s, search_id, first_birth=0, expected=2)
+        added = [_grouped(group, i, status=C.QUEUED) for i in range(5)]  # past the expected 2: more blocks
+        echo = _grouped(
+            group, "echo", status=C.REJECTED, rejection_stage=R.DUPLICATE, rejection_reason="same",
+            duplicate_of=added[0].id,
+        )  # fmt: skip
+        ids = [c.id for c in [*added, echo]]
+        assert None not in ids and len(set(ids)) == 6 and sent == []  # ids known, nothing inserted yet
+        assert group.original(added[0].id) is added[0]  # an original in the group is found without a write
+        assert sent == []
+        group.close()
+        assert len(sent) == 1
+    with store.session(readonly=True) as s:
+        stored = {c.id: c for c in st.list_candidates(s, search_id, limit=10).items}
+    assert [stored[i].birth for i in ids] == [0, 1, 2, 3, 4, 5] and stored[echo.id].duplicate_of == added[0].id
+
+
+def test_ids_taken_ahead_never_collide_with_another_writer(store, search_id):
+    """On PostgreSQL another session inserts (into another search) while a group holds ids it has not
+    inserted yet: the sequence gives each value once. SQLite's one write lock keeps other writers out
+    until the group commits, so there a later group counts on from the rows before it."""
+    with store.session() as s:
+        other_search = make_search(s).id
+    outsiders = []
+    with store.session() as s:
+        group = st.CandidateGroup(s, search_id, first_birth=0, expected=4)
+        mine = [_grouped(group, "a", status=C.QUEUED)]
+        if store.engine.dialect.name == "postgresql":
+            with store.session() as other:
+                outsiders.append(make_candidate(other, other_search, "outsider").id)  # committed first
+        mine += [_grouped(group, key, status=C.QUEUED) for key in ("b", "c", "d", "e", "f")]
+        group.close()
+    with store.session() as s:
+        group = st.CandidateGroup(s, search_id, first_birth=6)
+        mine += [_grouped(group, f"later-{i}", status=C.QUEUED) for i in range(3)]
+        group.close()
+    with store.session(readonly=True) as s:
+        stored = st.list_candidates(s, search_id, limit=20).items + st.list_candidates(s, other_search, limit=20).items
+    assert sorted(c.id for c in stored) == sorted([c.id for c in mine] + outsiders)  # each id once, none lost
+    assert sorted(c.birth for c in stored if c.search_id == search_id) == list(range(9))
 
 
 @pytest.mark.parametrize(
