@@ -493,6 +493,19 @@ def checkout_label(checkout: Path) -> str:
     return f"{checkout.name}@{commit.stdout.strip()}{'+' if dirty.returncode else ''}"
 
 
+def knows_worker_probes(checkout: Path) -> bool:
+    """Whether `checkout`'s evonorm_search has the probes' place as a setting (`rejection.probes`), asked
+    of a process importing it, as `run_in_checkout` would run it."""
+    with tempfile.TemporaryDirectory(prefix="evonorm-scale-probe-") as scratch:
+        asked = subprocess.run(
+            [sys.executable, "-c", "from evonorm_search.enums import ProbeSite"],
+            env={**os.environ, "PYTHONPATH": str(checkout)},
+            cwd=scratch,
+            capture_output=True,
+        )
+    return asked.returncode == 0
+
+
 def run_in_checkout(checkout: Path, *args: Any, **kwargs: Any) -> Run:
     """`run_configuration` in a fresh Python process whose evonorm_search comes from `checkout` (first on its
     PYTHONPATH, which the check pool's processes inherit): --against runs both checkouts alike, each run in
@@ -1200,12 +1213,15 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--probes {','.join(args.probes)}: each of {', '.join(sites)} at most once")
     if args.probe_sample < 10:
         parser.error(f"--probe-sample {args.probe_sample}: at least 10 layers")
-    if args.against is not None and "workers" in args.probes:
-        parser.error("--against compares code with the probes where both checkouts run them: leave --probes out")
     if any(w < 0 for w in args.check_workers):
         parser.error(f"--check-workers {args.check_workers}: each must be 0 or more")
     if args.against is not None and not (args.against / "evonorm_search" / "__init__.py").is_file():
         parser.error(f"--against {args.against}: not a checkout of this project (no evonorm_search/__init__.py)")
+    if args.against is not None and "workers" in args.probes and not knows_worker_probes(args.against):
+        parser.error(
+            f"--probes workers: the checkout at {args.against} cannot run the probes on the workers (its "
+            "evonorm_search has no enums.ProbeSite); compare it with the probes on the controller: leave --probes out"
+        )
     # Checkouts each configuration runs with: None is this process's own import.
     args.checkouts = [None] if args.against is None else [args.against.resolve(), ROOT]
     return args

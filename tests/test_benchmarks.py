@@ -681,9 +681,22 @@ def test_the_paper_scale_benchmark_pairs_the_probes_on_the_controller_with_the_p
     paired = report.split("## Settings paired over rounds")[1].split("## ")[0]
     vs = "probes on the workers vs probes on the controller"
     assert f"| SQLite (WAL) | 4 | {vs} |" in paired and f"| SQLite (WAL) | 4 resuming 150 | {vs} |" in paired
+    # Another checkout that has the setting runs with the probes on the workers too, paired with this one.
+    other = tmp_path / "earlier"
+    shutil.copytree(BENCHMARKS.parent / "evonorm_search", other / "evonorm_search")
+    args = ["--budget", "12", "--workers", "4", "--time-factor", "0.002", "--rounds", "2", "--against", str(other)]
+    args += ["--probes", "workers", "--probe-sample", "10", "--backends", "sqlite", "--index-keys", ""]
+    args += ["--selection-population", "20", "--selection-proposals", "3", "--label", "against"]
+    report = run_script("paper_scale.py", *args, results=tmp_path / "against", report="paper-scale-against")
+    throughput = report.split("## Throughput")[1].split("## ")[0]
+    assert throughput.count("| SQLite (WAL) | 4 | earlier (not a git checkout) | 0 | workers |") == 2
+    earlier = tmp_path / "before-probe-sites" / "evonorm_search"  # a checkout from before the setting
+    earlier.mkdir(parents=True)
+    (earlier / "__init__.py").write_text("")
+    (earlier / "enums.py").write_text("class CandidateStatus: ...\n")
     for bad, message in (
         (["--probes", "worker"], "each of controller, workers at most once"),
-        (["--probes", "workers", "--against", str(BENCHMARKS.parent)], "leave --probes out"),
+        (["--probes", "workers", "--against", str(earlier.parent)], "leave --probes out"),
     ):
         out = subprocess.run(
             [sys.executable, str(BENCHMARKS / "paper_scale.py"), *bad],
