@@ -1159,7 +1159,7 @@ def parse_args() -> argparse.Namespace:
         type=lambda s: [int(n) for n in s.split(",") if n],
         default=[],
         help="comma-separated counts: also resume searches already holding that many candidates (bulk-filled), "
-        "with the first --workers and no check pool",
+        "with each --workers and no check pool",
     )
     parser.add_argument("--stored-only", action="store_true", help="only the --stored runs (the tables then show them)")
     parser.add_argument(
@@ -1259,25 +1259,24 @@ def main() -> None:
                         runs.append(run)
     stored_runs = []
     with tempfile.TemporaryDirectory(prefix="evonorm-scale-") as directory:
-        for count in args.stored:
-            for backend in args.backends:
-                for round_ in range(args.rounds):
-                    for checkout, probes in itertools.product(args.checkouts, args.probes):
-                        run = one_run(
-                            backend,
-                            args.workers[0],
-                            0,
-                            round_,
-                            checkout,
-                            args,
-                            directory,
-                            loads,
-                            count,
-                            probes,
-                            samples,
-                        )
-                        print(stored_section([run])[0].splitlines()[-1], flush=True)
-                        stored_runs.append(run)
+        for count, backend, workers in itertools.product(args.stored, args.backends, args.workers):
+            for round_ in range(args.rounds):
+                for checkout, probes in itertools.product(args.checkouts, args.probes):
+                    run = one_run(
+                        backend,
+                        workers,
+                        0,
+                        round_,
+                        checkout,
+                        args,
+                        directory,
+                        loads,
+                        count,
+                        probes,
+                        samples,
+                    )
+                    print(stored_section([run])[0].splitlines()[-1], flush=True)
+                    stored_runs.append(run)
     selection_rows = time_selection(args.selection_population, args.selection_proposals, args.seed)
     index_rows = index_memory(args.index_keys, max(args.index_keys), args.seed) if args.index_keys else []
     body = report(runs or stored_runs, stored_runs, selection_rows, index_rows, args, loads, samples)

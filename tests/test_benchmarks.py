@@ -652,15 +652,17 @@ def test_the_paper_scale_benchmark_pairs_this_checkout_with_another(tmp_path):
 
 
 def test_the_paper_scale_benchmark_resumes_a_search_filled_in_bulk(tmp_path):
-    args = ["--budget", "20", "--workers", "4", "--time-factor", "0.002", "--stored", "300", "--stored-only"]
+    args = ["--budget", "20", "--workers", "4,6", "--time-factor", "0.002", "--stored", "300", "--stored-only"]
     args += ["--backends", "sqlite", "--selection-population", "20", "--selection-proposals", "3", "--index-keys", ""]
     report = run_script("paper_scale.py", *args, results=tmp_path, report="paper-scale")
     section = report.split("## The controller on a search that already holds many candidates")[1].split("## ")[0]
-    row = next(line for line in section.splitlines() if line.startswith("| SQLite (WAL) |"))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[:3] == ["SQLite (WAL)", "4", "300"] and cells[6] == "20"  # 20 new candidates after 300 stored
-    assert float(cells[3]) > 0 and float(cells[4]) > 0  # resumed after loading them, its memory measured
-    assert "| SQLite (WAL) | 4 | 0 | controller | 20 |" in report  # the tables show the resumed run
+    rows = [line for line in section.splitlines() if line.startswith("| SQLite (WAL) |")]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert [c[:3] for c in cells] == [["SQLite (WAL)", w, "300"] for w in ("4", "6")]  # each --workers resumes
+    assert all(c[6] == "20" for c in cells)  # 20 new candidates after 300 stored
+    assert all(float(c[3]) > 0 and float(c[4]) > 0 for c in cells)  # resumed after loading them, memory measured
+    for workers in (4, 6):  # the tables show the resumed runs
+        assert f"| SQLite (WAL) | {workers} | 0 | controller | 20 |" in report
 
 
 def test_the_paper_scale_benchmark_pairs_the_probes_on_the_controller_with_the_probes_on_the_workers(tmp_path):
