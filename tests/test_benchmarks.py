@@ -71,6 +71,22 @@ def test_the_store_benchmark_writes_its_table(tmp_path, postgres_database_url):
     assert "| SQLite (WAL) | status summary |" in report and "| PostgreSQL" in report
 
 
+@pytest.mark.postgres
+def test_the_bulk_fill_leaves_postgresql_with_statistics_for_its_rows(postgres_url):
+    """As autovacuum would after a bulk of inserts: the planner sees the rows the fill wrote (reltuples is
+    -1 for a table never analyzed)."""
+    from evonorm_search import store as st
+
+    bench = load_script("store.py")
+    with st.open_store(postgres_url) as opened:
+        bench.fill(opened, 120, seed=1)
+        with opened.engine.connect() as connection:
+            seen = connection.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'candidates' AND relnamespace = current_schema()::regnamespace"
+            ).scalar_one()
+    assert seen == 120
+
+
 def test_the_api_benchmark_writes_its_table(tmp_path):
     report = run_script(
         "api.py",
