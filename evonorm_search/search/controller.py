@@ -514,8 +514,8 @@ class Controller:
 
     def _population(self) -> list[Member]:
         """The aging population, sorted by birth once per change of the members (`population_epoch`): the
-        proposals between two outcomes share it, where sorting the members for each one cost as much as
-        the tournament (benchmarks/results/paper-scale-lean-writes-cpu2.md)."""
+        proposals between two outcomes share it, where sorting the members for each one cost two to three
+        times the tournament (the trim column of benchmarks/results/paper-scale-lean-writes-cpu2.md)."""
         if self.population_sorted_at != self.population_epoch:
             self.population_sorted = aging_population(self.members, self.config.population)
             self.population_sorted_at = self.population_epoch

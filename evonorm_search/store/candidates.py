@@ -164,11 +164,13 @@ class CandidateIds:
 
 class CandidateGroup:
     """New candidates of one search added in one transaction, each with its verdict so far (the search
-    controller's proposals of one fill): one INSERT per candidate, with the status it ends the transaction
-    in (queued or running, rejected by a cheap check, or evaluated as a duplicate reusing its original's
-    values), where `add_candidate` and the status changes after it cost a dozen statements. The search's
-    births, its counters and the parents' search are written or checked once for the whole group, by
-    `close`, which the transaction must reach before it commits.
+    controller's proposals of one fill): one row per candidate, with the status it ends the transaction in
+    (queued or running, rejected by a cheap check, or evaluated as a duplicate reusing its original's
+    values), where `add_candidate` and the status changes after it cost a dozen statements. Each candidate
+    has its id from `add` on (`CandidateIds`, `expected`: the caller's guess of the group's size); the
+    rows are inserted together by `close`, which also writes or checks the search's births, its counters
+    and the parents' search once for the whole group, and which the transaction must reach before it
+    commits.
 
     Births are the caller's, in order from `first_birth` (the controller holding the search knows them).
     The first `add` allocates the first birth as `next_birth` does and raises ConflictError when another
