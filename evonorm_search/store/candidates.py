@@ -140,9 +140,10 @@ class CandidateIds:
         self._free: list[int] = []
         self._block = min(max(1, expected), self.MAX_BLOCK)
         self._next_sqlite: int | None = None
+        self._sequence = session.get_bind().dialect.name == "postgresql"  # read once: `take` runs per candidate
 
     def take(self) -> int:
-        if self.session.get_bind().dialect.name != "postgresql":
+        if not self._sequence:
             if self._next_sqlite is None:
                 self.session.flush()  # rows added outside the group (the same transaction) count
                 largest = self.session.execute(select(func.max(Candidate.id))).scalar_one_or_none()
